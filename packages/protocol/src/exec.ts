@@ -1,0 +1,108 @@
+import { z } from 'zod';
+import { Json } from './common';
+
+/**
+ * Outcome of one injection as the engine (packages/remote-exec) reports it. `succeeded` is only ever
+ * produced when the harness inside the target said so.
+ */
+export const EngineStatus = z.enum(['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused']);
+export type EngineStatus = z.infer<typeof EngineStatus>;
+
+/** Specific, actionable reasons. Anything not `succeeded` carries one. */
+export const EngineErrorCode = z.enum([
+  'USER_EXCEPTION',
+  'TIME_BUDGET_EXCEEDED',
+  'PICKUP_TIMEOUT',
+  'TARGET_GONE',
+  'REMOTE_DEBUG_DISABLED',
+  'UNSUPPORTED_VERSION',
+  'PERMISSION_DENIED',
+  'NOT_PYTHON',
+  'PENDING_CONFLICT',
+  'PATH_TOO_LONG',
+  'THREAD_NOT_FOUND',
+  'STAGING_FAILED',
+  'HARNESS_ERROR',
+  'INTERNAL',
+]);
+export type EngineErrorCode = z.infer<typeof EngineErrorCode>;
+
+export const ThreadInfo = z.object({
+  tid: z.number().int().nonnegative(),
+  name: z.string().max(256).nullable().optional(),
+});
+
+export const ExecError = z.object({
+  type: z.string().max(256),
+  message: z.string().max(64 * 1024),
+  traceback: z.string().max(256 * 1024).optional(),
+});
+export type ExecError = z.infer<typeof ExecError>;
+
+export const ExecResult = z.object({
+  status: EngineStatus,
+  errorCode: EngineErrorCode.optional(),
+  /** Operator-facing explanation for anything but success: what happened and what to do. */
+  message: z.string().max(4096).optional(),
+  output: z.string(),
+  outputTruncated: z.boolean().optional(),
+  result: Json.optional(),
+  error: ExecError.optional(),
+  pickedUpAt: z.string().nullable().optional(),
+  finishedAt: z.string().nullable().optional(),
+  thread: ThreadInfo.nullable().optional(),
+  backend: z.enum(['native', 'sys']).optional(),
+});
+export type ExecResult = z.infer<typeof ExecResult>;
+
+/** Control-plane view of one target of a request. */
+export const ExecutionState = z.enum([
+  'queued',
+  'sent',
+  'staged',
+  'picked_up',
+  'succeeded',
+  'failed',
+  'pickup_timeout',
+  'target_gone',
+  'refused',
+  'agent_lost',
+  'expired',
+  'cancelled',
+]);
+export type ExecutionState = z.infer<typeof ExecutionState>;
+
+export const TERMINAL_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set([
+  'succeeded',
+  'failed',
+  'pickup_timeout',
+  'target_gone',
+  'refused',
+  'agent_lost',
+  'expired',
+  'cancelled',
+]);
+
+/** Allowed forward moves; anything else reported by an agent is ignored (and logged), never applied. */
+const NEXT: Record<ExecutionState, readonly ExecutionState[]> = {
+  queued: ['sent', 'refused', 'expired', 'cancelled', 'agent_lost'],
+  sent: ['staged', 'picked_up', 'succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused', 'agent_lost', 'expired', 'cancelled'],
+  staged: ['picked_up', 'succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused', 'agent_lost', 'cancelled'],
+  picked_up: ['succeeded', 'failed', 'target_gone', 'agent_lost'],
+  succeeded: [],
+  failed: [],
+  pickup_timeout: [],
+  target_gone: [],
+  refused: [],
+  agent_lost: ['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused'],
+  expired: [],
+  cancelled: [],
+};
+
+/**
+ * `agent_lost` is the one terminal-looking state that may still move: the agent's durable outbox can deliver
+ * the real outcome after a reconnect, and the truth beats our guess.
+ */
+export function canTransition(from: ExecutionState, to: ExecutionState): boolean {
+  return NEXT[from].includes(to);
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite (`npm test`): lint, types, every workspace's unit and integration tests, browser tests.
+# Real parts only: CPython 3.14 targets, PostgreSQL, Chromium. Missing system parts are installed by
+# scripts/bootstrap.sh (CI runs it first); a missing part fails the run, it never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TURBO_TELEMETRY_DISABLED=1 NEXT_TELEMETRY_DISABLED=1
+
+if [[ -z "${PYREACH_PYTHON:-}" && -f scripts/provision-python.sh ]]; then
+  PYREACH_PYTHON="$(bash scripts/provision-python.sh | tail -n 1)"
+  export PYREACH_PYTHON
+fi
+
+echo "== lint"
+npx eslint . --max-warnings=0
+echo "== typecheck and tests"
+npx turbo run typecheck test --concurrency=1 --output-logs=full --log-order=stream
