@@ -1,0 +1,212 @@
+/**
+ * The Python harness the target runs. It is static code: the only thing substituted is the staging
+ * directory, hex-encoded by the engine (a path the engine chose, never user input). The user's code,
+ * params and settings are staged as separate data files and read by the harness.
+ *
+ * Files in the staging directory:
+ *   run.py       this harness (the path written into the target's thread state)
+ *   code.py      the user's code (compiled as bytes: UTF-8 unless it declares a coding)
+ *   params.json  the params object
+ *   job.json     { runId, inline, budgetSec, capBytes }
+ * written back by the target:
+ *   picked.json  { pickedUpAt, tid, name }            as soon as the request is picked up
+ *   out.txt      captured output, appended and flushed as it is produced (UTF-8, capped)
+ *   result.json  final report (atomic rename from result.tmp)
+ *   cancel       created by the engine to ask the run to stop early
+ */
+export const HARNESS_TEMPLATE = String.raw`
+def _pyreach_main(_dir_hex):
+    import builtins, datetime, json, os, sys, threading, traceback
+    _dir = bytes.fromhex(_dir_hex).decode('utf-8', 'surrogateescape')
+    _join = os.path.join
+
+    def _now():
+        return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+    def _write_json(name, obj):
+        tmp = _join(_dir, name + '.tmp')
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(obj, f, ensure_ascii=False)
+        os.replace(tmp, _join(_dir, name))
+
+    picked_at = _now()
+    me = threading.current_thread()
+    try:
+        _write_json('picked.json', {'pickedUpAt': picked_at, 'tid': threading.get_native_id(), 'name': me.name})
+        with open(_join(_dir, 'job.json'), encoding='utf-8') as f:
+            job = json.load(f)
+        with open(_join(_dir, 'params.json'), encoding='utf-8') as f:
+            params = json.load(f)
+        with open(_join(_dir, 'code.py'), 'rb') as f:
+            source = f.read()
+    except BaseException as e:
+        try:
+            _write_json('result.json', {'status': 'harness_error', 'error': {'type': type(e).__name__, 'message': str(e), 'traceback': traceback.format_exc()}, 'finishedAt': _now()})
+        except BaseException:
+            pass
+        return
+
+    cap = int(job.get('capBytes') or 1048576)
+    budget = float(job.get('budgetSec') or 30)
+    filename = '<pyreach:%s>' % job.get('runId', 'run')
+    out_lock = threading.Lock()
+    state = {'bytes': 0, 'truncated': False}
+    out_f = open(_join(_dir, 'out.txt'), 'ab', buffering=0)
+
+    def emit(text):
+        data = str(text).encode('utf-8', 'backslashreplace')
+        with out_lock:
+            if state['truncated']:
+                return
+            room = cap - state['bytes']
+            if len(data) > room:
+                cut = data[:max(room, 0)]
+                # never cut a UTF-8 sequence in half
+                while cut and (cut[-1] & 0xC0) == 0x80:
+                    cut = cut[:-1]
+                if cut and cut[-1] >= 0xC0:
+                    cut = cut[:-1]
+                data = cut + ('\n[pyreach: output truncated at %d bytes]\n' % cap).encode()
+                state['truncated'] = True
+            state['bytes'] += len(data)
+            try:
+                out_f.write(data)
+            except OSError:
+                pass
+
+    def captured_print(*args, sep=' ', end='\n', file=None, flush=False):
+        if file is not None and file is not sys.stdout and file is not sys.stderr:
+            return builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
+        emit((' ' if sep is None else sep).join(str(a) for a in args) + ('\n' if end is None else end))
+
+    class PyreachTimeBudgetExceeded(BaseException):
+        pass
+
+    ctl = {'done': False, 'ident': None, 'budget_hit': False, 'cancelled': False}
+    ctl_lock = threading.Lock()
+    try:
+        import ctypes
+        set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
+        set_async.argtypes = [ctypes.c_ulong, ctypes.py_object]
+        set_async.restype = ctypes.c_int
+        # Same C function with a NULL exception: clears a pending asynchronous exception.
+        clear_async = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(('PyThreadState_SetAsyncExc', ctypes.pythonapi))
+    except BaseException:
+        set_async = None
+        clear_async = None
+
+    def interrupt(reason):
+        with ctl_lock:
+            if ctl['done'] or ctl['ident'] is None or set_async is None:
+                return False
+            ctl[reason] = True
+            set_async(ctl['ident'], PyreachTimeBudgetExceeded)
+            return True
+
+    def watchdog(deadline):
+        import time
+        cancel_path = _join(_dir, 'cancel')
+        while True:
+            with ctl_lock:
+                if ctl['done']:
+                    return
+            now = time.monotonic()
+            if now >= deadline:
+                interrupt('budget_hit')
+                return
+            if os.path.exists(cancel_path):
+                interrupt('cancelled')
+                return
+            time.sleep(min(0.05, deadline - now))
+
+    def finish_guard():
+        # Mark done and drop an asynchronous exception that may still be pending for this thread, so it
+        # can never surface in the target's own code after we return.
+        while True:
+            try:
+                with ctl_lock:
+                    ctl['done'] = True
+                    if clear_async is not None and ctl['ident'] is not None:
+                        clear_async(ctl['ident'], None)
+                return
+            except PyreachTimeBudgetExceeded:
+                continue
+
+    def run_user_code():
+        import time
+        runner = threading.current_thread()
+        report = {'status': 'succeeded', 'pickedUpAt': picked_at,
+                  'thread': {'tid': threading.get_native_id(), 'name': runner.name}}
+        try:
+            try:
+                with ctl_lock:
+                    ctl['ident'] = threading.get_ident()
+                threading.Thread(target=watchdog, args=(time.monotonic() + budget,), name='pyreach-watchdog', daemon=True).start()
+                code = compile(source, filename, 'exec', dont_inherit=True)
+                import linecache
+                try:
+                    text = source.decode('utf-8')
+                    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+                except UnicodeDecodeError:
+                    pass
+                ns = {'__name__': '__pyreach__', '__builtins__': builtins, 'params': params, 'print': captured_print}
+                exec(code, ns)
+                if 'result' in ns:
+                    value = ns['result']
+                    try:
+                        report['result'] = json.loads(json.dumps(value, allow_nan=False))
+                    except BaseException:
+                        try:
+                            report['result'] = repr(value)
+                        except BaseException as e:
+                            report['result'] = '<unrepresentable %s: %s>' % (type(value).__name__, e)
+            except BaseException as e:
+                tb = e.__traceback__
+                # drop the harness's own frames from the top of the traceback
+                while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+                    tb = tb.tb_next
+                report['status'] = 'failed'
+                if isinstance(e, PyreachTimeBudgetExceeded):
+                    report['budgetExceeded'] = not ctl['cancelled']
+                    report['cancelled'] = ctl['cancelled']
+                    what = 'cancelled by the engine' if ctl['cancelled'] else 'time budget of %gs exceeded' % budget
+                    report['error'] = {'type': 'TimeBudgetExceeded', 'message': what,
+                                       'traceback': ''.join(traceback.format_exception(type(e), e, tb))}
+                else:
+                    report['error'] = {'type': type(e).__qualname__, 'message': str(e)[:65536],
+                                       'traceback': ''.join(traceback.format_exception(type(e), e, tb))[:262144]}
+            finally:
+                finish_guard()
+        except PyreachTimeBudgetExceeded:
+            finish_guard()
+            report['status'] = 'failed'
+            report['budgetExceeded'] = True
+            report['error'] = {'type': 'TimeBudgetExceeded', 'message': 'time budget of %gs exceeded' % budget}
+        try:
+            import linecache
+            linecache.cache.pop(filename, None)
+            report['outputTruncated'] = state['truncated']
+            report['finishedAt'] = _now()
+            try:
+                out_f.close()
+            except OSError:
+                pass
+            _write_json('result.json', report)
+        except BaseException:
+            pass
+
+    if job.get('inline'):
+        run_user_code()
+    else:
+        threading.Thread(target=run_user_code, name='pyreach-run-%s' % job.get('runId', ''), daemon=True).start()
+
+try:
+    _pyreach_main('@@DIR_HEX@@')
+except BaseException:
+    pass
+del _pyreach_main
+`;
+
+export function renderHarness(stagingDirInTarget: string): string {
+  return HARNESS_TEMPLATE.replace('@@DIR_HEX@@', Buffer.from(stagingDirInTarget, 'utf8').toString('hex'));
+}
