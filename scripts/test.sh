@@ -14,4 +14,4 @@ fi
 echo "== lint"
 npx eslint . --max-warnings=0
 echo "== typecheck and tests"
-npx turbo run typecheck test --concurrency=1 --output-logs=full --log-order=stream
+npx turbo run typecheck test --concurrency=1 --continue --output-logs=full --log-order=stream
