@@ -348,3 +348,30 @@ describe('refusals before anything is written', () => {
     });
   });
 });
+
+describe('binaries replaced on disk', () => {
+  it('finds _PyRuntime by scanning memory for the cookie when the interpreter binary was deleted, and injects', async () => {
+    const { spawn } = await import('node:child_process');
+    const { copyFileSync, mkdtempSync, rmSync, unlinkSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync('/tmp/pyreach-del-');
+    const bin = join(dir, 'python3.14-gone');
+    copyFileSync(pythonPath(), bin);
+    const child = spawn(bin, ['-c', 'import time\nprint("READY", flush=True)\nwhile True: time.sleep(0.02)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((res, rej) => {
+        child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && res());
+        child.on('exit', () => rej(new Error('exited')));
+      });
+      unlinkSync(bin);
+      const [p] = await discover({ pids: [child.pid!] });
+      assert.equal(p?.pythonVersion?.startsWith('3.14.'), true, JSON.stringify(p));
+      const r = await runInTarget({ pid: child.pid!, code: 'result = "still here"', pickupTimeoutMs: PICKUP_MS });
+      assert.equal(r.status, 'succeeded', JSON.stringify(r));
+      assert.equal(r.result, 'still here');
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,211 @@
+/**
+ * pyreach-exec — command-line face of the engine. Contract (stable; others script against it):
+ *   pyreach-exec list [--json]
+ *   pyreach-exec run --pid N [--tid T] [--backend native|sys] (--code SRC | --file PATH)
+ *                    [--params-json JSON] [--timeout SECONDS] [--budget SECONDS] [--inline] [--json]
+ * Exit status: 0 only when the run succeeded (run) / the scan worked (list); 1 for any other outcome;
+ * 2 for usage errors.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { discover } from './discovery';
+import { runInTarget } from './run';
+
+const USAGE = `Usage: pyreach-exec <command> [options]
+
+Commands:
+  list    List the CPython processes of this host
+  run     Run Python code inside a live CPython 3.14 process
+
+Run "pyreach-exec <command> --help" for the options of a command.`;
+
+const LIST_USAGE = `Usage: pyreach-exec list [--json]
+
+Lists the Python processes found in /proc: pid (and pid inside its namespace), user, Python version read
+from the process's own _Py_DebugOffsets, free-threaded build or not, remote debugging enabled or not,
+container or not, and its threads (the main thread is marked with *).
+
+Options:
+  --json    Print a JSON array of process objects instead of a table
+  -h, --help`;
+
+const RUN_USAGE = `Usage: pyreach-exec run --pid N (--code SRC | --file PATH) [options]
+
+Makes process N run the code at its next safe point and prints what happened. The code runs in a fresh
+namespace with "params" (from --params-json); its print() output is captured; set "result" to return a
+value (JSON, or its repr).
+
+Options:
+  --pid N               Target process id (host pid)              (required)
+  --tid T               Native thread id to run on (default: the main thread; as listed by "list")
+  --backend native|sys  native: our own PEP 768 writer (default); sys: spawn the target's interpreter
+                        and call sys.remote_exec
+  --code SRC            Python source to run
+  --file PATH           Read the Python source from PATH
+  --params-json JSON    A JSON object made available to the code as "params" (default {})
+  --timeout SECONDS     How long the thread may take to reach a safe point (default 10)
+  --budget SECONDS      Time budget of the code inside the target (default 30)
+  --inline              Run on the thread that picks the request up instead of a fresh thread
+  --json                Print one JSON object with the full result
+  -h, --help
+
+Exit status: 0 only if the code ran and succeeded; 1 otherwise; 2 for usage errors.`;
+
+class UsageError extends Error {}
+
+function positiveSeconds(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a positive number of seconds, got ${JSON.stringify(v)}`);
+  return Math.round(n * 1000);
+}
+
+function positiveInt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) <= 0) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+async function cmdList(args: string[], out: (s: string) => void): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  if (values.help) {
+    out(LIST_USAGE + '\n');
+    return 0;
+  }
+  const procs = await discover();
+  if (values.json) {
+    out(JSON.stringify(procs, null, 2) + '\n');
+    return 0;
+  }
+  const rows = [['PID', 'NSPID', 'USER', 'VERSION', 'FT', 'RDEBUG', 'CONTAINER', 'THREADS', 'COMMAND']];
+  for (const p of procs) {
+    rows.push([
+      String(p.pid),
+      String(p.nsPid),
+      p.user ?? String(p.uid),
+      p.pythonVersion ?? '?',
+      p.freeThreaded === null ? '?' : p.freeThreaded ? 'yes' : 'no',
+      p.remoteDebugEnabled === null ? '?' : p.remoteDebugEnabled ? 'on' : 'off',
+      p.inContainer ? (p.container ?? 'yes') : '-',
+      p.threads.map((t) => (t.main ? `${t.tid}*` : String(t.tid))).join(',') || (p.inspectError ? `(${p.inspectError.slice(0, 40)})` : '-'),
+      p.cmdline.join(' ').slice(0, 80),
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ') + '\n');
+  return 0;
+}
+
+async function cmdRun(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      pid: { type: 'string' },
+      tid: { type: 'string' },
+      backend: { type: 'string' },
+      code: { type: 'string' },
+      file: { type: 'string' },
+      'params-json': { type: 'string' },
+      timeout: { type: 'string' },
+      budget: { type: 'string' },
+      inline: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    out(RUN_USAGE + '\n');
+    return 0;
+  }
+  const pid = positiveInt('pid', values.pid);
+  if (pid === undefined) throw new UsageError('--pid is required');
+  const tid = positiveInt('tid', values.tid);
+  const backend = values.backend ?? 'native';
+  if (backend !== 'native' && backend !== 'sys') throw new UsageError(`--backend must be "native" or "sys", got ${JSON.stringify(backend)}`);
+  if ((values.code === undefined) === (values.file === undefined)) throw new UsageError('give exactly one of --code or --file');
+  let code: string;
+  if (values.file !== undefined) {
+    try {
+      code = readFileSync(values.file, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read --file ${values.file}: ${(e as Error).message}`);
+    }
+  } else code = values.code!;
+  let params: Record<string, unknown> = {};
+  if (values['params-json'] !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(values['params-json']);
+    } catch (e) {
+      throw new UsageError(`--params-json is not valid JSON: ${(e as Error).message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError('--params-json must be a JSON object');
+    params = parsed as Record<string, unknown>;
+  }
+  const ac = new AbortController();
+  const onSig = (): void => ac.abort();
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  try {
+    const r = await runInTarget({
+      pid,
+      tid,
+      backend,
+      code,
+      params,
+      pickupTimeoutMs: positiveSeconds('timeout', values.timeout),
+      budgetMs: positiveSeconds('budget', values.budget),
+      inline: values.inline ?? false,
+      signal: ac.signal,
+      onOutput: values.json ? undefined : (chunk) => out(chunk),
+    });
+    if (values.json) out(JSON.stringify(r) + '\n');
+    else {
+      if (r.result !== undefined) out(`result: ${JSON.stringify(r.result)}\n`);
+      if (r.status !== 'succeeded') {
+        err(`pyreach-exec: ${r.status}${r.errorCode ? ` (${r.errorCode})` : ''}: ${r.message ?? ''}\n`);
+        if (r.error?.traceback) err(r.error.traceback.endsWith('\n') ? r.error.traceback : r.error.traceback + '\n');
+      }
+    }
+    return r.status === 'succeeded' ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+}
+
+export async function main(argv: string[], out = (s: string) => void process.stdout.write(s), err = (s: string) => void process.stderr.write(s)): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      (cmd === undefined ? err : out)(USAGE + '\n');
+      return cmd === undefined ? 2 : 0;
+    }
+    if (cmd === 'list') return await cmdList(rest, out);
+    if (cmd === 'run') return await cmdRun(rest, out, err);
+    throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+      err(`pyreach-exec: ${(e as Error).message}\n${cmd === 'run' ? 'Run "pyreach-exec run --help" for usage.' : cmd === 'list' ? 'Run "pyreach-exec list --help" for usage.' : USAGE}\n`);
+      return 2;
+    }
+    err(`pyreach-exec: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] && /cli\.ts$|pyreach-exec(\.mjs)?$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(String(e) + '\n');
+      process.exitCode = 1;
+    },
+  );
+}
