@@ -3,7 +3,7 @@
  * socket.io's event-map types below are derived from these schemas, so the wire is described once.
  */
 import { z } from 'zod';
-import { Base64, Failure, Id, IsoTime, Labels, PROTOCOL_VERSION } from './common';
+import { Base64, Failure, Id, IsoTime, Labels, MAX_MESSAGE_BYTES, PROTOCOL_VERSION } from './common';
 import { ExecResult } from './exec';
 import { InventoryDelta, InventorySnapshot } from './inventory';
 import { JobEnvelope } from './job';
@@ -140,3 +140,37 @@ export const serverToAgentSchemas = {
   'job:cancel': JobCancel,
   'agent:revoked': Revoked,
 } as const satisfies Record<keyof ServerToAgentEvents, z.ZodType>;
+
+// ---- size limits per event ------------------------------------------------------------------------------
+
+/**
+ * Largest serialised payload the server accepts per agent event. Each is below MAX_MESSAGE_BYTES (the
+ * transport's hard cut, which closes the connection) so that an oversized message is answered with a typed
+ * PAYLOAD_TOO_LARGE ack and the connection survives.
+ */
+export const AGENT_EVENT_MAX_BYTES = {
+  'auth:prove': 4 * 1024,
+  heartbeat: 4 * 1024,
+  'inventory:snapshot': MAX_MESSAGE_BYTES - 64 * 1024,
+  'inventory:delta': MAX_MESSAGE_BYTES - 64 * 1024,
+  'job:event': MAX_MESSAGE_BYTES - 64 * 1024,
+} as const satisfies Record<keyof AgentToServerEvents, number>;
+
+/** Typed error codes the /agents namespace answers with (acks and connect_error `data.code`). */
+export const AgentErrorCode = z.enum([
+  'VALIDATION',
+  'PAYLOAD_TOO_LARGE',
+  'UNAUTHENTICATED',
+  'UNKNOWN_AGENT',
+  'AGENT_REVOKED',
+  'BAD_NONCE',
+  'NONCE_EXPIRED',
+  'NONCE_REPLAYED',
+  'BAD_SIGNATURE',
+  'AUTH_TIMEOUT',
+  'UNKNOWN_EVENT',
+  'UNSUPPORTED_VERSION',
+  'SHUTTING_DOWN',
+  'INTERNAL',
+]);
+export type AgentErrorCode = z.infer<typeof AgentErrorCode>;

@@ -1,0 +1,133 @@
+/**
+ * Sign-in and sessions (better-auth; why it was chosen is in README.md). Password hashing is better-auth's
+ * scrypt; sessions live in the database so any replica can check them; `freshAge` marks how long a sign-in
+ * counts as recent, and approving requires a recent one (the review route passes session.createdAt on).
+ * Sign-up over HTTP is off: admins create users through /api/users (audited), OIDC users arrive as viewers.
+ */
+import { betterAuth } from 'better-auth';
+import { prismaAdapter } from 'better-auth/adapters/prisma';
+import { admin } from 'better-auth/plugins/admin';
+import { genericOAuth } from 'better-auth/plugins/generic-oauth';
+import type { Env } from './env';
+import type { Logger } from './logger';
+
+/** Header the custom server sets from the socket's peer address (any client-sent value is dropped first). */
+export const CLIENT_IP_HEADER = 'x-pyreach-client-ip';
+
+export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
+export type RoleName = (typeof ROLES)[number];
+
+/**
+ * The admin plugin's own user-management endpoints would change roles and users without our audit trail;
+ * they stay off and /api/users does that work through the services.
+ */
+const DISABLED_PATHS = [
+  '/sign-up/email',
+  '/admin/set-role',
+  '/admin/create-user',
+  '/admin/update-user',
+  '/admin/remove-user',
+  '/admin/set-user-password',
+  '/admin/impersonate-user',
+  '/admin/stop-impersonating',
+  '/admin/ban-user',
+  '/admin/unban-user',
+];
+
+type PrismaLike = Parameters<typeof prismaAdapter>[0];
+
+export interface AuthHooks {
+  onSignIn?: (session: { userId: string; ipAddress?: string | null }) => Promise<void>;
+}
+
+export function createAuth(opts: { env: Env; prisma: PrismaLike; log: Logger; hooks?: AuthHooks }) {
+  const { env, log } = opts;
+  return betterAuth({
+    appName: 'Pyreach',
+    baseURL: env.publicUrl,
+    basePath: '/api/auth',
+    secret: env.authSecret,
+    trustedOrigins: [env.publicUrl],
+    database: prismaAdapter(opts.prisma, { provider: 'postgresql' }),
+    disabledPaths: DISABLED_PATHS,
+    emailAndPassword: { enabled: true, disableSignUp: true, minPasswordLength: 12, maxPasswordLength: 256 },
+    session: {
+      expiresIn: 12 * 60 * 60,
+      updateAge: 60 * 60,
+      // "Fresh" = signed in within the re-authentication window; better-auth enforces it on its own
+      // sensitive endpoints and we apply the same window to approvals.
+      freshAge: env.reauthMinutes * 60,
+      cookieCache: { enabled: false },
+    },
+    rateLimit: {
+      enabled: true,
+      // Counters in the database so the limit holds across replicas. This is the coarse per-IP backstop;
+      // the per IP + email limit is checked in front of sign-in (see http/login-limit.ts).
+      storage: 'database',
+      window: 60,
+      max: 600,
+      customRules: {
+        '/sign-in/*': { window: 60, max: 60 },
+        '/get-session': false,
+      },
+    },
+    advanced: {
+      useSecureCookies: env.secureCookies,
+      cookiePrefix: 'pyreach',
+      ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
+      defaultCookieAttributes: { httpOnly: true, sameSite: 'lax', secure: env.secureCookies },
+    },
+    logger: {
+      level: 'warn',
+      log: (level, message) => {
+        if (level === 'error') log.error({ source: 'better-auth' }, message);
+        else log.warn({ source: 'better-auth' }, message);
+      },
+    },
+    databaseHooks: {
+      session: {
+        create: {
+          after: async (session) => {
+            await opts.hooks?.onSignIn?.({ userId: session.userId, ipAddress: session.ipAddress ?? null });
+          },
+        },
+      },
+    },
+    plugins: [
+      admin({ defaultRole: 'viewer', adminRoles: ['admin'] }),
+      ...(env.oidc
+        ? [
+            genericOAuth({
+              config: [
+                {
+                  providerId: env.oidc.providerId,
+                  discoveryUrl: `${env.oidc.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
+                  clientId: env.oidc.clientId,
+                  clientSecret: env.oidc.clientSecret,
+                  scopes: ['openid', 'email', 'profile'],
+                  pkce: true,
+                },
+              ],
+            }),
+          ]
+        : []),
+    ],
+  });
+}
+
+export type Auth = ReturnType<typeof createAuth>;
+
+/** Creates (or finds) a password user; used by /api/users and the seed. Role is set by the caller's service. */
+export async function ensurePasswordUser(
+  auth: Auth,
+  input: { email: string; name: string; password: string },
+): Promise<{ id: string; created: boolean }> {
+  const ctx = await auth.$context;
+  const email = input.email.toLowerCase();
+  const existing = await ctx.internalAdapter.findUserByEmail(email);
+  if (existing) return { id: existing.user.id, created: false };
+  const hash = await ctx.password.hash(input.password);
+  const user = await ctx.internalAdapter.createUser({ email, name: input.name, emailVerified: true }, { method: 'admin' });
+  await ctx.internalAdapter.linkAccount({ userId: user.id, providerId: 'credential', accountId: user.id, password: hash });
+  return { id: user.id, created: true };
+}

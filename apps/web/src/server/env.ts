@@ -1,0 +1,149 @@
+/**
+ * The one place the control plane reads process.env. Parsed once at boot with zod; every other module takes
+ * the parsed `Env` (or options derived from it). Errors name the variable and say what to set.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
+  .optional()
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+
+const RawEnv = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    PUBLIC_URL: z.url({ message: 'PUBLIC_URL must be an absolute URL such as https://pyreach.example.com' }).optional(),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for embedded PGlite)')
+      .optional(),
+    PYREACH_DATA_DIR: z.string().min(1).default('./data'),
+    PYREACH_SIGNING_KEY_FILE: z.string().min(1).optional(),
+    BETTER_AUTH_SECRET: z.string().min(32, 'BETTER_AUTH_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)').optional(),
+    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'REDIS_URL must be a redis:// URL').optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+    /** Approving needs a sign-in at most this many minutes old. */
+    PYREACH_REAUTH_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(10),
+    /** Sign-in attempts per IP + email per minute. */
+    PYREACH_LOGIN_RATE_LIMIT: z.coerce.number().int().min(1).max(1000).default(5),
+    /** Seconds a disconnected agent's in-flight jobs wait before they are declared agent_lost. */
+    PYREACH_AGENT_GRACE_SECONDS: z.coerce.number().min(0).max(3600).default(30),
+    /** Dispatcher safety-net timer (it is also woken by approvals, connects and completions). */
+    PYREACH_DISPATCH_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
+    /** `api` serves only /api and the sockets (no Next.js); `auto` uses the Next build when present. */
+    PYREACH_UI: z.enum(['auto', 'next', 'api']).default('auto'),
+    /** Behind a reverse proxy: trust X-Forwarded-For from these CIDRs (comma separated). */
+    PYREACH_TRUSTED_PROXIES: z.string().optional(),
+    OIDC_ISSUER: z.url().optional(),
+    OIDC_CLIENT_ID: z.string().min(1).optional(),
+    OIDC_CLIENT_SECRET: z.string().min(1).optional(),
+    OIDC_PROVIDER_ID: z.string().regex(/^[a-z0-9-]+$/).default('oidc'),
+    /** Seeding a production database must be asked for explicitly. */
+    PYREACH_SEED_FORCE: bool,
+    /** Seed only: password of the seeded users, and optionally the users as JSON [{email,name,role}]. */
+    PYREACH_SEED_PASSWORD: z.string().min(12, 'PYREACH_SEED_PASSWORD must be at least 12 characters').default('pyreach-dev-password'),
+    PYREACH_SEED_USERS: z.string().optional(),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV === 'production' && !env.BETTER_AUTH_SECRET) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['BETTER_AUTH_SECRET'],
+        message: 'BETTER_AUTH_SECRET is required in production (at least 32 random characters)',
+      });
+    }
+    if (env.NODE_ENV === 'production' && !env.PUBLIC_URL) {
+      ctx.addIssue({ code: 'custom', path: ['PUBLIC_URL'], message: 'PUBLIC_URL is required in production (cookies and OIDC callbacks use it)' });
+    }
+    const oidc = [env.OIDC_ISSUER, env.OIDC_CLIENT_ID, env.OIDC_CLIENT_SECRET];
+    if (oidc.some(Boolean) && !oidc.every(Boolean)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['OIDC_ISSUER'],
+        message: 'OIDC needs all of OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or none of them)',
+      });
+    }
+  });
+
+export interface Env {
+  nodeEnv: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  publicUrl: string;
+  secureCookies: boolean;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  signingKeyFile: string;
+  authSecret: string;
+  redisUrl: string | undefined;
+  logLevel: string;
+  reauthMinutes: number;
+  loginRateLimit: number;
+  agentGraceSeconds: number;
+  dispatchIntervalMs: number;
+  ui: 'auto' | 'next' | 'api';
+  trustedProxies: string[];
+  oidc: { issuer: string; clientId: string; clientSecret: string; providerId: string } | null;
+  seedForce: boolean;
+  seedPassword: string;
+  seedUsersJson: string | undefined;
+}
+
+export class EnvError extends Error {
+  override name = 'EnvError';
+}
+
+/** Development convenience: a secret generated once and kept (0600) under the data directory. */
+function devSecret(dataDir: string): string {
+  const file = path.join(dataDir, 'auth-secret');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const secret = randomBytes(32).toString('hex');
+  writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(file, 0o600);
+  return secret;
+}
+
+export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
+  // Empty strings mean "unset" (docker-compose and shells produce them readily).
+  const cleaned = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = RawEnv.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new EnvError(`invalid environment:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.PYREACH_DATA_DIR);
+  const publicUrl = e.PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`;
+  return {
+    nodeEnv: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl: publicUrl.replace(/\/$/, ''),
+    secureCookies: publicUrl.startsWith('https:'),
+    databaseUrl: e.DATABASE_URL,
+    dataDir,
+    signingKeyFile: path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem')),
+    authSecret: e.BETTER_AUTH_SECRET ?? devSecret(dataDir),
+    redisUrl: e.REDIS_URL,
+    logLevel: e.LOG_LEVEL ?? (e.NODE_ENV === 'production' ? 'info' : e.NODE_ENV === 'test' ? 'warn' : 'debug'),
+    reauthMinutes: e.PYREACH_REAUTH_MINUTES,
+    loginRateLimit: e.PYREACH_LOGIN_RATE_LIMIT,
+    agentGraceSeconds: e.PYREACH_AGENT_GRACE_SECONDS,
+    dispatchIntervalMs: e.PYREACH_DISPATCH_INTERVAL_MS,
+    ui: e.PYREACH_UI,
+    trustedProxies: (e.PYREACH_TRUSTED_PROXIES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    oidc:
+      e.OIDC_ISSUER && e.OIDC_CLIENT_ID && e.OIDC_CLIENT_SECRET
+        ? { issuer: e.OIDC_ISSUER, clientId: e.OIDC_CLIENT_ID, clientSecret: e.OIDC_CLIENT_SECRET, providerId: e.OIDC_PROVIDER_ID }
+        : null,
+    seedForce: e.PYREACH_SEED_FORCE,
+    seedPassword: e.PYREACH_SEED_PASSWORD,
+    seedUsersJson: e.PYREACH_SEED_USERS,
+  };
+}

@@ -1,0 +1,313 @@
+/**
+ * The /agents namespace. Every connection: handshake checked (schema, known agent, not revoked) in the
+ * middleware; then a fresh single-use nonce is sent and nothing else is served until `auth:prove` verifies
+ * an Ed25519 signature over it with the agent's enrolled key. Every later payload is size-checked and parsed
+ * with its schema from @pyreach/protocol before a port is called; failures are acked with a typed error and
+ * change nothing. Handlers never throw into socket.io.
+ */
+import { randomBytes, verify } from 'node:crypto';
+import type { Namespace, Server, Socket } from 'socket.io';
+import { z } from 'zod';
+import {
+  AGENT_EVENT_MAX_BYTES,
+  AgentHandshake,
+  agentToServerSchemas,
+  type AgentErrorCode,
+  type AgentToServerEvents,
+  type ServerToAgentEvents,
+} from '@pyreach/protocol/agent';
+import { fail, jsonBytes, type Failure } from '@pyreach/protocol/common';
+import type { InventoryDelta, InventorySnapshot } from '@pyreach/protocol/inventory';
+import { agentAuthMessage, publicKeyFromPem, type JobEnvelope } from '@pyreach/protocol/job';
+import type { JobEvent, Heartbeat } from '@pyreach/protocol/agent';
+import type { Logger } from '../logger';
+
+export const CHALLENGE_TTL_MS = 10_000;
+
+/** What the gateway needs from the rest of the server (wired to the services in runtime.ts). */
+export interface AgentGatewayPorts {
+  getAgent(agentId: string): Promise<{ id: string; publicKey: string; revokedAt: Date | null } | null>;
+  authFailed(agentId: string, reason: string, ip: string | undefined): Promise<void>;
+  connected(agentId: string, info: { ip: string | undefined }): Promise<void>;
+  disconnected(agentId: string): Promise<void>;
+  heartbeat(agentId: string, hb: Heartbeat): Promise<void>;
+  snapshot(agentId: string, snap: InventorySnapshot): Promise<void>;
+  delta(agentId: string, delta: InventoryDelta): Promise<void>;
+  jobEvent(agentId: string, ev: JobEvent): Promise<'applied' | 'duplicate' | Failure>;
+  /** Runs a piece of in-flight work so shutdown can wait for it. */
+  track<T>(work: Promise<T>): Promise<T>;
+  isShuttingDown(): boolean;
+}
+
+export interface AgentGatewayEvents {
+  onReady?(agentId: string): void;
+  onGone?(agentId: string): void;
+  onJobEvent?(agentId: string, ev: JobEvent, outcome: 'applied' | 'duplicate'): void;
+  onInventory?(agentId: string): void;
+}
+
+interface SocketData {
+  agentId: string;
+  nonce: string | null;
+  nonceExpiresAt: number;
+  usedNonces: string[];
+  authenticated: boolean;
+}
+
+type AgentSocket = Socket<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
+type AgentNamespace = Namespace<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
+
+class ConnectError extends Error {
+  data: { code: AgentErrorCode; message: string };
+  constructor(code: AgentErrorCode, message: string) {
+    super(message);
+    this.data = { code, message };
+  }
+}
+
+const agentRoom = (agentId: string) => `agent:${agentId}`;
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`)
+    .join('; ');
+}
+
+export class AgentGateway {
+  readonly nsp: AgentNamespace;
+  /** Agents authenticated on *this* process, for dispatch. */
+  private readonly local = new Map<string, AgentSocket>();
+  /** Nonces already answered (kept past their expiry), so a replay is named as such. */
+  private readonly spentNonces = new Map<string, number>();
+
+  constructor(
+    io: Server,
+    private readonly ports: AgentGatewayPorts,
+    private readonly log: Logger,
+    private readonly events: AgentGatewayEvents = {},
+  ) {
+    this.nsp = io.of('/agents') as AgentNamespace;
+    this.nsp.use((socket, next) => {
+      void this.admit(socket).then(
+        () => next(),
+        (err: unknown) => next(err instanceof ConnectError ? err : new ConnectError('INTERNAL', 'connection refused')),
+      );
+    });
+    this.nsp.on('connection', (socket) => this.onConnection(socket));
+  }
+
+  connectedAgentIds(): string[] {
+    return [...this.local.keys()];
+  }
+
+  isConnected(agentId: string): boolean {
+    return this.local.has(agentId);
+  }
+
+  /** Sends a signed job and waits for the agent's ack (or a timeout). */
+  async dispatch(agentId: string, envelope: JobEnvelope, timeoutMs: number): Promise<{ ok: true } | Failure> {
+    const socket = this.local.get(agentId);
+    if (!socket) return fail('AGENT_OFFLINE', 'agent is not connected to this server');
+    try {
+      const res: unknown = await socket.timeout(timeoutMs).emitWithAck('job:dispatch', envelope);
+      const parsed = z
+        .union([z.object({ ok: z.literal(true), accepted: z.literal(true) }), z.object({ ok: z.literal(false), error: z.object({ code: z.string(), message: z.string() }) })])
+        .safeParse(res);
+      if (!parsed.success) return fail('BAD_ACK', 'agent answered job:dispatch with a malformed ack');
+      return parsed.data.ok ? { ok: true } : { ok: false, error: parsed.data.error };
+    } catch {
+      return fail('ACK_TIMEOUT', `agent did not acknowledge the job within ${timeoutMs} ms`);
+    }
+  }
+
+  cancel(agentId: string, jobId: string): void {
+    this.nsp.to(agentRoom(agentId)).emit('job:cancel', { jobId });
+  }
+
+  /** Tells the agent it is revoked and drops it, on every replica (rooms go through the adapter). */
+  revoke(agentId: string, reason: string): void {
+    this.nsp.to(agentRoom(agentId)).emit('agent:revoked', { reason });
+    // Disconnect right after the event is written; socket.io flushes the packet before closing.
+    this.nsp.in(agentRoom(agentId)).disconnectSockets(true);
+    // Sockets still in the challenge phase are not in the room yet.
+    for (const [, s] of this.nsp.sockets) if (s.data.agentId === agentId) s.disconnect(true);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.nsp.sockets.values()) s.disconnect(true);
+  }
+
+  // ---- connection ---------------------------------------------------------------------------------------
+
+  private async admit(socket: AgentSocket): Promise<void> {
+    if (this.ports.isShuttingDown()) throw new ConnectError('SHUTTING_DOWN', 'server is shutting down; retry shortly');
+    const auth = socket.handshake.auth as unknown;
+    if (jsonBytes(auth) > 4096) throw new ConnectError('PAYLOAD_TOO_LARGE', 'handshake auth is larger than 4096 bytes');
+    const parsed = AgentHandshake.safeParse(auth);
+    if (!parsed.success) {
+      const v = (auth as { v?: unknown } | null)?.v;
+      if (v !== undefined && v !== 1) throw new ConnectError('UNSUPPORTED_VERSION', `protocol version ${String(v)} is not supported (server speaks 1)`);
+      throw new ConnectError('VALIDATION', `handshake auth is invalid: ${describeIssues(parsed.error)}`);
+    }
+    const agent = await this.ports.getAgent(parsed.data.agentId);
+    if (!agent) {
+      await this.ports.authFailed(parsed.data.agentId, 'UNKNOWN_AGENT', socket.handshake.address).catch(() => undefined);
+      throw new ConnectError('UNKNOWN_AGENT', 'no enrolled agent has this id; enrol again with a join token');
+    }
+    if (agent.revokedAt) {
+      await this.ports.authFailed(agent.id, 'AGENT_REVOKED', socket.handshake.address).catch(() => undefined);
+      throw new ConnectError('AGENT_REVOKED', 'this agent was revoked; enrol it again with a new join token');
+    }
+    socket.data = { agentId: agent.id, nonce: null, nonceExpiresAt: 0, usedNonces: [], authenticated: false };
+  }
+
+  private onConnection(socket: AgentSocket): void {
+    const agentId = socket.data.agentId;
+    const log = this.log.child({ agentId, socketId: socket.id });
+    const nonce = randomBytes(32).toString('base64url');
+    socket.data.nonce = nonce;
+    socket.data.nonceExpiresAt = Date.now() + CHALLENGE_TTL_MS;
+    const authTimer = setTimeout(() => {
+      if (!socket.data.authenticated) {
+        log.info({ code: 'AUTH_TIMEOUT' }, 'agent did not prove its identity in time');
+        socket.disconnect(true);
+      }
+    }, CHALLENGE_TTL_MS + 1000);
+    authTimer.unref();
+
+    const handlers: { [E in keyof AgentToServerEvents]: (payload: z.infer<(typeof agentToServerSchemas)[E]>) => Promise<{ ok: true } | Failure> } = {
+      'auth:prove': (proof) => this.prove(socket, proof, log),
+      heartbeat: async (hb) => {
+        await this.ports.heartbeat(agentId, hb);
+        return { ok: true };
+      },
+      'inventory:snapshot': async (snap) => {
+        await this.ports.snapshot(agentId, snap);
+        this.events.onInventory?.(agentId);
+        return { ok: true };
+      },
+      'inventory:delta': async (delta) => {
+        await this.ports.delta(agentId, delta);
+        this.events.onInventory?.(agentId);
+        return { ok: true };
+      },
+      'job:event': async (ev) => {
+        const outcome = await this.ports.jobEvent(agentId, ev);
+        if (typeof outcome === 'object') return outcome;
+        this.events.onJobEvent?.(agentId, ev, outcome);
+        return { ok: true };
+      },
+    };
+
+    const known = new Set(Object.keys(handlers));
+    socket.onAny((event: string, ...args: unknown[]) => {
+      if (known.has(event)) return;
+      const ack = args.at(-1);
+      log.warn({ event: event.slice(0, 64) }, 'agent sent an unknown event');
+      if (typeof ack === 'function') (ack as (r: Failure) => void)(fail('UNKNOWN_EVENT', `unknown event '${event.slice(0, 64)}'`));
+    });
+
+    for (const name of Object.keys(handlers) as (keyof AgentToServerEvents)[]) {
+      socket.on(name, ((payload: unknown, ack: unknown) => {
+        const reply = (res: { ok: true } | Failure) => {
+          if (typeof ack === 'function') (ack as (r: unknown) => void)(res);
+        };
+        if (typeof ack !== 'function') {
+          log.warn({ event: name }, 'agent event without an ack callback ignored');
+          return;
+        }
+        const size = jsonBytes(payload);
+        if (size > AGENT_EVENT_MAX_BYTES[name]) {
+          log.warn({ event: name, size }, 'oversized agent payload refused');
+          reply(fail('PAYLOAD_TOO_LARGE', `${name} payload is ${size} bytes; the limit is ${AGENT_EVENT_MAX_BYTES[name]}`));
+          return;
+        }
+        if (name !== 'auth:prove' && !socket.data.authenticated) {
+          reply(fail('UNAUTHENTICATED', 'answer auth:challenge before sending anything else'));
+          return;
+        }
+        if (this.ports.isShuttingDown() && name !== 'job:event') {
+          reply(fail('SHUTTING_DOWN', 'server is shutting down; retry after reconnecting'));
+          return;
+        }
+        const parsed = agentToServerSchemas[name].safeParse(payload);
+        if (!parsed.success) {
+          const message = `${name} payload is invalid: ${describeIssues(parsed.error)}`;
+          log.warn({ event: name, issues: parsed.error.issues.slice(0, 5).map((i) => i.path.join('.')) }, 'malformed agent payload refused');
+          reply(fail('VALIDATION', message));
+          if (name === 'auth:prove') socket.disconnect(true);
+          return;
+        }
+        const handler = handlers[name] as (p: unknown) => Promise<{ ok: true } | Failure>;
+        void this.ports
+          .track(handler(parsed.data))
+          .then(reply, (err: unknown) => {
+            const e = err as { code?: unknown; status?: unknown; userMessage?: unknown; message?: unknown };
+            if (typeof e?.code === 'string' && typeof e?.status === 'number' && e.status < 500) {
+              reply(fail(e.code, String(e.userMessage ?? e.message ?? e.code)));
+              return;
+            }
+            log.error({ event: name, err }, 'agent event handler failed');
+            reply(fail('INTERNAL', 'the server could not process this message; it was not applied'));
+          });
+      }) as never);
+    }
+
+    socket.on('disconnect', (reason) => {
+      clearTimeout(authTimer);
+      if (!socket.data.authenticated) return;
+      if (this.local.get(agentId) === socket) {
+        this.local.delete(agentId);
+        log.info({ reason }, 'agent disconnected');
+        void this.ports.track(this.ports.disconnected(agentId)).catch((err: unknown) => log.error({ err }, 'marking agent disconnected failed'));
+        this.events.onGone?.(agentId);
+      }
+    });
+
+    socket.emit('auth:challenge', { nonce, expiresAt: new Date(socket.data.nonceExpiresAt).toISOString() });
+  }
+
+  private async prove(socket: AgentSocket, proof: { nonce: string; signature: string }, log: Logger): Promise<{ ok: true; serverTime: string } | Failure> {
+    const d = socket.data;
+    const refuse = async (code: AgentErrorCode, message: string): Promise<Failure> => {
+      log.warn({ code }, 'agent authentication failed');
+      await this.ports.authFailed(d.agentId, code, socket.handshake.address).catch((err: unknown) => log.error({ err }, 'audit of failed agent auth failed'));
+      // The ack is written before the disconnect packet; engine.io flushes its buffer before closing.
+      setImmediate(() => socket.disconnect(true));
+      return fail(code, message);
+    };
+    const now = Date.now();
+    for (const [n, until] of this.spentNonces) if (until < now) this.spentNonces.delete(n);
+    if (d.authenticated || d.usedNonces.includes(proof.nonce) || this.spentNonces.has(proof.nonce)) {
+      return refuse('NONCE_REPLAYED', 'this challenge nonce was already used');
+    }
+    if (d.nonce === null || proof.nonce !== d.nonce) return refuse('BAD_NONCE', 'nonce does not match the challenge of this connection');
+    d.usedNonces.push(d.nonce);
+    this.spentNonces.set(d.nonce, now + 10 * 60_000);
+    d.nonce = null;
+    if (Date.now() > d.nonceExpiresAt) return refuse('NONCE_EXPIRED', 'the challenge expired; reconnect for a fresh one');
+    const agent = await this.ports.getAgent(d.agentId);
+    if (!agent || agent.revokedAt) return refuse('AGENT_REVOKED', 'this agent was revoked');
+    let good = false;
+    try {
+      good = verify(null, agentAuthMessage(d.agentId, proof.nonce), publicKeyFromPem(agent.publicKey), Buffer.from(proof.signature, 'base64'));
+    } catch {
+      good = false;
+    }
+    if (!good) return refuse('BAD_SIGNATURE', 'signature does not verify against the enrolled public key');
+    d.authenticated = true;
+    const previous = this.local.get(d.agentId);
+    // Registered before the old socket is dropped, so its disconnect handler sees it is no longer current.
+    this.local.set(d.agentId, socket);
+    if (previous && previous !== socket) {
+      log.info('agent reconnected; dropping its previous connection');
+      previous.disconnect(true);
+    }
+    await socket.join(agentRoom(d.agentId));
+    await this.ports.connected(d.agentId, { ip: socket.handshake.address });
+    log.info('agent authenticated');
+    setImmediate(() => this.events.onReady?.(d.agentId));
+    return { ok: true, serverTime: new Date().toISOString() };
+  }
+}
