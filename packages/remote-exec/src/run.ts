@@ -383,7 +383,8 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         opts.onOutput?.(text);
       }
     };
-    const resultDeadline = Date.now() + budgetMs + DEFAULTS.budgetGraceMs;
+    const pickedAt = Date.now();
+    const resultDeadline = pickedAt + budgetMs + DEFAULTS.budgetGraceMs;
     let cancelSent = false;
     let report: HarnessReport | null = null;
     for (;;) {
@@ -419,7 +420,8 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
           ),
         );
       }
-      await sleep(25);
+      // Short runs (the common case) report fast; long ones are polled gently.
+      await sleep(Date.now() - pickedAt < 300 ? 5 : 25);
     }
 
     const base: Partial<ExecResult> = {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { statSync, readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { discover, runInTarget } from '../src/index';
-import { ensureTestUser, pythonPath, startNonPython, startPython, type PyTarget } from '../../../test/support/python';
+import { ensureTestUser, pythonPath, pythonRoot, startNonPython, startPython, type PyTarget } from '../../../test/support/python';
 import { BACKENDS, leftovers, sleep } from './helpers';
 
 // Generous but bounded: a loaded 2-core machine can take a while to schedule a target.
@@ -357,7 +357,10 @@ describe('binaries replaced on disk', () => {
     const dir = mkdtempSync('/tmp/pyreach-del-');
     const bin = join(dir, 'python3.14-gone');
     copyFileSync(pythonPath(), bin);
-    const child = spawn(bin, ['-c', 'import time\nprint("READY", flush=True)\nwhile True: time.sleep(0.02)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(bin, ['-c', 'import time\nprint("READY", flush=True)\nwhile True: time.sleep(0.02)'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { PYTHONHOME: join(pythonRoot(), 'usr'), PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
     try {
       await new Promise<void>((res, rej) => {
         child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && res());
