@@ -1,0 +1,159 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { publicKeyFromPem } from '@pyreach/protocol/job';
+import type { Labels } from '@pyreach/protocol/common';
+import type { EnrollRequest } from '@pyreach/protocol/agent';
+import type { Agent, Db, PrismaClient } from '@pyreach/db';
+import { requireUser, SYSTEM, type Actor } from './actor';
+import { appendAudit } from './audit';
+import { AppError } from './errors';
+import { newId } from './ids';
+
+export function hashJoinToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export interface CreatedJoinToken {
+  id: string;
+  /** The clear token: shown once, never stored. */
+  token: string;
+  expiresAt: Date;
+  labels: Labels;
+}
+
+/**
+ * Creates a one-time join token (admin only). The clear token (32 random bytes, base64url) is returned once;
+ * the database keeps its SHA-256. `labels` are forced onto the agent that enrols with it.
+ */
+export async function createJoinToken(
+  db: PrismaClient,
+  actor: Actor,
+  input: { labels?: Labels; ttlMinutes?: number; note?: string },
+  now: Date = new Date(),
+): Promise<CreatedJoinToken> {
+  const user = requireUser(actor, 'agent:manage');
+  const ttl = input.ttlMinutes ?? 60;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 7 * 24 * 60) {
+    throw new AppError('VALIDATION', 'ttlMinutes must be an integer between 1 and 10080');
+  }
+  const token = randomBytes(32).toString('base64url');
+  const id = newId('jt');
+  const expiresAt = new Date(now.getTime() + ttl * 60_000);
+  const labels = input.labels ?? {};
+  await db.$transaction(async (tx) => {
+    await tx.joinToken.create({
+      data: { id, tokenHash: hashJoinToken(token), labels, note: input.note ?? null, expiresAt, createdById: user.id },
+    });
+    await appendAudit(tx, { actor, action: 'agent.join_token.create', subjectType: 'join_token', subjectId: id, data: { labels, expiresAt: expiresAt.toISOString(), note: input.note ?? null } }, now);
+  });
+  return { id, token, expiresAt, labels };
+}
+
+/**
+ * Enrols an agent: the token must exist, be unexpired and unused; it is consumed atomically (a conditional
+ * update, so two agents racing with one token cannot both win). Labels are the agent's claims overlaid by the
+ * token's labels, which win. The public key must be Ed25519. Failures are UNAUTHENTICATED with one message
+ * that does not tell an attacker which check failed.
+ */
+export async function enrollAgent(db: PrismaClient, req: EnrollRequest, now: Date = new Date()): Promise<Agent> {
+  try {
+    publicKeyFromPem(req.publicKey);
+  } catch {
+    throw new AppError('VALIDATION', 'publicKey is not an Ed25519 SPKI PEM');
+  }
+  const refused = (why: string) =>
+    new AppError('UNAUTHENTICATED', `enrolment refused: ${why}`, { userMessage: 'join token is invalid, expired or already used' });
+  const tokenHash = hashJoinToken(req.token);
+  return db.$transaction(async (tx) => {
+    const token = await tx.joinToken.findUnique({ where: { tokenHash } });
+    if (!token) throw refused('unknown token');
+    if (token.usedAt) throw refused(`token ${token.id} already used`);
+    if (token.expiresAt <= now) throw refused(`token ${token.id} expired`);
+    const id = newId('ag');
+    const consumed = await tx.joinToken.updateMany({
+      where: { id: token.id, usedAt: null, expiresAt: { gt: now } },
+      data: { usedAt: now, usedByAgentId: id },
+    });
+    if (consumed.count !== 1) throw refused(`token ${token.id} consumed concurrently`);
+    const labels = { ...req.labels, ...(token.labels as Labels) };
+    const agent = await tx.agent.create({
+      data: { id, name: req.hostname, publicKey: req.publicKey, labels, version: req.agentVersion, enrolledAt: now },
+    });
+    await appendAudit(tx, {
+      actor: { type: 'agent', id, name: req.hostname },
+      action: 'agent.enroll',
+      subjectType: 'agent',
+      subjectId: id,
+      data: { joinTokenId: token.id, labels, version: req.agentVersion },
+    }, now);
+    return agent;
+  });
+}
+
+/**
+ * Revokes an agent for good (admin only): it is refused from then on; the gateway drops its socket.
+ * Its in-flight executions become `agent_lost`.
+ */
+export async function revokeAgent(db: PrismaClient, actor: Actor, agentId: string, reason: string, now: Date = new Date()): Promise<Agent> {
+  requireUser(actor, 'agent:manage');
+  return db.$transaction(async (tx) => {
+    const agent = await tx.agent.findUnique({ where: { id: agentId } });
+    if (!agent) throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
+    if (agent.revokedAt) throw new AppError('INVALID_STATE', `agent ${agentId} is already revoked`, { userMessage: 'agent is already revoked' });
+    const updated = await tx.agent.update({ where: { id: agentId }, data: { revokedAt: now, revokedReason: reason, status: 'offline' } });
+    const lost = await tx.execution.updateMany({
+      where: { agentId, state: { in: ['sent', 'staged', 'picked_up'] } },
+      data: { state: 'agent_lost', errorCode: 'AGENT_REVOKED', errorMessage: 'the agent was revoked while this job was in flight', finishedAt: now },
+    });
+    await appendAudit(tx, { actor, action: 'agent.revoke', subjectType: 'agent', subjectId: agentId, data: { reason, lostExecutions: lost.count } }, now);
+    return updated;
+  });
+}
+
+/** One agent, or NOT_FOUND. */
+export async function getAgent(db: Db, agentId: string): Promise<Agent> {
+  const agent = await db.agent.findUnique({ where: { id: agentId } });
+  if (!agent) throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
+  return agent;
+}
+
+/** Agents, newest enrolment first. Revoked ones only when asked. */
+export async function listAgents(db: Db, filter: { status?: 'online' | 'offline'; includeRevoked?: boolean } = {}): Promise<Agent[]> {
+  return db.agent.findMany({
+    where: { ...(filter.status ? { status: filter.status } : {}), ...(filter.includeRevoked ? {} : { revokedAt: null }) },
+    orderBy: { enrolledAt: 'desc' },
+  });
+}
+
+/**
+ * Records an authenticated connection. Refuses revoked or unknown agents (FORBIDDEN / NOT_FOUND) — the gateway
+ * calls this after the challenge-response and before accepting any event.
+ */
+export async function markConnected(db: PrismaClient, agentId: string, now: Date = new Date()): Promise<Agent> {
+  return db.$transaction(async (tx) => {
+    const agent = await tx.agent.findUnique({ where: { id: agentId } });
+    if (!agent) throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'unknown agent' });
+    if (agent.revokedAt) throw new AppError('FORBIDDEN', `agent ${agentId} is revoked`, { userMessage: 'this agent has been revoked' });
+    const updated = await tx.agent.update({ where: { id: agentId }, data: { status: 'online', connectedAt: now, lastSeenAt: now } });
+    await appendAudit(tx, { actor: { type: 'agent', id: agentId, name: agent.name }, action: 'agent.connect', subjectType: 'agent', subjectId: agentId }, now);
+    return updated;
+  });
+}
+
+/** Records that the agent's socket closed (executions are only marked lost later: see markAgentLost). */
+export async function markDisconnected(db: PrismaClient, agentId: string, now: Date = new Date()): Promise<void> {
+  await db.$transaction(async (tx) => {
+    const res = await tx.agent.updateMany({ where: { id: agentId, status: 'online' }, data: { status: 'offline', lastSeenAt: now } });
+    if (res.count === 1) {
+      await appendAudit(tx, { actor: SYSTEM, action: 'agent.disconnect', subjectType: 'agent', subjectId: agentId }, now);
+    }
+  });
+}
+
+/** Heartbeat: last seen (server clock) and the agent's outbox backlog. Not audited (not a state change). */
+export async function recordHeartbeat(db: Db, agentId: string, hb: { outboxDepth?: number }, now: Date = new Date()): Promise<void> {
+  const res = await db.agent.updateMany({
+    where: { id: agentId, revokedAt: null },
+    data: { lastSeenAt: now, outboxDepth: hb.outboxDepth ?? 0 },
+  });
+  if (res.count !== 1) throw new AppError('FORBIDDEN', `heartbeat from unknown or revoked agent ${agentId}`, { userMessage: 'this agent is not allowed' });
+}

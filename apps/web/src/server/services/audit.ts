@@ -1,0 +1,312 @@
+import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
+import type { JsonObject } from '@pyreach/protocol/common';
+import type { AuditEvent, Db, PrismaClient, Tx } from '@pyreach/db';
+import { actorColumns, type Actor } from './actor';
+import { AppError } from './errors';
+
+/** prevHash of the first event. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * Transaction-scoped advisory lock serialising appends, so two writers never read the same head and fork the
+ * chain. Held until the caller's transaction ends: append as the last step of a transaction.
+ */
+const AUDIT_LOCK_KEY = '7021956010637099380'; // arbitrary constant ("audit" lock)
+
+export interface AuditInput {
+  actor: Actor;
+  /** Dotted verb, e.g. `request.create`, `review.approve`, `agent.revoke`. */
+  action: string;
+  subjectType?: string;
+  subjectId?: string;
+  /** JSON object (normalised through canonical JSON before storing, so it hashes the same when read back). */
+  data?: JsonObject | Record<string, unknown>;
+}
+
+/** The fields the hash covers, exactly as hashed. */
+export interface AuditHashFields {
+  seq: string;
+  at: string;
+  actorType: string;
+  actorId: string | null;
+  actorName: string | null;
+  action: string;
+  subjectType: string | null;
+  subjectId: string | null;
+  data: unknown;
+}
+
+/**
+ * The chain link: `hash = SHA-256 hex( prevHash || canonicalJson(fields) )` where the string concatenation is
+ * of the 64-char lowercase hex prevHash and the canonical JSON (keys sorted, no spaces) of
+ * `{action, actorId, actorName, actorType, at, data, seq, subjectId, subjectType}`; `seq` is the decimal string,
+ * `at` is ISO 8601 UTC with milliseconds (`2026-01-01T00:00:00.000Z`), absent values are `null`.
+ */
+export function auditHash(prevHash: string, fields: AuditHashFields): string {
+  return sha256Hex(prevHash + canonicalJson(fields));
+}
+
+/**
+ * Appends one event to the chain inside `tx` — the same transaction as the state change it records, so both
+ * commit or neither does. Sequence numbers are contiguous from 1; `at` never goes backwards along the chain
+ * (max of now and the previous event's time), which lets time filters become seq ranges.
+ */
+export async function appendAudit(tx: Tx, input: AuditInput, now: Date = new Date()): Promise<AuditEvent> {
+  await tx.$queryRawUnsafe('SELECT pg_advisory_xact_lock($1::bigint) IS NULL AS locked', AUDIT_LOCK_KEY);
+  const head = await tx.auditEvent.findFirst({ orderBy: { seq: 'desc' }, select: { seq: true, hash: true, at: true } });
+  const seq = (head?.seq ?? 0n) + 1n;
+  const at = new Date(Math.max(now.getTime(), head?.at.getTime() ?? 0));
+  const prevHash = head?.hash ?? GENESIS_HASH;
+  const actor = actorColumns(input.actor);
+  const data = JSON.parse(canonicalJson(input.data ?? {})) as JsonObject;
+  const fields: AuditHashFields = {
+    seq: seq.toString(),
+    at: at.toISOString(),
+    actorType: actor.actorType,
+    actorId: actor.actorId,
+    actorName: actor.actorName,
+    action: input.action,
+    subjectType: input.subjectType ?? null,
+    subjectId: input.subjectId ?? null,
+    data,
+  };
+  return tx.auditEvent.create({
+    data: {
+      seq,
+      at,
+      actorType: fields.actorType,
+      actorId: fields.actorId,
+      actorName: fields.actorName,
+      action: fields.action,
+      subjectType: fields.subjectType,
+      subjectId: fields.subjectId,
+      data,
+      prevHash,
+      hash: auditHash(prevHash, fields),
+    },
+  });
+}
+
+/** Appends an event in a transaction of its own (for events with no other state change, e.g. sign-in). */
+export async function recordAudit(prisma: PrismaClient, input: AuditInput): Promise<AuditEvent> {
+  return prisma.$transaction((tx) => appendAudit(tx, input));
+}
+
+export type VerifyResult =
+  | { ok: true; count: number; lastSeq: bigint }
+  | { ok: false; brokenAt: bigint; reason: string; count: number };
+
+/**
+ * Recomputes the whole chain in seq order, in batches (keyset on seq, constant memory), and names the first
+ * event that does not hold: a gap in seq, a prevHash that is not the previous hash, or a hash that does not
+ * match the event's fields (an edit made behind the triggers' back).
+ */
+export async function verifyAuditChain(db: Db, opts: { batchSize?: number } = {}): Promise<VerifyResult> {
+  const batchSize = opts.batchSize ?? 5000;
+  let prevHash = GENESIS_HASH;
+  let expected = 1n;
+  let count = 0;
+  for (;;) {
+    const rows = await db.auditEvent.findMany({ where: { seq: { gte: expected } }, orderBy: { seq: 'asc' }, take: batchSize });
+    if (rows.length === 0) break;
+    for (const e of rows) {
+      if (e.seq !== expected) {
+        return { ok: false, brokenAt: expected, reason: `event ${expected} is missing (next is ${e.seq})`, count };
+      }
+      if (e.prevHash !== prevHash) {
+        return { ok: false, brokenAt: e.seq, reason: `event ${e.seq} does not link to the hash of event ${e.seq - 1n}`, count };
+      }
+      const hash = auditHash(prevHash, hashFieldsOf(e));
+      if (hash !== e.hash) {
+        return { ok: false, brokenAt: e.seq, reason: `event ${e.seq} was altered: its content no longer matches its hash`, count };
+      }
+      prevHash = e.hash;
+      expected += 1n;
+      count += 1;
+    }
+    if (rows.length < batchSize) break;
+  }
+  return { ok: true, count, lastSeq: expected - 1n };
+}
+
+function hashFieldsOf(e: AuditEvent): AuditHashFields {
+  return {
+    seq: e.seq.toString(),
+    at: e.at.toISOString(),
+    actorType: e.actorType,
+    actorId: e.actorId,
+    actorName: e.actorName,
+    action: e.action,
+    subjectType: e.subjectType,
+    subjectId: e.subjectId,
+    data: e.data,
+  };
+}
+
+export interface AuditFilter {
+  actorId?: string;
+  action?: string;
+  subjectType?: string;
+  subjectId?: string;
+  /** Inclusive lower bound on `at`. */
+  from?: Date;
+  /** Exclusive upper bound on `at`. */
+  to?: Date;
+  /** Words to find (prefix match, all words) in action, actor name, subject and string/number values of data. */
+  text?: string;
+}
+
+export interface AuditQuery extends AuditFilter {
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  /** Page size, 1..500 (default 50). */
+  limit?: number;
+}
+
+export interface AuditPage {
+  items: AuditEvent[];
+  /** Pass back as `cursor` for the next (older) page; null at the end. */
+  nextCursor: string | null;
+}
+
+/**
+ * One page of events, newest first, keyset-paginated on seq (`seq < cursor`), so every page costs the same
+ * however deep. Each filter has an index ending in seq; time bounds become a seq range by probing the
+ * (at, seq) index; text uses the GIN index over `audit_event_search(...)`.
+ */
+export async function queryAudit(db: Db, query: AuditQuery = {}): Promise<AuditPage> {
+  const limit = Math.min(Math.max(Math.trunc(query.limit ?? 50), 1), 500);
+  let before: bigint | undefined;
+  if (query.cursor !== undefined) {
+    if (!/^\d{1,19}$/.test(query.cursor)) throw new AppError('VALIDATION', 'cursor must be a decimal sequence number');
+    before = BigInt(query.cursor);
+  }
+  const items = await fetchPage(db, query, { order: 'desc', before, limit });
+  const last = items.at(-1);
+  return { items, nextCursor: items.length === limit && last ? last.seq.toString() : null };
+}
+
+interface PageOpts {
+  order: 'asc' | 'desc';
+  /** desc: seq < before. */
+  before?: bigint;
+  /** asc: seq > after. */
+  after?: bigint;
+  limit: number;
+}
+
+/** Turns user words into a prefix tsquery ('word':* & ...), keeping only characters that are data, not syntax. */
+export function toPrefixQuery(text: string): string | null {
+  const words = text
+    .split(/\s+/)
+    .map((w) => w.replace(/[^\p{L}\p{N}_.@/-]/gu, ''))
+    .filter((w) => w.length > 0)
+    .slice(0, 8);
+  if (words.length === 0) return null;
+  return words.map((w) => `'${w}':*`).join(' & ');
+}
+
+async function seqBounds(db: Db, f: AuditFilter): Promise<{ lo?: bigint; hi?: bigint; empty: boolean }> {
+  let lo: bigint | undefined;
+  let hi: bigint | undefined;
+  if (f.from) {
+    const r = await db.auditEvent.findFirst({ where: { at: { gte: f.from } }, orderBy: [{ at: 'asc' }, { seq: 'asc' }], select: { seq: true } });
+    if (!r) return { empty: true };
+    lo = r.seq;
+  }
+  if (f.to) {
+    const r = await db.auditEvent.findFirst({ where: { at: { lt: f.to } }, orderBy: [{ at: 'desc' }, { seq: 'desc' }], select: { seq: true } });
+    if (!r) return { empty: true };
+    hi = r.seq;
+  }
+  return { lo, hi, empty: lo !== undefined && hi !== undefined && lo > hi };
+}
+
+async function fetchPage(db: Db, f: AuditFilter, p: PageOpts): Promise<AuditEvent[]> {
+  const bounds = await seqBounds(db, f);
+  if (bounds.empty) return [];
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (sql: string, value: unknown) => {
+    params.push(value);
+    where.push(sql.replace('?', `$${params.length}`));
+  };
+  if (f.actorId !== undefined) add('"actorId" = ?', f.actorId);
+  if (f.action !== undefined) add('"action" = ?', f.action);
+  if (f.subjectType !== undefined) add('"subjectType" = ?', f.subjectType);
+  if (f.subjectId !== undefined) add('"subjectId" = ?', f.subjectId);
+  if (f.from) add('"at" >= ?::timestamptz', f.from.toISOString());
+  if (f.to) add('"at" < ?::timestamptz', f.to.toISOString());
+  if (bounds.lo !== undefined) add('"seq" >= ?::bigint', bounds.lo.toString());
+  if (bounds.hi !== undefined) add('"seq" <= ?::bigint', bounds.hi.toString());
+  if (p.before !== undefined) add('"seq" < ?::bigint', p.before.toString());
+  if (p.after !== undefined) add('"seq" > ?::bigint', p.after.toString());
+  if (f.text !== undefined) {
+    const q = toPrefixQuery(f.text);
+    if (q === null) throw new AppError('VALIDATION', 'text search needs at least one word');
+    add(`"audit_event_search"("action", "actorName", "subjectType", "subjectId", "data") @@ to_tsquery('simple', ?)`, q);
+  }
+  params.push(p.limit);
+  const sql =
+    `SELECT "seq", "at", "actorType", "actorId", "actorName", "action", "subjectType", "subjectId", "data", "prevHash", "hash"
+       FROM "audit_event"${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY "seq" ${p.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $${params.length}`;
+  const rows = await db.$queryRawUnsafe<AuditEvent[]>(sql, ...params);
+  return rows.map((r) => ({ ...r, seq: BigInt(r.seq), at: new Date(r.at) }));
+}
+
+const CSV_COLUMNS = ['seq', 'at', 'actorType', 'actorId', 'actorName', 'action', 'subjectType', 'subjectId', 'data', 'prevHash', 'hash'] as const;
+
+/** RFC 4180 field: quoted when it holds a comma, quote, CR or LF (or edge spaces); quotes doubled. */
+export function csvField(value: string | null): string {
+  if (value === null) return '';
+  return /[",\r\n]|^\s|\s$/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+function exportRecord(e: AuditEvent): Record<(typeof CSV_COLUMNS)[number], string | null> {
+  return {
+    seq: e.seq.toString(),
+    at: e.at.toISOString(),
+    actorType: e.actorType,
+    actorId: e.actorId,
+    actorName: e.actorName,
+    action: e.action,
+    subjectType: e.subjectType,
+    subjectId: e.subjectId,
+    data: canonicalJson(e.data),
+    prevHash: e.prevHash,
+    hash: e.hash,
+  };
+}
+
+/**
+ * Streams the filtered events oldest first, `batchSize` rows per query, as JSON Lines (one object per line,
+ * seq as a string, data as JSON) or CSV (header + one row per event, data as canonical JSON). Each yielded
+ * string is a chunk ending in a newline, ready to write to a response.
+ */
+export async function* exportAudit(
+  db: Db,
+  filter: AuditFilter,
+  format: 'jsonl' | 'csv',
+  opts: { batchSize?: number } = {},
+): AsyncIterable<string> {
+  const batchSize = opts.batchSize ?? 2000;
+  if (format === 'csv') yield `${CSV_COLUMNS.join(',')}\r\n`;
+  let after: bigint | undefined;
+  for (;;) {
+    const rows = await fetchPage(db, filter, { order: 'asc', after, limit: batchSize });
+    if (rows.length === 0) return;
+    let chunk = '';
+    for (const e of rows) {
+      const rec = exportRecord(e);
+      if (format === 'csv') {
+        chunk += `${CSV_COLUMNS.map((c) => csvField(rec[c])).join(',')}\r\n`;
+      } else {
+        chunk += `${JSON.stringify({ ...rec, data: e.data })}\n`;
+      }
+    }
+    yield chunk;
+    if (rows.length < batchSize) return;
+    after = rows.at(-1)!.seq;
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Test factories for the services' tests (and the web engineer's route tests): real databases, real rows.
+ * Not imported by production code.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { after, before, describe } from 'node:test';
+import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
+import type { InventorySnapshot, PythonProcess } from '@pyreach/protocol/inventory';
+import type { PrismaClient } from '@pyreach/db';
+import { DATABASE_KINDS, createTestDatabase, type TestDatabase } from '@pyreach/db/testing';
+import type { Actor, Role } from './actor';
+import { createJoinToken, enrollAgent } from './agents';
+import { newId } from './ids';
+import { saveSnapshot } from './inventory';
+
+/** Runs `body` once per database kind, each with a fresh migrated database shared by the suite's tests. */
+export function describeEachDatabase(name: string, body: (db: () => TestDatabase) => void): void {
+  for (const kind of DATABASE_KINDS) {
+    describe(`${name} (${kind})`, () => {
+      let db: TestDatabase | undefined;
+      before(async () => {
+        db = await createTestDatabase(kind);
+      });
+      after(() => db?.cleanup());
+      body(() => {
+        if (!db) throw new Error('database not ready');
+        return db;
+      });
+    });
+  }
+}
+
+export type UserActor = Extract<Actor, { type: 'user' }>;
+
+/** Inserts a user with `role` and returns it as an actor. */
+export async function seedUser(prisma: PrismaClient, role: Role, name: string = role): Promise<UserActor> {
+  const id = newId('u');
+  await prisma.user.create({ data: { id, name, email: `${id}@example.test`, role } });
+  return { type: 'user', id, name, role };
+}
+
+export function agentKeyPem(): string {
+  return generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+}
+
+/** Enrols an agent through a fresh join token (created by `admin`), optionally with its first inventory. */
+export async function seedAgent(
+  prisma: PrismaClient,
+  admin: UserActor,
+  opts: { labels?: Record<string, string>; hostname?: string; processes?: PythonProcess[] } = {},
+) {
+  const { token } = await createJoinToken(prisma, admin, { labels: opts.labels ?? {} });
+  const hostname = opts.hostname ?? `host-${newId('h').slice(2, 8)}`;
+  const agent = await enrollAgent(prisma, {
+    v: PROTOCOL_VERSION,
+    token,
+    publicKey: agentKeyPem(),
+    hostname,
+    labels: {},
+    agentVersion: '0.1.0',
+  });
+  if (opts.processes) await saveSnapshot(prisma, agent.id, snapshot(hostname, opts.processes, opts.labels ?? {}));
+  return agent;
+}
+
+export function pyProcess(pid: number, extra: Partial<PythonProcess> = {}): PythonProcess {
+  return {
+    pid,
+    nsPid: pid,
+    startTime: String(1000 + pid),
+    uid: 1000,
+    user: 'app',
+    exe: '/usr/bin/python3.14',
+    cmdline: ['/usr/bin/python3.14', 'app.py', `--worker=${pid}`],
+    cwd: '/srv/app',
+    pythonVersion: '3.14.0',
+    freeThreaded: false,
+    remoteDebugEnabled: true,
+    inContainer: false,
+    container: null,
+    threads: [{ tid: pid, main: true }],
+    inspectError: null,
+    ...extra,
+  };
+}
+
+export function snapshot(hostname: string, processes: PythonProcess[], labels: Record<string, string> = {}): InventorySnapshot {
+  return {
+    host: { hostname, os: 'Debian 12', kernel: '6.1.0', arch: 'x86_64', agentVersion: '0.1.0', labels },
+    processes,
+    scannedAt: new Date().toISOString(),
+  };
+}
