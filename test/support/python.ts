@@ -293,7 +293,10 @@ export async function startPython(script: string, opts: StartOptions = {}): Prom
     });
 
   const launcherPid = child.pid;
-  if (launcherPid === undefined) throw new Error(`could not start ${argv[0]}: ${err}`);
+  if (launcherPid === undefined) {
+    rmSync(copyDirHost, { recursive: true, force: true });
+    throw new Error(`could not start ${argv[0]} (is it reachable for ${user ? user.name : 'this user'}?)`);
+  }
 
   let killed = false;
   const target: PyTarget = {
