@@ -1,12 +1,28 @@
 import type { ReactNode } from 'react';
+import type { Metadata, Viewport } from 'next';
+import { THEME_BOOT_SCRIPT } from '../lib/client/theme';
 import './globals.css';
 
-export const metadata = { title: 'Pyreach', description: 'Governed remote execution into live Python processes' };
+export const metadata: Metadata = {
+  title: { default: 'Pyreach', template: '%s · Pyreach' },
+  description: 'Governed remote execution into live Python processes',
+};
+
+export const viewport: Viewport = {
+  themeColor: [
+    { media: '(prefers-color-scheme: light)', color: '#fcfcfd' },
+    { media: '(prefers-color-scheme: dark)', color: '#16181d' },
+  ],
+};
 
 export default function RootLayout({ children }: { children: ReactNode }) {
   return (
-    <html lang="en">
-      <body>{children}</body>
+    <html lang="en" suppressHydrationWarning>
+      <head>
+        {/* A constant of ours (no user data): sets the theme class before first paint. */}
+        <script dangerouslySetInnerHTML={{ __html: THEME_BOOT_SCRIPT }} />
+      </head>
+      <body className="min-h-dvh">{children}</body>
     </html>
   );
 }

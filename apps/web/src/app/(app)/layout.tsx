@@ -1,0 +1,28 @@
+import type { ReactNode } from 'react';
+import { headers } from 'next/headers';
+import { redirect } from 'next/navigation';
+import { getAppContext } from '../../server/context';
+import { sessionUser } from '../../server/http/handler';
+import { AppShell } from '../../components/shell/app-shell';
+import { SessionProvider } from '../../lib/client/session';
+
+// Every page of the signed-in shell depends on the session cookie.
+export const dynamic = 'force-dynamic';
+
+export default async function SignedInLayout({ children }: { children: ReactNode }) {
+  const h = await headers();
+  const user = await sessionUser(getAppContext(), h);
+  if (!user) redirect('/sign-in');
+  const clientUser = {
+    id: user.id,
+    name: user.name,
+    email: user.email,
+    role: user.role,
+    authenticatedAt: user.authenticatedAt.toISOString(),
+  };
+  return (
+    <SessionProvider user={clientUser}>
+      <AppShell>{children}</AppShell>
+    </SessionProvider>
+  );
+}
