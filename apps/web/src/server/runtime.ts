@@ -94,7 +94,7 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
     env,
     prisma: db.prisma,
     log: log.child({ component: 'auth' }),
-    hooks: { onSignIn: (s) => runtime.services.audit.signIn(s.userId, s.ipAddress ?? null) },
+    hooks: { onSignIn: (s) => runtime.services.recordSignIn(s.userId, s.ipAddress ?? null) },
   });
   runtime.ui = new UiGateway(io, runtime.services.uiPorts(), log.child({ component: 'ui' }));
   runtime.dispatcher = new Dispatcher(runtime, log.child({ component: 'dispatcher' }));

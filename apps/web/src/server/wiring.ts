@@ -1,62 +1,143 @@
 /**
- * Binds the transport (routes, gateways, dispatcher) to the services in ./services. This is the only module
- * that knows both sides; routes reach it through getAppContext().services.
+ * Binds the transport (routes, gateways, dispatcher) to the services in ./services. The only module that knows
+ * both sides. Routes reach the bound services through getAppContext().services and import only their types,
+ * so Next.js never bundles the database client.
  */
-import type { Failure } from '@pyreach/protocol/common';
-import type { Heartbeat, JobEvent } from '@pyreach/protocol/agent';
-import type { InventoryDelta, InventorySnapshot } from '@pyreach/protocol/inventory';
+import type { Database } from '@pyreach/db';
+import type { JobEvent } from '@pyreach/protocol/agent';
+import * as actorSvc from './services/actor';
+import * as agentsSvc from './services/agents';
+import * as auditSvc from './services/audit';
+import * as inventorySvc from './services/inventory';
+import { SCRIPTS, describeScript, type ScriptSummary } from '@pyreach/scripts';
+import { AppError } from './services/errors';
+import { loadOrCreateSigningKey, type SigningKeyPair } from './services/signing';
 import type { DispatchPorts } from './dispatcher';
 import type { AgentGatewayPorts } from './gateway/agents';
-import type { UiGatewayPorts } from './gateway/ui';
+import type { UiGatewayPorts, UiUser } from './gateway/ui';
+import type { SessionUser } from './http/handler';
 import type { Runtime } from './runtime';
+
+export type Actor = actorSvc.Actor;
 
 export interface Services {
   can(role: string, action: string): boolean;
-  audit: { signIn(userId: string, ip: string | null): Promise<void> };
+  /** The audit actor for a signed-in person. */
+  actorOf(user: SessionUser): Actor;
+  signing: SigningKeyPair;
+  actor: typeof actorSvc;
+  agents: typeof agentsSvc;
+  audit: typeof auditSvc;
+  inventory: typeof inventorySvc;
+  users: UsersPort;
+  scripts(): ScriptSummary[];
+  recordSignIn(userId: string, ip: string | null): Promise<void>;
   agentPorts(): AgentGatewayPorts;
   uiPorts(): UiGatewayPorts;
   dispatchPorts(): DispatchPorts;
   jobEventApplied(agentId: string, ev: JobEvent, outcome: 'applied' | 'duplicate'): void;
 }
 
-const notYet = (what: string) => () => Promise.reject(Object.assign(new Error(`${what} is not wired yet`), { code: 'NOT_IMPLEMENTED', status: 501 }));
+function can(role: string, action: string): boolean {
+  return actorSvc.isRole(role) && (actorSvc.ACTIONS as readonly string[]).includes(action) && actorSvc.can(role, action as actorSvc.Action);
+}
 
 export async function createServices(rt: Runtime): Promise<Services> {
   const prisma = rt.db.prisma;
+  const signing = await loadOrCreateSigningKey({ keyFile: rt.env.signingKeyFile, db: prisma });
+  const agentActor = async (agentId: string): Promise<Actor> => {
+    const a = await prisma.agent.findUnique({ where: { id: agentId }, select: { name: true } });
+    return { type: 'agent', id: agentId, name: a?.name ?? agentId };
+  };
+
   const agentPorts: AgentGatewayPorts = {
     getAgent: async (agentId) => prisma.agent.findUnique({ where: { id: agentId }, select: { id: true, publicKey: true, revokedAt: true } }),
-    authFailed: async (agentId, reason, ip) => rt.log.warn({ agentId, reason, ip }, 'agent.auth_failed'),
+    authFailed: async (agentId, reason, ip) => {
+      const known = await prisma.agent.findUnique({ where: { id: agentId }, select: { id: true } });
+      await auditSvc.recordAudit(prisma, {
+        actor: known ? await agentActor(agentId) : { type: 'system', name: 'agent-gateway' },
+        action: 'agent.auth_failed',
+        subjectType: 'agent',
+        subjectId: agentId,
+        data: { reason, ip: ip ?? null },
+      });
+    },
     connected: async (agentId) => {
-      await prisma.agent.update({ where: { id: agentId }, data: { status: 'online', connectedAt: new Date(), lastSeenAt: new Date() } });
+      await agentsSvc.markConnected(prisma, agentId);
     },
-    disconnected: async (agentId) => {
-      await prisma.agent.update({ where: { id: agentId }, data: { status: 'offline' } });
+    disconnected: (agentId) => agentsSvc.markDisconnected(prisma, agentId),
+    heartbeat: (agentId, hb) => agentsSvc.recordHeartbeat(prisma, agentId, hb),
+    snapshot: async (agentId, snap) => {
+      await inventorySvc.saveSnapshot(prisma, agentId, snap);
     },
-    heartbeat: async (agentId: string, hb: Heartbeat) => {
-      await prisma.agent.update({ where: { id: agentId }, data: { lastSeenAt: new Date(), outboxDepth: hb.outboxDepth } });
-    },
-    snapshot: notYet('inventory.saveSnapshot') as (a: string, s: InventorySnapshot) => Promise<void>,
-    delta: notYet('inventory.applyDelta') as (a: string, d: InventoryDelta) => Promise<void>,
-    jobEvent: notYet('executions.applyJobEvent') as (a: string, e: JobEvent) => Promise<'applied' | Failure>,
+    delta: (agentId, delta) => inventorySvc.applyDelta(prisma, agentId, delta),
+    jobEvent: async (agentId, ev) => jobEvents.apply(agentId, ev),
     track: (work) => rt.inflight.track(work),
     isShuttingDown: () => rt.shuttingDown,
   };
+
+  const uiPorts: UiGatewayPorts = {
+    authenticate: async (cookie): Promise<UiUser | null> => {
+      if (!cookie) return null;
+      const s = await rt.auth.api.getSession({ headers: new Headers({ cookie }) });
+      if (!s) return null;
+      const role = (s.user as { role?: string | null }).role ?? 'viewer';
+      return { id: s.user.id, role };
+    },
+    canRead: async (user) => can(user.role, 'request:read'),
+  };
+
+  const jobEvents = await import('./wiring-jobs').then((m) => m.createJobEventPorts(rt));
+
   return {
-    can: (role, action) => role === 'admin' || action.endsWith('.read'),
-    audit: { signIn: async () => undefined },
+    can,
+    actorOf: (user) => ({ type: 'user', id: user.id, name: user.email, role: actorSvc.isRole(user.role) ? user.role : 'viewer' }),
+    signing,
+    actor: actorSvc,
+    agents: agentsSvc,
+    audit: auditSvc,
+    inventory: inventorySvc,
+    users: usersPort,
+    scripts: () => SCRIPTS.map(describeScript),
+    recordSignIn: async (userId, ip) => {
+      const u = await prisma.user.findUnique({ where: { id: userId }, select: { email: true, role: true } });
+      await auditSvc.recordAudit(prisma, {
+        actor: { type: 'user', id: userId, name: u?.email ?? userId, role: actorSvc.isRole(u?.role) ? u.role : 'viewer' },
+        action: 'auth.sign_in',
+        subjectType: 'user',
+        subjectId: userId,
+        data: { ip },
+      });
+    },
     agentPorts: () => agentPorts,
-    uiPorts: () => ({ authenticate: async () => null, canRead: async () => false }),
-    dispatchPorts: () => ({
-      nextJobs: async () => [],
-      dispatchFailed: async () => undefined,
-      agentLost: async () => undefined,
-      housekeeping: async () => undefined,
-    }),
-    jobEventApplied: () => undefined,
+    uiPorts: () => uiPorts,
+    dispatchPorts: () => jobEvents.dispatch,
+    jobEventApplied: (agentId, ev, outcome) => jobEvents.applied(agentId, ev, outcome),
   };
 }
 
-/** Role change outside a request (seed). */
-export async function setUserRole(db: import('@pyreach/db').Database, userId: string, role: string): Promise<void> {
-  await db.prisma.user.update({ where: { id: userId }, data: { role } });
+export interface UsersPort {
+  setRole(db: Database['prisma'], actor: Actor, userId: string, role: string): Promise<void>;
+}
+
+/** Thin adapter until services/users.ts lands: role change, admin only, audited in the same transaction. */
+const usersPort: UsersPort = {
+  async setRole(prisma, actor, userId, role) {
+    actorSvc.requireUser(actor, 'user:manage');
+    if (!actorSvc.isRole(role)) throw new AppError('VALIDATION', `unknown role ${role}`);
+    await prisma.$transaction(async (tx) => {
+      const before = await tx.user.findUnique({ where: { id: userId }, select: { role: true } });
+      if (!before) throw new AppError('NOT_FOUND', `user ${userId} not found`, { userMessage: 'user not found' });
+      await tx.user.update({ where: { id: userId }, data: { role } });
+      await auditSvc.appendAudit(tx, { actor, action: 'user.role.set', subjectType: 'user', subjectId: userId, data: { from: before.role, to: role } });
+    });
+  },
+};
+
+/** Role change outside a request (seed); audited as the system. */
+export async function setUserRole(db: Database, userId: string, role: string): Promise<void> {
+  await db.prisma.$transaction(async (tx) => {
+    await tx.user.update({ where: { id: userId }, data: { role } });
+    await auditSvc.appendAudit(tx, { actor: actorSvc.SYSTEM, action: 'user.role.set', subjectType: 'user', subjectId: userId, data: { role, via: 'seed' } });
+  });
 }

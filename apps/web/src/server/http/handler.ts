@@ -33,6 +33,12 @@ export class HttpError extends Error {
   }
 }
 
+/** JSON with bigint as decimal strings (audit sequence numbers) and no caching. */
+export function jsonResponse(body: unknown, status = 200): Response {
+  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  return new Response(text, { status, headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' } });
+}
+
 export function errorResponse(status: number, code: string, message: string, details?: unknown): Response {
   return Response.json(fail(code, message, details), { status, headers: { 'cache-control': 'no-store' } });
 }
@@ -140,7 +146,7 @@ export function handle<S extends RouteSpec>(spec: S, impl: Impl<S>): (req: Reque
 
       const out = await impl({ rt, req, user, params, query, body } as HandlerInput<S>);
       if (out instanceof Response) return out;
-      return Response.json({ ok: true, ...out }, { status: spec.status ?? 200, headers: { 'cache-control': 'no-store' } });
+      return jsonResponse({ ok: true, ...out }, spec.status ?? 200);
     } catch (err) {
       return toErrorResponse(err, rt);
     }
