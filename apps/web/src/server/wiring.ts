@@ -10,7 +10,8 @@ import * as agentsSvc from './services/agents';
 import * as auditSvc from './services/audit';
 import * as inventorySvc from './services/inventory';
 import { SCRIPTS, describeScript, type ScriptSummary } from '@pyreach/scripts';
-import { AppError } from './services/errors';
+import * as usersSvc from './services/users';
+import * as policySvc from './services/policy';
 import { loadOrCreateSigningKey, type SigningKeyPair } from './services/signing';
 import type { DispatchPorts } from './dispatcher';
 import type { AgentGatewayPorts } from './gateway/agents';
@@ -30,6 +31,7 @@ export interface Services {
   audit: typeof auditSvc;
   inventory: typeof inventorySvc;
   users: UsersPort;
+  policy: typeof policySvc;
   scripts(): ScriptSummary[];
   recordSignIn(userId: string, ip: string | null): Promise<void>;
   agentPorts(): AgentGatewayPorts;
@@ -98,6 +100,7 @@ export async function createServices(rt: Runtime): Promise<Services> {
     audit: auditSvc,
     inventory: inventorySvc,
     users: usersPort,
+    policy: policySvc,
     scripts: () => SCRIPTS.map(describeScript),
     recordSignIn: async (userId, ip) => {
       const u = await prisma.user.findUnique({ where: { id: userId }, select: { email: true, role: true } });
@@ -120,17 +123,9 @@ export interface UsersPort {
   setRole(db: Database['prisma'], actor: Actor, userId: string, role: string): Promise<void>;
 }
 
-/** Thin adapter until services/users.ts lands: role change, admin only, audited in the same transaction. */
 const usersPort: UsersPort = {
   async setRole(prisma, actor, userId, role) {
-    actorSvc.requireUser(actor, 'user:manage');
-    if (!actorSvc.isRole(role)) throw new AppError('VALIDATION', `unknown role ${role}`);
-    await prisma.$transaction(async (tx) => {
-      const before = await tx.user.findUnique({ where: { id: userId }, select: { role: true } });
-      if (!before) throw new AppError('NOT_FOUND', `user ${userId} not found`, { userMessage: 'user not found' });
-      await tx.user.update({ where: { id: userId }, data: { role } });
-      await auditSvc.appendAudit(tx, { actor, action: 'user.role.set', subjectType: 'user', subjectId: userId, data: { from: before.role, to: role } });
-    });
+    await usersSvc.setRole(prisma, actor, userId, role);
   },
 };
 

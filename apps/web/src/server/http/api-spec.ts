@@ -36,6 +36,20 @@ export const Selector = z.object({
     .optional(),
 });
 
+/** Mirrors services/policy.ts PolicyInput (which re-validates); kept here so routes stay free of the DB client. */
+export const PolicyBody = z
+  .object({
+    name: z.string().min(1).max(100),
+    description: z.string().max(1000).nullable().optional(),
+    matchLabels: Labels.optional(),
+    priority: z.number().int().min(-100_000).max(100_000).optional(),
+    requiredApprovals: z.number().int().min(0).max(10).optional(),
+    approverRoles: z.array(Role).max(4).optional(),
+    allowCustomCode: z.boolean().optional(),
+    approvalValidMinutes: z.number().int().min(1).max(10080).optional(),
+  })
+  .strict();
+
 export const api = {
   health: defineRoute({ method: 'GET', path: '/api/health', summary: 'Liveness and database reachability', tag: 'system', auth: 'public' }),
   openapi: defineRoute({ method: 'GET', path: '/api/openapi.json', summary: 'This API as OpenAPI 3.1', tag: 'system', auth: 'public' }),
@@ -135,6 +149,12 @@ export const api = {
     body: Selector.extend({ limit: z.number().int().min(1).max(10000).optional() }).strict(),
   }),
   listScripts: defineRoute({ method: 'GET', path: '/api/scripts', summary: 'Built-in script library', tag: 'requests', auth: { action: 'request:read' } }),
+
+  listPolicies: defineRoute({ method: 'GET', path: '/api/policies', summary: 'Approval policies, highest priority first', tag: 'policies', auth: { action: 'policy:read' } }),
+  createPolicy: defineRoute({ method: 'POST', path: '/api/policies', summary: 'Create a policy', tag: 'policies', auth: { action: 'policy:manage' }, status: 201, body: PolicyBody }),
+  getPolicy: defineRoute({ method: 'GET', path: '/api/policies/{id}', summary: 'One policy', tag: 'policies', auth: { action: 'policy:read' }, params: IdParam }),
+  updatePolicy: defineRoute({ method: 'PUT', path: '/api/policies/{id}', summary: "Replace a policy's rules", tag: 'policies', auth: { action: 'policy:manage' }, params: IdParam, body: PolicyBody }),
+  deletePolicy: defineRoute({ method: 'DELETE', path: '/api/policies/{id}', summary: 'Delete a policy (not the default)', tag: 'policies', auth: { action: 'policy:manage' }, params: IdParam }),
 
   queryAudit: defineRoute({
     method: 'GET',
