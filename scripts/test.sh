@@ -13,5 +13,7 @@ fi
 
 echo "== lint"
 npx eslint . --max-warnings=0
-echo "== typecheck and tests"
+echo "== typecheck (root scripts and benchmarks)"
+npx tsc -p tsconfig.json
+echo "== typecheck and tests (every workspace)"
 npx turbo run typecheck test --concurrency=1 --continue --output-logs=full --log-order=stream
