@@ -1,0 +1,167 @@
+import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
+import { TERMINAL_EXECUTION_STATES, type ExecutionState } from '@pyreach/protocol/exec';
+import { JobOptions, codeHash, signJob, type JobEnvelope } from '@pyreach/protocol/job';
+import type { Execution, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
+import { SYSTEM } from './actor';
+import { appendAudit } from './audit';
+import { AppError } from './errors';
+import { newId } from './ids';
+import { matchSelector } from './inventory';
+import type { Rollout, Targets } from './requests';
+import type { SigningKeyPair } from './signing';
+
+export interface ConcreteTarget {
+  agentId: string;
+  pid: number;
+  startTime: string;
+  tid?: number;
+}
+
+/** Resolves a selector to concrete processes; the default reads the current python_process snapshot. */
+export type ResolveTargets = (tx: Tx, selector: Extract<Targets, { type: 'selector' }>) => Promise<ConcreteTarget[]>;
+
+const snapshotResolver: ResolveTargets = async (tx, sel) =>
+  (await matchSelector(tx, { labels: sel.labels, process: sel.process })).map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime }));
+
+const IN_FLIGHT: ExecutionState[] = ['sent', 'staged', 'picked_up'];
+
+/**
+ * Turns an approved request into executions (one per target, fresh jobId, `queued`) and moves it to
+ * `dispatching` — guarded by `WHERE state = 'approved'`, so planning twice (two replicas, a restart) plans
+ * once. An approval that expired before dispatch ends the request as `expired`; no targets ends it `failed`.
+ * Returns the planned executions (empty when the request ended instead).
+ */
+export async function planExecutions(db: PrismaClient, requestId: string, resolveTargets: ResolveTargets = snapshotResolver, now: Date = new Date()): Promise<Execution[]> {
+  return db.$transaction(async (tx) => {
+    const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
+    if (!req) throw new AppError('NOT_FOUND', `request ${requestId} not found`, { userMessage: 'request not found' });
+    if (req.state !== 'approved') throw new AppError('INVALID_STATE', `request ${requestId} is ${req.state}, not approved`, { userMessage: `a ${req.state} request cannot be dispatched` });
+    if (req.approvalExpiresAt && req.approvalExpiresAt <= now) {
+      await tx.injectionRequest.updateMany({ where: { id: requestId, state: 'approved' }, data: { state: 'expired', completedAt: now } });
+      await appendAudit(tx, { actor: SYSTEM, action: 'request.expire', subjectType: 'request', subjectId: requestId, data: { approvalExpiresAt: req.approvalExpiresAt.toISOString() } }, now);
+      return [];
+    }
+    const claimed = await tx.injectionRequest.updateMany({ where: { id: requestId, state: 'approved' }, data: { state: 'dispatching', dispatchedAt: now } });
+    if (claimed.count !== 1) throw new AppError('INVALID_STATE', `request ${requestId} was dispatched concurrently`, { userMessage: 'request is already being dispatched' });
+    const targets = req.targets as Targets;
+    const concrete = targets.type === 'processes' ? targets.processes : await resolveTargets(tx, targets);
+    const unique = [...new Map(concrete.map((t) => [`${t.agentId}/${t.pid}/${t.startTime}`, t])).values()];
+    if (unique.length === 0) {
+      await tx.injectionRequest.update({ where: { id: requestId }, data: { state: 'failed', completedAt: now } });
+      await appendAudit(tx, { actor: SYSTEM, action: 'request.fail', subjectType: 'request', subjectId: requestId, data: { reason: 'the selector matched no process at dispatch' } }, now);
+      return [];
+    }
+    await tx.execution.createMany({
+      data: unique.map((t, i) => ({
+        id: newId('ex'),
+        requestId,
+        agentId: t.agentId,
+        pid: t.pid,
+        startTime: t.startTime,
+        tid: t.tid ?? null,
+        jobId: newId('job'),
+        state: 'queued',
+        // Strictly increasing queue times keep the rollout order stable.
+        queuedAt: new Date(now.getTime() + i),
+      })),
+    });
+    await appendAudit(tx, { actor: SYSTEM, action: 'request.dispatch', subjectType: 'request', subjectId: requestId, data: { executions: unique.length } }, now);
+    return tx.execution.findMany({ where: { requestId }, orderBy: { queuedAt: 'asc' } });
+  });
+}
+
+/**
+ * The executions to send now: queued ones, oldest first, up to `rollout.concurrency` minus those in flight
+ * (sent/staged/picked_up). Once failures reach `rollout.maxFailures` nothing more is sent: the queued rest is
+ * cancelled and the request completes as `failed` when the in-flight ones end. Also completes the request
+ * when every execution is terminal.
+ *
+ * To send: `buildEnvelope`, then `markSent`, and emit only if `markSent` returned true.
+ */
+export async function nextJobs(db: PrismaClient, requestId: string, now: Date = new Date()): Promise<Execution[]> {
+  return db.$transaction(async (tx) => {
+    const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
+    if (!req || req.state !== 'dispatching') return [];
+    const rollout = req.rollout as Partial<Rollout>;
+    const execs = await tx.execution.findMany({ where: { requestId }, orderBy: { queuedAt: 'asc' } });
+    const failures = execs.filter((e) => isFailure(e.state)).length;
+    if (failures >= (rollout.maxFailures ?? 1)) {
+      const stopped = await tx.execution.updateMany({ where: { requestId, state: 'queued' }, data: { state: 'cancelled', errorCode: 'ROLLOUT_STOPPED', errorMessage: `stopped after ${failures} failure(s)`, finishedAt: now } });
+      if (stopped.count > 0) {
+        await appendAudit(tx, { actor: SYSTEM, action: 'request.rollout_stop', subjectType: 'request', subjectId: requestId, data: { failures, cancelled: stopped.count } }, now);
+      }
+      await completeIfDone(tx, requestId, now);
+      return [];
+    }
+    const inFlight = execs.filter((e) => IN_FLIGHT.includes(e.state as ExecutionState)).length;
+    const room = Math.max(0, (rollout.concurrency ?? 1) - inFlight);
+    if (!execs.some((e) => e.state === 'queued')) await completeIfDone(tx, requestId, now);
+    return execs.filter((e) => e.state === 'queued').slice(0, room);
+  });
+}
+
+function isFailure(state: string): boolean {
+  return TERMINAL_EXECUTION_STATES.has(state as ExecutionState) && state !== 'succeeded' && state !== 'cancelled';
+}
+
+/** Extra time an agent gets beyond pickup timeout + budget before a sent job expires. */
+const ENVELOPE_SLACK_MS = 5 * 60_000;
+
+/**
+ * The signed job for one execution. notAfter = the earlier of the approval's expiry and now + pickup timeout +
+ * budget + slack, so an agent never starts a job long after it was meant to run.
+ */
+export function buildEnvelope(execution: Execution, request: InjectionRequest, signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>, now: Date = new Date()): JobEnvelope {
+  const options = JobOptions.parse(request.options ?? {});
+  const horizon = now.getTime() + (options.pickupTimeoutSeconds + options.budgetSeconds) * 1000 + ENVELOPE_SLACK_MS;
+  const notAfter = new Date(Math.min(horizon, request.approvalExpiresAt?.getTime() ?? horizon));
+  return signJob(
+    {
+      v: PROTOCOL_VERSION,
+      jobId: execution.jobId,
+      agentId: execution.agentId,
+      requestId: request.id,
+      target: { pid: execution.pid, startTime: execution.startTime, ...(execution.tid ? { tid: execution.tid } : {}) },
+      kind: request.kind as 'library' | 'custom',
+      scriptId: request.scriptId,
+      code: request.code,
+      codeHash: codeHash(request.code),
+      params: request.params as Record<string, never>,
+      options,
+      issuedAt: now.toISOString(),
+      notAfter: notAfter.toISOString(),
+    },
+    signer.privateKey,
+    signer.publicKey,
+  );
+}
+
+/**
+ * Claims the execution for sending: `queued → sent` with `WHERE state = 'queued'`, so a job id is dispatched at
+ * most once across replicas and restarts. Returns false when someone else already sent (or cancelled) it.
+ */
+export async function markSent(db: PrismaClient, executionId: string, envelope: Pick<JobEnvelope, 'payload'>, now: Date = new Date()): Promise<boolean> {
+  return db.$transaction(async (tx) => {
+    const res = await tx.execution.updateMany({ where: { id: executionId, state: 'queued' }, data: { state: 'sent', sentAt: now, notAfter: new Date(envelope.payload.notAfter) } });
+    if (res.count !== 1) return false;
+    await appendAudit(tx, { actor: SYSTEM, action: 'execution.send', subjectType: 'execution', subjectId: executionId, data: { jobId: envelope.payload.jobId, agentId: envelope.payload.agentId, requestId: envelope.payload.requestId, notAfter: envelope.payload.notAfter } }, now);
+    return true;
+  });
+}
+
+/**
+ * Completes a dispatching request once every execution is terminal: `succeeded` if all succeeded, else
+ * `failed`. Returns the new state, or null when work remains. Call inside the transaction that ended the last one.
+ */
+export async function completeIfDone(tx: Tx, requestId: string, now: Date = new Date()): Promise<'succeeded' | 'failed' | null> {
+  const execs = await tx.execution.findMany({ where: { requestId }, select: { state: true } });
+  if (execs.length === 0 || !execs.every((e) => TERMINAL_EXECUTION_STATES.has(e.state as ExecutionState))) return null;
+  // agent_lost is terminal-looking but may still move; the request completes anyway (its outcome is known-bad now).
+  const state = execs.every((e) => e.state === 'succeeded') ? 'succeeded' : 'failed';
+  const res = await tx.injectionRequest.updateMany({ where: { id: requestId, state: 'dispatching' }, data: { state, completedAt: now } });
+  if (res.count !== 1) return null;
+  const counts: Record<string, number> = {};
+  for (const e of execs) counts[e.state] = (counts[e.state] ?? 0) + 1;
+  await appendAudit(tx, { actor: SYSTEM, action: `request.${state === 'succeeded' ? 'succeed' : 'fail'}`, subjectType: 'request', subjectId: requestId, data: { executions: counts } }, now);
+  return state;
+}

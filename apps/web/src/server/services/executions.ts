@@ -1,0 +1,159 @@
+import { DEFAULT_OUTPUT_CAP_BYTES, type ErrorBody } from '@pyreach/protocol/common';
+import { canTransition, type ExecutionState } from '@pyreach/protocol/exec';
+import type { JobEvent } from '@pyreach/protocol/agent';
+import type { Execution, PrismaClient, Tx } from '@pyreach/db';
+import { SYSTEM, type Actor } from './actor';
+import { appendAudit } from './audit';
+import { completeIfDone } from './dispatch';
+
+export const OUTPUT_TRUNCATED_MARKER = '\n[pyreach: output truncated by the control plane]\n';
+
+/** Outcome of one agent report: applied now, seen before (acknowledge, do nothing), or an error to ack. */
+export type ApplyOutcome = 'applied' | 'duplicate' | { error: ErrorBody };
+
+function appendCapped(current: string, currentBytes: number, chunk: string, cap: number): { output: string; bytes: number } {
+  if (currentBytes >= cap) return { output: current, bytes: currentBytes };
+  const room = cap - currentBytes;
+  const buf = Buffer.from(chunk, 'utf8');
+  if (buf.byteLength <= room) return { output: current + chunk, bytes: currentBytes + buf.byteLength };
+  // Cut on a character boundary, then mark the cut once; bytes pins at the cap so nothing more is appended.
+  const cut = buf.subarray(0, room).toString('utf8').replace(/\uFFFD$/, '');
+  return { output: current + cut + OUTPUT_TRUNCATED_MARKER, bytes: cap };
+}
+
+/**
+ * Applies one report from an agent about one of its jobs, exactly once and in order:
+ * - only the agent the execution was sent to (FORBIDDEN otherwise; NOT_FOUND for an unknown job);
+ * - `seq` must be lastSeq + 1; lower is a duplicate (acknowledge), higher is OUT_OF_ORDER (the agent resends in order);
+ * - state changes only along canTransition (an impossible move consumes the seq but changes nothing);
+ * - output is appended up to `outputCapBytes` with a visible marker;
+ * - a result sets the state from its status — `succeeded` only when the harness said so;
+ * - pickup, result and refusal are audited; the request completes when its last execution ends.
+ */
+export async function applyJobEvent(db: PrismaClient, agentId: string, ev: JobEvent, opts: { outputCapBytes?: number; now?: Date } = {}): Promise<ApplyOutcome> {
+  const now = opts.now ?? new Date();
+  const cap = opts.outputCapBytes ?? DEFAULT_OUTPUT_CAP_BYTES;
+  return db.$transaction(async (tx): Promise<ApplyOutcome> => {
+    await tx.$queryRawUnsafe('SELECT id FROM "execution" WHERE "jobId" = $1 FOR UPDATE', ev.jobId);
+    const ex = await tx.execution.findUnique({ where: { jobId: ev.jobId } });
+    if (!ex) return { error: { code: 'NOT_FOUND', message: `unknown job ${ev.jobId}` } };
+    if (ex.agentId !== agentId) return { error: { code: 'FORBIDDEN', message: `job ${ev.jobId} was not sent to this agent` } };
+    if (ev.seq <= ex.lastSeq) return 'duplicate';
+    if (ev.seq > ex.lastSeq + 1) return { error: { code: 'OUT_OF_ORDER', message: `expected seq ${ex.lastSeq + 1} for job ${ev.jobId}, got ${ev.seq}` } };
+    const agent: Actor = { type: 'agent', id: agentId, name: (await tx.agent.findUnique({ where: { id: agentId }, select: { name: true } }))?.name ?? agentId };
+    const from = ex.state as ExecutionState;
+    const data: Parameters<typeof tx.execution.update>[0]['data'] = { lastSeq: ev.seq };
+    let to: ExecutionState | null = null;
+    switch (ev.type) {
+      case 'state':
+        to = ev.state;
+        if (canTransition(from, to)) {
+          data.state = to;
+          if (to === 'staged') data.stagedAt = now;
+          else data.pickedUpAt = now;
+        }
+        break;
+      case 'output': {
+        const out = appendCapped(ex.output, ex.outputBytes, ev.chunk, cap);
+        data.output = out.output;
+        data.outputBytes = out.bytes;
+        break;
+      }
+      case 'result': {
+        const r = ev.result;
+        to = r.status;
+        if (canTransition(from, to)) {
+          data.state = to;
+          data.result = r.result === undefined ? undefined : (r.result as object);
+          data.errorCode = r.status === 'succeeded' ? null : (r.errorCode ?? 'INTERNAL');
+          data.errorMessage = r.message ?? r.error?.message ?? null;
+          data.error = r.error ?? undefined;
+          data.thread = r.thread ?? undefined;
+          data.finishedAt = r.finishedAt ? new Date(r.finishedAt) : now;
+          if (r.pickedUpAt && !ex.pickedUpAt) data.pickedUpAt = new Date(r.pickedUpAt);
+          // The result carries the whole captured output; it supersedes the streamed chunks.
+          if (r.output.length > 0 || ex.output.length === 0) {
+            const out = appendCapped('', 0, r.output, cap);
+            data.output = r.outputTruncated && out.bytes < cap ? out.output + OUTPUT_TRUNCATED_MARKER : out.output;
+            data.outputBytes = out.bytes;
+          }
+        }
+        break;
+      }
+      case 'refused':
+        to = 'refused';
+        if (canTransition(from, to)) {
+          data.state = 'refused';
+          data.errorCode = ev.code;
+          data.errorMessage = ev.message;
+          data.finishedAt = now;
+        }
+        break;
+    }
+    await tx.execution.update({ where: { id: ex.id }, data });
+    if (data.state !== undefined) {
+      const action = ev.type === 'refused' ? 'execution.refuse' : ev.type === 'result' ? 'execution.result' : to === 'picked_up' ? 'execution.pickup' : 'execution.stage';
+      await appendAudit(tx, {
+        actor: agent,
+        action,
+        subjectType: 'execution',
+        subjectId: ex.id,
+        data: { jobId: ex.jobId, requestId: ex.requestId, from, to, errorCode: (data.errorCode as string | null | undefined) ?? null },
+      }, now);
+      if (ev.type === 'result' || ev.type === 'refused') await completeIfDone(tx, ex.requestId, now);
+    }
+    return 'applied';
+  });
+}
+
+async function loseAll(tx: Tx, where: { agentId: string }, code: string, message: string, now: Date): Promise<Execution[]> {
+  const execs = await tx.execution.findMany({ where: { ...where, state: { in: ['sent', 'staged', 'picked_up'] } } });
+  for (const ex of execs) {
+    await tx.execution.update({ where: { id: ex.id }, data: { state: 'agent_lost', errorCode: code, errorMessage: message, finishedAt: now } });
+    await appendAudit(tx, { actor: SYSTEM, action: 'execution.agent_lost', subjectType: 'execution', subjectId: ex.id, data: { jobId: ex.jobId, requestId: ex.requestId, from: ex.state } }, now);
+  }
+  for (const requestId of new Set(execs.map((e) => e.requestId))) await completeIfDone(tx, requestId, now);
+  return execs;
+}
+
+/**
+ * Marks the in-flight executions of an agent as `agent_lost` — call after its connection has been gone
+ * longer than the grace period. Does nothing if the agent is back online meanwhile. Its durable outbox may
+ * still deliver the real outcome later (agent_lost may move on; see canTransition).
+ */
+export async function markAgentLost(db: PrismaClient, agentId: string, now: Date = new Date()): Promise<Execution[]> {
+  return db.$transaction(async (tx) => {
+    const agent = await tx.agent.findUnique({ where: { id: agentId }, select: { status: true } });
+    if (!agent || agent.status === 'online') return [];
+    return loseAll(tx, { agentId }, 'AGENT_LOST', 'the agent disconnected while this job was in flight and did not come back in time', now);
+  });
+}
+
+/**
+ * Housekeeping: approved requests whose approval ran out become `expired`; queued executions of such requests
+ * and sent executions past their notAfter (never picked up) become `expired`; requests whose last execution
+ * ended complete. Returns how many rows changed.
+ */
+export async function expireOverdue(db: PrismaClient, now: Date = new Date()): Promise<{ requests: number; executions: number }> {
+  return db.$transaction(async (tx) => {
+    const reqs = await tx.injectionRequest.findMany({ where: { state: 'approved', approvalExpiresAt: { lte: now } }, select: { id: true } });
+    for (const r of reqs) {
+      await tx.injectionRequest.update({ where: { id: r.id }, data: { state: 'expired', completedAt: now } });
+      await appendAudit(tx, { actor: SYSTEM, action: 'request.expire', subjectType: 'request', subjectId: r.id }, now);
+    }
+    const execs = await tx.execution.findMany({
+      where: {
+        OR: [
+          { state: 'queued', request: { state: 'dispatching', approvalExpiresAt: { lte: now } } },
+          { state: 'sent', notAfter: { lte: now } },
+        ],
+      },
+    });
+    for (const ex of execs) {
+      await tx.execution.update({ where: { id: ex.id }, data: { state: 'expired', errorCode: 'EXPIRED', errorMessage: 'the job was not picked up before its approval or envelope expired', finishedAt: now } });
+      await appendAudit(tx, { actor: SYSTEM, action: 'execution.expire', subjectType: 'execution', subjectId: ex.id, data: { jobId: ex.jobId, requestId: ex.requestId, from: ex.state } }, now);
+    }
+    for (const requestId of new Set(execs.map((e) => e.requestId))) await completeIfDone(tx, requestId, now);
+    return { requests: reqs.length, executions: execs.length };
+  });
+}
