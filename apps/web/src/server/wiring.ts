@@ -9,11 +9,13 @@ import * as actorSvc from './services/actor';
 import * as agentsSvc from './services/agents';
 import * as auditSvc from './services/audit';
 import * as inventorySvc from './services/inventory';
-import { SCRIPTS, describeScript, type ScriptSummary } from '@pyreach/scripts';
+import { SCRIPTS, describeScript, getScript, type ScriptSummary } from '@pyreach/scripts';
 import * as usersSvc from './services/users';
 import * as policySvc from './services/policy';
 import { loadOrCreateSigningKey, type SigningKeyPair } from './services/signing';
 import type { DispatchPorts } from './dispatcher';
+import { createJobEventPorts } from './wiring-jobs';
+import * as requestsSvc from './services/requests';
 import type { AgentGatewayPorts } from './gateway/agents';
 import type { UiGatewayPorts, UiUser } from './gateway/ui';
 import type { SessionUser } from './http/handler';
@@ -32,7 +34,10 @@ export interface Services {
   inventory: typeof inventorySvc;
   users: UsersPort;
   policy: typeof policySvc;
+  requests: typeof requestsSvc;
   scripts(): ScriptSummary[];
+  /** Source of a library script, or null when there is no such script. */
+  scriptSource(id: string): string | null;
   recordSignIn(userId: string, ip: string | null): Promise<void>;
   agentPorts(): AgentGatewayPorts;
   uiPorts(): UiGatewayPorts;
@@ -89,7 +94,7 @@ export async function createServices(rt: Runtime): Promise<Services> {
     canRead: async (user) => can(user.role, 'request:read'),
   };
 
-  const jobEvents = await import('./wiring-jobs').then((m) => m.createJobEventPorts(rt));
+  const jobEvents = createJobEventPorts(rt, signing);
 
   return {
     can,
@@ -101,7 +106,9 @@ export async function createServices(rt: Runtime): Promise<Services> {
     inventory: inventorySvc,
     users: usersPort,
     policy: policySvc,
+    requests: requestsSvc,
     scripts: () => SCRIPTS.map(describeScript),
+    scriptSource: (id) => getScript(id)?.source ?? null,
     recordSignIn: async (userId, ip) => {
       const u = await prisma.user.findUnique({ where: { id: userId }, select: { email: true, role: true } });
       await auditSvc.recordAudit(prisma, {

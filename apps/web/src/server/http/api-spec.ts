@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { EnrollRequest, EnrollResponse } from '@pyreach/protocol/agent';
+import { JobOptions } from '@pyreach/protocol/job';
 import { Id, JsonObject, Labels } from '@pyreach/protocol/common';
 import { defineRoute } from './spec';
 
@@ -48,6 +49,30 @@ export const PolicyBody = z
     allowCustomCode: z.boolean().optional(),
     approvalValidMinutes: z.number().int().min(1).max(10080).optional(),
   })
+  .strict();
+
+/** Mirrors services/requests.ts (which re-validates everything, including cross-field rules). */
+const ExplicitTarget = z.object({ agentId: Id, pid: z.number().int().positive(), startTime: z.string().regex(/^\d+$/), tid: z.number().int().positive().optional() });
+export const Targets = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('processes'), processes: z.array(ExplicitTarget).min(1).max(1000) }),
+  z.object({ type: z.literal('selector'), labels: Labels, process: Selector.shape.process }),
+]);
+const Rollout = z.object({ concurrency: z.number().int().min(1).max(100).optional(), maxFailures: z.number().int().min(1).max(10000).optional() });
+export const CreateRequestBody = z
+  .object({
+    kind: z.enum(['library', 'custom']),
+    scriptId: z.string().min(1).max(128).nullable().optional(),
+    /** For library requests the server fills in the script's source when omitted. */
+    code: z.string().min(1).optional(),
+    params: JsonObject.optional(),
+    targets: Targets,
+    reason: z.string().min(3).max(2000),
+    rollout: Rollout.optional(),
+    options: JobOptions.partial().optional(),
+  })
+  .strict();
+export const UpdateRequestBody = z
+  .object({ code: z.string().min(1).optional(), params: JsonObject.optional(), targets: Targets.optional(), reason: z.string().min(3).max(2000).optional(), rollout: Rollout.optional(), options: JobOptions.partial().optional() })
   .strict();
 
 export const api = {
@@ -149,6 +174,44 @@ export const api = {
     body: Selector.extend({ limit: z.number().int().min(1).max(10000).optional() }).strict(),
   }),
   listScripts: defineRoute({ method: 'GET', path: '/api/scripts', summary: 'Built-in script library', tag: 'requests', auth: { action: 'request:read' } }),
+
+  listRequests: defineRoute({
+    method: 'GET',
+    path: '/api/requests',
+    summary: 'Requests, newest first',
+    tag: 'requests',
+    auth: { action: 'request:read' },
+    query: z.object({ state: z.string().max(32).optional(), requesterId: z.string().max(128).optional(), cursor: Id.optional(), limit: z.coerce.number().int().min(1).max(200).optional() }).strict(),
+  }),
+  createRequest: defineRoute({ method: 'POST', path: '/api/requests', summary: 'Ask to run code or a library script on targets', tag: 'requests', auth: { action: 'request:create' }, status: 201, body: CreateRequestBody }),
+  getRequest: defineRoute({ method: 'GET', path: '/api/requests/{id}', summary: 'A request with reviews, executions, output and results', tag: 'requests', auth: { action: 'request:read' }, params: IdParam }),
+  updateRequest: defineRoute({
+    method: 'PATCH',
+    path: '/api/requests/{id}',
+    summary: 'Edit a pending request (voids earlier approvals when code, params or targets change)',
+    tag: 'requests',
+    auth: { action: 'request:create' },
+    params: IdParam,
+    body: UpdateRequestBody,
+  }),
+  cancelRequest: defineRoute({
+    method: 'POST',
+    path: '/api/requests/{id}/cancel',
+    summary: 'Cancel a request',
+    tag: 'requests',
+    auth: { action: 'request:cancel' },
+    params: IdParam,
+    body: z.object({ reason: z.string().max(2000).optional() }).strict(),
+  }),
+  reviewRequest: defineRoute({
+    method: 'POST',
+    path: '/api/requests/{id}/reviews',
+    summary: 'Approve or reject (needs a sign-in within the re-authentication window)',
+    tag: 'requests',
+    auth: { action: 'request:review' },
+    params: IdParam,
+    body: z.object({ decision: z.enum(['approve', 'reject']), comment: z.string().max(2000).optional() }).strict(),
+  }),
 
   listPolicies: defineRoute({ method: 'GET', path: '/api/policies', summary: 'Approval policies, highest priority first', tag: 'policies', auth: { action: 'policy:read' } }),
   createPolicy: defineRoute({ method: 'POST', path: '/api/policies', summary: 'Create a policy', tag: 'policies', auth: { action: 'policy:manage' }, status: 201, body: PolicyBody }),
