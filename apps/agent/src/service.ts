@@ -178,7 +178,7 @@ export class AgentService {
       ...(this.ca ? { ca: this.ca } : {}),
     });
     this.socket = socket;
-    const clog = this.log.child({ agentId: this.identity.agentId, conn: gen });
+    const clog = this.log.child({ conn: gen });
 
     socket.on('connect', () => {
       if (gen !== this.gen) return;
@@ -291,7 +291,7 @@ export class AgentService {
   private async afterAuth(gen: number, clog: Logger): Promise<void> {
     const socket = this.socket;
     if (!socket) return;
-    const snap = await this.emitAck(socket, 'inventory:snapshot', this.inventory.snapshot(hostFacts(AGENT_VERSION, this.config.labels)));
+    const snap = await this.emitAck(socket, 'inventory:snapshot', this.inventory.snapshot(hostFacts(AGENT_VERSION, { ...this.identity.labels, ...this.config.labels })));
     if (gen !== this.gen) return;
     if (snap === 'timeout' || !snap.ok) clog.warn({ ack: snap }, 'inventory snapshot not acknowledged');
     else clog.info({ processes: this.inventory.list().length }, 'inventory snapshot sent');

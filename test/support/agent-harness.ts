@@ -1,0 +1,351 @@
+/**
+ * Test tooling for the real agent process (apps/agent):
+ *  - `FakeControlPlane`: the agent's view of a control plane — the real /agents protocol (enrolment route,
+ *    challenge auth, acks with jobId+seq dedupe and OUT_OF_ORDER on gaps) on a real socket.io server, with a
+ *    signing key the test holds, so a test can send forged, expired, replayed or misaddressed jobs that the
+ *    real server would never produce. It can be stopped and restarted on the same port, keeping its state.
+ *  - `AgentProcess`: spawns the real CLI (`apps/agent/src/cli.ts` through tsx, or the built bundle) with its
+ *    own state directory and config file, collects its JSON logs, and kills it by pid.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer, type Server as HttpServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Server, type Socket } from 'socket.io';
+import { EnrollRequest, JobEvent, type JobEvent as JobEventT } from '@pyreach/protocol/agent';
+import { InventoryDelta, InventorySnapshot, type PythonProcess } from '@pyreach/protocol/inventory';
+import { agentAuthMessage, codeHash, keyIdOf, publicKeyFromPem, signJob, type JobEnvelope, type JobPayload } from '@pyreach/protocol/job';
+
+const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+export const AGENT_CLI = join(REPO, 'apps/agent/src/cli.ts');
+export const AGENT_BUNDLE = join(REPO, 'apps/agent/dist/pyreach-agent.mjs');
+
+export interface DispatchRecord {
+  jobId: string;
+  ack: unknown;
+}
+
+export class FakeControlPlane {
+  readonly signing = generateKeyPairSync('ed25519');
+  readonly tokens = new Set<string>();
+  readonly agents = new Map<string, { publicKey: KeyObject; hostname: string; labels: Record<string, string> }>();
+  /** Every job event applied (first delivery of each jobId+seq), in order. */
+  readonly applied: JobEventT[] = [];
+  /** Every job:event received, duplicates included. */
+  readonly received: JobEventT[] = [];
+  readonly dispatches: DispatchRecord[] = [];
+  readonly snapshots: InventorySnapshot[] = [];
+  readonly deltas: InventoryDelta[] = [];
+  readonly heartbeats: unknown[] = [];
+  processes = new Map<string, PythonProcess>();
+  /** Authenticated connections since start (reconnect counting). */
+  authCount = 0;
+  private http: HttpServer | null = null;
+  private io: Server | null = null;
+  private socket: Socket | null = null;
+  port = 0;
+  private lastSeq = new Map<string, number>();
+  private waiters = new Set<() => void>();
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get keyId(): string {
+    return keyIdOf(this.signing.publicKey);
+  }
+
+  newToken(): string {
+    const t = randomBytes(24).toString('base64url');
+    this.tokens.add(t);
+    return t;
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Wait until `cond` holds (re-checked on every message). */
+  async until<T>(cond: () => T | undefined | false | null, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const v = cond();
+      if (v) return v;
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((r) => {
+        const w = (): void => {
+          this.waiters.delete(w);
+          clearTimeout(t);
+          r();
+        };
+        const t = setTimeout(w, Math.min(left, 200));
+        this.waiters.add(w);
+      });
+    }
+  }
+
+  async start(port = 0): Promise<void> {
+    const http = createServer((req, res) => {
+      if (req.method === 'POST' && req.url === '/api/agents/enroll') {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const parsed = EnrollRequest.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          const reply = (status: number, body: unknown): void => {
+            res.writeHead(status, { 'content-type': 'application/json' });
+            res.end(JSON.stringify(body));
+          };
+          if (!parsed.success) return reply(400, { ok: false, error: { code: 'VALIDATION', message: 'bad enrolment request' } });
+          if (!this.tokens.delete(parsed.data.token)) return reply(401, { ok: false, error: { code: 'BAD_TOKEN', message: 'unknown or used join token' } });
+          const agentId = `agent_${randomBytes(6).toString('hex')}`;
+          this.agents.set(agentId, { publicKey: publicKeyFromPem(parsed.data.publicKey), hostname: parsed.data.hostname, labels: parsed.data.labels });
+          reply(200, {
+            ok: true,
+            agentId,
+            signingPublicKey: this.signing.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+            signingKeyId: this.keyId,
+          });
+        });
+        return;
+      }
+      res.writeHead(404).end();
+    });
+    const io = new Server(http, { transports: ['websocket'] });
+    io.of('/agents').use((socket, next) => {
+      const auth = socket.handshake.auth as { v?: number; agentId?: string };
+      if (auth.v !== 1 || !auth.agentId || !this.agents.has(auth.agentId)) {
+        const err = new Error('unknown agent') as Error & { data?: unknown };
+        err.data = { code: 'UNKNOWN_AGENT', message: 'unknown agent' };
+        return next(err);
+      }
+      next();
+    });
+    io.of('/agents').on('connection', (socket) => this.onConnection(socket));
+    await new Promise<void>((r) => http.listen(port, '127.0.0.1', () => r()));
+    this.port = (http.address() as { port: number }).port;
+    this.http = http;
+    this.io = io;
+  }
+
+  private onConnection(socket: Socket): void {
+    const agentId = (socket.handshake.auth as { agentId: string }).agentId;
+    const nonce = randomBytes(32).toString('base64url');
+    let authed = false;
+    socket.on('auth:prove', (proof: { nonce: string; signature: string }, ack: (r: unknown) => void) => {
+      const key = this.agents.get(agentId)!.publicKey;
+      const good = proof.nonce === nonce && verify(null, agentAuthMessage(agentId, nonce), key, Buffer.from(proof.signature, 'base64'));
+      if (!good) {
+        ack({ ok: false, error: { code: 'BAD_SIGNATURE', message: 'bad proof' } });
+        socket.disconnect(true);
+        return;
+      }
+      authed = true;
+      this.socket = socket;
+      this.authCount++;
+      ack({ ok: true, serverTime: new Date().toISOString() });
+      this.notify();
+    });
+    const guard = (ack: unknown): ack is (r: unknown) => void => typeof ack === 'function' && authed;
+    socket.on('heartbeat', (hb: unknown, ack: unknown) => {
+      if (!guard(ack)) return;
+      this.heartbeats.push(hb);
+      ack({ ok: true });
+      this.notify();
+    });
+    socket.on('inventory:snapshot', (raw: unknown, ack: unknown) => {
+      if (!guard(ack)) return;
+      const snap = InventorySnapshot.safeParse(raw);
+      if (!snap.success) return ack({ ok: false, error: { code: 'VALIDATION', message: snap.error.message } });
+      this.snapshots.push(snap.data);
+      this.processes = new Map(snap.data.processes.map((p) => [String(p.pid), p]));
+      ack({ ok: true });
+      this.notify();
+    });
+    socket.on('inventory:delta', (raw: unknown, ack: unknown) => {
+      if (!guard(ack)) return;
+      const d = InventoryDelta.safeParse(raw);
+      if (!d.success) return ack({ ok: false, error: { code: 'VALIDATION', message: d.error.message } });
+      this.deltas.push(d.data);
+      for (const r of d.data.removed) this.processes.delete(String(r.pid));
+      for (const p of d.data.upserted) this.processes.set(String(p.pid), p);
+      ack({ ok: true });
+      this.notify();
+    });
+    socket.on('job:event', (raw: unknown, ack: unknown) => {
+      if (!guard(ack)) return;
+      const ev = JobEvent.safeParse(raw);
+      if (!ev.success) return ack({ ok: false, error: { code: 'VALIDATION', message: ev.error.message } });
+      this.received.push(ev.data);
+      const last = this.lastSeq.get(ev.data.jobId) ?? 0;
+      if (ev.data.seq <= last) return ack({ ok: true }); // duplicate: acked, not applied
+      if (ev.data.seq !== last + 1) return ack({ ok: false, error: { code: 'OUT_OF_ORDER', message: `expected seq ${last + 1}` } });
+      this.lastSeq.set(ev.data.jobId, ev.data.seq);
+      this.applied.push(ev.data);
+      ack({ ok: true });
+      this.notify();
+    });
+    socket.emit('auth:challenge', { nonce, expiresAt: new Date(Date.now() + 10_000).toISOString() });
+  }
+
+  isConnected(): boolean {
+    return this.socket?.connected === true;
+  }
+
+  /** Close every connection and the listener (a control-plane crash as the agent sees it). State is kept. */
+  async stop(): Promise<void> {
+    this.socket = null;
+    this.io?.disconnectSockets(true);
+    await new Promise<void>((r) => (this.io ? this.io.close(() => r()) : r()));
+    this.io = null;
+    this.http = null;
+  }
+
+  /** A job payload addressed to `agentId`, valid for a minute. */
+  job(agentId: string, target: { pid: number; startTime: string }, code: string, over: Partial<JobPayload> = {}): JobPayload {
+    return {
+      v: 1,
+      jobId: `job_${randomBytes(8).toString('hex')}`,
+      agentId,
+      requestId: `req_${randomBytes(4).toString('hex')}`,
+      target,
+      kind: 'custom',
+      scriptId: null,
+      code,
+      codeHash: codeHash(code),
+      params: {},
+      options: { inline: false, budgetSeconds: 30, pickupTimeoutSeconds: 10, backend: 'native' },
+      issuedAt: new Date().toISOString(),
+      notAfter: new Date(Date.now() + 60_000).toISOString(),
+      ...over,
+    };
+  }
+
+  sign(p: JobPayload): JobEnvelope {
+    return signJob(p, this.signing.privateKey, this.signing.publicKey);
+  }
+
+  /** Emit job:dispatch on the agent's connection and return its ack. */
+  async dispatch(envelope: unknown, timeoutMs = 10_000): Promise<{ ok: boolean; error?: { code: string; message: string } }> {
+    const socket = await this.until(() => (this.socket?.connected ? this.socket : null), 20_000, 'an authenticated agent');
+    const ack = (await socket.timeout(timeoutMs).emitWithAck('job:dispatch', envelope)) as { ok: boolean; error?: { code: string; message: string } };
+    const jobId = (envelope as { payload?: { jobId?: string } }).payload?.jobId ?? '?';
+    this.dispatches.push({ jobId, ack });
+    return ack;
+  }
+
+  eventsOf(jobId: string): JobEventT[] {
+    return this.applied.filter((e) => e.jobId === jobId);
+  }
+
+  resultOf(jobId: string): Extract<JobEventT, { type: 'result' }> | undefined {
+    return this.applied.find((e): e is Extract<JobEventT, { type: 'result' }> => e.jobId === jobId && e.type === 'result');
+  }
+}
+
+export interface AgentProcessOptions {
+  stateDir?: string;
+  config?: Record<string, unknown>;
+  bundle?: boolean;
+  env?: Record<string, string>;
+}
+
+/** The real agent CLI as a child process. */
+export class AgentProcess {
+  readonly stateDir: string;
+  readonly configFile: string;
+  private child: ChildProcess | null = null;
+  private out = '';
+  exited: Promise<number | null> = Promise.resolve(null);
+
+  constructor(private readonly opts: AgentProcessOptions = {}) {
+    this.stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'pyreach-agent-state-'));
+    this.configFile = join(this.stateDir, '..', `${this.stateDir.split('/').pop()}.json`);
+    this.writeConfig(opts.config ?? {});
+  }
+
+  writeConfig(config: Record<string, unknown>): void {
+    writeFileSync(this.configFile, JSON.stringify({ stateDir: this.stateDir, logLevel: 'debug', scanIntervalSeconds: 30, changeCheckSeconds: 1, heartbeatSeconds: 5, reconnect: { minMs: 200, maxMs: 1000 }, ...config }, null, 2));
+  }
+
+  private command(args: string[]): string[] {
+    return this.opts.bundle ? [AGENT_BUNDLE, ...args] : ['--import', 'tsx', AGENT_CLI, ...args];
+  }
+
+  private env(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, PYREACH_AGENT_CONFIG: this.configFile, ...this.opts.env };
+    return env;
+  }
+
+  /** Run a one-shot command (enroll, status) to completion. */
+  async cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const child = spawn(process.execPath, this.command(args), { cwd: REPO, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    return { code, stdout, stderr };
+  }
+
+  start(): void {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) throw new Error('agent already running');
+    const child = spawn(process.execPath, this.command(['run']), { cwd: REPO, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
+    this.exited = new Promise((r) => child.on('exit', (c) => r(c)));
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  logs(): string {
+    return this.out;
+  }
+
+  /** Parsed JSON log lines. */
+  logLines(): Record<string, unknown>[] {
+    return this.out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return {};
+        }
+      });
+  }
+
+  async waitForLog(msg: string, timeoutMs = 20_000, from = 0): Promise<Record<string, unknown>> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      const hit = this.logLines().slice(from).find((l) => l.msg === msg);
+      if (hit) return hit;
+      if (this.child?.exitCode !== null && this.child?.exitCode !== undefined) throw new Error(`agent exited (${this.child.exitCode}) before logging "${msg}":\n${this.out.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`agent did not log "${msg}" within ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return c?.exitCode ?? null;
+    c.kill(signal);
+    return this.exited;
+  }
+
+  audit(): Record<string, unknown>[] {
+    const p = join(this.stateDir, 'audit.jsonl');
+    if (!existsSync(p)) return [];
+    return readFileSync(p, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+}
