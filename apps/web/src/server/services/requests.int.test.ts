@@ -13,6 +13,7 @@ import { cancelRequest, createRequest, getRequest, reviewRequest, updateRequest 
 import { loadOrCreateSigningKey } from './signing';
 import { setRole } from './users';
 import { describeEachDatabase, pyProcess, seedAgent, seedUser } from './testkit';
+import { getScript } from '@pyreach/scripts';
 
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
 const fresh = () => ({ authenticatedAt: new Date() });
@@ -102,12 +103,39 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const w = await world({ env: 'prodx' });
     await createPolicy(w.prisma, w.admin, { name: `lib-${w.agent.id}`, matchLabels: { env: 'prodx' }, priority: 50, requiredApprovals: 0, allowCustomCode: false, approvalValidMinutes: 10 });
     await assert.rejects(createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'routine check' }), code('POLICY_DENIED'));
-    const lib = await createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'gc.stats', code: 'import gc', targets: w.targets, reason: 'stats' });
+    await assert.rejects(
+      createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'gc.stats', code: 'import os; os.system("id")', targets: w.targets, reason: 'stats' }),
+      (e: unknown) => code('VALIDATION')(e) && /send kind "custom"/.test((e as AppError).userMessage),
+      'custom code dressed up as a library script is refused',
+    );
+    const lib = await createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'gc.stats', code: getScript('gc.stats')!.source, targets: w.targets, reason: 'stats' });
     assert.equal(lib.state, 'approved');
+    assert.deepEqual(lib.params, { top: 20 }, 'defaults are filled in from the script schema');
     const eff = await resolvePolicy(w.prisma, [{ env: 'prodx' }, { env: 'other' }]);
     assert.equal(eff.requiredApprovals, 1);
     assert.equal(eff.allowCustomCode, false);
     assert.equal(eff.approvalValidMinutes, 10);
+  });
+
+  test('library parameters are validated against the script schema on create and on edit', async () => {
+    const w = await world({ env: 'libp' });
+    const source = getScript('logging.set_level')!.source;
+    await assert.rejects(
+      createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'logging.set_level', code: source, params: { level: 'LOUD' }, targets: w.targets, reason: 'debug' }),
+      (e: unknown) => code('VALIDATION')(e) && /level/.test((e as AppError).userMessage),
+    );
+    await assert.rejects(
+      createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'no.such', code: source, targets: w.targets, reason: 'debug' }),
+      code('VALIDATION'),
+    );
+    const req = await createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'logging.set_level', code: source, params: { logger: 'app', level: 'DEBUG' }, targets: w.targets, reason: 'debug' });
+    assert.deepEqual(req.params, { logger: 'app', level: 'DEBUG', adjustHandlers: true });
+    await assert.rejects(updateRequest(w.prisma, w.op, req.id, { params: { level: 'LOUD' } }), code('VALIDATION'));
+    await assert.rejects(updateRequest(w.prisma, w.op, req.id, { code: 'print(1)' }), code('VALIDATION'));
+    const edited = await updateRequest(w.prisma, w.op, req.id, { params: { logger: 'app', level: 'INFO' } });
+    assert.equal(edited.code, source);
+    assert.deepEqual(edited.params, { logger: 'app', level: 'INFO', adjustHandlers: true });
+    assert.equal(edited.revision, req.revision + 1);
   });
 
   test('a rollout with concurrency 2 over 5 targets stops after the configured failures', async () => {

@@ -8,6 +8,7 @@ import { appendAudit } from './audit';
 import { AppError, isUniqueViolation } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
+import { checkScriptParams, getScript } from '@pyreach/scripts';
 import { resolvePolicy, type EffectivePolicy } from './policy';
 
 export const ExplicitTarget = z.object({
@@ -99,13 +100,32 @@ function approvalWindow(now: Date, policy: { approvalValidMinutes: number }) {
 }
 
 /**
+ * A library request runs the library's own source, byte for byte, with parameters checked against the
+ * script's schema (defaults filled in, so approvers see exactly what will travel). Otherwise "library" would
+ * be a label anyone could put on custom code to get past a policy that forbids custom code.
+ */
+function libraryContent(scriptId: string, code: string | undefined, params: unknown): { code: string; params: JsonObject } {
+  const script = getScript(scriptId);
+  if (!script) throw new AppError('VALIDATION', `unknown library script '${scriptId}'`, { userMessage: `scriptId: no library script named '${scriptId}'` });
+  if (code !== undefined && code !== script.source) {
+    throw new AppError('VALIDATION', `library request for ${scriptId} carries other code`, {
+      userMessage: `code: a library request runs the library's source of ${scriptId}; send kind "custom" to run other code`,
+    });
+  }
+  const checked = checkScriptParams(scriptId, params);
+  if (!checked.ok) throw new AppError('VALIDATION', checked.message, { userMessage: `params: ${checked.message}` });
+  return { code: script.source, params: checked.params };
+}
+
+/**
  * Files a request (operators and admins). The effective policy of its targets decides the approvals needed
  * (stored on the request with its approver roles and validity); custom code is refused with POLICY_DENIED
  * where any target's policy forbids it; 0 approvals ⇒ approved at once. Audited.
  */
 export async function createRequest(db: PrismaClient, actor: Actor, input: CreateRequestInput, now: Date = new Date()): Promise<InjectionRequest> {
   const user = requireUser(actor, 'request:create');
-  const data = parseOrThrow(CreateRequestInput, input);
+  const parsed = parseOrThrow(CreateRequestInput, input);
+  const data = parsed.kind === 'library' ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params) } : parsed;
   const policy = await resolvePolicy(db, await labelsOfTargets(db, data.targets));
   checkCustomCode(data.kind, policy);
   const auto = policy.requiredApprovals === 0;
@@ -168,7 +188,10 @@ export async function updateRequest(db: PrismaClient, actor: Actor, id: string, 
     const req = await lockRequest(tx, id);
     if (req.requesterId !== user.id) throw new AppError('FORBIDDEN', `user ${user.id} is not the requester of ${id}`, { userMessage: 'only the requester may edit a request' });
     if (req.state !== 'pending') throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, { userMessage: `a ${req.state} request cannot be edited` });
-    const next = { code: data.code ?? req.code, params: data.params ?? req.params, targets };
+    const next =
+      req.kind === 'library'
+        ? { ...libraryContent(req.scriptId ?? '', data.code, data.params ?? req.params), targets }
+        : { code: data.code ?? req.code, params: data.params ?? req.params, targets };
     const contentHash = contentHashOf(next);
     const changed = contentHash !== req.contentHash;
     const updated = await tx.injectionRequest.update({
