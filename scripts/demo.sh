@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 if [[ ! -d node_modules/.bin ]] || [[ ! -e node_modules/.bin/tsx ]]; then
   echo "demo: installing dependencies (npm install)"
   npm install --no-audit --no-fund
+elif [[ ! -e packages/db/src/generated/client.ts ]]; then
+  npm run --silent db:generate
 fi
 
 find_python() {
