@@ -17,7 +17,7 @@ const params = z.object({
 
 export const setLogLevel: ScriptDefinition<typeof params> = {
   id: 'logging.set_level',
-  version: 1,
+  version: 2,
   title: "Set a logger's level",
   description:
     'Changes the level of a logger (e.g. to DEBUG) in the running process, and optionally of the handlers that would ' +
@@ -33,6 +33,7 @@ level_name = params["level"]
 level = logging.getLevelNamesMapping()[level_name]
 logger = logging.getLogger(name) if name else logging.getLogger()
 previous = logging.getLevelName(logger.level)
+previous_effective = logging.getLevelName(logger.getEffectiveLevel())
 logger.setLevel(level)
 
 changed_handlers = []
@@ -49,12 +50,14 @@ if params.get("adjustHandlers", True):
                 handler.setLevel(level)
         node = node.parent if node.propagate else None
 
-print(f"logger {name or 'root'!r}: {previous} -> {level_name}")
+inherited = f" (inherits {previous_effective})" if previous == "NOTSET" else ""
+print(f"logger {name or 'root'!r}: {previous}{inherited} -> {level_name}")
 for h in changed_handlers:
     print(f"handler {h['handler']}: {h['previous']} -> {level_name}")
 result = {
     "logger": name or "root",
     "previous": previous,
+    "previousEffective": previous_effective,
     "level": level_name,
     "effective": logging.getLevelName(logger.getEffectiveLevel()),
     "handlers": changed_handlers,
