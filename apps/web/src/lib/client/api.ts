@@ -95,3 +95,41 @@ export function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message;
   return typeof e === 'string' ? e : 'Unexpected error';
 }
+
+const nameCache = new Map<string, { name: string; role: string }>();
+
+/** Names for user ids, cached for the tab's lifetime (ids never change owner). */
+export function useNames(ids: (string | null | undefined)[]): Record<string, { name: string; role: string }> {
+  const wanted = [...new Set(ids.filter((x): x is string => !!x))].sort();
+  const key = wanted.join(',');
+  const [, force] = useState(0);
+  useEffect(() => {
+    const missing = key ? key.split(',').filter((id) => !nameCache.has(id)) : [];
+    if (missing.length === 0) return;
+    let cancelled = false;
+    api<{ users: Record<string, { name: string; role: string }> }>('/api/ui/names', { method: 'POST', json: { ids: missing } }).then(
+      (r) => {
+        for (const [id, v] of Object.entries(r.users)) nameCache.set(id, v);
+        if (!cancelled) force((n) => n + 1);
+      },
+      () => undefined,
+    );
+    return () => {
+      cancelled = true;
+    };
+  }, [key]);
+  const out: Record<string, { name: string; role: string }> = {};
+  for (const id of wanted) {
+    const v = nameCache.get(id);
+    if (v) out[id] = v;
+  }
+  return out;
+}
+
+/** agentId → hostname, for labelling targets and executions. */
+export function useHostnames(): Record<string, string> {
+  const { data } = useApi<{ hosts: { hostname: string; agent: { id: string } }[] }>('/api/fleet/hosts?includeRevoked=true');
+  const out: Record<string, string> = {};
+  for (const h of data?.hosts ?? []) out[h.agent.id] = h.hostname;
+  return out;
+}

@@ -1,0 +1,107 @@
+'use client';
+import Link from 'next/link';
+import { CheckCheckIcon, ExternalLinkIcon } from 'lucide-react';
+import { PageHeader } from '../../../components/shell/app-shell';
+import { CodeAndParams, describeTargets } from '../../../components/requests/code-and-params';
+import { mayReview, ReviewControls } from '../../../components/requests/review-controls';
+import { RequestBadge } from '../../../components/status';
+import { Alert } from '../../../components/ui/alert';
+import { Badge } from '../../../components/ui/badge';
+import { Card, CardContent, CardHeader } from '../../../components/ui/card';
+import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
+import { useApi, useHostnames, useNames } from '../../../lib/client/api';
+import { canDo, useUser } from '../../../lib/client/session';
+import { useUiEvent } from '../../../lib/client/socket';
+import type { Policy, RequestRow, ScriptSummary } from '../../../lib/client/types';
+import { formatTime, relativeTime } from '../../../lib/client/utils';
+
+type Pending = RequestRow & { approverRoles?: string[] };
+
+export function ApprovalQueue() {
+  const user = useUser();
+  const { data, error, loading, reload } = useApi<{ requests: Pending[] }>('/api/requests?state=pending&limit=100');
+  const scripts = useApi<{ scripts: ScriptSummary[] }>('/api/scripts');
+  const policies = useApi<{ policies: Policy[] }>('/api/policies');
+  const hostnames = useHostnames();
+  useUiEvent('request:changed', () => reload());
+  const requests = data?.requests ?? [];
+  const names = useNames(requests.map((r) => r.requesterId));
+
+  if (!canDo(user.role, 'review')) {
+    return (
+      <>
+        <PageHeader title="Approvals" />
+        <Alert variant="warning" title="Your role does not review requests">Approvers and admins review; you can still read every request.</Alert>
+      </>
+    );
+  }
+
+  return (
+    <>
+      <PageHeader title="Approvals" description="Pending requests. Read the exact code, parameters and targets before you vote." />
+      {error ? (
+        <ErrorState error={error} onRetry={reload} />
+      ) : loading && !data ? (
+        <LoadingRows rows={4} />
+      ) : requests.length === 0 ? (
+        <EmptyState title="Nothing waits for a review" icon={<CheckCheckIcon />}>
+          New requests appear here as they are filed.
+        </EmptyState>
+      ) : (
+        <div className="grid gap-5" data-testid="approval-queue">
+          {requests.map((r) => {
+            const own = r.requesterId === user.id;
+            const script = scripts.data?.scripts.find((s) => s.id === r.scriptId);
+            const policy = policies.data?.policies.find((p) => p.id === r.policyId);
+            return (
+              <Card key={r.id} data-testid="pending-request" data-request-id={r.id}>
+                <CardHeader className="flex-row flex-wrap items-center gap-x-3 gap-y-1">
+                  <h2 className="font-semibold">{r.kind === 'library' ? (script?.title ?? r.scriptId) : 'Custom code'}</h2>
+                  <RequestBadge state={r.state} />
+                  {own ? <Badge variant="outline">your request</Badge> : null}
+                  <span className="text-xs text-muted-foreground" title={formatTime(r.createdAt)}>
+                    by <span data-testid="requester">{names[r.requesterId]?.name ?? '…'}</span> · {relativeTime(r.createdAt)}
+                  </span>
+                  <Link href={`/requests/${r.id}`} className="ml-auto inline-flex items-center gap-1 text-sm text-primary hover:underline">
+                    Open <ExternalLinkIcon aria-hidden="true" className="size-3.5" />
+                  </Link>
+                </CardHeader>
+                <CardContent className="grid gap-4">
+                  <dl className="grid gap-3 text-sm sm:grid-cols-3">
+                    <div>
+                      <dt className="text-xs text-muted-foreground">Reason</dt>
+                      <dd className="whitespace-pre-wrap">{r.reason}</dd>
+                    </div>
+                    <div>
+                      <dt className="text-xs text-muted-foreground">Targets</dt>
+                      <dd className="font-mono text-xs">
+                        {describeTargets(r.targets, hostnames).map((t) => (
+                          <div key={t}>{t}</div>
+                        ))}
+                      </dd>
+                    </div>
+                    <div>
+                      <dt className="text-xs text-muted-foreground">Policy</dt>
+                      <dd>
+                        {policy?.name ?? '—'} · needs {r.requiredApprovals} approval{r.requiredApprovals === 1 ? '' : 's'}
+                        {r.approverRoles?.length ? ` (${r.approverRoles.join(' or ')})` : ''}
+                      </dd>
+                    </div>
+                  </dl>
+                  <CodeAndParams request={r} script={script} />
+                  {mayReview(user, r) ? (
+                    <ReviewControls request={r} onDone={reload} />
+                  ) : own ? (
+                    <p className="text-sm text-muted-foreground">You filed this request; someone else has to review it.</p>
+                  ) : (
+                    <p className="text-sm text-muted-foreground">Your role is not among this request&apos;s approver roles.</p>
+                  )}
+                </CardContent>
+              </Card>
+            );
+          })}
+        </div>
+      )}
+    </>
+  );
+}
