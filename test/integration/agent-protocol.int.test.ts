@@ -24,6 +24,7 @@ describe('agent against a protocol-speaking control plane', { timeout: 300_000 }
   let host: PyTarget;
   let container: PyTarget;
   let agentId: string;
+  let token: string;
   const files: string[] = [];
 
   const target = async (t: PyTarget) => {
@@ -35,7 +36,9 @@ describe('agent against a protocol-speaking control plane', { timeout: 300_000 }
     [host, container] = await Promise.all([startPython('idle.py', { style: 'host' }), startPython('idle.py', { style: 'container' })]);
     await cp.start();
     agent = new AgentProcess({ config: { server: cp.url, policy: { allowRoot: true }, labels: { env: 'test' } } });
-    const enrolled = await agent.cli(['enroll', '--token', cp.newToken(), '--label', 'zone=it']);
+    token = cp.newToken();
+    const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'zone=it']);
+    assert.ok(!enrolled.stdout.includes(token) && !enrolled.stderr.includes(token), 'the token is never printed');
     assert.equal(enrolled.code, 0, enrolled.stderr);
     agentId = JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId;
     agent.start();
@@ -54,7 +57,8 @@ describe('agent against a protocol-speaking control plane', { timeout: 300_000 }
     const id = JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8'));
     assert.equal(id.signingKeyId, cp.keyId);
     assert.deepEqual(id.labels, { env: 'test', zone: 'it' });
-    assert.ok(!agent.logs().includes(id.agentId) || !agent.logs().includes('token'), 'no token in logs');
+    const pem = readFileSync(join(agent.stateDir, 'agent.key'), 'utf8').split('\n')[1]!;
+    assert.ok(!agent.logs().includes(token) && !agent.logs().includes(pem), 'neither the token nor the private key is logged');
   });
 
   test('the inventory lists host-style and container-style Python targets', async () => {
@@ -65,6 +69,20 @@ describe('agent against a protocol-speaking control plane', { timeout: 300_000 }
     assert.equal(c.nsPid, 1);
     assert.match(h.pythonVersion ?? '', /^3\.14/);
     assert.equal(cp.snapshots[0]?.host.labels.zone, 'it');
+    const hb = await cp.until(() => cp.heartbeats[0] as { at: string; outboxDepth: number } | undefined, 15_000, 'a heartbeat');
+    assert.equal(typeof hb.outboxDepth, 'number');
+  });
+
+  test('a Python process started or stopped later is reported as a delta within seconds', async () => {
+    const late = await startPython('idle.py', { style: 'host' });
+    try {
+      const d = await cp.until(() => cp.deltas.find((x) => x.upserted.some((p) => p.pid === late.pid)), 15_000, 'upsert delta');
+      assert.match(d.upserted.find((p) => p.pid === late.pid)!.pythonVersion ?? '', /^3\.14/);
+    } finally {
+      await late.kill();
+    }
+    await cp.until(() => cp.deltas.find((x) => x.removed.some((r) => r.pid === late.pid)), 15_000, 'removal delta');
+    assert.equal(cp.processes.has(String(late.pid)), false);
   });
 
   test('a signed job runs once in a host-style target and its output, states and result arrive', async () => {

@@ -7,10 +7,11 @@
  *  - `AgentProcess`: spawns the real CLI (`apps/agent/src/cli.ts` through tsx, or the built bundle) with its
  *    own state directory and config file, collects its JSON logs, and kills it by pid.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,8 +51,11 @@ export class FakeControlPlane {
   private lastSeq = new Map<string, number>();
   private waiters = new Set<() => void>();
 
+  /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
+  tls: { key: string; cert: string } | null = null;
+
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   get keyId(): string {
@@ -89,7 +93,7 @@ export class FakeControlPlane {
   }
 
   async start(port = 0): Promise<void> {
-    const http = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       if (req.method === 'POST' && req.url === '/api/agents/enroll') {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
@@ -113,7 +117,8 @@ export class FakeControlPlane {
         return;
       }
       res.writeHead(404).end();
-    });
+    };
+    const http: HttpServer = this.tls ? createHttpsServer({ key: this.tls.key, cert: this.tls.cert }, handler) : createServer(handler);
     const io = new Server(http, { transports: ['websocket'] });
     io.of('/agents').use((socket, next) => {
       const auth = socket.handshake.auth as { v?: number; agentId?: string };
@@ -244,6 +249,17 @@ export class FakeControlPlane {
   resultOf(jobId: string): Extract<JobEventT, { type: 'result' }> | undefined {
     return this.applied.find((e): e is Extract<JobEventT, { type: 'result' }> => e.jobId === jobId && e.type === 'result');
   }
+}
+
+/** A throw-away CA and a certificate for 127.0.0.1 signed by it (openssl), for pinned-CA tests. */
+export function makeTestPki(): { dir: string; caFile: string; key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'pyreach-pki-'));
+  const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=pyreach test CA']);
+  run(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf']);
+  return { dir, caFile: join(dir, 'ca.pem'), key: readFileSync(join(dir, 'server.key'), 'utf8'), cert: readFileSync(join(dir, 'server.pem'), 'utf8') };
 }
 
 export interface AgentProcessOptions {
