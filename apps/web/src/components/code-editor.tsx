@@ -69,7 +69,6 @@ export function CodeEditor({
       view.current = null;
     };
     // Created once per mount; later value changes are applied below.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [readOnly]);
 
   useEffect(() => {

@@ -175,7 +175,7 @@ export function FleetView() {
         <EmptyState title="No hosts yet" icon={<ServerIcon />}>
           Hosts appear here when an agent enrols. {canDo(user.role, 'admin') ? (
             <>
-              Create a join token under <Link className="underline" href="/admin/agents">Admin → Agents</Link>.
+              Create a join token under <Link className="underline" href="/admin?tab=agents">Admin → Agents</Link>.
             </>
           ) : (
             'Ask an admin for a join token.'

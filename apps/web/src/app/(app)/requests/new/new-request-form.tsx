@@ -115,8 +115,6 @@ export function NewRequestForm() {
     if (selUser.trim()) process.user = selUser.trim();
     if (selExe.trim()) process.exeContains = selExe.trim();
     return { labels: parsedLabels.labels, process };
-    // parsedLabels is derived from selLabels
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [selLabels, selCmd, selUser, selExe]);
 
   const targets = useMemo(() => {
@@ -125,7 +123,6 @@ export function NewRequestForm() {
       return chosen.length ? { type: 'processes' as const, processes: chosen } : null;
     }
     return parsedLabels.error ? null : { type: 'selector' as const, ...selector };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [targetMode, procList, selected, selector, parsedLabels.error]);
 
   // Live selector preview.

@@ -1,0 +1,246 @@
+'use client';
+import { useRouter, useSearchParams } from 'next/navigation';
+import { Fragment, useState, type FormEvent } from 'react';
+import { DownloadIcon, SearchIcon, ShieldAlertIcon, ShieldCheckIcon } from 'lucide-react';
+import { PageHeader } from '../../../components/shell/app-shell';
+import { Alert } from '../../../components/ui/alert';
+import { Badge } from '../../../components/ui/badge';
+import { Button } from '../../../components/ui/button';
+import { Card } from '../../../components/ui/card';
+import { CodeBlock } from '../../../components/ui/code-block';
+import { Input } from '../../../components/ui/input';
+import { Field } from '../../../components/ui/label';
+import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
+import { Table, TBody, TD, TH, THead, TR } from '../../../components/ui/table';
+import { useApi } from '../../../lib/client/api';
+import { useUser } from '../../../lib/client/session';
+import type { AuditEvent } from '../../../lib/client/types';
+import { formatTime } from '../../../lib/client/utils';
+
+const FILTERS = ['actorId', 'action', 'subjectType', 'subjectId', 'from', 'to', 'text'] as const;
+type Filter = (typeof FILTERS)[number];
+
+/** datetime-local value → ISO with offset (the API wants an offset), and back. */
+const toIso = (local: string) => (local ? new Date(local).toISOString() : '');
+const toLocal = (iso: string) => {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+};
+
+export function AuditExplorer() {
+  const user = useUser();
+  const router = useRouter();
+  const sp = useSearchParams();
+  const applied: Record<Filter, string> = Object.fromEntries(FILTERS.map((f) => [f, sp.get(f) ?? ''])) as Record<Filter, string>;
+  const [draft, setDraft] = useState<Record<Filter, string>>(applied);
+  const [cursors, setCursors] = useState<string[]>([]);
+  const [open, setOpen] = useState<string | null>(null);
+
+  const qs = new URLSearchParams();
+  for (const f of FILTERS) if (applied[f]) qs.set(f, applied[f]);
+  const exportQs = new URLSearchParams(qs);
+  exportQs.delete('text');
+  const page = new URLSearchParams(qs);
+  page.set('limit', '50');
+  const cursor = cursors.at(-1);
+  if (cursor) page.set('cursor', cursor);
+
+  const { data, error, loading, reload } = useApi<{ events: AuditEvent[]; nextCursor: string | null }>(`/api/audit?${page}`);
+  const verify = useApi<{ valid: boolean; count: number; lastSeq?: string; brokenAt?: string; reason?: string }>('/api/audit/verify');
+
+  function apply(e: FormEvent) {
+    e.preventDefault();
+    const next = new URLSearchParams();
+    for (const f of FILTERS) if (draft[f].trim()) next.set(f, draft[f].trim());
+    setCursors([]);
+    router.replace(`/audit${next.size ? `?${next}` : ''}`);
+  }
+  function clear() {
+    setDraft(Object.fromEntries(FILTERS.map((f) => [f, ''])) as Record<Filter, string>);
+    setCursors([]);
+    router.replace('/audit');
+  }
+  const mayExport = user.role === 'approver' || user.role === 'admin';
+
+  return (
+    <>
+      <PageHeader
+        title="Audit"
+        description="Every state change, hash-chained. Filters run on the server."
+        actions={
+          <>
+            <div data-testid="chain-status" aria-live="polite">
+              {verify.error ? (
+                <Badge variant="destructive">verification failed to run</Badge>
+              ) : !verify.data ? (
+                <Badge variant="muted">verifying chain…</Badge>
+              ) : verify.data.valid ? (
+                <Badge variant="success" className="py-1">
+                  <ShieldCheckIcon aria-hidden="true" /> Chain verified · {verify.data.count} events
+                </Badge>
+              ) : (
+                <Badge variant="destructive" className="py-1">
+                  <ShieldAlertIcon aria-hidden="true" /> Chain broken at #{verify.data.brokenAt}
+                </Badge>
+              )}
+            </div>
+            <Button variant="outline" size="sm" onClick={verify.reload}>
+              Re-verify
+            </Button>
+          </>
+        }
+      />
+      {verify.data && !verify.data.valid ? (
+        <Alert variant="destructive" title={`The audit chain is broken at event #${verify.data.brokenAt}`} className="mb-4">
+          {verify.data.reason}
+        </Alert>
+      ) : null}
+
+      <Card className="mb-4 p-4">
+        <form onSubmit={apply} className="grid gap-3 sm:grid-cols-2 lg:grid-cols-4" aria-label="Filter audit events">
+          <Field id="f-text" label="Text">
+            <Input id="f-text" type="search" value={draft.text} onChange={(e) => setDraft({ ...draft, text: e.target.value })} placeholder="words in the event" />
+          </Field>
+          <Field id="f-action" label="Action">
+            <Input id="f-action" className="font-mono" value={draft.action} onChange={(e) => setDraft({ ...draft, action: e.target.value })} placeholder="request.review" />
+          </Field>
+          <Field id="f-actor" label="Actor id">
+            <Input id="f-actor" className="font-mono" value={draft.actorId} onChange={(e) => setDraft({ ...draft, actorId: e.target.value })} />
+          </Field>
+          <div className="grid grid-cols-2 gap-2">
+            <Field id="f-stype" label="Target type">
+              <Input id="f-stype" className="font-mono" value={draft.subjectType} onChange={(e) => setDraft({ ...draft, subjectType: e.target.value })} placeholder="request" />
+            </Field>
+            <Field id="f-sid" label="Target id">
+              <Input id="f-sid" className="font-mono" value={draft.subjectId} onChange={(e) => setDraft({ ...draft, subjectId: e.target.value })} />
+            </Field>
+          </div>
+          <Field id="f-from" label="From">
+            <Input id="f-from" type="datetime-local" value={toLocal(draft.from)} onChange={(e) => setDraft({ ...draft, from: toIso(e.target.value) })} />
+          </Field>
+          <Field id="f-to" label="To">
+            <Input id="f-to" type="datetime-local" value={toLocal(draft.to)} onChange={(e) => setDraft({ ...draft, to: toIso(e.target.value) })} />
+          </Field>
+          <div className="flex items-end gap-2 lg:col-span-2">
+            <Button type="submit">
+              <SearchIcon aria-hidden="true" /> Apply
+            </Button>
+            <Button type="button" variant="ghost" onClick={clear}>
+              Clear
+            </Button>
+            {mayExport ? (
+              <span className="ml-auto flex gap-2">
+                <Button asChild variant="outline">
+                  <a href={`/api/audit/export?format=jsonl${exportQs.size ? `&${exportQs}` : ''}`} download data-testid="export-jsonl">
+                    <DownloadIcon aria-hidden="true" /> JSON Lines
+                  </a>
+                </Button>
+                <Button asChild variant="outline">
+                  <a href={`/api/audit/export?format=csv${exportQs.size ? `&${exportQs}` : ''}`} download data-testid="export-csv">
+                    <DownloadIcon aria-hidden="true" /> CSV
+                  </a>
+                </Button>
+              </span>
+            ) : null}
+          </div>
+        </form>
+        {applied.text && mayExport ? <p className="mt-2 text-xs text-muted-foreground">Exports apply every filter except free text.</p> : null}
+      </Card>
+
+      {error ? (
+        <ErrorState error={error} onRetry={reload} />
+      ) : loading && !data ? (
+        <LoadingRows rows={8} />
+      ) : !data || data.events.length === 0 ? (
+        <EmptyState title="No events match">Widen the time range or clear a filter.</EmptyState>
+      ) : (
+        <Card>
+          <Table aria-label="Audit events">
+            <THead>
+              <TR>
+                <TH>#</TH>
+                <TH>Time</TH>
+                <TH>Actor</TH>
+                <TH>Action</TH>
+                <TH>Target</TH>
+                <TH>Hash</TH>
+              </TR>
+            </THead>
+            <TBody>
+              {data.events.map((ev) => {
+                const k = String(ev.seq);
+                const isOpen = open === k;
+                return (
+                  <Fragment key={k}>
+                    <TR data-testid="audit-row" data-action={ev.action}>
+                      <TD className="font-mono tabular-nums text-muted-foreground">{k}</TD>
+                      <TD className="whitespace-nowrap">
+                        <time dateTime={ev.at}>{formatTime(ev.at)}</time>
+                      </TD>
+                      <TD>
+                        <span className="font-medium">{ev.actorName ?? '—'}</span> <Badge variant="muted">{ev.actorType}</Badge>
+                      </TD>
+                      <TD>
+                        <button
+                          type="button"
+                          className="font-mono text-xs underline-offset-2 hover:underline focus-visible:outline-2 focus-visible:outline-ring"
+                          aria-expanded={isOpen}
+                          onClick={() => setOpen(isOpen ? null : k)}
+                        >
+                          {ev.action}
+                        </button>
+                      </TD>
+                      <TD className="font-mono text-xs">
+                        {ev.subjectType ? (
+                          <button
+                            type="button"
+                            className="hover:underline"
+                            title="Filter by this target"
+                            onClick={() => {
+                              setDraft({ ...draft, subjectType: ev.subjectType ?? '', subjectId: ev.subjectId ?? '' });
+                              const next = new URLSearchParams(qs);
+                              next.set('subjectType', ev.subjectType ?? '');
+                              if (ev.subjectId) next.set('subjectId', ev.subjectId);
+                              setCursors([]);
+                              router.replace(`/audit?${next}`);
+                            }}
+                          >
+                            {ev.subjectType}:{ev.subjectId}
+                          </button>
+                        ) : (
+                          '—'
+                        )}
+                      </TD>
+                      <TD className="font-mono text-xs text-muted-foreground" title={ev.hash}>
+                        {ev.hash.slice(0, 10)}…
+                      </TD>
+                    </TR>
+                    {isOpen ? (
+                      <TR>
+                        <TD colSpan={6} className="bg-muted/30">
+                          <CodeBlock label={`Event #${k} data (prev ${ev.prevHash.slice(0, 12)}…)`}>{JSON.stringify(ev.data, null, 2)}</CodeBlock>
+                        </TD>
+                      </TR>
+                    ) : null}
+                  </Fragment>
+                );
+              })}
+            </TBody>
+          </Table>
+        </Card>
+      )}
+      <div className="mt-3 flex items-center gap-2">
+        <Button variant="outline" size="sm" disabled={cursors.length === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
+          Newer
+        </Button>
+        <Button variant="outline" size="sm" disabled={!data?.nextCursor} onClick={() => data?.nextCursor && setCursors([...cursors, data.nextCursor])}>
+          Older
+        </Button>
+        <span className="text-xs text-muted-foreground">page {cursors.length + 1}</span>
+      </div>
+    </>
+  );
+}
