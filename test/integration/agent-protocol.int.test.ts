@@ -5,7 +5,8 @@
  * replayed and misaddressed jobs. The same flows against the real server are in agent-server.int.test.ts.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPairSync } from 'node:crypto';
@@ -196,6 +197,36 @@ describe('agent against a protocol-speaking control plane', { timeout: 300_000 }
     assert.equal(again.error?.code, 'REPLAYED');
     assert.equal(lines(file), 1);
     assert.ok(agent.audit().some((a) => a.jobId === p.jobId && a.event === 'recovered'));
+  });
+
+  test('the agent SIGKILLed after staging but before pickup withdraws the job on restart: it never runs later', async (t) => {
+    // A target whose main thread sleeps 10 s at a time: a request written into it waits for the next wake-up.
+    const script = join(mkdtempSync(join(tmpdir(), 'pyreach-agent-it-')), 'sleepy.py');
+    writeFileSync(script, 'import time\nprint("READY", flush=True)\nwhile True:\n    time.sleep(10)\n');
+    const sleepy = await startPython(script, { style: 'host' });
+    try {
+      const file = sideEffect('withdrawn');
+      files.push(file);
+      const p = cp.job(agentId, await target(sleepy), appendCode(file), { options: { inline: false, budgetSeconds: 30, pickupTimeoutSeconds: 30, backend: 'native' } });
+      assert.equal((await cp.dispatch(cp.sign(p))).ok, true);
+      await cp.until(() => cp.eventsOf(p.jobId).find((e) => e.type === 'state' && e.state === 'staged'), 20_000, 'staged');
+      await agent.kill('SIGKILL');
+      agent.start();
+      const res = await cp.until(() => cp.resultOf(p.jobId), 40_000, 'recovered result');
+      t.diagnostic(`recovered as ${res.result.status}`);
+      await new Promise((r) => setTimeout(r, 11_000)); // the target has woken up at least once since
+      if (res.result.status === 'pickup_timeout') {
+        // The usual case: withdrawn before the target woke up, and it stays that way.
+        assert.match(res.result.message ?? '', /can never run/);
+        assert.equal(lines(file), 0, 'the withdrawn job never ran');
+      } else {
+        // The target woke up first: whatever is reported must match what happened.
+        assert.equal(res.result.status, 'succeeded', JSON.stringify(res.result));
+        assert.equal(lines(file), 1);
+      }
+    } finally {
+      await sleepy.kill();
+    }
   });
 
   test('local policy refusals reach the control plane with their reason', async () => {
