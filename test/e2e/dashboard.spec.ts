@@ -1,0 +1,214 @@
+/**
+ * The dashboard's acceptance story in a real browser, against the real server, the real agent
+ * (apps/agent CLI: enroll + run) and a real CPython 3.14 target that logs only ERROR until someone lowers
+ * its "main" logger to DEBUG.
+ */
+import { copyFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { expect, test, type Page } from '@playwright/test';
+import { AgentProcess } from '../support/agent-harness';
+import { ApiClient } from '../support/api';
+import { REPO_ROOT, USERS } from '../support/control-plane';
+import { startPython, type PyTarget } from '../support/python';
+import { eventually, shot, SHOTS, signedIn } from './helpers';
+
+const base = () => process.env.PYREACH_E2E_URL!;
+
+let target: PyTarget;
+let agent: AgentProcess;
+let admin: ApiClient;
+let operatorApi: ApiClient;
+let approverApi: ApiClient;
+let requestId = '';
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(async () => {
+  target = await startPython('log_service.py', { style: 'host' });
+  admin = await ApiClient.signIn(base(), USERS.admin);
+  operatorApi = await ApiClient.signIn(base(), USERS.operator);
+  approverApi = await ApiClient.signIn(base(), USERS.approver);
+  const token = (await admin.ok(admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'e2e' } }))).joinToken.token;
+  agent = new AgentProcess({ config: { server: base(), policy: { allowRoot: true } } });
+  const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'env=e2e']);
+  expect(enrolled.code, enrolled.stderr + enrolled.stdout).toBe(0);
+  agent.start();
+  await eventually('the target in the inventory', async () => {
+    const r = await admin.ok(admin.get<{ processes: { pid: number }[] }>('/api/fleet/processes?limit=10000'));
+    return r.processes.some((p) => p.pid === target.pid);
+  });
+});
+
+test.afterAll(async () => {
+  await agent?.kill('SIGKILL');
+  await target?.kill();
+});
+
+async function noDialogs(page: Page): Promise<string[]> {
+  const fired: string[] = [];
+  page.on('dialog', (d) => {
+    fired.push(d.message());
+    void d.dismiss();
+  });
+  return fired;
+}
+
+test('the fleet shows the enrolled host and its live Python process', async ({ browser }) => {
+  const { context, page } = await signedIn(browser, USERS.viewer);
+  await page.goto('/fleet');
+  const row = page.getByTestId('process-row').filter({ hasText: String(target.pid) });
+  await expect(row).toBeVisible();
+  await expect(row).toContainText('3.14');
+  await expect(row).toContainText('log_service.py');
+  await expect(page.getByTestId('host-card').first()).toContainText('online');
+  await page.getByLabel('Search hosts and processes').fill('no-such-process-xyz');
+  await expect(page.getByText('Nothing matches these filters')).toBeVisible();
+  await page.getByLabel('Search hosts and processes').fill('');
+  await shot(page, 'fleet');
+  await context.close();
+});
+
+test('a viewer cannot request: no form, and the API refuses', async ({ browser }) => {
+  const { context, page } = await signedIn(browser, USERS.viewer);
+  await expect(page.getByRole('link', { name: 'New request' })).toHaveCount(0);
+  await page.goto('/requests/new');
+  await expect(page.getByText('Your role cannot file requests')).toBeVisible();
+  const res = await page.request.post('/api/requests', {
+    data: { kind: 'library', scriptId: 'logging.set_level', params: { level: 'DEBUG' }, targets: { type: 'selector', labels: {} }, reason: 'viewer tries' },
+    headers: { origin: base() },
+  });
+  expect(res.status()).toBe(403);
+  await context.close();
+});
+
+test('operator requests logging.set_level; approver approves in another context; output is live; target logs DEBUG', async ({ browser }) => {
+  const op = await signedIn(browser, USERS.operator);
+  const page = op.page;
+  await page.goto('/requests/new');
+  await page.getByLabel('Filter processes').fill(String(target.pid));
+  await page.getByRole('checkbox', { name: new RegExp(`Target pid ${target.pid} `) }).click();
+  await page.getByLabel('Script').selectOption('logging.set_level');
+  await page.locator('#param-logger').fill('main');
+  await page.locator('#param-level').selectOption('DEBUG');
+  await page.getByLabel(/^Reason/).fill('E2E: main logger errors are opaque; DEBUG for context');
+  await expect(page.getByTestId('policy-approvals')).toHaveText('1');
+  await expect(page.getByTestId('policy-name')).toContainText('default');
+  await shot(page, 'new-request');
+  await page.getByRole('button', { name: 'File request' }).click();
+  await page.waitForURL(/\/requests\/req_/);
+  requestId = page.url().split('/').pop()!;
+  await expect(page.getByTestId('request-state')).toHaveText('pending');
+  // The requester has no approve button, and the API refuses anyway.
+  await expect(page.getByRole('button', { name: 'Approve' })).toHaveCount(0);
+  const self = await page.request.post(`/api/requests/${requestId}/reviews`, { data: { decision: 'approve' }, headers: { origin: base() } });
+  expect(self.status()).toBe(403);
+  await page.goto('/approvals').catch(() => undefined);
+  await page.goto(`/requests/${requestId}`);
+
+  // The approver, in a second browser context.
+  const ap = await signedIn(browser, USERS.approver);
+  await ap.page.goto('/approvals');
+  const card = ap.page.getByTestId('pending-request').filter({ hasText: 'E2E: main logger' });
+  await expect(card).toBeVisible();
+  await expect(card.getByTestId('request-params')).toContainText('"DEBUG"');
+  await expect(card.getByTestId('requester')).toHaveText('operator');
+  await shot(ap.page, 'approvals');
+  await card.getByLabel('Comment').fill('read the code and params; go');
+  await card.getByRole('button', { name: 'Approve' }).click();
+  const reauth = ap.page.getByLabel('Password');
+  if (await reauth.isVisible().catch(() => false)) {
+    await reauth.fill((await import('../support/control-plane')).SEED_PASSWORD);
+    await ap.page.getByRole('button', { name: 'Sign in and continue' }).click();
+  }
+  await expect(card).toHaveCount(0);
+
+  // The operator's page updates without a reload: state, then output and result.
+  const exec = page.getByTestId('execution');
+  await expect(exec).toHaveAttribute('data-state', 'succeeded', { timeout: 90_000 });
+  await expect(page.getByTestId('execution-result')).toContainText('DEBUG');
+  await expect(page.getByTestId('request-state')).toHaveText(/succeeded|completed/);
+  await expect(page.getByTestId('timeline')).toContainText('request.review');
+  await shot(page, 'request-detail');
+
+  // The target's own log now has DEBUG lines.
+  await target.waitForStdout(/DEBUG main context for request/, 30_000);
+  await op.context.close();
+  await ap.context.close();
+});
+
+test('output containing HTML or script is shown as text, never run', async ({ browser }) => {
+  const payload = '<img src=x onerror="alert(1)"><script>alert(2)</script><b>bold?</b>';
+  const p = (await admin.ok(admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>('/api/fleet/processes?limit=10000'))).processes.find((x) => x.pid === target.pid)!;
+  const created = await operatorApi.ok(
+    operatorApi.post<{ request: { id: string } }>('/api/requests', {
+      kind: 'custom',
+      code: `print(${JSON.stringify(payload)})\nresult = {"html": ${JSON.stringify(payload)}}\n`,
+      targets: { type: 'processes', processes: [{ agentId: p.agentId, pid: p.pid, startTime: p.startTime }] },
+      reason: 'E2E: output escaping',
+    }),
+  );
+  await approverApi.ok(approverApi.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve' }));
+  const { context, page } = await signedIn(browser, USERS.operator);
+  const dialogs = await noDialogs(page);
+  await page.goto(`/requests/${created.request.id}`);
+  await expect(page.getByTestId('execution')).toHaveAttribute('data-state', 'succeeded', { timeout: 90_000 });
+  await expect(page.getByTestId('execution-output')).toContainText(payload);
+  await expect(page.locator('[data-testid="execution-output"] img, [data-testid="execution-output"] script, [data-testid="execution-output"] b')).toHaveCount(0);
+  await page.waitForTimeout(500);
+  expect(dialogs).toEqual([]);
+  await shot(page, 'request-detail-escaped');
+  await context.close();
+});
+
+test('the audit explorer shows the whole story, verifies the chain and exports the filtered set', async ({ browser }) => {
+  const { context, page } = await signedIn(browser, USERS.approver);
+  await page.goto(`/audit?subjectType=request&subjectId=${requestId}`);
+  const actions = page.getByTestId('audit-row');
+  await expect(actions.first()).toBeVisible();
+  const seen = await actions.evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action')));
+  for (const a of ['request.create', 'request.review']) expect(seen).toContain(a);
+  await expect(page.getByTestId('chain-status')).toContainText('Chain verified');
+  await shot(page, 'audit');
+  const [jsonl] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-jsonl').click()]);
+  const jsonlPath = path.join(SHOTS, '..', 'audit-export.jsonl');
+  await jsonl.saveAs(jsonlPath);
+  const lines = readFileSync(jsonlPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; subjectId: string });
+  expect(lines.length).toBeGreaterThan(1);
+  expect(lines.every((l) => l.subjectId === requestId)).toBe(true);
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
+  const csvPath = path.join(SHOTS, '..', 'audit-export.csv');
+  await csv.saveAs(csvPath);
+  expect(readFileSync(csvPath, 'utf8')).toContain('request.create');
+  await context.close();
+});
+
+test('admin pages: users, agents with a copyable enrol command, policies, script library', async ({ browser }) => {
+  const { context, page } = await signedIn(browser, USERS.admin);
+  await page.goto('/admin?tab=users');
+  await expect(page.getByRole('table', { name: 'Users' })).toContainText(USERS.viewer);
+  await shot(page, 'admin-users');
+  await page.goto('/admin?tab=agents');
+  await page.getByLabel('Labels').fill('env=staging');
+  await page.getByRole('button', { name: 'Create join token' }).click();
+  await expect(page.getByTestId('enroll-command')).toContainText(`pyreach-agent enroll --server ${base()} --token `);
+  await shot(page, 'admin-agents');
+  await page.goto('/admin?tab=policies');
+  await expect(page.getByRole('table', { name: 'Policies' })).toContainText('default');
+  await shot(page, 'admin-policies');
+  await page.goto('/scripts');
+  await expect(page.getByRole('button', { name: /Set a logger/ })).toBeVisible();
+  await shot(page, 'scripts');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.goto('/fleet');
+  await expect(page.getByTestId('process-row').first()).toBeVisible();
+  await shot(page, 'fleet-dark');
+  await context.close();
+  // Keep a set for the README.
+  for (const n of ['fleet', 'fleet-dark', 'new-request', 'approvals', 'request-detail', 'audit', 'admin-agents', 'scripts']) {
+    try {
+      copyFileSync(path.join(SHOTS, `${n}.png`), path.join(REPO_ROOT, 'docs/screenshots', `${n}.png`));
+    } catch {
+      /* a screenshot missing here means its test failed and reported it */
+    }
+  }
+});
