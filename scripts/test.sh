@@ -17,3 +17,5 @@ echo "== typecheck (root scripts and benchmarks)"
 npx tsc -p tsconfig.json
 echo "== typecheck and tests (every workspace)"
 npx turbo run typecheck test --concurrency=1 --continue --output-logs=full --log-order=stream
+echo "== browser tests (Playwright in Debian's Chromium against the real server, agent and CPython 3.14)"
+npm run --silent -w test test:e2e
