@@ -156,6 +156,19 @@ describe('agent against a protocol-speaking control plane', { timeout: 300_000 }
     for (const c of ['UNKNOWN_KEY', 'BAD_SIGNATURE', 'EXPIRED', 'WRONG_AGENT', 'TARGET_CHANGED', 'REPLAYED']) assert.ok(refusedCodes.includes(c), `audited ${c}`);
   });
 
+  test('job:cancel stops a running job inside the target and its honest result arrives', async () => {
+    const p = cp.job(agentId, await target(host), 'import time\nprint("working")\nfor i in range(300):\n    time.sleep(0.1)\nresult = "should not finish"\n');
+    assert.equal((await cp.dispatch(cp.sign(p))).ok, true);
+    await cp.until(() => cp.eventsOf(p.jobId).find((e) => e.type === 'output'), 20_000, 'running');
+    const t0 = Date.now();
+    cp.cancel(p.jobId);
+    const res = await cp.until(() => cp.resultOf(p.jobId), 20_000, 'result after cancel');
+    assert.ok(Date.now() - t0 < 10_000, 'stopped early');
+    assert.equal(res.result.status, 'failed');
+    assert.match(res.result.message ?? '', /cancelled/);
+    assert.equal(res.result.result, undefined);
+  });
+
   test('the control plane going away mid-job loses nothing: the result arrives exactly once after it is back', async () => {
     const file = sideEffect('cp-restart');
     files.push(file);

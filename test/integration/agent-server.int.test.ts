@@ -190,4 +190,14 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     assert.equal(lines(file), 0);
     assert.ok(agent.audit().some((a) => a.jobId === ex.jobId && a.event === 'refused' && a.code === 'POLICY_ROOT_TARGET'));
   });
+
+  test('revoking the agent through the API stops it with exit code 78 and it stays refused', async () => {
+    await admin.ok(admin.post(`/api/agents/${agent_id()}/revoke`, { reason: 'host decommissioned' }));
+    assert.equal(await agent.exited, 78);
+    assert.ok(agent.audit().some((a) => a.event === 'revoked' && /decommissioned/.test(String(a.message))));
+    const status = JSON.parse((await agent.cli(['status', '--json'])).stdout);
+    assert.equal(status.connection.state, 'revoked');
+    agent.start();
+    assert.equal(await agent.exited, 78, 'refused at the handshake from then on');
+  });
 });

@@ -242,6 +242,11 @@ export class FakeControlPlane {
     return ack;
   }
 
+  /** Emit job:cancel on the agent's connection. */
+  cancel(jobId: string): void {
+    this.socket?.emit('job:cancel', { jobId });
+  }
+
   eventsOf(jobId: string): JobEventT[] {
     return this.applied.filter((e) => e.jobId === jobId);
   }

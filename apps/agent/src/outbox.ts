@@ -179,15 +179,22 @@ export class Outbox {
     return n;
   }
 
-  /** Resolves at the next append or ack. */
-  changed(): Promise<void> {
+  /** Resolves at the next append or ack, or after `timeoutMs` (the waiter is removed either way). */
+  changed(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
       const w = (): void => {
         this.waiters.delete(w);
+        clearTimeout(t);
         resolve();
       };
+      const t = setTimeout(w, timeoutMs);
       this.waiters.add(w);
     });
+  }
+
+  /** Pending waiters (for tests: idle loops must not accumulate them). */
+  get waiterCount(): number {
+    return this.waiters.size;
   }
 
   /** Wait until nothing is pending or the deadline passes. */
@@ -196,7 +203,7 @@ export class Outbox {
     while (this.depth() > 0) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      await Promise.race([this.changed(), new Promise((r) => setTimeout(r, Math.min(left, 250)))]);
+      await this.changed(Math.min(left, 250));
     }
     return true;
   }

@@ -273,7 +273,7 @@ export class AgentService {
 
   private revoked(reason: string): void {
     this.log.error({ reason }, 'this agent was revoked by the control plane; stopping');
-    this.audit.write({ event: 'refused', outcome: 'revoked', message: reason });
+    this.audit.write({ event: 'revoked', message: reason });
     this.exitCode = 78; // EX_CONFIG: systemd's RestartPreventExitStatus keeps it down
     this.setState('revoked', reason);
     void this.stop('revoked');
@@ -304,7 +304,7 @@ export class AgentService {
     while (gen === this.gen && this.authed && this.socket) {
       const ev: JobEvent | null = this.outbox.nextPending();
       if (!ev) {
-        await Promise.race([this.outbox.changed(), new Promise((r) => setTimeout(r, 1000))]);
+        await this.outbox.changed(1000);
         continue;
       }
       const res = await this.emitAck(this.socket, 'job:event', ev);

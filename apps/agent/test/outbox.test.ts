@@ -138,3 +138,17 @@ test('fully delivered journals are pruned but their ids stay in the replay guard
   assert.equal(s3.has('old'), false, 'compacted once expiry alone refuses it');
   s3.close();
 });
+
+test('waiting for changes does not accumulate waiters while idle', async () => {
+  const dir = tempDir();
+  const o = new Outbox(dir);
+  o.open();
+  for (let i = 0; i < 20; i++) await o.changed(1);
+  assert.equal(o.waiterCount, 0);
+  const waiting = o.changed(10_000);
+  o.createJob(rec('w'));
+  o.append('w', { type: 'output', jobId: 'w', chunk: 'x' });
+  await waiting;
+  assert.equal(o.waiterCount, 0);
+  o.close();
+});
