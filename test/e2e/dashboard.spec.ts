@@ -87,7 +87,7 @@ test('operator requests logging.set_level; approver approves in another context;
   await page.goto('/requests/new');
   await page.getByLabel('Filter processes').fill(String(target.pid));
   await page.getByRole('checkbox', { name: new RegExp(`Target pid ${target.pid} `) }).click();
-  await page.getByLabel('Script').selectOption('logging.set_level');
+  await page.getByLabel('Script', { exact: true }).selectOption('logging.set_level');
   await page.locator('#param-logger').fill('main');
   await page.locator('#param-level').selectOption('DEBUG');
   await page.getByLabel(/^Reason/).fill('E2E: main logger errors are opaque; DEBUG for context');
@@ -127,7 +127,7 @@ test('operator requests logging.set_level; approver approves in another context;
   await expect(exec).toHaveAttribute('data-state', 'succeeded', { timeout: 90_000 });
   await expect(page.getByTestId('execution-result')).toContainText('DEBUG');
   await expect(page.getByTestId('request-state')).toHaveText(/succeeded|completed/);
-  await expect(page.getByTestId('timeline')).toContainText('request.review');
+  await expect(page.getByTestId('timeline')).toContainText('review.approve');
   await shot(page, 'request-detail');
 
   // The target's own log now has DEBUG lines.
@@ -166,7 +166,7 @@ test('the audit explorer shows the whole story, verifies the chain and exports t
   const actions = page.getByTestId('audit-row');
   await expect(actions.first()).toBeVisible();
   const seen = await actions.evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action')));
-  for (const a of ['request.create', 'request.review']) expect(seen).toContain(a);
+  for (const a of ['request.create', 'review.approve', 'request.dispatch']) expect(seen).toContain(a);
   await expect(page.getByTestId('chain-status')).toContainText('Chain verified');
   await shot(page, 'audit');
   const [jsonl] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-jsonl').click()]);
@@ -188,7 +188,7 @@ test('admin pages: users, agents with a copyable enrol command, policies, script
   await expect(page.getByRole('table', { name: 'Users' })).toContainText(USERS.viewer);
   await shot(page, 'admin-users');
   await page.goto('/admin?tab=agents');
-  await page.getByLabel('Labels').fill('env=staging');
+  await page.getByLabel('Labels', { exact: true }).fill('env=staging');
   await page.getByRole('button', { name: 'Create join token' }).click();
   await expect(page.getByTestId('enroll-command')).toContainText(`pyreach-agent enroll --server ${base()} --token `);
   await shot(page, 'admin-agents');
