@@ -20,6 +20,7 @@ import type { AgentConfig } from './config';
 import type { Engine } from './engine';
 import type { JobRecord, Outbox } from './outbox';
 import { readTargetFacts, type TargetFacts } from './procinfo';
+import { fitResult } from './fit';
 import { recoverJob } from './recovery';
 import type { SeenStore } from './seen';
 
@@ -219,6 +220,7 @@ export class JobRunner {
 
   private finish(jobId: string, result: ExecResult, jlog: Logger, event: 'finished' | 'recovered'): void {
     const rec = this.d.outbox.record(jobId);
+    result = fitResult(result);
     this.d.outbox.append(jobId, { type: 'result', jobId, result });
     this.d.audit.write({
       event,
