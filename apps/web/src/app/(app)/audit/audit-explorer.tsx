@@ -105,7 +105,7 @@ export function AuditExplorer() {
             <Input id="f-text" type="search" value={draft.text} onChange={(e) => setDraft({ ...draft, text: e.target.value })} placeholder="words in the event" />
           </Field>
           <Field id="f-action" label="Action">
-            <Input id="f-action" className="font-mono" value={draft.action} onChange={(e) => setDraft({ ...draft, action: e.target.value })} placeholder="request.review" />
+            <Input id="f-action" className="font-mono" value={draft.action} onChange={(e) => setDraft({ ...draft, action: e.target.value })} placeholder="review.approve" />
           </Field>
           <Field id="f-actor" label="Actor id">
             <Input id="f-actor" className="font-mono" value={draft.actorId} onChange={(e) => setDraft({ ...draft, actorId: e.target.value })} />
