@@ -4,6 +4,10 @@
  * connected to *this* process (so replicas never send the same job), marks them sent, emits `job:dispatch`
  * and waits for the agent's ack. A job id runs at most once: the service hands each job out once, and the
  * agent refuses ids it has seen.
+ *
+ * With several replicas, wake-ups that may concern agents connected elsewhere (approval, cancel, a finished
+ * or lost job freeing a rollout slot) are also sent to the other replicas; housekeeping (expiry, agent_lost
+ * after the grace period) runs only on the replica holding the leader lease (see cluster.ts).
  */
 import type { JobEnvelope } from '@pyreach/protocol/job';
 import type { Failure } from '@pyreach/protocol/common';
@@ -11,6 +15,9 @@ import type { Logger } from './logger';
 import type { Runtime } from './runtime';
 
 export const DISPATCH_ACK_TIMEOUT_MS = 10_000;
+
+/** Wake-ups other replicas must hear: the work they free or create may belong to agents connected to them. */
+const CLUSTER_WAKES = new Set(['approved', 'cancelled', 'job-finished', 'agent-lost']);
 
 export interface PlannedJob {
   jobId: string;
@@ -25,8 +32,7 @@ export interface DispatchPorts {
   nextJobs(connectedAgentIds: string[]): Promise<PlannedJob[]>;
   /** The agent answered the dispatch with an error (or did not answer). */
   dispatchFailed(job: PlannedJob, failure: Failure): Promise<void>;
-  agentLost(agentId: string): Promise<void>;
-  /** Expires approvals and executions past their deadlines. */
+  /** Expires approvals and executions past their deadlines; in-flight jobs of agents gone past the grace period become agent_lost. */
   housekeeping(): Promise<void>;
 }
 
@@ -35,7 +41,7 @@ export class Dispatcher {
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = true;
-  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private housekeeping: Promise<void> | null = null;
 
   constructor(
     private readonly rt: Runtime,
@@ -46,7 +52,13 @@ export class Dispatcher {
     this.stopped = false;
     this.timer = setInterval(() => {
       this.wake('timer');
-      void this.rt.inflight.track(this.rt.services.dispatchPorts().housekeeping()).catch((err: unknown) => this.log.error({ err }, 'housekeeping failed'));
+      if (!this.rt.cluster.isLeader() || this.housekeeping) return;
+      this.rt.cluster.countHousekeeping();
+      this.log.debug({ replicaId: this.rt.env.replicaId }, 'housekeeping pass');
+      this.housekeeping = this.rt.inflight
+        .track(this.rt.services.dispatchPorts().housekeeping())
+        .catch((err: unknown) => this.log.error({ err }, 'housekeeping failed'))
+        .finally(() => (this.housekeeping = null));
     }, this.rt.env.dispatchIntervalMs);
     this.timer.unref();
     this.wake('start');
@@ -55,13 +67,12 @@ export class Dispatcher {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    for (const t of this.graceTimers.values()) clearTimeout(t);
-    this.graceTimers.clear();
   }
 
   /** Coalesces wake-ups: at most one pass runs, and one more follows if woken meanwhile. */
   wake(why: string): void {
     if (this.stopped) return;
+    if (CLUSTER_WAKES.has(why)) this.rt.cluster.broadcastWake(why);
     if (this.running) {
       this.again = true;
       return;
@@ -78,30 +89,8 @@ export class Dispatcher {
       });
   }
 
-  agentReady(agentId: string): void {
-    const t = this.graceTimers.get(agentId);
-    if (t) {
-      clearTimeout(t);
-      this.graceTimers.delete(agentId);
-    }
+  agentReady(_agentId: string): void {
     this.wake('agent-ready');
-  }
-
-  /** After the grace period, jobs in flight on an agent that did not come back become agent_lost. */
-  agentGone(agentId: string): void {
-    if (this.stopped) return;
-    const previous = this.graceTimers.get(agentId);
-    if (previous) clearTimeout(previous);
-    const t = setTimeout(() => {
-      this.graceTimers.delete(agentId);
-      if (this.rt.agents.isConnected(agentId) || this.stopped) return;
-      void this.rt.inflight
-        .track(this.rt.services.dispatchPorts().agentLost(agentId))
-        .then(() => this.wake('agent-lost'))
-        .catch((err: unknown) => this.log.error({ err, agentId }, 'marking agent_lost failed'));
-    }, this.rt.env.agentGraceSeconds * 1000);
-    t.unref();
-    this.graceTimers.set(agentId, t);
   }
 
   private async pass(why: string): Promise<void> {

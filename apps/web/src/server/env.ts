@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -26,6 +27,12 @@ const RawEnv = z
     PYREACH_SIGNING_KEY_FILE: z.string().min(1).optional(),
     BETTER_AUTH_SECRET: z.string().min(32, 'BETTER_AUTH_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)').optional(),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'REDIS_URL must be a redis:// URL').optional(),
+    /** Prefix of every Redis key and channel (adapter, leader lease): one per deployment sharing a Redis. */
+    PYREACH_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'PYREACH_REDIS_PREFIX: letters, digits, : _ . - (at most 64)').default('pyreach'),
+    /** Leader lease TTL: how long housekeeping may go unrun after the leader replica dies. */
+    PYREACH_LEADER_LEASE_MS: z.coerce.number().int().min(300).max(600_000).default(15_000),
+    /** This replica's name in the leader lease and logs (default host:pid). */
+    PYREACH_REPLICA_ID: z.string().min(1).max(200).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
     /** Approving needs a sign-in at most this many minutes old. */
     PYREACH_REAUTH_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(10),
@@ -81,6 +88,9 @@ export interface Env {
   signingKeyFile: string;
   authSecret: string;
   redisUrl: string | undefined;
+  redisPrefix: string;
+  leaderLeaseMs: number;
+  replicaId: string;
   logLevel: string;
   reauthMinutes: number;
   loginRateLimit: number;
@@ -131,6 +141,9 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     signingKeyFile: path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem')),
     authSecret: e.BETTER_AUTH_SECRET ?? devSecret(dataDir),
     redisUrl: e.REDIS_URL,
+    redisPrefix: e.PYREACH_REDIS_PREFIX,
+    leaderLeaseMs: e.PYREACH_LEADER_LEASE_MS,
+    replicaId: e.PYREACH_REPLICA_ID ?? `${hostname()}:${process.pid}`,
     logLevel: e.LOG_LEVEL ?? (e.NODE_ENV === 'production' ? 'info' : e.NODE_ENV === 'test' ? 'warn' : 'debug'),
     reauthMinutes: e.PYREACH_REAUTH_MINUTES,
     loginRateLimit: e.PYREACH_LOGIN_RATE_LIMIT,

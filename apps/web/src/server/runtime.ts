@@ -11,6 +11,7 @@ import { Server as IoServer } from 'socket.io';
 import { MAX_MESSAGE_BYTES } from '@pyreach/protocol/common';
 import { openDatabase, type Database } from '@pyreach/db';
 import { CLIENT_IP_HEADER, createAuth, type Auth } from './auth';
+import { Cluster } from './cluster';
 import { setAppContext } from './context';
 import { Dispatcher } from './dispatcher';
 import type { Env } from './env';
@@ -33,6 +34,8 @@ export interface Runtime {
   agents: AgentGateway;
   ui: UiGateway;
   dispatcher: Dispatcher;
+  /** Redis adapter, cross-replica wake-ups and the housekeeping leader lease (a no-op single replica without Redis). */
+  cluster: Cluster;
   inflight: Inflight;
   mode: 'next-dev' | 'next' | 'api';
   startedAt: Date;
@@ -87,8 +90,10 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
     pingTimeout: 10_000,
   });
 
+  const cluster = await Cluster.start(env, io, log.child({ component: 'cluster' }));
+
   // The runtime is assembled in steps; the services need the gateways' event sinks and vice versa.
-  const runtime = { env, log, db, inflight, mode, startedAt: new Date(), shuttingDown: false } as Runtime;
+  const runtime = { env, log, db, inflight, mode, cluster, startedAt: new Date(), shuttingDown: false } as Runtime;
   runtime.services = await createServices(runtime);
   runtime.auth = createAuth({
     env,
@@ -100,7 +105,6 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
   runtime.dispatcher = new Dispatcher(runtime, log.child({ component: 'dispatcher' }));
   runtime.agents = new AgentGateway(io, runtime.services.agentPorts(), log.child({ component: 'agents' }), {
     onReady: (agentId) => runtime.dispatcher.agentReady(agentId),
-    onGone: (agentId) => runtime.dispatcher.agentGone(agentId),
     onJobEvent: (agentId, ev, outcome) => runtime.services.jobEventApplied(agentId, ev, outcome),
     onInventory: () => runtime.ui.fleetChanged(null),
   });
@@ -164,6 +168,7 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
       resolve(typeof addr === 'object' && addr ? addr.port : env.port);
     });
   });
+  await cluster.begin((why) => runtime.dispatcher.wake(why));
   runtime.dispatcher.start();
   log.info({ port, host: env.host, mode, db: db.kind }, 'pyreach control plane listening');
 
@@ -183,6 +188,7 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
       await runtime.agents.close();
       await runtime.ui.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
+      await cluster.close();
       http.closeAllConnections();
       await closed;
       await nextClose?.().catch(() => undefined);

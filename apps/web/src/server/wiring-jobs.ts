@@ -5,6 +5,7 @@
 import type { Failure } from '@pyreach/protocol/common';
 import type { JobEvent } from '@pyreach/protocol/agent';
 import type { ExecutionState } from '@pyreach/protocol/exec';
+import * as agentsSvc from './services/agents';
 import * as dispatchSvc from './services/dispatch';
 import * as executionsSvc from './services/executions';
 import type { SigningKeyPair } from './services/signing';
@@ -57,18 +58,45 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
       // never arrives expires at notAfter. Recorded so operators can see the transport problem.
       log.warn({ jobId: job.jobId, agentId: job.agentId, code: failure.error.code }, 'agent did not accept a job');
     },
-    async agentLost(agentId) {
-      const lost = await executionsSvc.markAgentLost(prisma, agentId);
-      for (const ex of lost) rt.ui.executionUpdate({ requestId: ex.requestId, executionId: ex.id, state: ex.state as ExecutionState, errorCode: ex.errorCode });
-    },
     async housekeeping() {
       const r = await executionsSvc.expireOverdue(prisma);
       if (r.requests || r.executions) {
         log.info(r, 'expired overdue work');
         rt.ui.fleetChanged(null);
       }
+      await sweepLostAgents();
     },
   };
+
+  /**
+   * Agents with jobs in flight and not seen for the grace period. Offline ones: their in-flight jobs become
+   * agent_lost (markAgentLost re-checks the status, so an agent that came back on any replica keeps them).
+   * Online ones that no replica holds a connection for were left behind by a replica that died without
+   * recording the disconnect: recorded now (only if that connection is still the current one), and the grace
+   * period starts from here.
+   */
+  async function sweepLostAgents(): Promise<void> {
+    const now = new Date();
+    const quiet = await prisma.agent.findMany({
+      where: { lastSeenAt: { lte: new Date(now.getTime() - rt.env.agentGraceSeconds * 1000) }, executions: { some: { state: { in: ['sent', 'staged', 'picked_up'] } } } },
+      select: { id: true, status: true, connectedAt: true },
+      take: 100,
+    });
+    for (const agent of quiet) {
+      if (agent.status === 'online') {
+        if (await rt.agents.isConnectedAnywhere(agent.id)) continue;
+        log.info({ agentId: agent.id }, 'agent online in the database but connected to no replica: recording the disconnect');
+        await agentsSvc.markDisconnected(prisma, agent.id, now, agent.connectedAt);
+        continue;
+      }
+      const lost = await executionsSvc.markAgentLost(prisma, agent.id, now);
+      for (const ex of lost) rt.ui.executionUpdate({ requestId: ex.requestId, executionId: ex.id, state: ex.state as ExecutionState, errorCode: ex.errorCode });
+      if (lost.length) {
+        log.warn({ agentId: agent.id, executions: lost.length }, 'in-flight jobs of a vanished agent marked agent_lost');
+        rt.dispatcher.wake('agent-lost');
+      }
+    }
+  }
 
   return {
     async apply(agentId, ev) {

@@ -69,10 +69,10 @@ export async function createServices(rt: Runtime): Promise<Services> {
         data: { reason, ip: ip ?? null },
       });
     },
-    connected: async (agentId) => {
-      await agentsSvc.markConnected(prisma, agentId);
+    connected: async (agentId, info) => {
+      await agentsSvc.markConnected(prisma, agentId, info.at);
     },
-    disconnected: (agentId) => agentsSvc.markDisconnected(prisma, agentId),
+    disconnected: (agentId, info) => agentsSvc.markDisconnected(prisma, agentId, new Date(), info.connectedAt),
     heartbeat: (agentId, hb) => agentsSvc.recordHeartbeat(prisma, agentId, hb),
     snapshot: async (agentId, snap) => {
       await inventorySvc.saveSnapshot(prisma, agentId, snap);

@@ -28,8 +28,9 @@ export const CHALLENGE_TTL_MS = 10_000;
 export interface AgentGatewayPorts {
   getAgent(agentId: string): Promise<{ id: string; publicKey: string; revokedAt: Date | null } | null>;
   authFailed(agentId: string, reason: string, ip: string | undefined): Promise<void>;
-  connected(agentId: string, info: { ip: string | undefined }): Promise<void>;
-  disconnected(agentId: string): Promise<void>;
+  /** `at` identifies this connection: a later disconnect only marks the agent offline if it is still the current one. */
+  connected(agentId: string, info: { ip: string | undefined; at: Date }): Promise<void>;
+  disconnected(agentId: string, info: { connectedAt: Date | null }): Promise<void>;
   heartbeat(agentId: string, hb: Heartbeat): Promise<void>;
   snapshot(agentId: string, snap: InventorySnapshot): Promise<void>;
   delta(agentId: string, delta: InventoryDelta): Promise<void>;
@@ -41,7 +42,6 @@ export interface AgentGatewayPorts {
 
 export interface AgentGatewayEvents {
   onReady?(agentId: string): void;
-  onGone?(agentId: string): void;
   onJobEvent?(agentId: string, ev: JobEvent, outcome: 'applied' | 'duplicate'): void;
   onInventory?(agentId: string): void;
 }
@@ -52,6 +52,7 @@ interface SocketData {
   nonceExpiresAt: number;
   usedNonces: string[];
   authenticated: boolean;
+  connectedAt: Date | null;
 }
 
 type AgentSocket = Socket<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
@@ -103,6 +104,12 @@ export class AgentGateway {
 
   isConnected(agentId: string): boolean {
     return this.local.has(agentId);
+  }
+
+  /** Whether the agent holds an authenticated connection on any replica (asks the others through the adapter). */
+  async isConnectedAnywhere(agentId: string): Promise<boolean> {
+    if (this.local.has(agentId)) return true;
+    return (await this.nsp.in(agentRoom(agentId)).fetchSockets()).length > 0;
   }
 
   /** Sends a signed job and waits for the agent's ack (or a timeout). */
@@ -159,7 +166,7 @@ export class AgentGateway {
       await this.ports.authFailed(agent.id, 'AGENT_REVOKED', socket.handshake.address).catch(() => undefined);
       throw new ConnectError('AGENT_REVOKED', 'this agent was revoked; enrol it again with a new join token');
     }
-    socket.data = { agentId: agent.id, nonce: null, nonceExpiresAt: 0, usedNonces: [], authenticated: false };
+    socket.data = { agentId: agent.id, nonce: null, nonceExpiresAt: 0, usedNonces: [], authenticated: false, connectedAt: null };
   }
 
   private onConnection(socket: AgentSocket): void {
@@ -260,8 +267,7 @@ export class AgentGateway {
       if (this.local.get(agentId) === socket) {
         this.local.delete(agentId);
         log.info({ reason }, 'agent disconnected');
-        void this.ports.track(this.ports.disconnected(agentId)).catch((err: unknown) => log.error({ err }, 'marking agent disconnected failed'));
-        this.events.onGone?.(agentId);
+        void this.ports.track(this.ports.disconnected(agentId, { connectedAt: socket.data.connectedAt })).catch((err: unknown) => log.error({ err }, 'marking agent disconnected failed'));
       }
     });
 
@@ -304,8 +310,12 @@ export class AgentGateway {
       log.info('agent reconnected; dropping its previous connection');
       previous.disconnect(true);
     }
+    // A stale (half-open) connection of this agent on another replica must not be handed jobs any more. The
+    // adapter may apply this after the join below, hence the exception for this socket.
+    this.nsp.in(agentRoom(d.agentId)).except(socket.id).disconnectSockets(true);
     await socket.join(agentRoom(d.agentId));
-    await this.ports.connected(d.agentId, { ip: socket.handshake.address });
+    d.connectedAt = new Date();
+    await this.ports.connected(d.agentId, { ip: socket.handshake.address, at: d.connectedAt });
     log.info('agent authenticated');
     setImmediate(() => this.events.onReady?.(d.agentId));
     return { ok: true, serverTime: new Date().toISOString() };

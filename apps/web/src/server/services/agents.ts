@@ -139,10 +139,14 @@ export async function markConnected(db: PrismaClient, agentId: string, now: Date
   });
 }
 
-/** Records that the agent's socket closed (executions are only marked lost later: see markAgentLost). */
-export async function markDisconnected(db: PrismaClient, agentId: string, now: Date = new Date()): Promise<void> {
+/**
+ * Records that the agent's socket closed (executions are only marked lost later: see markAgentLost). With
+ * `connectedAt` (the closed connection's start, as given to markConnected) nothing changes when the agent has
+ * connected again since — on another replica, whose connect may be recorded before this disconnect.
+ */
+export async function markDisconnected(db: PrismaClient, agentId: string, now: Date = new Date(), connectedAt?: Date | null): Promise<void> {
   await db.$transaction(async (tx) => {
-    const res = await tx.agent.updateMany({ where: { id: agentId, status: 'online' }, data: { status: 'offline', lastSeenAt: now } });
+    const res = await tx.agent.updateMany({ where: { id: agentId, status: 'online', ...(connectedAt ? { connectedAt } : {}) }, data: { status: 'offline', lastSeenAt: now } });
     if (res.count === 1) {
       await appendAudit(tx, { actor: SYSTEM, action: 'agent.disconnect', subjectType: 'agent', subjectId: agentId }, now);
     }
