@@ -54,9 +54,15 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
       return jobs;
     },
     async dispatchFailed(job, failure) {
-      // The execution stays `sent`: the agent reports a refusal itself (job:event refused), and a job that
-      // never arrives expires at notAfter. Recorded so operators can see the transport problem.
+      // A refusal in the ack is the agent's decision: audited, and the execution ends `refused` (some refusals,
+      // e.g. a forged or replayed job, never come back as job events). A transport failure is audited too but
+      // concludes nothing: the job stays `sent` until the agent reports or it expires at notAfter.
       log.warn({ jobId: job.jobId, agentId: job.agentId, code: failure.error.code }, 'agent did not accept a job');
+      const changed = await executionsSvc.recordDispatchRefusal(prisma, job.agentId, job.jobId, failure.error);
+      if (changed) {
+        rt.ui.executionUpdate({ requestId: job.requestId, executionId: changed.id, state: 'refused', errorCode: changed.errorCode });
+        rt.dispatcher.wake('job-finished');
+      }
     },
     async housekeeping() {
       const r = await executionsSvc.expireOverdue(prisma);

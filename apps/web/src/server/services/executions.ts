@@ -106,6 +106,49 @@ export async function applyJobEvent(db: PrismaClient, agentId: string, ev: JobEv
   });
 }
 
+/** Ack codes that are not a decision of the agent: the job may well have arrived, so nothing is concluded. */
+const TRANSPORT_FAILURES = new Set(['ACK_TIMEOUT', 'AGENT_OFFLINE', 'BAD_ACK']);
+
+/**
+ * The agent answered `job:dispatch` with a refusal (bad signature, unknown key, replay, wrong agent, expired,
+ * policy, busy …). Some refusals never come back as a job event — an agent will not write events under a job
+ * id it cannot trust — so the control plane records the refusal here: audited (actor: the agent), and the
+ * execution ends `refused` with the agent's code and reason if it is still `sent`. A transport failure (no or
+ * malformed answer) decides nothing: the job stays `sent` until the agent reports or it expires. Returns the
+ * execution when its state changed.
+ */
+export async function recordDispatchRefusal(
+  db: PrismaClient,
+  agentId: string,
+  jobId: string,
+  refusal: { code: string; message: string },
+  now: Date = new Date(),
+): Promise<Execution | null> {
+  return db.$transaction(async (tx) => {
+    await tx.$queryRawUnsafe('SELECT id FROM "execution" WHERE "jobId" = $1 FOR UPDATE', jobId);
+    const ex = await tx.execution.findUnique({ where: { jobId } });
+    if (!ex || ex.agentId !== agentId) return null;
+    const agentRow = await tx.agent.findUnique({ where: { id: agentId }, select: { name: true } });
+    const actor: Actor = { type: 'agent', id: agentId, name: agentRow?.name ?? agentId };
+    const transport = TRANSPORT_FAILURES.has(refusal.code);
+    const decided = !transport && canTransition(ex.state as ExecutionState, 'refused');
+    await appendAudit(tx, {
+      actor,
+      action: transport ? 'execution.dispatch_unacknowledged' : 'execution.refuse',
+      subjectType: 'execution',
+      subjectId: ex.id,
+      data: { jobId, requestId: ex.requestId, via: 'dispatch-ack', code: refusal.code.slice(0, 64), message: refusal.message.slice(0, 1024), from: ex.state, to: decided ? 'refused' : ex.state },
+    }, now);
+    if (!decided) return null;
+    const updated = await tx.execution.update({
+      where: { id: ex.id },
+      data: { state: 'refused', errorCode: refusal.code.slice(0, 64), errorMessage: refusal.message.slice(0, 4096), finishedAt: now },
+    });
+    await completeIfDone(tx, ex.requestId, now);
+    return updated;
+  });
+}
+
 async function loseAll(tx: Tx, where: { agentId: string }, code: string, message: string, now: Date): Promise<Execution[]> {
   const execs = await tx.execution.findMany({ where: { ...where, state: { in: ['sent', 'staged', 'picked_up'] } } });
   for (const ex of execs) {

@@ -7,7 +7,7 @@ import { verifyJob } from '@pyreach/protocol/job';
 import { verifyAuditChain } from './audit';
 import { buildEnvelope, markSent, nextJobs, planExecutions } from './dispatch';
 import { AppError } from './errors';
-import { applyJobEvent, expireOverdue, markAgentLost } from './executions';
+import { applyJobEvent, expireOverdue, markAgentLost, recordDispatchRefusal } from './executions';
 import { createPolicy, resolvePolicy } from './policy';
 import { cancelRequest, createRequest, getRequest, reviewRequest, updateRequest } from './requests';
 import { loadOrCreateSigningKey } from './signing';
@@ -136,6 +136,34 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     assert.equal(edited.code, source);
     assert.deepEqual(edited.params, { logger: 'app', level: 'INFO', adjustHandlers: true });
     assert.equal(edited.revision, req.revision + 1);
+  });
+
+  test('a refusal in the dispatch ack is audited and ends the job refused; a missing ack decides nothing', async () => {
+    const w = await world({ env: 'ack' }, 2);
+    await createPolicy(w.prisma, w.admin, { name: `ack-${w.agent.id}`, matchLabels: { env: 'ack' }, priority: 10, requiredApprovals: 0, allowCustomCode: true });
+    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'ack', rollout: { concurrency: 2, maxFailures: 5 } });
+    await planExecutions(w.prisma, req.id);
+    const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
+    const keys = await loadOrCreateSigningKey({ keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem') });
+    const [a, b] = await nextJobs(w.prisma, req.id);
+    for (const j of [a!, b!]) assert.equal(await markSent(w.prisma, j.id, buildEnvelope(j, reqRow, keys)), true);
+
+    const other = await seedAgent(w.prisma, w.admin);
+    assert.equal(await recordDispatchRefusal(w.prisma, other.id, a!.jobId, { code: 'BAD_SIGNATURE', message: 'x' }), null, 'only the addressee speaks for a job');
+
+    const refused = await recordDispatchRefusal(w.prisma, w.agent.id, a!.jobId, { code: 'BAD_SIGNATURE', message: 'job signature does not verify against the pinned control-plane key' });
+    assert.equal(refused?.state, 'refused');
+    assert.equal(refused?.errorCode, 'BAD_SIGNATURE');
+    assert.equal(await recordDispatchRefusal(w.prisma, w.agent.id, b!.jobId, { code: 'ACK_TIMEOUT', message: 'no answer' }), null);
+    assert.equal((await w.prisma.execution.findUniqueOrThrow({ where: { jobId: b!.jobId } })).state, 'sent', 'a missing ack decides nothing');
+
+    const events = await w.prisma.auditEvent.findMany({ where: { subjectType: 'execution', subjectId: { in: [a!.id, b!.id] } }, orderBy: { seq: 'asc' } });
+    const byAction = events.map((e) => [e.action, e.actorType, (e.data as { code?: string }).code]);
+    assert.deepEqual(byAction.filter(([act]) => act === 'execution.refuse'), [['execution.refuse', 'agent', 'BAD_SIGNATURE']]);
+    assert.deepEqual(byAction.filter(([act]) => act === 'execution.dispatch_unacknowledged'), [['execution.dispatch_unacknowledged', 'agent', 'ACK_TIMEOUT']]);
+    assert.equal((await verifyAuditChain(w.prisma)).ok, true);
+    // The agent's own report still settles the unacknowledged job (and leaves nothing in flight for later tests).
+    assert.equal(await applyJobEvent(w.prisma, w.agent.id, result(b!.jobId, 1, 'succeeded')), 'applied');
   });
 
   test('a rollout with concurrency 2 over 5 targets stops after the configured failures', async () => {
