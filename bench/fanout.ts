@@ -1,0 +1,229 @@
+/**
+ * Control-plane scale benchmark: one real server process (apps/web/server.ts, API-only, PostgreSQL) holding
+ * 1,000 / 5,000 / 10,000 authenticated simulated agents (bench/fanout-sim.ts, 4 child processes, websocket
+ * transport, each agent with its own Ed25519 key, enrolled through the services with one join token each),
+ * heartbeating every 15 s like the real agent. Reports the server's resident memory and CPU per minute at each
+ * size, and — at 1,000 agents — how long one approved request with 1,000 targets takes to reach every agent
+ * (approval → each agent's receipt of `job:dispatch`; the agents report success at once, so the rollout limit
+ * of 100 in flight keeps moving). Loopback only; every wait is bounded; everything started is stopped.
+ *
+ *   node --import tsx bench/fanout.ts [--sizes 1000,5000,10000] [--window 30] [--no-write]
+ *
+ * Writes the `## Control plane: scale` section of docs/benchmarks.md. Raises its own open-file limit.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createTestDatabase } from '@pyreach/db/testing';
+import { createJoinToken, enrollAgent } from '../apps/web/src/server/services/agents';
+import { ApiClient } from '../test/support/api';
+import { startControlPlane, USERS, type ControlPlane } from '../test/support/control-plane';
+
+const FD_LIMIT = 65536;
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+// A server holding 10,000 sockets needs more descriptors than the usual 1,024: re-run under a raised limit.
+if (!process.env.PYREACH_BENCH_FD_RAISED) {
+  const limit = (flag: string) => spawnSync('sh', ['-c', `ulimit ${flag}`], { encoding: 'utf8' }).stdout.trim();
+  const hard = limit('-Hn');
+  const want = hard === 'unlimited' ? FD_LIMIT : Math.min(FD_LIMIT, Number(hard));
+  if (Number(limit('-Sn')) < want) {
+    const r = spawnSync('bash', ['-c', `ulimit -n ${want} && exec "$@"`, 'bash', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+      stdio: 'inherit',
+      env: { ...process.env, PYREACH_BENCH_FD_RAISED: '1' },
+    });
+    process.exit(r.status ?? 1);
+  }
+}
+
+const argOf = (name: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const SIZES = (argOf('sizes') ?? '1000,5000,10000').split(',').map(Number);
+const WINDOW_S = Number(argOf('window') ?? 30);
+const WRITE = !process.argv.includes('--no-write');
+const SIMS = 4;
+const HEARTBEAT_S = 15;
+const FANOUT = Number(argOf('fanout') ?? 1000);
+const DEADLINE = Date.now() + 25 * 60_000;
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
+}
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+const guard = (what: string) => {
+  if (Date.now() > DEADLINE) throw new Error(`benchmark deadline passed during ${what}`);
+};
+
+interface Sim {
+  proc: ChildProcess;
+  jobs: { agentId: string; jobId: string; requestId: string; at: number }[];
+}
+
+const db = await createTestDatabase('postgres', { poolSize: 4 });
+let cp: ControlPlane | null = null;
+const sims: Sim[] = [];
+const rows: { agents: number; connectS: number; rssMb: number; cpuSPerMin: number }[] = [];
+let fan: { p50: number; p99: number; max: number; doneS: number } | null = null;
+try {
+  cp = await startControlPlane('pglite', {
+    DATABASE_URL: db.location,
+    PYREACH_DISPATCH_INTERVAL_MS: '2000',
+    PYREACH_AGENT_GRACE_SECONDS: '30',
+    NODE_ENV: 'production',
+    BETTER_AUTH_SECRET: 'b'.repeat(64),
+    PYREACH_SEED_FORCE: '1',
+    LOG_LEVEL: 'warn',
+  });
+  const serverPid = cp.proc.pid!;
+  const prisma = db.prisma;
+  const adminUser = await prisma.user.findFirstOrThrow({ where: { email: USERS.admin } });
+  const adminActor = { type: 'user' as const, id: adminUser.id, name: adminUser.email, role: 'admin' as const };
+
+  // Enrol every agent through the services (one join token each), keeping the private keys for the simulators.
+  const max = Math.max(...SIZES);
+  const t0 = performance.now();
+  const agents: { agentId: string; privateKeyPem: string }[] = [];
+  for (let base = 0; base < max; base += 16) {
+    guard('enrolment');
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(16, max - base) }, async (_, i) => {
+        const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+        const jt = await createJoinToken(prisma, adminActor, { labels: { env: 'bench' }, ttlMinutes: 60 });
+        const agent = await enrollAgent(prisma, { v: 1, token: jt.token, publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(), hostname: `sim-${base + i}`, labels: {}, agentVersion: 'bench/0' } as never);
+        return { agentId: agent.id, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+      }),
+    );
+    agents.push(...batch);
+  }
+  console.log(`enrolled ${agents.length} agents through the services in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  for (let i = 0; i < SIMS; i++) {
+    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fanout-sim.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const sim: Sim = { proc, jobs: [] };
+    proc.on('message', (m: { type: string } & Sim['jobs'][number]) => {
+      if (m.type === 'job') sim.jobs.push(m);
+    });
+    sims.push(sim);
+  }
+  const connectSlice = (sim: Sim, slice: typeof agents) =>
+    new Promise<{ ok: number; failed: number }>((resolve) => {
+      const on = (m: { type: string; ok: number; failed: number }) => {
+        if (m.type !== 'connected') return;
+        sim.proc.off('message', on);
+        resolve(m);
+      };
+      sim.proc.on('message', on);
+      sim.proc.send({ type: 'connect', url: cp!.baseUrl, agents: slice, heartbeatSeconds: HEARTBEAT_S, parallel: 10 });
+    });
+
+  let connected = 0;
+  for (const size of SIZES) {
+    guard(`connecting ${size}`);
+    const add = agents.slice(connected, size);
+    const tc = performance.now();
+    const per = Math.ceil(add.length / SIMS);
+    const results = await Promise.all(sims.map((s, i) => connectSlice(s, add.slice(i * per, (i + 1) * per))));
+    const failed = results.reduce((n, r) => n + r.failed, 0);
+    const connectS = (performance.now() - tc) / 1000;
+    connected = size;
+    console.log(`${size} agents connected (+${add.length} in ${connectS.toFixed(1)} s, ${failed} failed)`);
+    if (failed > add.length / 100) throw new Error(`${failed} simulated agents failed to connect (3 attempts each)`);
+    // Settle, then measure one window of steady heartbeats.
+    await sleep(Math.min(10_000, HEARTBEAT_S * 1000));
+    const c0 = cpuSeconds(serverPid);
+    await sleep(WINDOW_S * 1000);
+    const cpu = ((cpuSeconds(serverPid) - c0) * 60) / WINDOW_S;
+    const rss = rssMb(serverPid);
+    rows.push({ agents: size, connectS, rssMb: rss, cpuSPerMin: cpu });
+    console.log(`  ${size} agents: server RSS ${rss.toFixed(0)} MB, CPU ${cpu.toFixed(1)} s/min (${((cpu / 60) * 100).toFixed(1)}% of one core)`);
+
+    if (size >= FANOUT && !fan) {
+      guard('fan-out');
+      const [operator, approver] = await Promise.all([ApiClient.signIn(cp.baseUrl, USERS.operator), ApiClient.signIn(cp.baseUrl, USERS.admin)]);
+      await approver.ok(approver.post('/api/policies', { name: 'bench', matchLabels: { env: 'bench' }, priority: 100, requiredApprovals: 1, allowCustomCode: true, approverRoles: ['approver', 'admin'] }));
+      const targets = agents.slice(0, FANOUT).map((a, i) => ({ agentId: a.agentId, pid: 1000 + i, startTime: String(5000 + i) }));
+      const created = await operator.ok(
+        operator.post<{ request: { id: string } }>('/api/requests', { kind: 'custom', code: 'print("fan-out")', targets: { type: 'processes', processes: targets }, rollout: { concurrency: 100, maxFailures: 1000 }, reason: 'fan-out benchmark' }),
+      );
+      const requestId = created.request.id;
+      const approvedAt = Date.now();
+      await approver.ok(approver.post(`/api/requests/${requestId}/reviews`, { decision: 'approve', comment: 'bench' }));
+      const until = Date.now() + 180_000;
+      const got = () => sims.flatMap((s) => s.jobs.filter((j) => j.requestId === requestId));
+      while (got().length < FANOUT && Date.now() < until) await sleep(50);
+      const lat = got()
+        .map((j) => j.at - approvedAt)
+        .sort((x, y) => x - y);
+      if (lat.length < FANOUT) throw new Error(`only ${lat.length} of ${FANOUT} agents received the job in 180 s`);
+      let doneS = NaN;
+      while (Date.now() < until) {
+        const r = await operator.ok(operator.get<{ request: { state: string } }>(`/api/requests/${requestId}`));
+        if (r.request.state === 'succeeded') {
+          doneS = (Date.now() - approvedAt) / 1000;
+          break;
+        }
+        await sleep(100);
+      }
+      fan = { p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1)!, doneS };
+      console.log(`  fan-out to ${FANOUT} agents: median ${fan.p50} ms, p99 ${fan.p99} ms, last ${fan.max} ms; request succeeded after ${doneS.toFixed(1)} s`);
+    }
+  }
+} finally {
+  for (const s of sims) {
+    if (s.proc.connected) s.proc.send({ type: 'stop' });
+    setTimeout(() => s.proc.kill('SIGKILL'), 3000).unref();
+  }
+  await Promise.all(sims.map((s) => (s.proc.exitCode !== null || s.proc.signalCode !== null ? null : new Promise((r) => s.proc.once('exit', r)))));
+  await cp?.cleanup().catch(() => undefined);
+  await db.cleanup().catch(() => undefined);
+}
+
+const cores = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
+const table = [
+  '| agents | connect (added, s) | server RSS | server CPU for heartbeats |',
+  '|---:|---:|---:|---:|',
+  ...rows.map((r) => `| ${r.agents.toLocaleString('en-US')} | ${r.connectS.toFixed(1)} | ${r.rssMb.toFixed(0)} MB | ${r.cpuSPerMin.toFixed(1)} s/min (${((r.cpuSPerMin / 60) * 100).toFixed(1)}% of a core) |`),
+].join('\n');
+const biggest = rows.at(-1);
+const section = `## Control plane: scale
+
+\`node --import tsx bench/fanout.ts\` (${new Date().toISOString().slice(0, 10)}; ${cores} cores, Node ${process.version}, PostgreSQL on loopback). One control-plane
+process (API-only, \`NODE_ENV=production\`, websocket transport) holds simulated agents run by ${SIMS} separate
+Node processes (socket.io-client, each agent with its own Ed25519 key, enrolled through the services, answering
+the challenge, heartbeating every ${HEARTBEAT_S} s). CPU is the server process's user+system time over a ${WINDOW_S} s window of
+steady heartbeats, per minute; RSS is read from /proc at the end of the window. PostgreSQL, the simulators and
+the server share the same ${cores} cores.
+
+${table}
+
+Goal 10,000 agents under 1.5 GB: ${biggest && biggest.agents >= 10_000 ? `${biggest.rssMb.toFixed(0)} MB — ${biggest.rssMb < 1536 ? 'met' : 'NOT met'}` : 'not measured in this run'}.
+
+**Fan-out.** One request with ${FANOUT.toLocaleString('en-US')} targets (one per agent), approved through the HTTP API with
+${FANOUT.toLocaleString('en-US')} agents connected; time from the approval call to each agent's receipt of \`job:dispatch\`. The rollout limit
+(at most 100 in flight, the maximum a request may ask for) applies: each agent reports success at once, which frees
+the slot for the next. ${fan ? `Median **${fan.p50} ms**, 99th percentile **${fan.p99} ms**, last agent ${fan.max} ms; the request was \`succeeded\` after ${fan.doneS.toFixed(1)} s. Goal p99 < 3 s: ${fan.p99 < 3000 ? 'met' : 'NOT met'}.` : 'Not measured in this run.'}
+`;
+console.log(`\n${section}`);
+if (WRITE) {
+  const file = path.join(here, '..', 'docs', 'benchmarks.md');
+  const doc = await readFile(file, 'utf8');
+  const start = doc.indexOf('## Control plane: scale');
+  let next = start < 0 ? -1 : doc.indexOf('\n## ', start + 1);
+  if (next >= 0) next += 1;
+  const out = start < 0 ? `${doc.trimEnd()}\n\n${section}` : doc.slice(0, start) + section + (next >= 0 ? `\n${doc.slice(next)}` : '');
+  await writeFile(file, out);
+  console.log(`wrote ${path.relative(process.cwd(), file)}`);
+}
