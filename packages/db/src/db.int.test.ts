@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -172,13 +173,18 @@ describe('migrator', () => {
   });
 
   test('two replicas opening the same new PostgreSQL database together migrate it exactly once', async () => {
-    const name = `pyreach_test_${Date.now().toString(16).padStart(12, '0').slice(-12)}`;
+    const name = `pyreach_test_${randomBytes(6).toString('hex')}`;
     const admin = await pgClient(DEFAULT_ADMIN_URL);
     await admin.query(`CREATE DATABASE "${name}"`);
     const url = new URL(DEFAULT_ADMIN_URL);
     url.pathname = `/${name}`;
     try {
-      const [a, b] = await Promise.all([openDatabase({ url: url.toString() }), openDatabase({ url: url.toString() })]);
+      // allSettled: if one replica fails, report its own error (not the other's, cut off by the cleanup below).
+      const settled = await Promise.allSettled([openDatabase({ url: url.toString() }), openDatabase({ url: url.toString() })]);
+      for (const s of settled) if (s.status === 'fulfilled' && settled.some((o) => o.status === 'rejected')) await s.value.close();
+      const failed = settled.find((s) => s.status === 'rejected');
+      if (failed) throw failed.reason;
+      const [a, b] = settled.map((s) => (s as PromiseFulfilledResult<Awaited<ReturnType<typeof openDatabase>>>).value) as [Awaited<ReturnType<typeof openDatabase>>, Awaited<ReturnType<typeof openDatabase>>];
       try {
         const total = a.migrations.applied.length + b.migrations.applied.length;
         assert.equal(total, (await loadMigrations()).length);
