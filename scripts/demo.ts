@@ -115,8 +115,15 @@ function start(name: string, cmd: string, args: string[], opts: { env?: Env; log
   return child;
 }
 
-async function stopAll(exitCode: number): Promise<never> {
-  if (!stopping) {
+let stopped: Promise<never> | null = null;
+
+/**
+ * Stops every child (reverse start order, SIGTERM to each process group, SIGKILL after 10 s) and exits.
+ * Idempotent: a terminal's Ctrl-C reaches both npm and this process (npm forwards it too), so a second
+ * signal must wait for the same shutdown, not cut it short.
+ */
+function stopAll(exitCode: number): Promise<never> {
+  stopped ??= (async (): Promise<never> => {
     stopping = true;
     say('stopping everything it started…');
     // Reverse order: demo service, agent, then the control plane (the agent flushes to it first).
@@ -145,8 +152,9 @@ async function stopAll(exitCode: number): Promise<never> {
     }
     rmSync(PIDS_FILE, { force: true });
     say('stopped.');
-  }
-  process.exit(exitCode);
+    process.exit(exitCode);
+  })();
+  return stopped;
 }
 
 async function waitForHealth(timeoutMs: number): Promise<void> {
@@ -206,8 +214,17 @@ function seed(env: Env, needToken: boolean): { users: SeededUser[]; token: strin
 }
 
 async function main(): Promise<void> {
-  process.on('SIGINT', () => void stopAll(0));
-  process.on('SIGTERM', () => void stopAll(0));
+  let signals = 0;
+  const onSignal = () => {
+    // The first two are one Ctrl-C seen twice (directly and forwarded by npm); a third means "now".
+    if (++signals >= 3) {
+      for (const { child } of children) if (child.pid && alive(child.pid)) process.kill(-child.pid, 'SIGKILL');
+      process.exit(130);
+    }
+    void stopAll(0);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   if (process.getuid?.() !== 0) {
     say('note: not running as root — the local agent can only inject into processes it may ptrace (same user, and Yama ptrace_scope 0)');
   }

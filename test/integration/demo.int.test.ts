@@ -23,6 +23,16 @@ let dir: string;
 let clone: string;
 let demo: ChildProcess | null = null;
 let out = '';
+let data = '';
+
+/** What to read when something goes wrong: the demo's own output and the tail of each log it keeps. */
+function diagnostics(): string {
+  const tails = ['web.log', 'agent.log', 'service.log']
+    .map((f) => join(data, f))
+    .filter((f) => existsSync(f))
+    .map((f) => `--- ${f} (tail) ---\n${readFileSync(f, 'utf8').slice(-3000)}`);
+  return [`--- demo output ---\n${out.slice(-4000)}`, ...tails].join('\n');
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -61,7 +71,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined> 
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- demo output ---\n${out.slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${diagnostics()}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -79,7 +89,7 @@ before(() => {
 after(async () => {
   if (demo?.pid && demo.exitCode === null) {
     try {
-      process.kill(demo.pid, 'SIGKILL');
+      process.kill(-demo.pid, 'SIGKILL');
     } catch {
       /* gone */
     }
@@ -97,17 +107,18 @@ after(async () => {
 describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
   it('injects the log-level change into the demo service through the API, then stops everything on Ctrl-C', async () => {
     const port = await freePort();
-    const data = join(dir, 'data');
+    data = join(dir, 'data');
     demo = spawn('npm', ['run', '--silent', 'demo', '--', '--no-build'], {
       cwd: clone,
       env: { ...process.env, PYREACH_PYTHON: pythonPath(), PYREACH_DEMO_PORT: String(port), PYREACH_DEMO_DATA: data, LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, like a terminal's foreground job: Ctrl-C reaches all of it
     });
     demo.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     demo.stderr!.on('data', (c: Buffer) => (out += c.toString()));
     const exited = new Promise<number | null>((resolve) => demo!.on('exit', (code) => resolve(code)));
 
-    const readyLine = await waitFor('the demo to say it is ready', () => out.split('\n').find((l) => l.startsWith('demo: ready ')), 180_000);
+    const readyLine = await waitFor('the demo to say it is ready', () => out.split('\n').find((l) => l.startsWith('demo: ready ')), 150_000);
     const ready = JSON.parse(readyLine.slice('demo: ready '.length)) as { url: string; servicePid: number; users: { email: string; role: string; password: string }[] };
     const pw = (role: string) => ready.users.find((u) => u.role === role)!.password;
     assert.match(out, /Open http:\/\/127\.0\.0\.1:\d+ and sign in/);
@@ -158,8 +169,8 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
     assert.match(done.output, /'demo\.orders': NOTSET \(inherits INFO\) -> DEBUG/);
     await waitFor('DEBUG lines in the demo service log', () => debugLine.test(readFileSync(serviceLog, 'utf8')), 20_000);
 
-    demo.kill('SIGINT');
-    const code = await exited;
+    process.kill(-demo.pid!, 'SIGINT'); // Ctrl-C: the whole foreground group (npm, the shell, the demo)
+    const code = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the demo did not exit within 30 s of Ctrl-C\n${diagnostics()}`)), 30_000))]);
     assert.equal(code, 0, out.slice(-2000));
     assert.match(out, /demo: stopped\./);
     await waitFor('every demo process to be gone', () => processesOfClone().length === 0 || null, 15_000).catch(() => {

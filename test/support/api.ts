@@ -33,7 +33,7 @@ export class ApiClient {
     if (opts.raw !== undefined) payload = opts.raw;
     else if (body !== undefined) payload = JSON.stringify(body);
     if (payload !== undefined) headers['content-type'] ??= 'application/json';
-    const res = await fetch(this.baseUrl + path, { method, headers, body: payload });
+    const res = await fetch(this.baseUrl + path, { method, headers, body: payload, signal: AbortSignal.timeout(30_000) });
     const text = await res.text();
     let parsed: unknown;
     try {
@@ -45,7 +45,7 @@ export class ApiClient {
   }
 
   async text(path: string): Promise<{ status: number; text: string; headers: Headers }> {
-    const res = await fetch(this.baseUrl + path, { headers: this.cookie ? { cookie: this.cookie } : {} });
+    const res = await fetch(this.baseUrl + path, { headers: this.cookie ? { cookie: this.cookie } : {}, signal: AbortSignal.timeout(30_000) });
     return { status: res.status, text: await res.text(), headers: res.headers };
   }
 
