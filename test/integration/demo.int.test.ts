@@ -116,7 +116,7 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
     });
     demo.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     demo.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((resolve) => demo!.on('exit', (code) => resolve(code)));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => demo!.on('exit', (code, signal) => resolve({ code, signal })));
 
     const readyLine = await waitFor('the demo to say it is ready', () => out.split('\n').find((l) => l.startsWith('demo: ready ')), 150_000);
     const ready = JSON.parse(readyLine.slice('demo: ready '.length)) as { url: string; servicePid: number; users: { email: string; role: string; password: string }[] };
@@ -170,9 +170,11 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
     await waitFor('DEBUG lines in the demo service log', () => debugLine.test(readFileSync(serviceLog, 'utf8')), 20_000);
 
     process.kill(-demo.pid!, 'SIGINT'); // Ctrl-C: the whole foreground group (npm, the shell, the demo)
-    const code = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the demo did not exit within 30 s of Ctrl-C\n${diagnostics()}`)), 30_000))]);
-    assert.equal(code, 0, out.slice(-2000));
-    assert.match(out, /demo: stopped\./);
+    const end = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the demo did not exit within 30 s of Ctrl-C\n${diagnostics()}`)), 30_000))]);
+    // npm itself dies of the SIGINT, as in a terminal; the demo under it stops its children and says so.
+    assert.ok(end.code === 0 || end.signal === 'SIGINT', `npm ended with ${JSON.stringify(end)}`);
+    await waitFor('the demo to report that it stopped', () => /demo: stopped\./.test(out), 30_000);
+    assert.doesNotMatch(out, /did not stop in time/, 'every child stopped on SIGTERM');
     await waitFor('every demo process to be gone', () => processesOfClone().length === 0 || null, 15_000).catch(() => {
       assert.deepEqual(processesOfClone(), [], 'no process of the demo is left running');
     });
