@@ -16,6 +16,6 @@ npx eslint . --max-warnings=0
 echo "== typecheck (root scripts and benchmarks)"
 npx tsc -p tsconfig.json
 echo "== typecheck and tests (every workspace)"
-npx turbo run typecheck test --concurrency=1 --continue --output-logs=full --log-order=stream
+npx turbo run typecheck test --concurrency=1 --continue --env-mode=loose --output-logs=full --log-order=stream
 echo "== browser tests (Playwright in Debian's Chromium against the real server, agent and CPython 3.14)"
 npm run --silent -w test test:e2e

@@ -56,6 +56,7 @@ for (const backend of BACKENDS) {
             for (const n of readdirSync(`/proc/${t.pid}/root/tmp`)) {
               if (!/^pyreach-[0-9a-f]{16}$/.test(n)) continue;
               const st = statSync(`/proc/${t.pid}/root/tmp/${n}`);
+              if (st.mtimeMs < Date.now() - 10_000) continue; // not this run's (a crashed earlier run's)
               seen.push({ uid: st.uid, mode: st.mode & 0o777 });
             }
           },
