@@ -10,6 +10,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:
 import { join } from 'node:path';
 import { canonicalJson } from '@pyreach/protocol/canonical';
 import { ExecResult } from '@pyreach/protocol/exec';
+import { parseHarnessReport, resultFromReport, type HarnessReport } from '@pyreach/remote-exec';
 import type { JobRecord } from './outbox';
 import { readTargetFacts } from './procinfo';
 
@@ -63,17 +64,7 @@ export function findStagingDirs(record: JobRecord, procRoot = '/proc'): string[]
   return found;
 }
 
-interface HarnessReport {
-  status?: string;
-  result?: unknown;
-  error?: { type: string; message: string; traceback?: string };
-  pickedUpAt?: string;
-  finishedAt?: string;
-  thread?: { tid: number; name: string | null };
-  outputTruncated?: boolean;
-  budgetExceeded?: boolean;
-}
-
+/** The harness's own report, read with the engine's interpretation; a note says it came from recovery. */
 function fromReport(dir: string, report: HarnessReport): ExecResult {
   let output = '';
   try {
@@ -82,28 +73,14 @@ function fromReport(dir: string, report: HarnessReport): ExecResult {
     output = '';
   }
   const note = `${RESTART}; this outcome was read from the harness's own report in the target (the job was not run again)`;
-  const base: ExecResult = {
-    status: report.status === 'succeeded' ? 'succeeded' : 'failed',
-    output,
-    pickedUpAt: report.pickedUpAt ?? null,
-    finishedAt: report.finishedAt ?? null,
-    message: note,
-  };
-  if (report.thread) base.thread = report.thread;
-  if (report.outputTruncated) base.outputTruncated = true;
-  if (report.status === 'succeeded') {
-    if (report.result !== undefined) base.result = report.result as ExecResult['result'];
-  } else {
-    base.errorCode = report.status === 'harness_error' ? 'HARNESS_ERROR' : report.budgetExceeded ? 'TIME_BUDGET_EXCEEDED' : 'USER_EXCEPTION';
-    if (report.error) base.error = report.error;
-  }
-  const parsed = ExecResult.safeParse(base);
+  const r = resultFromReport(report, output);
+  const parsed = ExecResult.safeParse({ ...r, message: r.message ? `${r.message} (${note})`.slice(0, 4096) : note });
   return parsed.success ? parsed.data : unknown('the harness report could not be read');
 }
 
 function readJson(path: string): HarnessReport | null {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as HarnessReport;
+    return parseHarnessReport(readFileSync(path));
   } catch {
     return null;
   }

@@ -4,5 +4,6 @@
  */
 export { discover, inspectProcess, type DiscoverOptions } from './discovery';
 export { runInTarget, DEFAULTS, type RunOptions, type Backend } from './run';
+export { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 export type { ExecResult, EngineErrorCode } from '@pyreach/protocol/exec';
 export type { PythonProcess } from '@pyreach/protocol/inventory';

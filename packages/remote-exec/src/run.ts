@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { EngineErrorCode, ExecResult } from '@pyreach/protocol/exec';
-import type { Json } from '@pyreach/protocol/common';
 import { processFacts, hostIdentity } from './discovery';
 import type { ProcMem } from './memory';
 import { readPending, threadSlot, withdrawRequest, writeRequest, type ThreadSlot } from './native';
@@ -11,6 +10,7 @@ import { formatVersion } from './offsets';
 import { procPath, readLinkOrNull, readMaps, readNs, readStartTime } from './procfs';
 import { InspectError, locateRuntime, openMem, permissionMessage, readMainInterpreter, type RuntimeLocation } from './runtime';
 import { renderHarness } from './harness';
+import { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 import { stage, StagingError, type Staging } from './staging';
 
 export type Backend = 'native' | 'sys';
@@ -234,17 +234,6 @@ function mapTracerFailure(stderr: string, pid: number): ExecResult {
   return outcome('refused', 'INTERNAL', `sys.remote_exec tracer failed: ${tail || 'no output'}`);
 }
 
-interface HarnessReport {
-  status: 'succeeded' | 'failed' | 'harness_error';
-  result?: Json;
-  error?: { type: string; message: string; traceback?: string };
-  pickedUpAt?: string;
-  finishedAt?: string;
-  thread?: { tid: number; name: string | null };
-  outputTruncated?: boolean;
-  budgetExceeded?: boolean;
-  cancelled?: boolean;
-}
 
 /**
  * Make process `pid` run `code` and report what happened. Never throws for expected failures: every
@@ -398,7 +387,7 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
           opts.onOutput?.(tail);
         }
         try {
-          report = JSON.parse(raw.toString('utf8')) as HarnessReport;
+          report = parseHarnessReport(raw);
         } catch (e) {
           return withBackend(outcome('failed', 'HARNESS_ERROR', `unreadable harness report: ${(e as Error).message}`));
         }
@@ -424,28 +413,7 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       await sleep(Date.now() - pickedAt < 300 ? 5 : 25);
     }
 
-    const base: Partial<ExecResult> = {
-      output,
-      outputTruncated: !!report.outputTruncated || truncatedHere,
-      pickedUpAt: report.pickedUpAt ?? null,
-      finishedAt: report.finishedAt ?? null,
-      thread: report.thread ? { tid: report.thread.tid, name: report.thread.name ?? null } : null,
-    };
-    if (report.status === 'succeeded') {
-      const r: ExecResult = { status: 'succeeded', ...base, output };
-      if (report.result !== undefined) r.result = report.result;
-      return withBackend(r);
-    }
-    if (report.status === 'harness_error')
-      return withBackend(outcome('failed', 'HARNESS_ERROR', `the harness failed inside the target: ${report.error?.message ?? 'unknown'}`, { ...base, error: report.error }));
-    if (report.budgetExceeded || report.cancelled)
-      return withBackend(
-        outcome('failed', 'TIME_BUDGET_EXCEEDED', report.cancelled ? 'the run was cancelled and stopped inside the target' : `the code exceeded its time budget of ${budgetMs} ms and was stopped; the target keeps running`, {
-          ...base,
-          error: report.error,
-        }),
-      );
-    return withBackend(outcome('failed', 'USER_EXCEPTION', `${report.error?.type ?? 'Exception'}: ${report.error?.message ?? ''}`.slice(0, 4096), { ...base, error: report.error }));
+    return withBackend(resultFromReport(report, output, { budgetMs, outputTruncated: truncatedHere }));
   } catch (e) {
     if (e instanceof Refusal) return withBackend(e.result);
     return withBackend(outcome('failed', 'INTERNAL', `engine error: ${(e as Error)?.stack ?? String(e)}`));
