@@ -5,10 +5,10 @@
  */
 import { copyFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test, type BrowserContext, type Page } from '@playwright/test';
 import { AgentProcess } from '../support/agent-harness';
 import { ApiClient } from '../support/api';
-import { REPO_ROOT, USERS } from '../support/control-plane';
+import { REPO_ROOT, SEED_PASSWORD, USERS } from '../support/control-plane';
 import { startPython, type PyTarget } from '../support/python';
 import { eventually, shot, SHOTS, signedIn } from './helpers';
 
@@ -18,16 +18,17 @@ let target: PyTarget;
 let agent: AgentProcess;
 let admin: ApiClient;
 let operatorApi: ApiClient;
-let approverApi: ApiClient;
+/** An approver signed in at the start; by the last test the sign-in is older than the 1-minute window. */
+let staleApprover: { context: BrowserContext; page: Page; signedInAt: number };
 let requestId = '';
 
 test.describe.configure({ mode: 'serial' });
 
-test.beforeAll(async () => {
+test.beforeAll(async ({ browser }) => {
+  staleApprover = { ...(await signedIn(browser, USERS.approver2)), signedInAt: Date.now() };
   target = await startPython('log_service.py', { style: 'host' });
   admin = await ApiClient.signIn(base(), USERS.admin);
   operatorApi = await ApiClient.signIn(base(), USERS.operator);
-  approverApi = await ApiClient.signIn(base(), USERS.approver);
   const token = (await admin.ok(admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'e2e' } }))).joinToken.token;
   agent = new AgentProcess({ config: { server: base(), policy: { allowRoot: true } } });
   const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'env=e2e']);
@@ -40,6 +41,7 @@ test.beforeAll(async () => {
 });
 
 test.afterAll(async () => {
+  await staleApprover?.context.close();
   await agent?.kill('SIGKILL');
   await target?.kill();
 });
@@ -147,6 +149,8 @@ test('output containing HTML or script is shown as text, never run', async ({ br
       reason: 'E2E: output escaping',
     }),
   );
+  // Signed in just now: approving needs a sign-in within the (short) re-authentication window.
+  const approverApi = await ApiClient.signIn(base(), USERS.approver);
   await approverApi.ok(approverApi.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve' }));
   const { context, page } = await signedIn(browser, USERS.operator);
   const dialogs = await noDialogs(page);
@@ -211,4 +215,35 @@ test('admin pages: users, agents with a copyable enrol command, policies, script
       /* a screenshot missing here means its test failed and reported it */
     }
   }
+});
+
+test('an approval after the re-authentication window asks for the password first, and only then counts', async () => {
+  const p = (await admin.ok(admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>('/api/fleet/processes?limit=10000'))).processes.find((x) => x.pid === target.pid)!;
+  const created = await operatorApi.ok(
+    operatorApi.post<{ request: { id: string } }>('/api/requests', {
+      kind: 'library',
+      scriptId: 'interpreter.info',
+      targets: { type: 'processes', processes: [{ agentId: p.agentId, pid: p.pid, startTime: p.startTime }] },
+      reason: 'E2E: re-authentication before approving',
+    }),
+  );
+  // The window is one minute (global-setup); the approver signed in before every other test ran.
+  const stale = 65_000 - (Date.now() - staleApprover.signedInAt);
+  if (stale > 0) await staleApprover.page.waitForTimeout(stale);
+  const page = staleApprover.page;
+  await page.goto('/approvals');
+  const card = page.getByTestId('pending-request').filter({ hasText: 'E2E: re-authentication' });
+  await card.getByRole('button', { name: 'Approve' }).click();
+  const password = page.getByLabel('Password');
+  await expect(password).toBeVisible();
+  await shot(page, 'reauth-prompt');
+  const pending = await admin.ok(admin.get<{ request: { state: string; reviews: unknown[] } }>(`/api/requests/${created.request.id}`));
+  expect(pending.request.state, 'a stale sign-in casts no vote').toBe('pending');
+  await password.fill(SEED_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in and continue' }).click();
+  await expect(card).toHaveCount(0);
+  await eventually('the request to be approved', async () => {
+    const r = await admin.ok(admin.get<{ request: { state: string } }>(`/api/requests/${created.request.id}`));
+    return r.request.state !== 'pending' && r.request.state;
+  });
 });

@@ -18,6 +18,8 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     PYREACH_UI: 'next',
     BETTER_AUTH_SECRET: 'e2e-secret-e2e-secret-e2e-secret-e2e-secret',
     PYREACH_SEED_FORCE: '1',
+    // Short, so the re-authentication prompt can be shown for real (dashboard.spec.ts, last test).
+    PYREACH_REAUTH_MINUTES: '1',
     NEXT_TELEMETRY_DISABLED: '1',
   });
   process.env.PYREACH_E2E_URL = cp.baseUrl;
