@@ -1,9 +1,9 @@
 /**
  * Turns approved work into signed jobs on the wire. Woken on approval, on agent connect, on execution
  * completion and by a safety-net timer; each pass asks the dispatch service for the next jobs of the agents
- * connected to *this* process (so replicas never send the same job), marks them sent, emits `job:dispatch`
- * and waits for the agent's ack. A job id runs at most once: the service hands each job out once, and the
- * agent refuses ids it has seen.
+ * connected to *this* process (so replicas never send the same job), claims each request's wave as sent in one
+ * transaction, emits `job:dispatch` for the whole wave at once and handles each agent's ack as it comes. A job id
+ * runs at most once: the service hands each job out once, and the agent refuses ids it has seen.
  *
  * With several replicas, wake-ups that may concern agents connected elsewhere (approval, cancel, a finished
  * or lost job freeing a rollout slot) are also sent to the other replicas; housekeeping (expiry, agent_lost
@@ -99,17 +99,23 @@ export class Dispatcher {
     const ports = this.rt.services.dispatchPorts();
     const jobs = await ports.nextJobs(connected);
     if (jobs.length) this.log.debug({ why, jobs: jobs.length }, 'dispatching');
-    await Promise.all(
-      jobs.map(async (job) => {
-        const log = this.log.child({ jobId: job.jobId, requestId: job.requestId, agentId: job.agentId });
-        const res = await this.rt.agents.dispatch(job.agentId, job.envelope, DISPATCH_ACK_TIMEOUT_MS);
-        if (res.ok) {
-          log.info('job dispatched');
-          return;
-        }
-        log.warn({ code: res.error.code }, 'job dispatch not accepted');
-        await ports.dispatchFailed(job, res);
-      }),
-    );
+    // The whole wave is emitted at once and its acks are not awaited here: the pass ends once the jobs are on the
+    // sockets, so the next wave (a freed slot, another request) never waits behind one agent's ack timeout. Each
+    // delivery is still tracked, so shutdown waits for the answers.
+    for (const job of jobs) {
+      void this.rt.inflight.track(this.deliver(ports, job)).catch((err: unknown) => this.log.error({ err, jobId: job.jobId }, 'job delivery failed'));
+    }
+  }
+
+  /** Emits one claimed job and waits for the agent's ack; a refusal or no answer goes to `dispatchFailed`. */
+  private async deliver(ports: DispatchPorts, job: PlannedJob): Promise<void> {
+    const log = this.log.child({ jobId: job.jobId, requestId: job.requestId, agentId: job.agentId });
+    const res = await this.rt.agents.dispatch(job.agentId, job.envelope, DISPATCH_ACK_TIMEOUT_MS);
+    if (res.ok) {
+      log.info('job dispatched');
+      return;
+    }
+    log.warn({ code: res.error.code }, 'job dispatch not accepted');
+    await ports.dispatchFailed(job, res);
   }
 }

@@ -35,18 +35,15 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
           if ((err as { code?: string }).code !== 'INVALID_STATE') throw err;
         }
       }
-      // 2. Per dispatching request, what its rollout allows now, for agents connected to this process.
-      const dispatching = await prisma.injectionRequest.findMany({ where: { state: 'dispatching' }, orderBy: { dispatchedAt: 'asc' }, take: 200 });
+      // 2. Per dispatching request, one wave: what its rollout allows now for agents connected to this process,
+      //    signed and claimed queued → sent in one transaction; only what this replica claimed goes out.
+      const dispatching = await prisma.injectionRequest.findMany({ where: { state: 'dispatching' }, select: { id: true }, orderBy: { dispatchedAt: 'asc' }, take: 200 });
       const jobs: PlannedJob[] = [];
       for (const req of dispatching) {
-        const next = await dispatchSvc.nextJobs(prisma, req.id);
+        const wave = await dispatchSvc.sendWave(prisma, req.id, signing, (agentId) => here.has(agentId));
         const after = await prisma.injectionRequest.findUnique({ where: { id: req.id }, select: { state: true } });
         if (after && after.state !== 'dispatching') rt.ui.requestChanged(req.id, after.state);
-        for (const ex of next) {
-          if (!here.has(ex.agentId)) continue;
-          const envelope = dispatchSvc.buildEnvelope(ex, req, signing);
-          // Claim queued → sent; only the winner emits, so a job id goes out at most once.
-          if (!(await dispatchSvc.markSent(prisma, ex.id, envelope))) continue;
+        for (const { execution: ex, envelope } of wave) {
           rt.ui.executionUpdate({ requestId: req.id, executionId: ex.id, state: 'sent' });
           jobs.push({ jobId: ex.jobId, agentId: ex.agentId, requestId: req.id, executionId: ex.id, envelope });
         }

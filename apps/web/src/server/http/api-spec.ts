@@ -57,7 +57,7 @@ export const Targets = z.discriminatedUnion('type', [
   z.object({ type: z.literal('processes'), processes: z.array(ExplicitTarget).min(1).max(1000) }),
   z.object({ type: z.literal('selector'), labels: Labels, process: Selector.shape.process }),
 ]);
-const Rollout = z.object({ concurrency: z.number().int().min(1).max(100).optional(), maxFailures: z.number().int().min(1).max(10000).optional() });
+const Rollout = z.object({ concurrency: z.number().int().min(1).max(1000).optional(), maxFailures: z.number().int().min(1).max(10000).optional() });
 export const CreateRequestBody = z
   .object({
     kind: z.enum(['library', 'custom']),

@@ -52,8 +52,36 @@ export function auditHash(prevHash: string, fields: AuditHashFields): string {
  * (max of now and the previous event's time), which lets time filters become seq ranges.
  */
 export async function appendAudit(tx: Tx, input: AuditInput, now: Date = new Date()): Promise<AuditEvent> {
+  const head = await lockHead(tx);
+  return tx.auditEvent.create({ data: chainLink(head, input, now) });
+}
+
+/**
+ * Appends several events in order inside `tx`, as `appendAudit` would one by one, but with one lock, one read of
+ * the head and one insert: a wave of a thousand job sends is a thousand events, not a thousand round trips.
+ * Returns how many were appended.
+ */
+export async function appendAuditMany(tx: Tx, inputs: AuditInput[], now: Date = new Date()): Promise<number> {
+  if (inputs.length === 0) return 0;
+  let head = await lockHead(tx);
+  const rows = inputs.map((input) => {
+    const row = chainLink(head, input, now);
+    head = { seq: row.seq, hash: row.hash, at: row.at };
+    return row;
+  });
+  return (await tx.auditEvent.createMany({ data: rows })).count;
+}
+
+type ChainHead = { seq: bigint; hash: string; at: Date } | null;
+
+/** Takes the append lock (held until `tx` ends) and reads the chain's last event. */
+async function lockHead(tx: Tx): Promise<ChainHead> {
   await tx.$queryRawUnsafe('SELECT pg_advisory_xact_lock($1::bigint) IS NULL AS locked', AUDIT_LOCK_KEY);
-  const head = await tx.auditEvent.findFirst({ orderBy: { seq: 'desc' }, select: { seq: true, hash: true, at: true } });
+  return tx.auditEvent.findFirst({ orderBy: { seq: 'desc' }, select: { seq: true, hash: true, at: true } });
+}
+
+/** The row that follows `head` for `input`: next seq, non-decreasing `at`, linked and hashed. */
+function chainLink(head: ChainHead, input: AuditInput, now: Date) {
   const seq = (head?.seq ?? 0n) + 1n;
   const at = new Date(Math.max(now.getTime(), head?.at.getTime() ?? 0));
   const prevHash = head?.hash ?? GENESIS_HASH;
@@ -70,21 +98,19 @@ export async function appendAudit(tx: Tx, input: AuditInput, now: Date = new Dat
     subjectId: input.subjectId ?? null,
     data,
   };
-  return tx.auditEvent.create({
-    data: {
-      seq,
-      at,
-      actorType: fields.actorType,
-      actorId: fields.actorId,
-      actorName: fields.actorName,
-      action: fields.action,
-      subjectType: fields.subjectType,
-      subjectId: fields.subjectId,
-      data,
-      prevHash,
-      hash: auditHash(prevHash, fields),
-    },
-  });
+  return {
+    seq,
+    at,
+    actorType: fields.actorType,
+    actorId: fields.actorId,
+    actorName: fields.actorName,
+    action: fields.action,
+    subjectType: fields.subjectType,
+    subjectId: fields.subjectId,
+    data,
+    prevHash,
+    hash: auditHash(prevHash, fields),
+  };
 }
 
 /** Appends an event in a transaction of its own (for events with no other state change, e.g. sign-in). */

@@ -3,7 +3,7 @@ import { TERMINAL_EXECUTION_STATES, type ExecutionState } from '@pyreach/protoco
 import { JobOptions, codeHash, signJob, type JobEnvelope } from '@pyreach/protocol/job';
 import type { Execution, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM } from './actor';
-import { appendAudit } from './audit';
+import { appendAudit, appendAuditMany } from './audit';
 import { AppError } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
@@ -76,28 +76,91 @@ export async function planExecutions(db: PrismaClient, requestId: string, resolv
  * cancelled and the request completes as `failed` when the in-flight ones end. Also completes the request
  * when every execution is terminal.
  *
- * To send: `buildEnvelope`, then `markSent`, and emit only if `markSent` returned true.
+ * To send: `buildEnvelope`, then `markSent`, and emit only if `markSent` returned true — or do all of it for a
+ * whole wave at once with `sendWave`.
  */
 export async function nextJobs(db: PrismaClient, requestId: string, now: Date = new Date()): Promise<Execution[]> {
   return db.$transaction(async (tx) => {
     const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
     if (!req || req.state !== 'dispatching') return [];
-    const rollout = req.rollout as Partial<Rollout>;
-    const execs = await tx.execution.findMany({ where: { requestId }, orderBy: { queuedAt: 'asc' } });
-    const failures = execs.filter((e) => isFailure(e.state)).length;
-    if (failures >= (rollout.maxFailures ?? 1)) {
-      const stopped = await tx.execution.updateMany({ where: { requestId, state: 'queued' }, data: { state: 'cancelled', errorCode: 'ROLLOUT_STOPPED', errorMessage: `stopped after ${failures} failure(s)`, finishedAt: now } });
-      if (stopped.count > 0) {
-        await appendAudit(tx, { actor: SYSTEM, action: 'request.rollout_stop', subjectType: 'request', subjectId: requestId, data: { failures, cancelled: stopped.count } }, now);
-      }
-      await completeIfDone(tx, requestId, now);
-      return [];
-    }
-    const inFlight = execs.filter((e) => IN_FLIGHT.includes(e.state as ExecutionState)).length;
-    const room = Math.max(0, (rollout.concurrency ?? 1) - inFlight);
-    if (!execs.some((e) => e.state === 'queued')) await completeIfDone(tx, requestId, now);
-    return execs.filter((e) => e.state === 'queued').slice(0, room);
+    return rolloutStep(tx, req, now);
   });
+}
+
+/** A claimed job: the execution (now `sent`) and the signed envelope to emit for it. */
+export interface SentJob {
+  execution: Execution;
+  envelope: JobEnvelope;
+}
+
+/**
+ * One rollout step of one request in ONE transaction: what `nextJobs` allows now, restricted to the agents
+ * `addressable` here (those connected to this process: other replicas send to theirs), signed and claimed
+ * `queued → sent` together, with one audit event per claimed execution. Returns only what this call claimed —
+ * emit exactly these; a job another replica or pass claimed first is left out, so it goes out at most once.
+ */
+export async function sendWave(
+  db: PrismaClient,
+  requestId: string,
+  signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
+  addressable: (agentId: string) => boolean,
+  now: Date = new Date(),
+): Promise<SentJob[]> {
+  return db.$transaction(async (tx) => {
+    const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
+    if (!req || req.state !== 'dispatching') return [];
+    const wave = (await rolloutStep(tx, req, now)).filter((e) => addressable(e.agentId));
+    // Signed before the claim, so no row lock is held while signing.
+    const signed = wave.map((execution) => ({ execution, envelope: buildEnvelope(execution, req, signer, now) }));
+    const claimed = await claimSent(tx, signed.map((j) => ({ executionId: j.execution.id, envelope: j.envelope })), now);
+    return signed
+      .filter((j) => claimed.has(j.execution.id))
+      .map((j) => ({ execution: { ...j.execution, state: 'sent', sentAt: now, notAfter: new Date(j.envelope.payload.notAfter) }, envelope: j.envelope }));
+  });
+}
+
+/**
+ * Inside a transaction on a dispatching request: stops the rollout once failures reach `maxFailures`, completes
+ * the request when nothing is queued and all has ended, else returns the queued executions there is room for.
+ * Counts states with one aggregate query instead of loading every execution, so a step costs the same for a
+ * request of 5 targets or 5,000.
+ */
+async function rolloutStep(tx: Tx, req: InjectionRequest, now: Date): Promise<Execution[]> {
+  const rollout = req.rollout as Partial<Rollout>;
+  const counts = await countStates(tx, req.id);
+  const failures = sumStates(counts, isFailure);
+  if (failures >= (rollout.maxFailures ?? 1)) {
+    await stopRollout(tx, req.id, failures, now);
+    return [];
+  }
+  if (!counts.get('queued')) {
+    await completeIfDone(tx, req.id, now);
+    return [];
+  }
+  const room = (rollout.concurrency ?? 1) - sumStates(counts, (s) => IN_FLIGHT.includes(s as ExecutionState));
+  if (room <= 0) return [];
+  return tx.execution.findMany({ where: { requestId: req.id, state: 'queued' }, orderBy: { queuedAt: 'asc' }, take: room });
+}
+
+/** Cancels what is still queued once the failure limit is reached (audited once), then completes if all ended. */
+async function stopRollout(tx: Tx, requestId: string, failures: number, now: Date): Promise<void> {
+  const stopped = await tx.execution.updateMany({ where: { requestId, state: 'queued' }, data: { state: 'cancelled', errorCode: 'ROLLOUT_STOPPED', errorMessage: `stopped after ${failures} failure(s)`, finishedAt: now } });
+  if (stopped.count > 0) {
+    await appendAudit(tx, { actor: SYSTEM, action: 'request.rollout_stop', subjectType: 'request', subjectId: requestId, data: { failures, cancelled: stopped.count } }, now);
+  }
+  await completeIfDone(tx, requestId, now);
+}
+
+/** How many of a request's executions are in each state: one GROUP BY, never the rows. */
+async function countStates(tx: Tx, requestId: string): Promise<Map<string, number>> {
+  const groups = await tx.execution.groupBy({ by: ['state'], where: { requestId }, _count: { _all: true } });
+  return new Map(groups.map((g) => [g.state, g._count._all]));
+}
+
+function sumStates(counts: Map<string, number>, which: (state: string) => boolean): number {
+  let n = 0;
+  for (const [state, count] of counts) if (which(state)) n += count;
+  return n;
 }
 
 function isFailure(state: string): boolean {
@@ -141,12 +204,34 @@ export function buildEnvelope(execution: Execution, request: InjectionRequest, s
  * most once across replicas and restarts. Returns false when someone else already sent (or cancelled) it.
  */
 export async function markSent(db: PrismaClient, executionId: string, envelope: Pick<JobEnvelope, 'payload'>, now: Date = new Date()): Promise<boolean> {
-  return db.$transaction(async (tx) => {
-    const res = await tx.execution.updateMany({ where: { id: executionId, state: 'queued' }, data: { state: 'sent', sentAt: now, notAfter: new Date(envelope.payload.notAfter) } });
-    if (res.count !== 1) return false;
-    await appendAudit(tx, { actor: SYSTEM, action: 'execution.send', subjectType: 'execution', subjectId: executionId, data: { jobId: envelope.payload.jobId, agentId: envelope.payload.agentId, requestId: envelope.payload.requestId, notAfter: envelope.payload.notAfter } }, now);
-    return true;
-  });
+  return db.$transaction(async (tx) => (await claimSent(tx, [{ executionId, envelope }], now)).has(executionId));
+}
+
+/**
+ * The at-most-once claim for many jobs inside `tx`: `queued → sent` with `WHERE state = 'queued'` (one statement
+ * per distinct notAfter — one for a wave signed at one instant), then one `execution.send` audit event per
+ * execution actually claimed, appended together. Returns the ids claimed.
+ */
+async function claimSent(tx: Tx, jobs: { executionId: string; envelope: Pick<JobEnvelope, 'payload'> }[], now: Date): Promise<Set<string>> {
+  const byNotAfter = new Map<string, string[]>();
+  for (const j of jobs) {
+    const ids = byNotAfter.get(j.envelope.payload.notAfter) ?? [];
+    ids.push(j.executionId);
+    byNotAfter.set(j.envelope.payload.notAfter, ids);
+  }
+  const claimed = new Set<string>();
+  for (const [notAfter, ids] of byNotAfter) {
+    const rows = await tx.execution.updateManyAndReturn({ where: { id: { in: ids }, state: 'queued' }, data: { state: 'sent', sentAt: now, notAfter: new Date(notAfter) }, select: { id: true } });
+    for (const r of rows) claimed.add(r.id);
+  }
+  await appendAuditMany(
+    tx,
+    jobs
+      .filter((j) => claimed.has(j.executionId))
+      .map(({ executionId, envelope: { payload: p } }) => ({ actor: SYSTEM, action: 'execution.send', subjectType: 'execution', subjectId: executionId, data: { jobId: p.jobId, agentId: p.agentId, requestId: p.requestId, notAfter: p.notAfter } })),
+    now,
+  );
+  return claimed;
 }
 
 /**
@@ -154,14 +239,13 @@ export async function markSent(db: PrismaClient, executionId: string, envelope: 
  * `failed`. Returns the new state, or null when work remains. Call inside the transaction that ended the last one.
  */
 export async function completeIfDone(tx: Tx, requestId: string, now: Date = new Date()): Promise<'succeeded' | 'failed' | null> {
-  const execs = await tx.execution.findMany({ where: { requestId }, select: { state: true } });
-  if (execs.length === 0 || !execs.every((e) => TERMINAL_EXECUTION_STATES.has(e.state as ExecutionState))) return null;
+  const counts = await countStates(tx, requestId);
+  const total = sumStates(counts, () => true);
+  if (total === 0 || sumStates(counts, (s) => TERMINAL_EXECUTION_STATES.has(s as ExecutionState)) !== total) return null;
   // agent_lost is terminal-looking but may still move; the request completes anyway (its outcome is known-bad now).
-  const state = execs.every((e) => e.state === 'succeeded') ? 'succeeded' : 'failed';
+  const state = counts.get('succeeded') === total ? 'succeeded' : 'failed';
   const res = await tx.injectionRequest.updateMany({ where: { id: requestId, state: 'dispatching' }, data: { state, completedAt: now } });
   if (res.count !== 1) return null;
-  const counts: Record<string, number> = {};
-  for (const e of execs) counts[e.state] = (counts[e.state] ?? 0) + 1;
-  await appendAudit(tx, { actor: SYSTEM, action: `request.${state === 'succeeded' ? 'succeed' : 'fail'}`, subjectType: 'request', subjectId: requestId, data: { executions: counts } }, now);
+  await appendAudit(tx, { actor: SYSTEM, action: `request.${state === 'succeeded' ? 'succeed' : 'fail'}`, subjectType: 'request', subjectId: requestId, data: { executions: Object.fromEntries(counts) } }, now);
   return state;
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { verifyJob } from '@pyreach/protocol/job';
 import { verifyAuditChain } from './audit';
-import { buildEnvelope, markSent, nextJobs, planExecutions } from './dispatch';
+import { buildEnvelope, markSent, nextJobs, planExecutions, sendWave } from './dispatch';
 import { AppError } from './errors';
 import { applyJobEvent, expireOverdue, markAgentLost, recordDispatchRefusal } from './executions';
 import { createPolicy, resolvePolicy } from './policy';
@@ -190,6 +190,35 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const detail = await getRequest(w.prisma, req.id);
     assert.equal(detail.state, 'failed');
     assert.deepEqual(detail.executions.map((e) => e.state).sort(), ['cancelled', 'cancelled', 'failed', 'failed', 'succeeded']);
+  });
+
+  test('a wave is claimed in one transaction: within the rollout limit, only addressable agents, each job once, each send audited', async () => {
+    const w = await world({ env: 'wave' }, 5);
+    await createPolicy(w.prisma, w.admin, { name: `wave-${w.agent.id}`, matchLabels: { env: 'wave' }, priority: 10, requiredApprovals: 0, allowCustomCode: true });
+    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'wave', rollout: { concurrency: 3, maxFailures: 1 } });
+    await planExecutions(w.prisma, req.id);
+    const keys = await loadOrCreateSigningKey({ keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem') });
+    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => false), [], 'nothing for agents connected elsewhere');
+    const first = await sendWave(w.prisma, req.id, keys, (id) => id === w.agent.id);
+    assert.equal(first.length, 3);
+    for (const j of first) {
+      assert.equal(verifyJob(j.envelope, keys.publicKey).ok, true);
+      assert.equal(j.envelope.payload.jobId, j.execution.jobId);
+      assert.equal(await markSent(w.prisma, j.execution.id, j.envelope), false, 'a job id is sent at most once');
+    }
+    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => true), [], 'no room while three are in flight');
+    const sends = await w.prisma.auditEvent.findMany({ where: { action: 'execution.send', subjectId: { in: first.map((j) => j.execution.id) } } });
+    assert.equal(sends.length, 3, 'one audit event per claimed execution');
+    await applyJobEvent(w.prisma, w.agent.id, result(first[0]!.execution.jobId, 1, 'succeeded'));
+    const second = await sendWave(w.prisma, req.id, keys, () => true);
+    assert.equal(second.length, 1, 'a finished job frees one slot');
+    await applyJobEvent(w.prisma, w.agent.id, result(first[1]!.execution.jobId, 1, 'failed'));
+    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => true), [], 'stopped after 1 failure');
+    for (const j of [first[2]!, second[0]!]) await applyJobEvent(w.prisma, w.agent.id, result(j.execution.jobId, 1, 'succeeded'));
+    const detail = await getRequest(w.prisma, req.id);
+    assert.equal(detail.state, 'failed');
+    assert.deepEqual(detail.executions.map((e) => e.state).sort(), ['cancelled', 'failed', 'succeeded', 'succeeded', 'succeeded']);
+    assert.equal((await verifyAuditChain(w.prisma)).ok, true);
   });
 
   test('an approval that expired before dispatch expires the request; lost agents and overdue jobs end honestly', async () => {

@@ -27,9 +27,16 @@ export const Targets = z.discriminatedUnion('type', [
 ]);
 export type Targets = z.infer<typeof Targets>;
 
+/**
+ * The most executions a request may keep in flight: as many targets as it may name explicitly. A wave is claimed
+ * in one transaction and the rollout counted with aggregate queries, so sending 1,000 at once costs a few
+ * statements rather than 2,000 transactions; the blast radius stays the operator's choice (default 1).
+ */
+export const MAX_ROLLOUT_CONCURRENCY = 1000;
+
 export const Rollout = z.object({
   /** Executions in flight at once. */
-  concurrency: z.number().int().min(1).max(100).default(1),
+  concurrency: z.number().int().min(1).max(MAX_ROLLOUT_CONCURRENCY).default(1),
   /** Failures after which the rest is cancelled. */
   maxFailures: z.number().int().min(1).max(10_000).default(1),
 });
