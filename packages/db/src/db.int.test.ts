@@ -200,6 +200,31 @@ describe('migrator', () => {
     }
   });
 
+  test('after the server drops pooled PostgreSQL connections, the next query reconnects', async () => {
+    const name = `pyreach_test_${randomBytes(6).toString('hex')}`;
+    const admin = await pgClient(DEFAULT_ADMIN_URL);
+    await admin.query(`CREATE DATABASE "${name}"`);
+    const url = new URL(DEFAULT_ADMIN_URL);
+    url.pathname = `/${name}`;
+    try {
+      const db = await openDatabase({ url: url.toString() });
+      try {
+        await db.prisma.$queryRawUnsafe('SELECT 1');
+        // What a server restart or an admin's pg_terminate_backend does to idle pooled connections.
+        const killed = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+        assert.ok(killed.rowCount! >= 1);
+        await new Promise((r) => setTimeout(r, 200)); // the termination reaches the idle client
+        const rows = await db.prisma.$queryRawUnsafe<{ ok: number }[]>('SELECT 1 AS ok');
+        assert.equal(rows[0]!.ok, 1);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+
   test('an embedded database under a data directory survives a restart and is not migrated twice', async () => {
     const dataDir = path.join(dir, 'pglite');
     const first = await openDatabase({ dataDir });

@@ -73,9 +73,15 @@ export async function openDatabase(opts: OpenDatabaseOptions = {}): Promise<Data
   return openPglite(opts.dataDir);
 }
 
+function ignoreConnectionError(): void {
+  /* see the callers: the failure surfaces where it matters (the query), not as a process crash */
+}
+
 async function openPostgres(url: string, poolSize: number): Promise<Database> {
   // A dedicated connection for migrating: the advisory lock is per session.
   const client = new pg.Client({ connectionString: url });
+  // Connection-level errors also reject the query in flight; the event alone must not crash the process.
+  client.on('error', ignoreConnectionError);
   await client.connect();
   let migrations: MigrateResult;
   try {
@@ -84,6 +90,12 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     await client.end();
   }
   const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  // An idle connection that the server drops (restart, failover, an admin terminating it) is removed from the
+  // pool and the next query opens a new one. The adapter listens for that only until $disconnect; a drop
+  // arriving while the pool is ending (seen in tests: DROP DATABASE ... WITH (FORCE) right after close())
+  // was raised as an uncaught exception. Ours stays for the pool's whole life.
+  pool.on('error', ignoreConnectionError);
+  pool.on('connect', (c) => c.on('error', ignoreConnectionError));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   let closed = false;
   return {
