@@ -10,6 +10,7 @@ import * as dispatchSvc from './services/dispatch';
 import * as executionsSvc from './services/executions';
 import type { SigningKeyPair } from './services/signing';
 import type { DispatchPorts, PlannedJob } from './dispatcher';
+import { Gate } from './gate';
 import type { Runtime } from './runtime';
 
 export interface JobEventPorts {
@@ -18,9 +19,18 @@ export interface JobEventPorts {
   dispatch: DispatchPorts;
 }
 
+/**
+ * Agent reports applied at once. Each is an audited transaction and appends serialise on the audit lock anyway,
+ * so more at once only wait inside the database holding pool connections: a wave of a thousand results (a
+ * fan-out finishing) would take the whole pool, starve dispatch and the API, and fail transactions that wait
+ * too long for a connection. Beyond this they wait here, in memory, in arrival order.
+ */
+const APPLY_CONCURRENCY = 4;
+
 export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEventPorts {
   const prisma = rt.db.prisma;
   const log = rt.log.child({ component: 'jobs' });
+  const applyGate = new Gate(APPLY_CONCURRENCY);
 
   const dispatch: DispatchPorts = {
     async nextJobs(connected) {
@@ -103,7 +113,7 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
 
   return {
     async apply(agentId, ev) {
-      const outcome = await executionsSvc.applyJobEvent(prisma, agentId, ev);
+      const outcome = await applyGate.run(() => executionsSvc.applyJobEvent(prisma, agentId, ev));
       if (typeof outcome === 'object') return { ok: false, error: outcome.error };
       return outcome;
     },
