@@ -1,7 +1,8 @@
 /**
  * Simulated agents for bench/fanout.ts (a child process; driven over IPC). Each agent is a socket.io-client on
  * the /agents namespace, websocket transport, that answers the Ed25519 challenge with its own key, sends
- * heartbeats, and on `job:dispatch` records the receipt time, acks, and reports the job succeeded at once.
+ * heartbeats, and on `job:dispatch` records the receipt time, acks, and reports the job succeeded at once (and
+ * tells the parent whether the server accepted that report).
  */
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
@@ -54,7 +55,8 @@ function connectOne(url: string, agentId: string, key: KeyObject, heartbeatSecon
       socket.emit(
         'job:event',
         { type: 'result', jobId: envelope.payload.jobId, seq: 1, at: new Date().toISOString(), result: { status: 'succeeded', output: '', finishedAt: new Date().toISOString() } },
-        () => undefined,
+        // Reported so the benchmark can tell a lost result (the real agent would retry it) from a slow one.
+        (res: { ok: boolean; error?: { code: string } }) => send({ type: 'result-ack', requestId: envelope.payload.requestId, ok: res?.ok === true, code: res?.error?.code }),
       );
     });
   });

@@ -4,10 +4,12 @@
  * transport, each agent with its own Ed25519 key, enrolled through the services with one join token each),
  * heartbeating every 15 s like the real agent. Reports the server's resident memory and CPU per minute at each
  * size, and — at 1,000 agents — how long one approved request with 1,000 targets takes to reach every agent
- * (approval → each agent's receipt of `job:dispatch`; the agents report success at once, so the rollout limit
- * of 100 in flight keeps moving). Loopback only; every wait is bounded; everything started is stopped.
+ * (approval → each agent's receipt of `job:dispatch`; the agents report success at once, so the rollout's
+ * in-flight limit keeps moving), once per rollout concurrency given (a fresh request each). Loopback only; every
+ * wait is bounded; everything started is stopped.
  *
- *   node --import tsx bench/fanout.ts [--sizes 1000,5000,10000] [--window 30] [--no-write]
+ *   node --import tsx bench/fanout.ts [--sizes 1000,5000,10000] [--window 30] [--concurrency 100,1000] [--no-write]
+ *   node --import tsx bench/fanout.ts --fanout-only [--concurrency 100,1000]   # only the 1,000-agent fan-out; writes nothing
  *
  * Writes the `## Control plane: scale` section of docs/benchmarks.md. Raises its own open-file limit.
  */
@@ -43,12 +45,16 @@ const argOf = (name: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : undefined;
 };
-const SIZES = (argOf('sizes') ?? '1000,5000,10000').split(',').map(Number);
+const FANOUT_ONLY = process.argv.includes('--fanout-only');
+const FANOUT = Number(argOf('fanout') ?? 1000);
+const SIZES = FANOUT_ONLY ? [FANOUT] : (argOf('sizes') ?? '1000,5000,10000').split(',').map(Number);
 const WINDOW_S = Number(argOf('window') ?? 30);
-const WRITE = !process.argv.includes('--no-write');
+// A fan-out-only run has no heartbeat table to write.
+const WRITE = !FANOUT_ONLY && !process.argv.includes('--no-write');
+/** Rollout concurrencies to measure the fan-out with, one fresh request each (the ceiling is 1,000). */
+const CONCURRENCY = (argOf('concurrency') ?? '100,1000').split(',').map(Number);
 const SIMS = 4;
 const HEARTBEAT_S = 15;
-const FANOUT = Number(argOf('fanout') ?? 1000);
 const DEADLINE = Date.now() + 25 * 60_000;
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -61,6 +67,7 @@ function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 const guard = (what: string) => {
@@ -70,13 +77,16 @@ const guard = (what: string) => {
 interface Sim {
   proc: ChildProcess;
   jobs: { agentId: string; jobId: string; requestId: string; at: number }[];
+  /** Result reports the server did not accept, by request: code → count. */
+  refusedResults: Map<string, Map<string, number>>;
 }
 
 const db = await createTestDatabase('postgres', { poolSize: 4 });
 let cp: ControlPlane | null = null;
 const sims: Sim[] = [];
 const rows: { agents: number; connectS: number; rssMb: number; cpuSPerMin: number }[] = [];
-let fan: { p50: number; p99: number; max: number; doneS: number } | null = null;
+const fans: { concurrency: number; p50: number; p99: number; max: number; doneS: number; state: string }[] = [];
+let loadDuringFanout = '';
 try {
   cp = await startControlPlane('pglite', {
     DATABASE_URL: db.location,
@@ -112,9 +122,14 @@ try {
 
   for (let i = 0; i < SIMS; i++) {
     const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fanout-sim.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const sim: Sim = { proc, jobs: [] };
-    proc.on('message', (m: { type: string } & Sim['jobs'][number]) => {
+    const sim: Sim = { proc, jobs: [], refusedResults: new Map() };
+    proc.on('message', (m: { type: string; ok?: boolean; code?: string } & Sim['jobs'][number]) => {
       if (m.type === 'job') sim.jobs.push(m);
+      if (m.type === 'result-ack' && !m.ok) {
+        const byCode = sim.refusedResults.get(m.requestId) ?? new Map<string, number>();
+        byCode.set(m.code ?? 'NO_ACK', (byCode.get(m.code ?? 'NO_ACK') ?? 0) + 1);
+        sim.refusedResults.set(m.requestId, byCode);
+      }
     });
     sims.push(sim);
   }
@@ -141,44 +156,60 @@ try {
     connected = size;
     console.log(`${size} agents connected (+${add.length} in ${connectS.toFixed(1)} s, ${failed} failed)`);
     if (failed > add.length / 100) throw new Error(`${failed} simulated agents failed to connect (3 attempts each)`);
-    // Settle, then measure one window of steady heartbeats.
-    await sleep(Math.min(10_000, HEARTBEAT_S * 1000));
-    const c0 = cpuSeconds(serverPid);
-    await sleep(WINDOW_S * 1000);
-    const cpu = ((cpuSeconds(serverPid) - c0) * 60) / WINDOW_S;
-    const rss = rssMb(serverPid);
-    rows.push({ agents: size, connectS, rssMb: rss, cpuSPerMin: cpu });
-    console.log(`  ${size} agents: server RSS ${rss.toFixed(0)} MB, CPU ${cpu.toFixed(1)} s/min (${((cpu / 60) * 100).toFixed(1)}% of one core)`);
+    if (!FANOUT_ONLY) {
+      // Settle, then measure one window of steady heartbeats.
+      await sleep(Math.min(10_000, HEARTBEAT_S * 1000));
+      const c0 = cpuSeconds(serverPid);
+      await sleep(WINDOW_S * 1000);
+      const cpu = ((cpuSeconds(serverPid) - c0) * 60) / WINDOW_S;
+      const rss = rssMb(serverPid);
+      rows.push({ agents: size, connectS, rssMb: rss, cpuSPerMin: cpu });
+      console.log(`  ${size} agents: server RSS ${rss.toFixed(0)} MB, CPU ${cpu.toFixed(1)} s/min (${((cpu / 60) * 100).toFixed(1)}% of one core)`);
+    }
 
-    if (size >= FANOUT && !fan) {
+    if (size >= FANOUT && fans.length === 0) {
       guard('fan-out');
       const [operator, approver] = await Promise.all([ApiClient.signIn(cp.baseUrl, USERS.operator), ApiClient.signIn(cp.baseUrl, USERS.admin)]);
       await approver.ok(approver.post('/api/policies', { name: 'bench', matchLabels: { env: 'bench' }, priority: 100, requiredApprovals: 1, allowCustomCode: true, approverRoles: ['approver', 'admin'] }));
-      const targets = agents.slice(0, FANOUT).map((a, i) => ({ agentId: a.agentId, pid: 1000 + i, startTime: String(5000 + i) }));
-      const created = await operator.ok(
-        operator.post<{ request: { id: string } }>('/api/requests', { kind: 'custom', code: 'print("fan-out")', targets: { type: 'processes', processes: targets }, rollout: { concurrency: 100, maxFailures: 1000 }, reason: 'fan-out benchmark' }),
-      );
-      const requestId = created.request.id;
-      const approvedAt = Date.now();
-      await approver.ok(approver.post(`/api/requests/${requestId}/reviews`, { decision: 'approve', comment: 'bench' }));
-      const until = Date.now() + 180_000;
-      const got = () => sims.flatMap((s) => s.jobs.filter((j) => j.requestId === requestId));
-      while (got().length < FANOUT && Date.now() < until) await sleep(50);
-      const lat = got()
-        .map((j) => j.at - approvedAt)
-        .sort((x, y) => x - y);
-      if (lat.length < FANOUT) throw new Error(`only ${lat.length} of ${FANOUT} agents received the job in 180 s`);
-      let doneS = NaN;
-      while (Date.now() < until) {
-        const r = await operator.ok(operator.get<{ request: { state: string } }>(`/api/requests/${requestId}`));
-        if (r.request.state === 'succeeded') {
-          doneS = (Date.now() - approvedAt) / 1000;
-          break;
+      const load0 = loadAverage();
+      for (const [round, concurrency] of CONCURRENCY.entries()) {
+        guard(`fan-out at concurrency ${concurrency}`);
+        // Distinct pids per round: one execution per target process per request, and each round is its own request.
+        const targets = agents.slice(0, FANOUT).map((a, i) => ({ agentId: a.agentId, pid: 1000 + round * FANOUT + i, startTime: String(5000 + i) }));
+        const created = await operator.ok(
+          operator.post<{ request: { id: string } }>('/api/requests', { kind: 'custom', code: 'print("fan-out")', targets: { type: 'processes', processes: targets }, rollout: { concurrency, maxFailures: 1000 }, reason: 'fan-out benchmark' }),
+        );
+        const requestId = created.request.id;
+        const approvedAt = Date.now();
+        await approver.ok(approver.post(`/api/requests/${requestId}/reviews`, { decision: 'approve', comment: 'bench' }));
+        const until = Date.now() + 180_000;
+        const got = () => sims.flatMap((s) => s.jobs.filter((j) => j.requestId === requestId));
+        while (got().length < FANOUT && Date.now() < until) await sleep(50);
+        const lat = got()
+          .map((j) => j.at - approvedAt)
+          .sort((x, y) => x - y);
+        if (lat.length < FANOUT) throw new Error(`only ${lat.length} of ${FANOUT} agents received the job in 180 s`);
+        let doneS = NaN;
+        let state = 'dispatching';
+        while (Date.now() < until) {
+          state = (await operator.ok(operator.get<{ request: { state: string } }>(`/api/requests/${requestId}`))).request.state;
+          if (state !== 'dispatching') {
+            doneS = (Date.now() - approvedAt) / 1000;
+            break;
+          }
+          await sleep(100);
         }
-        await sleep(100);
+        const fan = { concurrency, p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1)!, doneS, state };
+        fans.push(fan);
+        console.log(`  fan-out to ${FANOUT} agents, concurrency ${concurrency}: median ${fan.p50} ms, p99 ${fan.p99} ms, last ${fan.max} ms; request ${state} after ${doneS.toFixed(1)} s`);
+        const refused = new Map<string, number>();
+        for (const [c, n] of sims.flatMap((s) => [...(s.refusedResults.get(requestId) ?? [])])) refused.set(c, (refused.get(c) ?? 0) + n);
+        if (refused.size) console.log(`  result reports the server did not accept: ${[...refused].map(([c, n]) => `${c} ×${n}`).join(', ')}`);
+        // Let the last results and the dispatcher settle so rounds do not overlap.
+        await sleep(3000);
       }
-      fan = { p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1)!, doneS };
-      console.log(`  fan-out to ${FANOUT} agents: median ${fan.p50} ms, p99 ${fan.p99} ms, last ${fan.max} ms; request succeeded after ${doneS.toFixed(1)} s`);
+      loadDuringFanout = `${load0} before, ${loadAverage()} after`;
+      console.log(`  load average (1, 5, 15 min): ${loadDuringFanout}`);
     }
   }
 } finally {
@@ -198,6 +229,11 @@ const table = [
   ...rows.map((r) => `| ${r.agents.toLocaleString('en-US')} | ${r.connectS.toFixed(1)} | ${r.rssMb.toFixed(0)} MB | ${r.cpuSPerMin.toFixed(1)} s/min (${((r.cpuSPerMin / 60) * 100).toFixed(1)}% of a core) |`),
 ].join('\n');
 const biggest = rows.at(-1);
+const fanTable = [
+  '| rollout concurrency | median | p99 | last agent | request ended |',
+  '|---:|---:|---:|---:|---|',
+  ...fans.map((f) => `| ${f.concurrency} | ${f.p50} ms | ${f.p99} ms | ${f.max} ms | ${f.state} after ${f.doneS.toFixed(1)} s |`),
+].join('\n');
 const section = `## Control plane: scale
 
 \`node --import tsx bench/fanout.ts\` (${new Date().toISOString().slice(0, 10)}; ${cores} cores, Node ${process.version}, PostgreSQL on loopback). One control-plane
@@ -212,9 +248,13 @@ ${table}
 Goal 10,000 agents under 1.5 GB: ${biggest && biggest.agents >= 10_000 ? `${biggest.rssMb.toFixed(0)} MB — ${biggest.rssMb < 1536 ? 'met' : 'NOT met'}` : 'not measured in this run'}.
 
 **Fan-out.** One request with ${FANOUT.toLocaleString('en-US')} targets (one per agent), approved through the HTTP API with
-${FANOUT.toLocaleString('en-US')} agents connected; time from the approval call to each agent's receipt of \`job:dispatch\`. The rollout limit
-(at most 100 in flight, the maximum a request may ask for) applies: each agent reports success at once, which frees
-the slot for the next. ${fan ? `Median **${fan.p50} ms**, 99th percentile **${fan.p99} ms**, last agent ${fan.max} ms; the request was \`succeeded\` after ${fan.doneS.toFixed(1)} s. Goal p99 < 3 s: ${fan.p99 < 3000 ? 'met' : 'NOT met'}.` : 'Not measured in this run.'}
+${FANOUT.toLocaleString('en-US')} agents connected; time from the approval call to each agent's receipt of \`job:dispatch\`. The request's
+rollout limit applies (at most *concurrency* in flight): each agent reports success at once, which frees the slot for
+the next. One fresh request per row; load average (1, 5, 15 min) ${loadDuringFanout || 'not read'}.
+
+${fans.length ? fanTable : 'Not measured in this run.'}
+
+Goal p99 < 3 s: ${fans.length ? fans.map((f) => `${f.p99 < 3000 ? 'met' : 'NOT met'} at concurrency ${f.concurrency}`).join(', ') : 'not measured'}.
 `;
 console.log(`\n${section}`);
 if (WRITE) {
