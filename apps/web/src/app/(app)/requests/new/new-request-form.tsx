@@ -468,7 +468,7 @@ export function NewRequestForm() {
               </Field>
               <div className="grid gap-3 sm:grid-cols-4">
                 <Field id="concurrency" label="Concurrency" hint="Targets at once">
-                  <Input id="concurrency" type="number" min={1} max={100} value={concurrency} onChange={(e) => setConcurrency(Math.max(1, Number(e.target.value) || 1))} />
+                  <Input id="concurrency" type="number" min={1} max={1000} value={concurrency} onChange={(e) => setConcurrency(Math.max(1, Number(e.target.value) || 1))} />
                 </Field>
                 <Field id="max-failures" label="Stop after failures">
                   <Input id="max-failures" type="number" min={1} max={10000} value={maxFailures} onChange={(e) => setMaxFailures(Math.max(1, Number(e.target.value) || 1))} />
