@@ -41,20 +41,9 @@ export interface FleetHost {
   processes: FleetProcess[];
 }
 
-/** A process a request can target (GET /api/fleet/processes, POST /api/fleet/preview). */
-export interface TargetProcess {
-  agentId: string;
-  hostId: string;
-  hostname: string;
-  labels: Labels;
-  pid: number;
-  startTime: string;
-  user: string | null;
-  exe: string;
-  cmdline: string[];
-  pythonVersion: string | null;
-  remoteDebugEnabled: boolean | null;
-}
+/** A process a request can target (GET /api/fleet/processes, POST /api/fleet/preview): the service's own shape
+ * (no dates, so JSON changes nothing); a type-only import, erased from the browser bundle. */
+export type { TargetProcess } from '../../server/services/inventory';
 
 export interface ScriptSummary {
   id: string;
