@@ -20,9 +20,9 @@ describeEachDatabase('agents and inventory', (db) => {
       await assert.rejects(createJoinToken(prisma, await seedUser(prisma, role), {}), code('FORBIDDEN'));
     }
     const t = await createJoinToken(prisma, admin, { labels: { env: 'prod' }, ttlMinutes: 5, note: 'rack 4' });
-    assert.match(t.token, /^[A-Za-z0-9_-]{43}$/);
     const row = await prisma.joinToken.findUniqueOrThrow({ where: { id: t.id } });
     assert.equal(row.tokenHash, hashJoinToken(t.token));
+    assert.match(t.token, /^pyrjt_[A-Za-z0-9_-]{43}$/, 'never starts with "-", so `--token <t>` is never read as an option');
     assert.ok(!JSON.stringify(row).includes(t.token));
   });
 

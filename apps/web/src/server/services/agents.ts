@@ -8,6 +8,8 @@ import { appendAudit } from './audit';
 import { AppError } from './errors';
 import { newId } from './ids';
 
+export const JOIN_TOKEN_PREFIX = 'pyrjt_';
+
 export function hashJoinToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
@@ -21,7 +23,7 @@ export interface CreatedJoinToken {
 }
 
 /**
- * Creates a one-time join token (admin only). The clear token (32 random bytes, base64url) is returned once;
+ * Creates a one-time join token (admin only). The clear token (`pyrjt_` + 32 random bytes, base64url) is returned once;
  * the database keeps its SHA-256. `labels` are forced onto the agent that enrols with it.
  */
 export async function createJoinToken(
@@ -35,7 +37,9 @@ export async function createJoinToken(
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > 7 * 24 * 60) {
     throw new AppError('VALIDATION', 'ttlMinutes must be an integer between 1 and 10080');
   }
-  const token = randomBytes(32).toString('base64url');
+  // A fixed prefix: base64url can start with '-', which a CLI reads as an option (`--token -x…` is refused
+  // as ambiguous, about one token in 64), and a recognisable prefix lets secret scanners find leaked tokens.
+  const token = `${JOIN_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
   const id = newId('jt');
   const expiresAt = new Date(now.getTime() + ttl * 60_000);
   const labels = input.labels ?? {};
