@@ -5,7 +5,7 @@ import { Json } from './common';
  * Outcome of one injection as the engine (packages/remote-exec) reports it. `succeeded` is only ever
  * produced when the harness inside the target said so.
  */
-export const EngineStatus = z.enum(['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused']);
+export const EngineStatus = z.enum(['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused', 'cancelled']);
 export type EngineStatus = z.infer<typeof EngineStatus>;
 
 /** Specific, actionable reasons. Anything not `succeeded` carries one. */
@@ -19,6 +19,12 @@ export const EngineErrorCode = z.enum([
   'PERMISSION_DENIED',
   'NOT_PYTHON',
   'PENDING_CONFLICT',
+  /** Something in the staging directory was not what the engine made (a link, FIFO, hard link, foreign owner, swap). */
+  'STAGING_TAMPERED',
+  /** The sys backend's tracer would run files a non-root user controls; the native backend needs none of them. */
+  'UNTRUSTED_INTERPRETER',
+  /** Stopped by a cancel (status `cancelled`). */
+  'CANCELLED',
   'PATH_TOO_LONG',
   'THREAD_NOT_FOUND',
   'STAGING_FAILED',
