@@ -31,7 +31,10 @@ export default tseslint.config(
   // Packages never import apps; the agent never touches the database or the web app.
   {
     files: ['packages/**/*.ts', 'packages/**/*.tsx'],
-    rules: restrict(['@pyreach/web*', '@pyreach/agent*', '**/apps/**'], 'packages never import apps (ARCHITECTURE.md)'),
+    rules: restrict(
+      ['@pyreach/web*', '@pyreach/agent*', '**/apps/**'],
+      'packages never import apps (ARCHITECTURE.md)',
+    ),
   },
   {
     files: ['packages/protocol/**/*.ts'],
@@ -39,14 +42,23 @@ export default tseslint.config(
   },
   {
     files: ['packages/remote-exec/**/*.ts'],
-    rules: restrict(['@pyreach/db*', '@pyreach/scripts*', '@pyreach/web*', '@pyreach/agent*'], 'the engine imports protocol types and node builtins only'),
+    rules: restrict(
+      ['@pyreach/db*', '@pyreach/scripts*', '@pyreach/web*', '@pyreach/agent*'],
+      'the engine imports protocol types and node builtins only',
+    ),
   },
   {
     files: ['apps/agent/**/*.ts'],
-    rules: restrict(['@pyreach/db*', '@pyreach/web*', '@prisma/*', '**/apps/web/**'], 'the agent never touches the database or the control plane'),
+    rules: restrict(
+      ['@pyreach/db*', '@pyreach/web*', '@prisma/*', '**/apps/web/**'],
+      'the agent never touches the database or the control plane',
+    ),
   },
   {
     files: ['apps/web/**/*.ts', 'apps/web/**/*.tsx'],
-    rules: restrict(['@prisma/client*', '@pyreach/remote-exec*', '@pyreach/agent*'], 'the control plane uses @pyreach/db, never @prisma/client or the engine'),
+    rules: restrict(
+      ['@prisma/client*', '@pyreach/remote-exec*', '@pyreach/agent*'],
+      'the control plane uses @pyreach/db, never @prisma/client or the engine',
+    ),
   },
 );

@@ -37,10 +37,20 @@ const children: ChildProcess[] = [];
 const cp = new FakeControlPlane();
 // Plain `node bundle` as the systemd unit and the container run it; BENCH_NODE_OPTIONS to try V8 flags.
 const NODE_FLAGS = process.env.BENCH_NODE_OPTIONS ?? '';
-const agent = new AgentProcess({ bundle: true, config: {}, env: NODE_FLAGS ? { NODE_OPTIONS: NODE_FLAGS } : {} });
+const agent = new AgentProcess({
+  bundle: true,
+  config: {},
+  env: NODE_FLAGS ? { NODE_OPTIONS: NODE_FLAGS } : {},
+});
 let target: Awaited<ReturnType<typeof startPython>> | null = null;
 try {
-  for (let i = 0; i < count; i++) children.push(spawn(py, ['-S', '-c', 'import time\nwhile True: time.sleep(3600)'], { stdio: 'ignore', detached: true }));
+  for (let i = 0; i < count; i++)
+    children.push(
+      spawn(py, ['-S', '-c', 'import time\nwhile True: time.sleep(3600)'], {
+        stdio: 'ignore',
+        detached: true,
+      }),
+    );
   target = await startPython('idle.py', { style: 'host' });
   await sleep(3000);
   await cp.start();
@@ -83,14 +93,24 @@ try {
     const d0 = performance.now();
     const ack = await cp.dispatch(cp.sign(job));
     if (!ack.ok) throw new Error(JSON.stringify(ack));
-    await cp.until(() => cp.eventsOf(job.jobId).find((e) => e.type === 'state' && e.state === 'picked_up'), 20_000, 'picked up');
+    await cp.until(
+      () => cp.eventsOf(job.jobId).find((e) => e.type === 'state' && e.state === 'picked_up'),
+      20_000,
+      'picked up',
+    );
     fromCp.push(performance.now() - d0);
     await cp.until(() => cp.resultOf(job.jobId), 20_000, 'result');
     const lines = agent.logLines().slice(from);
     const acc = lines.find((l) => l.msg === 'job accepted' && l.jobId === job.jobId);
     const pick = lines.find((l) => l.msg === 'job state' && l.jobId === job.jobId && l.state === 'picked_up');
     if (acc && pick) fromLogs.push(Date.parse(pick.time as string) - Date.parse(acc.time as string));
-    if (process.env.BENCH_VERBOSE) console.error(lines.filter((l) => l.jobId === job.jobId).map((l) => `${String(l.time).slice(17)} ${String(l.msg)} ${String(l.state ?? "")}`).join(" | "));
+    if (process.env.BENCH_VERBOSE)
+      console.error(
+        lines
+          .filter((l) => l.jobId === job.jobId)
+          .map((l) => `${String(l.time).slice(17)} ${String(l.msg)} ${String(l.state ?? '')}`)
+          .join(' | '),
+      );
   }
   const latency = {
     jobs,
@@ -99,7 +119,19 @@ try {
     dispatchToPickedUpEventMsMedian: +pct(fromCp, 50).toFixed(1),
     dispatchToPickedUpEventMsP95: +pct(fromCp, 95).toFixed(1),
   };
-  console.log(JSON.stringify({ node: process.version, nodeOptions: NODE_FLAGS, agentProcessRssAfterJobsMb: +(memKb(pid, 'VmRSS') / 1024).toFixed(1), idle, latency }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        node: process.version,
+        nodeOptions: NODE_FLAGS,
+        agentProcessRssAfterJobsMb: +(memKb(pid, 'VmRSS') / 1024).toFixed(1),
+        idle,
+        latency,
+      },
+      null,
+      2,
+    ),
+  );
 } finally {
   await agent.kill('SIGKILL');
   await cp.stop();

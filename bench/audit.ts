@@ -8,7 +8,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { canonicalJson } from '@pyreach/protocol/canonical';
 import { createTestDatabase } from '@pyreach/db/testing';
-import { GENESIS_HASH, auditHash, queryAudit, verifyAuditChain, type AuditQuery } from '../apps/web/src/server/services/audit';
+import {
+  GENESIS_HASH,
+  auditHash,
+  queryAudit,
+  verifyAuditChain,
+  type AuditQuery,
+} from '../apps/web/src/server/services/audit';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -17,7 +23,18 @@ const arg = (name: string, dflt: number) => {
 const EVENTS = arg('events', 1_000_000);
 const RUNS = arg('runs', 15);
 const BATCH = 10_000;
-const ACTIONS = ['request.create', 'review.approve', 'review.reject', 'request.dispatch', 'execution.send', 'execution.result', 'agent.connect', 'agent.disconnect', 'auth.sign_in', 'policy.update'];
+const ACTIONS = [
+  'request.create',
+  'review.approve',
+  'review.reject',
+  'request.dispatch',
+  'execution.send',
+  'execution.result',
+  'agent.connect',
+  'agent.disconnect',
+  'auth.sign_in',
+  'policy.update',
+];
 const USERS = 200;
 const REQUESTS = 50_000;
 
@@ -35,9 +52,31 @@ try {
       const action = ACTIONS[(i * 7) % ACTIONS.length]!;
       const req = `req_${(i * 13) % REQUESTS}`;
       const data = { comment: `event ${i} note ${i % 997 === 0 ? 'needle' : 'hay'}`, n: i % 100 };
-      const fields = { seq, at, actorType: 'user', actorId: `u_${user}`, actorName: `User ${user}`, action, subjectType: 'request', subjectId: req, data };
+      const fields = {
+        seq,
+        at,
+        actorType: 'user',
+        actorId: `u_${user}`,
+        actorName: `User ${user}`,
+        action,
+        subjectType: 'request',
+        subjectId: req,
+        data,
+      };
       const hash = auditHash(prev, fields);
-      const row = [seq, at, 'user', `u_${user}`, `User ${user}`, action, 'request', req, canonicalJson(data), prev, hash];
+      const row = [
+        seq,
+        at,
+        'user',
+        `u_${user}`,
+        `User ${user}`,
+        action,
+        'request',
+        req,
+        canonicalJson(data),
+        prev,
+        hash,
+      ];
       row.forEach((v, c) => cols[c]!.push(v));
       prev = hash;
     }
@@ -59,8 +98,14 @@ try {
     ['time range (1 hour, mid-history)', { from: mid, to: new Date(mid.getTime() + 3600_000) }],
     ['text (rare word)', { text: 'needle' }],
     ['text (common word)', { text: 'hay' }],
-    ['actor + action + time range', { actorId: 'u_19', action: 'request.dispatch', from: new Date(start), to: mid }],
-    ['by actor, page 50 (cursor)', { actorId: 'u_17', cursor: String(Math.max(1, EVENTS - 50 * 50 * USERS)) }],
+    [
+      'actor + action + time range',
+      { actorId: 'u_19', action: 'request.dispatch', from: new Date(start), to: mid },
+    ],
+    [
+      'by actor, page 50 (cursor)',
+      { actorId: 'u_17', cursor: String(Math.max(1, EVENTS - 50 * 50 * USERS)) },
+    ],
   ];
   const rows: string[] = [];
   for (const [name, q] of cases) {
@@ -79,7 +124,10 @@ try {
   const tv = performance.now();
   const v = await verifyAuditChain(db.prisma);
   const verifySeconds = (performance.now() - tv) / 1000;
-  if (!v.ok) throw new Error(`chain does not verify: ${JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x))}`);
+  if (!v.ok)
+    throw new Error(
+      `chain does not verify: ${JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x))}`,
+    );
   const rate = Math.round(v.count / verifySeconds);
   console.log('verify', v.count, verifySeconds.toFixed(1), rate);
 

@@ -13,13 +13,20 @@ const py = pythonPath();
 const children: ChildProcess[] = [];
 try {
   for (let i = 0; i < count; i++) {
-    children.push(spawn(py, ['-S', '-c', 'import time\nwhile True: time.sleep(3600)'], { stdio: 'ignore', detached: true }));
+    children.push(
+      spawn(py, ['-S', '-c', 'import time\nwhile True: time.sleep(3600)'], {
+        stdio: 'ignore',
+        detached: true,
+      }),
+    );
   }
   const pids = new Set(children.map((c) => c.pid!));
   // wait until every interpreter is initialised (all show up with a readable runtime)
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const found = (await discover()).filter((p) => pids.has(p.pid) && p.pythonVersion && p.threads.length > 0);
+    const found = (await discover()).filter(
+      (p) => pids.has(p.pid) && p.pythonVersion && p.threads.length > 0,
+    );
     if (found.length === count || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -32,7 +39,20 @@ try {
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
-  console.log(JSON.stringify({ processesOnHost: procCount, pythonFound: last, started: count, scanMsMedian: +times[2]!.toFixed(1), scanMsMin: +times[0]!.toFixed(1), scanMsMax: +times[4]!.toFixed(1) }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        processesOnHost: procCount,
+        pythonFound: last,
+        started: count,
+        scanMsMedian: +times[2]!.toFixed(1),
+        scanMsMin: +times[0]!.toFixed(1),
+        scanMsMax: +times[4]!.toFixed(1),
+      },
+      null,
+      2,
+    ),
+  );
 } finally {
   for (const c of children) {
     try {

@@ -40,12 +40,18 @@ try {
   const trig: Record<'native' | 'sys', number[]> = { native: [], sys: [] };
   const total: Record<'native' | 'sys', number[]> = { native: [], sys: [] };
   // warm-up (ELF cache, tsx, page cache)
-  for (const backend of ['native', 'sys'] as const) await runInTarget({ pid: target.pid, backend, code: 'pass' });
+  for (const backend of ['native', 'sys'] as const)
+    await runInTarget({ pid: target.pid, backend, code: 'pass' });
   for (let i = 0; i < rounds; i++) {
     for (const backend of ['native', 'sys'] as const) {
       const t0 = now();
       let staged = 0;
-      const r = await runInTarget({ pid: target.pid, backend, code: 'result = 1', onState: (s) => s === 'staged' && (staged = now()) });
+      const r = await runInTarget({
+        pid: target.pid,
+        backend,
+        code: 'result = 1',
+        onState: (s) => s === 'staged' && (staged = now()),
+      });
       if (r.status !== 'succeeded') throw new Error(`${backend}: ${JSON.stringify(r)}`);
       const picked = parseIso(r.pickedUpAt!);
       lat[backend].push(picked - t0);
@@ -74,7 +80,13 @@ try {
     tracer.native.push(performance.now() - t0);
     await consumed();
     t0 = performance.now();
-    const r = spawnSync(pythonPath(), ['-I', '-c', 'import sys; sys.remote_exec(int(sys.argv[1]), sys.argv[2])', String(target.pid), script]);
+    const r = spawnSync(pythonPath(), [
+      '-I',
+      '-c',
+      'import sys; sys.remote_exec(int(sys.argv[1]), sys.argv[2])',
+      String(target.pid),
+      script,
+    ]);
     tracer.sys.push(performance.now() - t0);
     if (r.status !== 0) throw new Error(`sys tracer failed: ${r.stderr}`);
     await consumed();
@@ -84,16 +96,28 @@ try {
 
   const n = median(lat.native);
   const s = median(lat.sys);
-  console.log(JSON.stringify({
-    rounds,
-    requestToPickupMedianMs: { native: +n.toFixed(2), sys: +s.toFixed(2) },
-    triggerToPickupMedianMs: { native: +median(trig.native).toFixed(2), sys: +median(trig.sys).toFixed(2) },
-    ratioTriggerSysOverNative: +(median(trig.sys) / median(trig.native)).toFixed(1),
-    roundTripMedianMs: { native: +median(total.native).toFixed(1), sys: +median(total.sys).toFixed(1) },
-    ratioRequestSysOverNative: +(s / n).toFixed(1),
-    tracerSideTriggerMedianMs: { native: +median(tracer.native).toFixed(3), sys: +median(tracer.sys).toFixed(2) },
-    ratioTracerSysOverNative: +(median(tracer.sys) / median(tracer.native)).toFixed(0),
-  }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        rounds,
+        requestToPickupMedianMs: { native: +n.toFixed(2), sys: +s.toFixed(2) },
+        triggerToPickupMedianMs: {
+          native: +median(trig.native).toFixed(2),
+          sys: +median(trig.sys).toFixed(2),
+        },
+        ratioTriggerSysOverNative: +(median(trig.sys) / median(trig.native)).toFixed(1),
+        roundTripMedianMs: { native: +median(total.native).toFixed(1), sys: +median(total.sys).toFixed(1) },
+        ratioRequestSysOverNative: +(s / n).toFixed(1),
+        tracerSideTriggerMedianMs: {
+          native: +median(tracer.native).toFixed(3),
+          sys: +median(tracer.sys).toFixed(2),
+        },
+        ratioTracerSysOverNative: +(median(tracer.sys) / median(tracer.native)).toFixed(0),
+      },
+      null,
+      2,
+    ),
+  );
 } finally {
   await target.kill();
 }

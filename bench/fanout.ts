@@ -29,14 +29,26 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 
 // A server holding 10,000 sockets needs more descriptors than the usual 1,024: re-run under a raised limit.
 if (!process.env.PYREACH_BENCH_FD_RAISED) {
-  const limit = (flag: string) => spawnSync('sh', ['-c', `ulimit ${flag}`], { encoding: 'utf8' }).stdout.trim();
+  const limit = (flag: string) =>
+    spawnSync('sh', ['-c', `ulimit ${flag}`], { encoding: 'utf8' }).stdout.trim();
   const hard = limit('-Hn');
   const want = hard === 'unlimited' ? FD_LIMIT : Math.min(FD_LIMIT, Number(hard));
   if (Number(limit('-Sn')) < want) {
-    const r = spawnSync('bash', ['-c', `ulimit -n ${want} && exec "$@"`, 'bash', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-      stdio: 'inherit',
-      env: { ...process.env, PYREACH_BENCH_FD_RAISED: '1' },
-    });
+    const r = spawnSync(
+      'bash',
+      [
+        '-c',
+        `ulimit -n ${want} && exec "$@"`,
+        'bash',
+        process.execPath,
+        ...process.execArgv,
+        ...process.argv.slice(1),
+      ],
+      {
+        stdio: 'inherit',
+        env: { ...process.env, PYREACH_BENCH_FD_RAISED: '1' },
+      },
+    );
     process.exit(r.status ?? 1);
   }
 }
@@ -69,7 +81,8 @@ function rssMb(pid: number): number {
 }
 const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 const guard = (what: string) => {
   if (Date.now() > DEADLINE) throw new Error(`benchmark deadline passed during ${what}`);
 };
@@ -85,7 +98,8 @@ const db = await createTestDatabase('postgres', { poolSize: 4 });
 let cp: ControlPlane | null = null;
 const sims: Sim[] = [];
 const rows: { agents: number; connectS: number; rssMb: number; cpuSPerMin: number }[] = [];
-const fans: { concurrency: number; p50: number; p99: number; max: number; doneS: number; state: string }[] = [];
+const fans: { concurrency: number; p50: number; p99: number; max: number; doneS: number; state: string }[] =
+  [];
 let loadDuringFanout = '';
 try {
   cp = await startControlPlane('pglite', {
@@ -100,7 +114,12 @@ try {
   const serverPid = cp.proc.pid!;
   const prisma = db.prisma;
   const adminUser = await prisma.user.findFirstOrThrow({ where: { email: USERS.admin } });
-  const adminActor = { type: 'user' as const, id: adminUser.id, name: adminUser.email, role: 'admin' as const };
+  const adminActor = {
+    type: 'user' as const,
+    id: adminUser.id,
+    name: adminUser.email,
+    role: 'admin' as const,
+  };
 
   // Enrol every agent through the services (one join token each), keeping the private keys for the simulators.
   const max = Math.max(...SIZES);
@@ -112,16 +131,30 @@ try {
       Array.from({ length: Math.min(16, max - base) }, async (_, i) => {
         const { publicKey, privateKey } = generateKeyPairSync('ed25519');
         const jt = await createJoinToken(prisma, adminActor, { labels: { env: 'bench' }, ttlMinutes: 60 });
-        const agent = await enrollAgent(prisma, { v: 1, token: jt.token, publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(), hostname: `sim-${base + i}`, labels: {}, agentVersion: 'bench/0' } as never);
-        return { agentId: agent.id, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+        const agent = await enrollAgent(prisma, {
+          v: 1,
+          token: jt.token,
+          publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+          hostname: `sim-${base + i}`,
+          labels: {},
+          agentVersion: 'bench/0',
+        } as never);
+        return {
+          agentId: agent.id,
+          privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        };
       }),
     );
     agents.push(...batch);
   }
-  console.log(`enrolled ${agents.length} agents through the services in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `enrolled ${agents.length} agents through the services in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
 
   for (let i = 0; i < SIMS; i++) {
-    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fanout-sim.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fanout-sim.ts')], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const sim: Sim = { proc, jobs: [], refusedResults: new Map() };
     proc.on('message', (m: { type: string; ok?: boolean; code?: string } & Sim['jobs'][number]) => {
       if (m.type === 'job') sim.jobs.push(m);
@@ -141,7 +174,13 @@ try {
         resolve(m);
       };
       sim.proc.on('message', on);
-      sim.proc.send({ type: 'connect', url: cp!.baseUrl, agents: slice, heartbeatSeconds: HEARTBEAT_S, parallel: 10 });
+      sim.proc.send({
+        type: 'connect',
+        url: cp!.baseUrl,
+        agents: slice,
+        heartbeatSeconds: HEARTBEAT_S,
+        parallel: 10,
+      });
     });
 
   let connected = 0;
@@ -155,7 +194,8 @@ try {
     const connectS = (performance.now() - tc) / 1000;
     connected = size;
     console.log(`${size} agents connected (+${add.length} in ${connectS.toFixed(1)} s, ${failed} failed)`);
-    if (failed > add.length / 100) throw new Error(`${failed} simulated agents failed to connect (3 attempts each)`);
+    if (failed > add.length / 100)
+      throw new Error(`${failed} simulated agents failed to connect (3 attempts each)`);
     if (!FANOUT_ONLY) {
       // Settle, then measure one window of steady heartbeats.
       await sleep(Math.min(10_000, HEARTBEAT_S * 1000));
@@ -164,35 +204,64 @@ try {
       const cpu = ((cpuSeconds(serverPid) - c0) * 60) / WINDOW_S;
       const rss = rssMb(serverPid);
       rows.push({ agents: size, connectS, rssMb: rss, cpuSPerMin: cpu });
-      console.log(`  ${size} agents: server RSS ${rss.toFixed(0)} MB, CPU ${cpu.toFixed(1)} s/min (${((cpu / 60) * 100).toFixed(1)}% of one core)`);
+      console.log(
+        `  ${size} agents: server RSS ${rss.toFixed(0)} MB, CPU ${cpu.toFixed(1)} s/min (${((cpu / 60) * 100).toFixed(1)}% of one core)`,
+      );
     }
 
     if (size >= FANOUT && fans.length === 0) {
       guard('fan-out');
-      const [operator, approver] = await Promise.all([ApiClient.signIn(cp.baseUrl, USERS.operator), ApiClient.signIn(cp.baseUrl, USERS.admin)]);
-      await approver.ok(approver.post('/api/policies', { name: 'bench', matchLabels: { env: 'bench' }, priority: 100, requiredApprovals: 1, allowCustomCode: true, approverRoles: ['approver', 'admin'] }));
+      const [operator, approver] = await Promise.all([
+        ApiClient.signIn(cp.baseUrl, USERS.operator),
+        ApiClient.signIn(cp.baseUrl, USERS.admin),
+      ]);
+      await approver.ok(
+        approver.post('/api/policies', {
+          name: 'bench',
+          matchLabels: { env: 'bench' },
+          priority: 100,
+          requiredApprovals: 1,
+          allowCustomCode: true,
+          approverRoles: ['approver', 'admin'],
+        }),
+      );
       const load0 = loadAverage();
       for (const [round, concurrency] of CONCURRENCY.entries()) {
         guard(`fan-out at concurrency ${concurrency}`);
         // Distinct pids per round: one execution per target process per request, and each round is its own request.
-        const targets = agents.slice(0, FANOUT).map((a, i) => ({ agentId: a.agentId, pid: 1000 + round * FANOUT + i, startTime: String(5000 + i) }));
+        const targets = agents.slice(0, FANOUT).map((a, i) => ({
+          agentId: a.agentId,
+          pid: 1000 + round * FANOUT + i,
+          startTime: String(5000 + i),
+        }));
         const created = await operator.ok(
-          operator.post<{ request: { id: string } }>('/api/requests', { kind: 'custom', code: 'print("fan-out")', targets: { type: 'processes', processes: targets }, rollout: { concurrency, maxFailures: 1000 }, reason: 'fan-out benchmark' }),
+          operator.post<{ request: { id: string } }>('/api/requests', {
+            kind: 'custom',
+            code: 'print("fan-out")',
+            targets: { type: 'processes', processes: targets },
+            rollout: { concurrency, maxFailures: 1000 },
+            reason: 'fan-out benchmark',
+          }),
         );
         const requestId = created.request.id;
         const approvedAt = Date.now();
-        await approver.ok(approver.post(`/api/requests/${requestId}/reviews`, { decision: 'approve', comment: 'bench' }));
+        await approver.ok(
+          approver.post(`/api/requests/${requestId}/reviews`, { decision: 'approve', comment: 'bench' }),
+        );
         const until = Date.now() + 180_000;
         const got = () => sims.flatMap((s) => s.jobs.filter((j) => j.requestId === requestId));
         while (got().length < FANOUT && Date.now() < until) await sleep(50);
         const lat = got()
           .map((j) => j.at - approvedAt)
           .sort((x, y) => x - y);
-        if (lat.length < FANOUT) throw new Error(`only ${lat.length} of ${FANOUT} agents received the job in 180 s`);
+        if (lat.length < FANOUT)
+          throw new Error(`only ${lat.length} of ${FANOUT} agents received the job in 180 s`);
         let doneS = NaN;
         let state = 'dispatching';
         while (Date.now() < until) {
-          state = (await operator.ok(operator.get<{ request: { state: string } }>(`/api/requests/${requestId}`))).request.state;
+          state = (
+            await operator.ok(operator.get<{ request: { state: string } }>(`/api/requests/${requestId}`))
+          ).request.state;
           if (state !== 'dispatching') {
             doneS = (Date.now() - approvedAt) / 1000;
             break;
@@ -201,10 +270,16 @@ try {
         }
         const fan = { concurrency, p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1)!, doneS, state };
         fans.push(fan);
-        console.log(`  fan-out to ${FANOUT} agents, concurrency ${concurrency}: median ${fan.p50} ms, p99 ${fan.p99} ms, last ${fan.max} ms; request ${state} after ${doneS.toFixed(1)} s`);
+        console.log(
+          `  fan-out to ${FANOUT} agents, concurrency ${concurrency}: median ${fan.p50} ms, p99 ${fan.p99} ms, last ${fan.max} ms; request ${state} after ${doneS.toFixed(1)} s`,
+        );
         const refused = new Map<string, number>();
-        for (const [c, n] of sims.flatMap((s) => [...(s.refusedResults.get(requestId) ?? [])])) refused.set(c, (refused.get(c) ?? 0) + n);
-        if (refused.size) console.log(`  result reports the server did not accept: ${[...refused].map(([c, n]) => `${c} ×${n}`).join(', ')}`);
+        for (const [c, n] of sims.flatMap((s) => [...(s.refusedResults.get(requestId) ?? [])]))
+          refused.set(c, (refused.get(c) ?? 0) + n);
+        if (refused.size)
+          console.log(
+            `  result reports the server did not accept: ${[...refused].map(([c, n]) => `${c} ×${n}`).join(', ')}`,
+          );
         // Let the last results and the dispatcher settle so rounds do not overlap.
         await sleep(3000);
       }
@@ -217,7 +292,13 @@ try {
     if (s.proc.connected) s.proc.send({ type: 'stop' });
     setTimeout(() => s.proc.kill('SIGKILL'), 3000).unref();
   }
-  await Promise.all(sims.map((s) => (s.proc.exitCode !== null || s.proc.signalCode !== null ? null : new Promise((r) => s.proc.once('exit', r)))));
+  await Promise.all(
+    sims.map((s) =>
+      s.proc.exitCode !== null || s.proc.signalCode !== null
+        ? null
+        : new Promise((r) => s.proc.once('exit', r)),
+    ),
+  );
   await cp?.cleanup().catch(() => undefined);
   await db.cleanup().catch(() => undefined);
 }
@@ -226,13 +307,19 @@ const cores = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
 const table = [
   '| agents | connect (added, s) | server RSS | server CPU for heartbeats |',
   '|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.agents.toLocaleString('en-US')} | ${r.connectS.toFixed(1)} | ${r.rssMb.toFixed(0)} MB | ${r.cpuSPerMin.toFixed(1)} s/min (${((r.cpuSPerMin / 60) * 100).toFixed(1)}% of a core) |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.agents.toLocaleString('en-US')} | ${r.connectS.toFixed(1)} | ${r.rssMb.toFixed(0)} MB | ${r.cpuSPerMin.toFixed(1)} s/min (${((r.cpuSPerMin / 60) * 100).toFixed(1)}% of a core) |`,
+  ),
 ].join('\n');
 const biggest = rows.at(-1);
 const fanTable = [
   '| rollout concurrency | median | p99 | last agent | request ended |',
   '|---:|---:|---:|---:|---|',
-  ...fans.map((f) => `| ${f.concurrency} | ${f.p50} ms | ${f.p99} ms | ${f.max} ms | ${f.state} after ${f.doneS.toFixed(1)} s |`),
+  ...fans.map(
+    (f) =>
+      `| ${f.concurrency} | ${f.p50} ms | ${f.p99} ms | ${f.max} ms | ${f.state} after ${f.doneS.toFixed(1)} s |`,
+  ),
 ].join('\n');
 const section = `## Control plane: scale
 
@@ -263,7 +350,10 @@ if (WRITE) {
   const start = doc.indexOf('## Control plane: scale');
   let next = start < 0 ? -1 : doc.indexOf('\n## ', start + 1);
   if (next >= 0) next += 1;
-  const out = start < 0 ? `${doc.trimEnd()}\n\n${section}` : doc.slice(0, start) + section + (next >= 0 ? `\n${doc.slice(next)}` : '');
+  const out =
+    start < 0
+      ? `${doc.trimEnd()}\n\n${section}`
+      : doc.slice(0, start) + section + (next >= 0 ? `\n${doc.slice(next)}` : '');
   await writeFile(file, out);
   console.log(`wrote ${path.relative(process.cwd(), file)}`);
 }

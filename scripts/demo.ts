@@ -23,15 +23,22 @@ import { parseArgs } from 'node:util';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: flags } = parseArgs({
-  options: { reset: { type: 'boolean', default: false }, 'no-build': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+  options: {
+    reset: { type: 'boolean', default: false },
+    'no-build': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h' },
+  },
 });
 if (flags.help) {
-  console.log('npm run demo [-- --reset] [-- --no-build]\n  --reset     wipe the demo data directory first\n  --no-build  skip the dashboard build (API and sockets only)');
+  console.log(
+    'npm run demo [-- --reset] [-- --no-build]\n  --reset     wipe the demo data directory first\n  --no-build  skip the dashboard build (API and sockets only)',
+  );
   process.exit(0);
 }
 
 const PYTHON = process.env.PYREACH_PYTHON;
-if (!PYTHON) fatal('PYREACH_PYTHON is not set; run the demo with `npm run demo`, which finds or provisions Python 3.14');
+if (!PYTHON)
+  fatal('PYREACH_PYTHON is not set; run the demo with `npm run demo`, which finds or provisions Python 3.14');
 const PORT = Number(process.env.PYREACH_DEMO_PORT ?? 3000);
 const HOST = process.env.PYREACH_DEMO_HOST ?? '127.0.0.1';
 const DATA = path.resolve(process.env.PYREACH_DEMO_DATA ?? path.join(ROOT, 'data', 'demo'));
@@ -88,7 +95,12 @@ function recordPids(): void {
   writeFileSync(PIDS_FILE, JSON.stringify(children.map((c) => c.child.pid).filter(Boolean)));
 }
 
-function start(name: string, cmd: string, args: string[], opts: { env?: Env; log?: string; echo?: boolean } = {}): ChildProcess {
+function start(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: { env?: Env; log?: string; echo?: boolean } = {},
+): ChildProcess {
   const child = spawn(cmd, args, {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
@@ -99,7 +111,9 @@ function start(name: string, cmd: string, args: string[], opts: { env?: Env; log
   const forward = (stream: NodeJS.ReadableStream) => {
     stream.on('data', (chunk: Buffer) => {
       log?.write(chunk);
-      if (opts.echo) for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) process.stdout.write(`[${name}] ${line}\n`);
+      if (opts.echo)
+        for (const line of chunk.toString('utf8').split('\n'))
+          if (line.trim()) process.stdout.write(`[${name}] ${line}\n`);
     });
   };
   if (child.stdout) forward(child.stdout);
@@ -109,7 +123,9 @@ function start(name: string, cmd: string, args: string[], opts: { env?: Env; log
   child.on('exit', (code, signal) => {
     log?.end();
     if (stopping) return;
-    process.stderr.write(`demo: ${name} exited (${signal ?? `code ${code}`}); see ${opts.log ?? 'the output above'}. Stopping everything.\n`);
+    process.stderr.write(
+      `demo: ${name} exited (${signal ?? `code ${code}`}); see ${opts.log ?? 'the output above'}. Stopping everything.\n`,
+    );
     void stopAll(1);
   });
   return child;
@@ -170,7 +186,9 @@ async function waitForHealth(timeoutMs: number): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`the control plane did not become healthy at ${URL_BASE} within ${timeoutMs / 1000}s (${last}); see ${path.join(DATA, 'web.log')}`);
+  throw new Error(
+    `the control plane did not become healthy at ${URL_BASE} within ${timeoutMs / 1000}s (${last}); see ${path.join(DATA, 'web.log')}`,
+  );
 }
 
 /** Runs a command to completion with inherited output; throws with its name on failure. */
@@ -207,7 +225,12 @@ interface SeededUser {
  */
 function seed(env: Env, needToken: boolean): { users: SeededUser[]; token: string | null } {
   const args = [...TSX, 'apps/web/scripts/demo-seed.ts', '--demo', ...(needToken ? ['--join-token'] : [])];
-  const r = spawnSync(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   if (r.status !== 0) fatal(`seeding the demo database failed (${r.signal ?? `exit ${r.status}`})`);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as { users: SeededUser[]; token: string | null };
@@ -218,7 +241,8 @@ async function main(): Promise<void> {
   const onSignal = () => {
     // The first two are one Ctrl-C seen twice (directly and forwarded by npm); a third means "now".
     if (++signals >= 3) {
-      for (const { child } of children) if (child.pid && alive(child.pid)) process.kill(-child.pid, 'SIGKILL');
+      for (const { child } of children)
+        if (child.pid && alive(child.pid)) process.kill(-child.pid, 'SIGKILL');
       process.exit(130);
     }
     void stopAll(0);
@@ -226,7 +250,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   if (process.getuid?.() !== 0) {
-    say('note: not running as root — the local agent can only inject into processes it may ptrace (same user, and Yama ptrace_scope 0)');
+    say(
+      'note: not running as root — the local agent can only inject into processes it may ptrace (same user, and Yama ptrace_scope 0)',
+    );
   }
   if (flags.reset && existsSync(DATA)) {
     say(`--reset: removing ${DATA}`);
@@ -238,7 +264,9 @@ async function main(): Promise<void> {
 
   if (!flags['no-build'] && !existsSync(path.join(ROOT, 'apps/web/.next/BUILD_ID'))) {
     say('building the dashboard (first run only; a few minutes on a small machine)…');
-    run('dashboard build', 'npm', ['run', '--silent', '-w', 'apps/web', 'build'], { NEXT_TELEMETRY_DISABLED: '1' });
+    run('dashboard build', 'npm', ['run', '--silent', '-w', 'apps/web', 'build'], {
+      NEXT_TELEMETRY_DISABLED: '1',
+    });
   }
 
   const env = serverEnv();
@@ -247,11 +275,17 @@ async function main(): Promise<void> {
   const { users, token } = seed(env, !enrolled);
 
   say(`starting the control plane on ${URL_BASE} (log: ${path.join(DATA, 'web.log')})`);
-  start('control-plane', process.execPath, [...TSX, 'apps/web/server.ts'], { env, log: path.join(DATA, 'web.log') });
+  start('control-plane', process.execPath, [...TSX, 'apps/web/server.ts'], {
+    env,
+    log: path.join(DATA, 'web.log'),
+  });
   await waitForHealth(120_000);
 
   const agentArgs = [...TSX, 'apps/agent/src/cli.ts'];
-  const agentEnv = { PYREACH_AGENT_STATE_DIR: AGENT_STATE, PYREACH_AGENT_CONFIG: path.join(DATA, 'agent.json') };
+  const agentEnv = {
+    PYREACH_AGENT_STATE_DIR: AGENT_STATE,
+    PYREACH_AGENT_CONFIG: path.join(DATA, 'agent.json'),
+  };
   if (!existsSync(agentEnv.PYREACH_AGENT_CONFIG)) {
     // The host owner's local policy. The demo service runs as whoever started the demo — root on a fresh
     // Debian box — so root targets are allowed here; on a real host keep allowRoot false (the default).
@@ -260,18 +294,32 @@ async function main(): Promise<void> {
   }
   if (token) {
     say('enrolling the local agent…');
-    run('agent enrolment', process.execPath, [...agentArgs, 'enroll', '--server', URL_BASE, '--token', token, '--label', 'env=demo'], agentEnv);
+    run(
+      'agent enrolment',
+      process.execPath,
+      [...agentArgs, 'enroll', '--server', URL_BASE, '--token', token, '--label', 'env=demo'],
+      agentEnv,
+    );
   }
   say(`starting the local agent (log: ${path.join(DATA, 'agent.log')})`);
-  start('agent', process.execPath, [...agentArgs, 'run'], { env: agentEnv, log: path.join(DATA, 'agent.log') });
+  start('agent', process.execPath, [...agentArgs, 'run'], {
+    env: agentEnv,
+    log: path.join(DATA, 'agent.log'),
+  });
 
   const serviceLog = path.join(DATA, 'service.log');
   say(`starting the demo service with ${PYTHON} (log: ${serviceLog})`);
-  const service = start('demo-service', PYTHON!, [path.join(ROOT, 'demo/service.py')], { env: { PYTHONUNBUFFERED: '1' }, log: serviceLog });
+  const service = start('demo-service', PYTHON!, [path.join(ROOT, 'demo/service.py')], {
+    env: { PYTHONUNBUFFERED: '1' },
+    log: serviceLog,
+  });
   writeFileSync(path.join(DATA, 'service.pid'), String(service.pid));
 
   const creds = users
-    .map((u) => `    ${u.role.padEnd(9)} ${u.email.padEnd(24)} ${u.password ?? '(password shown on the first run; `npm run demo -- --reset` starts over)'}`)
+    .map(
+      (u) =>
+        `    ${u.role.padEnd(9)} ${u.email.padEnd(24)} ${u.password ?? '(password shown on the first run; `npm run demo -- --reset` starts over)'}`,
+    )
     .join('\n');
   process.stdout.write(`
 ──────────────────────────────────────────────────────────────────────────────

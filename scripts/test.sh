@@ -13,6 +13,8 @@ fi
 
 echo "== lint"
 npx eslint . --max-warnings=0
+echo "== format (prettier --check; \`npm run format\` fixes)"
+npx prettier --check . --log-level=warn
 echo "== typecheck (root scripts and benchmarks)"
 npx tsc -p tsconfig.json
 echo "== typecheck and tests (every workspace)"

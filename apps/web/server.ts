@@ -17,7 +17,10 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger({ level: env.logLevel, pretty: env.nodeEnv === 'development' && process.stdout.isTTY });
+  const log = createLogger({
+    level: env.logLevel,
+    pretty: env.nodeEnv === 'development' && process.stdout.isTTY,
+  });
   const server = await startServer(env, log);
   // Machine-readable line for supervisors and tests that start the server on port 0.
   if (process.send) process.send({ type: 'listening', port: server.port });
@@ -41,6 +44,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`pyreach: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `pyreach: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   process.exit(1);
 });

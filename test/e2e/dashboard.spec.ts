@@ -29,7 +29,11 @@ test.beforeAll(async ({ browser }) => {
   target = await startPython('log_service.py', { style: 'host' });
   admin = await ApiClient.signIn(base(), USERS.admin);
   operatorApi = await ApiClient.signIn(base(), USERS.operator);
-  const token = (await admin.ok(admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'e2e' } }))).joinToken.token;
+  const token = (
+    await admin.ok(
+      admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'e2e' } }),
+    )
+  ).joinToken.token;
   agent = new AgentProcess({ config: { server: base(), policy: { allowRoot: true } } });
   const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'env=e2e']);
   expect(enrolled.code, enrolled.stderr + enrolled.stdout).toBe(0);
@@ -76,14 +80,22 @@ test('a viewer cannot request: no form, and the API refuses', async ({ browser }
   await page.goto('/requests/new');
   await expect(page.getByText('Your role cannot file requests')).toBeVisible();
   const res = await page.request.post('/api/requests', {
-    data: { kind: 'library', scriptId: 'logging.set_level', params: { level: 'DEBUG' }, targets: { type: 'selector', labels: {} }, reason: 'viewer tries' },
+    data: {
+      kind: 'library',
+      scriptId: 'logging.set_level',
+      params: { level: 'DEBUG' },
+      targets: { type: 'selector', labels: {} },
+      reason: 'viewer tries',
+    },
     headers: { origin: base() },
   });
   expect(res.status()).toBe(403);
   await context.close();
 });
 
-test('operator requests logging.set_level; approver approves in another context; output is live; target logs DEBUG', async ({ browser }) => {
+test('operator requests logging.set_level; approver approves in another context; output is live; target logs DEBUG', async ({
+  browser,
+}) => {
   const op = await signedIn(browser, USERS.operator);
   const page = op.page;
   await page.goto('/requests/new');
@@ -102,7 +114,10 @@ test('operator requests logging.set_level; approver approves in another context;
   await expect(page.getByTestId('request-state')).toHaveText('pending');
   // The requester has no approve button, and the API refuses anyway.
   await expect(page.getByRole('button', { name: 'Approve' })).toHaveCount(0);
-  const self = await page.request.post(`/api/requests/${requestId}/reviews`, { data: { decision: 'approve' }, headers: { origin: base() } });
+  const self = await page.request.post(`/api/requests/${requestId}/reviews`, {
+    data: { decision: 'approve' },
+    headers: { origin: base() },
+  });
   expect(self.status()).toBe(403);
   await page.goto('/approvals').catch(() => undefined);
   await page.goto(`/requests/${requestId}`);
@@ -140,7 +155,13 @@ test('operator requests logging.set_level; approver approves in another context;
 
 test('output containing HTML or script is shown as text, never run', async ({ browser }) => {
   const payload = '<img src=x onerror="alert(1)"><script>alert(2)</script><b>bold?</b>';
-  const p = (await admin.ok(admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>('/api/fleet/processes?limit=10000'))).processes.find((x) => x.pid === target.pid)!;
+  const p = (
+    await admin.ok(
+      admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>(
+        '/api/fleet/processes?limit=10000',
+      ),
+    )
+  ).processes.find((x) => x.pid === target.pid)!;
   const created = await operatorApi.ok(
     operatorApi.post<{ request: { id: string } }>('/api/requests', {
       kind: 'custom',
@@ -151,20 +172,28 @@ test('output containing HTML or script is shown as text, never run', async ({ br
   );
   // Signed in just now: approving needs a sign-in within the (short) re-authentication window.
   const approverApi = await ApiClient.signIn(base(), USERS.approver);
-  await approverApi.ok(approverApi.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve' }));
+  await approverApi.ok(
+    approverApi.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve' }),
+  );
   const { context, page } = await signedIn(browser, USERS.operator);
   const dialogs = await noDialogs(page);
   await page.goto(`/requests/${created.request.id}`);
   await expect(page.getByTestId('execution')).toHaveAttribute('data-state', 'succeeded', { timeout: 90_000 });
   await expect(page.getByTestId('execution-output')).toContainText(payload);
-  await expect(page.locator('[data-testid="execution-output"] img, [data-testid="execution-output"] script, [data-testid="execution-output"] b')).toHaveCount(0);
+  await expect(
+    page.locator(
+      '[data-testid="execution-output"] img, [data-testid="execution-output"] script, [data-testid="execution-output"] b',
+    ),
+  ).toHaveCount(0);
   await page.waitForTimeout(500);
   expect(dialogs).toEqual([]);
   await shot(page, 'request-detail-escaped');
   await context.close();
 });
 
-test('the audit explorer shows the whole story, verifies the chain and exports the filtered set', async ({ browser }) => {
+test('the audit explorer shows the whole story, verifies the chain and exports the filtered set', async ({
+  browser,
+}) => {
   const { context, page } = await signedIn(browser, USERS.approver);
   await page.goto(`/audit?subjectType=request&subjectId=${requestId}`);
   const actions = page.getByTestId('audit-row');
@@ -173,10 +202,16 @@ test('the audit explorer shows the whole story, verifies the chain and exports t
   for (const a of ['request.create', 'review.approve', 'request.dispatch']) expect(seen).toContain(a);
   await expect(page.getByTestId('chain-status')).toContainText('Chain verified');
   await shot(page, 'audit');
-  const [jsonl] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-jsonl').click()]);
+  const [jsonl] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByTestId('export-jsonl').click(),
+  ]);
   const jsonlPath = path.join(SHOTS, '..', 'audit-export.jsonl');
   await jsonl.saveAs(jsonlPath);
-  const lines = readFileSync(jsonlPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; subjectId: string });
+  const lines = readFileSync(jsonlPath, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { action: string; subjectId: string });
   expect(lines.length).toBeGreaterThan(1);
   expect(lines.every((l) => l.subjectId === requestId)).toBe(true);
   const [csv] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
@@ -186,7 +221,9 @@ test('the audit explorer shows the whole story, verifies the chain and exports t
   await context.close();
 });
 
-test('admin pages: users, agents with a copyable enrol command, policies, script library', async ({ browser }) => {
+test('admin pages: users, agents with a copyable enrol command, policies, script library', async ({
+  browser,
+}) => {
   const { context, page } = await signedIn(browser, USERS.admin);
   await page.goto('/admin?tab=users');
   await expect(page.getByRole('table', { name: 'Users' })).toContainText(USERS.viewer);
@@ -194,7 +231,9 @@ test('admin pages: users, agents with a copyable enrol command, policies, script
   await page.goto('/admin?tab=agents');
   await page.getByLabel('Labels', { exact: true }).fill('env=staging');
   await page.getByRole('button', { name: 'Create join token' }).click();
-  await expect(page.getByTestId('enroll-command')).toContainText(`pyreach-agent enroll --server ${base()} --token `);
+  await expect(page.getByTestId('enroll-command')).toContainText(
+    `pyreach-agent enroll --server ${base()} --token `,
+  );
   await shot(page, 'admin-agents');
   await page.goto('/admin?tab=policies');
   await expect(page.getByRole('table', { name: 'Policies' })).toContainText('default');
@@ -209,7 +248,16 @@ test('admin pages: users, agents with a copyable enrol command, policies, script
   await context.close();
   // Refresh the README's set only when asked (PYREACH_UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean.
   if (process.env.PYREACH_UPDATE_SCREENSHOTS !== '1') return;
-  for (const n of ['fleet', 'fleet-dark', 'new-request', 'approvals', 'request-detail', 'audit', 'admin-agents', 'scripts']) {
+  for (const n of [
+    'fleet',
+    'fleet-dark',
+    'new-request',
+    'approvals',
+    'request-detail',
+    'audit',
+    'admin-agents',
+    'scripts',
+  ]) {
     try {
       copyFileSync(path.join(SHOTS, `${n}.png`), path.join(REPO_ROOT, 'docs/screenshots', `${n}.png`));
     } catch {
@@ -219,7 +267,13 @@ test('admin pages: users, agents with a copyable enrol command, policies, script
 });
 
 test('an approval after the re-authentication window asks for the password first, and only then counts', async () => {
-  const p = (await admin.ok(admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>('/api/fleet/processes?limit=10000'))).processes.find((x) => x.pid === target.pid)!;
+  const p = (
+    await admin.ok(
+      admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>(
+        '/api/fleet/processes?limit=10000',
+      ),
+    )
+  ).processes.find((x) => x.pid === target.pid)!;
   const created = await operatorApi.ok(
     operatorApi.post<{ request: { id: string } }>('/api/requests', {
       kind: 'library',
@@ -238,13 +292,17 @@ test('an approval after the re-authentication window asks for the password first
   const password = page.getByLabel('Password');
   await expect(password).toBeVisible();
   await shot(page, 'reauth-prompt');
-  const pending = await admin.ok(admin.get<{ request: { state: string; reviews: unknown[] } }>(`/api/requests/${created.request.id}`));
+  const pending = await admin.ok(
+    admin.get<{ request: { state: string; reviews: unknown[] } }>(`/api/requests/${created.request.id}`),
+  );
   expect(pending.request.state, 'a stale sign-in casts no vote').toBe('pending');
   await password.fill(SEED_PASSWORD);
   await page.getByRole('button', { name: 'Sign in and continue' }).click();
   await expect(card).toHaveCount(0);
   await eventually('the request to be approved', async () => {
-    const r = await admin.ok(admin.get<{ request: { state: string } }>(`/api/requests/${created.request.id}`));
+    const r = await admin.ok(
+      admin.get<{ request: { state: string } }>(`/api/requests/${created.request.id}`),
+    );
     return r.request.state !== 'pending' && r.request.state;
   });
 });

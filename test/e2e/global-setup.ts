@@ -11,7 +11,11 @@ import { REPO_ROOT, startControlPlane } from '../support/control-plane';
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const web = path.join(REPO_ROOT, 'apps/web');
   if (!existsSync(path.join(web, '.next', 'BUILD_ID'))) {
-    execFileSync(path.join(REPO_ROOT, 'node_modules/.bin/next'), ['build'], { cwd: web, stdio: 'inherit', env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' } });
+    execFileSync(path.join(REPO_ROOT, 'node_modules/.bin/next'), ['build'], {
+      cwd: web,
+      stdio: 'inherit',
+      env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' },
+    });
   }
   const cp = await startControlPlane('pglite', {
     NODE_ENV: 'production',

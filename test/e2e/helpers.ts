@@ -11,7 +11,10 @@ export async function shot(page: Page, name: string): Promise<void> {
 }
 
 /** A fresh browser context signed in through the real sign-in form. */
-export async function signedIn(browser: Browser, email: string): Promise<{ context: BrowserContext; page: Page }> {
+export async function signedIn(
+  browser: Browser,
+  email: string,
+): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto('/sign-in');
@@ -23,7 +26,11 @@ export async function signedIn(browser: Browser, email: string): Promise<{ conte
   return { context, page };
 }
 
-export async function eventually<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn().catch(() => undefined);

@@ -32,7 +32,11 @@ test('the bundle is one executable file that runs outside the repository', () =>
   copyFileSync(AGENT_BUNDLE, alone);
   const out = execFileSync(process.execPath, [alone, '--help'], { encoding: 'utf8', cwd: tmpdir() });
   assert.match(out, /pyreach-agent enroll --server URL --token TOKEN/);
-  for (const cmd of ['enroll', 'run', 'status']) assert.match(execFileSync(process.execPath, [alone, cmd, '--help'], { encoding: 'utf8', cwd: tmpdir() }), new RegExp(`pyreach-agent ${cmd}`));
+  for (const cmd of ['enroll', 'run', 'status'])
+    assert.match(
+      execFileSync(process.execPath, [alone, cmd, '--help'], { encoding: 'utf8', cwd: tmpdir() }),
+      new RegExp(`pyreach-agent ${cmd}`),
+    );
 });
 
 test('the bundle enrols, reports inventory and runs a signed job to its result', async () => {

@@ -14,15 +14,30 @@ import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
 import { startPython, type PyTarget } from '../support/python';
 
-type Exec = { id: string; jobId: string; state: string; errorCode: string | null; errorMessage?: string | null; output?: string | null; result?: unknown; pid: number };
+type Exec = {
+  id: string;
+  jobId: string;
+  state: string;
+  errorCode: string | null;
+  errorMessage?: string | null;
+  output?: string | null;
+  result?: unknown;
+  pid: number;
+};
 type Req = { id: string; state: string; executions?: Exec[] };
 type Proc = { pid: number; startTime: string; agentId: string; pythonVersion: string | null };
 
 const sideEffect = (name: string) => `/tmp/pyreach-agent-srv-${process.pid}-${name}.txt`;
-const appendCode = (file: string, extra = '') => `with open(${JSON.stringify(file)}, "a") as f:\n    f.write("ran\\n")\n${extra}`;
-const lines = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).length : 0);
+const appendCode = (file: string, extra = '') =>
+  `with open(${JSON.stringify(file)}, "a") as f:\n    f.write("ran\\n")\n${extra}`;
+const lines = (path: string) =>
+  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).length : 0;
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn().catch(() => undefined);
@@ -45,7 +60,8 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
       const r = await admin.ok(admin.get<{ processes: Proc[] }>(`/api/fleet/processes?limit=10000`));
       return r.processes.find((p) => p.pid === t.pid);
     });
-  const getReq = async (id: string) => (await operator.ok(operator.get<{ request: Req }>(`/api/requests/${id}`))).request;
+  const getReq = async (id: string) =>
+    (await operator.ok(operator.get<{ request: Req }>(`/api/requests/${id}`))).request;
   /** Create a custom-code request on one target and approve it. */
   const approved = async (t: PyTarget, code: string, reason: string): Promise<Req> => {
     const p = await proc(t);
@@ -53,23 +69,47 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
       operator.post<{ request: Req }>('/api/requests', {
         kind: 'custom',
         code,
-        targets: { type: 'processes', processes: [{ agentId: agent_id(), pid: p.pid, startTime: p.startTime }] },
+        targets: {
+          type: 'processes',
+          processes: [{ agentId: agent_id(), pid: p.pid, startTime: p.startTime }],
+        },
         reason,
       }),
     );
-    await approver.ok(approver.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve', comment: 'ok' }));
+    await approver.ok(
+      approver.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve', comment: 'ok' }),
+    );
     return created.request;
   };
-  const agent_id = (): string => JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId;
+  const agent_id = (): string =>
+    JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId;
   const terminal = (r: Req) => ['succeeded', 'failed', 'cancelled', 'refused', 'expired'].includes(r.state);
 
   before(async () => {
-    [host, container] = await Promise.all([startPython('idle.py', { style: 'host' }), startPython('idle.py', { style: 'container' })]);
+    [host, container] = await Promise.all([
+      startPython('idle.py', { style: 'host' }),
+      startPython('idle.py', { style: 'container' }),
+    ]);
     cp = await startControlPlane('postgres');
-    const clients = await Promise.all([USERS.admin, USERS.operator, USERS.approver].map((u) => ApiClient.signIn(cp.baseUrl, u)));
+    const clients = await Promise.all(
+      [USERS.admin, USERS.operator, USERS.approver].map((u) => ApiClient.signIn(cp.baseUrl, u)),
+    );
     [admin, operator, approver] = clients as [ApiClient, ApiClient, ApiClient];
-    await admin.ok(admin.post('/api/policies', { name: 'agent-it', matchLabels: { env: 'agent-it' }, priority: 100, requiredApprovals: 1, allowCustomCode: true, approverRoles: ['approver', 'admin'] }));
-    const token = (await admin.ok(admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'agent-it' } }))).joinToken.token;
+    await admin.ok(
+      admin.post('/api/policies', {
+        name: 'agent-it',
+        matchLabels: { env: 'agent-it' },
+        priority: 100,
+        requiredApprovals: 1,
+        allowCustomCode: true,
+        approverRoles: ['approver', 'admin'],
+      }),
+    );
+    const token = (
+      await admin.ok(
+        admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'agent-it' } }),
+      )
+    ).joinToken.token;
     agent = new AgentProcess({ config: { server: cp.baseUrl, policy: { allowRoot: true } } });
     const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'env=agent-it']);
     assert.equal(enrolled.code, 0, enrolled.stderr + enrolled.stdout);
@@ -97,7 +137,11 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
   test('an approved request runs in a host-style target: output and result arrive', async () => {
     const file = sideEffect('host');
     files.push(file);
-    const req = await approved(host, appendCode(file, 'print("hello from the agent")\nresult = {"n": 42}\n'), 'agent integration: host');
+    const req = await approved(
+      host,
+      appendCode(file, 'print("hello from the agent")\nresult = {"n": 42}\n'),
+      'agent integration: host',
+    );
     const done = await eventually('request to finish', async () => {
       const r = await getReq(req.id);
       return terminal(r) && r;
@@ -107,13 +151,19 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     assert.equal(ex.output, 'hello from the agent\n');
     assert.deepEqual(ex.result, { n: 42 });
     assert.equal(lines(file), 1);
-    assert.ok(agent.audit().some((a) => a.jobId === ex.jobId && a.event === 'finished' && a.outcome === 'succeeded'));
+    assert.ok(
+      agent.audit().some((a) => a.jobId === ex.jobId && a.event === 'finished' && a.outcome === 'succeeded'),
+    );
   });
 
   test('an approved request runs in a container-style target', async () => {
     const inTarget = `/tmp/agent-srv-${process.pid}.txt`;
     files.push(join(container.rootOnHost, inTarget));
-    const req = await approved(container, appendCode(inTarget, 'import os\nprint(os.getpid())\n'), 'agent integration: container');
+    const req = await approved(
+      container,
+      appendCode(inTarget, 'import os\nprint(os.getpid())\n'),
+      'agent integration: container',
+    );
     const done = await eventually('request to finish', async () => {
       const r = await getReq(req.id);
       return terminal(r) && r;
@@ -126,7 +176,11 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
   test('the control plane SIGKILLed mid-job and restarted: the result arrives exactly once', async () => {
     const file = sideEffect('cp-kill');
     files.push(file);
-    const req = await approved(host, appendCode(file, 'import time\nprint("start")\ntime.sleep(4)\nprint("end")\nresult = "ok"\n'), 'agent integration: control plane crash');
+    const req = await approved(
+      host,
+      appendCode(file, 'import time\nprint("start")\ntime.sleep(4)\nprint("end")\nresult = "ok"\n'),
+      'agent integration: control plane crash',
+    );
     await eventually('picked up', async () => {
       const r = await getReq(req.id);
       return r.executions?.[0]?.state === 'picked_up';
@@ -135,23 +189,42 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     await new Promise((r) => cp.proc.once('exit', r));
     await new Promise((r) => setTimeout(r, 5000)); // the job ends while the control plane is down
     await cp.restart();
-    [operator, admin] = await Promise.all([ApiClient.signIn(cp.baseUrl, USERS.operator), ApiClient.signIn(cp.baseUrl, USERS.admin)]);
-    const done = await eventually('result after restart', async () => {
-      const r = await getReq(req.id);
-      return terminal(r) && r;
-    }, 60_000);
+    [operator, admin] = await Promise.all([
+      ApiClient.signIn(cp.baseUrl, USERS.operator),
+      ApiClient.signIn(cp.baseUrl, USERS.admin),
+    ]);
+    const done = await eventually(
+      'result after restart',
+      async () => {
+        const r = await getReq(req.id);
+        return terminal(r) && r;
+      },
+      60_000,
+    );
     const ex = done.executions![0]!;
     assert.equal(done.state, 'succeeded', JSON.stringify(ex));
     assert.equal(ex.output, 'start\nend\n', 'each output chunk applied exactly once');
     assert.equal(lines(file), 1);
-    const trail = await admin.ok(admin.get<{ events: { action: string; subjectId?: string }[] }>(`/api/audit?subjectId=${req.id}&limit=100`));
-    assert.equal(trail.events.filter((e) => e.action === 'request.succeed' || e.action === 'execution.succeed').length <= 1, true);
+    const trail = await admin.ok(
+      admin.get<{ events: { action: string; subjectId?: string }[] }>(
+        `/api/audit?subjectId=${req.id}&limit=100`,
+      ),
+    );
+    assert.equal(
+      trail.events.filter((e) => e.action === 'request.succeed' || e.action === 'execution.succeed').length <=
+        1,
+      true,
+    );
   });
 
   test('the agent SIGKILLed mid-job and restarted: an honest end state, and the code ran once', async () => {
     const file = sideEffect('agent-kill');
     files.push(file);
-    const req = await approved(host, appendCode(file, 'import time\ntime.sleep(3)\nprint("finished")\nresult = 7\n'), 'agent integration: agent crash');
+    const req = await approved(
+      host,
+      appendCode(file, 'import time\ntime.sleep(3)\nprint("finished")\nresult = 7\n'),
+      'agent integration: agent crash',
+    );
     await eventually('picked up', async () => {
       const r = await getReq(req.id);
       return r.executions?.[0]?.state === 'picked_up';
@@ -159,10 +232,14 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     await agent.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 4000));
     agent.start();
-    const done = await eventually('honest end state', async () => {
-      const r = await getReq(req.id);
-      return terminal(r) && r.executions?.[0]?.state !== 'agent_lost' && r;
-    }, 60_000);
+    const done = await eventually(
+      'honest end state',
+      async () => {
+        const r = await getReq(req.id);
+        return terminal(r) && r.executions?.[0]?.state !== 'agent_lost' && r;
+      },
+      60_000,
+    );
     const ex = done.executions![0]!;
     // The harness finished inside the target while the agent was down; the restarted agent read its report.
     assert.equal(ex.state, 'succeeded', JSON.stringify(ex));
@@ -188,7 +265,11 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     assert.equal(ex.errorCode, 'POLICY_ROOT_TARGET');
     assert.match(ex.errorMessage ?? '', /allowRoot/);
     assert.equal(lines(file), 0);
-    assert.ok(agent.audit().some((a) => a.jobId === ex.jobId && a.event === 'refused' && a.code === 'POLICY_ROOT_TARGET'));
+    assert.ok(
+      agent
+        .audit()
+        .some((a) => a.jobId === ex.jobId && a.event === 'refused' && a.code === 'POLICY_ROOT_TARGET'),
+    );
   });
 
   test('revoking the agent through the API stops it with exit code 78 and it stays refused', async () => {

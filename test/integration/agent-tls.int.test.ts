@@ -26,7 +26,10 @@ test('without the pinned CA the agent refuses the control plane certificate', as
   agents.push(agent);
   const r = await agent.cli(['enroll', '--token', cp.newToken()]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /cannot reach https:\/\/127\.0\.0\.1:\d+\/api\/agents\/enroll: .*(self-signed|unable to verify|issuer)/i);
+  assert.match(
+    r.stderr,
+    /cannot reach https:\/\/127\.0\.0\.1:\d+\/api\/agents\/enroll: .*(self-signed|unable to verify|issuer)/i,
+  );
 });
 
 test('with the CA pinned it enrols, connects over wss and authenticates', async () => {

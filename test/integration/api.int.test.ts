@@ -36,7 +36,11 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
         for (const role of ROLES) {
           const r = await as[role]!.request(spec.method, concrete(spec.path), spec.body ? {} : undefined);
           const allowed = PERMISSIONS[action].includes(role);
-          if (allowed) assert.ok(r.status !== 403 && r.status !== 401, `${name} as ${role}: expected allowed, got ${r.status} ${JSON.stringify(r.body)}`);
+          if (allowed)
+            assert.ok(
+              r.status !== 403 && r.status !== 401,
+              `${name} as ${role}: expected allowed, got ${r.status} ${JSON.stringify(r.body)}`,
+            );
           else {
             assert.equal(r.status, 403, `${name} as ${role}: expected 403, got ${r.status}`);
             assert.equal(!r.body.ok && r.body.error.code, 'FORBIDDEN');
@@ -65,7 +69,9 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
         const path = concrete(spec.path);
         const notJson = await admin.request(spec.method, path, undefined, { raw: '{"unterminated' });
         const wrongShape = await admin.request(spec.method, path, { unexpected: ['field'], v: 99 });
-        const huge = await admin.request(spec.method, path, undefined, { raw: JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) }) });
+        const huge = await admin.request(spec.method, path, undefined, {
+          raw: JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) }),
+        });
         for (const [what, r, status, code] of [
           ['not json', notJson, 400, 'VALIDATION'],
           ['wrong shape', wrongShape, 400, 'VALIDATION'],
@@ -74,7 +80,11 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
           assert.equal(r.status, status, `${name} ${what}: ${JSON.stringify(r.body)}`);
           assert.equal(!r.body.ok && r.body.error.code, code, `${name} ${what}`);
         }
-        assert.match(!wrongShape.body.ok ? wrongShape.body.error.message : '', /body/, `${name}: the message names the field`);
+        assert.match(
+          !wrongShape.body.ok ? wrongShape.body.error.message : '',
+          /body/,
+          `${name}: the message names the field`,
+        );
       }
       const afterwards = await admin.ok(admin.get<{ count: number }>('/api/audit/verify'));
       assert.equal(afterwards.count, before.count, 'no audit event: nothing changed');
@@ -88,28 +98,49 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       assert.equal(codes[5], 429);
       const limited = await c.signIn(USERS.operator2, 'correct-horse-battery-staple');
       assert.equal(limited.status, 429, 'even the right password waits out the window');
-      assert.equal((await new ApiClient(cp.baseUrl).signIn(USERS.approver2, 'correct-horse-battery-staple')).status, 200);
+      assert.equal(
+        (await new ApiClient(cp.baseUrl).signIn(USERS.approver2, 'correct-horse-battery-staple')).status,
+        200,
+      );
     });
 
     it('lets an admin create users and change roles, audited', async () => {
       const admin = as.admin!;
-      const created = await admin.ok(admin.post<{ user: { id: string } }>('/api/users', { email: `new-${kind}@pyreach.test`, name: 'New', password: 'a-long-enough-password', role: 'viewer' }));
-      const dup = await admin.post('/api/users', { email: `new-${kind}@pyreach.test`, name: 'New', password: 'a-long-enough-password', role: 'viewer' });
+      const created = await admin.ok(
+        admin.post<{ user: { id: string } }>('/api/users', {
+          email: `new-${kind}@pyreach.test`,
+          name: 'New',
+          password: 'a-long-enough-password',
+          role: 'viewer',
+        }),
+      );
+      const dup = await admin.post('/api/users', {
+        email: `new-${kind}@pyreach.test`,
+        name: 'New',
+        password: 'a-long-enough-password',
+        role: 'viewer',
+      });
       assert.equal(dup.status, 409);
       await admin.ok(admin.patch(`/api/users/${created.user.id}`, { role: 'operator' }));
       const fresh = await ApiClient.signIn(cp.baseUrl, `new-${kind}@pyreach.test`, 'a-long-enough-password');
       const me = await fresh.ok(fresh.get<{ user: { role: string }; fresh: boolean }>('/api/me'));
       assert.equal(me.user.role, 'operator');
       assert.equal(me.fresh, true);
-      const events = await admin.ok(admin.get<{ events: { action: string }[] }>(`/api/audit?subjectId=${created.user.id}`));
-      assert.deepEqual(new Set(events.events.map((e) => e.action)), new Set(['user.create', 'user.role.set', 'auth.sign_in']));
+      const events = await admin.ok(
+        admin.get<{ events: { action: string }[] }>(`/api/audit?subjectId=${created.user.id}`),
+      );
+      assert.deepEqual(
+        new Set(events.events.map((e) => e.action)),
+        new Set(['user.create', 'user.role.set', 'auth.sign_in']),
+      );
     });
 
     it('serves an OpenAPI 3.1 document covering every route', async () => {
       const r = await fetch(`${cp.baseUrl}/api/openapi.json`);
       const doc = (await r.json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
       assert.equal(doc.openapi, '3.1.0');
-      for (const [, spec] of routes) assert.ok(doc.paths[spec.path]?.[spec.method.toLowerCase()], `${spec.method} ${spec.path}`);
+      for (const [, spec] of routes)
+        assert.ok(doc.paths[spec.path]?.[spec.method.toLowerCase()], `${spec.method} ${spec.path}`);
     });
 
     it('streams the audit export as JSON Lines and CSV', async () => {
@@ -129,14 +160,23 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       // Truly in flight: each request has sent its headers and half its body before SIGTERM, and the rest
       // after. (Requests fired a moment before the signal may not have reached the server yet; refusing
       // those is correct, so timing alone cannot show anything.)
-      const body = JSON.stringify({ labels: { env: 'drain' }, ttlMinutes: 5, note: 'sent across a shutdown' });
+      const body = JSON.stringify({
+        labels: { env: 'drain' },
+        ttlMinutes: 5,
+        note: 'sent across a shutdown',
+      });
       const half = Math.floor(body.length / 2);
       const inflight = Array.from({ length: 4 }, () => {
         let sendRest!: () => void;
         const done = new Promise<number>((resolve, reject) => {
           const req = httpRequest(`${cp.baseUrl}/api/join-tokens`, {
             method: 'POST',
-            headers: { cookie: admin.cookie!, origin: cp.baseUrl, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+            headers: {
+              cookie: admin.cookie!,
+              origin: cp.baseUrl,
+              'content-type': 'application/json',
+              'content-length': Buffer.byteLength(body),
+            },
           });
           req.on('response', (res) => {
             res.resume();

@@ -66,7 +66,11 @@ function processesOfClone(): string[] {
   return found;
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined> | T | null | undefined, timeoutMs: number): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined> | T | null | undefined,
+  timeoutMs: number,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -80,7 +84,16 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'pyreach-demo-'));
   clone = join(dir, 'clone');
   execFileSync('git', ['clone', '--quiet', REPO_ROOT, clone]);
-  for (const ws of ['.', 'apps/web', 'apps/agent', 'packages/db', 'packages/remote-exec', 'packages/protocol', 'packages/scripts', 'test']) {
+  for (const ws of [
+    '.',
+    'apps/web',
+    'apps/agent',
+    'packages/db',
+    'packages/remote-exec',
+    'packages/protocol',
+    'packages/scripts',
+    'test',
+  ]) {
     const from = join(REPO_ROOT, ws, 'node_modules');
     if (existsSync(from)) execFileSync('cp', ['-al', from, join(clone, ws, 'node_modules')]);
   }
@@ -110,36 +123,69 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
     data = join(dir, 'data');
     demo = spawn('npm', ['run', '--silent', 'demo', '--', '--no-build'], {
       cwd: clone,
-      env: { ...process.env, PYREACH_PYTHON: pythonPath(), PYREACH_DEMO_PORT: String(port), PYREACH_DEMO_DATA: data, LOG_LEVEL: 'warn' },
+      env: {
+        ...process.env,
+        PYREACH_PYTHON: pythonPath(),
+        PYREACH_DEMO_PORT: String(port),
+        PYREACH_DEMO_DATA: data,
+        LOG_LEVEL: 'warn',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // its own process group, like a terminal's foreground job: Ctrl-C reaches all of it
     });
     demo.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     demo.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => demo!.on('exit', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      demo!.on('exit', (code, signal) => resolve({ code, signal })),
+    );
 
-    const readyLine = await waitFor('the demo to say it is ready', () => out.split('\n').find((l) => l.startsWith('demo: ready ')), 150_000);
-    const ready = JSON.parse(readyLine.slice('demo: ready '.length)) as { url: string; servicePid: number; users: { email: string; role: string; password: string }[] };
+    const readyLine = await waitFor(
+      'the demo to say it is ready',
+      () => out.split('\n').find((l) => l.startsWith('demo: ready ')),
+      150_000,
+    );
+    const ready = JSON.parse(readyLine.slice('demo: ready '.length)) as {
+      url: string;
+      servicePid: number;
+      users: { email: string; role: string; password: string }[];
+    };
     const pw = (role: string) => ready.users.find((u) => u.role === role)!.password;
     assert.match(out, /Open http:\/\/127\.0\.0\.1:\d+ and sign in/);
-    for (const role of ['admin', 'operator', 'approver']) assert.ok(pw(role), `a password is printed for ${role}`);
+    for (const role of ['admin', 'operator', 'approver'])
+      assert.ok(pw(role), `a password is printed for ${role}`);
 
     const operator = await ApiClient.signIn(ready.url, 'operator@pyreach.local', pw('operator'));
     const proc = await waitFor(
       'the agent to report the demo service',
       async () => {
-        const r = await operator.ok(operator.get<{ processes: { pid: number; startTime: string; agentId?: string; host?: { agentId: string }; hostId: string }[] }>('/api/fleet/processes'));
+        const r = await operator.ok(
+          operator.get<{
+            processes: {
+              pid: number;
+              startTime: string;
+              agentId?: string;
+              host?: { agentId: string };
+              hostId: string;
+            }[];
+          }>('/api/fleet/processes'),
+        );
         return r.processes.find((p) => p.pid === ready.servicePid);
       },
       60_000,
     );
-    const hosts = await operator.ok(operator.get<{ hosts: { id: string; agentId: string }[] }>('/api/fleet/hosts'));
+    const hosts = await operator.ok(
+      operator.get<{ hosts: { id: string; agentId: string }[] }>('/api/fleet/hosts'),
+    );
     const agentId = proc.agentId ?? hosts.hosts.find((h) => h.id === proc.hostId)!.agentId;
 
     const serviceLog = join(data, 'service.log');
     // The service's log format: "<time> DEBUG <thread> demo.orders: order 17: customer=… total=…".
     const debugLine = /DEBUG\s+\S+ demo\.orders: order \d+: customer=/;
-    await waitFor('the demo service to log orders', () => /INFO\s+\S+ demo\.orders: order \d+ charged/.test(readFileSync(serviceLog, 'utf8')), 20_000);
+    await waitFor(
+      'the demo service to log orders',
+      () => /INFO\s+\S+ demo\.orders: order \d+ charged/.test(readFileSync(serviceLog, 'utf8')),
+      20_000,
+    );
     assert.doesNotMatch(readFileSync(serviceLog, 'utf8'), debugLine, 'no DEBUG lines before the change');
 
     const created = await operator.ok(
@@ -154,12 +200,25 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
     assert.equal(created.request.state, 'pending', 'the demo policy needs an approval');
 
     const approver = await ApiClient.signIn(ready.url, 'approver@pyreach.local', pw('approver'));
-    await approver.ok(approver.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve', comment: 'go' }));
+    await approver.ok(
+      approver.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve', comment: 'go' }),
+    );
 
     const done = await waitFor(
       'the execution to finish',
       async () => {
-        const r = await operator.ok(operator.get<{ request: { state: string; executions: { state: string; output: string; result: { result?: { previous?: string } } | null }[] } }>(`/api/requests/${created.request.id}`));
+        const r = await operator.ok(
+          operator.get<{
+            request: {
+              state: string;
+              executions: {
+                state: string;
+                output: string;
+                result: { result?: { previous?: string } } | null;
+              }[];
+            };
+          }>(`/api/requests/${created.request.id}`),
+        );
         const ex = r.request.executions[0];
         return ex && !['queued', 'sent', 'staged', 'picked_up'].includes(ex.state) ? ex : null;
       },
@@ -167,15 +226,31 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
     );
     assert.equal(done.state, 'succeeded', JSON.stringify(done));
     assert.match(done.output, /'demo\.orders': NOTSET \(inherits INFO\) -> DEBUG/);
-    await waitFor('DEBUG lines in the demo service log', () => debugLine.test(readFileSync(serviceLog, 'utf8')), 20_000);
+    await waitFor(
+      'DEBUG lines in the demo service log',
+      () => debugLine.test(readFileSync(serviceLog, 'utf8')),
+      20_000,
+    );
 
     process.kill(-demo.pid!, 'SIGINT'); // Ctrl-C: the whole foreground group (npm, the shell, the demo)
-    const end = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the demo did not exit within 30 s of Ctrl-C\n${diagnostics()}`)), 30_000))]);
+    const end = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(
+          () => reject(new Error(`the demo did not exit within 30 s of Ctrl-C\n${diagnostics()}`)),
+          30_000,
+        ),
+      ),
+    ]);
     // npm itself dies of the SIGINT, as in a terminal; the demo under it stops its children and says so.
     assert.ok(end.code === 0 || end.signal === 'SIGINT', `npm ended with ${JSON.stringify(end)}`);
     await waitFor('the demo to report that it stopped', () => /demo: stopped\./.test(out), 30_000);
     assert.doesNotMatch(out, /did not stop in time/, 'every child stopped on SIGTERM');
-    await waitFor('every demo process to be gone', () => processesOfClone().length === 0 || null, 15_000).catch(() => {
+    await waitFor(
+      'every demo process to be gone',
+      () => processesOfClone().length === 0 || null,
+      15_000,
+    ).catch(() => {
       assert.deepEqual(processesOfClone(), [], 'no process of the demo is left running');
     });
   });

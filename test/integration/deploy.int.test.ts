@@ -48,7 +48,10 @@ function stripLegacyIds(node: unknown, underProperties = false): void {
   const obj = node as Record<string, unknown>;
   if (!underProperties && typeof obj.id === 'string') delete obj.id;
   for (const [key, value] of Object.entries(obj)) {
-    stripLegacyIds(value, !underProperties && (key === 'properties' || key === 'definitions' || key === 'patternProperties'));
+    stripLegacyIds(
+      value,
+      !underProperties && (key === 'properties' || key === 'definitions' || key === 'patternProperties'),
+    );
   }
 }
 
@@ -97,8 +100,14 @@ describe('docker-compose.yml', () => {
   it('holds no secret: passwords and keys come from the environment at deploy time', () => {
     const text = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
     const compose = loadCompose();
-    assert.match(service(compose, 'postgres').environment?.POSTGRES_PASSWORD ?? '', /^\$\{POSTGRES_PASSWORD:\?/);
-    assert.match(service(compose, 'web').environment?.BETTER_AUTH_SECRET ?? '', /^\$\{PYREACH_AUTH_SECRET:\?/);
+    assert.match(
+      service(compose, 'postgres').environment?.POSTGRES_PASSWORD ?? '',
+      /^\$\{POSTGRES_PASSWORD:\?/,
+    );
+    assert.match(
+      service(compose, 'web').environment?.BETTER_AUTH_SECRET ?? '',
+      /^\$\{PYREACH_AUTH_SECRET:\?/,
+    );
     assert.doesNotMatch(text, /BEGIN [A-Z ]*PRIVATE KEY/);
   });
 
@@ -112,7 +121,9 @@ describe('docker-compose.yml', () => {
 
 describe('Kubernetes DaemonSet example', () => {
   it('parses and runs the agent in the node pid namespace without full privilege', () => {
-    const docs = parseAllDocuments(readFileSync(join(root, 'deploy/k8s/agent-daemonset.yaml'), 'utf8')).map((d) => d.toJS());
+    const docs = parseAllDocuments(readFileSync(join(root, 'deploy/k8s/agent-daemonset.yaml'), 'utf8')).map(
+      (d) => d.toJS(),
+    );
     const ds = docs.find((d) => d.kind === 'DaemonSet');
     assert.ok(ds);
     assert.equal(ds.spec.template.spec.hostPID, true);

@@ -24,8 +24,10 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
     let cp: ControlPlane;
     let admin: ApiClient;
     const newToken = async (body: Record<string, unknown> = {}) =>
-      ((await admin.ok(admin.post<{ joinToken: { token: string } }>('/api/join-tokens', body))).joinToken.token);
-    const newAgent = async (labels: Record<string, string> = {}): Promise<EnrolledAgent> => enroll(cp.baseUrl, await newToken({ labels }), { labels });
+      (await admin.ok(admin.post<{ joinToken: { token: string } }>('/api/join-tokens', body))).joinToken
+        .token;
+    const newAgent = async (labels: Record<string, string> = {}): Promise<EnrolledAgent> =>
+      enroll(cp.baseUrl, await newToken({ labels }), { labels });
 
     before(async () => {
       cp = await startControlPlane(kind);
@@ -43,7 +45,11 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       assert.equal(ta.authAck?.ok, true);
       assert.ok(ta.challenge && ta.challenge.nonce.length >= 32);
       assert.equal((await ta.heartbeat(3)).ok, true);
-      const got = await admin.ok(admin.get<{ agent: { status: string; outboxDepth: number; connectedHere: boolean } }>(`/api/agents/${agent.agentId}`));
+      const got = await admin.ok(
+        admin.get<{ agent: { status: string; outboxDepth: number; connectedHere: boolean } }>(
+          `/api/agents/${agent.agentId}`,
+        ),
+      );
       assert.equal(got.agent.status, 'online');
       assert.equal(got.agent.outboxDepth, 3);
       assert.equal(got.agent.connectedHere, true);
@@ -53,12 +59,24 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
     it('refuses a reused join token and an expired one', async () => {
       const token = await newToken();
       await enroll(cp.baseUrl, token);
-      await assert.rejects(enroll(cp.baseUrl, token), (e: { code?: string; status?: number }) => e.code === 'UNAUTHENTICATED' && e.status === 401);
-      await assert.rejects(enroll(cp.baseUrl, 'x'.repeat(43)), (e: { code?: string }) => e.code === 'UNAUTHENTICATED');
+      await assert.rejects(
+        enroll(cp.baseUrl, token),
+        (e: { code?: string; status?: number }) => e.code === 'UNAUTHENTICATED' && e.status === 401,
+      );
+      await assert.rejects(
+        enroll(cp.baseUrl, 'x'.repeat(43)),
+        (e: { code?: string }) => e.code === 'UNAUTHENTICATED',
+      );
       if (cp.db) {
         const expired = await newToken();
-        await cp.db.prisma.joinToken.updateMany({ where: { usedAt: null }, data: { expiresAt: new Date(Date.now() - 1000) } });
-        await assert.rejects(enroll(cp.baseUrl, expired), (e: { code?: string }) => e.code === 'UNAUTHENTICATED');
+        await cp.db.prisma.joinToken.updateMany({
+          where: { usedAt: null },
+          data: { expiresAt: new Date(Date.now() - 1000) },
+        });
+        await assert.rejects(
+          enroll(cp.baseUrl, expired),
+          (e: { code?: string }) => e.code === 'UNAUTHENTICATED',
+        );
       }
     });
 
@@ -67,13 +85,22 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       const other = await newAgent();
       await refusedWith(
         TestAgent.connect(agent, {
-          prove: (ch) => ({ nonce: ch.nonce, signature: sign(null, agentAuthMessage(agent.agentId, ch.nonce), other.privateKey).toString('base64') }),
+          prove: (ch) => ({
+            nonce: ch.nonce,
+            signature: sign(null, agentAuthMessage(agent.agentId, ch.nonce), other.privateKey).toString(
+              'base64',
+            ),
+          }),
         }),
         'BAD_SIGNATURE',
       );
       await refusedWith(TestAgent.connect({ ...agent, agentId: 'ag_doesnotexist' }), 'UNKNOWN_AGENT');
       await refusedWith(TestAgent.connect({ ...agent, agentId: 'bad id!' }), 'VALIDATION');
-      const audit = await admin.ok(admin.get<{ events: { action: string; data: { reason?: string } }[] }>(`/api/audit?action=agent.auth_failed&subjectId=${agent.agentId}`));
+      const audit = await admin.ok(
+        admin.get<{ events: { action: string; data: { reason?: string } }[] }>(
+          `/api/audit?action=agent.auth_failed&subjectId=${agent.agentId}`,
+        ),
+      );
       assert.ok(audit.events.some((e) => e.data.reason === 'BAD_SIGNATURE'));
     });
 
@@ -84,14 +111,23 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       first.close();
       await refusedWith(
         TestAgent.connect(agent, {
-          prove: () => ({ nonce: oldNonce, signature: sign(null, agentAuthMessage(agent.agentId, oldNonce), agent.privateKey).toString('base64') }),
+          prove: () => ({
+            nonce: oldNonce,
+            signature: sign(null, agentAuthMessage(agent.agentId, oldNonce), agent.privateKey).toString(
+              'base64',
+            ),
+          }),
         }),
         'NONCE_REPLAYED',
       );
       const ta = await TestAgent.connect(agent);
       const again = await ta.raw('auth:prove', {
         nonce: ta.challenge!.nonce,
-        signature: sign(null, agentAuthMessage(agent.agentId, ta.challenge!.nonce), agent.privateKey).toString('base64'),
+        signature: sign(
+          null,
+          agentAuthMessage(agent.agentId, ta.challenge!.nonce),
+          agent.privateKey,
+        ).toString('base64'),
       });
       assert.equal(again.ok, false);
       assert.equal(!again.ok && again.error.code, 'NONCE_REPLAYED');
@@ -119,10 +155,19 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
     it('stores inventory snapshots and deltas', async () => {
       const agent = await newAgent({ env: 'inv' });
       const ta = await TestAgent.connect(agent);
-      assert.equal((await ta.snapshot([fakeProcess(101), fakeProcess(102)], { env: 'inv' }, 'inv-host')).ok, true);
-      const delta = await ta.raw('inventory:delta', { upserted: [fakeProcess(103)], removed: [{ pid: 101, startTime: '100101' }], scannedAt: new Date().toISOString() });
+      assert.equal(
+        (await ta.snapshot([fakeProcess(101), fakeProcess(102)], { env: 'inv' }, 'inv-host')).ok,
+        true,
+      );
+      const delta = await ta.raw('inventory:delta', {
+        upserted: [fakeProcess(103)],
+        removed: [{ pid: 101, startTime: '100101' }],
+        scannedAt: new Date().toISOString(),
+      });
       assert.equal(delta.ok, true);
-      const procs = await admin.ok(admin.get<{ processes: { pid: number }[] }>(`/api/fleet/processes?agentId=${agent.agentId}`));
+      const procs = await admin.ok(
+        admin.get<{ processes: { pid: number }[] }>(`/api/fleet/processes?agentId=${agent.agentId}`),
+      );
       assert.deepEqual(procs.processes.map((p) => p.pid).sort(), [102, 103]);
       ta.close();
     });

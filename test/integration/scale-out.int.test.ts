@@ -22,11 +22,22 @@ import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
 import { startPython, type PyTarget } from '../support/python';
 
-type Exec = { id: string; jobId: string; state: string; errorCode: string | null; output?: string | null; result?: unknown };
+type Exec = {
+  id: string;
+  jobId: string;
+  state: string;
+  errorCode: string | null;
+  output?: string | null;
+  result?: unknown;
+};
 type Req = { id: string; state: string; executions?: Exec[] };
 type UiEvent = { event: string; data: { requestId?: string; state?: string; executionId?: string } };
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
+async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 30_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await Promise.resolve()
@@ -125,24 +136,46 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
     files.push(f);
     return f;
   };
-  const appendCode = (file: string, extra = '') => `with open(${JSON.stringify(file)}, "a") as f:\n    f.write("ran\\n")\n${extra}`;
-  const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0);
-  const agentId = (): string => (JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')) as { agentId: string }).agentId;
-  const getReq = async (id: string) => (await operator.ok(operator.get<{ request: Req }>(`/api/requests/${id}`))).request;
+  const appendCode = (file: string, extra = '') =>
+    `with open(${JSON.stringify(file)}, "a") as f:\n    f.write("ran\\n")\n${extra}`;
+  const lines = (file: string) =>
+    existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
+  const agentId = (): string =>
+    (JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')) as { agentId: string }).agentId;
+  const getReq = async (id: string) =>
+    (await operator.ok(operator.get<{ request: Req }>(`/api/requests/${id}`))).request;
   const leaseHolder = () => redis.get(`${prefix}:leader`);
-  const uiSaw = (requestId: string, event: string, state: string) => uiEvents.some((e) => e.event === event && e.data.requestId === requestId && e.data.state === state);
+  const uiSaw = (requestId: string, event: string, state: string) =>
+    uiEvents.some((e) => e.event === event && e.data.requestId === requestId && e.data.state === state);
 
   const approvedOnB = async (code: string, reason: string): Promise<{ req: Req; approvedAt: number }> => {
     const p = await eventually('the target in the fleet', async () => {
-      const r = await operator.ok(operator.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>('/api/fleet/processes?limit=10000'));
+      const r = await operator.ok(
+        operator.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>(
+          '/api/fleet/processes?limit=10000',
+        ),
+      );
       return r.processes.find((x) => x.pid === target.pid);
     });
     const created = await operator.ok(
-      operator.post<{ request: Req }>('/api/requests', { kind: 'custom', code, targets: { type: 'processes', processes: [{ agentId: p.agentId, pid: p.pid, startTime: p.startTime }] }, reason }),
+      operator.post<{ request: Req }>('/api/requests', {
+        kind: 'custom',
+        code,
+        targets: {
+          type: 'processes',
+          processes: [{ agentId: p.agentId, pid: p.pid, startTime: p.startTime }],
+        },
+        reason,
+      }),
     );
-    assert.equal((await ui.timeout(5000).emitWithAck('subscribe', { requestId: created.request.id })).ok, true);
+    assert.equal(
+      (await ui.timeout(5000).emitWithAck('subscribe', { requestId: created.request.id })).ok,
+      true,
+    );
     const approvedAt = Date.now();
-    await approver.ok(approver.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve', comment: 'ok' }));
+    await approver.ok(
+      approver.post(`/api/requests/${created.request.id}/reviews`, { decision: 'approve', comment: 'ok' }),
+    );
     return { req: created.request, approvedAt };
   };
 
@@ -170,12 +203,32 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
     lb = new TcpBalancer([a.port, b.port]);
     await lb.start();
 
-    [admin, operator, approver] = await Promise.all([USERS.admin, USERS.operator, USERS.approver].map((u) => ApiClient.signIn(b.baseUrl, u))) as [ApiClient, ApiClient, ApiClient];
-    await admin.ok(admin.post('/api/policies', { name: 'scale', matchLabels: { env: 'scale' }, priority: 100, requiredApprovals: 1, allowCustomCode: true, approverRoles: ['approver', 'admin'] }));
-    const token = (await admin.ok(admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'scale' } }))).joinToken.token;
+    [admin, operator, approver] = (await Promise.all(
+      [USERS.admin, USERS.operator, USERS.approver].map((u) => ApiClient.signIn(b.baseUrl, u)),
+    )) as [ApiClient, ApiClient, ApiClient];
+    await admin.ok(
+      admin.post('/api/policies', {
+        name: 'scale',
+        matchLabels: { env: 'scale' },
+        priority: 100,
+        requiredApprovals: 1,
+        allowCustomCode: true,
+        approverRoles: ['approver', 'admin'],
+      }),
+    );
+    const token = (
+      await admin.ok(
+        admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'scale' } }),
+      )
+    ).joinToken.token;
 
     // The browser: signed in on B, live on B's /ui.
-    ui = ioClient(`${b.baseUrl}/ui`, { transports: ['websocket'], extraHeaders: { cookie: operator.cookie! }, reconnection: false, forceNew: true });
+    ui = ioClient(`${b.baseUrl}/ui`, {
+      transports: ['websocket'],
+      extraHeaders: { cookie: operator.cookie! },
+      reconnection: false,
+      forceNew: true,
+    });
     ui.onAny((event: string, data: UiEvent['data']) => uiEvents.push({ event, data }));
     await new Promise<void>((resolve, reject) => {
       ui.once('connect', () => resolve());
@@ -183,7 +236,9 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
     });
 
     target = await startPython('idle.py', { style: 'host' });
-    agent = new AgentProcess({ config: { server: `http://127.0.0.1:${lb.port}`, policy: { allowRoot: true } } });
+    agent = new AgentProcess({
+      config: { server: `http://127.0.0.1:${lb.port}`, policy: { allowRoot: true } },
+    });
     const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'env=scale']);
     assert.equal(enrolled.code, 0, enrolled.stderr + enrolled.stdout);
     agent.start();
@@ -204,7 +259,8 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
     await Promise.all([a?.cleanup(), b?.cleanup()]);
     await db?.cleanup();
     if (redis?.isOpen) {
-      for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 100 })) if (keys.length) await redis.del(keys);
+      for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 100 }))
+        if (keys.length) await redis.del(keys);
       await redis.close();
     }
     for (const f of files) rmSync(f, { force: true });
@@ -213,7 +269,10 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
 
   test('the agent is on replica A, and only A (the lease holder) runs housekeeping', async () => {
     assert.equal(lb.routed[0], a.port, 'the balancer pins to A first');
-    await eventually('A to record the agent', () => logged(a, 'agent authenticated', { agentId: agentId() }).length > 0);
+    await eventually(
+      'A to record the agent',
+      () => logged(a, 'agent authenticated', { agentId: agentId() }).length > 0,
+    );
     assert.equal(logged(b, 'agent authenticated').length, 0);
     assert.equal(await leaseHolder(), 'replica-a');
     await eventually('a housekeeping pass on A', () => logged(a, 'housekeeping pass').length >= 2, 15_000);
@@ -223,12 +282,32 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
 
   test('a request approved on B reaches the agent on A at once; the browser on B sees the result', async () => {
     const file = sideEffect('first');
-    const { req, approvedAt } = await approvedOnB(appendCode(file, 'print("hello from A")\nresult = {"n": 1}\n'), 'scale-out: approve on B');
-    await eventually('the job to be sent', async () => ['sent', 'staged', 'picked_up', 'succeeded'].includes((await getReq(req.id)).executions?.[0]?.state ?? ''), 15_000);
+    const { req, approvedAt } = await approvedOnB(
+      appendCode(file, 'print("hello from A")\nresult = {"n": 1}\n'),
+      'scale-out: approve on B',
+    );
+    await eventually(
+      'the job to be sent',
+      async () =>
+        ['sent', 'staged', 'picked_up', 'succeeded'].includes(
+          (await getReq(req.id)).executions?.[0]?.state ?? '',
+        ),
+      15_000,
+    );
     const reached = Date.now() - approvedAt;
-    assert.ok(reached < 2500, `dispatch took ${reached} ms: the safety-net timer (3 s), not the cross-replica wake`);
-    assert.ok(logged(a, 'dispatch wake from another replica', { why: 'remote:approved' }).length > 0, 'A was woken by B');
-    await eventually('the browser on B to see the request succeed', () => uiSaw(req.id, 'request:changed', 'succeeded'), 30_000);
+    assert.ok(
+      reached < 2500,
+      `dispatch took ${reached} ms: the safety-net timer (3 s), not the cross-replica wake`,
+    );
+    assert.ok(
+      logged(a, 'dispatch wake from another replica', { why: 'remote:approved' }).length > 0,
+      'A was woken by B',
+    );
+    await eventually(
+      'the browser on B to see the request succeed',
+      () => uiSaw(req.id, 'request:changed', 'succeeded'),
+      30_000,
+    );
     assert.ok(uiSaw(req.id, 'execution:update', 'succeeded'));
     const done = await getReq(req.id);
     assert.equal(done.state, 'succeeded');
@@ -238,25 +317,52 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
 
   test('A killed with a job in flight: the agent moves to B, the job completes exactly once, the lease moves to B', async () => {
     const file = sideEffect('in-flight');
-    const { req } = await approvedOnB(appendCode(file, 'import time\nprint("start")\ntime.sleep(3)\nprint("end")\nresult = "ok"\n'), 'scale-out: kill A mid-job');
-    await eventually('picked up', async () => (await getReq(req.id)).executions?.[0]?.state === 'picked_up', 30_000);
+    const { req } = await approvedOnB(
+      appendCode(file, 'import time\nprint("start")\ntime.sleep(3)\nprint("end")\nresult = "ok"\n'),
+      'scale-out: kill A mid-job',
+    );
+    await eventually(
+      'picked up',
+      async () => (await getReq(req.id)).executions?.[0]?.state === 'picked_up',
+      30_000,
+    );
     const routedBefore = lb.routed.length;
     a.proc.kill('SIGKILL');
     await new Promise((r) => a.proc.once('exit', r));
 
-    await eventually('the agent to reconnect to B', () => lb.routed.slice(routedBefore).includes(b.port) && logged(b, 'agent authenticated', { agentId: agentId() }).length > 0, 30_000);
-    const done = await eventually('the in-flight job to finish on B', async () => {
-      const r = await getReq(req.id);
-      return r.state === 'succeeded' && r;
-    }, 60_000);
+    await eventually(
+      'the agent to reconnect to B',
+      () =>
+        lb.routed.slice(routedBefore).includes(b.port) &&
+        logged(b, 'agent authenticated', { agentId: agentId() }).length > 0,
+      30_000,
+    );
+    const done = await eventually(
+      'the in-flight job to finish on B',
+      async () => {
+        const r = await getReq(req.id);
+        return r.state === 'succeeded' && r;
+      },
+      60_000,
+    );
     const ex = done.executions![0]!;
     assert.equal(ex.output, 'start\nend\n', 'each output chunk applied exactly once');
     assert.equal(ex.result, 'ok');
     assert.equal(lines(file), 1, 'the code ran exactly once');
-    await eventually('the browser on B to see it', () => uiSaw(req.id, 'request:changed', 'succeeded'), 10_000);
-    const trail = await admin.ok(admin.get<{ events: { action: string }[] }>(`/api/audit?subjectId=${ex.id}&limit=100`));
+    await eventually(
+      'the browser on B to see it',
+      () => uiSaw(req.id, 'request:changed', 'succeeded'),
+      10_000,
+    );
+    const trail = await admin.ok(
+      admin.get<{ events: { action: string }[] }>(`/api/audit?subjectId=${ex.id}&limit=100`),
+    );
     assert.equal(trail.events.filter((e) => e.action === 'execution.result').length, 1);
-    assert.equal(trail.events.filter((e) => e.action === 'execution.agent_lost').length, 0, 'moving replicas is not losing the agent');
+    assert.equal(
+      trail.events.filter((e) => e.action === 'execution.agent_lost').length,
+      0,
+      'moving replicas is not losing the agent',
+    );
 
     await eventually('the lease to move to B', async () => (await leaseHolder()) === 'replica-b', 15_000);
     await eventually('housekeeping on B', () => logged(b, 'housekeeping pass').length > 0, 15_000);
@@ -264,8 +370,15 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
 
   test('after the move, a new request runs on B and the agent is online there', async () => {
     const file = sideEffect('after');
-    const { req } = await approvedOnB(appendCode(file, 'print("hello from B")\n'), 'scale-out: after the move');
-    await eventually('the browser on B to see success', () => uiSaw(req.id, 'request:changed', 'succeeded'), 30_000);
+    const { req } = await approvedOnB(
+      appendCode(file, 'print("hello from B")\n'),
+      'scale-out: after the move',
+    );
+    await eventually(
+      'the browser on B to see success',
+      () => uiSaw(req.id, 'request:changed', 'succeeded'),
+      30_000,
+    );
     const done = await getReq(req.id);
     assert.equal(done.executions![0]!.output, 'hello from B\n');
     assert.equal(lines(file), 1);
@@ -273,7 +386,9 @@ describe('control plane scale-out: two replicas, one Redis, one database', { tim
     assert.equal(agents.agents.find((x) => x.id === agentId())?.status, 'online');
     // Past the grace period, with A's connection never closed cleanly: still nothing marked lost.
     await new Promise((r) => setTimeout(r, 6000));
-    const all = await admin.ok(admin.get<{ events: { action: string }[] }>('/api/audit?action=execution.agent_lost&limit=10'));
+    const all = await admin.ok(
+      admin.get<{ events: { action: string }[] }>('/api/audit?action=execution.agent_lost&limit=10'),
+    );
     assert.equal(all.events.length, 0);
   });
 });

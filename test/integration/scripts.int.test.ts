@@ -33,12 +33,25 @@ async function runScript(id: string, params: unknown): Promise<ExecResult & { re
 }
 
 function assertSucceeded(res: ExecResult): void {
-  assert.equal(res.status, 'succeeded', `${res.errorCode ?? ''} ${res.message ?? ''} ${res.error?.traceback ?? ''}`);
+  assert.equal(
+    res.status,
+    'succeeded',
+    `${res.errorCode ?? ''} ${res.message ?? ''} ${res.error?.traceback ?? ''}`,
+  );
 }
 
 describe('script library against a real CPython 3.14 target', () => {
   it('covers every script in the library', () => {
-    const tested = ['logging.set_level', 'threads.dump_stacks', 'gc.stats', 'cache.lru_info', 'cache.lru_clear', 'tracemalloc.top', 'asyncio.tasks', 'interpreter.info'];
+    const tested = [
+      'logging.set_level',
+      'threads.dump_stacks',
+      'gc.stats',
+      'cache.lru_info',
+      'cache.lru_clear',
+      'tracemalloc.top',
+      'asyncio.tasks',
+      'interpreter.info',
+    ];
     assert.deepEqual(SCRIPTS.map((s) => s.id).sort(), [...tested].sort());
   });
 
@@ -58,7 +71,8 @@ describe('script library against a real CPython 3.14 target', () => {
     const res = await runScript('threads.dump_stacks', {});
     assertSucceeded(res);
     const names = res.result.threads.map((t: { name: string }) => t.name);
-    for (const n of ['MainThread', 'worker-1', 'asyncio-loop']) assert.ok(names.includes(n), `${n} in ${names}`);
+    for (const n of ['MainThread', 'worker-1', 'asyncio-loop'])
+      assert.ok(names.includes(n), `${n} in ${names}`);
     const worker = res.result.threads.find((t: { name: string }) => t.name === 'worker-1');
     assert.ok(worker.frames.some((f: { function: string }) => f.function === 'worker'));
     assert.match(res.output, /Thread worker-1/);
@@ -102,7 +116,10 @@ describe('script library against a real CPython 3.14 target', () => {
     assertSucceeded(res);
     assert.equal(res.result.startedHere, true);
     assert.ok(res.result.top.length <= 3);
-    const check = await runInTarget({ pid: target.pid, code: 'import tracemalloc\nresult = tracemalloc.is_tracing()' });
+    const check = await runInTarget({
+      pid: target.pid,
+      code: 'import tracemalloc\nresult = tracemalloc.is_tracing()',
+    });
     assert.equal(check.status, 'succeeded');
     assert.equal(check.result, false);
   });

@@ -10,7 +10,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -18,7 +23,15 @@ import { fileURLToPath } from 'node:url';
 import { Server, type Socket } from 'socket.io';
 import { EnrollRequest, JobEvent, type JobEvent as JobEventT } from '@pyreach/protocol/agent';
 import { InventoryDelta, InventorySnapshot, type PythonProcess } from '@pyreach/protocol/inventory';
-import { agentAuthMessage, codeHash, keyIdOf, publicKeyFromPem, signJob, type JobEnvelope, type JobPayload } from '@pyreach/protocol/job';
+import {
+  agentAuthMessage,
+  codeHash,
+  keyIdOf,
+  publicKeyFromPem,
+  signJob,
+  type JobEnvelope,
+  type JobPayload,
+} from '@pyreach/protocol/job';
 
 const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const AGENT_CLI = join(REPO, 'apps/agent/src/cli.ts');
@@ -32,7 +45,10 @@ export interface DispatchRecord {
 export class FakeControlPlane {
   readonly signing = generateKeyPairSync('ed25519');
   readonly tokens = new Set<string>();
-  readonly agents = new Map<string, { publicKey: KeyObject; hostname: string; labels: Record<string, string> }>();
+  readonly agents = new Map<
+    string,
+    { publicKey: KeyObject; hostname: string; labels: Record<string, string> }
+  >();
   /** Every job event applied (first delivery of each jobId+seq), in order. */
   readonly applied: JobEventT[] = [];
   /** Every job:event received, duplicates included. */
@@ -73,7 +89,11 @@ export class FakeControlPlane {
   }
 
   /** Wait until `cond` holds (re-checked on every message). */
-  async until<T>(cond: () => T | undefined | false | null, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  async until<T>(
+    cond: () => T | undefined | false | null,
+    timeoutMs = 20_000,
+    what = 'condition',
+  ): Promise<T> {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const v = cond();
@@ -103,10 +123,19 @@ export class FakeControlPlane {
             res.writeHead(status, { 'content-type': 'application/json' });
             res.end(JSON.stringify(body));
           };
-          if (!parsed.success) return reply(400, { ok: false, error: { code: 'VALIDATION', message: 'bad enrolment request' } });
-          if (!this.tokens.delete(parsed.data.token)) return reply(401, { ok: false, error: { code: 'BAD_TOKEN', message: 'unknown or used join token' } });
+          if (!parsed.success)
+            return reply(400, { ok: false, error: { code: 'VALIDATION', message: 'bad enrolment request' } });
+          if (!this.tokens.delete(parsed.data.token))
+            return reply(401, {
+              ok: false,
+              error: { code: 'BAD_TOKEN', message: 'unknown or used join token' },
+            });
           const agentId = `agent_${randomBytes(6).toString('hex')}`;
-          this.agents.set(agentId, { publicKey: publicKeyFromPem(parsed.data.publicKey), hostname: parsed.data.hostname, labels: parsed.data.labels });
+          this.agents.set(agentId, {
+            publicKey: publicKeyFromPem(parsed.data.publicKey),
+            hostname: parsed.data.hostname,
+            labels: parsed.data.labels,
+          });
           reply(200, {
             ok: true,
             agentId,
@@ -118,7 +147,9 @@ export class FakeControlPlane {
       }
       res.writeHead(404).end();
     };
-    const http: HttpServer = this.tls ? createHttpsServer({ key: this.tls.key, cert: this.tls.cert }, handler) : createServer(handler);
+    const http: HttpServer = this.tls
+      ? createHttpsServer({ key: this.tls.key, cert: this.tls.cert }, handler)
+      : createServer(handler);
     const io = new Server(http, { transports: ['websocket'] });
     io.of('/agents').use((socket, next) => {
       const auth = socket.handshake.auth as { v?: number; agentId?: string };
@@ -142,7 +173,9 @@ export class FakeControlPlane {
     let authed = false;
     socket.on('auth:prove', (proof: { nonce: string; signature: string }, ack: (r: unknown) => void) => {
       const key = this.agents.get(agentId)!.publicKey;
-      const good = proof.nonce === nonce && verify(null, agentAuthMessage(agentId, nonce), key, Buffer.from(proof.signature, 'base64'));
+      const good =
+        proof.nonce === nonce &&
+        verify(null, agentAuthMessage(agentId, nonce), key, Buffer.from(proof.signature, 'base64'));
       if (!good) {
         ack({ ok: false, error: { code: 'BAD_SIGNATURE', message: 'bad proof' } });
         socket.disconnect(true);
@@ -164,7 +197,8 @@ export class FakeControlPlane {
     socket.on('inventory:snapshot', (raw: unknown, ack: unknown) => {
       if (!guard(ack)) return;
       const snap = InventorySnapshot.safeParse(raw);
-      if (!snap.success) return ack({ ok: false, error: { code: 'VALIDATION', message: snap.error.message } });
+      if (!snap.success)
+        return ack({ ok: false, error: { code: 'VALIDATION', message: snap.error.message } });
       this.snapshots.push(snap.data);
       this.processes = new Map(snap.data.processes.map((p) => [String(p.pid), p]));
       ack({ ok: true });
@@ -187,7 +221,8 @@ export class FakeControlPlane {
       this.received.push(ev.data);
       const last = this.lastSeq.get(ev.data.jobId) ?? 0;
       if (ev.data.seq <= last) return ack({ ok: true }); // duplicate: acked, not applied
-      if (ev.data.seq !== last + 1) return ack({ ok: false, error: { code: 'OUT_OF_ORDER', message: `expected seq ${last + 1}` } });
+      if (ev.data.seq !== last + 1)
+        return ack({ ok: false, error: { code: 'OUT_OF_ORDER', message: `expected seq ${last + 1}` } });
       this.lastSeq.set(ev.data.jobId, ev.data.seq);
       this.applied.push(ev.data);
       ack({ ok: true });
@@ -210,7 +245,12 @@ export class FakeControlPlane {
   }
 
   /** A job payload addressed to `agentId`, valid for a minute. */
-  job(agentId: string, target: { pid: number; startTime: string }, code: string, over: Partial<JobPayload> = {}): JobPayload {
+  job(
+    agentId: string,
+    target: { pid: number; startTime: string },
+    code: string,
+    over: Partial<JobPayload> = {},
+  ): JobPayload {
     return {
       v: 1,
       jobId: `job_${randomBytes(8).toString('hex')}`,
@@ -234,9 +274,19 @@ export class FakeControlPlane {
   }
 
   /** Emit job:dispatch on the agent's connection and return its ack. */
-  async dispatch(envelope: unknown, timeoutMs = 10_000): Promise<{ ok: boolean; error?: { code: string; message: string } }> {
-    const socket = await this.until(() => (this.socket?.connected ? this.socket : null), 20_000, 'an authenticated agent');
-    const ack = (await socket.timeout(timeoutMs).emitWithAck('job:dispatch', envelope)) as { ok: boolean; error?: { code: string; message: string } };
+  async dispatch(
+    envelope: unknown,
+    timeoutMs = 10_000,
+  ): Promise<{ ok: boolean; error?: { code: string; message: string } }> {
+    const socket = await this.until(
+      () => (this.socket?.connected ? this.socket : null),
+      20_000,
+      'an authenticated agent',
+    );
+    const ack = (await socket.timeout(timeoutMs).emitWithAck('job:dispatch', envelope)) as {
+      ok: boolean;
+      error?: { code: string; message: string };
+    };
     const jobId = (envelope as { payload?: { jobId?: string } }).payload?.jobId ?? '?';
     this.dispatches.push({ jobId, ack });
     return ack;
@@ -252,7 +302,9 @@ export class FakeControlPlane {
   }
 
   resultOf(jobId: string): Extract<JobEventT, { type: 'result' }> | undefined {
-    return this.applied.find((e): e is Extract<JobEventT, { type: 'result' }> => e.jobId === jobId && e.type === 'result');
+    return this.applied.find(
+      (e): e is Extract<JobEventT, { type: 'result' }> => e.jobId === jobId && e.type === 'result',
+    );
   }
 }
 
@@ -260,11 +312,61 @@ export class FakeControlPlane {
 export function makeTestPki(): { dir: string; caFile: string; key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), 'pyreach-pki-'));
   const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=pyreach test CA']);
-  run(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  run([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=pyreach test CA',
+  ]);
+  run([
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
   writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
-  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf']);
-  return { dir, caFile: join(dir, 'ca.pem'), key: readFileSync(join(dir, 'server.key'), 'utf8'), cert: readFileSync(join(dir, 'server.pem'), 'utf8') };
+  run([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '2',
+    '-extfile',
+    'ext.cnf',
+  ]);
+  return {
+    dir,
+    caFile: join(dir, 'ca.pem'),
+    key: readFileSync(join(dir, 'server.key'), 'utf8'),
+    cert: readFileSync(join(dir, 'server.pem'), 'utf8'),
+  };
 }
 
 export interface AgentProcessOptions {
@@ -289,7 +391,22 @@ export class AgentProcess {
   }
 
   writeConfig(config: Record<string, unknown>): void {
-    writeFileSync(this.configFile, JSON.stringify({ stateDir: this.stateDir, logLevel: 'debug', scanIntervalSeconds: 30, changeCheckSeconds: 1, heartbeatSeconds: 5, reconnect: { minMs: 200, maxMs: 1000 }, ...config }, null, 2));
+    writeFileSync(
+      this.configFile,
+      JSON.stringify(
+        {
+          stateDir: this.stateDir,
+          logLevel: 'debug',
+          scanIntervalSeconds: 30,
+          changeCheckSeconds: 1,
+          heartbeatSeconds: 5,
+          reconnect: { minMs: 200, maxMs: 1000 },
+          ...config,
+        },
+        null,
+        2,
+      ),
+    );
   }
 
   private command(args: string[]): string[] {
@@ -297,13 +414,22 @@ export class AgentProcess {
   }
 
   private env(): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, PYREACH_AGENT_CONFIG: this.configFile, ...this.opts.env };
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      PYREACH_AGENT_CONFIG: this.configFile,
+      ...this.opts.env,
+    };
     return env;
   }
 
   /** Run a one-shot command (enroll, status) to completion. */
   async cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const child = spawn(process.execPath, this.command(args), { cwd: REPO, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, this.command(args), {
+      cwd: REPO,
+      env: this.env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -313,8 +439,13 @@ export class AgentProcess {
   }
 
   start(): void {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) throw new Error('agent already running');
-    const child = spawn(process.execPath, this.command(['run']), { cwd: REPO, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null)
+      throw new Error('agent already running');
+    const child = spawn(process.execPath, this.command(['run']), {
+      cwd: REPO,
+      env: this.env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child = child;
     child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
@@ -346,9 +477,14 @@ export class AgentProcess {
   async waitForLog(msg: string, timeoutMs = 20_000, from = 0): Promise<Record<string, unknown>> {
     const end = Date.now() + timeoutMs;
     while (Date.now() < end) {
-      const hit = this.logLines().slice(from).find((l) => l.msg === msg);
+      const hit = this.logLines()
+        .slice(from)
+        .find((l) => l.msg === msg);
       if (hit) return hit;
-      if (this.child?.exitCode !== null && this.child?.exitCode !== undefined) throw new Error(`agent exited (${this.child.exitCode}) before logging "${msg}":\n${this.out.slice(-3000)}`);
+      if (this.child?.exitCode !== null && this.child?.exitCode !== undefined)
+        throw new Error(
+          `agent exited (${this.child.exitCode}) before logging "${msg}":\n${this.out.slice(-3000)}`,
+        );
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`agent did not log "${msg}" within ${timeoutMs} ms:\n${this.out.slice(-3000)}`);

@@ -40,7 +40,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<{ code: number | null; out: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -68,11 +73,17 @@ export interface ControlPlane {
   restart(): Promise<void>;
 }
 
-export async function runSeed(env: NodeJS.ProcessEnv, extra: string[] = []): Promise<{ code: number | null; out: string }> {
+export async function runSeed(
+  env: NodeJS.ProcessEnv,
+  extra: string[] = [],
+): Promise<{ code: number | null; out: string }> {
   return run(TSX, ['scripts/seed.ts', ...extra], env, WEB);
 }
 
-export async function startControlPlane(kind: DbKind, extraEnv: Record<string, string> = {}): Promise<ControlPlane> {
+export async function startControlPlane(
+  kind: DbKind,
+  extraEnv: Record<string, string> = {},
+): Promise<ControlPlane> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'pyreach-web-'));
   const db = kind === 'postgres' ? await createTestDatabase('postgres', { poolSize: 2 }) : null;
   const port = await freePort();
@@ -102,7 +113,11 @@ export async function startControlPlane(kind: DbKind, extraEnv: Record<string, s
   let logs = '';
   let proc!: ChildProcess;
   const launch = async () => {
-    proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd: WEB, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+      cwd: WEB,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     proc.stdout?.on('data', (d: Buffer) => (logs += d.toString()));
     proc.stderr?.on('data', (d: Buffer) => (logs += d.toString()));
     await new Promise<void>((resolve, reject) => {

@@ -34,7 +34,8 @@ export function pythonPath(): string {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const last = out.trim().split('\n').pop() ?? '';
-  if (!last.startsWith('/') || !existsSync(last)) throw new Error(`provision-python.sh printed no interpreter path (got ${JSON.stringify(last)})`);
+  if (!last.startsWith('/') || !existsSync(last))
+    throw new Error(`provision-python.sh printed no interpreter path (got ${JSON.stringify(last)})`);
   cachedPython = last;
   return last;
 }
@@ -44,7 +45,9 @@ export function pythonRoot(): string {
   const fromEnv = process.env.PYREACH_PYTHON_ROOT;
   const root = fromEnv ?? pythonPath().replace(/\/usr\/bin\/[^/]+$/, '');
   if (!existsSync(join(root, 'usr/bin/python3.14')) || !existsSync(join(root, 'lib64')))
-    throw new Error(`no container-style Python root at ${root}: run scripts/provision-python.sh (or set PYREACH_PYTHON_ROOT)`);
+    throw new Error(
+      `no container-style Python root at ${root}: run scripts/provision-python.sh (or set PYREACH_PYTHON_ROOT)`,
+    );
   return root;
 }
 
@@ -105,8 +108,18 @@ export interface TestUser {
 export function ensureTestUser(): TestUser {
   const look = (): TestUser | null => {
     try {
-      const uid = Number(execFileSync('id', ['-u', TEST_USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-      const gid = Number(execFileSync('id', ['-g', TEST_USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+      const uid = Number(
+        execFileSync('id', ['-u', TEST_USER], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        }).trim(),
+      );
+      const gid = Number(
+        execFileSync('id', ['-g', TEST_USER], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        }).trim(),
+      );
       return { name: TEST_USER, uid, gid };
     } catch {
       return null;
@@ -114,7 +127,11 @@ export function ensureTestUser(): TestUser {
   };
   const found = look();
   if (found) return found;
-  execFileSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', TEST_USER], { stdio: 'ignore' });
+  execFileSync(
+    'useradd',
+    ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', TEST_USER],
+    { stdio: 'ignore' },
+  );
   const made = look();
   if (!made) throw new Error(`could not create user ${TEST_USER}`);
   return made;
@@ -169,7 +186,11 @@ function matches(line: string, p: string | RegExp): boolean {
 
 function childPids(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -207,14 +228,31 @@ export async function startPython(script: string, opts: StartOptions = {}): Prom
     copyDirHost = mkdtempSync(join(rootOnHost, 'tmp', 'fx-'));
     scriptInTarget = `/tmp/${basename(copyDirHost)}/${basename(src)}`;
     const spec = user ? [`--userspec=${user.uid}:${user.gid}`] : [];
-    argv = ['unshare', '--pid', '--mount', '--fork', `--mount-proc=${rootOnHost}/proc`, 'chroot', ...spec, rootOnHost, '/usr/bin/python3.14', scriptInTarget];
+    argv = [
+      'unshare',
+      '--pid',
+      '--mount',
+      '--fork',
+      `--mount-proc=${rootOnHost}/proc`,
+      'chroot',
+      ...spec,
+      rootOnHost,
+      '/usr/bin/python3.14',
+      scriptInTarget,
+    ];
   } else {
     copyDirHost = mkdtempSync(join(tmpdir(), 'pyreach-fx-'));
     scriptInTarget = join(copyDirHost, basename(src));
     if (style === 'loader') {
       const root = user ? userAccessibleRoot() : pythonRoot();
       const lib = join(root, 'usr/lib/x86_64-linux-gnu');
-      argv = [join(lib, 'ld-linux-x86-64.so.2'), '--library-path', lib, join(root, 'usr/bin/python3.14'), scriptInTarget];
+      argv = [
+        join(lib, 'ld-linux-x86-64.so.2'),
+        '--library-path',
+        lib,
+        join(root, 'usr/bin/python3.14'),
+        scriptInTarget,
+      ];
     } else {
       argv = [user ? join(userAccessibleRoot(), 'usr/bin/python3.14-host') : pythonPath(), scriptInTarget];
     }
@@ -274,14 +312,22 @@ export async function startPython(script: string, opts: StartOptions = {}): Prom
         }
         if (exitedFlag) {
           done();
-          rej(new Error(`target exited before printing ${pattern}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`));
+          rej(
+            new Error(
+              `target exited before printing ${pattern}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`,
+            ),
+          );
           return true;
         }
         return false;
       };
       const timer = setTimeout(() => {
         done();
-        rej(new Error(`timed out after ${timeoutMs} ms waiting for ${pattern}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`));
+        rej(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${pattern}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`,
+          ),
+        );
       }, timeoutMs);
       const w = (): void => void check();
       const done = (): void => {

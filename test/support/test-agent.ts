@@ -5,10 +5,22 @@
  */
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
-import type { AgentToServerEvents, AuthChallenge, EnrollResponse, JobEvent, ServerToAgentEvents } from '@pyreach/protocol/agent';
+import type {
+  AgentToServerEvents,
+  AuthChallenge,
+  EnrollResponse,
+  JobEvent,
+  ServerToAgentEvents,
+} from '@pyreach/protocol/agent';
 import type { ExecResult } from '@pyreach/protocol/exec';
 import type { InventorySnapshot, PythonProcess } from '@pyreach/protocol/inventory';
-import { agentAuthMessage, publicKeyFromPem, verifyJob, type JobEnvelope, type JobPayload } from '@pyreach/protocol/job';
+import {
+  agentAuthMessage,
+  publicKeyFromPem,
+  verifyJob,
+  type JobEnvelope,
+  type JobPayload,
+} from '@pyreach/protocol/job';
 
 export interface AgentKeys {
   publicKeyPem: string;
@@ -46,8 +58,18 @@ export async function enroll(
     }),
   });
   const body = (await res.json()) as EnrollResponse | { ok: false; error: { code: string; message: string } };
-  if (!body.ok) throw Object.assign(new Error(`enrolment refused: ${body.error.code}: ${body.error.message}`), { code: body.error.code, status: res.status });
-  return { ...keys, agentId: body.agentId, signingPublicKey: body.signingPublicKey, signingKeyId: body.signingKeyId, baseUrl };
+  if (!body.ok)
+    throw Object.assign(new Error(`enrolment refused: ${body.error.code}: ${body.error.message}`), {
+      code: body.error.code,
+      status: res.status,
+    });
+  return {
+    ...keys,
+    agentId: body.agentId,
+    signingPublicKey: body.signingPublicKey,
+    signingKeyId: body.signingKeyId,
+    baseUrl,
+  };
 }
 
 export class ConnectRefused extends Error {
@@ -59,7 +81,8 @@ export class ConnectRefused extends Error {
   }
 }
 
-export type JobDecision = { ok: true; accepted: true } | { ok: false; error: { code: string; message: string } };
+export type JobDecision =
+  { ok: true; accepted: true } | { ok: false; error: { code: string; message: string } };
 
 export interface TestAgentOptions {
   /** Override what is signed/sent in auth:prove (to test refusals). */
@@ -106,15 +129,19 @@ export class TestAgent {
           decision = opts.onJob ? await opts.onJob(check.payload, ta) : { ok: true, accepted: true };
         }
         ack(decision as never);
-        for (const w of ta.jobWaiters.splice(0)) if (ta.jobs.length >= w.n) w.resolve();
-        else ta.jobWaiters.push(w);
+        for (const w of ta.jobWaiters.splice(0))
+          if (ta.jobs.length >= w.n) w.resolve();
+          else ta.jobWaiters.push(w);
       })();
     });
     socket.on('agent:revoked', (msg) => ta.revocations.push(msg.reason));
     socket.on('job:cancel', (msg) => ta.cancels.push(msg.jobId));
 
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timed out connecting the test agent')), opts.timeoutMs ?? 10_000);
+      const timer = setTimeout(
+        () => reject(new Error('timed out connecting the test agent')),
+        opts.timeoutMs ?? 10_000,
+      );
       const done = (err?: Error) => {
         clearTimeout(timer);
         if (err) {
@@ -135,7 +162,9 @@ export class TestAgent {
         }
         const proof = custom ?? {
           nonce: challenge.nonce,
-          signature: sign(null, agentAuthMessage(agent.agentId, challenge.nonce), agent.privateKey).toString('base64'),
+          signature: sign(null, agentAuthMessage(agent.agentId, challenge.nonce), agent.privateKey).toString(
+            'base64',
+          ),
         };
         socket.emit('auth:prove', proof, (ack) => {
           ta.authAck = ack as Ack;
@@ -160,7 +189,11 @@ export class TestAgent {
     return this.raw('heartbeat', { at: new Date().toISOString(), outboxDepth });
   }
 
-  snapshot(processes: PythonProcess[], labels: Record<string, string> = {}, hostname = 'test-host'): Promise<Ack> {
+  snapshot(
+    processes: PythonProcess[],
+    labels: Record<string, string> = {},
+    hostname = 'test-host',
+  ): Promise<Ack> {
     const snap: InventorySnapshot = {
       host: { hostname, os: 'linux', kernel: '6.1.0', arch: 'x86_64', agentVersion: 'test-agent/0', labels },
       processes,
@@ -176,7 +209,11 @@ export class TestAgent {
   }
 
   event(ev: Omit<JobEvent, 'seq' | 'at'> & { seq?: number }): Promise<Ack> {
-    return this.raw('job:event', { at: new Date().toISOString(), ...ev, seq: ev.seq ?? this.nextSeq(ev.jobId) });
+    return this.raw('job:event', {
+      at: new Date().toISOString(),
+      ...ev,
+      seq: ev.seq ?? this.nextSeq(ev.jobId),
+    });
   }
 
   state(jobId: string, state: 'staged' | 'picked_up'): Promise<Ack> {
@@ -197,7 +234,12 @@ export class TestAgent {
       await this.state(jobId, 'staged'),
       await this.state(jobId, 'picked_up'),
       await this.output(jobId, output),
-      await this.result(jobId, { status: 'succeeded', output, result: value as never, finishedAt: new Date().toISOString() }),
+      await this.result(jobId, {
+        status: 'succeeded',
+        output,
+        result: value as never,
+        finishedAt: new Date().toISOString(),
+      }),
     ]) {
       if (!ack.ok) throw new Error(`job event refused: ${ack.error.code}: ${ack.error.message}`);
     }
@@ -217,7 +259,10 @@ export class TestAgent {
   waitForJobs(n: number, timeoutMs = 15_000): Promise<JobPayload[]> {
     if (this.jobs.length >= n) return Promise.resolve(this.jobs.slice(0, n));
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`expected ${n} jobs, got ${this.jobs.length} in ${timeoutMs} ms`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new Error(`expected ${n} jobs, got ${this.jobs.length} in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.jobWaiters.push({
         n,
         resolve: () => {

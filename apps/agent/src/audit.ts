@@ -6,7 +6,15 @@ import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppendLog, parseJsonLines } from './durable';
 
-export type AuditKind = 'received' | 'refused' | 'started' | 'finished' | 'recovered' | 'delivery_rejected' | 'enrolled' | 'revoked';
+export type AuditKind =
+  | 'received'
+  | 'refused'
+  | 'started'
+  | 'finished'
+  | 'recovered'
+  | 'delivery_rejected'
+  | 'enrolled'
+  | 'revoked';
 
 export interface AuditEntry {
   at: string;

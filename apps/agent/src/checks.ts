@@ -44,14 +44,32 @@ export function checkJob(input: unknown, ctx: CheckContext): CheckOutcome {
   if (!v.ok) return { ok: false, code: v.code, message: v.message, payload: null, trusted: false };
   const job = v.payload;
   if (job.agentId !== ctx.agentId) {
-    return { ok: false, code: 'WRONG_AGENT', message: `job is addressed to agent ${job.agentId}, this is ${ctx.agentId}`, payload: job, trusted: false };
+    return {
+      ok: false,
+      code: 'WRONG_AGENT',
+      message: `job is addressed to agent ${job.agentId}, this is ${ctx.agentId}`,
+      payload: job,
+      trusted: false,
+    };
   }
   if (ctx.seen(job.jobId)) {
-    return { ok: false, code: 'REPLAYED', message: `job ${job.jobId} was already received by this agent; a job runs at most once`, payload: job, trusted: false };
+    return {
+      ok: false,
+      code: 'REPLAYED',
+      message: `job ${job.jobId} was already received by this agent; a job runs at most once`,
+      payload: job,
+      trusted: false,
+    };
   }
   const notAfter = Date.parse(job.notAfter);
   if (!Number.isFinite(notAfter)) {
-    return { ok: false, code: 'MALFORMED', message: `notAfter "${job.notAfter}" is not a timestamp`, payload: job, trusted: true };
+    return {
+      ok: false,
+      code: 'MALFORMED',
+      message: `notAfter "${job.notAfter}" is not a timestamp`,
+      payload: job,
+      trusted: true,
+    };
   }
   if (ctx.now > notAfter + ctx.clockSkewMs) {
     return {
@@ -64,7 +82,13 @@ export function checkJob(input: unknown, ctx: CheckContext): CheckOutcome {
   }
   const target = ctx.readTarget(job.target.pid);
   if (!target) {
-    return { ok: false, code: 'TARGET_CHANGED', message: `target process ${job.target.pid} no longer exists`, payload: job, trusted: true };
+    return {
+      ok: false,
+      code: 'TARGET_CHANGED',
+      message: `target process ${job.target.pid} no longer exists`,
+      payload: job,
+      trusted: true,
+    };
   }
   if (target.startTime !== job.target.startTime) {
     return {

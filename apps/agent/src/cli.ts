@@ -7,7 +7,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readAuditTail } from './audit';
-import { ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_STATE_DIR, loadConfig, type ConfigFlags, type LoadedConfig } from './config';
+import {
+  ConfigError,
+  DEFAULT_CONFIG_FILE,
+  DEFAULT_STATE_DIR,
+  loadConfig,
+  type ConfigFlags,
+  type LoadedConfig,
+} from './config';
 import { enroll, EnrollError } from './enroll';
 import { readAgentEnv } from './env';
 import { IdentityError, loadIdentity, readIdentity } from './identity';
@@ -83,7 +90,13 @@ function load(values: Record<string, unknown>, extra: Partial<ConfigFlags> = {})
 async function cmdEnroll(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...COMMON_OPTIONS, server: { type: 'string' }, token: { type: 'string' }, label: { type: 'string', multiple: true }, 'ca-file': { type: 'string' } },
+    options: {
+      ...COMMON_OPTIONS,
+      server: { type: 'string' },
+      token: { type: 'string' },
+      label: { type: 'string', multiple: true },
+      'ca-file': { type: 'string' },
+    },
     strict: true,
   });
   if (values.help) return void console.log(HELP.enroll);
@@ -95,7 +108,9 @@ async function cmdEnroll(argv: string[]): Promise<void> {
   const { config } = load(values, extra);
   try {
     const id = await enroll(config, values.token);
-    console.log(`enrolled as agent ${id.agentId} with ${id.server}; pinned signing key ${id.signingKeyId.slice(0, 16)}…; state in ${config.stateDir}`);
+    console.log(
+      `enrolled as agent ${id.agentId} with ${id.server}; pinned signing key ${id.signingKeyId.slice(0, 16)}…; state in ${config.stateDir}`,
+    );
   } catch (e) {
     if (e instanceof EnrollError) fail(e.message, 1);
     throw e;
@@ -103,7 +118,11 @@ async function cmdEnroll(argv: string[]): Promise<void> {
 }
 
 async function cmdRun(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, server: { type: 'string' }, 'ca-file': { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...COMMON_OPTIONS, server: { type: 'string' }, 'ca-file': { type: 'string' } },
+    strict: true,
+  });
   if (values.help) return void console.log(HELP.run);
   const extra: Partial<ConfigFlags> = {};
   if (values.server) extra.server = values.server;
@@ -117,7 +136,16 @@ async function cmdRun(argv: string[]): Promise<void> {
     throw e;
   }
   const log = createLogger(config.logLevel, { agentId: identity.agentId });
-  log.info({ version: AGENT_VERSION, configFile, stateDir: config.stateDir, server: config.server ?? identity.server, policy: config.policy }, 'starting');
+  log.info(
+    {
+      version: AGENT_VERSION,
+      configFile,
+      stateDir: config.stateDir,
+      server: config.server ?? identity.server,
+      policy: config.policy,
+    },
+    'starting',
+  );
   const { realEngine } = await import('./engine');
   const service = new AgentService(config, identity, realEngine, log);
   let signals = 0;
@@ -137,7 +165,11 @@ async function cmdRun(argv: string[]): Promise<void> {
 }
 
 function cmdStatus(argv: string[]): void {
-  const { values } = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, json: { type: 'boolean' }, jobs: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...COMMON_OPTIONS, json: { type: 'boolean' }, jobs: { type: 'string' } },
+    strict: true,
+  });
   if (values.help) return void console.log(HELP.status);
   const { config } = load(values);
   const identity = readIdentity(config.stateDir);
@@ -169,7 +201,15 @@ function cmdStatus(argv: string[]): void {
     pinnedSigningKeyId: identity?.signingKeyId ?? null,
     enrolledAt: identity?.enrolledAt ?? null,
     process: status ? { pid: status.pid, running } : null,
-    connection: status ? { state: running ? status.state : status.state === 'revoked' ? 'revoked' : 'not running', since: status.since, lastError: status.lastError, lastConnectedAt: status.lastConnectedAt, updatedAt: status.updatedAt } : null,
+    connection: status
+      ? {
+          state: running ? status.state : status.state === 'revoked' ? 'revoked' : 'not running',
+          since: status.since,
+          lastError: status.lastError,
+          lastConnectedAt: status.lastConnectedAt,
+          updatedAt: status.updatedAt,
+        }
+      : null,
     outboxDepth: depth,
     processes: status?.processes ?? null,
     lastJobs: jobs,
@@ -185,7 +225,12 @@ function cmdStatus(argv: string[]): void {
     `outbox depth:   ${out.outboxDepth}`,
     `python procs:   ${out.processes ?? '-'}`,
     `last jobs:`,
-    ...(jobs.length ? jobs.map((j) => `  ${j.at} ${j.event.padEnd(10)} ${j.jobId ?? '-'} ${j.outcome ?? ''}${j.code ? ' ' + j.code : ''}${j.target ? ` pid ${j.target.pid}` : ''}`) : ['  (none)']),
+    ...(jobs.length
+      ? jobs.map(
+          (j) =>
+            `  ${j.at} ${j.event.padEnd(10)} ${j.jobId ?? '-'} ${j.outcome ?? ''}${j.code ? ' ' + j.code : ''}${j.target ? ` pid ${j.target.pid}` : ''}`,
+        )
+      : ['  (none)']),
   ];
   console.log(lines.join('\n'));
 }

@@ -35,7 +35,9 @@ export type PolicyConfig = z.infer<typeof PolicyConfig>;
 export const AgentConfig = z
   .object({
     server: z
-      .url({ message: 'must be an absolute http(s) URL of the control plane, e.g. https://pyreach.example.com' })
+      .url({
+        message: 'must be an absolute http(s) URL of the control plane, e.g. https://pyreach.example.com',
+      })
       .refine((u) => /^https?:\/\//.test(u), 'must start with http:// or https://')
       .optional(),
     stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
@@ -66,7 +68,11 @@ export const AgentConfig = z
   .strict()
   .superRefine((c, ctx) => {
     if (c.reconnect.maxMs < c.reconnect.minMs) {
-      ctx.addIssue({ code: 'custom', path: ['reconnect', 'maxMs'], message: `must be >= reconnect.minMs (${c.reconnect.minMs})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['reconnect', 'maxMs'],
+        message: `must be >= reconnect.minMs (${c.reconnect.minMs})`,
+      });
     }
   });
 export type AgentConfig = z.infer<typeof AgentConfig>;
@@ -101,7 +107,10 @@ function setPath(obj: Raw, path: string, value: unknown): void {
 /** `k=v,k2=v2` or a list of `k=v`. */
 export function parseLabels(items: string[], where: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const item of items.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean)) {
+  for (const item of items
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new ConfigError(`labels (${where}): "${item}" is not key=value`);
     out[item.slice(0, eq)] = item.slice(eq + 1);
@@ -113,7 +122,8 @@ function envValue(setting: string, name: EnvName, raw: string): unknown {
   const where = `environment variable ${name}`;
   const num = (): number => {
     const n = Number(raw);
-    if (!Number.isFinite(n) || raw.trim() === '') throw new ConfigError(`${setting} (${where}): "${raw}" is not a number`);
+    if (!Number.isFinite(n) || raw.trim() === '')
+      throw new ConfigError(`${setting} (${where}): "${raw}" is not a number`);
     return n;
   };
   switch (setting) {
@@ -189,7 +199,11 @@ export function loadConfig(
   // 1. file
   const explicit = flags.config ?? env.PYREACH_AGENT_CONFIG;
   const configFile = explicit ?? DEFAULT_CONFIG_FILE;
-  const fileWhere = flags.config ? `--config ${configFile}` : env.PYREACH_AGENT_CONFIG ? `file ${configFile} (PYREACH_AGENT_CONFIG)` : `file ${configFile}`;
+  const fileWhere = flags.config
+    ? `--config ${configFile}`
+    : env.PYREACH_AGENT_CONFIG
+      ? `file ${configFile} (PYREACH_AGENT_CONFIG)`
+      : `file ${configFile}`;
   let loadedFile: string | null = null;
   let text: string | null = null;
   try {
@@ -197,7 +211,10 @@ export function loadConfig(
     loadedFile = configFile;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (explicit || code !== 'ENOENT') throw new ConfigError(`configuration file ${configFile}: cannot read (${code ?? (e as Error).message})`);
+    if (explicit || code !== 'ENOENT')
+      throw new ConfigError(
+        `configuration file ${configFile}: cannot read (${code ?? (e as Error).message})`,
+      );
   }
   if (text !== null) {
     let parsed: unknown;

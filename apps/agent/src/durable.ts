@@ -2,7 +2,19 @@
  * Small fsync'd file primitives. Everything the agent must not lose (seen job ids, job journals, the audit log,
  * identity) goes through here: data is on disk before the function returns.
  */
-import { chmodSync, closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  writeSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 
 export function fsyncDir(dir: string): void {

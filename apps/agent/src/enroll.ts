@@ -15,7 +15,10 @@ export class EnrollError extends Error {
 }
 
 export async function enroll(config: AgentConfig, token: string): Promise<Identity> {
-  if (!config.server) throw new EnrollError('server: no control-plane URL (use --server URL, PYREACH_AGENT_SERVER or "server" in the config file)');
+  if (!config.server)
+    throw new EnrollError(
+      'server: no control-plane URL (use --server URL, PYREACH_AGENT_SERVER or "server" in the config file)',
+    );
   prepareStateDir(config.stateDir);
   const { publicKeyPem } = ensureKeyPair(config.stateDir);
   const req = EnrollRequest.safeParse({
@@ -26,7 +29,10 @@ export async function enroll(config: AgentConfig, token: string): Promise<Identi
     labels: config.labels,
     agentVersion: AGENT_VERSION,
   });
-  if (!req.success) throw new EnrollError(`cannot build the enrolment request: ${req.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!req.success)
+    throw new EnrollError(
+      `cannot build the enrolment request: ${req.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   const url = new URL('/api/agents/enroll', config.server).toString();
   const ca = config.caFile ? readFileSync(config.caFile, 'utf8') : undefined;
   let res: { status: number; body: unknown };
@@ -36,12 +42,21 @@ export async function enroll(config: AgentConfig, token: string): Promise<Identi
     throw new EnrollError(`cannot reach ${url}: ${(e as Error).message}`);
   }
   const failure = Failure.safeParse(res.body);
-  if (failure.success) throw new EnrollError(`enrolment refused (${res.status} ${failure.data.error.code}): ${failure.data.error.message}`);
+  if (failure.success)
+    throw new EnrollError(
+      `enrolment refused (${res.status} ${failure.data.error.code}): ${failure.data.error.message}`,
+    );
   const ok = EnrollResponse.safeParse(res.body);
-  if (!ok.success) throw new EnrollError(`unexpected answer from ${url} (HTTP ${res.status}): ${JSON.stringify(res.body).slice(0, 300)}`);
+  if (!ok.success)
+    throw new EnrollError(
+      `unexpected answer from ${url} (HTTP ${res.status}): ${JSON.stringify(res.body).slice(0, 300)}`,
+    );
   // Pin only a key that matches its advertised id.
   const key = publicKeyFromPem(ok.data.signingPublicKey);
-  if (keyIdOf(key) !== ok.data.signingKeyId) throw new EnrollError('the control plane sent a signing key that does not match its key id; refusing to pin it');
+  if (keyIdOf(key) !== ok.data.signingKeyId)
+    throw new EnrollError(
+      'the control plane sent a signing key that does not match its key id; refusing to pin it',
+    );
   const identity: Identity = {
     agentId: ok.data.agentId,
     server: config.server,
@@ -53,7 +68,12 @@ export async function enroll(config: AgentConfig, token: string): Promise<Identi
   };
   saveIdentity(config.stateDir, identity);
   const audit = new AuditLog(config.stateDir);
-  audit.write({ event: 'enrolled', agentId: identity.agentId, server: identity.server, signingKeyId: identity.signingKeyId });
+  audit.write({
+    event: 'enrolled',
+    agentId: identity.agentId,
+    server: identity.server,
+    signingKeyId: identity.signingKeyId,
+  });
   audit.close();
   return identity;
 }

@@ -14,7 +14,10 @@ function cutUtf8(s: string, maxBytes: number): string {
   const buf = Buffer.from(s, 'utf8');
   if (buf.byteLength <= maxBytes) return s;
   // Drop a partial character at the cut.
-  return buf.subarray(0, Math.max(0, maxBytes)).toString('utf8').replace(/\uFFFD$/, '');
+  return buf
+    .subarray(0, Math.max(0, maxBytes))
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
 }
 
 export function fitResult(result: ExecResult, maxBytes = RESULT_MAX_BYTES): ExecResult {
@@ -22,17 +25,24 @@ export function fitResult(result: ExecResult, maxBytes = RESULT_MAX_BYTES): Exec
   const r: ExecResult = { ...result };
   const notes: string[] = [];
   if (r.result !== undefined && jsonBytes(r.result) > maxBytes / 4) {
-    notes.push(`the result value (${jsonBytes(r.result)} bytes as JSON) was too large to report and was dropped`);
+    notes.push(
+      `the result value (${jsonBytes(r.result)} bytes as JSON) was too large to report and was dropped`,
+    );
     r.result = `<result too large to report: ${jsonBytes(r.result)} bytes>`;
   }
   if (r.error?.traceback && jsonBytes(r.error.traceback) > 64 * 1024) {
-    r.error = { ...r.error, traceback: cutUtf8(r.error.traceback, 64 * 1024) + '\n[pyreach: traceback truncated by the agent]' };
+    r.error = {
+      ...r.error,
+      traceback: cutUtf8(r.error.traceback, 64 * 1024) + '\n[pyreach: traceback truncated by the agent]',
+    };
   }
   // Output: escaped JSON can be up to 6x its UTF-8 size, so cut by measured size, halving until it fits.
   let budget = Buffer.byteLength(r.output, 'utf8');
   while (jsonBytes(r) > maxBytes && budget > 0) {
     budget = Math.floor(budget / 2);
-    r.output = cutUtf8(result.output, budget) + '\n[pyreach: output truncated by the agent to fit one message; the streamed output events carry more]\n';
+    r.output =
+      cutUtf8(result.output, budget) +
+      '\n[pyreach: output truncated by the agent to fit one message; the streamed output events carry more]\n';
     r.outputTruncated = true;
   }
   if (notes.length) r.message = `${r.message ? r.message + '; ' : ''}${notes.join('; ')}`.slice(0, 4096);

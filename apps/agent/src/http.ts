@@ -2,7 +2,11 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
-export async function postJson(url: string, body: unknown, opts: { ca?: string; timeoutMs?: number } = {}): Promise<{ status: number; body: unknown }> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  opts: { ca?: string; timeoutMs?: number } = {},
+): Promise<{ status: number; body: unknown }> {
   const u = new URL(url);
   const data = Buffer.from(JSON.stringify(body), 'utf8');
   const req = u.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -11,7 +15,11 @@ export async function postJson(url: string, body: unknown, opts: { ca?: string; 
       u,
       {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': data.length, accept: 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': data.length,
+          accept: 'application/json',
+        },
         ...(opts.ca ? { ca: opts.ca } : {}),
         timeout: opts.timeoutMs ?? 15_000,
       },
@@ -30,7 +38,9 @@ export async function postJson(url: string, body: unknown, opts: { ca?: string; 
         });
       },
     );
-    r.on('timeout', () => r.destroy(new Error(`no answer from ${u.origin} within ${opts.timeoutMs ?? 15_000} ms`)));
+    r.on('timeout', () =>
+      r.destroy(new Error(`no answer from ${u.origin} within ${opts.timeoutMs ?? 15_000} ms`)),
+    );
     r.on('error', reject);
     r.end(data);
   });

@@ -39,11 +39,19 @@ export function prepareStateDir(stateDir: string): void {
 }
 
 /** Generate the key pair (once); an existing key is kept so re-enrolling does not orphan a running agent. */
-export function ensureKeyPair(stateDir: string): { privateKey: KeyObject; publicKeyPem: string; created: boolean } {
+export function ensureKeyPair(stateDir: string): {
+  privateKey: KeyObject;
+  publicKeyPem: string;
+  created: boolean;
+} {
   const keyPath = join(stateDir, PRIVATE_KEY_FILE);
   if (existsSync(keyPath)) {
     const privateKey = privateKeyFromPem(readFileSync(keyPath, 'utf8'));
-    return { privateKey, publicKeyPem: readFileSync(join(stateDir, PUBLIC_KEY_FILE), 'utf8'), created: false };
+    return {
+      privateKey,
+      publicKeyPem: readFileSync(join(stateDir, PUBLIC_KEY_FILE), 'utf8'),
+      created: false,
+    };
   }
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -60,23 +68,39 @@ export function readIdentity(stateDir: string): Identity | null {
   const path = join(stateDir, IDENTITY_FILE);
   if (!existsSync(path)) return null;
   const parsed = Identity.safeParse(JSON.parse(readFileSync(path, 'utf8')));
-  if (!parsed.success) throw new IdentityError(`${path} is damaged: ${z.prettifyError(parsed.error)}; enrol again`);
+  if (!parsed.success)
+    throw new IdentityError(`${path} is damaged: ${z.prettifyError(parsed.error)}; enrol again`);
   return parsed.data;
 }
 
 export function loadIdentity(stateDir: string): LoadedIdentity {
   const id = readIdentity(stateDir);
-  if (!id) throw new IdentityError(`this host is not enrolled (no ${join(stateDir, IDENTITY_FILE)}): run "pyreach-agent enroll --server URL --token TOKEN" first`);
+  if (!id)
+    throw new IdentityError(
+      `this host is not enrolled (no ${join(stateDir, IDENTITY_FILE)}): run "pyreach-agent enroll --server URL --token TOKEN" first`,
+    );
   const keyPath = join(stateDir, PRIVATE_KEY_FILE);
   if (!existsSync(keyPath)) throw new IdentityError(`private key ${keyPath} is missing; enrol again`);
   const mode = statSync(keyPath).mode & 0o777;
-  if (mode & 0o077) throw new IdentityError(`private key ${keyPath} has mode ${mode.toString(8)}; it must not be readable by group or others (chmod 600)`);
+  if (mode & 0o077)
+    throw new IdentityError(
+      `private key ${keyPath} has mode ${mode.toString(8)}; it must not be readable by group or others (chmod 600)`,
+    );
   const privateKey = privateKeyFromPem(readFileSync(keyPath, 'utf8'));
   const pinnedKey = publicKeyFromPem(id.signingPublicKey);
-  if (keyIdOf(pinnedKey) !== id.signingKeyId) throw new IdentityError(`pinned signing key does not match its key id in ${IDENTITY_FILE}; enrol again`);
-  return { ...id, privateKey, publicKeyPem: readFileSync(join(stateDir, PUBLIC_KEY_FILE), 'utf8'), pinnedKey };
+  if (keyIdOf(pinnedKey) !== id.signingKeyId)
+    throw new IdentityError(`pinned signing key does not match its key id in ${IDENTITY_FILE}; enrol again`);
+  return {
+    ...id,
+    privateKey,
+    publicKeyPem: readFileSync(join(stateDir, PUBLIC_KEY_FILE), 'utf8'),
+    pinnedKey,
+  };
 }
 
-export function signChallenge(identity: Pick<LoadedIdentity, 'agentId' | 'privateKey'>, nonce: string): string {
+export function signChallenge(
+  identity: Pick<LoadedIdentity, 'agentId' | 'privateKey'>,
+  nonce: string,
+): string {
   return sign(null, agentAuthMessage(identity.agentId, nonce), identity.privateKey).toString('base64');
 }

@@ -5,7 +5,12 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { arch, hostname, release } from 'node:os';
-import type { HostFacts, InventoryDelta, InventorySnapshot, PythonProcess } from '@pyreach/protocol/inventory';
+import type {
+  HostFacts,
+  InventoryDelta,
+  InventorySnapshot,
+  PythonProcess,
+} from '@pyreach/protocol/inventory';
 import type { Engine } from './engine';
 
 const key = (p: { pid: number; startTime: string }): string => `${p.pid}:${p.startTime}`;
@@ -30,13 +35,23 @@ export function hostFacts(agentVersion: string, labels: Record<string, string>):
   } catch {
     bootId = undefined;
   }
-  const facts: HostFacts = { hostname: hostname(), os, kernel: release(), arch: arch(), agentVersion, labels };
+  const facts: HostFacts = {
+    hostname: hostname(),
+    os,
+    kernel: release(),
+    arch: arch(),
+    agentVersion,
+    labels,
+  };
   if (bootId) facts.bootId = bootId;
   return facts;
 }
 
 /** Differences between two process lists. */
-export function diffProcesses(before: Map<string, PythonProcess>, after: PythonProcess[]): { upserted: PythonProcess[]; removed: { pid: number; startTime: string }[] } {
+export function diffProcesses(
+  before: Map<string, PythonProcess>,
+  after: PythonProcess[],
+): { upserted: PythonProcess[]; removed: { pid: number; startTime: string }[] } {
   const next = new Map(after.map((p) => [key(p), p]));
   const upserted: PythonProcess[] = [];
   for (const [k, p] of next) {
@@ -94,13 +109,20 @@ export class Inventory {
       const found = fresh.length ? await this.engine.discover({ pids: fresh }) : [];
       const goneSet = new Set(gone);
       const upserted = found;
-      const removed = [...this.processes.values()].filter((p) => goneSet.has(p.pid)).map((p) => ({ pid: p.pid, startTime: p.startTime }));
-      const after = [...this.processes.values()].filter((p) => !goneSet.has(p.pid) && !found.some((f) => f.pid === p.pid)).concat(found);
+      const removed = [...this.processes.values()]
+        .filter((p) => goneSet.has(p.pid))
+        .map((p) => ({ pid: p.pid, startTime: p.startTime }));
+      const after = [...this.processes.values()]
+        .filter((p) => !goneSet.has(p.pid) && !found.some((f) => f.pid === p.pid))
+        .concat(found);
       return this.apply({ upserted, removed }, after);
     });
   }
 
-  private apply(d: { upserted: PythonProcess[]; removed: { pid: number; startTime: string }[] }, after: PythonProcess[]): InventoryDelta | null {
+  private apply(
+    d: { upserted: PythonProcess[]; removed: { pid: number; startTime: string }[] },
+    after: PythonProcess[],
+  ): InventoryDelta | null {
     this.processes = new Map(after.map((p) => [key(p), p]));
     this.scannedAt = new Date().toISOString();
     if (d.upserted.length === 0 && d.removed.length === 0) return null;

@@ -144,19 +144,45 @@ export class JobRunner {
     this.d.seen.add(job.jobId, job.notAfter);
     this.d.outbox.createJob(this.recordOf(job));
 
-    let refusal: { code: JobRefusalCode; message: string } | null = outcome.ok ? null : { code: outcome.code, message: outcome.message };
-    if (!refusal && this.draining) refusal = { code: 'BUSY', message: 'the agent is shutting down and takes no new jobs; dispatch it again when the agent is back' };
+    let refusal: { code: JobRefusalCode; message: string } | null = outcome.ok
+      ? null
+      : { code: outcome.code, message: outcome.message };
+    if (!refusal && this.draining)
+      refusal = {
+        code: 'BUSY',
+        message: 'the agent is shutting down and takes no new jobs; dispatch it again when the agent is back',
+      };
     if (!refusal && this.running.size >= config.maxConcurrentJobs) {
-      refusal = { code: 'BUSY', message: `the agent already runs ${this.running.size} jobs (maxConcurrentJobs = ${config.maxConcurrentJobs})` };
+      refusal = {
+        code: 'BUSY',
+        message: `the agent already runs ${this.running.size} jobs (maxConcurrentJobs = ${config.maxConcurrentJobs})`,
+      };
     }
     if (refusal) {
-      this.d.outbox.append(job.jobId, { type: 'refused', jobId: job.jobId, code: refusal.code, message: refusal.message });
-      this.d.audit.write({ event: 'refused', ...this.auditFields(job), outcome: 'refused', code: refusal.code, message: refusal.message, trusted: true });
+      this.d.outbox.append(job.jobId, {
+        type: 'refused',
+        jobId: job.jobId,
+        code: refusal.code,
+        message: refusal.message,
+      });
+      this.d.audit.write({
+        event: 'refused',
+        ...this.auditFields(job),
+        outcome: 'refused',
+        code: refusal.code,
+        message: refusal.message,
+        trusted: true,
+      });
       jlog.warn({ code: refusal.code, reason: refusal.message }, 'job refused');
       return refusalAck(refusal.code, refusal.message);
     }
 
-    this.d.audit.write({ event: 'received', ...this.auditFields(job), user: outcome.ok ? outcome.user : null, uid: outcome.ok ? outcome.target.uids[1] : null });
+    this.d.audit.write({
+      event: 'received',
+      ...this.auditFields(job),
+      user: outcome.ok ? outcome.user : null,
+      uid: outcome.ok ? outcome.target.uids[1] : null,
+    });
     jlog.info({ pid: job.target.pid, kind: job.kind, scriptId: job.scriptId }, 'job accepted');
     const abort = new AbortController();
     const entry: Running = { jobId: job.jobId, abort, done: Promise.resolve() };
@@ -181,13 +207,24 @@ export class JobRunner {
     };
   }
 
-  private auditFields(job: Pick<JobPayload, 'jobId' | 'requestId' | 'codeHash' | 'kind' | 'scriptId' | 'target'>) {
-    return { jobId: job.jobId, requestId: job.requestId, codeHash: job.codeHash, kind: job.kind, scriptId: job.scriptId, target: job.target };
+  private auditFields(
+    job: Pick<JobPayload, 'jobId' | 'requestId' | 'codeHash' | 'kind' | 'scriptId' | 'target'>,
+  ) {
+    return {
+      jobId: job.jobId,
+      requestId: job.requestId,
+      codeHash: job.codeHash,
+      kind: job.kind,
+      scriptId: job.scriptId,
+      target: job.target,
+    };
   }
 
   private async run(job: JobPayload, signal: AbortSignal, jlog: Logger): Promise<void> {
     const { outbox } = this.d;
-    const out = new OutputCoalescer((chunk) => outbox.append(job.jobId, { type: 'output', jobId: job.jobId, chunk }));
+    const out = new OutputCoalescer((chunk) =>
+      outbox.append(job.jobId, { type: 'output', jobId: job.jobId, chunk }),
+    );
     this.d.audit.write({ event: 'started', ...this.auditFields(job) });
     let result: ExecResult;
     try {
@@ -212,7 +249,12 @@ export class JobRunner {
       });
     } catch (e) {
       jlog.error({ err: e }, 'engine threw');
-      result = { status: 'failed', errorCode: 'INTERNAL', message: `agent error while running the job: ${(e as Error).message}`.slice(0, 4096), output: '' };
+      result = {
+        status: 'failed',
+        errorCode: 'INTERNAL',
+        message: `agent error while running the job: ${(e as Error).message}`.slice(0, 4096),
+        output: '',
+      };
     }
     out.flush();
     this.finish(job.jobId, result, jlog, 'finished');
@@ -247,7 +289,12 @@ export class JobRunner {
         try {
           result = await recoverJob(rec, this.d.procRoot ? { procRoot: this.d.procRoot } : {});
         } catch (e) {
-          result = { status: 'failed', errorCode: 'HARNESS_ERROR', message: `the agent restarted while this job was in progress; outcome unknown (${(e as Error).message}). The job was not run again.`, output: '' };
+          result = {
+            status: 'failed',
+            errorCode: 'HARNESS_ERROR',
+            message: `the agent restarted while this job was in progress; outcome unknown (${(e as Error).message}). The job was not run again.`,
+            output: '',
+          };
         }
         this.finish(rec.jobId, result, jlog, 'recovered');
       }),

@@ -7,7 +7,17 @@ export function createLogger(level: string, bindings: Record<string, unknown> = 
       level,
       base: { app: 'pyreach-agent', pid: process.pid, ...bindings },
       redact: {
-        paths: ['token', '*.token', 'privateKey', '*.privateKey', 'signature', '*.signature', 'auth', '*.auth', 'headers.authorization'],
+        paths: [
+          'token',
+          '*.token',
+          'privateKey',
+          '*.privateKey',
+          'signature',
+          '*.signature',
+          'auth',
+          '*.auth',
+          'headers.authorization',
+        ],
         censor: '[redacted]',
       },
       timestamp: pino.stdTimeFunctions.isoTime,

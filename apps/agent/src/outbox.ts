@@ -31,7 +31,11 @@ export interface JobRecord {
   pickupTimeoutSeconds: number;
 }
 
-type NewEvent = JobEvent extends infer E ? (E extends JobEvent ? Omit<E, 'seq' | 'at'> & { at?: string } : never) : never;
+type NewEvent = JobEvent extends infer E
+  ? E extends JobEvent
+    ? Omit<E, 'seq' | 'at'> & { at?: string }
+    : never
+  : never;
 
 interface AckLine {
   seq: number;
@@ -83,7 +87,8 @@ export class Outbox {
       }
       const acked = new Set<number>();
       if (existsSync(join(d, 'acks.jsonl'))) {
-        for (const a of parseJsonLines<AckLine>(readFileSync(join(d, 'acks.jsonl'), 'utf8')).items) acked.add(a.seq);
+        for (const a of parseJsonLines<AckLine>(readFileSync(join(d, 'acks.jsonl'), 'utf8')).items)
+          acked.add(a.seq);
       }
       const state: JobState = {
         record,
@@ -93,7 +98,11 @@ export class Outbox {
         acksLog: null,
         final: ordered.some((e) => e.type === 'result' || e.type === 'refused'),
       };
-      loaded.push({ id, state, order: record?.receivedAt ?? ordered[0]?.at ?? statSync(d).mtime.toISOString() });
+      loaded.push({
+        id,
+        state,
+        order: record?.receivedAt ?? ordered[0]?.at ?? statSync(d).mtime.toISOString(),
+      });
     }
     loaded.sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
     for (const l of loaded) this.jobs.set(l.id, l.state);
@@ -119,7 +128,15 @@ export class Outbox {
     writeFileDurable(join(d, 'job.json'), JSON.stringify(record));
     const existing = this.jobs.get(record.jobId);
     if (existing) existing.record = record;
-    else this.jobs.set(record.jobId, { record, events: [], acked: new Set(), eventsLog: null, acksLog: null, final: false });
+    else
+      this.jobs.set(record.jobId, {
+        record,
+        events: [],
+        acked: new Set(),
+        eventsLog: null,
+        acksLog: null,
+        final: false,
+      });
   }
 
   private state(jobId: string): JobState {
@@ -136,7 +153,12 @@ export class Outbox {
   append(jobId: string, ev: NewEvent): JobEvent {
     const s = this.state(jobId);
     if (s.final) throw new Error(`job ${jobId} already has its final event`);
-    const event = { ...ev, jobId, seq: s.events.length + 1, at: ev.at ?? new Date().toISOString() } as JobEvent;
+    const event = {
+      ...ev,
+      jobId,
+      seq: s.events.length + 1,
+      at: ev.at ?? new Date().toISOString(),
+    } as JobEvent;
     s.eventsLog ??= new AppendLog(join(this.dir, jobId, 'events.jsonl'));
     s.eventsLog.append(event);
     s.events.push(event);

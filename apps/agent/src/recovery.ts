@@ -68,13 +68,18 @@ export function findStagingDirs(record: JobRecord, procRoot = '/proc'): string[]
 function fromReport(dir: string, report: HarnessReport): ExecResult {
   let output = '';
   try {
-    output = readFileSync(join(dir, 'out.txt')).subarray(0, 1024 * 1024).toString('utf8');
+    output = readFileSync(join(dir, 'out.txt'))
+      .subarray(0, 1024 * 1024)
+      .toString('utf8');
   } catch {
     output = '';
   }
   const note = `${RESTART}; this outcome was read from the harness's own report in the target (the job was not run again)`;
   const r = resultFromReport(report, output);
-  const parsed = ExecResult.safeParse({ ...r, message: r.message ? `${r.message} (${note})`.slice(0, 4096) : note });
+  const parsed = ExecResult.safeParse({
+    ...r,
+    message: r.message ? `${r.message} (${note})`.slice(0, 4096) : note,
+  });
   return parsed.success ? parsed.data : unknown('the harness report could not be read');
 }
 
@@ -92,14 +97,20 @@ export async function recoverJob(record: JobRecord, opts: RecoveryOptions = {}):
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const facts = readTargetFacts(record.target.pid, procRoot);
   if (!facts || facts.startTime !== record.target.startTime) {
-    return unknown(`target process ${record.target.pid} has exited since, so its staging directory cannot be inspected`);
+    return unknown(
+      `target process ${record.target.pid} has exited since, so its staging directory cannot be inspected`,
+    );
   }
   const dirs = findStagingDirs(record, procRoot);
   if (dirs.length === 0) {
-    return unknown('no staging directory of this job is left in the target (it was never staged, or it finished and was cleaned up before the outcome was recorded)');
+    return unknown(
+      'no staging directory of this job is left in the target (it was never staged, or it finished and was cleaned up before the outcome was recorded)',
+    );
   }
   if (dirs.length > 1) {
-    return unknown(`${dirs.length} staging directories with identical code and parameters were found in the target, so this job's cannot be told apart`);
+    return unknown(
+      `${dirs.length} staging directories with identical code and parameters were found in the target, so this job's cannot be told apart`,
+    );
   }
   const dir = dirs[0]!;
   const done = readJson(join(dir, 'result.json'));
@@ -124,7 +135,9 @@ export async function recoverJob(record: JobRecord, opts: RecoveryOptions = {}):
       }
       await sleep(100);
     }
-    return unknown(`the target picked the job up but had not reported after ${Math.round(waitMs / 1000)} s; the code may still be running in process ${record.target.pid}`);
+    return unknown(
+      `the target picked the job up but had not reported after ${Math.round(waitMs / 1000)} s; the code may still be running in process ${record.target.pid}`,
+    );
   }
   // Staged, not picked up: the request may still sit in the target's thread state. Move the directory away
   // (atomic) so the target can never open run.py, then check it did not pick up in the meantime.

@@ -8,7 +8,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { io, type Socket } from 'socket.io-client';
-import { AGENT_NAMESPACE, AuthAck, AuthChallenge, JobCancel, Revoked, type AgentToServerEvents, type JobEvent, type ServerToAgentEvents } from '@pyreach/protocol/agent';
+import {
+  AGENT_NAMESPACE,
+  AuthAck,
+  AuthChallenge,
+  JobCancel,
+  Revoked,
+  type AgentToServerEvents,
+  type JobEvent,
+  type ServerToAgentEvents,
+} from '@pyreach/protocol/agent';
 import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
 import type { InventoryDelta } from '@pyreach/protocol/inventory';
 import { AuditLog } from './audit';
@@ -27,9 +36,18 @@ import { AGENT_VERSION } from './version';
 export const STATUS_FILE = 'status.json';
 const ACK_TIMEOUT_MS = 15_000;
 /** Errors after which re-sending the same event later can succeed. Anything else is a definitive rejection. */
-const RETRYABLE = new Set(['INTERNAL', 'SHUTTING_DOWN', 'UNAUTHENTICATED', 'RATE_LIMITED', 'UNAVAILABLE', 'BUSY', 'TIMEOUT']);
+const RETRYABLE = new Set([
+  'INTERNAL',
+  'SHUTTING_DOWN',
+  'UNAUTHENTICATED',
+  'RATE_LIMITED',
+  'UNAVAILABLE',
+  'BUSY',
+  'TIMEOUT',
+]);
 
-export type ConnectionState = 'starting' | 'connecting' | 'authenticating' | 'connected' | 'disconnected' | 'revoked' | 'stopped';
+export type ConnectionState =
+  'starting' | 'connecting' | 'authenticating' | 'connected' | 'disconnected' | 'revoked' | 'stopped';
 
 export interface AgentStatus {
   pid: number;
@@ -126,15 +144,23 @@ export class AgentService {
     const unfinished = this.outbox.open();
     this.seen.open();
     const pruned = this.outbox.prune(24 * 3600 * 1000);
-    this.log.info({ outboxDepth: this.outbox.depth(), unfinished: unfinished.length, pruned, seen: this.seen.size }, 'state loaded');
+    this.log.info(
+      { outboxDepth: this.outbox.depth(), unfinished: unfinished.length, pruned, seen: this.seen.size },
+      'state loaded',
+    );
     this.writeStatus();
     // Honest endings for jobs the previous process left behind run alongside everything else.
-    const recovery = this.runner.recover(unfinished).catch((err: unknown) => this.log.error({ err }, 'recovery failed'));
-    await this.inventory.fullScan().catch((err: unknown) => this.log.error({ err }, 'initial discovery failed'));
+    const recovery = this.runner
+      .recover(unfinished)
+      .catch((err: unknown) => this.log.error({ err }, 'recovery failed'));
+    await this.inventory
+      .fullScan()
+      .catch((err: unknown) => this.log.error({ err }, 'initial discovery failed'));
     this.log.info({ processes: this.inventory.list().length }, 'initial discovery done');
     this.connect();
     this.timers.push(setInterval(() => void this.scan('full'), this.config.scanIntervalSeconds * 1000));
-    if (this.config.changeCheckSeconds > 0) this.timers.push(setInterval(() => void this.scan('quick'), this.config.changeCheckSeconds * 1000));
+    if (this.config.changeCheckSeconds > 0)
+      this.timers.push(setInterval(() => void this.scan('quick'), this.config.changeCheckSeconds * 1000));
     this.timers.push(setInterval(() => this.heartbeat(), this.config.heartbeatSeconds * 1000));
     this.timers.push(setInterval(() => this.writeStatus(), 5000));
     void recovery;
@@ -156,7 +182,11 @@ export class AgentService {
     this.status.reconnectAttempt = this.backoff.attempts;
     this.status.updatedAt = new Date().toISOString();
     try {
-      writeFileDurable(join(this.config.stateDir, STATUS_FILE), JSON.stringify(this.status, null, 2) + '\n', 0o600);
+      writeFileDurable(
+        join(this.config.stateDir, STATUS_FILE),
+        JSON.stringify(this.status, null, 2) + '\n',
+        0o600,
+      );
     } catch (err) {
       this.log.warn({ err }, 'cannot write status file');
     }
@@ -209,33 +239,46 @@ export class AgentService {
         return;
       }
       const signature = signChallenge(this.identity, ch.data.nonce);
-      socket.timeout(ACK_TIMEOUT_MS).emit('auth:prove', { nonce: ch.data.nonce, signature }, (err: Error | null, res: unknown) => {
-        if (gen !== this.gen) return;
-        const ack = AuthAck.safeParse(res);
-        if (err || !ack.success || !ack.data.ok) {
-          const why = err ? 'no answer to auth:prove' : ack.success && !ack.data.ok ? `${ack.data.error.code}: ${ack.data.error.message}` : 'malformed auth ack';
-          clog.warn({ reason: why }, 'authentication failed');
-          if (ack.success && !ack.data.ok && ack.data.error.code === 'AGENT_REVOKED') return this.revoked(ack.data.error.message);
-          socket.disconnect();
-          this.scheduleReconnect(`authentication failed: ${why}`);
-          return;
-        }
-        const skewMs = Date.parse(ack.data.serverTime) - Date.now();
-        if (Math.abs(skewMs) > this.config.clockSkewSeconds * 1000) {
-          clog.warn({ skewMs }, 'clock differs from the control plane by more than the allowed skew; jobs may be refused as expired');
-        }
-        this.authed = true;
-        this.backoff.reset();
-        this.status.lastConnectedAt = new Date().toISOString();
-        this.setState('connected', null);
-        clog.info({ outboxDepth: this.outbox.depth() }, 'authenticated');
-        void this.afterAuth(gen, clog);
-      });
+      socket
+        .timeout(ACK_TIMEOUT_MS)
+        .emit('auth:prove', { nonce: ch.data.nonce, signature }, (err: Error | null, res: unknown) => {
+          if (gen !== this.gen) return;
+          const ack = AuthAck.safeParse(res);
+          if (err || !ack.success || !ack.data.ok) {
+            const why = err
+              ? 'no answer to auth:prove'
+              : ack.success && !ack.data.ok
+                ? `${ack.data.error.code}: ${ack.data.error.message}`
+                : 'malformed auth ack';
+            clog.warn({ reason: why }, 'authentication failed');
+            if (ack.success && !ack.data.ok && ack.data.error.code === 'AGENT_REVOKED')
+              return this.revoked(ack.data.error.message);
+            socket.disconnect();
+            this.scheduleReconnect(`authentication failed: ${why}`);
+            return;
+          }
+          const skewMs = Date.parse(ack.data.serverTime) - Date.now();
+          if (Math.abs(skewMs) > this.config.clockSkewSeconds * 1000) {
+            clog.warn(
+              { skewMs },
+              'clock differs from the control plane by more than the allowed skew; jobs may be refused as expired',
+            );
+          }
+          this.authed = true;
+          this.backoff.reset();
+          this.status.lastConnectedAt = new Date().toISOString();
+          this.setState('connected', null);
+          clog.info({ outboxDepth: this.outbox.depth() }, 'authenticated');
+          void this.afterAuth(gen, clog);
+        });
     });
     socket.on('job:dispatch', (raw, ack) => {
       if (typeof ack !== 'function') return;
       if (gen !== this.gen || !this.authed) {
-        ack({ ok: false, error: { code: 'UNAUTHENTICATED', message: 'agent connection is not authenticated' } });
+        ack({
+          ok: false,
+          error: { code: 'UNAUTHENTICATED', message: 'agent connection is not authenticated' },
+        });
         return;
       }
       ack(this.runner.dispatch(raw));
@@ -279,11 +322,24 @@ export class AgentService {
     void this.stop('revoked');
   }
 
-  private emitAck<E extends 'heartbeat' | 'inventory:snapshot' | 'inventory:delta' | 'job:event'>(socket: AgentSocket, event: E, payload: unknown): Promise<Ack | 'timeout'> {
+  private emitAck<E extends 'heartbeat' | 'inventory:snapshot' | 'inventory:delta' | 'job:event'>(
+    socket: AgentSocket,
+    event: E,
+    payload: unknown,
+  ): Promise<Ack | 'timeout'> {
     return new Promise((resolve) => {
-      (socket.timeout(ACK_TIMEOUT_MS) as unknown as { emit: (e: string, p: unknown, cb: (err: Error | null, res: Ack) => void) => void }).emit(event, payload, (err, res) => {
+      (
+        socket.timeout(ACK_TIMEOUT_MS) as unknown as {
+          emit: (e: string, p: unknown, cb: (err: Error | null, res: Ack) => void) => void;
+        }
+      ).emit(event, payload, (err, res) => {
         if (err) resolve('timeout');
-        else resolve(res && typeof res === 'object' && 'ok' in res ? res : { ok: false, error: { code: 'BAD_ACK', message: 'malformed ack' } });
+        else
+          resolve(
+            res && typeof res === 'object' && 'ok' in res
+              ? res
+              : { ok: false, error: { code: 'BAD_ACK', message: 'malformed ack' } },
+          );
       });
     });
   }
@@ -291,7 +347,11 @@ export class AgentService {
   private async afterAuth(gen: number, clog: Logger): Promise<void> {
     const socket = this.socket;
     if (!socket) return;
-    const snap = await this.emitAck(socket, 'inventory:snapshot', this.inventory.snapshot(hostFacts(AGENT_VERSION, { ...this.identity.labels, ...this.config.labels })));
+    const snap = await this.emitAck(
+      socket,
+      'inventory:snapshot',
+      this.inventory.snapshot(hostFacts(AGENT_VERSION, { ...this.identity.labels, ...this.config.labels })),
+    );
     if (gen !== this.gen) return;
     if (snap === 'timeout' || !snap.ok) clog.warn({ ack: snap }, 'inventory snapshot not acknowledged');
     else clog.info({ processes: this.inventory.list().length }, 'inventory snapshot sent');
@@ -318,13 +378,26 @@ export class AgentService {
         continue;
       }
       if (RETRYABLE.has(res.error.code)) {
-        clog.warn({ jobId: ev.jobId, seq: ev.seq, code: res.error.code }, 'job event deferred by the control plane; retrying');
+        clog.warn(
+          { jobId: ev.jobId, seq: ev.seq, code: res.error.code },
+          'job event deferred by the control plane; retrying',
+        );
         await new Promise((r) => setTimeout(r, 1000));
         continue;
       }
       // A definitive rejection: keep the evidence locally, stop re-sending it.
-      clog.error({ jobId: ev.jobId, seq: ev.seq, type: ev.type, code: res.error.code, reason: res.error.message }, 'job event rejected by the control plane');
-      this.audit.write({ event: 'delivery_rejected', jobId: ev.jobId, seq: ev.seq, type: ev.type, code: res.error.code, message: res.error.message });
+      clog.error(
+        { jobId: ev.jobId, seq: ev.seq, type: ev.type, code: res.error.code, reason: res.error.message },
+        'job event rejected by the control plane',
+      );
+      this.audit.write({
+        event: 'delivery_rejected',
+        jobId: ev.jobId,
+        seq: ev.seq,
+        type: ev.type,
+        code: res.error.code,
+        message: res.error.message,
+      });
       this.outbox.ack(ev.jobId, ev.seq, { code: res.error.code, message: res.error.message });
     }
   }
@@ -332,7 +405,10 @@ export class AgentService {
   private heartbeat(): void {
     const socket = this.socket;
     if (!socket || !this.authed) return;
-    void this.emitAck(socket, 'heartbeat', { at: new Date().toISOString(), outboxDepth: this.outbox.depth() });
+    void this.emitAck(socket, 'heartbeat', {
+      at: new Date().toISOString(),
+      outboxDepth: this.outbox.depth(),
+    });
   }
 
   private async scan(kind: 'full' | 'quick'): Promise<void> {
@@ -346,7 +422,11 @@ export class AgentService {
     if (!delta || !this.authed || !this.socket) return; // the next connection sends a full snapshot anyway
     const res = await this.emitAck(this.socket, 'inventory:delta', delta);
     if (res === 'timeout' || !res.ok) this.log.warn({ ack: res }, 'inventory delta not acknowledged');
-    else this.log.debug({ upserted: delta.upserted.length, removed: delta.removed.length }, 'inventory delta sent');
+    else
+      this.log.debug(
+        { upserted: delta.upserted.length, removed: delta.removed.length },
+        'inventory delta sent',
+      );
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------------
@@ -359,10 +439,15 @@ export class AgentService {
     for (const t of this.timers) clearInterval(t);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const left = await this.runner.drain(this.config.shutdownGraceSeconds * 1000);
-    if (left.length) this.log.warn({ jobs: left }, 'jobs still running at exit; the next start reports their outcome');
+    if (left.length)
+      this.log.warn({ jobs: left }, 'jobs still running at exit; the next start reports their outcome');
     if (this.authed) {
       const flushed = await this.outbox.drained(5000);
-      if (!flushed) this.log.warn({ outboxDepth: this.outbox.depth() }, 'outbox not fully delivered; it is kept on disk for the next start');
+      if (!flushed)
+        this.log.warn(
+          { outboxDepth: this.outbox.depth() },
+          'outbox not fully delivered; it is kept on disk for the next start',
+        );
     }
     this.gen++;
     this.socket?.removeAllListeners();

@@ -71,18 +71,30 @@ test('a job for another agent is refused as WRONG_AGENT', () => {
 });
 
 test('a target whose pid now has another start time, or is gone, is refused as TARGET_CHANGED', () => {
-  const r = checkJob(cp.sign(payload()), ctx({ readTarget: (pid) => ({ pid, startTime: '2000', uids: [1001, 1001, 1001, 1001], gid: 0 }) }));
+  const r = checkJob(
+    cp.sign(payload()),
+    ctx({ readTarget: (pid) => ({ pid, startTime: '2000', uids: [1001, 1001, 1001, 1001], gid: 0 }) }),
+  );
   assert.equal(!r.ok && r.code, 'TARGET_CHANGED');
   const gone = checkJob(cp.sign(payload()), ctx({ readTarget: () => null }));
   assert.equal(!gone.ok && gone.code, 'TARGET_CHANGED');
 });
 
 test('root targets are refused unless allowRoot', () => {
-  const root = (pid: number) => ({ pid, startTime: '1000', uids: [0, 0, 0, 0] as [number, number, number, number], gid: 0 });
+  const root = (pid: number) => ({
+    pid,
+    startTime: '1000',
+    uids: [0, 0, 0, 0] as [number, number, number, number],
+    gid: 0,
+  });
   const r = checkJob(cp.sign(payload()), ctx({ readTarget: root, userName: () => 'root' }));
   assert.equal(!r.ok && r.code, 'POLICY_ROOT_TARGET');
   assert.match(!r.ok ? r.message : '', /policy\.allowRoot/);
-  assert.equal(checkJob(cp.sign(payload()), ctx({ readTarget: root, policy: PolicyConfig.parse({ allowRoot: true }) })).ok, true);
+  assert.equal(
+    checkJob(cp.sign(payload()), ctx({ readTarget: root, policy: PolicyConfig.parse({ allowRoot: true }) }))
+      .ok,
+    true,
+  );
 });
 
 test('only allowed users may be targeted, by name or uid', () => {
@@ -90,12 +102,24 @@ test('only allowed users may be targeted, by name or uid', () => {
   const r = checkJob(cp.sign(payload()), ctx({ policy }));
   assert.equal(!r.ok && r.code, 'POLICY_USER_NOT_ALLOWED');
   assert.equal(checkJob(cp.sign(payload()), ctx({ policy, userName: () => 'www-data' })).ok, true);
-  assert.equal(checkJob(cp.sign(payload()), ctx({ policy, readTarget: (pid) => ({ pid, startTime: '1000', uids: [2000, 2000, 2000, 2000], gid: 0 }) })).ok, true);
+  assert.equal(
+    checkJob(
+      cp.sign(payload()),
+      ctx({
+        policy,
+        readTarget: (pid) => ({ pid, startTime: '1000', uids: [2000, 2000, 2000, 2000], gid: 0 }),
+      }),
+    ).ok,
+    true,
+  );
 });
 
 test('code over maxCodeBytes is refused', () => {
   const code = 'x = 1\n'.repeat(100);
-  const r = checkJob(cp.sign(payload({ code, codeHash: codeHash(code) })), ctx({ policy: PolicyConfig.parse({ maxCodeBytes: 100 }) }));
+  const r = checkJob(
+    cp.sign(payload({ code, codeHash: codeHash(code) })),
+    ctx({ policy: PolicyConfig.parse({ maxCodeBytes: 100 }) }),
+  );
   assert.equal(!r.ok && r.code, 'POLICY_CODE_TOO_LARGE');
 });
 
@@ -105,7 +129,13 @@ test('with custom code off only unmodified library scripts of this agent pass', 
   assert.equal(!custom.ok && custom.code, 'POLICY_CUSTOM_CODE');
   const s = getScript('gc.stats')!;
   assert.ok(s, 'library has gc.stats');
-  const lib = payload({ kind: 'library', scriptId: s.id, code: s.source, codeHash: codeHash(s.source), params: {} });
+  const lib = payload({
+    kind: 'library',
+    scriptId: s.id,
+    code: s.source,
+    codeHash: codeHash(s.source),
+    params: {},
+  });
   assert.equal(checkJob(cp.sign(lib), ctx({ policy })).ok, true);
   const altered = s.source + '\nimport os; os.system("id")\n';
   const bad = checkJob(cp.sign({ ...lib, code: altered, codeHash: codeHash(altered) }), ctx({ policy }));

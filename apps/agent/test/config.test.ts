@@ -16,10 +16,20 @@ test('defaults apply when neither file, environment nor flags set anything', () 
 });
 
 test('flags beat environment and environment beats the file; labels merge by key', () => {
-  const file = JSON.stringify({ server: 'https://file.example', labels: { env: 'prod', team: 'a' }, policy: { allowRoot: true }, reconnect: { minMs: 1000 } });
+  const file = JSON.stringify({
+    server: 'https://file.example',
+    labels: { env: 'prod', team: 'a' },
+    policy: { allowRoot: true },
+    reconnect: { minMs: 1000 },
+  });
   const { config, sources } = loadConfig(
     { server: 'https://flag.example', labels: ['team=b'] },
-    { PYREACH_AGENT_SERVER: 'https://env.example', PYREACH_AGENT_LABELS: 'zone=eu', PYREACH_AGENT_ALLOW_ROOT: 'false', PYREACH_AGENT_RECONNECT_MAX_MS: '5000' },
+    {
+      PYREACH_AGENT_SERVER: 'https://env.example',
+      PYREACH_AGENT_LABELS: 'zone=eu',
+      PYREACH_AGENT_ALLOW_ROOT: 'false',
+      PYREACH_AGENT_RECONNECT_MAX_MS: '5000',
+    },
     () => file,
   );
   assert.equal(config.server, 'https://flag.example');
@@ -33,35 +43,60 @@ test('flags beat environment and environment beats the file; labels merge by key
 test('an invalid value names the setting and the file it came from', () => {
   assert.throws(
     () => loadConfig({ config: '/etc/x.json' }, {}, () => JSON.stringify({ scanIntervalSeconds: -5 })),
-    (e: Error) => e instanceof ConfigError && /scanIntervalSeconds \(--config \/etc\/x\.json\)/.test(e.message),
+    (e: Error) =>
+      e instanceof ConfigError && /scanIntervalSeconds \(--config \/etc\/x\.json\)/.test(e.message),
   );
 });
 
 test('an invalid environment value names the variable', () => {
   assert.throws(
     () => loadConfig({}, { PYREACH_AGENT_ALLOW_CUSTOM_CODE: 'maybe' }, noFile),
-    (e: Error) => /policy\.allowCustomCode \(environment variable PYREACH_AGENT_ALLOW_CUSTOM_CODE\)/.test(e.message),
+    (e: Error) =>
+      /policy\.allowCustomCode \(environment variable PYREACH_AGENT_ALLOW_CUSTOM_CODE\)/.test(e.message),
   );
-  assert.throws(() => loadConfig({}, { PYREACH_AGENT_HEARTBEAT_SECONDS: 'soon' }, noFile), /heartbeatSeconds \(environment variable PYREACH_AGENT_HEARTBEAT_SECONDS\): "soon" is not a number/);
-  assert.throws(() => loadConfig({}, { PYREACH_AGENT_SERVER: 'not a url' }, noFile), /server \(environment variable PYREACH_AGENT_SERVER\)/);
+  assert.throws(
+    () => loadConfig({}, { PYREACH_AGENT_HEARTBEAT_SECONDS: 'soon' }, noFile),
+    /heartbeatSeconds \(environment variable PYREACH_AGENT_HEARTBEAT_SECONDS\): "soon" is not a number/,
+  );
+  assert.throws(
+    () => loadConfig({}, { PYREACH_AGENT_SERVER: 'not a url' }, noFile),
+    /server \(environment variable PYREACH_AGENT_SERVER\)/,
+  );
 });
 
 test('unknown settings in the file are refused by name', () => {
-  assert.throws(() => loadConfig({}, {}, () => JSON.stringify({ policy: { allowRooot: true } })), /policy: unknown setting\(s\) "allowRooot"/);
+  assert.throws(
+    () => loadConfig({}, {}, () => JSON.stringify({ policy: { allowRooot: true } })),
+    /policy: unknown setting\(s\) "allowRooot"/,
+  );
 });
 
 test('a reconnect ceiling below the floor is refused', () => {
-  assert.throws(() => loadConfig({}, { PYREACH_AGENT_RECONNECT_MIN_MS: '2000', PYREACH_AGENT_RECONNECT_MAX_MS: '1000' }, noFile), /reconnect\.maxMs \(environment variable PYREACH_AGENT_RECONNECT_MAX_MS\): must be >= reconnect\.minMs/);
+  assert.throws(
+    () =>
+      loadConfig(
+        {},
+        { PYREACH_AGENT_RECONNECT_MIN_MS: '2000', PYREACH_AGENT_RECONNECT_MAX_MS: '1000' },
+        noFile,
+      ),
+    /reconnect\.maxMs \(environment variable PYREACH_AGENT_RECONNECT_MAX_MS\): must be >= reconnect\.minMs/,
+  );
 });
 
 test('a missing default file is fine but a missing named file is an error', () => {
   assert.doesNotThrow(() => loadConfig({}, {}, noFile));
-  assert.throws(() => loadConfig({ config: '/nope.json' }, {}, noFile), /configuration file \/nope\.json: cannot read \(ENOENT\)/);
+  assert.throws(
+    () => loadConfig({ config: '/nope.json' }, {}, noFile),
+    /configuration file \/nope\.json: cannot read \(ENOENT\)/,
+  );
   assert.throws(() => loadConfig({}, {}, () => '{ nope'), /not valid JSON/);
 });
 
 test('labels that are not key=value or break the label rules are refused', () => {
-  assert.throws(() => loadConfig({ labels: ['envprod'] }, {}, noFile), /labels \(--label\): "envprod" is not key=value/);
+  assert.throws(
+    () => loadConfig({ labels: ['envprod'] }, {}, noFile),
+    /labels \(--label\): "envprod" is not key=value/,
+  );
   assert.throws(() => loadConfig({ labels: ['Env=prod'] }, {}, noFile), /labels\.Env|labels/);
 });
 

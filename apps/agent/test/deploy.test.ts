@@ -9,18 +9,37 @@ import { fileURLToPath } from 'node:url';
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const unit = readFileSync(here('../deploy/pyreach-agent.service'), 'utf8');
 const dockerfile = readFileSync(here('../Dockerfile'), 'utf8');
-const directive = (name: string) => unit.split('\n').filter((l) => l.startsWith(`${name}=`)).map((l) => l.slice(name.length + 1));
+const directive = (name: string) =>
+  unit
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}=`))
+    .map((l) => l.slice(name.length + 1));
 
 test('the systemd unit passes systemd-analyze verify', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pyreach-unit-'));
   // verify checks that ExecStart's binary exists; point it at this checkout's bundle path.
-  writeFileSync(join(dir, 'pyreach-agent.service'), unit.replace('/usr/local/lib/pyreach/pyreach-agent.mjs', here('../build.mjs')));
-  const out = execFileSync('systemd-analyze', ['verify', join(dir, 'pyreach-agent.service')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SYSTEMD_LOG_LEVEL: 'warning' } });
+  writeFileSync(
+    join(dir, 'pyreach-agent.service'),
+    unit.replace('/usr/local/lib/pyreach/pyreach-agent.mjs', here('../build.mjs')),
+  );
+  const out = execFileSync('systemd-analyze', ['verify', join(dir, 'pyreach-agent.service')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SYSTEMD_LOG_LEVEL: 'warning' },
+  });
   assert.equal(out.trim(), '');
 });
 
 test('the systemd unit grants exactly the capabilities the README justifies and locks the rest down', () => {
-  const caps = ['CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_CHOWN', 'CAP_FOWNER', 'CAP_SYS_ADMIN', 'CAP_SYS_CHROOT'];
+  const caps = [
+    'CAP_SYS_PTRACE',
+    'CAP_DAC_OVERRIDE',
+    'CAP_DAC_READ_SEARCH',
+    'CAP_CHOWN',
+    'CAP_FOWNER',
+    'CAP_SYS_ADMIN',
+    'CAP_SYS_CHROOT',
+  ];
   assert.deepEqual(directive('CapabilityBoundingSet')[0]!.split(' ').sort(), [...caps].sort());
   assert.deepEqual(directive('AmbientCapabilities')[0]!.split(' ').sort(), [...caps].sort());
   for (const c of caps) assert.match(unit, new RegExp(`#\\s+${c}\\s+\\S`), `${c} is justified in a comment`);

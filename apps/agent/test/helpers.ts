@@ -47,8 +47,33 @@ export function payload(over: Partial<JobPayload> = {}): JobPayload {
 export function fakeProc(dir: string, pid: number, opts: { startTime: string; uid: number }): string {
   const p = join(dir, 'proc', String(pid));
   mkdirSync(join(p, 'root', 'tmp'), { recursive: true });
-  const fields = ['S', '1', String(pid), String(pid), '0', '-1', '4194560', '0', '0', '0', '0', '0', '0', '0', '0', '20', '0', '1', '0', opts.startTime, '0'];
+  const fields = [
+    'S',
+    '1',
+    String(pid),
+    String(pid),
+    '0',
+    '-1',
+    '4194560',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '20',
+    '0',
+    '1',
+    '0',
+    opts.startTime,
+    '0',
+  ];
   writeFileSync(join(p, 'stat'), `${pid} (python3.14 (x)) ${fields.join(' ')}\n`);
-  writeFileSync(join(p, 'status'), `Name:\tpython3.14\nUid:\t${opts.uid}\t${opts.uid}\t${opts.uid}\t${opts.uid}\nGid:\t${opts.uid}\t${opts.uid}\t${opts.uid}\t${opts.uid}\n`);
+  writeFileSync(
+    join(p, 'status'),
+    `Name:\tpython3.14\nUid:\t${opts.uid}\t${opts.uid}\t${opts.uid}\t${opts.uid}\nGid:\t${opts.uid}\t${opts.uid}\t${opts.uid}\t${opts.uid}\n`,
+  );
   return join(dir, 'proc');
 }

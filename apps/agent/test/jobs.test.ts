@@ -71,12 +71,22 @@ test('an accepted job journals staged, picked_up, coalesced output and the resul
   assert.deepEqual(a.runner.dispatch(cp.sign(p)), { ok: true, accepted: true });
   await until(() => a.outbox.isFinal(p.jobId));
   const events = a.outbox.pending();
-  assert.deepEqual(events.map((e) => e.type), ['state', 'state', 'output', 'result'], '100 chunks coalesced into one output event');
-  assert.deepEqual(events.map((e) => e.seq), [1, 2, 3, 4]);
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['state', 'state', 'output', 'result'],
+    '100 chunks coalesced into one output event',
+  );
+  assert.deepEqual(
+    events.map((e) => e.seq),
+    [1, 2, 3, 4],
+  );
   assert.equal(engine.runs[0]!.expectStartTime, '1000');
   assert.equal(engine.runs[0]!.budgetMs, 30_000);
   const audit = readAuditTail(dir, 10);
-  assert.deepEqual(audit.map((e) => e.event), ['received', 'started', 'finished']);
+  assert.deepEqual(
+    audit.map((e) => e.event),
+    ['received', 'started', 'finished'],
+  );
   assert.equal(audit[2]!.outcome, 'succeeded');
   assert.equal(audit[2]!.codeHash, p.codeHash);
   a.close();
@@ -154,9 +164,12 @@ test('beyond maxConcurrentJobs and while draining jobs are refused as BUSY', asy
 
 test('an engine that throws still yields a failed result, never silence', async () => {
   const dir = tempDir();
-  const a = open(dir, scriptedEngine(async () => {
-    throw new Error('boom');
-  }));
+  const a = open(
+    dir,
+    scriptedEngine(async () => {
+      throw new Error('boom');
+    }),
+  );
   const p = payload();
   a.runner.dispatch(cp.sign(p));
   await until(() => a.outbox.isFinal(p.jobId));

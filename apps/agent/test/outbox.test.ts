@@ -30,7 +30,10 @@ test('events are numbered per job from 1 and only acknowledged ones leave the pe
   o.append('a', { type: 'state', jobId: 'a', state: 'staged' });
   o.append('b', { type: 'output', jobId: 'b', chunk: 'x' });
   o.append('a', { type: 'output', jobId: 'a', chunk: 'hi' });
-  assert.deepEqual(o.pending().map((e) => `${e.jobId}:${e.seq}`), ['a:1', 'a:2', 'b:1']);
+  assert.deepEqual(
+    o.pending().map((e) => `${e.jobId}:${e.seq}`),
+    ['a:1', 'a:2', 'b:1'],
+  );
   o.ack('a', 1);
   o.ack('a', 1); // a duplicate ack changes nothing
   assert.equal(o.depth(), 2);
@@ -40,7 +43,11 @@ test('events are numbered per job from 1 and only acknowledged ones leave the pe
 
 test('after a SIGKILL every event written before the kill is pending again, in order, and numbering continues', async () => {
   const dir = tempDir();
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./outbox-child.ts', import.meta.url)), dir, 'job1', '25'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL('./outbox-child.ts', import.meta.url)), dir, 'job1', '25'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   let written = 0;
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
@@ -53,10 +60,17 @@ test('after a SIGKILL every event written before the kill is pending again, in o
   await new Promise((r) => child.once('exit', r));
   const o = new Outbox(dir);
   const unfinished = o.open();
-  assert.deepEqual(unfinished.map((r) => r.jobId), ['job1'], 'the job has no final event: it is reported for recovery');
+  assert.deepEqual(
+    unfinished.map((r) => r.jobId),
+    ['job1'],
+    'the job has no final event: it is reported for recovery',
+  );
   const pending = o.pending();
   assert.equal(pending.length, 25);
-  assert.deepEqual(pending.map((e) => e.seq), Array.from({ length: 25 }, (_, i) => i + 1));
+  assert.deepEqual(
+    pending.map((e) => e.seq),
+    Array.from({ length: 25 }, (_, i) => i + 1),
+  );
   assert.equal(pending[24]!.type === 'output' && pending[24]!.chunk, 'line 24\n');
   for (let s = 1; s <= 10; s++) o.ack('job1', s);
   const next = o.append('job1', { type: 'result', jobId: 'job1', result: { status: 'failed', output: '' } });
@@ -84,7 +98,9 @@ test('a torn last line from a crash mid-append is dropped and the journal stays 
   const ev = o2.append('t', { type: 'output', jobId: 't', chunk: 'two' });
   assert.equal(ev.seq, 2);
   o2.close();
-  const lines = readFileSync(join(dir, 'jobs', 't', 'events.jsonl'), 'utf8').trim().split('\n');
+  const lines = readFileSync(join(dir, 'jobs', 't', 'events.jsonl'), 'utf8')
+    .trim()
+    .split('\n');
   assert.equal(lines.length, 2);
   assert.equal(JSON.parse(lines[1]!).chunk, 'two');
 });
@@ -100,7 +116,10 @@ test('jobs are delivered in the order they were received, across a reopen', () =
   o.close();
   const o2 = new Outbox(dir);
   o2.open();
-  assert.deepEqual(o2.pending().map((e) => e.jobId), ['zzz', 'aaa']);
+  assert.deepEqual(
+    o2.pending().map((e) => e.jobId),
+    ['zzz', 'aaa'],
+  );
   o2.close();
 });
 

@@ -20,17 +20,31 @@ function setup(files: Record<string, string>) {
   writeFileSync(join(staging, 'params.json'), JSON.stringify({ a: 1 }));
   for (const [k, v] of Object.entries(files)) writeFileSync(join(staging, k), v);
   const record: JobRecord = {
-    jobId: 'j1', requestId: 'r1', receivedAt: new Date().toISOString(), codeHash: sha(CODE), paramsHash: sha(canonicalJson({ a: 1 })),
-    kind: 'custom', scriptId: null, target: { pid: 777, startTime: '5555' }, notAfter: new Date().toISOString(), budgetSeconds: 1, pickupTimeoutSeconds: 1,
+    jobId: 'j1',
+    requestId: 'r1',
+    receivedAt: new Date().toISOString(),
+    codeHash: sha(CODE),
+    paramsHash: sha(canonicalJson({ a: 1 })),
+    kind: 'custom',
+    scriptId: null,
+    target: { pid: 777, startTime: '5555' },
+    notAfter: new Date().toISOString(),
+    budgetSeconds: 1,
+    pickupTimeoutSeconds: 1,
   };
   return { procRoot, staging, record };
 }
 
-test('a job the harness finished while the agent was down is reported with the harness\'s own outcome', async () => {
+test("a job the harness finished while the agent was down is reported with the harness's own outcome", async () => {
   const { procRoot, staging, record } = setup({
     'picked.json': '{}',
     'out.txt': 'hello\n',
-    'result.json': JSON.stringify({ status: 'succeeded', result: 7, pickedUpAt: '2026-01-01T00:00:00Z', finishedAt: '2026-01-01T00:00:01Z' }),
+    'result.json': JSON.stringify({
+      status: 'succeeded',
+      result: 7,
+      pickedUpAt: '2026-01-01T00:00:00Z',
+      finishedAt: '2026-01-01T00:00:01Z',
+    }),
   });
   const r = await recoverJob(record, { procRoot });
   assert.equal(r.status, 'succeeded');
@@ -59,7 +73,10 @@ test('a picked-up job that does not report in time is reported as unknown, never
 test('without a staging directory or with the target gone the outcome is unknown', async () => {
   const { procRoot, record } = setup({});
   const other = { ...record, codeHash: sha('something else') };
-  assert.match((await recoverJob(other, { procRoot })).message ?? '', /outcome unknown: no staging directory/);
+  assert.match(
+    (await recoverJob(other, { procRoot })).message ?? '',
+    /outcome unknown: no staging directory/,
+  );
   const restarted = { ...record, target: { pid: 777, startTime: '1' } };
   assert.match((await recoverJob(restarted, { procRoot })).message ?? '', /has exited/);
 });

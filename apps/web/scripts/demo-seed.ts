@@ -27,14 +27,19 @@ async function main(): Promise<void> {
     throw new Error('refusing to seed outside the demo; pass --demo (scripts/demo.ts does)');
   }
   const log = createLogger({ level: 'warn', pretty: false });
-  const db = await openDatabase(env.databaseUrl ? { url: env.databaseUrl } : { dataDir: path.join(env.dataDir, 'pglite') });
+  const db = await openDatabase(
+    env.databaseUrl ? { url: env.databaseUrl } : { dataDir: path.join(env.dataDir, 'pglite') },
+  );
   try {
     const auth = createAuth({ env, prisma: db.prisma, log });
     const users: { email: string; role: string; password: string | null }[] = [];
     let admin: { id: string; name: string } | null = null;
     for (const u of DEMO_USERS) {
       const password = randomBytes(12).toString('base64url');
-      const r = await seedUser({ auth, db, setRole: (id, role) => setUserRole(db, id, role) }, { ...u, password });
+      const r = await seedUser(
+        { auth, db, setRole: (id, role) => setUserRole(db, id, role) },
+        { ...u, password },
+      );
       if (u.role === 'admin') admin = { id: r.id, name: u.name };
       users.push({ email: u.email, role: u.role, password: r.created ? password : null });
     }
@@ -54,6 +59,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`demo seed failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `demo seed failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   process.exit(1);
 });

@@ -23,11 +23,16 @@ async function main(): Promise<number> {
   }
   const password = env.seedPassword;
   const users = env.seedUsersJson ? SeedUsers.parse(JSON.parse(env.seedUsersJson)) : DEFAULT_SEED_USERS;
-  const db = await openDatabase(env.databaseUrl ? { url: env.databaseUrl, poolSize: 2 } : { dataDir: path.join(env.dataDir, 'pglite') });
+  const db = await openDatabase(
+    env.databaseUrl ? { url: env.databaseUrl, poolSize: 2 } : { dataDir: path.join(env.dataDir, 'pglite') },
+  );
   try {
     const auth = createAuth({ env, prisma: db.prisma, log });
     for (const u of users) {
-      const r = await seedUser({ auth, db, setRole: (id, role) => setUserRole(db, id, role) }, { ...u, password });
+      const r = await seedUser(
+        { auth, db, setRole: (id, role) => setUserRole(db, id, role) },
+        { ...u, password },
+      );
       log.info({ email: u.email, role: u.role, created: r.created }, 'seeded user');
     }
   } finally {

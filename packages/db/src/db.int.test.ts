@@ -24,11 +24,19 @@ for (const kind of DATABASE_KINDS) {
 
     test('a fresh database gets every migration recorded the way prisma migrate records them', async () => {
       const files = await loadMigrations();
-      assert.deepEqual(db.migrations.applied, files.map((m) => m.name));
-      const rows = await db.prisma.$queryRawUnsafe<{ migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number }[]>(
+      assert.deepEqual(
+        db.migrations.applied,
+        files.map((m) => m.name),
+      );
+      const rows = await db.prisma.$queryRawUnsafe<
+        { migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number }[]
+      >(
         'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name',
       );
-      assert.deepEqual(rows.map((r) => [r.migration_name, r.checksum]), files.map((m) => [m.name, m.checksum]));
+      assert.deepEqual(
+        rows.map((r) => [r.migration_name, r.checksum]),
+        files.map((m) => [m.name, m.checksum]),
+      );
       assert.ok(rows.every((r) => r.finished_at !== null && r.applied_steps_count === 1));
     });
 
@@ -40,14 +48,27 @@ for (const kind of DATABASE_KINDS) {
 
     test('audit events can be inserted but the database refuses UPDATE, DELETE and TRUNCATE', async () => {
       await db.prisma.auditEvent.create({
-        data: { seq: 1n, at: now, actorType: 'system', action: 'test.event', prevHash: '0'.repeat(64), hash: HASH },
+        data: {
+          seq: 1n,
+          at: now,
+          actorType: 'system',
+          action: 'test.event',
+          prevHash: '0'.repeat(64),
+          hash: HASH,
+        },
       });
       await assert.rejects(
         db.prisma.$executeRawUnsafe(`UPDATE audit_event SET action = 'x' WHERE seq = 1`),
         /append-only: UPDATE is not allowed/,
       );
-      await assert.rejects(db.prisma.$executeRawUnsafe('DELETE FROM audit_event'), /append-only: DELETE is not allowed/);
-      await assert.rejects(db.prisma.$executeRawUnsafe('TRUNCATE audit_event'), /append-only: TRUNCATE is not allowed/);
+      await assert.rejects(
+        db.prisma.$executeRawUnsafe('DELETE FROM audit_event'),
+        /append-only: DELETE is not allowed/,
+      );
+      await assert.rejects(
+        db.prisma.$executeRawUnsafe('TRUNCATE audit_event'),
+        /append-only: TRUNCATE is not allowed/,
+      );
       const row = await db.prisma.auditEvent.findUniqueOrThrow({ where: { seq: 1n } });
       assert.equal(row.action, 'test.event');
     });
@@ -58,7 +79,9 @@ for (const kind of DATABASE_KINDS) {
         /user_role_check|check constraint/i,
       );
       await assert.rejects(
-        db.prisma.$executeRawUnsafe(`INSERT INTO audit_event (seq, at, "actorType", action, "prevHash", hash) VALUES (2, now(), 'robot', 'a', '${HASH}', '${'b'.repeat(64)}')`),
+        db.prisma.$executeRawUnsafe(
+          `INSERT INTO audit_event (seq, at, "actorType", action, "prevHash", hash) VALUES (2, now(), 'robot', 'a', '${HASH}', '${'b'.repeat(64)}')`,
+        ),
         /audit_event_actorType_check/,
       );
       await assert.rejects(
@@ -87,7 +110,9 @@ for (const kind of DATABASE_KINDS) {
       // Read-modify-write under FOR UPDATE: the final value proves the transactions were serialised.
       const bump = () =>
         db.prisma.$transaction(async (tx) => {
-          const [row] = await tx.$queryRawUnsafe<{ name: string }[]>(`SELECT name FROM "user" WHERE id = 'u-counter' FOR UPDATE`);
+          const [row] = await tx.$queryRawUnsafe<{ name: string }[]>(
+            `SELECT name FROM "user" WHERE id = 'u-counter' FOR UPDATE`,
+          );
           await new Promise((r) => setTimeout(r, 5));
           await tx.user.update({ where: { id: 'u-counter' }, data: { name: String(Number(row!.name) + 1) } });
         });
@@ -150,7 +175,9 @@ describe('migrator', () => {
       });
       const t = await conn.query(`SELECT to_regclass('half_done') AS t`);
       assert.equal(t[0]!.t, null);
-      const rows = await conn.query<{ migration_name: string }>('SELECT migration_name FROM "_prisma_migrations"');
+      const rows = await conn.query<{ migration_name: string }>(
+        'SELECT migration_name FROM "_prisma_migrations"',
+      );
       assert.ok(!rows.some((r) => r.migration_name === '29990101000000_broken'));
     } finally {
       await pglite.close();
@@ -166,7 +193,10 @@ describe('migrator', () => {
       await migrate(conn, { dir: migDir });
       const [first] = await loadMigrations(migDir);
       await writeFile(path.join(migDir, first!.name, 'migration.sql'), first!.sql + '\n-- edited\n');
-      await assert.rejects(migrate(conn, { dir: migDir }), /20261123000100_auth.*modified after it was applied/);
+      await assert.rejects(
+        migrate(conn, { dir: migDir }),
+        /20261123000100_auth.*modified after it was applied/,
+      );
     } finally {
       await pglite.close();
     }
@@ -180,15 +210,23 @@ describe('migrator', () => {
     url.pathname = `/${name}`;
     try {
       // allSettled: if one replica fails, report its own error (not the other's, cut off by the cleanup below).
-      const settled = await Promise.allSettled([openDatabase({ url: url.toString() }), openDatabase({ url: url.toString() })]);
-      for (const s of settled) if (s.status === 'fulfilled' && settled.some((o) => o.status === 'rejected')) await s.value.close();
+      const settled = await Promise.allSettled([
+        openDatabase({ url: url.toString() }),
+        openDatabase({ url: url.toString() }),
+      ]);
+      for (const s of settled)
+        if (s.status === 'fulfilled' && settled.some((o) => o.status === 'rejected')) await s.value.close();
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw failed.reason;
-      const [a, b] = settled.map((s) => (s as PromiseFulfilledResult<Awaited<ReturnType<typeof openDatabase>>>).value) as [Awaited<ReturnType<typeof openDatabase>>, Awaited<ReturnType<typeof openDatabase>>];
+      const [a, b] = settled.map(
+        (s) => (s as PromiseFulfilledResult<Awaited<ReturnType<typeof openDatabase>>>).value,
+      ) as [Awaited<ReturnType<typeof openDatabase>>, Awaited<ReturnType<typeof openDatabase>>];
       try {
         const total = a.migrations.applied.length + b.migrations.applied.length;
         assert.equal(total, (await loadMigrations()).length);
-        const n = await a.prisma.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM "_prisma_migrations"');
+        const n = await a.prisma.$queryRawUnsafe<{ n: bigint }[]>(
+          'SELECT count(*) AS n FROM "_prisma_migrations"',
+        );
         assert.equal(Number(n[0]!.n), total);
       } finally {
         await a.close();
@@ -211,7 +249,10 @@ describe('migrator', () => {
       try {
         await db.prisma.$queryRawUnsafe('SELECT 1');
         // What a server restart or an admin's pg_terminate_backend does to idle pooled connections.
-        const killed = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+        const killed = await admin.query(
+          'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1',
+          [name],
+        );
         assert.ok(killed.rowCount! >= 1);
         await new Promise((r) => setTimeout(r, 200)); // the termination reaches the idle client
         const rows = await db.prisma.$queryRawUnsafe<{ ok: number }[]>('SELECT 1 AS ok');

@@ -52,7 +52,9 @@ async function expectedFromSchema(): Promise<Facts> {
       // Prisma creates list columns without NOT NULL and @updatedAt without a database default.
       const notNull = f.isRequired && !f.isList;
       const hasDefault = f.hasDefaultValue && !f.isUpdatedAt;
-      facts.columns.push(`${table}.${column} ${udt} ${notNull ? 'not null' : 'null'}${hasDefault ? ' default' : ''}`);
+      facts.columns.push(
+        `${table}.${column} ${udt} ${notNull ? 'not null' : 'null'}${hasDefault ? ' default' : ''}`,
+      );
     }
   }
   for (const idx of dmmf.datamodel.indexes) {
@@ -67,13 +69,21 @@ async function expectedFromSchema(): Promise<Facts> {
       const from = f.relationFromFields.map((n) => columnOf.get(`${model.name}.${n}`)).join(',');
       const to = (f.relationToFields ?? []).map((n) => columnOf.get(`${f.type}.${n}`)).join(',');
       const onDelete = f.relationOnDelete ?? (f.isRequired ? 'Restrict' : 'SetNull');
-      facts.foreignKeys.push(`${tableOf.get(model.name)}(${from}) -> ${tableOf.get(f.type)}(${to}) on delete ${onDelete.toLowerCase()}`);
+      facts.foreignKeys.push(
+        `${tableOf.get(model.name)}(${from}) -> ${tableOf.get(f.type)}(${to}) on delete ${onDelete.toLowerCase()}`,
+      );
     }
   }
   return sortFacts(facts);
 }
 
-const ON_DELETE: Record<string, string> = { a: 'noaction', r: 'restrict', c: 'cascade', n: 'setnull', d: 'setdefault' };
+const ON_DELETE: Record<string, string> = {
+  a: 'noaction',
+  r: 'restrict',
+  c: 'cascade',
+  n: 'setnull',
+  d: 'setdefault',
+};
 
 async function actualFromDatabase(db: TestDatabase): Promise<Facts> {
   const q = <T>(sql: string) => db.prisma.$queryRawUnsafe<T[]>(sql);
@@ -81,7 +91,14 @@ async function actualFromDatabase(db: TestDatabase): Promise<Facts> {
     `SELECT table_name AS t FROM information_schema.tables
       WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> '_prisma_migrations'`,
   );
-  const columns = await q<{ t: string; c: string; udt: string; prec: number | null; nullable: string; def: string | null }>(
+  const columns = await q<{
+    t: string;
+    c: string;
+    udt: string;
+    prec: number | null;
+    nullable: string;
+    def: string | null;
+  }>(
     `SELECT table_name AS t, column_name AS c, udt_name AS udt, datetime_precision AS prec,
             is_nullable AS nullable, column_default AS def
        FROM information_schema.columns
@@ -118,13 +135,19 @@ async function actualFromDatabase(db: TestDatabase): Promise<Facts> {
       .filter((r) => !SQL_ONLY_INDEXES.has(r.name))
       .map((r) => `${r.t}(${r.cols}) ${r.prim ? 'primary' : r.uniq ? 'unique' : 'index'}`),
     foreignKeys: fks.map(
-      (r) => `${unquote(r.t)}(${r.cols}) -> ${unquote(r.ft)}(${r.fcols}) on delete ${ON_DELETE[r.del] ?? r.del}`,
+      (r) =>
+        `${unquote(r.t)}(${r.cols}) -> ${unquote(r.ft)}(${r.fcols}) on delete ${ON_DELETE[r.del] ?? r.del}`,
     ),
   });
 }
 
 function sortFacts(f: Facts): Facts {
-  return { tables: [...f.tables].sort(), columns: [...f.columns].sort(), indexes: [...f.indexes].sort(), foreignKeys: [...f.foreignKeys].sort() };
+  return {
+    tables: [...f.tables].sort(),
+    columns: [...f.columns].sort(),
+    indexes: [...f.indexes].sort(),
+    foreignKeys: [...f.foreignKeys].sort(),
+  };
 }
 
 for (const kind of DATABASE_KINDS) {

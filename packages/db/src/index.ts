@@ -29,7 +29,14 @@ export type {
   SigningKey,
   AuditEvent,
 } from './generated/client';
-export { migrate, loadMigrations, MigrationError, MIGRATIONS_DIR, type Migration, type MigrateResult } from './migrate';
+export {
+  migrate,
+  loadMigrations,
+  MigrationError,
+  MIGRATIONS_DIR,
+  type Migration,
+  type MigrateResult,
+} from './migrate';
 export type { SqlConnection } from './sql';
 
 import type { Prisma } from './generated/client';

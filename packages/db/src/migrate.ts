@@ -41,7 +41,11 @@ export async function loadMigrations(dir: string = MIGRATIONS_DIR): Promise<Migr
   const out: Migration[] = [];
   for (const name of names) {
     const bytes = await readFile(path.join(dir, name, 'migration.sql'));
-    out.push({ name, sql: bytes.toString('utf8'), checksum: createHash('sha256').update(bytes).digest('hex') });
+    out.push({
+      name,
+      sql: bytes.toString('utf8'),
+      checksum: createHash('sha256').update(bytes).digest('hex'),
+    });
   }
   return out;
 }
@@ -89,14 +93,20 @@ export async function migrate(conn: SqlConnection, opts: { dir?: string } = {}):
     for (const row of rows) {
       if (row.rolled_back_at !== null) continue;
       if (row.finished_at === null) {
-        throw new MigrationError(row.migration_name, 'is recorded as started but not finished; resolve it by hand before starting');
+        throw new MigrationError(
+          row.migration_name,
+          'is recorded as started but not finished; resolve it by hand before starting',
+        );
       }
       done.set(row.migration_name, row);
     }
     const known = new Set(migrations.map((m) => m.name));
     for (const name of done.keys()) {
       if (!known.has(name)) {
-        throw new MigrationError(name, 'is applied in the database but missing from prisma/migrations (is this code older than the database?)');
+        throw new MigrationError(
+          name,
+          'is applied in the database but missing from prisma/migrations (is this code older than the database?)',
+        );
       }
     }
     const result: MigrateResult = { applied: [], alreadyApplied: [] };
@@ -104,7 +114,10 @@ export async function migrate(conn: SqlConnection, opts: { dir?: string } = {}):
       const prior = done.get(m.name);
       if (prior) {
         if (prior.checksum !== m.checksum) {
-          throw new MigrationError(m.name, `was modified after it was applied (checksum ${prior.checksum} in the database, ${m.checksum} on disk)`);
+          throw new MigrationError(
+            m.name,
+            `was modified after it was applied (checksum ${prior.checksum} in the database, ${m.checksum} on disk)`,
+          );
         }
         result.alreadyApplied.push(m.name);
         continue;
@@ -120,7 +133,9 @@ export async function migrate(conn: SqlConnection, opts: { dir?: string } = {}):
         await conn.exec('COMMIT');
       } catch (err) {
         await conn.exec('ROLLBACK').catch(() => undefined);
-        throw new MigrationError(m.name, `failed and was rolled back: ${(err as Error).message}`, { cause: err });
+        throw new MigrationError(m.name, `failed and was rolled back: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
       result.applied.push(m.name);
     }

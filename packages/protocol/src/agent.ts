@@ -96,7 +96,12 @@ export const JobEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('state'), ...JobEventBase, state: z.enum(['staged', 'picked_up']) }),
   z.object({ type: z.literal('output'), ...JobEventBase, chunk: z.string().max(MAX_OUTPUT_CHUNK_BYTES) }),
   z.object({ type: z.literal('result'), ...JobEventBase, result: ExecResult }),
-  z.object({ type: z.literal('refused'), ...JobEventBase, code: z.string().max(64), message: z.string().max(4096) }),
+  z.object({
+    type: z.literal('refused'),
+    ...JobEventBase,
+    code: z.string().max(64),
+    message: z.string().max(4096),
+  }),
 ]);
 export type JobEvent = z.infer<typeof JobEvent>;
 

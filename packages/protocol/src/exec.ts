@@ -5,7 +5,14 @@ import { Json } from './common';
  * Outcome of one injection as the engine (packages/remote-exec) reports it. `succeeded` is only ever
  * produced when the harness inside the target said so.
  */
-export const EngineStatus = z.enum(['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused', 'cancelled']);
+export const EngineStatus = z.enum([
+  'succeeded',
+  'failed',
+  'pickup_timeout',
+  'target_gone',
+  'refused',
+  'cancelled',
+]);
 export type EngineStatus = z.infer<typeof EngineStatus>;
 
 /** Specific, actionable reasons. Anything not `succeeded` carries one. */
@@ -41,7 +48,10 @@ export const ThreadInfo = z.object({
 export const ExecError = z.object({
   type: z.string().max(256),
   message: z.string().max(64 * 1024),
-  traceback: z.string().max(256 * 1024).optional(),
+  traceback: z
+    .string()
+    .max(256 * 1024)
+    .optional(),
 });
 export type ExecError = z.infer<typeof ExecError>;
 
@@ -92,8 +102,28 @@ export const TERMINAL_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set([
 /** Allowed forward moves; anything else reported by an agent is ignored (and logged), never applied. */
 const NEXT: Record<ExecutionState, readonly ExecutionState[]> = {
   queued: ['sent', 'refused', 'expired', 'cancelled', 'agent_lost'],
-  sent: ['staged', 'picked_up', 'succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused', 'agent_lost', 'expired', 'cancelled'],
-  staged: ['picked_up', 'succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused', 'agent_lost', 'cancelled'],
+  sent: [
+    'staged',
+    'picked_up',
+    'succeeded',
+    'failed',
+    'pickup_timeout',
+    'target_gone',
+    'refused',
+    'agent_lost',
+    'expired',
+    'cancelled',
+  ],
+  staged: [
+    'picked_up',
+    'succeeded',
+    'failed',
+    'pickup_timeout',
+    'target_gone',
+    'refused',
+    'agent_lost',
+    'cancelled',
+  ],
   picked_up: ['succeeded', 'failed', 'target_gone', 'agent_lost'],
   succeeded: [],
   failed: [],

@@ -51,7 +51,9 @@ export type InventorySnapshot = z.infer<typeof InventorySnapshot>;
 export const InventoryDelta = z.object({
   upserted: z.array(PythonProcess).max(MAX_PROCESSES_PER_HOST),
   /** Processes gone since the last report, by pid + start time. */
-  removed: z.array(z.object({ pid: z.number().int().positive(), startTime: z.string() })).max(MAX_PROCESSES_PER_HOST),
+  removed: z
+    .array(z.object({ pid: z.number().int().positive(), startTime: z.string() }))
+    .max(MAX_PROCESSES_PER_HOST),
   scannedAt: z.string(),
 });
 export type InventoryDelta = z.infer<typeof InventoryDelta>;

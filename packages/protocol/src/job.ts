@@ -84,13 +84,21 @@ export function signJob(payload: JobPayload, privateKey: KeyObject, publicKey: K
 
 export type JobCheck =
   | { ok: true; payload: JobPayload }
-  | { ok: false; code: 'MALFORMED' | 'BAD_SIGNATURE' | 'UNKNOWN_KEY' | 'CODE_HASH_MISMATCH'; message: string };
+  | {
+      ok: false;
+      code: 'MALFORMED' | 'BAD_SIGNATURE' | 'UNKNOWN_KEY' | 'CODE_HASH_MISMATCH';
+      message: string;
+    };
 
 /** Verifies schema, key id, signature and that the code matches its hash. Expiry/replay are the caller's. */
 export function verifyJob(input: unknown, publicKey: KeyObject): JobCheck {
   const parsed = JobEnvelope.safeParse(input);
   if (!parsed.success) {
-    return { ok: false, code: 'MALFORMED', message: `job envelope is malformed: ${z.prettifyError(parsed.error)}` };
+    return {
+      ok: false,
+      code: 'MALFORMED',
+      message: `job envelope is malformed: ${z.prettifyError(parsed.error)}`,
+    };
   }
   const env = parsed.data;
   if (env.keyId !== keyIdOf(publicKey)) {
@@ -98,7 +106,11 @@ export function verifyJob(input: unknown, publicKey: KeyObject): JobCheck {
   }
   const bytes = Buffer.from(JOB_DOMAIN + canonicalJson(env.payload), 'utf8');
   if (!verify(null, bytes, publicKey, Buffer.from(env.signature, 'base64'))) {
-    return { ok: false, code: 'BAD_SIGNATURE', message: 'job signature does not verify against the pinned control-plane key' };
+    return {
+      ok: false,
+      code: 'BAD_SIGNATURE',
+      message: 'job signature does not verify against the pinned control-plane key',
+    };
   }
   if (codeHash(env.payload.code) !== env.payload.codeHash) {
     return { ok: false, code: 'CODE_HASH_MISMATCH', message: 'job code does not match its signed hash' };

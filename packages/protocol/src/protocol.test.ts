@@ -30,7 +30,10 @@ function payload(overrides: Partial<JobPayload> = {}): JobPayload {
 
 describe('canonicalJson', () => {
   it('sorts keys at every depth and drops undefined members', () => {
-    assert.equal(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: undefined }], c: 'x' } }), '{"a":{"c":"x","d":[1,{"z":1}]},"b":1}');
+    assert.equal(
+      canonicalJson({ b: 1, a: { d: [1, { z: 1, y: undefined }], c: 'x' } }),
+      '{"a":{"c":"x","d":[1,{"z":1}]},"b":1}',
+    );
   });
   it('refuses values that are not JSON', () => {
     assert.throws(() => canonicalJson({ n: Number.NaN }), /non-finite/);
@@ -81,7 +84,13 @@ describe('job envelopes', () => {
 
 describe('job events', () => {
   it('rejects an output chunk over the size limit', () => {
-    const r = JobEvent.safeParse({ type: 'output', jobId: 'j', seq: 1, at: new Date().toISOString(), chunk: 'x'.repeat(300 * 1024) });
+    const r = JobEvent.safeParse({
+      type: 'output',
+      jobId: 'j',
+      seq: 1,
+      at: new Date().toISOString(),
+      chunk: 'x'.repeat(300 * 1024),
+    });
     assert.equal(r.success, false);
   });
 });

@@ -24,7 +24,26 @@ describe('safe text', () => {
   });
 
   it('turns NUL, ESC, CR, DEL, C1 controls and invalid UTF-8 into escapes that decode to the same bytes', () => {
-    const raw = bytes(0x61, 0x00, 0x62, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0x0d, 0x7f, 0xc2, 0x85, 0xff, 0xc3, 0x28, 0xed, 0xa0, 0x80);
+    const raw = bytes(
+      0x61,
+      0x00,
+      0x62,
+      0x1b,
+      0x5b,
+      0x33,
+      0x31,
+      0x6d,
+      0x0d,
+      0x7f,
+      0xc2,
+      0x85,
+      0xff,
+      0xc3,
+      0x28,
+      0xed,
+      0xa0,
+      0x80,
+    );
     const safe = encodeBytes(raw);
     assert.ok(isSafeText(safe));
     assert.ok(!safe.includes('\u0000') && !safe.includes('\u001b') && !safe.includes('\r'));

@@ -70,7 +70,7 @@ function utf8SequenceAt(b: Uint8Array, i: number): { len: number; cp: number } |
 export function encodeBytes(bytes: Uint8Array): string {
   const parts: string[] = [];
   let run = '';
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const seq = utf8SequenceAt(bytes, i);
     if (seq && safeCodePoint(seq.cp)) {
       run += String.fromCodePoint(seq.cp);

@@ -56,18 +56,25 @@ class UsageError extends Error {}
 function positiveSeconds(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a positive number of seconds, got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UsageError(`--${name} must be a positive number of seconds, got ${JSON.stringify(v)}`);
   return Math.round(n * 1000);
 }
 
 function positiveInt(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) <= 0) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v) || Number(v) <= 0)
+    throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 
 async function cmdList(args: string[], out: (s: string) => void): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  const { values } = parseArgs({
+    args,
+    options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+    allowPositionals: false,
+  });
   if (values.help) {
     out(LIST_USAGE + '\n');
     return 0;
@@ -87,12 +94,14 @@ async function cmdList(args: string[], out: (s: string) => void): Promise<number
       p.freeThreaded === null ? '?' : p.freeThreaded ? 'yes' : 'no',
       p.remoteDebugEnabled === null ? '?' : p.remoteDebugEnabled ? 'on' : 'off',
       p.inContainer ? (p.container ?? 'yes') : '-',
-      p.threads.map((t) => (t.main ? `${t.tid}*` : String(t.tid))).join(',') || (p.inspectError ? `(${p.inspectError.slice(0, 40)})` : '-'),
+      p.threads.map((t) => (t.main ? `${t.tid}*` : String(t.tid))).join(',') ||
+        (p.inspectError ? `(${p.inspectError.slice(0, 40)})` : '-'),
       p.cmdline.join(' ').slice(0, 80),
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ') + '\n');
+  for (const r of rows)
+    out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ') + '\n');
   return 0;
 }
 
@@ -123,8 +132,10 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
   if (pid === undefined) throw new UsageError('--pid is required');
   const tid = positiveInt('tid', values.tid);
   const backend = values.backend ?? 'native';
-  if (backend !== 'native' && backend !== 'sys') throw new UsageError(`--backend must be "native" or "sys", got ${JSON.stringify(backend)}`);
-  if ((values.code === undefined) === (values.file === undefined)) throw new UsageError('give exactly one of --code or --file');
+  if (backend !== 'native' && backend !== 'sys')
+    throw new UsageError(`--backend must be "native" or "sys", got ${JSON.stringify(backend)}`);
+  if ((values.code === undefined) === (values.file === undefined))
+    throw new UsageError('give exactly one of --code or --file');
   let code: string;
   if (values.file !== undefined) {
     try {
@@ -141,7 +152,8 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
     } catch (e) {
       throw new UsageError(`--params-json is not valid JSON: ${(e as Error).message}`);
     }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError('--params-json must be a JSON object');
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+      throw new UsageError('--params-json must be a JSON object');
     params = parsed as Record<string, unknown>;
   }
   const ac = new AbortController();
@@ -166,7 +178,8 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
       if (r.result !== undefined) out(`result: ${JSON.stringify(r.result)}\n`);
       if (r.status !== 'succeeded') {
         err(`pyreach-exec: ${r.status}${r.errorCode ? ` (${r.errorCode})` : ''}: ${r.message ?? ''}\n`);
-        if (r.error?.traceback) err(r.error.traceback.endsWith('\n') ? r.error.traceback : r.error.traceback + '\n');
+        if (r.error?.traceback)
+          err(r.error.traceback.endsWith('\n') ? r.error.traceback : r.error.traceback + '\n');
       }
     }
     return r.status === 'succeeded' ? 0 : 1;
@@ -176,7 +189,11 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
   }
 }
 
-export async function main(argv: string[], out = (s: string) => void process.stdout.write(s), err = (s: string) => void process.stderr.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  out = (s: string) => void process.stdout.write(s),
+  err = (s: string) => void process.stderr.write(s),
+): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -189,7 +206,9 @@ export async function main(argv: string[], out = (s: string) => void process.std
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-      err(`pyreach-exec: ${(e as Error).message}\n${cmd === 'run' ? 'Run "pyreach-exec run --help" for usage.' : cmd === 'list' ? 'Run "pyreach-exec list --help" for usage.' : USAGE}\n`);
+      err(
+        `pyreach-exec: ${(e as Error).message}\n${cmd === 'run' ? 'Run "pyreach-exec run --help" for usage.' : cmd === 'list' ? 'Run "pyreach-exec list --help" for usage.' : USAGE}\n`,
+      );
       return 2;
     }
     err(`pyreach-exec: internal error: ${(e as Error)?.stack ?? String(e)}\n`);

@@ -40,7 +40,9 @@ function stripDeleted(p: string | null): string | null {
 
 const passwdCache = new Map<string, Map<number, string>>();
 function userName(procRoot: string, pid: number, uid: number, inContainer: boolean): string | null {
-  const files = inContainer ? [procPath(procRoot, pid, 'root', 'etc/passwd'), '/etc/passwd'] : ['/etc/passwd'];
+  const files = inContainer
+    ? [procPath(procRoot, pid, 'root', 'etc/passwd'), '/etc/passwd']
+    : ['/etc/passwd'];
   for (const f of files) {
     let table = f === '/etc/passwd' ? passwdCache.get(f) : undefined;
     if (!table) {
@@ -76,7 +78,9 @@ export function processFacts(procRoot: string, pid: number, host: HostIdentity =
   if (!stat || !status) return null;
   const mntNs = readNs(procRoot, pid, 'mnt');
   const pidNs = readNs(procRoot, pid, 'pid');
-  const inContainer = (mntNs !== null && host.mnt !== null && mntNs !== host.mnt) || (pidNs !== null && host.pid !== null && pidNs !== host.pid);
+  const inContainer =
+    (mntNs !== null && host.mnt !== null && mntNs !== host.mnt) ||
+    (pidNs !== null && host.pid !== null && pidNs !== host.pid);
   const nsPid = status.nsPids[status.nsPids.length - 1] ?? pid;
   return { stat, status, mntNs, pidNs, inContainer, nsPid };
 }
@@ -85,7 +89,11 @@ export function processFacts(procRoot: string, pid: number, host: HostIdentity =
  * Inspect one pid. Returns null for processes that are not Python (or vanished); a PythonProcess with
  * `inspectError` when it is Python but its state could not be read.
  */
-export function inspectProcess(procRoot: string, pid: number, host: HostIdentity = hostIdentity(procRoot)): PythonProcess | null {
+export function inspectProcess(
+  procRoot: string,
+  pid: number,
+  host: HostIdentity = hostIdentity(procRoot),
+): PythonProcess | null {
   const facts = processFacts(procRoot, pid, host);
   if (!facts) return null;
   let maps: MapEntry[];

@@ -138,7 +138,10 @@ function findSymbol(readAt: ReadAt, symSec: Section, strSec: Section, wanted: st
   for (let i = 0; i < count; i++) {
     const o = i * entsize;
     const nameOff = syms.readUInt32LE(o);
-    if (nameOff + target.length <= strs.length && strs.compare(target, 0, target.length, nameOff, nameOff + target.length) === 0) {
+    if (
+      nameOff + target.length <= strs.length &&
+      strs.compare(target, 0, target.length, nameOff, nameOff + target.length) === 0
+    ) {
       const value = syms.readBigUInt64LE(o + 8);
       if (value !== 0n) return value;
     }

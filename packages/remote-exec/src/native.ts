@@ -44,7 +44,11 @@ export function writeRequest(mem: ProcMem, slot: ThreadSlot, path: Buffer): void
  * Withdraw our request if it is still pending and still ours. Returns 'withdrawn', or 'consumed' when the
  * target already took it (pending is 0) — the caller must then expect the harness to start.
  */
-export function withdrawRequest(mem: ProcMem, slot: ThreadSlot, path: Buffer): 'withdrawn' | 'consumed' | 'replaced' {
+export function withdrawRequest(
+  mem: ProcMem,
+  slot: ThreadSlot,
+  path: Buffer,
+): 'withdrawn' | 'consumed' | 'replaced' {
   if (readPending(mem, slot) !== 1) return 'consumed';
   const current = mem.read(slot.pathAddr, path.length + 1);
   if (!current.equals(Buffer.concat([path, Buffer.from([0])]))) return 'replaced';

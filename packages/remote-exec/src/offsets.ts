@@ -138,14 +138,21 @@ export type HeaderCheck =
 
 export function checkHeader(header: Buffer): HeaderCheck {
   if (header.length < HEADER_SIZE || !header.subarray(0, 8).equals(COOKIE)) {
-    return { ok: false, reason: 'bad_cookie', message: 'no _Py_DebugOffsets cookie ("xdebugpy") at _PyRuntime' };
+    return {
+      ok: false,
+      reason: 'bad_cookie',
+      message: 'no _Py_DebugOffsets cookie ("xdebugpy") at _PyRuntime',
+    };
   }
   const version = decodeVersion(Number(header.readBigUInt64LE(8) & 0xffffffffn));
   const freeThreaded = header.readBigUInt64LE(16) !== 0n;
   const layout = LAYOUTS.get(`${version.major}.${version.minor}`);
   if (version.level !== 0xf || !layout) {
     const supported = [...LAYOUTS.keys()].join(', ');
-    const why = version.level !== 0xf ? 'pre-release interpreters are not supported' : 'no offsets layout for this version';
+    const why =
+      version.level !== 0xf
+        ? 'pre-release interpreters are not supported'
+        : 'no offsets layout for this version';
     return {
       ok: false,
       reason: 'unsupported',
@@ -156,9 +163,13 @@ export function checkHeader(header: Buffer): HeaderCheck {
   return { ok: true, version, freeThreaded, layout };
 }
 
-export function parseDebugOffsets(block: Buffer, check: { version: PyVersion; freeThreaded: boolean; layout: OffsetsLayout }): DebugOffsets {
+export function parseDebugOffsets(
+  block: Buffer,
+  check: { version: PyVersion; freeThreaded: boolean; layout: OffsetsLayout },
+): DebugOffsets {
   const l = check.layout;
-  if (block.length < l.size) throw new Error(`_Py_DebugOffsets block too short (${block.length} < ${l.size})`);
+  if (block.length < l.size)
+    throw new Error(`_Py_DebugOffsets block too short (${block.length} < ${l.size})`);
   const u = (at: number): bigint => block.readBigUInt64LE(at);
   const pathSize = Number(u(l.debuggerScriptPathSize));
   return {

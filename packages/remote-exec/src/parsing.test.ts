@@ -56,7 +56,9 @@ describe('parsing /proc files', () => {
   });
 
   it("reads the target's own-namespace pid from NSpid and the real uid", () => {
-    const st = parseStatus('Name:\tpython3.14\nPPid:\t10\nUid:\t999\t999\t999\t999\nGid:\t995\t995\t995\t995\nNSpid:\t5000\t1\n');
+    const st = parseStatus(
+      'Name:\tpython3.14\nPPid:\t10\nUid:\t999\t999\t999\t999\nGid:\t995\t995\t995\t995\nNSpid:\t5000\t1\n',
+    );
     assert.deepEqual(st.nsPids, [5000, 1]);
     assert.equal(st.uid, 999);
     assert.equal(st.gid, 995);
@@ -113,7 +115,9 @@ describe('ELF and _Py_DebugOffsets on the real CPython 3.14 binary', () => {
       const sh = Buffer.alloc(64 * shnum);
       readSync(fd, sh, 0, sh.length, shoff);
       let fileOff = -1;
-      for (let i = 0; i < shnum; i++) if (sh.readBigUInt64LE(i * 64 + 16) === info.runtimeVaddr) fileOff = Number(sh.readBigUInt64LE(i * 64 + 24));
+      for (let i = 0; i < shnum; i++)
+        if (sh.readBigUInt64LE(i * 64 + 16) === info.runtimeVaddr)
+          fileOff = Number(sh.readBigUInt64LE(i * 64 + 24));
       assert.ok(fileOff > 0);
       const block = Buffer.alloc(760);
       readSync(fd, block, 0, 760, fileOff);

@@ -59,7 +59,10 @@ export function parseStat(text: string): ProcStat {
   if (open < 0 || close < open) throw new Error('malformed /proc/PID/stat');
   const pid = Number(text.slice(0, open).trim());
   const comm = text.slice(open + 1, close);
-  const rest = text.slice(close + 2).trim().split(/\s+/);
+  const rest = text
+    .slice(close + 2)
+    .trim()
+    .split(/\s+/);
   // rest[0] is field 3 (state); field N is rest[N - 3].
   return { pid, comm, state: rest[0] ?? '?', ppid: Number(rest[1]), startTime: rest[19] ?? '0' };
 }
@@ -157,7 +160,9 @@ export function candidateImages(maps: MapEntry[], exe: string | null): MapEntry[
     }
   }
   // Python-named files first: they are by far the likeliest hosts of _PyRuntime.
-  return out.sort((a, b) => Number(basename(b.path).includes('python')) - Number(basename(a.path).includes('python')));
+  return out.sort(
+    (a, b) => Number(basename(b.path).includes('python')) - Number(basename(a.path).includes('python')),
+  );
 }
 
 export function parsePasswd(text: string): Map<number, string> {

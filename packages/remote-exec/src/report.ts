@@ -20,8 +20,14 @@ export interface HarnessReport {
 
 /** Parses result.json; throws with the parser's message when it is not a report. */
 export function parseHarnessReport(raw: Buffer | string): HarnessReport {
-  const value = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8')) as Partial<HarnessReport> | null;
-  if (!value || typeof value !== 'object' || !['succeeded', 'failed', 'harness_error'].includes(value.status as string)) {
+  const value = JSON.parse(
+    typeof raw === 'string' ? raw : raw.toString('utf8'),
+  ) as Partial<HarnessReport> | null;
+  if (
+    !value ||
+    typeof value !== 'object' ||
+    !['succeeded', 'failed', 'harness_error'].includes(value.status as string)
+  ) {
     throw new Error('result.json is not a harness report (no valid status)');
   }
   return value as HarnessReport;
@@ -31,7 +37,11 @@ export function parseHarnessReport(raw: Buffer | string): HarnessReport {
  * `succeeded` only when the harness said so; otherwise `failed` with the specific code: HARNESS_ERROR (the
  * harness itself failed), TIME_BUDGET_EXCEEDED (stopped by the budget or a cancel), USER_EXCEPTION.
  */
-export function resultFromReport(report: HarnessReport, output: string, opts: { budgetMs?: number; outputTruncated?: boolean } = {}): ExecResult {
+export function resultFromReport(
+  report: HarnessReport,
+  output: string,
+  opts: { budgetMs?: number; outputTruncated?: boolean } = {},
+): ExecResult {
   const base: ExecResult = {
     status: 'failed',
     output,
@@ -50,11 +60,19 @@ export function resultFromReport(report: HarnessReport, output: string, opts: { 
     if (report.error) r.error = report.error;
     return r;
   };
-  if (report.status === 'harness_error') return failed('HARNESS_ERROR', `the harness failed inside the target: ${report.error?.message ?? 'unknown'}`);
-  if (report.cancelled) return failed('TIME_BUDGET_EXCEEDED', 'the run was cancelled and stopped inside the target');
+  if (report.status === 'harness_error')
+    return failed(
+      'HARNESS_ERROR',
+      `the harness failed inside the target: ${report.error?.message ?? 'unknown'}`,
+    );
+  if (report.cancelled)
+    return failed('TIME_BUDGET_EXCEEDED', 'the run was cancelled and stopped inside the target');
   if (report.budgetExceeded) {
     const budget = opts.budgetMs === undefined ? 'its time budget' : `its time budget of ${opts.budgetMs} ms`;
-    return failed('TIME_BUDGET_EXCEEDED', `the code exceeded ${budget} and was stopped; the target keeps running`);
+    return failed(
+      'TIME_BUDGET_EXCEEDED',
+      `the code exceeded ${budget} and was stopped; the target keeps running`,
+    );
   }
   return failed('USER_EXCEPTION', `${report.error?.type ?? 'Exception'}: ${report.error?.message ?? ''}`);
 }

@@ -8,7 +8,14 @@ import type { ProcMem } from './memory';
 import { readPending, threadSlot, withdrawRequest, writeRequest, type ThreadSlot } from './native';
 import { formatVersion } from './offsets';
 import { procPath, readLinkOrNull, readMaps, readNs, readStartTime } from './procfs';
-import { InspectError, locateRuntime, openMem, permissionMessage, readMainInterpreter, type RuntimeLocation } from './runtime';
+import {
+  InspectError,
+  locateRuntime,
+  openMem,
+  permissionMessage,
+  readMainInterpreter,
+  type RuntimeLocation,
+} from './runtime';
 import { renderHarness } from './harness';
 import { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 import { stage, StagingError, type Staging } from './staging';
@@ -76,9 +83,7 @@ interface Target {
 }
 
 class Refusal extends Error {
-  constructor(
-    readonly result: ExecResult,
-  ) {
+  constructor(readonly result: ExecResult) {
     super(result.message ?? result.status);
   }
 }
@@ -105,7 +110,8 @@ function mapInspectError(e: unknown, pid: number): never {
   }
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code === 'EACCES' || code === 'EPERM') refuse('PERMISSION_DENIED', permissionMessage(pid, code));
-  if (code === 'ENOENT' || code === 'ESRCH') refuse('TARGET_GONE', `process ${pid} no longer exists`, 'target_gone');
+  if (code === 'ENOENT' || code === 'ESRCH')
+    refuse('TARGET_GONE', `process ${pid} no longer exists`, 'target_gone');
   refuse('INTERNAL', `unexpected error inspecting process ${pid}: ${(e as Error)?.message ?? String(e)}`);
 }
 
@@ -115,7 +121,11 @@ function resolveTarget(procRoot: string, pid: number, expectStartTime?: string):
   const facts = processFacts(procRoot, pid, host);
   if (!facts) refuse('TARGET_GONE', `process ${pid} does not exist`, 'target_gone');
   if (expectStartTime !== undefined && facts.stat.startTime !== expectStartTime)
-    refuse('TARGET_GONE', `pid ${pid} now belongs to another process (start time ${facts.stat.startTime}, expected ${expectStartTime})`, 'target_gone');
+    refuse(
+      'TARGET_GONE',
+      `pid ${pid} now belongs to another process (start time ${facts.stat.startTime}, expected ${expectStartTime})`,
+      'target_gone',
+    );
   if (facts.stat.state === 'Z') refuse('TARGET_GONE', `process ${pid} has exited (zombie)`, 'target_gone');
   const selfMnt = readNs(procRoot, 'self', 'mnt');
   const selfPid = readNs(procRoot, 'self', 'pid');
@@ -138,7 +148,13 @@ interface Prepared {
   tid: number;
 }
 
-function prepare(procRoot: string, t: Target, tid: number | undefined, writable: boolean, backend: Backend): Prepared {
+function prepare(
+  procRoot: string,
+  t: Target,
+  tid: number | undefined,
+  writable: boolean,
+  backend: Backend,
+): Prepared {
   let mem: ProcMem | null = null;
   try {
     mem = openMem(procRoot, t.pid, writable);
@@ -154,18 +170,32 @@ function prepare(procRoot: string, t: Target, tid: number | undefined, writable:
     if (tid === undefined) {
       tstate = view.mainTstate;
       chosenTid = view.threads.find((x) => x.tstate === tstate)?.tid ?? t.nsPid;
-      if (tstate === null) refuse('THREAD_NOT_FOUND', `process ${t.pid} has no main thread state (${view.threads.length} thread(s)); pass a tid`);
+      if (tstate === null)
+        refuse(
+          'THREAD_NOT_FOUND',
+          `process ${t.pid} has no main thread state (${view.threads.length} thread(s)); pass a tid`,
+        );
     } else {
       const hit = view.threads.find((x) => x.tid === tid);
-      if (!hit) refuse('THREAD_NOT_FOUND', `process ${t.pid} has no Python thread with native id ${tid} (known: ${view.threads.map((x) => x.tid).join(', ') || 'none'})`);
+      if (!hit)
+        refuse(
+          'THREAD_NOT_FOUND',
+          `process ${t.pid} has no Python thread with native id ${tid} (known: ${view.threads.map((x) => x.tid).join(', ') || 'none'})`,
+        );
       if (backend === 'sys' && hit.tstate !== view.threadsMain)
-        refuse('THREAD_NOT_FOUND', `the sys backend (sys.remote_exec) can only target the main thread; use the native backend for thread ${tid}`);
+        refuse(
+          'THREAD_NOT_FOUND',
+          `the sys backend (sys.remote_exec) can only target the main thread; use the native backend for thread ${tid}`,
+        );
       tstate = hit.tstate;
       chosenTid = tid;
     }
     const slot = threadSlot(loc, tstate!);
     if (readPending(mem, slot) === 1)
-      refuse('PENDING_CONFLICT', `thread ${chosenTid} of process ${t.pid} already has a remote-exec request pending (another tracer's, not yet picked up); retry later`);
+      refuse(
+        'PENDING_CONFLICT',
+        `thread ${chosenTid} of process ${t.pid} already has a remote-exec request pending (another tracer's, not yet picked up); retry later`,
+      );
     return { mem, loc, slot, tid: chosenTid };
   } catch (e) {
     mem?.close();
@@ -174,19 +204,28 @@ function prepare(procRoot: string, t: Target, tid: number | undefined, writable:
 }
 
 /** Command line of a tracer process that calls sys.remote_exec with the target's own interpreter. */
-function sysTracerCommand(procRoot: string, t: Target, loc: RuntimeLocation): { cmd: string[]; pidArg: number } {
+function sysTracerCommand(
+  procRoot: string,
+  t: Target,
+  loc: RuntimeLocation,
+): { cmd: string[]; pidArg: number } {
   const exe = readLinkOrNull(procPath(procRoot, t.pid, 'exe'))?.replace(/ \(deleted\)$/, '') ?? '';
   const rootView = readLinkOrNull(procPath(procRoot, t.pid, 'root')) ?? '/';
-  const inTarget = (p: string): string => (rootView !== '/' && p.startsWith(rootView + '/') ? p.slice(rootView.length) : p);
+  const inTarget = (p: string): string =>
+    rootView !== '/' && p.startsWith(rootView + '/') ? p.slice(rootView.length) : p;
   let cmd: string[];
   if (/^ld-linux.*\.so/.test(basename(exe)) || basename(exe) === 'ld.so') {
     const libc = readMaps(procRoot, t.pid).find((m) => /\/libc\.so\.6$|\/libc-[\d.]+\.so$/.test(m.path));
-    if (!libc) refuse('INTERNAL', 'target runs through the dynamic loader but its libc mapping was not found');
+    if (!libc)
+      refuse('INTERNAL', 'target runs through the dynamic loader but its libc mapping was not found');
     cmd = [inTarget(exe), '--library-path', inTarget(dirname(libc.path)), inTarget(loc.image)];
   } else if (loc.image === exe) {
     cmd = [inTarget(exe)];
   } else {
-    refuse('INTERNAL', `the sys backend needs a Python executable, but process ${t.pid} embeds ${basename(loc.image)} in ${basename(exe)}; use the native backend`);
+    refuse(
+      'INTERNAL',
+      `the sys backend needs a Python executable, but process ${t.pid} embeds ${basename(loc.image)} in ${basename(exe)}; use the native backend`,
+    );
   }
   const code = 'import sys; sys.remote_exec(int(sys.argv[1]), sys.argv[2])';
   const needNs = t.mntDiffers || t.pidDiffers || rootView !== '/';
@@ -200,7 +239,11 @@ function sysTracerCommand(procRoot: string, t: Target, loc: RuntimeLocation): { 
   return { cmd: [...ns, ...py], pidArg };
 }
 
-function runTracer(cmd: string[], script: string, timeoutMs: number): Promise<{ code: number | null; stderr: string }> {
+function runTracer(
+  cmd: string[],
+  script: string,
+  timeoutMs: number,
+): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd[0]!, [...cmd.slice(1), script], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -225,15 +268,27 @@ function runTracer(cmd: string[], script: string, timeoutMs: number): Promise<{ 
 
 function mapTracerFailure(stderr: string, pid: number): ExecResult {
   const tail = stderr.trim().split('\n').slice(-3).join(' | ');
-  if (/Remote debugging is not enabled/i.test(stderr)) return outcome('refused', 'REMOTE_DEBUG_DISABLED', `remote debugging is disabled in process ${pid}: ${tail}`);
-  if (/main thread/i.test(stderr)) return outcome('refused', 'THREAD_NOT_FOUND', `sys.remote_exec found no main thread in process ${pid}: ${tail}`);
-  if (/PermissionError|Operation not permitted|EPERM|EACCES/.test(stderr)) return outcome('refused', 'PERMISSION_DENIED', `${permissionMessage(pid, 'EPERM')} (tracer: ${tail})`);
-  if (/ProcessLookupError|No such process/.test(stderr)) return outcome('target_gone', 'TARGET_GONE', `process ${pid} disappeared: ${tail}`);
+  if (/Remote debugging is not enabled/i.test(stderr))
+    return outcome(
+      'refused',
+      'REMOTE_DEBUG_DISABLED',
+      `remote debugging is disabled in process ${pid}: ${tail}`,
+    );
+  if (/main thread/i.test(stderr))
+    return outcome(
+      'refused',
+      'THREAD_NOT_FOUND',
+      `sys.remote_exec found no main thread in process ${pid}: ${tail}`,
+    );
+  if (/PermissionError|Operation not permitted|EPERM|EACCES/.test(stderr))
+    return outcome('refused', 'PERMISSION_DENIED', `${permissionMessage(pid, 'EPERM')} (tracer: ${tail})`);
+  if (/ProcessLookupError|No such process/.test(stderr))
+    return outcome('target_gone', 'TARGET_GONE', `process ${pid} disappeared: ${tail}`);
   if (/too long/i.test(stderr)) return outcome('refused', 'PATH_TOO_LONG', tail);
-  if (/FileNotFoundError|does not exist/.test(stderr)) return outcome('refused', 'STAGING_FAILED', `the tracer could not see the staged script: ${tail}`);
+  if (/FileNotFoundError|does not exist/.test(stderr))
+    return outcome('refused', 'STAGING_FAILED', `the tracer could not see the staged script: ${tail}`);
   return outcome('refused', 'INTERNAL', `sys.remote_exec tracer failed: ${tail || 'no output'}`);
 }
-
 
 /**
  * Make process `pid` run `code` and report what happened. Never throws for expected failures: every
@@ -258,7 +313,9 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
     try {
       paramsJson = JSON.stringify(opts.params ?? {});
     } catch (e) {
-      return withBackend(outcome('refused', 'INTERNAL', `params are not serialisable as JSON: ${(e as Error).message}`));
+      return withBackend(
+        outcome('refused', 'INTERNAL', `params are not serialisable as JSON: ${(e as Error).message}`),
+      );
     }
     try {
       staging = stage({
@@ -272,7 +329,12 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         files: {
           'code.py': opts.code,
           'params.json': paramsJson,
-          'job.json': JSON.stringify({ runId, inline: !!opts.inline, budgetSec: budgetMs / 1000, capBytes: cap }),
+          'job.json': JSON.stringify({
+            runId,
+            inline: !!opts.inline,
+            budgetSec: budgetMs / 1000,
+            capBytes: cap,
+          }),
         },
       });
     } catch (e) {
@@ -284,7 +346,11 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
 
     const alive = (): boolean => readStartTime(procRoot, target.pid) === target.startTime;
     const goneResult = (): ExecResult =>
-      outcome('target_gone', 'TARGET_GONE', `process ${target.pid} exited (or its pid was reused) while the run was in progress`);
+      outcome(
+        'target_gone',
+        'TARGET_GONE',
+        `process ${target.pid} exited (or its pid was reused) while the run was in progress`,
+      );
 
     // Trigger.
     const t0 = Date.now();
@@ -293,7 +359,13 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         writeRequest(prepared.mem, slot, scriptPath);
       } catch (e) {
         if (!alive()) return withBackend(goneResult());
-        return withBackend(outcome('refused', 'INTERNAL', `writing the request into process ${target.pid} failed: ${(e as Error).message}`));
+        return withBackend(
+          outcome(
+            'refused',
+            'INTERNAL',
+            `writing the request into process ${target.pid} failed: ${(e as Error).message}`,
+          ),
+        );
       }
     } else {
       const { cmd } = sysTracerCommand(procRoot, target, loc);
@@ -337,11 +409,21 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         if (!alive()) return withBackend(goneResult());
         if (state === 'consumed')
           return withBackend(
-            outcome('failed', 'HARNESS_ERROR', `process ${target.pid} took the request but the harness never started (see the target's stderr, e.g. "Can't open debugger script")`),
+            outcome(
+              'failed',
+              'HARNESS_ERROR',
+              `process ${target.pid} took the request but the harness never started (see the target's stderr, e.g. "Can't open debugger script")`,
+            ),
           );
-        const why = aborted ? 'cancelled before the target picked the request up' : `thread ${prepared.tid} did not reach a safe point within ${pickupTimeoutMs} ms (blocked in C code, sleeping or waiting?)`;
+        const why = aborted
+          ? 'cancelled before the target picked the request up'
+          : `thread ${prepared.tid} did not reach a safe point within ${pickupTimeoutMs} ms (blocked in C code, sleeping or waiting?)`;
         return withBackend(
-          outcome('pickup_timeout', 'PICKUP_TIMEOUT', `${why}; the request was ${state === 'withdrawn' ? 'withdrawn' : 'left to the target (' + state + ')'} and nothing is left staged. Try another thread (--tid) or a longer timeout`),
+          outcome(
+            'pickup_timeout',
+            'PICKUP_TIMEOUT',
+            `${why}; the request was ${state === 'withdrawn' ? 'withdrawn' : 'left to the target (' + state + ')'} and nothing is left staged. Try another thread (--tid) or a longer timeout`,
+          ),
         );
       }
       await sleep(Date.now() - t0 < 500 ? 5 : 20);
@@ -389,7 +471,9 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         try {
           report = parseHarnessReport(raw);
         } catch (e) {
-          return withBackend(outcome('failed', 'HARNESS_ERROR', `unreadable harness report: ${(e as Error).message}`));
+          return withBackend(
+            outcome('failed', 'HARNESS_ERROR', `unreadable harness report: ${(e as Error).message}`),
+          );
         }
         break;
       }

@@ -1,7 +1,14 @@
 import { readFileSync, statSync } from 'node:fs';
 import { ElfError, fileReader, readElfRuntimeInfo, runtimeAddress, type ElfRuntimeInfo } from './elf';
 import { ProcMem } from './memory';
-import { COOKIE, HEADER_SIZE, checkHeader, parseDebugOffsets, type DebugOffsets, type PyVersion } from './offsets';
+import {
+  COOKIE,
+  HEADER_SIZE,
+  checkHeader,
+  parseDebugOffsets,
+  type DebugOffsets,
+  type PyVersion,
+} from './offsets';
 import { candidateImages, procPath, readLinkOrNull, readMaps, type MapEntry } from './procfs';
 
 /** Locating `_PyRuntime` in a live process and walking its interpreter and thread states. */
@@ -63,7 +70,10 @@ function isPermission(e: unknown): boolean {
   return code === 'EACCES' || code === 'EPERM';
 }
 
-function validateAt(mem: ProcMem, addr: bigint): { ok: true; offsets: DebugOffsets } | { ok: false; unsupported?: InspectError } {
+function validateAt(
+  mem: ProcMem,
+  addr: bigint,
+): { ok: true; offsets: DebugOffsets } | { ok: false; unsupported?: InspectError } {
   let header: Buffer;
   try {
     header = mem.read(addr, HEADER_SIZE);
@@ -72,7 +82,8 @@ function validateAt(mem: ProcMem, addr: bigint): { ok: true; offsets: DebugOffse
   }
   const check = checkHeader(header);
   if (!check.ok) {
-    if (check.reason === 'unsupported') return { ok: false, unsupported: new InspectError('unsupported', check.message, check.version) };
+    if (check.reason === 'unsupported')
+      return { ok: false, unsupported: new InspectError('unsupported', check.message, check.version) };
     return { ok: false };
   }
   const block = mem.read(addr, check.layout.size);
@@ -81,7 +92,11 @@ function validateAt(mem: ProcMem, addr: bigint): { ok: true; offsets: DebugOffse
 }
 
 /** Scan the writable mappings of one file for the cookie (binaries deleted or replaced on disk). */
-function scanForCookie(mem: ProcMem, maps: MapEntry[], m: MapEntry): { addr: bigint; offsets: DebugOffsets } | InspectError | null {
+function scanForCookie(
+  mem: ProcMem,
+  maps: MapEntry[],
+  m: MapEntry,
+): { addr: bigint; offsets: DebugOffsets } | InspectError | null {
   let unsupported: InspectError | null = null;
   for (const seg of maps) {
     if (seg.inode !== m.inode || seg.dev !== m.dev || !seg.perms.startsWith('rw')) continue;
@@ -99,7 +114,8 @@ function scanForCookie(mem: ProcMem, maps: MapEntry[], m: MapEntry): { addr: big
       if (v.ok) {
         // A stray "xdebugpy" in data would not carry a plausible interpreter pointer.
         const head = safeU64(mem, addr + v.offsets.interpretersHead);
-        if (head !== null && head !== 0n && v.offsets.version.major === 3) return { addr, offsets: v.offsets };
+        if (head !== null && head !== 0n && v.offsets.version.major === 3)
+          return { addr, offsets: v.offsets };
       } else if (v.unsupported) unsupported = v.unsupported;
     }
   }
@@ -137,7 +153,13 @@ export function runtimeCandidates(procRoot: string, pid: number, maps: MapEntry[
  * Find and validate `_PyRuntime`. Throws InspectError('not_python') when no mapping carries one,
  * ('unsupported') for a Python whose offsets layout we do not know.
  */
-export function locateRuntime(procRoot: string, pid: number, mem: ProcMem, maps?: MapEntry[], candidates?: RuntimeCandidate[]): RuntimeLocation {
+export function locateRuntime(
+  procRoot: string,
+  pid: number,
+  mem: ProcMem,
+  maps?: MapEntry[],
+  candidates?: RuntimeCandidate[],
+): RuntimeLocation {
   const allMaps = maps ?? readMaps(procRoot, pid);
   let unsupported: InspectError | null = null;
   // A copy of libpython that was dlopen'ed but never initialised also carries the static cookie: prefer a
@@ -156,7 +178,10 @@ export function locateRuntime(procRoot: string, pid: number, mem: ProcMem, maps?
       if (v.unsupported) unsupported = v.unsupported;
       else if (!unsupported)
         // _PyRuntime exists but carries no debug-offsets cookie: a CPython older than 3.13.
-        unsupported = new InspectError('unsupported', `${m.path} has _PyRuntime but no _Py_DebugOffsets cookie: CPython older than 3.13 (remote exec needs 3.14+)`);
+        unsupported = new InspectError(
+          'unsupported',
+          `${m.path} has _PyRuntime but no _Py_DebugOffsets cookie: CPython older than 3.13 (remote exec needs 3.14+)`,
+        );
       continue;
     }
     const hit = scanForCookie(mem, allMaps, m);
@@ -187,12 +212,17 @@ export interface InterpreterView {
 export function readMainInterpreter(mem: ProcMem, loc: RuntimeLocation, nsPid: number): InterpreterView {
   const o = loc.offsets;
   let interp = mem.u64(loc.address + o.interpretersHead);
-  if (interp === 0n) throw new InspectError('bad_state', 'no running interpreter in the target (still starting or already finalised)');
+  if (interp === 0n)
+    throw new InspectError(
+      'bad_state',
+      'no running interpreter in the target (still starting or already finalised)',
+    );
   for (let hops = 0; interp !== 0n && hops < 1024; hops++) {
     if (mem.i64(interp + o.interpId) === 0n) break;
     interp = mem.u64(interp + o.interpNext);
   }
-  if (interp === 0n) throw new InspectError('bad_state', 'main interpreter not found in the interpreter list');
+  if (interp === 0n)
+    throw new InspectError('bad_state', 'main interpreter not found in the interpreter list');
   const enabled = mem.i32(interp + o.remoteDebuggingEnabled) === 1;
   const threadsMain = mem.u64(interp + o.threadsMain);
   const threads: ThreadEntry[] = [];
@@ -213,7 +243,8 @@ export function openMem(procRoot: string, pid: number, writable: boolean): ProcM
   try {
     return ProcMem.open(procPath(procRoot, pid, 'mem'), writable);
   } catch (e) {
-    if (isPermission(e)) throw new InspectError('permission', permissionMessage(pid, (e as NodeJS.ErrnoException).code!));
+    if (isPermission(e))
+      throw new InspectError('permission', permissionMessage(pid, (e as NodeJS.ErrnoException).code!));
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH')
       throw new InspectError('gone', `process ${pid} no longer exists`);
     throw e;

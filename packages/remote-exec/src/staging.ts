@@ -1,5 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { procPath } from './procfs';
 
 /**
@@ -77,21 +90,29 @@ export function stage(opts: StageOptions): Staging {
   // Refuse before creating anything when even the shortest candidate cannot fit.
   const fitting = bases.filter((b) => Buffer.byteLength(plannedScriptPath(b, dirName)) <= opts.maxPathBytes);
   if (fitting.length === 0) {
-    const shortest = bases.map((b) => plannedScriptPath(b, dirName)).sort((a, b) => a.length - b.length)[0] ?? '';
+    const shortest =
+      bases.map((b) => plannedScriptPath(b, dirName)).sort((a, b) => a.length - b.length)[0] ?? '';
     throw new StagingError(
       'PATH_TOO_LONG',
       `script path ${JSON.stringify(shortest)} is ${Buffer.byteLength(shortest)} bytes; the target accepts at most ${opts.maxPathBytes}: choose a shorter staging directory`,
     );
   }
   const base = fitting.find((b) => usableBase(rootPath, b));
-  if (!base) throw new StagingError('STAGING_FAILED', `no usable staging directory in the target's root (tried ${fitting.join(', ')}; each must be a real directory)`);
+  if (!base)
+    throw new StagingError(
+      'STAGING_FAILED',
+      `no usable staging directory in the target's root (tried ${fitting.join(', ')}; each must be a real directory)`,
+    );
 
   const dirInTarget = `${base.replace(/\/+$/, '')}/${dirName}`;
   const procDir = rootPath + dirInTarget;
   try {
     mkdirSync(procDir, { mode: 0o700 });
   } catch (e) {
-    throw new StagingError('STAGING_FAILED', `cannot create ${dirInTarget} in the target's root: ${(e as Error).message}`);
+    throw new StagingError(
+      'STAGING_FAILED',
+      `cannot create ${dirInTarget} in the target's root: ${(e as Error).message}`,
+    );
   }
   // A host-side path to the same directory, used to clean up if /proc/PID/root vanishes with the process.
   let hostDir: string | null = null;

@@ -27,7 +27,20 @@ describe('pyreach-exec CLI', () => {
       const procs = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
       const p = procs.find((x) => x.pid === t.pid);
       assert.ok(p, 'target listed');
-      for (const k of ['pid', 'nsPid', 'uid', 'user', 'exe', 'cmdline', 'pythonVersion', 'freeThreaded', 'remoteDebugEnabled', 'inContainer', 'threads']) assert.ok(k in p, k);
+      for (const k of [
+        'pid',
+        'nsPid',
+        'uid',
+        'user',
+        'exe',
+        'cmdline',
+        'pythonVersion',
+        'freeThreaded',
+        'remoteDebugEnabled',
+        'inContainer',
+        'threads',
+      ])
+        assert.ok(k in p, k);
       assert.match(String(p.pythonVersion), /^3\.14\./);
       assert.equal((p.threads as Array<{ main: boolean }>).filter((x) => x.main).length, 1);
       const table = cli(['list']);
@@ -42,7 +55,16 @@ describe('pyreach-exec CLI', () => {
     const t = await startPython('idle.py');
     const dir = mkdtempSync(join(tmpdir(), 'pyreach-cli-'));
     try {
-      const ok = cli(['run', '--pid', String(t.pid), '--code', 'print("hi", params["x"])\nresult = params', '--params-json', '{"x":"ü"}', '--json']);
+      const ok = cli([
+        'run',
+        '--pid',
+        String(t.pid),
+        '--code',
+        'print("hi", params["x"])\nresult = params',
+        '--params-json',
+        '{"x":"ü"}',
+        '--json',
+      ]);
       assert.equal(ok.code, 0, ok.stderr);
       const r = JSON.parse(ok.stdout);
       assert.equal(r.status, 'succeeded');
@@ -101,7 +123,10 @@ describe('pyreach-exec CLI', () => {
     const user = ensureTestUser();
     const t = await startPython('idle.py');
     try {
-      const r = cli(['run', '--pid', String(t.pid), '--code', 'print(1)', '--json'], { uid: user.uid, gid: user.gid });
+      const r = cli(['run', '--pid', String(t.pid), '--code', 'print(1)', '--json'], {
+        uid: user.uid,
+        gid: user.gid,
+      });
       assert.equal(r.code, 1, r.stderr);
       const res = JSON.parse(r.stdout);
       assert.equal(res.status, 'refused');

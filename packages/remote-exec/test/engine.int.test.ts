@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { statSync, readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { discover, runInTarget } from '../src/index';
-import { ensureTestUser, pythonPath, pythonRoot, startNonPython, startPython, type PyTarget } from '../../../test/support/python';
+import {
+  ensureTestUser,
+  pythonPath,
+  pythonRoot,
+  startNonPython,
+  startPython,
+  type PyTarget,
+} from '../../../test/support/python';
 import { BACKENDS, leftovers, sleep } from './helpers';
 
 // Generous but bounded: a loaded 2-core machine can take a while to schedule a target.
@@ -96,7 +103,12 @@ for (const backend of BACKENDS) {
         assert.ok(p, 'loader-style target discovered');
         assert.match(p.exe, /ld-linux-x86-64\.so\.2$/);
         assert.equal(p.pythonVersion?.startsWith('3.14.'), true);
-        const r = await runInTarget({ pid: t.pid, backend, code: 'result = 6 * 7', pickupTimeoutMs: PICKUP_MS });
+        const r = await runInTarget({
+          pid: t.pid,
+          backend,
+          code: 'result = 6 * 7',
+          pickupTimeoutMs: PICKUP_MS,
+        });
         assert.equal(r.status, 'succeeded', JSON.stringify(r));
         assert.equal(r.result, 42);
       });
@@ -107,7 +119,12 @@ for (const backend of BACKENDS) {
         const [p] = await discover({ pids: [t.pid] });
         assert.equal(p?.remoteDebugEnabled, false);
         let staged = false;
-        const r = await runInTarget({ pid: t.pid, backend, code: 'print(1)', onState: () => (staged = true) });
+        const r = await runInTarget({
+          pid: t.pid,
+          backend,
+          code: 'print(1)',
+          onState: () => (staged = true),
+        });
         assert.equal(r.status, 'refused');
         assert.equal(r.errorCode, 'REMOTE_DEBUG_DISABLED');
         assert.match(r.message ?? '', /PYTHON_DISABLE_REMOTE_DEBUG/);
@@ -166,7 +183,12 @@ for (const backend of BACKENDS) {
         assert.ok(Buffer.byteLength(big.output) < 10_100);
         assert.doesNotMatch(big.output, /\uFFFD/);
 
-        const repr = await runInTarget({ pid: t.pid, backend, code: 'result = {1, 2}', pickupTimeoutMs: PICKUP_MS });
+        const repr = await runInTarget({
+          pid: t.pid,
+          backend,
+          code: 'result = {1, 2}',
+          pickupTimeoutMs: PICKUP_MS,
+        });
         assert.equal(repr.result, '{1, 2}');
       });
     });
@@ -213,7 +235,14 @@ for (const backend of BACKENDS) {
       await withTarget(await startPython('serving_loop.py'), async (t) => {
         for (const inline of [false, true]) {
           const started = Date.now();
-          const r = await runInTarget({ pid: t.pid, backend, code: 'while True:\n    pass', budgetMs: 1000, inline, pickupTimeoutMs: PICKUP_MS });
+          const r = await runInTarget({
+            pid: t.pid,
+            backend,
+            code: 'while True:\n    pass',
+            budgetMs: 1000,
+            inline,
+            pickupTimeoutMs: PICKUP_MS,
+          });
           assert.equal(r.status, 'failed', JSON.stringify(r));
           assert.equal(r.errorCode, 'TIME_BUDGET_EXCEEDED');
           assert.ok(Date.now() - started < 5000);
@@ -261,12 +290,15 @@ describe('thread choice and pending requests', () => {
 
   it("runs the same code when aimed at the busy worker thread's native id", async () => {
     const [p] = await discover({ pids: [t.pid] });
-    assert.deepEqual(
-      p?.threads.map((x) => x.tid).sort(),
-      [mainTid, workerTid].sort(),
-    );
+    assert.deepEqual(p?.threads.map((x) => x.tid).sort(), [mainTid, workerTid].sort());
     assert.equal(p?.threads.find((x) => x.main)?.tid, mainTid);
-    const r = await runInTarget({ pid: t.pid, tid: workerTid, code: 'import threading\nresult = threading.current_thread().name', inline: true, pickupTimeoutMs: PICKUP_MS });
+    const r = await runInTarget({
+      pid: t.pid,
+      tid: workerTid,
+      code: 'import threading\nresult = threading.current_thread().name',
+      inline: true,
+      pickupTimeoutMs: PICKUP_MS,
+    });
     assert.equal(r.status, 'succeeded', JSON.stringify(r));
     assert.equal(r.result, 'Worker-1');
     assert.equal(r.thread?.tid, workerTid);
@@ -303,26 +335,42 @@ describe('thread choice and pending requests', () => {
 
 describe('serving loop under injection', () => {
   const counts = (out: string, from: number, to: number): number[] =>
-    [...out.matchAll(/^COUNT (\d+) ([\d.]+)$/gm)].filter((m) => Number(m[2]) * 1000 >= from && Number(m[2]) * 1000 <= to).map((m) => Number(m[1]));
+    [...out.matchAll(/^COUNT (\d+) ([\d.]+)$/gm)]
+      .filter((m) => Number(m[2]) * 1000 >= from && Number(m[2]) * 1000 <= to)
+      .map((m) => Number(m[1]));
 
   for (const backend of BACKENDS) {
     it(`keeps counting during a 2-second CPU-heavy injection by default and stops for its duration inline (${backend})`, async () => {
       await withTarget(await startPython('serving_loop.py'), async (t) => {
-        const heavy = 'import time\nend = time.monotonic() + 2\nn = 0\nwhile time.monotonic() < end:\n    n += 1\nresult = n';
+        const heavy =
+          'import time\nend = time.monotonic() + 2\nn = 0\nwhile time.monotonic() < end:\n    n += 1\nresult = n';
         const bg = await runInTarget({ pid: t.pid, backend, code: heavy, pickupTimeoutMs: PICKUP_MS });
         assert.equal(bg.status, 'succeeded', JSON.stringify(bg));
         await sleep(300);
         const from = Date.parse(bg.pickedUpAt!) + 200;
         const to = Date.parse(bg.finishedAt!) - 200;
         const during = counts(t.stdout(), from, to);
-        assert.ok(during.length >= 3, `the loop kept reporting while the code ran (${during.length} reports)`);
+        assert.ok(
+          during.length >= 3,
+          `the loop kept reporting while the code ran (${during.length} reports)`,
+        );
         assert.ok(during[during.length - 1]! > during[0]!, 'and kept counting');
 
-        const il = await runInTarget({ pid: t.pid, backend, code: heavy, inline: true, pickupTimeoutMs: PICKUP_MS });
+        const il = await runInTarget({
+          pid: t.pid,
+          backend,
+          code: heavy,
+          inline: true,
+          pickupTimeoutMs: PICKUP_MS,
+        });
         assert.equal(il.status, 'succeeded', JSON.stringify(il));
         assert.equal(il.thread?.name, 'MainThread');
         await sleep(300);
-        const duringInline = counts(t.stdout(), Date.parse(il.pickedUpAt!) + 50, Date.parse(il.finishedAt!) - 50);
+        const duringInline = counts(
+          t.stdout(),
+          Date.parse(il.pickedUpAt!) + 50,
+          Date.parse(il.finishedAt!) - 50,
+        );
         assert.deepEqual(duringInline, [], 'no iterations while the main thread ran the code');
         const mark = t.stdout().length;
         await t.waitForStdout('COUNT', 5000, mark);
@@ -358,10 +406,14 @@ describe('binaries replaced on disk', () => {
     const dir = mkdtempSync('/tmp/pyreach-del-');
     const bin = join(dir, 'python3.14-gone');
     copyFileSync(pythonPath(), bin);
-    const child = spawn(bin, ['-c', 'import time\nprint("READY", flush=True)\nwhile True: time.sleep(0.02)'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { PYTHONHOME: join(pythonRoot(), 'usr'), PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    });
+    const child = spawn(
+      bin,
+      ['-c', 'import time\nprint("READY", flush=True)\nwhile True: time.sleep(0.02)'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { PYTHONHOME: join(pythonRoot(), 'usr'), PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      },
+    );
     try {
       await new Promise<void>((res, rej) => {
         child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && res());
@@ -370,7 +422,11 @@ describe('binaries replaced on disk', () => {
       unlinkSync(bin);
       const [p] = await discover({ pids: [child.pid!] });
       assert.equal(p?.pythonVersion?.startsWith('3.14.'), true, JSON.stringify(p));
-      const r = await runInTarget({ pid: child.pid!, code: 'result = "still here"', pickupTimeoutMs: PICKUP_MS });
+      const r = await runInTarget({
+        pid: child.pid!,
+        code: 'result = "still here"',
+        pickupTimeoutMs: PICKUP_MS,
+      });
       assert.equal(r.status, 'succeeded', JSON.stringify(r));
       assert.equal(r.result, 'still here');
     } finally {

@@ -23,7 +23,9 @@ export function leftovers(pid: number, rootOnHost = '/'): string[] {
   for (const base of DEFAULT_BASE_DIRS) {
     for (const root of [`/proc/${pid}/root`, rootOnHost === '/' ? '' : rootOnHost]) {
       try {
-        for (const n of readdirSync(root + base)) if (/^pyreach-[0-9a-f]{16}$/.test(n) && createdByThisRun(`${root}${base}/${n}`)) out.push(`${root}${base}/${n}`);
+        for (const n of readdirSync(root + base))
+          if (/^pyreach-[0-9a-f]{16}$/.test(n) && createdByThisRun(`${root}${base}/${n}`))
+            out.push(`${root}${base}/${n}`);
       } catch {
         /* base absent */
       }

@@ -72,7 +72,11 @@ export function checkScriptParams(id: string, input: unknown): ParamsCheck {
   }
   const parsed = script.params.safeParse(input ?? {});
   if (!parsed.success) {
-    return { ok: false, code: 'INVALID_PARAMS', message: `invalid parameters for ${id}: ${z.prettifyError(parsed.error)}` };
+    return {
+      ok: false,
+      code: 'INVALID_PARAMS',
+      message: `invalid parameters for ${id}: ${z.prettifyError(parsed.error)}`,
+    };
   }
   return { ok: true, script, params: parsed.data as JsonObject };
 }

@@ -14,10 +14,14 @@ describe('script library', () => {
     const python: string | undefined = process.env.PYREACH_PYTHON;
     assert.ok(python, 'PYREACH_PYTHON must point at a CPython 3.14 (scripts/provision-python.sh prints one)');
     for (const s of SCRIPTS) {
-      const r: ReturnType<typeof spawnSync> = spawnSync(python as string, ['-c', 'import sys; compile(sys.stdin.read(), sys.argv[1], "exec")', s.id], {
-        input: s.source,
-        encoding: 'utf8',
-      });
+      const r: ReturnType<typeof spawnSync> = spawnSync(
+        python as string,
+        ['-c', 'import sys; compile(sys.stdin.read(), sys.argv[1], "exec")', s.id],
+        {
+          input: s.source,
+          encoding: 'utf8',
+        },
+      );
       assert.equal(r.status, 0, `${s.id} does not compile: ${r.stderr}`);
     }
   });

@@ -55,8 +55,14 @@ export function CodeEditor({
           keymap.of([indentWithTab]),
           EditorState.readOnly.of(readOnly),
           EditorView.editable.of(!readOnly),
-          EditorView.contentAttributes.of({ 'aria-label': label, ...(readOnly ? { 'aria-readonly': 'true' } : {}) }),
-          EditorView.theme({ '&': { minHeight, maxHeight }, '.cm-scroller': { overflow: 'auto', fontFamily: 'var(--font-mono)' } }),
+          EditorView.contentAttributes.of({
+            'aria-label': label,
+            ...(readOnly ? { 'aria-readonly': 'true' } : {}),
+          }),
+          EditorView.theme({
+            '&': { minHeight, maxHeight },
+            '.cm-scroller': { overflow: 'auto', fontFamily: 'var(--font-mono)' },
+          }),
           EditorView.updateListener.of((u) => {
             if (u.docChanged) changeRef.current?.(u.state.doc.toString());
           }),
@@ -73,7 +79,8 @@ export function CodeEditor({
 
   useEffect(() => {
     const v = view.current;
-    if (v && v.state.doc.toString() !== value) v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
+    if (v && v.state.doc.toString() !== value)
+      v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
   }, [value]);
 
   return (

@@ -32,7 +32,11 @@ export function validateParams(schema: JsonSchema, values: ParamValues): Record<
     const v = values[k];
     const t = typeOf(p);
     if (v === undefined || v === '') {
-      if (required.has(k) && !(t === 'string' && p.enum === undefined && p.minLength === undefined && v === '')) errors[k] = 'Required';
+      if (
+        required.has(k) &&
+        !(t === 'string' && p.enum === undefined && p.minLength === undefined && v === '')
+      )
+        errors[k] = 'Required';
       continue;
     }
     if (t === 'integer' || t === 'number') {
@@ -41,8 +45,10 @@ export function validateParams(schema: JsonSchema, values: ParamValues): Record<
       else if (p.minimum !== undefined && v < p.minimum) errors[k] = `At least ${p.minimum}`;
       else if (p.maximum !== undefined && v > p.maximum) errors[k] = `At most ${p.maximum}`;
     } else if (t === 'string' && typeof v === 'string') {
-      if (p.minLength !== undefined && v.length < p.minLength) errors[k] = p.minLength === 1 ? 'Required' : `At least ${p.minLength} characters`;
-      else if (p.maxLength !== undefined && v.length > p.maxLength) errors[k] = `At most ${p.maxLength} characters`;
+      if (p.minLength !== undefined && v.length < p.minLength)
+        errors[k] = p.minLength === 1 ? 'Required' : `At least ${p.minLength} characters`;
+      else if (p.maxLength !== undefined && v.length > p.maxLength)
+        errors[k] = `At most ${p.maxLength} characters`;
       else if (p.pattern) {
         try {
           if (!new RegExp(p.pattern, 'u').test(v)) errors[k] = `Does not match ${p.pattern}`;
@@ -74,7 +80,8 @@ export function SchemaForm({
 }) {
   const props = Object.entries(schema.properties ?? {});
   const required = new Set(schema.required ?? []);
-  if (props.length === 0) return <p className="text-sm text-muted-foreground">This script takes no parameters.</p>;
+  if (props.length === 0)
+    return <p className="text-sm text-muted-foreground">This script takes no parameters.</p>;
   const set = (k: string, v: unknown) => onChange({ ...values, [k]: v });
   return (
     <div className="grid gap-4 sm:grid-cols-2">
@@ -88,7 +95,9 @@ export function SchemaForm({
             <span className="ml-1.5 font-mono text-xs font-normal text-muted-foreground">{key}</span>
           </>
         );
-        const describedBy = [p.description ? `${id}-hint` : '', errors[key] ? `${id}-error` : ''].filter(Boolean).join(' ') || undefined;
+        const describedBy =
+          [p.description ? `${id}-hint` : '', errors[key] ? `${id}-error` : ''].filter(Boolean).join(' ') ||
+          undefined;
         const invalid = errors[key] ? true : undefined;
         let control;
         if (p.enum) {
@@ -99,7 +108,12 @@ export function SchemaForm({
               aria-invalid={invalid}
               required={required.has(key)}
               value={values[key] === undefined ? '' : String(values[key])}
-              onChange={(e) => set(key, e.target.value === '' ? undefined : p.enum!.find((x) => String(x) === e.target.value))}
+              onChange={(e) =>
+                set(
+                  key,
+                  e.target.value === '' ? undefined : p.enum!.find((x) => String(x) === e.target.value),
+                )
+              }
             >
               {!required.has(key) || values[key] === undefined ? <option value="">— choose —</option> : null}
               {p.enum.map((opt) => (
@@ -112,7 +126,12 @@ export function SchemaForm({
         } else if (t === 'boolean') {
           control = (
             <div className="flex h-9 items-center">
-              <Switch id={id} aria-describedby={describedBy} checked={values[key] === true} onCheckedChange={(c) => set(key, c)} />
+              <Switch
+                id={id}
+                aria-describedby={describedBy}
+                checked={values[key] === true}
+                onCheckedChange={(c) => set(key, c)}
+              />
             </div>
           );
         } else if (t === 'integer' || t === 'number') {
@@ -163,9 +182,17 @@ export function SchemaForm({
           );
         }
         const range =
-          (t === 'integer' || t === 'number') && (p.minimum !== undefined || p.maximum !== undefined) ? ` (${p.minimum ?? '…'}–${p.maximum ?? '…'})` : '';
+          (t === 'integer' || t === 'number') && (p.minimum !== undefined || p.maximum !== undefined)
+            ? ` (${p.minimum ?? '…'}–${p.maximum ?? '…'})`
+            : '';
         return (
-          <Field key={key} id={id} label={label} hint={p.description ? `${p.description}${range}` : range || undefined} error={errors[key]}>
+          <Field
+            key={key}
+            id={id}
+            label={label}
+            hint={p.description ? `${p.description}${range}` : range || undefined}
+            error={errors[key]}
+          >
             {control}
           </Field>
         );

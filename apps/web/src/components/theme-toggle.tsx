@@ -3,7 +3,14 @@ import { LaptopIcon, MoonIcon, SunIcon } from 'lucide-react';
 import { useEffect, useState } from 'react';
 import { readTheme, saveTheme, applyTheme, type ThemeChoice } from '../lib/client/theme';
 import { Button } from './ui/button';
-import { DropdownMenu, DropdownMenuContent, DropdownMenuLabel, DropdownMenuRadioGroup, DropdownMenuRadioItem, DropdownMenuTrigger } from './ui/dropdown-menu';
+import {
+  DropdownMenu,
+  DropdownMenuContent,
+  DropdownMenuLabel,
+  DropdownMenuRadioGroup,
+  DropdownMenuRadioItem,
+  DropdownMenuTrigger,
+} from './ui/dropdown-menu';
 
 export function ThemeToggle() {
   const [choice, setChoice] = useState<ThemeChoice>('system');

@@ -127,7 +127,15 @@ export async function ensurePasswordUser(
   const existing = await ctx.internalAdapter.findUserByEmail(email);
   if (existing) return { id: existing.user.id, created: false };
   const hash = await ctx.password.hash(input.password);
-  const user = await ctx.internalAdapter.createUser({ email, name: input.name, emailVerified: true }, { method: 'admin' });
-  await ctx.internalAdapter.linkAccount({ userId: user.id, providerId: 'credential', accountId: user.id, password: hash });
+  const user = await ctx.internalAdapter.createUser(
+    { email, name: input.name, emailVerified: true },
+    { method: 'admin' },
+  );
+  await ctx.internalAdapter.linkAccount({
+    userId: user.id,
+    providerId: 'credential',
+    accountId: user.id,
+    password: hash,
+  });
   return { id: user.id, created: true };
 }

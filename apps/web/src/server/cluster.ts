@@ -17,8 +17,10 @@ import type { Logger } from './logger';
 const WAKE_EVENT = 'pyreach:dispatch-wake';
 
 // Compare-and-extend / compare-and-delete: only the holder may renew or release the lease.
-const RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
-const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RENEW =
+  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+const RELEASE =
+  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 const redisClient = (url: string) => createClient({ url });
 type RedisClient = ReturnType<typeof redisClient>;
@@ -61,11 +63,18 @@ export class Cluster {
     const pub = redisClient(env.redisUrl);
     const sub = pub.duplicate();
     // An unhandled 'error' event would kill the process; the client reconnects by itself.
-    for (const [name, client] of [['pub', pub], ['sub', sub]] as const) client.on('error', (err: unknown) => log.warn({ err, client: name }, 'redis connection error'));
+    for (const [name, client] of [
+      ['pub', pub],
+      ['sub', sub],
+    ] as const)
+      client.on('error', (err: unknown) => log.warn({ err, client: name }, 'redis connection error'));
     await Promise.all([pub.connect(), sub.connect()]);
     io.adapter(createAdapter(pub, sub, { key: `${env.redisPrefix}:socket.io` }));
     const c = new Cluster(env, io, log, { pub, sub });
-    log.info({ replicaId: env.replicaId, prefix: env.redisPrefix }, 'redis adapter enabled (multi-replica mode)');
+    log.info(
+      { replicaId: env.replicaId, prefix: env.redisPrefix },
+      'redis adapter enabled (multi-replica mode)',
+    );
     return c;
   }
 
@@ -96,7 +105,13 @@ export class Cluster {
   }
 
   state(): LeaderState {
-    return { leader: this.leader, replicaId: this.env.replicaId, since: this.since?.toISOString() ?? null, acquisitions: this.acquisitions, housekeepingRuns: this.housekeepingRuns };
+    return {
+      leader: this.leader,
+      replicaId: this.env.replicaId,
+      since: this.since?.toISOString() ?? null,
+      acquisitions: this.acquisitions,
+      housekeepingRuns: this.housekeepingRuns,
+    };
   }
 
   countHousekeeping(): void {
@@ -124,16 +139,25 @@ export class Cluster {
     const ttl = String(this.env.leaderLeaseMs);
     try {
       if (this.leader) {
-        const renewed = await pub.eval(RENEW, { keys: [this.leaseKey], arguments: [this.env.replicaId, ttl] });
+        const renewed = await pub.eval(RENEW, {
+          keys: [this.leaseKey],
+          arguments: [this.env.replicaId, ttl],
+        });
         if (Number(renewed) !== 1) this.stepDown('lease lost to another replica');
         return;
       }
-      const got = await pub.set(this.leaseKey, this.env.replicaId, { condition: 'NX', expiration: { type: 'PX', value: this.env.leaderLeaseMs } });
+      const got = await pub.set(this.leaseKey, this.env.replicaId, {
+        condition: 'NX',
+        expiration: { type: 'PX', value: this.env.leaderLeaseMs },
+      });
       if (got === 'OK') {
         this.leader = true;
         this.since = new Date();
         this.acquisitions++;
-        this.log.info({ replicaId: this.env.replicaId, leaseMs: this.env.leaderLeaseMs }, 'leader lease acquired: this replica runs housekeeping');
+        this.log.info(
+          { replicaId: this.env.replicaId, leaseMs: this.env.leaderLeaseMs },
+          'leader lease acquired: this replica runs housekeeping',
+        );
       }
     } catch (err) {
       // Without Redis we cannot know whether someone else holds the lease: stop leading until it answers.
@@ -154,9 +178,14 @@ export class Cluster {
     if (!this.redis) return;
     await this.ticking?.catch(() => undefined);
     if (this.leader) {
-      await this.redis.pub.eval(RELEASE, { keys: [this.leaseKey], arguments: [this.env.replicaId] }).catch(() => undefined);
+      await this.redis.pub
+        .eval(RELEASE, { keys: [this.leaseKey], arguments: [this.env.replicaId] })
+        .catch(() => undefined);
       this.stepDown('shutdown');
     }
-    await Promise.all([this.redis.pub.close().catch(() => undefined), this.redis.sub.close().catch(() => undefined)]);
+    await Promise.all([
+      this.redis.pub.close().catch(() => undefined),
+      this.redis.sub.close().catch(() => undefined),
+    ]);
   }
 }

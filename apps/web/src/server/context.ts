@@ -16,6 +16,9 @@ export function setAppContext(ctx: Runtime | undefined): void {
 
 export function getAppContext(): Runtime {
   const ctx = (globalThis as Holder)[KEY];
-  if (!ctx) throw new Error('Pyreach server context is missing: start the app with server.ts (npm run dev / npm start), not `next dev`');
+  if (!ctx)
+    throw new Error(
+      'Pyreach server context is missing: start the app with server.ts (npm run dev / npm start), not `next dev`',
+    );
   return ctx;
 }

@@ -103,7 +103,9 @@ export class Dispatcher {
     // sockets, so the next wave (a freed slot, another request) never waits behind one agent's ack timeout. Each
     // delivery is still tracked, so shutdown waits for the answers.
     for (const job of jobs) {
-      void this.rt.inflight.track(this.deliver(ports, job)).catch((err: unknown) => this.log.error({ err, jobId: job.jobId }, 'job delivery failed'));
+      void this.rt.inflight
+        .track(this.deliver(ports, job))
+        .catch((err: unknown) => this.log.error({ err, jobId: job.jobId }, 'job delivery failed'));
     }
   }
 

@@ -18,24 +18,43 @@ const RawEnv = z
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     HOST: z.string().min(1).default('127.0.0.1'),
-    PUBLIC_URL: z.url({ message: 'PUBLIC_URL must be an absolute URL such as https://pyreach.example.com' }).optional(),
+    PUBLIC_URL: z
+      .url({ message: 'PUBLIC_URL must be an absolute URL such as https://pyreach.example.com' })
+      .optional(),
     DATABASE_URL: z
       .string()
-      .regex(/^postgres(ql)?:\/\//, 'DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for embedded PGlite)')
+      .regex(
+        /^postgres(ql)?:\/\//,
+        'DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for embedded PGlite)',
+      )
       .optional(),
     PYREACH_DATA_DIR: z.string().min(1).default('./data'),
     PYREACH_SIGNING_KEY_FILE: z.string().min(1).optional(),
-    BETTER_AUTH_SECRET: z.string().min(32, 'BETTER_AUTH_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)').optional(),
-    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'REDIS_URL must be a redis:// URL').optional(),
+    BETTER_AUTH_SECRET: z
+      .string()
+      .min(32, 'BETTER_AUTH_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)')
+      .optional(),
+    REDIS_URL: z
+      .string()
+      .regex(/^rediss?:\/\//, 'REDIS_URL must be a redis:// URL')
+      .optional(),
     /** Prefix of every Redis key and channel (adapter, leader lease): one per deployment sharing a Redis. */
-    PYREACH_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'PYREACH_REDIS_PREFIX: letters, digits, : _ . - (at most 64)').default('pyreach'),
+    PYREACH_REDIS_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'PYREACH_REDIS_PREFIX: letters, digits, : _ . - (at most 64)')
+      .default('pyreach'),
     /** Leader lease TTL: how long housekeeping may go unrun after the leader replica dies. */
     PYREACH_LEADER_LEASE_MS: z.coerce.number().int().min(300).max(600_000).default(15_000),
     /** This replica's name in the leader lease and logs (default host:pid). */
     PYREACH_REPLICA_ID: z.string().min(1).max(200).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
     /** Approving needs a sign-in at most this many minutes old. */
-    PYREACH_REAUTH_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(10),
+    PYREACH_REAUTH_MINUTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 60)
+      .default(10),
     /** Sign-in attempts per IP + email per minute. */
     PYREACH_LOGIN_RATE_LIMIT: z.coerce.number().int().min(1).max(1000).default(5),
     /** Seconds a disconnected agent's in-flight jobs wait before they are declared agent_lost. */
@@ -49,11 +68,17 @@ const RawEnv = z
     OIDC_ISSUER: z.url().optional(),
     OIDC_CLIENT_ID: z.string().min(1).optional(),
     OIDC_CLIENT_SECRET: z.string().min(1).optional(),
-    OIDC_PROVIDER_ID: z.string().regex(/^[a-z0-9-]+$/).default('oidc'),
+    OIDC_PROVIDER_ID: z
+      .string()
+      .regex(/^[a-z0-9-]+$/)
+      .default('oidc'),
     /** Seeding a production database must be asked for explicitly. */
     PYREACH_SEED_FORCE: bool,
     /** Seed only: password of the seeded users, and optionally the users as JSON [{email,name,role}]. */
-    PYREACH_SEED_PASSWORD: z.string().min(12, 'PYREACH_SEED_PASSWORD must be at least 12 characters').default('pyreach-dev-password'),
+    PYREACH_SEED_PASSWORD: z
+      .string()
+      .min(12, 'PYREACH_SEED_PASSWORD must be at least 12 characters')
+      .default('pyreach-dev-password'),
     PYREACH_SEED_USERS: z.string().optional(),
   })
   .superRefine((env, ctx) => {
@@ -65,7 +90,11 @@ const RawEnv = z
       });
     }
     if (env.NODE_ENV === 'production' && !env.PUBLIC_URL) {
-      ctx.addIssue({ code: 'custom', path: ['PUBLIC_URL'], message: 'PUBLIC_URL is required in production (cookies and OIDC callbacks use it)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['PUBLIC_URL'],
+        message: 'PUBLIC_URL is required in production (cookies and OIDC callbacks use it)',
+      });
     }
     const oidc = [env.OIDC_ISSUER, env.OIDC_CLIENT_ID, env.OIDC_CLIENT_SECRET];
     if (oidc.some(Boolean) && !oidc.every(Boolean)) {
@@ -144,16 +173,25 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     redisPrefix: e.PYREACH_REDIS_PREFIX,
     leaderLeaseMs: e.PYREACH_LEADER_LEASE_MS,
     replicaId: e.PYREACH_REPLICA_ID ?? `${hostname()}:${process.pid}`,
-    logLevel: e.LOG_LEVEL ?? (e.NODE_ENV === 'production' ? 'info' : e.NODE_ENV === 'test' ? 'warn' : 'debug'),
+    logLevel:
+      e.LOG_LEVEL ?? (e.NODE_ENV === 'production' ? 'info' : e.NODE_ENV === 'test' ? 'warn' : 'debug'),
     reauthMinutes: e.PYREACH_REAUTH_MINUTES,
     loginRateLimit: e.PYREACH_LOGIN_RATE_LIMIT,
     agentGraceSeconds: e.PYREACH_AGENT_GRACE_SECONDS,
     dispatchIntervalMs: e.PYREACH_DISPATCH_INTERVAL_MS,
     ui: e.PYREACH_UI,
-    trustedProxies: (e.PYREACH_TRUSTED_PROXIES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    trustedProxies: (e.PYREACH_TRUSTED_PROXIES ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     oidc:
       e.OIDC_ISSUER && e.OIDC_CLIENT_ID && e.OIDC_CLIENT_SECRET
-        ? { issuer: e.OIDC_ISSUER, clientId: e.OIDC_CLIENT_ID, clientSecret: e.OIDC_CLIENT_SECRET, providerId: e.OIDC_PROVIDER_ID }
+        ? {
+            issuer: e.OIDC_ISSUER,
+            clientId: e.OIDC_CLIENT_ID,
+            clientSecret: e.OIDC_CLIENT_SECRET,
+            providerId: e.OIDC_PROVIDER_ID,
+          }
         : null,
     seedForce: e.PYREACH_SEED_FORCE,
     seedPassword: e.PYREACH_SEED_PASSWORD,

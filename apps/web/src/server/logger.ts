@@ -34,7 +34,12 @@ export function createLogger(opts: { level: string; pretty: boolean }): Logger {
     base: { svc: 'pyreach-web' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     ...(opts.pretty
-      ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,svc' } } }
+      ? {
+          transport: {
+            target: 'pino-pretty',
+            options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,svc' },
+          },
+        }
       : {}),
   });
 }

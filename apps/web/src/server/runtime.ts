@@ -3,7 +3,12 @@
  * with the /agents and /ui namespaces, and the dispatcher, all on one HTTP port.
  */
 import { existsSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import type { Duplex } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,8 +55,11 @@ function chooseMode(env: Env, log: Logger): Runtime['mode'] {
   const built = existsSync(path.join(APP_ROOT, '.next', 'BUILD_ID'));
   if (env.nodeEnv === 'production') {
     if (built) return 'next';
-    if (env.ui === 'next') throw new Error('PYREACH_UI=next in production needs `npm run build -w apps/web` first');
-    log.warn('no Next.js build found (.next/BUILD_ID); serving the API and sockets only — run `npm run build -w apps/web` for the UI');
+    if (env.ui === 'next')
+      throw new Error('PYREACH_UI=next in production needs `npm run build -w apps/web` first');
+    log.warn(
+      'no Next.js build found (.next/BUILD_ID); serving the API and sockets only — run `npm run build -w apps/web` for the UI',
+    );
     return 'api';
   }
   return 'next-dev';
@@ -60,7 +68,11 @@ function chooseMode(env: Env, log: Logger): Runtime['mode'] {
 function clientIp(req: IncomingMessage, env: Env): string {
   const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
   if (env.trustedProxies.includes(peer)) {
-    const fwd = String(req.headers['x-forwarded-for'] ?? '').split(',').map((s) => s.trim()).filter(Boolean).at(-1);
+    const fwd = String(req.headers['x-forwarded-for'] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .at(-1);
     if (fwd) return fwd.replace(/^::ffff:/, '');
   }
   return peer;
@@ -75,7 +87,9 @@ export interface StartedServer {
 
 export async function startServer(env: Env, log: Logger): Promise<StartedServer> {
   const mode = chooseMode(env, log);
-  const db = await openDatabase(env.databaseUrl ? { url: env.databaseUrl } : { dataDir: path.join(env.dataDir, 'pglite') });
+  const db = await openDatabase(
+    env.databaseUrl ? { url: env.databaseUrl } : { dataDir: path.join(env.dataDir, 'pglite') },
+  );
   log.info({ db: db.kind, migrations: db.migrations }, 'database ready');
 
   const inflight = new Inflight();
@@ -93,7 +107,16 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
   const cluster = await Cluster.start(env, io, log.child({ component: 'cluster' }));
 
   // The runtime is assembled in steps; the services need the gateways' event sinks and vice versa.
-  const runtime = { env, log, db, inflight, mode, cluster, startedAt: new Date(), shuttingDown: false } as Runtime;
+  const runtime = {
+    env,
+    log,
+    db,
+    inflight,
+    mode,
+    cluster,
+    startedAt: new Date(),
+    shuttingDown: false,
+  } as Runtime;
   runtime.services = await createServices(runtime);
   runtime.auth = createAuth({
     env,
@@ -150,14 +173,23 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
         res,
         response ??
           Response.json(
-            { ok: false, error: { code: 'NOT_FOUND', message: url.startsWith('/api/') ? 'no such API route' : 'the UI is not built; this server runs the API only' } },
+            {
+              ok: false,
+              error: {
+                code: 'NOT_FOUND',
+                message: url.startsWith('/api/')
+                  ? 'no such API route'
+                  : 'the UI is not built; this server runs the API only',
+              },
+            },
             { status: 404 },
           ),
       );
     })().catch(fail);
   });
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (nextUpgrade && req.url?.startsWith('/_next/')) void nextUpgrade(req, socket, head).catch(() => socket.destroy());
+    if (nextUpgrade && req.url?.startsWith('/_next/'))
+      void nextUpgrade(req, socket, head).catch(() => socket.destroy());
   });
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -183,7 +215,8 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
       http.closeIdleConnections();
       // 2. Let in-flight HTTP requests, socket handlers (acks) and dispatches finish.
       const drained = await inflight.idle(10_000);
-      if (!drained) log.warn({ inflight: inflight.size }, 'in-flight work did not finish in 10 s; closing anyway');
+      if (!drained)
+        log.warn({ inflight: inflight.size }, 'in-flight work did not finish in 10 s; closing anyway');
       // 3. Close sockets, Next, the HTTP server, then the database.
       await runtime.agents.close();
       await runtime.ui.close();

@@ -12,8 +12,12 @@ export interface SeedUser {
   password: string;
 }
 
-export async function seedUser(deps: { auth: Auth; db: Database; setRole: (userId: string, role: RoleName) => Promise<void> }, u: SeedUser) {
-  if (!ROLES.includes(u.role)) throw new Error(`unknown role '${u.role}' (expected one of ${ROLES.join(', ')})`);
+export async function seedUser(
+  deps: { auth: Auth; db: Database; setRole: (userId: string, role: RoleName) => Promise<void> },
+  u: SeedUser,
+) {
+  if (!ROLES.includes(u.role))
+    throw new Error(`unknown role '${u.role}' (expected one of ${ROLES.join(', ')})`);
   const { id, created } = await ensurePasswordUser(deps.auth, u);
   const current = await deps.db.prisma.user.findUnique({ where: { id }, select: { role: true } });
   if (current?.role !== u.role) await deps.setRole(id, u.role);

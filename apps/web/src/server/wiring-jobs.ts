@@ -36,7 +36,12 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
     async nextJobs(connected) {
       const here = new Set(connected);
       // 1. Approved requests become executions (guarded in the service: one replica wins).
-      const approved = await prisma.injectionRequest.findMany({ where: { state: 'approved' }, select: { id: true }, orderBy: { approvedAt: 'asc' }, take: 50 });
+      const approved = await prisma.injectionRequest.findMany({
+        where: { state: 'approved' },
+        select: { id: true },
+        orderBy: { approvedAt: 'asc' },
+        take: 50,
+      });
       for (const r of approved) {
         try {
           await dispatchSvc.planExecutions(prisma, r.id);
@@ -47,15 +52,29 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
       }
       // 2. Per dispatching request, one wave: what its rollout allows now for agents connected to this process,
       //    signed and claimed queued → sent in one transaction; only what this replica claimed goes out.
-      const dispatching = await prisma.injectionRequest.findMany({ where: { state: 'dispatching' }, select: { id: true }, orderBy: { dispatchedAt: 'asc' }, take: 200 });
+      const dispatching = await prisma.injectionRequest.findMany({
+        where: { state: 'dispatching' },
+        select: { id: true },
+        orderBy: { dispatchedAt: 'asc' },
+        take: 200,
+      });
       const jobs: PlannedJob[] = [];
       for (const req of dispatching) {
         const wave = await dispatchSvc.sendWave(prisma, req.id, signing, (agentId) => here.has(agentId));
-        const after = await prisma.injectionRequest.findUnique({ where: { id: req.id }, select: { state: true } });
+        const after = await prisma.injectionRequest.findUnique({
+          where: { id: req.id },
+          select: { state: true },
+        });
         if (after && after.state !== 'dispatching') rt.ui.requestChanged(req.id, after.state);
         for (const { execution: ex, envelope } of wave) {
           rt.ui.executionUpdate({ requestId: req.id, executionId: ex.id, state: 'sent' });
-          jobs.push({ jobId: ex.jobId, agentId: ex.agentId, requestId: req.id, executionId: ex.id, envelope });
+          jobs.push({
+            jobId: ex.jobId,
+            agentId: ex.agentId,
+            requestId: req.id,
+            executionId: ex.id,
+            envelope,
+          });
         }
       }
       return jobs;
@@ -64,10 +83,23 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
       // A refusal in the ack is the agent's decision: audited, and the execution ends `refused` (some refusals,
       // e.g. a forged or replayed job, never come back as job events). A transport failure is audited too but
       // concludes nothing: the job stays `sent` until the agent reports or it expires at notAfter.
-      log.warn({ jobId: job.jobId, agentId: job.agentId, code: failure.error.code }, 'agent did not accept a job');
-      const changed = await executionsSvc.recordDispatchRefusal(prisma, job.agentId, job.jobId, failure.error);
+      log.warn(
+        { jobId: job.jobId, agentId: job.agentId, code: failure.error.code },
+        'agent did not accept a job',
+      );
+      const changed = await executionsSvc.recordDispatchRefusal(
+        prisma,
+        job.agentId,
+        job.jobId,
+        failure.error,
+      );
       if (changed) {
-        rt.ui.executionUpdate({ requestId: job.requestId, executionId: changed.id, state: 'refused', errorCode: changed.errorCode });
+        rt.ui.executionUpdate({
+          requestId: job.requestId,
+          executionId: changed.id,
+          state: 'refused',
+          errorCode: changed.errorCode,
+        });
         rt.dispatcher.wake('job-finished');
       }
     },
@@ -91,21 +123,36 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
   async function sweepLostAgents(): Promise<void> {
     const now = new Date();
     const quiet = await prisma.agent.findMany({
-      where: { lastSeenAt: { lte: new Date(now.getTime() - rt.env.agentGraceSeconds * 1000) }, executions: { some: { state: { in: ['sent', 'staged', 'picked_up'] } } } },
+      where: {
+        lastSeenAt: { lte: new Date(now.getTime() - rt.env.agentGraceSeconds * 1000) },
+        executions: { some: { state: { in: ['sent', 'staged', 'picked_up'] } } },
+      },
       select: { id: true, status: true, connectedAt: true },
       take: 100,
     });
     for (const agent of quiet) {
       if (agent.status === 'online') {
         if (await rt.agents.isConnectedAnywhere(agent.id)) continue;
-        log.info({ agentId: agent.id }, 'agent online in the database but connected to no replica: recording the disconnect');
+        log.info(
+          { agentId: agent.id },
+          'agent online in the database but connected to no replica: recording the disconnect',
+        );
         await agentsSvc.markDisconnected(prisma, agent.id, now, agent.connectedAt);
         continue;
       }
       const lost = await executionsSvc.markAgentLost(prisma, agent.id, now);
-      for (const ex of lost) rt.ui.executionUpdate({ requestId: ex.requestId, executionId: ex.id, state: ex.state as ExecutionState, errorCode: ex.errorCode });
+      for (const ex of lost)
+        rt.ui.executionUpdate({
+          requestId: ex.requestId,
+          executionId: ex.id,
+          state: ex.state as ExecutionState,
+          errorCode: ex.errorCode,
+        });
       if (lost.length) {
-        log.warn({ agentId: agent.id, executions: lost.length }, 'in-flight jobs of a vanished agent marked agent_lost');
+        log.warn(
+          { agentId: agent.id, executions: lost.length },
+          'in-flight jobs of a vanished agent marked agent_lost',
+        );
         rt.dispatcher.wake('agent-lost');
       }
     }
@@ -120,10 +167,30 @@ export function createJobEventPorts(rt: Runtime, signing: SigningKeyPair): JobEv
     applied(_agentId, ev, outcome) {
       if (outcome !== 'applied') return;
       void (async () => {
-        const ex = await prisma.execution.findUnique({ where: { jobId: ev.jobId }, select: { id: true, requestId: true, state: true, errorCode: true, request: { select: { state: true } } } });
+        const ex = await prisma.execution.findUnique({
+          where: { jobId: ev.jobId },
+          select: {
+            id: true,
+            requestId: true,
+            state: true,
+            errorCode: true,
+            request: { select: { state: true } },
+          },
+        });
         if (!ex) return;
-        if (ev.type === 'output') rt.ui.executionOutput({ requestId: ex.requestId, executionId: ex.id, seq: ev.seq, chunk: ev.chunk });
-        rt.ui.executionUpdate({ requestId: ex.requestId, executionId: ex.id, state: ex.state as ExecutionState, errorCode: ex.errorCode });
+        if (ev.type === 'output')
+          rt.ui.executionOutput({
+            requestId: ex.requestId,
+            executionId: ex.id,
+            seq: ev.seq,
+            chunk: ev.chunk,
+          });
+        rt.ui.executionUpdate({
+          requestId: ex.requestId,
+          executionId: ex.id,
+          state: ex.state as ExecutionState,
+          errorCode: ex.errorCode,
+        });
         rt.ui.requestChanged(ex.requestId, ex.request.state);
         // A finished job frees a rollout slot.
         if (ev.type === 'result' || ev.type === 'refused') rt.dispatcher.wake('job-finished');

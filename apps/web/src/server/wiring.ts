@@ -46,7 +46,11 @@ export interface Services {
 }
 
 function can(role: string, action: string): boolean {
-  return actorSvc.isRole(role) && (actorSvc.ACTIONS as readonly string[]).includes(action) && actorSvc.can(role, action as actorSvc.Action);
+  return (
+    actorSvc.isRole(role) &&
+    (actorSvc.ACTIONS as readonly string[]).includes(action) &&
+    actorSvc.can(role, action as actorSvc.Action)
+  );
 }
 
 export async function createServices(rt: Runtime): Promise<Services> {
@@ -58,7 +62,11 @@ export async function createServices(rt: Runtime): Promise<Services> {
   };
 
   const agentPorts: AgentGatewayPorts = {
-    getAgent: async (agentId) => prisma.agent.findUnique({ where: { id: agentId }, select: { id: true, publicKey: true, revokedAt: true } }),
+    getAgent: async (agentId) =>
+      prisma.agent.findUnique({
+        where: { id: agentId },
+        select: { id: true, publicKey: true, revokedAt: true },
+      }),
     authFailed: async (agentId, reason, ip) => {
       const known = await prisma.agent.findUnique({ where: { id: agentId }, select: { id: true } });
       await auditSvc.recordAudit(prisma, {
@@ -72,7 +80,8 @@ export async function createServices(rt: Runtime): Promise<Services> {
     connected: async (agentId, info) => {
       await agentsSvc.markConnected(prisma, agentId, info.at);
     },
-    disconnected: (agentId, info) => agentsSvc.markDisconnected(prisma, agentId, new Date(), info.connectedAt),
+    disconnected: (agentId, info) =>
+      agentsSvc.markDisconnected(prisma, agentId, new Date(), info.connectedAt),
     heartbeat: (agentId, hb) => agentsSvc.recordHeartbeat(prisma, agentId, hb),
     snapshot: async (agentId, snap) => {
       await inventorySvc.saveSnapshot(prisma, agentId, snap);
@@ -98,7 +107,12 @@ export async function createServices(rt: Runtime): Promise<Services> {
 
   return {
     can,
-    actorOf: (user) => ({ type: 'user', id: user.id, name: user.email, role: actorSvc.isRole(user.role) ? user.role : 'viewer' }),
+    actorOf: (user) => ({
+      type: 'user',
+      id: user.id,
+      name: user.email,
+      role: actorSvc.isRole(user.role) ? user.role : 'viewer',
+    }),
     signing,
     actor: actorSvc,
     agents: agentsSvc,
@@ -112,7 +126,12 @@ export async function createServices(rt: Runtime): Promise<Services> {
     recordSignIn: async (userId, ip) => {
       const u = await prisma.user.findUnique({ where: { id: userId }, select: { email: true, role: true } });
       await auditSvc.recordAudit(prisma, {
-        actor: { type: 'user', id: userId, name: u?.email ?? userId, role: actorSvc.isRole(u?.role) ? u.role : 'viewer' },
+        actor: {
+          type: 'user',
+          id: userId,
+          name: u?.email ?? userId,
+          role: actorSvc.isRole(u?.role) ? u.role : 'viewer',
+        },
         action: 'auth.sign_in',
         subjectType: 'user',
         subjectId: userId,
@@ -140,6 +159,12 @@ const usersPort: UsersPort = {
 export async function setUserRole(db: Database, userId: string, role: string): Promise<void> {
   await db.prisma.$transaction(async (tx) => {
     await tx.user.update({ where: { id: userId }, data: { role } });
-    await auditSvc.appendAudit(tx, { actor: actorSvc.SYSTEM, action: 'user.role.set', subjectType: 'user', subjectId: userId, data: { role, via: 'seed' } });
+    await auditSvc.appendAudit(tx, {
+      actor: actorSvc.SYSTEM,
+      action: 'user.role.set',
+      subjectType: 'user',
+      subjectId: userId,
+      data: { role, via: 'seed' },
+    });
   });
 }

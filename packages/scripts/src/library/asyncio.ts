@@ -10,7 +10,8 @@ export const asyncioTasks: ScriptDefinition<typeof params> = {
   id: 'asyncio.tasks',
   version: 1,
   title: 'List asyncio tasks',
-  description: 'Finds every asyncio event loop in the process and lists its tasks with their coroutine and current stack.',
+  description:
+    'Finds every asyncio event loop in the process and lists its tasks with their coroutine and current stack.',
   risk: 'low',
   readOnly: true,
   params,

@@ -5,7 +5,10 @@ const dottedPath = z
   .string()
   .min(1)
   .max(300)
-  .regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/, 'a dotted path like "app.users.get_user" or "__main__.lookup"')
+  .regex(
+    /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/,
+    'a dotted path like "app.users.get_user" or "__main__.lookup"',
+  )
   .describe('Dotted path to an lru_cache-wrapped function: module path, then attributes');
 
 // Shared resolver: finds the object by walking attributes from the longest already-imported module prefix.
@@ -43,7 +46,8 @@ export const lruInfo: ScriptDefinition<typeof inspectParams> = {
   id: 'cache.lru_info',
   version: 1,
   title: 'Inspect a functools.lru_cache',
-  description: 'Finds an lru_cache-wrapped function by dotted path in the loaded modules and reports hits, misses and size.',
+  description:
+    'Finds an lru_cache-wrapped function by dotted path in the loaded modules and reports hits, misses and size.',
   risk: 'low',
   readOnly: true,
   params: inspectParams,
@@ -61,7 +65,8 @@ export const lruClear: ScriptDefinition<typeof clearParams> = {
   id: 'cache.lru_clear',
   version: 1,
   title: 'Clear a functools.lru_cache',
-  description: 'Finds an lru_cache-wrapped function by dotted path and clears it, reporting its statistics before and after.',
+  description:
+    'Finds an lru_cache-wrapped function by dotted path and clears it, reporting its statistics before and after.',
   risk: 'medium',
   readOnly: false,
   params: clearParams,

@@ -2,7 +2,13 @@ import { z } from 'zod';
 import type { ScriptDefinition } from '../types';
 
 const params = z.object({
-  top: z.number().int().min(1).max(200).default(20).describe('How many of the most common object types to list'),
+  top: z
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(20)
+    .describe('How many of the most common object types to list'),
 });
 
 export const gcStats: ScriptDefinition<typeof params> = {

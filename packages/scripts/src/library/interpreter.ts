@@ -9,7 +9,8 @@ export const interpreterInfo: ScriptDefinition<typeof params> = {
   id: 'interpreter.info',
   version: 1,
   title: 'Interpreter facts',
-  description: 'Version, executable, flags, GIL state, loaded modules and sys.path of the running interpreter.',
+  description:
+    'Version, executable, flags, GIL state, loaded modules and sys.path of the running interpreter.',
   risk: 'low',
   readOnly: true,
   params,

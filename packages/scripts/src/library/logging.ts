@@ -12,7 +12,9 @@ const params = z.object({
   adjustHandlers: z
     .boolean()
     .default(true)
-    .describe("Also lower the level of this logger's (and the root's) handlers that would filter the new level out"),
+    .describe(
+      "Also lower the level of this logger's (and the root's) handlers that would filter the new level out",
+    ),
 });
 
 export const setLogLevel: ScriptDefinition<typeof params> = {

@@ -9,7 +9,7 @@ export const dumpStacks: ScriptDefinition<typeof params> = {
   id: 'threads.dump_stacks',
   version: 1,
   title: "Dump every thread's stack",
-  description: "Prints the current Python stack of every thread (like py-spy dump), innermost frame last.",
+  description: 'Prints the current Python stack of every thread (like py-spy dump), innermost frame last.',
   risk: 'low',
   readOnly: true,
   params,

@@ -9,7 +9,10 @@ const params = z.object({
     .default(5)
     .describe('If tracemalloc is not already tracing: trace for this long, then report and stop tracing'),
   top: z.number().int().min(1).max(100).default(10).describe('How many allocation sites to report'),
-  groupBy: z.enum(['lineno', 'filename', 'traceback']).default('lineno').describe('How allocations are grouped'),
+  groupBy: z
+    .enum(['lineno', 'filename', 'traceback'])
+    .default('lineno')
+    .describe('How allocations are grouped'),
   frames: z.number().int().min(1).max(50).default(1).describe('Frames stored per allocation while tracing'),
 });
 

@@ -35,7 +35,9 @@ export default function SignInPage() {
       window.location.assign(next && next.startsWith('/') && !next.startsWith('//') ? next : '/');
       return;
     }
-    setError(res.status === 429 ? 'Too many attempts. Wait a minute and try again.' : 'Email or password is wrong.');
+    setError(
+      res.status === 429 ? 'Too many attempts. Wait a minute and try again.' : 'Email or password is wrong.',
+    );
   }
 
   return (
@@ -46,7 +48,10 @@ export default function SignInPage() {
       <Card className="w-full max-w-sm">
         <CardHeader>
           <div className="mb-2 flex items-center gap-2 font-semibold">
-            <span aria-hidden="true" className="grid size-7 place-items-center rounded-md bg-primary text-sm font-bold text-primary-foreground">
+            <span
+              aria-hidden="true"
+              className="grid size-7 place-items-center rounded-md bg-primary text-sm font-bold text-primary-foreground"
+            >
               P
             </span>
             Pyreach
@@ -57,7 +62,11 @@ export default function SignInPage() {
           <CardDescription>Governed remote execution into live Python processes.</CardDescription>
         </CardHeader>
         <CardContent>
-          <form onSubmit={onSubmit} className="grid gap-4" aria-describedby={error ? 'sign-in-error' : undefined}>
+          <form
+            onSubmit={onSubmit}
+            className="grid gap-4"
+            aria-describedby={error ? 'sign-in-error' : undefined}
+          >
             <div className="grid gap-1.5">
               <Label htmlFor="email">Email</Label>
               <Input id="email" name="email" type="email" autoComplete="username" required autoFocus />
@@ -66,9 +75,7 @@ export default function SignInPage() {
               <Label htmlFor="password">Password</Label>
               <Input id="password" name="password" type="password" autoComplete="current-password" required />
             </div>
-            {error ? (
-              <Alert id="sign-in-error" variant="destructive" title={error} />
-            ) : null}
+            {error ? <Alert id="sign-in-error" variant="destructive" title={error} /> : null}
             <Button type="submit" disabled={busy}>
               <LogInIcon aria-hidden="true" />
               {busy ? 'Signing in…' : 'Sign in'}

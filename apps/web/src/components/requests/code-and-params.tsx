@@ -16,19 +16,34 @@ export function CodeAndParams({ request, script }: { request: RequestRow; script
             <>
               <Badge variant="secondary">library</Badge>
               <span className="font-mono">{request.scriptId}</span>
-              {script && script.source !== request.code ? <Badge variant="warning">differs from the current library version</Badge> : null}
+              {script && script.source !== request.code ? (
+                <Badge variant="warning">differs from the current library version</Badge>
+              ) : null}
             </>
           ) : (
             <Badge variant="warning">custom code</Badge>
           )}
-          <span className="ml-auto font-mono" title="Content hash over code + parameters + targets (what approvals bind to)">
+          <span
+            className="ml-auto font-mono"
+            title="Content hash over code + parameters + targets (what approvals bind to)"
+          >
             sha256 {request.contentHash.slice(0, 16)}…
           </span>
         </div>
-        <CodeEditor key={`${request.id}:${request.revision}`} value={request.code} readOnly label="Code that will run" maxHeight="24rem" minHeight="6rem" testId="request-code" />
+        <CodeEditor
+          key={`${request.id}:${request.revision}`}
+          value={request.code}
+          readOnly
+          label="Code that will run"
+          maxHeight="24rem"
+          minHeight="6rem"
+          testId="request-code"
+        />
       </div>
       <div className="grid content-start gap-1">
-        <div className="text-xs font-medium text-muted-foreground">Parameters (passed as data as `params`)</div>
+        <div className="text-xs font-medium text-muted-foreground">
+          Parameters (passed as data as `params`)
+        </div>
         {entries.length === 0 ? (
           <p className="rounded-md border p-3 text-sm text-muted-foreground">none</p>
         ) : (
@@ -50,11 +65,22 @@ export function CodeAndParams({ request, script }: { request: RequestRow; script
 }
 
 export function describeTargets(targets: unknown, hostnames: Record<string, string> = {}): string[] {
-  const t = targets as { type?: string; processes?: { agentId: string; pid: number }[]; labels?: Record<string, string>; process?: Record<string, string> };
-  if (t?.type === 'processes' && t.processes) return t.processes.map((p) => `${hostnames[p.agentId] ?? p.agentId.slice(0, 8)} · pid ${p.pid}`);
+  const t = targets as {
+    type?: string;
+    processes?: { agentId: string; pid: number }[];
+    labels?: Record<string, string>;
+    process?: Record<string, string>;
+  };
+  if (t?.type === 'processes' && t.processes)
+    return t.processes.map((p) => `${hostnames[p.agentId] ?? p.agentId.slice(0, 8)} · pid ${p.pid}`);
   if (t?.type === 'selector') {
-    const labels = Object.entries(t.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || 'any host';
-    const proc = Object.entries(t.process ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ');
+    const labels =
+      Object.entries(t.labels ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ') || 'any host';
+    const proc = Object.entries(t.process ?? {})
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ');
     return [`selector: ${labels}${proc ? ` · ${proc}` : ''}`];
   }
   return ['unknown target shape'];

@@ -6,14 +6,24 @@ import { useUser } from '../../lib/client/session';
 import type { RequestRow } from '../../lib/client/types';
 import { Alert } from '../ui/alert';
 import { Button } from '../ui/button';
-import { Dialog, DialogContent, DialogDescription, DialogFooter, DialogHeader, DialogTitle } from '../ui/dialog';
+import {
+  Dialog,
+  DialogContent,
+  DialogDescription,
+  DialogFooter,
+  DialogHeader,
+  DialogTitle,
+} from '../ui/dialog';
 import { Input, Textarea } from '../ui/input';
 import { Field } from '../ui/label';
 
 type Decision = 'approve' | 'reject';
 
 /** Whether to offer review buttons; the server re-checks every rule (self-approval, roles, state, freshness). */
-export function mayReview(user: { id: string; role: string }, req: RequestRow & { approverRoles?: string[] }): boolean {
+export function mayReview(
+  user: { id: string; role: string },
+  req: RequestRow & { approverRoles?: string[] },
+): boolean {
   if (req.state !== 'pending') return false;
   if (req.requesterId === user.id) return false;
   if (user.role !== 'approver' && user.role !== 'admin') return false;
@@ -38,7 +48,10 @@ export function ReviewControls({ request, onDone }: { request: RequestRow; onDon
     setBusy(decision);
     setError(null);
     try {
-      await api(`/api/requests/${request.id}/reviews`, { method: 'POST', json: { decision, ...(comment.trim() ? { comment: comment.trim() } : {}) } });
+      await api(`/api/requests/${request.id}/reviews`, {
+        method: 'POST',
+        json: { decision, ...(comment.trim() ? { comment: comment.trim() } : {}) },
+      });
       setComment('');
       onDone();
     } catch (err) {
@@ -60,7 +73,9 @@ export function ReviewControls({ request, onDone }: { request: RequestRow; onDon
     }).catch(() => null);
     setReauthBusy(false);
     if (!res || !res.ok) {
-      setReauthError(res?.status === 429 ? 'Too many attempts. Wait a minute.' : 'That password is not right.');
+      setReauthError(
+        res?.status === 429 ? 'Too many attempts. Wait a minute.' : 'That password is not right.',
+      );
       return;
     }
     const decision = reauthFor;
@@ -71,7 +86,11 @@ export function ReviewControls({ request, onDone }: { request: RequestRow; onDon
 
   return (
     <div className="grid gap-3" data-testid="review-controls">
-      <Field id={`review-comment-${request.id}`} label="Comment" hint="Shown to the requester and kept in the audit log.">
+      <Field
+        id={`review-comment-${request.id}`}
+        label="Comment"
+        hint="Shown to the requester and kept in the audit log."
+      >
         <Textarea
           id={`review-comment-${request.id}`}
           value={comment}
@@ -80,12 +99,21 @@ export function ReviewControls({ request, onDone }: { request: RequestRow; onDon
           className="min-h-16"
         />
       </Field>
-      {error ? <Alert variant="destructive" title="The vote was not recorded">{errorMessage(error)}</Alert> : null}
+      {error ? (
+        <Alert variant="destructive" title="The vote was not recorded">
+          {errorMessage(error)}
+        </Alert>
+      ) : null}
       <div className="flex flex-wrap gap-2">
         <Button type="button" variant="success" onClick={() => void vote('approve')} disabled={busy !== null}>
           <CheckIcon aria-hidden="true" /> {busy === 'approve' ? 'Approving…' : 'Approve'}
         </Button>
-        <Button type="button" variant="destructive" onClick={() => void vote('reject')} disabled={busy !== null}>
+        <Button
+          type="button"
+          variant="destructive"
+          onClick={() => void vote('reject')}
+          disabled={busy !== null}
+        >
           <XIcon aria-hidden="true" /> {busy === 'reject' ? 'Rejecting…' : 'Reject'}
         </Button>
       </div>
@@ -97,11 +125,20 @@ export function ReviewControls({ request, onDone }: { request: RequestRow; onDon
                 <KeyRoundIcon aria-hidden="true" className="size-4" /> Confirm it is you
               </DialogTitle>
               <DialogDescription>
-                Reviewing needs a recent sign-in. Enter the password for <strong>{user.email}</strong>; your {reauthFor === 'reject' ? 'rejection' : 'approval'} is sent right after.
+                Reviewing needs a recent sign-in. Enter the password for <strong>{user.email}</strong>; your{' '}
+                {reauthFor === 'reject' ? 'rejection' : 'approval'} is sent right after.
               </DialogDescription>
             </DialogHeader>
             <Field id="reauth-password" label="Password" error={reauthError}>
-              <Input id="reauth-password" type="password" autoComplete="current-password" required autoFocus value={password} onChange={(e) => setPassword(e.target.value)} />
+              <Input
+                id="reauth-password"
+                type="password"
+                autoComplete="current-password"
+                required
+                autoFocus
+                value={password}
+                onChange={(e) => setPassword(e.target.value)}
+              />
             </Field>
             <DialogFooter>
               <Button type="button" variant="outline" onClick={() => setReauthFor(null)}>

@@ -39,7 +39,10 @@ const NAV: NavItem[] = [
 ];
 
 function isActive(pathname: string, href: string): boolean {
-  if (href === '/requests') return pathname === '/requests' || (pathname.startsWith('/requests/') && !pathname.startsWith('/requests/new'));
+  if (href === '/requests')
+    return (
+      pathname === '/requests' || (pathname.startsWith('/requests/') && !pathname.startsWith('/requests/new'))
+    );
   return pathname === href || pathname.startsWith(`${href}/`);
 }
 
@@ -47,10 +50,22 @@ function LiveIndicator() {
   const state = useLiveState();
   const label = state === 'live' ? 'Live' : state === 'connecting' ? 'Connecting' : 'Offline';
   return (
-    <span className="inline-flex items-center gap-1.5 text-xs text-muted-foreground" role="status" aria-live="polite" title="Live updates connection">
+    <span
+      className="inline-flex items-center gap-1.5 text-xs text-muted-foreground"
+      role="status"
+      aria-live="polite"
+      title="Live updates connection"
+    >
       <span
         aria-hidden="true"
-        className={cn('size-2 rounded-full', state === 'live' ? 'bg-success' : state === 'connecting' ? 'bg-warning animate-pulse' : 'bg-destructive')}
+        className={cn(
+          'size-2 rounded-full',
+          state === 'live'
+            ? 'bg-success'
+            : state === 'connecting'
+              ? 'bg-warning animate-pulse'
+              : 'bg-destructive',
+        )}
       />
       {label}
     </span>
@@ -64,7 +79,11 @@ export function AppShell({ children }: { children: ReactNode }) {
   const items = NAV.filter((i) => i.show(user.role));
 
   async function signOut() {
-    await fetch('/api/auth/sign-out', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }).catch(() => undefined);
+    await fetch('/api/auth/sign-out', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    }).catch(() => undefined);
     window.location.assign('/sign-in');
   }
 
@@ -94,12 +113,21 @@ export function AppShell({ children }: { children: ReactNode }) {
 
   return (
     <div className="flex min-h-dvh">
-      <a href="#main" className="sr-only focus:not-sr-only focus:fixed focus:top-2 focus:left-2 focus:z-50 focus:rounded-md focus:bg-background focus:px-3 focus:py-2">
+      <a
+        href="#main"
+        className="sr-only focus:not-sr-only focus:fixed focus:top-2 focus:left-2 focus:z-50 focus:rounded-md focus:bg-background focus:px-3 focus:py-2"
+      >
         Skip to content
       </a>
       <aside className="sticky top-0 hidden h-dvh w-56 shrink-0 flex-col border-r bg-card/50 p-3 md:flex">
-        <Link href="/fleet" className="mb-4 flex items-center gap-2 px-2 py-1 text-base font-semibold tracking-tight">
-          <span aria-hidden="true" className="grid size-6 place-items-center rounded-md bg-primary text-xs font-bold text-primary-foreground">
+        <Link
+          href="/fleet"
+          className="mb-4 flex items-center gap-2 px-2 py-1 text-base font-semibold tracking-tight"
+        >
+          <span
+            aria-hidden="true"
+            className="grid size-6 place-items-center rounded-md bg-primary text-xs font-bold text-primary-foreground"
+          >
             P
           </span>
           Pyreach
@@ -127,7 +155,14 @@ export function AppShell({ children }: { children: ReactNode }) {
       </aside>
       <div className="flex min-w-0 flex-1 flex-col">
         <header className="sticky top-0 z-30 flex h-12 items-center gap-2 border-b bg-background/90 px-3 backdrop-blur md:hidden">
-          <Button variant="ghost" size="icon" aria-label={open ? 'Close menu' : 'Open menu'} aria-expanded={open} aria-controls="mobile-nav" onClick={() => setOpen(!open)}>
+          <Button
+            variant="ghost"
+            size="icon"
+            aria-label={open ? 'Close menu' : 'Open menu'}
+            aria-expanded={open}
+            aria-controls="mobile-nav"
+            onClick={() => setOpen(!open)}
+          >
             {open ? <XIcon aria-hidden="true" /> : <MenuIcon aria-hidden="true" />}
           </Button>
           <span className="font-semibold">Pyreach</span>
@@ -149,7 +184,11 @@ export function AppShell({ children }: { children: ReactNode }) {
             </div>
           </div>
         ) : null}
-        <main id="main" tabIndex={-1} className="mx-auto w-full max-w-7xl flex-1 px-4 py-6 focus:outline-none sm:px-6">
+        <main
+          id="main"
+          tabIndex={-1}
+          className="mx-auto w-full max-w-7xl flex-1 px-4 py-6 focus:outline-none sm:px-6"
+        >
           {children}
         </main>
       </div>
@@ -157,7 +196,15 @@ export function AppShell({ children }: { children: ReactNode }) {
   );
 }
 
-export function PageHeader({ title, description, actions }: { title: string; description?: ReactNode; actions?: ReactNode }) {
+export function PageHeader({
+  title,
+  description,
+  actions,
+}: {
+  title: string;
+  description?: ReactNode;
+  actions?: ReactNode;
+}) {
   return (
     <div className="mb-5 flex flex-wrap items-end justify-between gap-3">
       <div className="grid gap-1">

@@ -14,7 +14,11 @@ export function Checkbox({ className, ...props }: ComponentProps<typeof C.Root>)
       {...props}
     >
       <C.Indicator className="flex items-center justify-center text-current">
-        {props.checked === 'indeterminate' ? <MinusIcon className="size-3.5" /> : <CheckIcon className="size-3.5" />}
+        {props.checked === 'indeterminate' ? (
+          <MinusIcon className="size-3.5" />
+        ) : (
+          <CheckIcon className="size-3.5" />
+        )}
       </C.Indicator>
     </C.Root>
   );

@@ -19,7 +19,12 @@ export function EmptyState({
   className?: string;
 }) {
   return (
-    <div className={cn('flex flex-col items-center justify-center gap-2 rounded-lg border border-dashed px-6 py-10 text-center', className)}>
+    <div
+      className={cn(
+        'flex flex-col items-center justify-center gap-2 rounded-lg border border-dashed px-6 py-10 text-center',
+        className,
+      )}
+    >
       <div className="text-muted-foreground [&_svg]:size-8" aria-hidden="true">
         {icon ?? <InboxIcon />}
       </div>
@@ -41,8 +46,17 @@ export function LoadingRows({ rows = 4, label = 'Loading' }: { rows?: number; la
   );
 }
 
-export function ErrorState({ error, onRetry, title = 'Could not load this' }: { error: unknown; onRetry?: () => void; title?: string }) {
-  const message = error instanceof Error ? error.message : typeof error === 'string' ? error : 'Unexpected error';
+export function ErrorState({
+  error,
+  onRetry,
+  title = 'Could not load this',
+}: {
+  error: unknown;
+  onRetry?: () => void;
+  title?: string;
+}) {
+  const message =
+    error instanceof Error ? error.message : typeof error === 'string' ? error : 'Unexpected error';
   return (
     <Alert variant="destructive" title={title}>
       <div className="flex flex-wrap items-center gap-3">

@@ -15,13 +15,24 @@ export function TBody({ className, ...props }: ComponentProps<'tbody'>) {
   return <tbody className={cn('[&_tr:last-child]:border-0', className)} {...props} />;
 }
 export function TR({ className, ...props }: ComponentProps<'tr'>) {
-  return <tr className={cn('border-b transition-colors hover:bg-muted/40 data-[state=selected]:bg-accent', className)} {...props} />;
+  return (
+    <tr
+      className={cn(
+        'border-b transition-colors hover:bg-muted/40 data-[state=selected]:bg-accent',
+        className,
+      )}
+      {...props}
+    />
+  );
 }
 export function TH({ className, ...props }: ComponentProps<'th'>) {
   return (
     <th
       scope="col"
-      className={cn('h-9 px-3 text-left align-middle text-xs font-medium uppercase tracking-wide text-muted-foreground whitespace-nowrap', className)}
+      className={cn(
+        'h-9 px-3 text-left align-middle text-xs font-medium uppercase tracking-wide text-muted-foreground whitespace-nowrap',
+        className,
+      )}
       {...props}
     />
   );

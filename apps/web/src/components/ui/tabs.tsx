@@ -5,7 +5,12 @@ import { cn } from '../../lib/client/utils';
 
 export const Tabs = T.Root;
 export function TabsList({ className, ...props }: ComponentProps<typeof T.List>) {
-  return <T.List className={cn('inline-flex h-9 items-center rounded-lg bg-muted p-1 text-muted-foreground', className)} {...props} />;
+  return (
+    <T.List
+      className={cn('inline-flex h-9 items-center rounded-lg bg-muted p-1 text-muted-foreground', className)}
+      {...props}
+    />
+  );
 }
 export function TabsTrigger({ className, ...props }: ComponentProps<typeof T.Trigger>) {
   return (
@@ -19,5 +24,10 @@ export function TabsTrigger({ className, ...props }: ComponentProps<typeof T.Tri
   );
 }
 export function TabsContent({ className, ...props }: ComponentProps<typeof T.Content>) {
-  return <T.Content className={cn('mt-3 focus-visible:outline-2 focus-visible:outline-ring', className)} {...props} />;
+  return (
+    <T.Content
+      className={cn('mt-3 focus-visible:outline-2 focus-visible:outline-ring', className)}
+      {...props}
+    />
+  );
 }

@@ -21,7 +21,11 @@ export async function api<T>(path: string, init: RequestInit & { json?: unknown 
       credentials: 'same-origin',
       cache: 'no-store',
       ...rest,
-      headers: { accept: 'application/json', ...(json !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      headers: {
+        accept: 'application/json',
+        ...(json !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
       body: json !== undefined ? JSON.stringify(json) : rest.body,
     });
   } catch {
@@ -39,9 +43,16 @@ export async function api<T>(path: string, init: RequestInit & { json?: unknown 
   const b = body as { ok?: boolean; error?: { code?: string; message?: string; details?: unknown } } | null;
   if (!res.ok || b?.ok === false) {
     if (res.status === 401 && b?.error?.code === 'UNAUTHENTICATED' && typeof window !== 'undefined') {
-      window.location.assign(`/sign-in?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
+      window.location.assign(
+        `/sign-in?next=${encodeURIComponent(window.location.pathname + window.location.search)}`,
+      );
     }
-    throw new ApiError(res.status, b?.error?.code ?? `HTTP_${res.status}`, b?.error?.message ?? `request failed (${res.status})`, b?.error?.details);
+    throw new ApiError(
+      res.status,
+      b?.error?.code ?? `HTTP_${res.status}`,
+      b?.error?.message ?? `request failed (${res.status})`,
+      b?.error?.details,
+    );
   }
   return body as T;
 }
@@ -107,7 +118,10 @@ export function useNames(ids: (string | null | undefined)[]): Record<string, { n
     const missing = key ? key.split(',').filter((id) => !nameCache.has(id)) : [];
     if (missing.length === 0) return;
     let cancelled = false;
-    api<{ users: Record<string, { name: string; role: string }> }>('/api/ui/names', { method: 'POST', json: { ids: missing } }).then(
+    api<{ users: Record<string, { name: string; role: string }> }>('/api/ui/names', {
+      method: 'POST',
+      json: { ids: missing },
+    }).then(
       (r) => {
         for (const [id, v] of Object.entries(r.users)) nameCache.set(id, v);
         if (!cancelled) force((n) => n + 1);
@@ -128,7 +142,9 @@ export function useNames(ids: (string | null | undefined)[]): Record<string, { n
 
 /** agentId → hostname, for labelling targets and executions. */
 export function useHostnames(): Record<string, string> {
-  const { data } = useApi<{ hosts: { hostname: string; agent: { id: string } }[] }>('/api/fleet/hosts?includeRevoked=true');
+  const { data } = useApi<{ hosts: { hostname: string; agent: { id: string } }[] }>(
+    '/api/fleet/hosts?includeRevoked=true',
+  );
   const out: Record<string, string> = {};
   for (const h of data?.hosts ?? []) out[h.agent.id] = h.hostname;
   return out;

@@ -130,7 +130,13 @@ export interface Policy {
 
 export type TargetSpec =
   | { kind: 'processes'; processes: { agentId: string; pid: number; startTime: string }[] }
-  | { kind: 'selector'; selector: { labels: Labels; process?: { cmdlineContains?: string; user?: string; exeContains?: string } } };
+  | {
+      kind: 'selector';
+      selector: {
+        labels: Labels;
+        process?: { cmdlineContains?: string; user?: string; exeContains?: string };
+      };
+    };
 
 export interface Review {
   id: string;

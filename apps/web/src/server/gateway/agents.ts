@@ -92,7 +92,8 @@ export class AgentGateway {
     this.nsp.use((socket, next) => {
       void this.admit(socket).then(
         () => next(),
-        (err: unknown) => next(err instanceof ConnectError ? err : new ConnectError('INTERNAL', 'connection refused')),
+        (err: unknown) =>
+          next(err instanceof ConnectError ? err : new ConnectError('INTERNAL', 'connection refused')),
       );
     });
     this.nsp.on('connection', (socket) => this.onConnection(socket));
@@ -119,7 +120,10 @@ export class AgentGateway {
     try {
       const res: unknown = await socket.timeout(timeoutMs).emitWithAck('job:dispatch', envelope);
       const parsed = z
-        .union([z.object({ ok: z.literal(true), accepted: z.literal(true) }), z.object({ ok: z.literal(false), error: z.object({ code: z.string(), message: z.string() }) })])
+        .union([
+          z.object({ ok: z.literal(true), accepted: z.literal(true) }),
+          z.object({ ok: z.literal(false), error: z.object({ code: z.string(), message: z.string() }) }),
+        ])
         .safeParse(res);
       if (!parsed.success) return fail('BAD_ACK', 'agent answered job:dispatch with a malformed ack');
       return parsed.data.ok ? { ok: true } : { ok: false, error: parsed.data.error };
@@ -148,25 +152,40 @@ export class AgentGateway {
   // ---- connection ---------------------------------------------------------------------------------------
 
   private async admit(socket: AgentSocket): Promise<void> {
-    if (this.ports.isShuttingDown()) throw new ConnectError('SHUTTING_DOWN', 'server is shutting down; retry shortly');
+    if (this.ports.isShuttingDown())
+      throw new ConnectError('SHUTTING_DOWN', 'server is shutting down; retry shortly');
     const auth = socket.handshake.auth as unknown;
-    if (jsonBytes(auth) > 4096) throw new ConnectError('PAYLOAD_TOO_LARGE', 'handshake auth is larger than 4096 bytes');
+    if (jsonBytes(auth) > 4096)
+      throw new ConnectError('PAYLOAD_TOO_LARGE', 'handshake auth is larger than 4096 bytes');
     const parsed = AgentHandshake.safeParse(auth);
     if (!parsed.success) {
       const v = (auth as { v?: unknown } | null)?.v;
-      if (v !== undefined && v !== 1) throw new ConnectError('UNSUPPORTED_VERSION', `protocol version ${String(v)} is not supported (server speaks 1)`);
+      if (v !== undefined && v !== 1)
+        throw new ConnectError(
+          'UNSUPPORTED_VERSION',
+          `protocol version ${String(v)} is not supported (server speaks 1)`,
+        );
       throw new ConnectError('VALIDATION', `handshake auth is invalid: ${describeIssues(parsed.error)}`);
     }
     const agent = await this.ports.getAgent(parsed.data.agentId);
     if (!agent) {
-      await this.ports.authFailed(parsed.data.agentId, 'UNKNOWN_AGENT', socket.handshake.address).catch(() => undefined);
+      await this.ports
+        .authFailed(parsed.data.agentId, 'UNKNOWN_AGENT', socket.handshake.address)
+        .catch(() => undefined);
       throw new ConnectError('UNKNOWN_AGENT', 'no enrolled agent has this id; enrol again with a join token');
     }
     if (agent.revokedAt) {
       await this.ports.authFailed(agent.id, 'AGENT_REVOKED', socket.handshake.address).catch(() => undefined);
       throw new ConnectError('AGENT_REVOKED', 'this agent was revoked; enrol it again with a new join token');
     }
-    socket.data = { agentId: agent.id, nonce: null, nonceExpiresAt: 0, usedNonces: [], authenticated: false, connectedAt: null };
+    socket.data = {
+      agentId: agent.id,
+      nonce: null,
+      nonceExpiresAt: 0,
+      usedNonces: [],
+      authenticated: false,
+      connectedAt: null,
+    };
   }
 
   private onConnection(socket: AgentSocket): void {
@@ -183,7 +202,11 @@ export class AgentGateway {
     }, CHALLENGE_TTL_MS + 1000);
     authTimer.unref();
 
-    const handlers: { [E in keyof AgentToServerEvents]: (payload: z.infer<(typeof agentToServerSchemas)[E]>) => Promise<{ ok: true } | Failure> } = {
+    const handlers: {
+      [E in keyof AgentToServerEvents]: (
+        payload: z.infer<(typeof agentToServerSchemas)[E]>,
+      ) => Promise<{ ok: true } | Failure>;
+    } = {
       'auth:prove': (proof) => this.prove(socket, proof, log),
       heartbeat: async (hb) => {
         await this.ports.heartbeat(agentId, hb);
@@ -212,7 +235,8 @@ export class AgentGateway {
       if (known.has(event)) return;
       const ack = args.at(-1);
       log.warn({ event: event.slice(0, 64) }, 'agent sent an unknown event');
-      if (typeof ack === 'function') (ack as (r: Failure) => void)(fail('UNKNOWN_EVENT', `unknown event '${event.slice(0, 64)}'`));
+      if (typeof ack === 'function')
+        (ack as (r: Failure) => void)(fail('UNKNOWN_EVENT', `unknown event '${event.slice(0, 64)}'`));
     });
 
     for (const name of Object.keys(handlers) as (keyof AgentToServerEvents)[]) {
@@ -227,7 +251,12 @@ export class AgentGateway {
         const size = jsonBytes(payload);
         if (size > AGENT_EVENT_MAX_BYTES[name]) {
           log.warn({ event: name, size }, 'oversized agent payload refused');
-          reply(fail('PAYLOAD_TOO_LARGE', `${name} payload is ${size} bytes; the limit is ${AGENT_EVENT_MAX_BYTES[name]}`));
+          reply(
+            fail(
+              'PAYLOAD_TOO_LARGE',
+              `${name} payload is ${size} bytes; the limit is ${AGENT_EVENT_MAX_BYTES[name]}`,
+            ),
+          );
           return;
         }
         if (name !== 'auth:prove' && !socket.data.authenticated) {
@@ -241,23 +270,24 @@ export class AgentGateway {
         const parsed = agentToServerSchemas[name].safeParse(payload);
         if (!parsed.success) {
           const message = `${name} payload is invalid: ${describeIssues(parsed.error)}`;
-          log.warn({ event: name, issues: parsed.error.issues.slice(0, 5).map((i) => i.path.join('.')) }, 'malformed agent payload refused');
+          log.warn(
+            { event: name, issues: parsed.error.issues.slice(0, 5).map((i) => i.path.join('.')) },
+            'malformed agent payload refused',
+          );
           reply(fail('VALIDATION', message));
           if (name === 'auth:prove') socket.disconnect(true);
           return;
         }
         const handler = handlers[name] as (p: unknown) => Promise<{ ok: true } | Failure>;
-        void this.ports
-          .track(handler(parsed.data))
-          .then(reply, (err: unknown) => {
-            const e = err as { code?: unknown; status?: unknown; userMessage?: unknown; message?: unknown };
-            if (typeof e?.code === 'string' && typeof e?.status === 'number' && e.status < 500) {
-              reply(fail(e.code, String(e.userMessage ?? e.message ?? e.code)));
-              return;
-            }
-            log.error({ event: name, err }, 'agent event handler failed');
-            reply(fail('INTERNAL', 'the server could not process this message; it was not applied'));
-          });
+        void this.ports.track(handler(parsed.data)).then(reply, (err: unknown) => {
+          const e = err as { code?: unknown; status?: unknown; userMessage?: unknown; message?: unknown };
+          if (typeof e?.code === 'string' && typeof e?.status === 'number' && e.status < 500) {
+            reply(fail(e.code, String(e.userMessage ?? e.message ?? e.code)));
+            return;
+          }
+          log.error({ event: name, err }, 'agent event handler failed');
+          reply(fail('INTERNAL', 'the server could not process this message; it was not applied'));
+        });
       }) as never);
     }
 
@@ -267,18 +297,26 @@ export class AgentGateway {
       if (this.local.get(agentId) === socket) {
         this.local.delete(agentId);
         log.info({ reason }, 'agent disconnected');
-        void this.ports.track(this.ports.disconnected(agentId, { connectedAt: socket.data.connectedAt })).catch((err: unknown) => log.error({ err }, 'marking agent disconnected failed'));
+        void this.ports
+          .track(this.ports.disconnected(agentId, { connectedAt: socket.data.connectedAt }))
+          .catch((err: unknown) => log.error({ err }, 'marking agent disconnected failed'));
       }
     });
 
     socket.emit('auth:challenge', { nonce, expiresAt: new Date(socket.data.nonceExpiresAt).toISOString() });
   }
 
-  private async prove(socket: AgentSocket, proof: { nonce: string; signature: string }, log: Logger): Promise<{ ok: true; serverTime: string } | Failure> {
+  private async prove(
+    socket: AgentSocket,
+    proof: { nonce: string; signature: string },
+    log: Logger,
+  ): Promise<{ ok: true; serverTime: string } | Failure> {
     const d = socket.data;
     const refuse = async (code: AgentErrorCode, message: string): Promise<Failure> => {
       log.warn({ code }, 'agent authentication failed');
-      await this.ports.authFailed(d.agentId, code, socket.handshake.address).catch((err: unknown) => log.error({ err }, 'audit of failed agent auth failed'));
+      await this.ports
+        .authFailed(d.agentId, code, socket.handshake.address)
+        .catch((err: unknown) => log.error({ err }, 'audit of failed agent auth failed'));
       // The ack is written before the disconnect packet; engine.io flushes its buffer before closing.
       setImmediate(() => socket.disconnect(true));
       return fail(code, message);
@@ -288,16 +326,23 @@ export class AgentGateway {
     if (d.authenticated || d.usedNonces.includes(proof.nonce) || this.spentNonces.has(proof.nonce)) {
       return refuse('NONCE_REPLAYED', 'this challenge nonce was already used');
     }
-    if (d.nonce === null || proof.nonce !== d.nonce) return refuse('BAD_NONCE', 'nonce does not match the challenge of this connection');
+    if (d.nonce === null || proof.nonce !== d.nonce)
+      return refuse('BAD_NONCE', 'nonce does not match the challenge of this connection');
     d.usedNonces.push(d.nonce);
     this.spentNonces.set(d.nonce, now + 10 * 60_000);
     d.nonce = null;
-    if (Date.now() > d.nonceExpiresAt) return refuse('NONCE_EXPIRED', 'the challenge expired; reconnect for a fresh one');
+    if (Date.now() > d.nonceExpiresAt)
+      return refuse('NONCE_EXPIRED', 'the challenge expired; reconnect for a fresh one');
     const agent = await this.ports.getAgent(d.agentId);
     if (!agent || agent.revokedAt) return refuse('AGENT_REVOKED', 'this agent was revoked');
     let good = false;
     try {
-      good = verify(null, agentAuthMessage(d.agentId, proof.nonce), publicKeyFromPem(agent.publicKey), Buffer.from(proof.signature, 'base64'));
+      good = verify(
+        null,
+        agentAuthMessage(d.agentId, proof.nonce),
+        publicKeyFromPem(agent.publicKey),
+        Buffer.from(proof.signature, 'base64'),
+      );
     } catch {
       good = false;
     }

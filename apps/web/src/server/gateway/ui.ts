@@ -79,7 +79,12 @@ export class UiGateway {
     this.nsp.to(FLEET_ROOM).emit('request:changed', { requestId, state });
   }
 
-  executionUpdate(msg: { requestId: string; executionId: string; state: ExecutionState; errorCode?: string | null }): void {
+  executionUpdate(msg: {
+    requestId: string;
+    executionId: string;
+    state: ExecutionState;
+    errorCode?: string | null;
+  }): void {
     this.nsp.to(FLEET_ROOM).to(requestRoom(msg.requestId)).emit('execution:update', msg);
   }
 

@@ -32,7 +32,11 @@ const LabelsQuery = z
 export const Selector = z.object({
   labels: Labels.default({}),
   process: z
-    .object({ cmdlineContains: z.string().max(256).optional(), user: z.string().max(256).optional(), exeContains: z.string().max(256).optional() })
+    .object({
+      cmdlineContains: z.string().max(256).optional(),
+      user: z.string().max(256).optional(),
+      exeContains: z.string().max(256).optional(),
+    })
     .strict()
     .optional(),
 });
@@ -52,12 +56,20 @@ export const PolicyBody = z
   .strict();
 
 /** Mirrors services/requests.ts (which re-validates everything, including cross-field rules). */
-const ExplicitTarget = z.object({ agentId: Id, pid: z.number().int().positive(), startTime: z.string().regex(/^\d+$/), tid: z.number().int().positive().optional() });
+const ExplicitTarget = z.object({
+  agentId: Id,
+  pid: z.number().int().positive(),
+  startTime: z.string().regex(/^\d+$/),
+  tid: z.number().int().positive().optional(),
+});
 export const Targets = z.discriminatedUnion('type', [
   z.object({ type: z.literal('processes'), processes: z.array(ExplicitTarget).min(1).max(1000) }),
   z.object({ type: z.literal('selector'), labels: Labels, process: Selector.shape.process }),
 ]);
-const Rollout = z.object({ concurrency: z.number().int().min(1).max(1000).optional(), maxFailures: z.number().int().min(1).max(10000).optional() });
+const Rollout = z.object({
+  concurrency: z.number().int().min(1).max(1000).optional(),
+  maxFailures: z.number().int().min(1).max(10000).optional(),
+});
 export const CreateRequestBody = z
   .object({
     kind: z.enum(['library', 'custom']),
@@ -72,15 +84,46 @@ export const CreateRequestBody = z
   })
   .strict();
 export const UpdateRequestBody = z
-  .object({ code: z.string().min(1).optional(), params: JsonObject.optional(), targets: Targets.optional(), reason: z.string().min(3).max(2000).optional(), rollout: Rollout.optional(), options: JobOptions.partial().optional() })
+  .object({
+    code: z.string().min(1).optional(),
+    params: JsonObject.optional(),
+    targets: Targets.optional(),
+    reason: z.string().min(3).max(2000).optional(),
+    rollout: Rollout.optional(),
+    options: JobOptions.partial().optional(),
+  })
   .strict();
 
 export const api = {
-  health: defineRoute({ method: 'GET', path: '/api/health', summary: 'Liveness and database reachability', tag: 'system', auth: 'public' }),
-  openapi: defineRoute({ method: 'GET', path: '/api/openapi.json', summary: 'This API as OpenAPI 3.1', tag: 'system', auth: 'public' }),
-  me: defineRoute({ method: 'GET', path: '/api/me', summary: 'The signed-in user, role and re-authentication state', tag: 'users', auth: 'session' }),
+  health: defineRoute({
+    method: 'GET',
+    path: '/api/health',
+    summary: 'Liveness and database reachability',
+    tag: 'system',
+    auth: 'public',
+  }),
+  openapi: defineRoute({
+    method: 'GET',
+    path: '/api/openapi.json',
+    summary: 'This API as OpenAPI 3.1',
+    tag: 'system',
+    auth: 'public',
+  }),
+  me: defineRoute({
+    method: 'GET',
+    path: '/api/me',
+    summary: 'The signed-in user, role and re-authentication state',
+    tag: 'users',
+    auth: 'session',
+  }),
 
-  listUsers: defineRoute({ method: 'GET', path: '/api/users', summary: 'List users', tag: 'users', auth: { action: 'user:manage' } }),
+  listUsers: defineRoute({
+    method: 'GET',
+    path: '/api/users',
+    summary: 'List users',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+  }),
   createUser: defineRoute({
     method: 'POST',
     path: '/api/users',
@@ -88,7 +131,14 @@ export const api = {
     tag: 'users',
     auth: { action: 'user:manage' },
     status: 201,
-    body: z.object({ email: z.email().max(320), name: z.string().min(1).max(200), password: z.string().min(12).max(256), role: Role }).strict(),
+    body: z
+      .object({
+        email: z.email().max(320),
+        name: z.string().min(1).max(200),
+        password: z.string().min(12).max(256),
+        role: Role,
+      })
+      .strict(),
   }),
   setUserRole: defineRoute({
     method: 'PATCH',
@@ -107,7 +157,13 @@ export const api = {
     tag: 'agents',
     auth: { action: 'agent:manage' },
     status: 201,
-    body: z.object({ labels: Labels.optional(), ttlMinutes: z.number().int().min(1).max(10080).optional(), note: z.string().max(500).optional() }).strict(),
+    body: z
+      .object({
+        labels: Labels.optional(),
+        ttlMinutes: z.number().int().min(1).max(10080).optional(),
+        note: z.string().max(500).optional(),
+      })
+      .strict(),
   }),
   enroll: defineRoute({
     method: 'POST',
@@ -126,9 +182,18 @@ export const api = {
     summary: 'List agents',
     tag: 'agents',
     auth: { action: 'fleet:read' },
-    query: z.object({ status: z.enum(['online', 'offline']).optional(), includeRevoked: Bool.optional() }).strict(),
+    query: z
+      .object({ status: z.enum(['online', 'offline']).optional(), includeRevoked: Bool.optional() })
+      .strict(),
   }),
-  getAgent: defineRoute({ method: 'GET', path: '/api/agents/{id}', summary: 'One agent', tag: 'agents', auth: { action: 'fleet:read' }, params: IdParam }),
+  getAgent: defineRoute({
+    method: 'GET',
+    path: '/api/agents/{id}',
+    summary: 'One agent',
+    tag: 'agents',
+    auth: { action: 'fleet:read' },
+    params: IdParam,
+  }),
   revokeAgent: defineRoute({
     method: 'POST',
     path: '/api/agents/{id}/revoke',
@@ -173,7 +238,13 @@ export const api = {
     auth: { action: 'fleet:read' },
     body: Selector.extend({ limit: z.number().int().min(1).max(10000).optional() }).strict(),
   }),
-  listScripts: defineRoute({ method: 'GET', path: '/api/scripts', summary: 'Built-in script library', tag: 'requests', auth: { action: 'request:read' } }),
+  listScripts: defineRoute({
+    method: 'GET',
+    path: '/api/scripts',
+    summary: 'Built-in script library',
+    tag: 'requests',
+    auth: { action: 'request:read' },
+  }),
 
   listRequests: defineRoute({
     method: 'GET',
@@ -181,10 +252,32 @@ export const api = {
     summary: 'Requests, newest first',
     tag: 'requests',
     auth: { action: 'request:read' },
-    query: z.object({ state: z.string().max(32).optional(), requesterId: z.string().max(128).optional(), cursor: Id.optional(), limit: z.coerce.number().int().min(1).max(200).optional() }).strict(),
+    query: z
+      .object({
+        state: z.string().max(32).optional(),
+        requesterId: z.string().max(128).optional(),
+        cursor: Id.optional(),
+        limit: z.coerce.number().int().min(1).max(200).optional(),
+      })
+      .strict(),
   }),
-  createRequest: defineRoute({ method: 'POST', path: '/api/requests', summary: 'Ask to run code or a library script on targets', tag: 'requests', auth: { action: 'request:create' }, status: 201, body: CreateRequestBody }),
-  getRequest: defineRoute({ method: 'GET', path: '/api/requests/{id}', summary: 'A request with reviews, executions, output and results', tag: 'requests', auth: { action: 'request:read' }, params: IdParam }),
+  createRequest: defineRoute({
+    method: 'POST',
+    path: '/api/requests',
+    summary: 'Ask to run code or a library script on targets',
+    tag: 'requests',
+    auth: { action: 'request:create' },
+    status: 201,
+    body: CreateRequestBody,
+  }),
+  getRequest: defineRoute({
+    method: 'GET',
+    path: '/api/requests/{id}',
+    summary: 'A request with reviews, executions, output and results',
+    tag: 'requests',
+    auth: { action: 'request:read' },
+    params: IdParam,
+  }),
   updateRequest: defineRoute({
     method: 'PATCH',
     path: '/api/requests/{id}',
@@ -210,14 +303,52 @@ export const api = {
     tag: 'requests',
     auth: { action: 'request:review' },
     params: IdParam,
-    body: z.object({ decision: z.enum(['approve', 'reject']), comment: z.string().max(2000).optional() }).strict(),
+    body: z
+      .object({ decision: z.enum(['approve', 'reject']), comment: z.string().max(2000).optional() })
+      .strict(),
   }),
 
-  listPolicies: defineRoute({ method: 'GET', path: '/api/policies', summary: 'Approval policies, highest priority first', tag: 'policies', auth: { action: 'policy:read' } }),
-  createPolicy: defineRoute({ method: 'POST', path: '/api/policies', summary: 'Create a policy', tag: 'policies', auth: { action: 'policy:manage' }, status: 201, body: PolicyBody }),
-  getPolicy: defineRoute({ method: 'GET', path: '/api/policies/{id}', summary: 'One policy', tag: 'policies', auth: { action: 'policy:read' }, params: IdParam }),
-  updatePolicy: defineRoute({ method: 'PUT', path: '/api/policies/{id}', summary: "Replace a policy's rules", tag: 'policies', auth: { action: 'policy:manage' }, params: IdParam, body: PolicyBody }),
-  deletePolicy: defineRoute({ method: 'DELETE', path: '/api/policies/{id}', summary: 'Delete a policy (not the default)', tag: 'policies', auth: { action: 'policy:manage' }, params: IdParam }),
+  listPolicies: defineRoute({
+    method: 'GET',
+    path: '/api/policies',
+    summary: 'Approval policies, highest priority first',
+    tag: 'policies',
+    auth: { action: 'policy:read' },
+  }),
+  createPolicy: defineRoute({
+    method: 'POST',
+    path: '/api/policies',
+    summary: 'Create a policy',
+    tag: 'policies',
+    auth: { action: 'policy:manage' },
+    status: 201,
+    body: PolicyBody,
+  }),
+  getPolicy: defineRoute({
+    method: 'GET',
+    path: '/api/policies/{id}',
+    summary: 'One policy',
+    tag: 'policies',
+    auth: { action: 'policy:read' },
+    params: IdParam,
+  }),
+  updatePolicy: defineRoute({
+    method: 'PUT',
+    path: '/api/policies/{id}',
+    summary: "Replace a policy's rules",
+    tag: 'policies',
+    auth: { action: 'policy:manage' },
+    params: IdParam,
+    body: PolicyBody,
+  }),
+  deletePolicy: defineRoute({
+    method: 'DELETE',
+    path: '/api/policies/{id}',
+    summary: 'Delete a policy (not the default)',
+    tag: 'policies',
+    auth: { action: 'policy:manage' },
+    params: IdParam,
+  }),
 
   queryAudit: defineRoute({
     method: 'GET',
@@ -234,12 +365,21 @@ export const api = {
         from: z.iso.datetime({ offset: true }).optional(),
         to: z.iso.datetime({ offset: true }).optional(),
         text: z.string().max(256).optional(),
-        cursor: z.string().regex(/^\d{1,19}$/).optional(),
+        cursor: z
+          .string()
+          .regex(/^\d{1,19}$/)
+          .optional(),
         limit: z.coerce.number().int().min(1).max(500).optional(),
       })
       .strict(),
   }),
-  verifyAudit: defineRoute({ method: 'GET', path: '/api/audit/verify', summary: 'Verify the hash chain; names the first broken event', tag: 'audit', auth: { action: 'audit:read' } }),
+  verifyAudit: defineRoute({
+    method: 'GET',
+    path: '/api/audit/verify',
+    summary: 'Verify the hash chain; names the first broken event',
+    tag: 'audit',
+    auth: { action: 'audit:read' },
+  }),
   exportAudit: defineRoute({
     method: 'GET',
     path: '/api/audit/export',

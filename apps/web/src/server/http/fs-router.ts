@@ -7,7 +7,10 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-type Handler = (req: Request, ctx: { params: Promise<Record<string, string | string[]>> }) => Promise<Response> | Response;
+type Handler = (
+  req: Request,
+  ctx: { params: Promise<Record<string, string | string[]>> },
+) => Promise<Response> | Response;
 
 interface Entry {
   segments: string[];
@@ -47,13 +50,16 @@ export class FsRouter {
   }
 
   private match(pathname: string): { entry: Entry; params: Record<string, string | string[]> } | null {
-    const parts = pathname.split('/').filter(Boolean).map((p) => {
-      try {
-        return decodeURIComponent(p);
-      } catch {
-        return p;
-      }
-    });
+    const parts = pathname
+      .split('/')
+      .filter(Boolean)
+      .map((p) => {
+        try {
+          return decodeURIComponent(p);
+        } catch {
+          return p;
+        }
+      });
     for (const entry of this.entries) {
       const params: Record<string, string | string[]> = {};
       let ok = true;

@@ -36,7 +36,10 @@ export class HttpError extends Error {
 /** JSON with bigint as decimal strings (audit sequence numbers) and no caching. */
 export function jsonResponse(body: unknown, status = 200): Response {
   const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  return new Response(text, { status, headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' } });
+  return new Response(text, {
+    status,
+    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+  });
 }
 
 export function errorResponse(status: number, code: string, message: string, details?: unknown): Response {
@@ -53,7 +56,13 @@ function describe(where: string, error: z.ZodError): string {
 /** Maps anything thrown to the one error shape. AppError (services) carries code, status and a safe message. */
 export function toErrorResponse(err: unknown, rt: Runtime | null): Response {
   if (err instanceof HttpError) return errorResponse(err.status, err.code, err.message);
-  const e = err as { code?: unknown; status?: unknown; userMessage?: unknown; message?: unknown; details?: unknown } | null;
+  const e = err as {
+    code?: unknown;
+    status?: unknown;
+    userMessage?: unknown;
+    message?: unknown;
+    details?: unknown;
+  } | null;
   if (e && typeof e.code === 'string' && typeof e.status === 'number') {
     if (e.status >= 500) rt?.log.error({ err }, 'route failed');
     return errorResponse(e.status, e.code, String(e.userMessage ?? e.message ?? e.code));
@@ -88,16 +97,22 @@ export interface HandlerInput<S extends RouteSpec> {
 }
 
 /** An implementation returns a JSON object (sent as { ok: true, ...value }) or a ready Response (streams). */
-export type Impl<S extends RouteSpec> = (input: HandlerInput<S>) => Promise<Record<string, unknown> | Response>;
+export type Impl<S extends RouteSpec> = (
+  input: HandlerInput<S>,
+) => Promise<Record<string, unknown> | Response>;
 
 type NextCtx = { params: Promise<Record<string, string | string[]>> };
 
-export function handle<S extends RouteSpec>(spec: S, impl: Impl<S>): (req: Request, ctx: NextCtx) => Promise<Response> {
+export function handle<S extends RouteSpec>(
+  spec: S,
+  impl: Impl<S>,
+): (req: Request, ctx: NextCtx) => Promise<Response> {
   return async (req, ctx) => {
     let rt: Runtime | null = null;
     try {
       rt = getAppContext();
-      if (rt.shuttingDown) return errorResponse(503, 'SHUTTING_DOWN', 'the server is shutting down; retry shortly');
+      if (rt.shuttingDown)
+        return errorResponse(503, 'SHUTTING_DOWN', 'the server is shutting down; retry shortly');
 
       let user: SessionUser | null = null;
       if (spec.auth !== 'public' || spec.optionalSession) user = await sessionUser(rt, req.headers);
@@ -129,7 +144,11 @@ export function handle<S extends RouteSpec>(spec: S, impl: Impl<S>): (req: Reque
           text = await readBodyText(req, spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
         } catch (err) {
           if (err instanceof BodyTooLarge) {
-            return errorResponse(413, 'PAYLOAD_TOO_LARGE', `request body is larger than ${spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES} bytes`);
+            return errorResponse(
+              413,
+              'PAYLOAD_TOO_LARGE',
+              `request body is larger than ${spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES} bytes`,
+            );
           }
           throw err;
         }

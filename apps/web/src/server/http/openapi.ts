@@ -6,7 +6,11 @@ import type { RouteSpec } from './spec';
 type JsonSchema = { properties?: Record<string, unknown>; required?: string[] } & Record<string, unknown>;
 
 const toSchema = (s: z.ZodType): JsonSchema => {
-  const out = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) as JsonSchema;
+  const out = z.toJSONSchema(s, {
+    io: 'input',
+    unrepresentable: 'any',
+    target: 'draft-2020-12',
+  }) as JsonSchema;
   delete out.$schema;
   return out;
 };
@@ -16,17 +20,29 @@ const ErrorSchema = {
   required: ['ok', 'error'],
   properties: {
     ok: { const: false },
-    error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+    },
   },
 };
 
 function parameters(spec: RouteSpec) {
   const out: unknown[] = [];
-  for (const [where, schema] of [['path', spec.params], ['query', spec.query]] as const) {
+  for (const [where, schema] of [
+    ['path', spec.params],
+    ['query', spec.query],
+  ] as const) {
     if (!schema) continue;
     const js = toSchema(schema);
     for (const [name, s] of Object.entries(js.properties ?? {})) {
-      out.push({ name, in: where, required: where === 'path' || (js.required ?? []).includes(name), schema: s });
+      out.push({
+        name,
+        in: where,
+        required: where === 'path' || (js.required ?? []).includes(name),
+        schema: s,
+      });
     }
   }
   return out;
@@ -47,12 +63,23 @@ export function buildOpenApi(serverUrl: string): Record<string, unknown> {
           description: 'success',
           content: spec.produces
             ? { [spec.produces]: {}, 'text/csv': {} }
-            : { 'application/json': { schema: spec.response ? toSchema(spec.response) : { type: 'object', properties: { ok: { const: true } } } } },
+            : {
+                'application/json': {
+                  schema: spec.response
+                    ? toSchema(spec.response)
+                    : { type: 'object', properties: { ok: { const: true } } },
+                },
+              },
         },
-        default: { description: 'error (400 VALIDATION, 401, 403 FORBIDDEN, 404, 409, 413 PAYLOAD_TOO_LARGE, 429, 500)', content: { 'application/json': { schema: ErrorSchema } } },
+        default: {
+          description:
+            'error (400 VALIDATION, 401, 403 FORBIDDEN, 404, 409, 413 PAYLOAD_TOO_LARGE, 429, 500)',
+          content: { 'application/json': { schema: ErrorSchema } },
+        },
       },
     };
-    if (spec.body) op.requestBody = { required: true, content: { 'application/json': { schema: toSchema(spec.body) } } };
+    if (spec.body)
+      op.requestBody = { required: true, content: { 'application/json': { schema: toSchema(spec.body) } } };
     (paths[spec.path] ??= {})[spec.method.toLowerCase()] = op;
   }
   return {
@@ -64,7 +91,9 @@ export function buildOpenApi(serverUrl: string): Record<string, unknown> {
         'Governed remote execution into live CPython processes. Sign in with POST /api/auth/sign-in/email {email,password}; the session cookie authenticates every other call. Errors are { ok:false, error:{code,message} }.',
     },
     servers: [{ url: serverUrl }],
-    components: { securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: 'pyreach.session_token' } } },
+    components: {
+      securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: 'pyreach.session_token' } },
+    },
     paths,
   };
 }

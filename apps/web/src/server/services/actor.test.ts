@@ -18,7 +18,11 @@ for (const role of ROLES) {
       assert.equal(can(role, action), allowed);
       const actor = { type: 'user' as const, id: 'u1', name: 'someone', role };
       if (allowed) assert.equal(assertCan(actor, action), actor);
-      else assert.throws(() => assertCan(actor, action), (e: unknown) => e instanceof AppError && e.code === 'FORBIDDEN');
+      else
+        assert.throws(
+          () => assertCan(actor, action),
+          (e: unknown) => e instanceof AppError && e.code === 'FORBIDDEN',
+        );
     });
   }
 }
@@ -32,8 +36,16 @@ test('the system actor may do everything and an agent may do none of the user ac
 });
 
 test('an AppError becomes a Failure carrying its code and user-safe message, anything else becomes INTERNAL', () => {
-  const err = new AppError('SELF_APPROVAL', 'user u1 tried to approve request r1', { userMessage: 'you cannot approve your own request' });
+  const err = new AppError('SELF_APPROVAL', 'user u1 tried to approve request r1', {
+    userMessage: 'you cannot approve your own request',
+  });
   assert.equal(err.status, 403);
-  assert.deepEqual(toFailure(err), { ok: false, error: { code: 'SELF_APPROVAL', message: 'you cannot approve your own request' } });
-  assert.deepEqual(toFailure(new Error('secret detail')), { ok: false, error: { code: 'INTERNAL', message: 'internal error' } });
+  assert.deepEqual(toFailure(err), {
+    ok: false,
+    error: { code: 'SELF_APPROVAL', message: 'you cannot approve your own request' },
+  });
+  assert.deepEqual(toFailure(new Error('secret detail')), {
+    ok: false,
+    error: { code: 'INTERNAL', message: 'internal error' },
+  });
 });

@@ -80,6 +80,10 @@ export function requireUser(actor: Actor, action: Action): Extract<Actor, { type
 }
 
 /** The audit columns for an actor. */
-export function actorColumns(actor: Actor): { actorType: Actor['type']; actorId: string | null; actorName: string } {
+export function actorColumns(actor: Actor): {
+  actorType: Actor['type'];
+  actorId: string | null;
+  actorName: string;
+} {
   return { actorType: actor.type, actorId: actor.type === 'system' ? null : actor.id, actorName: actor.name };
 }

@@ -45,9 +45,26 @@ export async function createJoinToken(
   const labels = input.labels ?? {};
   await db.$transaction(async (tx) => {
     await tx.joinToken.create({
-      data: { id, tokenHash: hashJoinToken(token), labels, note: input.note ?? null, expiresAt, createdById: user.id },
+      data: {
+        id,
+        tokenHash: hashJoinToken(token),
+        labels,
+        note: input.note ?? null,
+        expiresAt,
+        createdById: user.id,
+      },
     });
-    await appendAudit(tx, { actor, action: 'agent.join_token.create', subjectType: 'join_token', subjectId: id, data: { labels, expiresAt: expiresAt.toISOString(), note: input.note ?? null } }, now);
+    await appendAudit(
+      tx,
+      {
+        actor,
+        action: 'agent.join_token.create',
+        subjectType: 'join_token',
+        subjectId: id,
+        data: { labels, expiresAt: expiresAt.toISOString(), note: input.note ?? null },
+      },
+      now,
+    );
   });
   return { id, token, expiresAt, labels };
 }
@@ -58,14 +75,20 @@ export async function createJoinToken(
  * token's labels, which win. The public key must be Ed25519. Failures are UNAUTHENTICATED with one message
  * that does not tell an attacker which check failed.
  */
-export async function enrollAgent(db: PrismaClient, req: EnrollRequest, now: Date = new Date()): Promise<Agent> {
+export async function enrollAgent(
+  db: PrismaClient,
+  req: EnrollRequest,
+  now: Date = new Date(),
+): Promise<Agent> {
   try {
     publicKeyFromPem(req.publicKey);
   } catch {
     throw new AppError('VALIDATION', 'publicKey is not an Ed25519 SPKI PEM');
   }
   const refused = (why: string) =>
-    new AppError('UNAUTHENTICATED', `enrolment refused: ${why}`, { userMessage: 'join token is invalid, expired or already used' });
+    new AppError('UNAUTHENTICATED', `enrolment refused: ${why}`, {
+      userMessage: 'join token is invalid, expired or already used',
+    });
   const tokenHash = hashJoinToken(req.token);
   return db.$transaction(async (tx) => {
     const token = await tx.joinToken.findUnique({ where: { tokenHash } });
@@ -80,15 +103,26 @@ export async function enrollAgent(db: PrismaClient, req: EnrollRequest, now: Dat
     if (consumed.count !== 1) throw refused(`token ${token.id} consumed concurrently`);
     const labels = { ...req.labels, ...(token.labels as Labels) };
     const agent = await tx.agent.create({
-      data: { id, name: req.hostname, publicKey: req.publicKey, labels, version: req.agentVersion, enrolledAt: now },
+      data: {
+        id,
+        name: req.hostname,
+        publicKey: req.publicKey,
+        labels,
+        version: req.agentVersion,
+        enrolledAt: now,
+      },
     });
-    await appendAudit(tx, {
-      actor: { type: 'agent', id, name: req.hostname },
-      action: 'agent.enroll',
-      subjectType: 'agent',
-      subjectId: id,
-      data: { joinTokenId: token.id, labels, version: req.agentVersion },
-    }, now);
+    await appendAudit(
+      tx,
+      {
+        actor: { type: 'agent', id, name: req.hostname },
+        action: 'agent.enroll',
+        subjectType: 'agent',
+        subjectId: id,
+        data: { joinTokenId: token.id, labels, version: req.agentVersion },
+      },
+      now,
+    );
     return agent;
   });
 }
@@ -97,18 +131,46 @@ export async function enrollAgent(db: PrismaClient, req: EnrollRequest, now: Dat
  * Revokes an agent for good (admin only): it is refused from then on; the gateway drops its socket.
  * Its in-flight executions become `agent_lost`.
  */
-export async function revokeAgent(db: PrismaClient, actor: Actor, agentId: string, reason: string, now: Date = new Date()): Promise<Agent> {
+export async function revokeAgent(
+  db: PrismaClient,
+  actor: Actor,
+  agentId: string,
+  reason: string,
+  now: Date = new Date(),
+): Promise<Agent> {
   requireUser(actor, 'agent:manage');
   return db.$transaction(async (tx) => {
     const agent = await tx.agent.findUnique({ where: { id: agentId } });
-    if (!agent) throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
-    if (agent.revokedAt) throw new AppError('INVALID_STATE', `agent ${agentId} is already revoked`, { userMessage: 'agent is already revoked' });
-    const updated = await tx.agent.update({ where: { id: agentId }, data: { revokedAt: now, revokedReason: reason, status: 'offline' } });
+    if (!agent)
+      throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
+    if (agent.revokedAt)
+      throw new AppError('INVALID_STATE', `agent ${agentId} is already revoked`, {
+        userMessage: 'agent is already revoked',
+      });
+    const updated = await tx.agent.update({
+      where: { id: agentId },
+      data: { revokedAt: now, revokedReason: reason, status: 'offline' },
+    });
     const lost = await tx.execution.updateMany({
       where: { agentId, state: { in: ['sent', 'staged', 'picked_up'] } },
-      data: { state: 'agent_lost', errorCode: 'AGENT_REVOKED', errorMessage: 'the agent was revoked while this job was in flight', finishedAt: now },
+      data: {
+        state: 'agent_lost',
+        errorCode: 'AGENT_REVOKED',
+        errorMessage: 'the agent was revoked while this job was in flight',
+        finishedAt: now,
+      },
     });
-    await appendAudit(tx, { actor, action: 'agent.revoke', subjectType: 'agent', subjectId: agentId, data: { reason, lostExecutions: lost.count } }, now);
+    await appendAudit(
+      tx,
+      {
+        actor,
+        action: 'agent.revoke',
+        subjectType: 'agent',
+        subjectId: agentId,
+        data: { reason, lostExecutions: lost.count },
+      },
+      now,
+    );
     return updated;
   });
 }
@@ -116,14 +178,21 @@ export async function revokeAgent(db: PrismaClient, actor: Actor, agentId: strin
 /** One agent, or NOT_FOUND. */
 export async function getAgent(db: Db, agentId: string): Promise<Agent> {
   const agent = await db.agent.findUnique({ where: { id: agentId } });
-  if (!agent) throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
+  if (!agent)
+    throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
   return agent;
 }
 
 /** Agents, newest enrolment first. Revoked ones only when asked. */
-export async function listAgents(db: Db, filter: { status?: 'online' | 'offline'; includeRevoked?: boolean } = {}): Promise<Agent[]> {
+export async function listAgents(
+  db: Db,
+  filter: { status?: 'online' | 'offline'; includeRevoked?: boolean } = {},
+): Promise<Agent[]> {
   return db.agent.findMany({
-    where: { ...(filter.status ? { status: filter.status } : {}), ...(filter.includeRevoked ? {} : { revokedAt: null }) },
+    where: {
+      ...(filter.status ? { status: filter.status } : {}),
+      ...(filter.includeRevoked ? {} : { revokedAt: null }),
+    },
     orderBy: { enrolledAt: 'desc' },
   });
 }
@@ -132,13 +201,33 @@ export async function listAgents(db: Db, filter: { status?: 'online' | 'offline'
  * Records an authenticated connection. Refuses revoked or unknown agents (FORBIDDEN / NOT_FOUND) — the gateway
  * calls this after the challenge-response and before accepting any event.
  */
-export async function markConnected(db: PrismaClient, agentId: string, now: Date = new Date()): Promise<Agent> {
+export async function markConnected(
+  db: PrismaClient,
+  agentId: string,
+  now: Date = new Date(),
+): Promise<Agent> {
   return db.$transaction(async (tx) => {
     const agent = await tx.agent.findUnique({ where: { id: agentId } });
-    if (!agent) throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'unknown agent' });
-    if (agent.revokedAt) throw new AppError('FORBIDDEN', `agent ${agentId} is revoked`, { userMessage: 'this agent has been revoked' });
-    const updated = await tx.agent.update({ where: { id: agentId }, data: { status: 'online', connectedAt: now, lastSeenAt: now } });
-    await appendAudit(tx, { actor: { type: 'agent', id: agentId, name: agent.name }, action: 'agent.connect', subjectType: 'agent', subjectId: agentId }, now);
+    if (!agent)
+      throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'unknown agent' });
+    if (agent.revokedAt)
+      throw new AppError('FORBIDDEN', `agent ${agentId} is revoked`, {
+        userMessage: 'this agent has been revoked',
+      });
+    const updated = await tx.agent.update({
+      where: { id: agentId },
+      data: { status: 'online', connectedAt: now, lastSeenAt: now },
+    });
+    await appendAudit(
+      tx,
+      {
+        actor: { type: 'agent', id: agentId, name: agent.name },
+        action: 'agent.connect',
+        subjectType: 'agent',
+        subjectId: agentId,
+      },
+      now,
+    );
     return updated;
   });
 }
@@ -148,20 +237,40 @@ export async function markConnected(db: PrismaClient, agentId: string, now: Date
  * `connectedAt` (the closed connection's start, as given to markConnected) nothing changes when the agent has
  * connected again since — on another replica, whose connect may be recorded before this disconnect.
  */
-export async function markDisconnected(db: PrismaClient, agentId: string, now: Date = new Date(), connectedAt?: Date | null): Promise<void> {
+export async function markDisconnected(
+  db: PrismaClient,
+  agentId: string,
+  now: Date = new Date(),
+  connectedAt?: Date | null,
+): Promise<void> {
   await db.$transaction(async (tx) => {
-    const res = await tx.agent.updateMany({ where: { id: agentId, status: 'online', ...(connectedAt ? { connectedAt } : {}) }, data: { status: 'offline', lastSeenAt: now } });
+    const res = await tx.agent.updateMany({
+      where: { id: agentId, status: 'online', ...(connectedAt ? { connectedAt } : {}) },
+      data: { status: 'offline', lastSeenAt: now },
+    });
     if (res.count === 1) {
-      await appendAudit(tx, { actor: SYSTEM, action: 'agent.disconnect', subjectType: 'agent', subjectId: agentId }, now);
+      await appendAudit(
+        tx,
+        { actor: SYSTEM, action: 'agent.disconnect', subjectType: 'agent', subjectId: agentId },
+        now,
+      );
     }
   });
 }
 
 /** Heartbeat: last seen (server clock) and the agent's outbox backlog. Not audited (not a state change). */
-export async function recordHeartbeat(db: Db, agentId: string, hb: { outboxDepth?: number }, now: Date = new Date()): Promise<void> {
+export async function recordHeartbeat(
+  db: Db,
+  agentId: string,
+  hb: { outboxDepth?: number },
+  now: Date = new Date(),
+): Promise<void> {
   const res = await db.agent.updateMany({
     where: { id: agentId, revokedAt: null },
     data: { lastSeenAt: now, outboxDepth: hb.outboxDepth ?? 0 },
   });
-  if (res.count !== 1) throw new AppError('FORBIDDEN', `heartbeat from unknown or revoked agent ${agentId}`, { userMessage: 'this agent is not allowed' });
+  if (res.count !== 1)
+    throw new AppError('FORBIDDEN', `heartbeat from unknown or revoked agent ${agentId}`, {
+      userMessage: 'this agent is not allowed',
+    });
 }

@@ -133,18 +133,37 @@ export async function verifyAuditChain(db: Db, opts: { batchSize?: number } = {}
   let expected = 1n;
   let count = 0;
   for (;;) {
-    const rows = await db.auditEvent.findMany({ where: { seq: { gte: expected } }, orderBy: { seq: 'asc' }, take: batchSize });
+    const rows = await db.auditEvent.findMany({
+      where: { seq: { gte: expected } },
+      orderBy: { seq: 'asc' },
+      take: batchSize,
+    });
     if (rows.length === 0) break;
     for (const e of rows) {
       if (e.seq !== expected) {
-        return { ok: false, brokenAt: expected, reason: `event ${expected} is missing (next is ${e.seq})`, count };
+        return {
+          ok: false,
+          brokenAt: expected,
+          reason: `event ${expected} is missing (next is ${e.seq})`,
+          count,
+        };
       }
       if (e.prevHash !== prevHash) {
-        return { ok: false, brokenAt: e.seq, reason: `event ${e.seq} does not link to the hash of event ${e.seq - 1n}`, count };
+        return {
+          ok: false,
+          brokenAt: e.seq,
+          reason: `event ${e.seq} does not link to the hash of event ${e.seq - 1n}`,
+          count,
+        };
       }
       const hash = auditHash(prevHash, hashFieldsOf(e));
       if (hash !== e.hash) {
-        return { ok: false, brokenAt: e.seq, reason: `event ${e.seq} was altered: its content no longer matches its hash`, count };
+        return {
+          ok: false,
+          brokenAt: e.seq,
+          reason: `event ${e.seq} was altered: its content no longer matches its hash`,
+          count,
+        };
       }
       prevHash = e.hash;
       expected += 1n;
@@ -204,7 +223,8 @@ export async function queryAudit(db: Db, query: AuditQuery = {}): Promise<AuditP
   const limit = Math.min(Math.max(Math.trunc(query.limit ?? 50), 1), 500);
   let before: bigint | undefined;
   if (query.cursor !== undefined) {
-    if (!/^\d{1,19}$/.test(query.cursor)) throw new AppError('VALIDATION', 'cursor must be a decimal sequence number');
+    if (!/^\d{1,19}$/.test(query.cursor))
+      throw new AppError('VALIDATION', 'cursor must be a decimal sequence number');
     before = BigInt(query.cursor);
   }
   const items = await fetchPage(db, query, { order: 'desc', before, limit });
@@ -236,12 +256,20 @@ async function seqBounds(db: Db, f: AuditFilter): Promise<{ lo?: bigint; hi?: bi
   let lo: bigint | undefined;
   let hi: bigint | undefined;
   if (f.from) {
-    const r = await db.auditEvent.findFirst({ where: { at: { gte: f.from } }, orderBy: [{ at: 'asc' }, { seq: 'asc' }], select: { seq: true } });
+    const r = await db.auditEvent.findFirst({
+      where: { at: { gte: f.from } },
+      orderBy: [{ at: 'asc' }, { seq: 'asc' }],
+      select: { seq: true },
+    });
     if (!r) return { empty: true };
     lo = r.seq;
   }
   if (f.to) {
-    const r = await db.auditEvent.findFirst({ where: { at: { lt: f.to } }, orderBy: [{ at: 'desc' }, { seq: 'desc' }], select: { seq: true } });
+    const r = await db.auditEvent.findFirst({
+      where: { at: { lt: f.to } },
+      orderBy: [{ at: 'desc' }, { seq: 'desc' }],
+      select: { seq: true },
+    });
     if (!r) return { empty: true };
     hi = r.seq;
   }
@@ -270,18 +298,32 @@ async function fetchPage(db: Db, f: AuditFilter, p: PageOpts): Promise<AuditEven
   if (f.text !== undefined) {
     const q = toPrefixQuery(f.text);
     if (q === null) throw new AppError('VALIDATION', 'text search needs at least one word');
-    add(`"audit_event_search"("action", "actorName", "subjectType", "subjectId", "data") @@ to_tsquery('simple', ?)`, q);
+    add(
+      `"audit_event_search"("action", "actorName", "subjectType", "subjectId", "data") @@ to_tsquery('simple', ?)`,
+      q,
+    );
   }
   params.push(p.limit);
-  const sql =
-    `SELECT "seq", "at", "actorType", "actorId", "actorName", "action", "subjectType", "subjectId", "data", "prevHash", "hash"
+  const sql = `SELECT "seq", "at", "actorType", "actorId", "actorName", "action", "subjectType", "subjectId", "data", "prevHash", "hash"
        FROM "audit_event"${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
       ORDER BY "seq" ${p.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $${params.length}`;
   const rows = await db.$queryRawUnsafe<AuditEvent[]>(sql, ...params);
   return rows.map((r) => ({ ...r, seq: BigInt(r.seq), at: new Date(r.at) }));
 }
 
-const CSV_COLUMNS = ['seq', 'at', 'actorType', 'actorId', 'actorName', 'action', 'subjectType', 'subjectId', 'data', 'prevHash', 'hash'] as const;
+const CSV_COLUMNS = [
+  'seq',
+  'at',
+  'actorType',
+  'actorId',
+  'actorName',
+  'action',
+  'subjectType',
+  'subjectId',
+  'data',
+  'prevHash',
+  'hash',
+] as const;
 
 /** RFC 4180 field: quoted when it holds a comma, quote, CR or LF (or edge spaces); quotes doubled. */
 export function csvField(value: string | null): string {

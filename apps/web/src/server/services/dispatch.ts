@@ -18,10 +18,17 @@ export interface ConcreteTarget {
 }
 
 /** Resolves a selector to concrete processes; the default reads the current python_process snapshot. */
-export type ResolveTargets = (tx: Tx, selector: Extract<Targets, { type: 'selector' }>) => Promise<ConcreteTarget[]>;
+export type ResolveTargets = (
+  tx: Tx,
+  selector: Extract<Targets, { type: 'selector' }>,
+) => Promise<ConcreteTarget[]>;
 
 const snapshotResolver: ResolveTargets = async (tx, sel) =>
-  (await matchSelector(tx, { labels: sel.labels, process: sel.process })).map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime }));
+  (await matchSelector(tx, { labels: sel.labels, process: sel.process })).map((p) => ({
+    agentId: p.agentId,
+    pid: p.pid,
+    startTime: p.startTime,
+  }));
 
 const IN_FLIGHT: ExecutionState[] = ['sent', 'staged', 'picked_up'];
 
@@ -31,24 +38,65 @@ const IN_FLIGHT: ExecutionState[] = ['sent', 'staged', 'picked_up'];
  * once. An approval that expired before dispatch ends the request as `expired`; no targets ends it `failed`.
  * Returns the planned executions (empty when the request ended instead).
  */
-export async function planExecutions(db: PrismaClient, requestId: string, resolveTargets: ResolveTargets = snapshotResolver, now: Date = new Date()): Promise<Execution[]> {
+export async function planExecutions(
+  db: PrismaClient,
+  requestId: string,
+  resolveTargets: ResolveTargets = snapshotResolver,
+  now: Date = new Date(),
+): Promise<Execution[]> {
   return db.$transaction(async (tx) => {
     const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
-    if (!req) throw new AppError('NOT_FOUND', `request ${requestId} not found`, { userMessage: 'request not found' });
-    if (req.state !== 'approved') throw new AppError('INVALID_STATE', `request ${requestId} is ${req.state}, not approved`, { userMessage: `a ${req.state} request cannot be dispatched` });
+    if (!req)
+      throw new AppError('NOT_FOUND', `request ${requestId} not found`, { userMessage: 'request not found' });
+    if (req.state !== 'approved')
+      throw new AppError('INVALID_STATE', `request ${requestId} is ${req.state}, not approved`, {
+        userMessage: `a ${req.state} request cannot be dispatched`,
+      });
     if (req.approvalExpiresAt && req.approvalExpiresAt <= now) {
-      await tx.injectionRequest.updateMany({ where: { id: requestId, state: 'approved' }, data: { state: 'expired', completedAt: now } });
-      await appendAudit(tx, { actor: SYSTEM, action: 'request.expire', subjectType: 'request', subjectId: requestId, data: { approvalExpiresAt: req.approvalExpiresAt.toISOString() } }, now);
+      await tx.injectionRequest.updateMany({
+        where: { id: requestId, state: 'approved' },
+        data: { state: 'expired', completedAt: now },
+      });
+      await appendAudit(
+        tx,
+        {
+          actor: SYSTEM,
+          action: 'request.expire',
+          subjectType: 'request',
+          subjectId: requestId,
+          data: { approvalExpiresAt: req.approvalExpiresAt.toISOString() },
+        },
+        now,
+      );
       return [];
     }
-    const claimed = await tx.injectionRequest.updateMany({ where: { id: requestId, state: 'approved' }, data: { state: 'dispatching', dispatchedAt: now } });
-    if (claimed.count !== 1) throw new AppError('INVALID_STATE', `request ${requestId} was dispatched concurrently`, { userMessage: 'request is already being dispatched' });
+    const claimed = await tx.injectionRequest.updateMany({
+      where: { id: requestId, state: 'approved' },
+      data: { state: 'dispatching', dispatchedAt: now },
+    });
+    if (claimed.count !== 1)
+      throw new AppError('INVALID_STATE', `request ${requestId} was dispatched concurrently`, {
+        userMessage: 'request is already being dispatched',
+      });
     const targets = req.targets as Targets;
     const concrete = targets.type === 'processes' ? targets.processes : await resolveTargets(tx, targets);
     const unique = [...new Map(concrete.map((t) => [`${t.agentId}/${t.pid}/${t.startTime}`, t])).values()];
     if (unique.length === 0) {
-      await tx.injectionRequest.update({ where: { id: requestId }, data: { state: 'failed', completedAt: now } });
-      await appendAudit(tx, { actor: SYSTEM, action: 'request.fail', subjectType: 'request', subjectId: requestId, data: { reason: 'the selector matched no process at dispatch' } }, now);
+      await tx.injectionRequest.update({
+        where: { id: requestId },
+        data: { state: 'failed', completedAt: now },
+      });
+      await appendAudit(
+        tx,
+        {
+          actor: SYSTEM,
+          action: 'request.fail',
+          subjectType: 'request',
+          subjectId: requestId,
+          data: { reason: 'the selector matched no process at dispatch' },
+        },
+        now,
+      );
       return [];
     }
     await tx.execution.createMany({
@@ -65,7 +113,17 @@ export async function planExecutions(db: PrismaClient, requestId: string, resolv
         queuedAt: new Date(now.getTime() + i),
       })),
     });
-    await appendAudit(tx, { actor: SYSTEM, action: 'request.dispatch', subjectType: 'request', subjectId: requestId, data: { executions: unique.length } }, now);
+    await appendAudit(
+      tx,
+      {
+        actor: SYSTEM,
+        action: 'request.dispatch',
+        subjectType: 'request',
+        subjectId: requestId,
+        data: { executions: unique.length },
+      },
+      now,
+    );
     return tx.execution.findMany({ where: { requestId }, orderBy: { queuedAt: 'asc' } });
   });
 }
@@ -79,7 +137,11 @@ export async function planExecutions(db: PrismaClient, requestId: string, resolv
  * To send: `buildEnvelope`, then `markSent`, and emit only if `markSent` returned true — or do all of it for a
  * whole wave at once with `sendWave`.
  */
-export async function nextJobs(db: PrismaClient, requestId: string, now: Date = new Date()): Promise<Execution[]> {
+export async function nextJobs(
+  db: PrismaClient,
+  requestId: string,
+  now: Date = new Date(),
+): Promise<Execution[]> {
   return db.$transaction(async (tx) => {
     const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
     if (!req || req.state !== 'dispatching') return [];
@@ -111,11 +173,26 @@ export async function sendWave(
     if (!req || req.state !== 'dispatching') return [];
     const wave = (await rolloutStep(tx, req, now)).filter((e) => addressable(e.agentId));
     // Signed before the claim, so no row lock is held while signing.
-    const signed = wave.map((execution) => ({ execution, envelope: buildEnvelope(execution, req, signer, now) }));
-    const claimed = await claimSent(tx, signed.map((j) => ({ executionId: j.execution.id, envelope: j.envelope })), now);
+    const signed = wave.map((execution) => ({
+      execution,
+      envelope: buildEnvelope(execution, req, signer, now),
+    }));
+    const claimed = await claimSent(
+      tx,
+      signed.map((j) => ({ executionId: j.execution.id, envelope: j.envelope })),
+      now,
+    );
     return signed
       .filter((j) => claimed.has(j.execution.id))
-      .map((j) => ({ execution: { ...j.execution, state: 'sent', sentAt: now, notAfter: new Date(j.envelope.payload.notAfter) }, envelope: j.envelope }));
+      .map((j) => ({
+        execution: {
+          ...j.execution,
+          state: 'sent',
+          sentAt: now,
+          notAfter: new Date(j.envelope.payload.notAfter),
+        },
+        envelope: j.envelope,
+      }));
   });
 }
 
@@ -139,14 +216,36 @@ async function rolloutStep(tx: Tx, req: InjectionRequest, now: Date): Promise<Ex
   }
   const room = (rollout.concurrency ?? 1) - sumStates(counts, (s) => IN_FLIGHT.includes(s as ExecutionState));
   if (room <= 0) return [];
-  return tx.execution.findMany({ where: { requestId: req.id, state: 'queued' }, orderBy: { queuedAt: 'asc' }, take: room });
+  return tx.execution.findMany({
+    where: { requestId: req.id, state: 'queued' },
+    orderBy: { queuedAt: 'asc' },
+    take: room,
+  });
 }
 
 /** Cancels what is still queued once the failure limit is reached (audited once), then completes if all ended. */
 async function stopRollout(tx: Tx, requestId: string, failures: number, now: Date): Promise<void> {
-  const stopped = await tx.execution.updateMany({ where: { requestId, state: 'queued' }, data: { state: 'cancelled', errorCode: 'ROLLOUT_STOPPED', errorMessage: `stopped after ${failures} failure(s)`, finishedAt: now } });
+  const stopped = await tx.execution.updateMany({
+    where: { requestId, state: 'queued' },
+    data: {
+      state: 'cancelled',
+      errorCode: 'ROLLOUT_STOPPED',
+      errorMessage: `stopped after ${failures} failure(s)`,
+      finishedAt: now,
+    },
+  });
   if (stopped.count > 0) {
-    await appendAudit(tx, { actor: SYSTEM, action: 'request.rollout_stop', subjectType: 'request', subjectId: requestId, data: { failures, cancelled: stopped.count } }, now);
+    await appendAudit(
+      tx,
+      {
+        actor: SYSTEM,
+        action: 'request.rollout_stop',
+        subjectType: 'request',
+        subjectId: requestId,
+        data: { failures, cancelled: stopped.count },
+      },
+      now,
+    );
   }
   await completeIfDone(tx, requestId, now);
 }
@@ -164,7 +263,9 @@ function sumStates(counts: Map<string, number>, which: (state: string) => boolea
 }
 
 function isFailure(state: string): boolean {
-  return TERMINAL_EXECUTION_STATES.has(state as ExecutionState) && state !== 'succeeded' && state !== 'cancelled';
+  return (
+    TERMINAL_EXECUTION_STATES.has(state as ExecutionState) && state !== 'succeeded' && state !== 'cancelled'
+  );
 }
 
 /** Extra time an agent gets beyond pickup timeout + budget before a sent job expires. */
@@ -174,9 +275,15 @@ const ENVELOPE_SLACK_MS = 5 * 60_000;
  * The signed job for one execution. notAfter = the earlier of the approval's expiry and now + pickup timeout +
  * budget + slack, so an agent never starts a job long after it was meant to run.
  */
-export function buildEnvelope(execution: Execution, request: InjectionRequest, signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>, now: Date = new Date()): JobEnvelope {
+export function buildEnvelope(
+  execution: Execution,
+  request: InjectionRequest,
+  signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
+  now: Date = new Date(),
+): JobEnvelope {
   const options = JobOptions.parse(request.options ?? {});
-  const horizon = now.getTime() + (options.pickupTimeoutSeconds + options.budgetSeconds) * 1000 + ENVELOPE_SLACK_MS;
+  const horizon =
+    now.getTime() + (options.pickupTimeoutSeconds + options.budgetSeconds) * 1000 + ENVELOPE_SLACK_MS;
   const notAfter = new Date(Math.min(horizon, request.approvalExpiresAt?.getTime() ?? horizon));
   return signJob(
     {
@@ -184,7 +291,11 @@ export function buildEnvelope(execution: Execution, request: InjectionRequest, s
       jobId: execution.jobId,
       agentId: execution.agentId,
       requestId: request.id,
-      target: { pid: execution.pid, startTime: execution.startTime, ...(execution.tid ? { tid: execution.tid } : {}) },
+      target: {
+        pid: execution.pid,
+        startTime: execution.startTime,
+        ...(execution.tid ? { tid: execution.tid } : {}),
+      },
       kind: request.kind as 'library' | 'custom',
       scriptId: request.scriptId,
       code: request.code,
@@ -203,8 +314,15 @@ export function buildEnvelope(execution: Execution, request: InjectionRequest, s
  * Claims the execution for sending: `queued → sent` with `WHERE state = 'queued'`, so a job id is dispatched at
  * most once across replicas and restarts. Returns false when someone else already sent (or cancelled) it.
  */
-export async function markSent(db: PrismaClient, executionId: string, envelope: Pick<JobEnvelope, 'payload'>, now: Date = new Date()): Promise<boolean> {
-  return db.$transaction(async (tx) => (await claimSent(tx, [{ executionId, envelope }], now)).has(executionId));
+export async function markSent(
+  db: PrismaClient,
+  executionId: string,
+  envelope: Pick<JobEnvelope, 'payload'>,
+  now: Date = new Date(),
+): Promise<boolean> {
+  return db.$transaction(async (tx) =>
+    (await claimSent(tx, [{ executionId, envelope }], now)).has(executionId),
+  );
 }
 
 /**
@@ -212,7 +330,11 @@ export async function markSent(db: PrismaClient, executionId: string, envelope: 
  * per distinct notAfter — one for a wave signed at one instant), then one `execution.send` audit event per
  * execution actually claimed, appended together. Returns the ids claimed.
  */
-async function claimSent(tx: Tx, jobs: { executionId: string; envelope: Pick<JobEnvelope, 'payload'> }[], now: Date): Promise<Set<string>> {
+async function claimSent(
+  tx: Tx,
+  jobs: { executionId: string; envelope: Pick<JobEnvelope, 'payload'> }[],
+  now: Date,
+): Promise<Set<string>> {
   const byNotAfter = new Map<string, string[]>();
   for (const j of jobs) {
     const ids = byNotAfter.get(j.envelope.payload.notAfter) ?? [];
@@ -221,14 +343,24 @@ async function claimSent(tx: Tx, jobs: { executionId: string; envelope: Pick<Job
   }
   const claimed = new Set<string>();
   for (const [notAfter, ids] of byNotAfter) {
-    const rows = await tx.execution.updateManyAndReturn({ where: { id: { in: ids }, state: 'queued' }, data: { state: 'sent', sentAt: now, notAfter: new Date(notAfter) }, select: { id: true } });
+    const rows = await tx.execution.updateManyAndReturn({
+      where: { id: { in: ids }, state: 'queued' },
+      data: { state: 'sent', sentAt: now, notAfter: new Date(notAfter) },
+      select: { id: true },
+    });
     for (const r of rows) claimed.add(r.id);
   }
   await appendAuditMany(
     tx,
     jobs
       .filter((j) => claimed.has(j.executionId))
-      .map(({ executionId, envelope: { payload: p } }) => ({ actor: SYSTEM, action: 'execution.send', subjectType: 'execution', subjectId: executionId, data: { jobId: p.jobId, agentId: p.agentId, requestId: p.requestId, notAfter: p.notAfter } })),
+      .map(({ executionId, envelope: { payload: p } }) => ({
+        actor: SYSTEM,
+        action: 'execution.send',
+        subjectType: 'execution',
+        subjectId: executionId,
+        data: { jobId: p.jobId, agentId: p.agentId, requestId: p.requestId, notAfter: p.notAfter },
+      })),
     now,
   );
   return claimed;
@@ -238,14 +370,32 @@ async function claimSent(tx: Tx, jobs: { executionId: string; envelope: Pick<Job
  * Completes a dispatching request once every execution is terminal: `succeeded` if all succeeded, else
  * `failed`. Returns the new state, or null when work remains. Call inside the transaction that ended the last one.
  */
-export async function completeIfDone(tx: Tx, requestId: string, now: Date = new Date()): Promise<'succeeded' | 'failed' | null> {
+export async function completeIfDone(
+  tx: Tx,
+  requestId: string,
+  now: Date = new Date(),
+): Promise<'succeeded' | 'failed' | null> {
   const counts = await countStates(tx, requestId);
   const total = sumStates(counts, () => true);
-  if (total === 0 || sumStates(counts, (s) => TERMINAL_EXECUTION_STATES.has(s as ExecutionState)) !== total) return null;
+  if (total === 0 || sumStates(counts, (s) => TERMINAL_EXECUTION_STATES.has(s as ExecutionState)) !== total)
+    return null;
   // agent_lost is terminal-looking but may still move; the request completes anyway (its outcome is known-bad now).
   const state = counts.get('succeeded') === total ? 'succeeded' : 'failed';
-  const res = await tx.injectionRequest.updateMany({ where: { id: requestId, state: 'dispatching' }, data: { state, completedAt: now } });
+  const res = await tx.injectionRequest.updateMany({
+    where: { id: requestId, state: 'dispatching' },
+    data: { state, completedAt: now },
+  });
   if (res.count !== 1) return null;
-  await appendAudit(tx, { actor: SYSTEM, action: `request.${state === 'succeeded' ? 'succeed' : 'fail'}`, subjectType: 'request', subjectId: requestId, data: { executions: Object.fromEntries(counts) } }, now);
+  await appendAudit(
+    tx,
+    {
+      actor: SYSTEM,
+      action: `request.${state === 'succeeded' ? 'succeed' : 'fail'}`,
+      subjectType: 'request',
+      subjectId: requestId,
+      data: { executions: Object.fromEntries(counts) },
+    },
+    now,
+  );
   return state;
 }

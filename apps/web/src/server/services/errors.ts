@@ -46,7 +46,11 @@ export class AppError extends Error {
   readonly userMessage: string;
   readonly details?: unknown;
 
-  constructor(code: ErrorCode, message: string, opts: { userMessage?: string; details?: unknown; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { userMessage?: string; details?: unknown; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'AppError';
     this.code = code;

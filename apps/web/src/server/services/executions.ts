@@ -11,13 +11,21 @@ export const OUTPUT_TRUNCATED_MARKER = '\n[pyreach: output truncated by the cont
 /** Outcome of one agent report: applied now, seen before (acknowledge, do nothing), or an error to ack. */
 export type ApplyOutcome = 'applied' | 'duplicate' | { error: ErrorBody };
 
-function appendCapped(current: string, currentBytes: number, chunk: string, cap: number): { output: string; bytes: number } {
+function appendCapped(
+  current: string,
+  currentBytes: number,
+  chunk: string,
+  cap: number,
+): { output: string; bytes: number } {
   if (currentBytes >= cap) return { output: current, bytes: currentBytes };
   const room = cap - currentBytes;
   const buf = Buffer.from(chunk, 'utf8');
   if (buf.byteLength <= room) return { output: current + chunk, bytes: currentBytes + buf.byteLength };
   // Cut on a character boundary, then mark the cut once; bytes pins at the cap so nothing more is appended.
-  const cut = buf.subarray(0, room).toString('utf8').replace(/\uFFFD$/, '');
+  const cut = buf
+    .subarray(0, room)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
   return { output: current + cut + OUTPUT_TRUNCATED_MARKER, bytes: cap };
 }
 
@@ -30,17 +38,33 @@ function appendCapped(current: string, currentBytes: number, chunk: string, cap:
  * - a result sets the state from its status — `succeeded` only when the harness said so;
  * - pickup, result and refusal are audited; the request completes when its last execution ends.
  */
-export async function applyJobEvent(db: PrismaClient, agentId: string, ev: JobEvent, opts: { outputCapBytes?: number; now?: Date } = {}): Promise<ApplyOutcome> {
+export async function applyJobEvent(
+  db: PrismaClient,
+  agentId: string,
+  ev: JobEvent,
+  opts: { outputCapBytes?: number; now?: Date } = {},
+): Promise<ApplyOutcome> {
   const now = opts.now ?? new Date();
   const cap = opts.outputCapBytes ?? DEFAULT_OUTPUT_CAP_BYTES;
   return db.$transaction(async (tx): Promise<ApplyOutcome> => {
     await tx.$queryRawUnsafe('SELECT id FROM "execution" WHERE "jobId" = $1 FOR UPDATE', ev.jobId);
     const ex = await tx.execution.findUnique({ where: { jobId: ev.jobId } });
     if (!ex) return { error: { code: 'NOT_FOUND', message: `unknown job ${ev.jobId}` } };
-    if (ex.agentId !== agentId) return { error: { code: 'FORBIDDEN', message: `job ${ev.jobId} was not sent to this agent` } };
+    if (ex.agentId !== agentId)
+      return { error: { code: 'FORBIDDEN', message: `job ${ev.jobId} was not sent to this agent` } };
     if (ev.seq <= ex.lastSeq) return 'duplicate';
-    if (ev.seq > ex.lastSeq + 1) return { error: { code: 'OUT_OF_ORDER', message: `expected seq ${ex.lastSeq + 1} for job ${ev.jobId}, got ${ev.seq}` } };
-    const agent: Actor = { type: 'agent', id: agentId, name: (await tx.agent.findUnique({ where: { id: agentId }, select: { name: true } }))?.name ?? agentId };
+    if (ev.seq > ex.lastSeq + 1)
+      return {
+        error: {
+          code: 'OUT_OF_ORDER',
+          message: `expected seq ${ex.lastSeq + 1} for job ${ev.jobId}, got ${ev.seq}`,
+        },
+      };
+    const agent: Actor = {
+      type: 'agent',
+      id: agentId,
+      name: (await tx.agent.findUnique({ where: { id: agentId }, select: { name: true } }))?.name ?? agentId,
+    };
     const from = ex.state as ExecutionState;
     const data: Parameters<typeof tx.execution.update>[0]['data'] = { lastSeq: ev.seq };
     let to: ExecutionState | null = null;
@@ -74,7 +98,8 @@ export async function applyJobEvent(db: PrismaClient, agentId: string, ev: JobEv
           // The result carries the whole captured output; it supersedes the streamed chunks.
           if (r.output.length > 0 || ex.output.length === 0) {
             const out = appendCapped('', 0, r.output, cap);
-            data.output = r.outputTruncated && out.bytes < cap ? out.output + OUTPUT_TRUNCATED_MARKER : out.output;
+            data.output =
+              r.outputTruncated && out.bytes < cap ? out.output + OUTPUT_TRUNCATED_MARKER : out.output;
             data.outputBytes = out.bytes;
           }
         }
@@ -92,14 +117,31 @@ export async function applyJobEvent(db: PrismaClient, agentId: string, ev: JobEv
     }
     await tx.execution.update({ where: { id: ex.id }, data });
     if (data.state !== undefined) {
-      const action = ev.type === 'refused' ? 'execution.refuse' : ev.type === 'result' ? 'execution.result' : to === 'picked_up' ? 'execution.pickup' : 'execution.stage';
-      await appendAudit(tx, {
-        actor: agent,
-        action,
-        subjectType: 'execution',
-        subjectId: ex.id,
-        data: { jobId: ex.jobId, requestId: ex.requestId, from, to, errorCode: (data.errorCode as string | null | undefined) ?? null },
-      }, now);
+      const action =
+        ev.type === 'refused'
+          ? 'execution.refuse'
+          : ev.type === 'result'
+            ? 'execution.result'
+            : to === 'picked_up'
+              ? 'execution.pickup'
+              : 'execution.stage';
+      await appendAudit(
+        tx,
+        {
+          actor: agent,
+          action,
+          subjectType: 'execution',
+          subjectId: ex.id,
+          data: {
+            jobId: ex.jobId,
+            requestId: ex.requestId,
+            from,
+            to,
+            errorCode: (data.errorCode as string | null | undefined) ?? null,
+          },
+        },
+        now,
+      );
       if (ev.type === 'result' || ev.type === 'refused') await completeIfDone(tx, ex.requestId, now);
     }
     return 'applied';
@@ -132,28 +174,66 @@ export async function recordDispatchRefusal(
     const actor: Actor = { type: 'agent', id: agentId, name: agentRow?.name ?? agentId };
     const transport = TRANSPORT_FAILURES.has(refusal.code);
     const decided = !transport && canTransition(ex.state as ExecutionState, 'refused');
-    await appendAudit(tx, {
-      actor,
-      action: transport ? 'execution.dispatch_unacknowledged' : 'execution.refuse',
-      subjectType: 'execution',
-      subjectId: ex.id,
-      data: { jobId, requestId: ex.requestId, via: 'dispatch-ack', code: refusal.code.slice(0, 64), message: refusal.message.slice(0, 1024), from: ex.state, to: decided ? 'refused' : ex.state },
-    }, now);
+    await appendAudit(
+      tx,
+      {
+        actor,
+        action: transport ? 'execution.dispatch_unacknowledged' : 'execution.refuse',
+        subjectType: 'execution',
+        subjectId: ex.id,
+        data: {
+          jobId,
+          requestId: ex.requestId,
+          via: 'dispatch-ack',
+          code: refusal.code.slice(0, 64),
+          message: refusal.message.slice(0, 1024),
+          from: ex.state,
+          to: decided ? 'refused' : ex.state,
+        },
+      },
+      now,
+    );
     if (!decided) return null;
     const updated = await tx.execution.update({
       where: { id: ex.id },
-      data: { state: 'refused', errorCode: refusal.code.slice(0, 64), errorMessage: refusal.message.slice(0, 4096), finishedAt: now },
+      data: {
+        state: 'refused',
+        errorCode: refusal.code.slice(0, 64),
+        errorMessage: refusal.message.slice(0, 4096),
+        finishedAt: now,
+      },
     });
     await completeIfDone(tx, ex.requestId, now);
     return updated;
   });
 }
 
-async function loseAll(tx: Tx, where: { agentId: string }, code: string, message: string, now: Date): Promise<Execution[]> {
-  const execs = await tx.execution.findMany({ where: { ...where, state: { in: ['sent', 'staged', 'picked_up'] } } });
+async function loseAll(
+  tx: Tx,
+  where: { agentId: string },
+  code: string,
+  message: string,
+  now: Date,
+): Promise<Execution[]> {
+  const execs = await tx.execution.findMany({
+    where: { ...where, state: { in: ['sent', 'staged', 'picked_up'] } },
+  });
   for (const ex of execs) {
-    await tx.execution.update({ where: { id: ex.id }, data: { state: 'agent_lost', errorCode: code, errorMessage: message, finishedAt: now } });
-    await appendAudit(tx, { actor: SYSTEM, action: 'execution.agent_lost', subjectType: 'execution', subjectId: ex.id, data: { jobId: ex.jobId, requestId: ex.requestId, from: ex.state } }, now);
+    await tx.execution.update({
+      where: { id: ex.id },
+      data: { state: 'agent_lost', errorCode: code, errorMessage: message, finishedAt: now },
+    });
+    await appendAudit(
+      tx,
+      {
+        actor: SYSTEM,
+        action: 'execution.agent_lost',
+        subjectType: 'execution',
+        subjectId: ex.id,
+        data: { jobId: ex.jobId, requestId: ex.requestId, from: ex.state },
+      },
+      now,
+    );
   }
   for (const requestId of new Set(execs.map((e) => e.requestId))) await completeIfDone(tx, requestId, now);
   return execs;
@@ -164,11 +244,21 @@ async function loseAll(tx: Tx, where: { agentId: string }, code: string, message
  * longer than the grace period. Does nothing if the agent is back online meanwhile. Its durable outbox may
  * still deliver the real outcome later (agent_lost may move on; see canTransition).
  */
-export async function markAgentLost(db: PrismaClient, agentId: string, now: Date = new Date()): Promise<Execution[]> {
+export async function markAgentLost(
+  db: PrismaClient,
+  agentId: string,
+  now: Date = new Date(),
+): Promise<Execution[]> {
   return db.$transaction(async (tx) => {
     const agent = await tx.agent.findUnique({ where: { id: agentId }, select: { status: true } });
     if (!agent || agent.status === 'online') return [];
-    return loseAll(tx, { agentId }, 'AGENT_LOST', 'the agent disconnected while this job was in flight and did not come back in time', now);
+    return loseAll(
+      tx,
+      { agentId },
+      'AGENT_LOST',
+      'the agent disconnected while this job was in flight and did not come back in time',
+      now,
+    );
   });
 }
 
@@ -177,12 +267,22 @@ export async function markAgentLost(db: PrismaClient, agentId: string, now: Date
  * and sent executions past their notAfter (never picked up) become `expired`; requests whose last execution
  * ended complete. Returns how many rows changed.
  */
-export async function expireOverdue(db: PrismaClient, now: Date = new Date()): Promise<{ requests: number; executions: number }> {
+export async function expireOverdue(
+  db: PrismaClient,
+  now: Date = new Date(),
+): Promise<{ requests: number; executions: number }> {
   return db.$transaction(async (tx) => {
-    const reqs = await tx.injectionRequest.findMany({ where: { state: 'approved', approvalExpiresAt: { lte: now } }, select: { id: true } });
+    const reqs = await tx.injectionRequest.findMany({
+      where: { state: 'approved', approvalExpiresAt: { lte: now } },
+      select: { id: true },
+    });
     for (const r of reqs) {
       await tx.injectionRequest.update({ where: { id: r.id }, data: { state: 'expired', completedAt: now } });
-      await appendAudit(tx, { actor: SYSTEM, action: 'request.expire', subjectType: 'request', subjectId: r.id }, now);
+      await appendAudit(
+        tx,
+        { actor: SYSTEM, action: 'request.expire', subjectType: 'request', subjectId: r.id },
+        now,
+      );
     }
     const execs = await tx.execution.findMany({
       where: {
@@ -193,8 +293,26 @@ export async function expireOverdue(db: PrismaClient, now: Date = new Date()): P
       },
     });
     for (const ex of execs) {
-      await tx.execution.update({ where: { id: ex.id }, data: { state: 'expired', errorCode: 'EXPIRED', errorMessage: 'the job was not picked up before its approval or envelope expired', finishedAt: now } });
-      await appendAudit(tx, { actor: SYSTEM, action: 'execution.expire', subjectType: 'execution', subjectId: ex.id, data: { jobId: ex.jobId, requestId: ex.requestId, from: ex.state } }, now);
+      await tx.execution.update({
+        where: { id: ex.id },
+        data: {
+          state: 'expired',
+          errorCode: 'EXPIRED',
+          errorMessage: 'the job was not picked up before its approval or envelope expired',
+          finishedAt: now,
+        },
+      });
+      await appendAudit(
+        tx,
+        {
+          actor: SYSTEM,
+          action: 'execution.expire',
+          subjectType: 'execution',
+          subjectId: ex.id,
+          data: { jobId: ex.jobId, requestId: ex.requestId, from: ex.state },
+        },
+        now,
+      );
     }
     for (const requestId of new Set(execs.map((e) => e.requestId))) await completeIfDone(tx, requestId, now);
     return { requests: reqs.length, executions: execs.length };

@@ -1,5 +1,9 @@
 import type { Labels } from '@pyreach/protocol/common';
-import type { InventoryDelta, InventorySnapshot, PythonProcess as WireProcess } from '@pyreach/protocol/inventory';
+import type {
+  InventoryDelta,
+  InventorySnapshot,
+  PythonProcess as WireProcess,
+} from '@pyreach/protocol/inventory';
 import type { Db, Host, PrismaClient, PythonProcess, Tx } from '@pyreach/db';
 import { AppError } from './errors';
 import { newId } from './ids';
@@ -62,30 +66,68 @@ async function tokenLabels(tx: Tx, agentId: string): Promise<Labels> {
  * labels (claimed labels overlaid by the join token's, which always win). Not audited: it is an observation,
  * not a decision.
  */
-export async function saveSnapshot(db: PrismaClient, agentId: string, snap: InventorySnapshot, now: Date = new Date()): Promise<Host> {
+export async function saveSnapshot(
+  db: PrismaClient,
+  agentId: string,
+  snap: InventorySnapshot,
+  now: Date = new Date(),
+): Promise<Host> {
   const scannedAt = scannedAtOf(snap.scannedAt, now);
   return db.$transaction(async (tx) => {
     const agent = await tx.agent.findUnique({ where: { id: agentId }, select: { revokedAt: true } });
-    if (!agent || agent.revokedAt) throw new AppError('FORBIDDEN', `inventory from unknown or revoked agent ${agentId}`, { userMessage: 'this agent is not allowed' });
+    if (!agent || agent.revokedAt)
+      throw new AppError('FORBIDDEN', `inventory from unknown or revoked agent ${agentId}`, {
+        userMessage: 'this agent is not allowed',
+      });
     const labels = { ...snap.host.labels, ...(await tokenLabels(tx, agentId)) };
-    await tx.agent.update({ where: { id: agentId }, data: { labels, version: snap.host.agentVersion, lastSeenAt: now } });
-    const facts = { hostname: snap.host.hostname, os: snap.host.os, kernel: snap.host.kernel, arch: snap.host.arch, bootId: snap.host.bootId ?? null, scannedAt };
-    const host = await tx.host.upsert({ where: { agentId }, create: { id: newId('host'), agentId, ...facts }, update: facts });
+    await tx.agent.update({
+      where: { id: agentId },
+      data: { labels, version: snap.host.agentVersion, lastSeenAt: now },
+    });
+    const facts = {
+      hostname: snap.host.hostname,
+      os: snap.host.os,
+      kernel: snap.host.kernel,
+      arch: snap.host.arch,
+      bootId: snap.host.bootId ?? null,
+      scannedAt,
+    };
+    const host = await tx.host.upsert({
+      where: { agentId },
+      create: { id: newId('host'), agentId, ...facts },
+      update: facts,
+    });
     await tx.pythonProcess.deleteMany({ where: { hostId: host.id } });
     if (snap.processes.length > 0) {
-      await tx.pythonProcess.createMany({ data: snap.processes.map((p) => ({ id: newId('proc'), ...processRow(host.id, p, scannedAt) })) });
+      await tx.pythonProcess.createMany({
+        data: snap.processes.map((p) => ({ id: newId('proc'), ...processRow(host.id, p, scannedAt) })),
+      });
     }
     return host;
   });
 }
 
 /** Applies a change list on top of the last snapshot. NOT_FOUND when no snapshot arrived yet (send one). */
-export async function applyDelta(db: PrismaClient, agentId: string, delta: InventoryDelta, now: Date = new Date()): Promise<void> {
+export async function applyDelta(
+  db: PrismaClient,
+  agentId: string,
+  delta: InventoryDelta,
+  now: Date = new Date(),
+): Promise<void> {
   const seenAt = scannedAtOf(delta.scannedAt, now);
   await db.$transaction(async (tx) => {
-    const host = await tx.host.findUnique({ where: { agentId }, include: { agent: { select: { revokedAt: true } } } });
-    if (!host) throw new AppError('NOT_FOUND', `no snapshot yet for agent ${agentId}`, { userMessage: 'send a full inventory snapshot first' });
-    if (host.agent.revokedAt) throw new AppError('FORBIDDEN', `inventory from revoked agent ${agentId}`, { userMessage: 'this agent is not allowed' });
+    const host = await tx.host.findUnique({
+      where: { agentId },
+      include: { agent: { select: { revokedAt: true } } },
+    });
+    if (!host)
+      throw new AppError('NOT_FOUND', `no snapshot yet for agent ${agentId}`, {
+        userMessage: 'send a full inventory snapshot first',
+      });
+    if (host.agent.revokedAt)
+      throw new AppError('FORBIDDEN', `inventory from revoked agent ${agentId}`, {
+        userMessage: 'this agent is not allowed',
+      });
     for (const r of delta.removed) {
       await tx.pythonProcess.deleteMany({ where: { hostId: host.id, pid: r.pid, startTime: r.startTime } });
     }
@@ -102,18 +144,40 @@ export async function applyDelta(db: PrismaClient, agentId: string, delta: Inven
   });
 }
 
-export type HostSummary = Host & { agent: { id: string; name: string; labels: Labels; status: string; lastSeenAt: Date | null; revokedAt: Date | null }; processCount: number };
+export type HostSummary = Host & {
+  agent: {
+    id: string;
+    name: string;
+    labels: Labels;
+    status: string;
+    lastSeenAt: Date | null;
+    revokedAt: Date | null;
+  };
+  processCount: number;
+};
 
 /** Hosts with their agent and process count; optionally only hosts whose agent has all `labels`. */
-export async function listHosts(db: Db, filter: { labels?: Labels; includeRevoked?: boolean } = {}): Promise<HostSummary[]> {
+export async function listHosts(
+  db: Db,
+  filter: { labels?: Labels; includeRevoked?: boolean } = {},
+): Promise<HostSummary[]> {
   const hosts = await db.host.findMany({
     where: filter.includeRevoked ? {} : { agent: { revokedAt: null } },
-    include: { agent: { select: { id: true, name: true, labels: true, status: true, lastSeenAt: true, revokedAt: true } }, _count: { select: { processes: true } } },
+    include: {
+      agent: {
+        select: { id: true, name: true, labels: true, status: true, lastSeenAt: true, revokedAt: true },
+      },
+      _count: { select: { processes: true } },
+    },
     orderBy: { hostname: 'asc' },
   });
   return hosts
     .filter((h) => labelsMatch(h.agent.labels as Labels, filter.labels ?? {}))
-    .map(({ _count, agent, ...h }) => ({ ...h, agent: { ...agent, labels: agent.labels as Labels }, processCount: _count.processes }));
+    .map(({ _count, agent, ...h }) => ({
+      ...h,
+      agent: { ...agent, labels: agent.labels as Labels },
+      processCount: _count.processes,
+    }));
 }
 
 /** True when every key of `wanted` is present in `have` with the same value ({} matches everything). */
@@ -141,14 +205,20 @@ export async function listProcesses(db: Db, filter: ProcessFilter = {}): Promise
   };
   if (filter.agentId) add('a."id" = ?', filter.agentId);
   if (filter.hostId) add('h."id" = ?', filter.hostId);
-  if (filter.labels && Object.keys(filter.labels).length > 0) add('a."labels" @> ?::jsonb', JSON.stringify(filter.labels));
+  if (filter.labels && Object.keys(filter.labels).length > 0)
+    add('a."labels" @> ?::jsonb', JSON.stringify(filter.labels));
   if (filter.user) add('p."user" = ?', filter.user);
   if (filter.exeContains) add('strpos(lower(p."exe"), lower(?)) > 0', filter.exeContains);
   if (filter.cmdlineContains) {
-    add(`strpos(lower(array_to_string(ARRAY(SELECT jsonb_array_elements_text(p."cmdline")), ' ')), lower(?)) > 0`, filter.cmdlineContains);
+    add(
+      `strpos(lower(array_to_string(ARRAY(SELECT jsonb_array_elements_text(p."cmdline")), ' ')), lower(?)) > 0`,
+      filter.cmdlineContains,
+    );
   }
   params.push(Math.min(Math.max(filter.limit ?? 1000, 1), 10_000));
-  const rows = await db.$queryRawUnsafe<(PythonProcess & { agentId: string; hostname: string; labels: Labels })[]>(
+  const rows = await db.$queryRawUnsafe<
+    (PythonProcess & { agentId: string; hostname: string; labels: Labels })[]
+  >(
     `SELECT p.*, h."agentId", h."hostname", a."labels"
        FROM "python_process" p JOIN "host" h ON h."id" = p."hostId" JOIN "agent" a ON a."id" = h."agentId"
       WHERE ${where.join(' AND ')}
@@ -171,6 +241,10 @@ export async function listProcesses(db: Db, filter: ProcessFilter = {}): Promise
 }
 
 /** The processes a selector names right now (also the live preview while someone writes a request). */
-export async function matchSelector(db: Db, selector: Selector, opts: { limit?: number } = {}): Promise<TargetProcess[]> {
+export async function matchSelector(
+  db: Db,
+  selector: Selector,
+  opts: { limit?: number } = {},
+): Promise<TargetProcess[]> {
   return listProcesses(db, { labels: selector.labels, ...selector.process, limit: opts.limit ?? 10_000 });
 }

@@ -14,7 +14,12 @@ export const PolicyInput = z.object({
   requiredApprovals: z.number().int().min(0).max(10).default(1),
   approverRoles: z.array(z.enum(ROLES)).max(4).default(['approver', 'admin']),
   allowCustomCode: z.boolean().default(false),
-  approvalValidMinutes: z.number().int().min(1).max(7 * 24 * 60).default(60),
+  approvalValidMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 60)
+    .default(60),
 });
 export type PolicyInput = z.input<typeof PolicyInput>;
 
@@ -32,7 +37,10 @@ export interface EffectivePolicy {
 
 function parse(input: unknown) {
   const r = PolicyInput.safeParse(input);
-  if (!r.success) throw new AppError('VALIDATION', `invalid policy: ${z.prettifyError(r.error)}`, { details: r.error.issues });
+  if (!r.success)
+    throw new AppError('VALIDATION', `invalid policy: ${z.prettifyError(r.error)}`, {
+      details: r.error.issues,
+    });
   if (r.data.requiredApprovals > 0 && r.data.approverRoles.length === 0) {
     throw new AppError('VALIDATION', 'a policy that needs approvals must name at least one approver role');
   }
@@ -45,25 +53,51 @@ export async function createPolicy(db: PrismaClient, actor: Actor, input: Policy
   const data = parse(input);
   try {
     return await db.$transaction(async (tx) => {
-      const p = await tx.policy.create({ data: { id: newId('pol'), ...data, description: data.description ?? null } });
-      await appendAudit(tx, { actor, action: 'policy.create', subjectType: 'policy', subjectId: p.id, data: { ...data } });
+      const p = await tx.policy.create({
+        data: { id: newId('pol'), ...data, description: data.description ?? null },
+      });
+      await appendAudit(tx, {
+        actor,
+        action: 'policy.create',
+        subjectType: 'policy',
+        subjectId: p.id,
+        data: { ...data },
+      });
       return p;
     });
   } catch (err) {
-    if (isUniqueViolation(err)) throw new AppError('CONFLICT', `policy ${data.name} exists`, { userMessage: 'a policy with this name exists' });
+    if (isUniqueViolation(err))
+      throw new AppError('CONFLICT', `policy ${data.name} exists`, {
+        userMessage: 'a policy with this name exists',
+      });
     throw err;
   }
 }
 
 /** Replaces a policy's rules (admin only). Requests already created keep the rules they were created under. */
-export async function updatePolicy(db: PrismaClient, actor: Actor, id: string, input: PolicyInput): Promise<Policy> {
+export async function updatePolicy(
+  db: PrismaClient,
+  actor: Actor,
+  id: string,
+  input: PolicyInput,
+): Promise<Policy> {
   requireUser(actor, 'policy:manage');
   const data = parse(input);
   return db.$transaction(async (tx) => {
     const before = await tx.policy.findUnique({ where: { id } });
-    if (!before) throw new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
-    const p = await tx.policy.update({ where: { id }, data: { ...data, description: data.description ?? null } });
-    await appendAudit(tx, { actor, action: 'policy.update', subjectType: 'policy', subjectId: id, data: { ...data } });
+    if (!before)
+      throw new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
+    const p = await tx.policy.update({
+      where: { id },
+      data: { ...data, description: data.description ?? null },
+    });
+    await appendAudit(tx, {
+      actor,
+      action: 'policy.update',
+      subjectType: 'policy',
+      subjectId: id,
+      data: { ...data },
+    });
     return p;
   });
 }
@@ -71,10 +105,14 @@ export async function updatePolicy(db: PrismaClient, actor: Actor, id: string, i
 /** Deletes a policy (admin only); the `default` policy cannot be deleted (edit it instead). */
 export async function deletePolicy(db: PrismaClient, actor: Actor, id: string): Promise<void> {
   requireUser(actor, 'policy:manage');
-  if (id === 'default') throw new AppError('INVALID_STATE', 'the default policy cannot be deleted', { userMessage: 'the default policy cannot be deleted; edit it instead' });
+  if (id === 'default')
+    throw new AppError('INVALID_STATE', 'the default policy cannot be deleted', {
+      userMessage: 'the default policy cannot be deleted; edit it instead',
+    });
   await db.$transaction(async (tx) => {
     const res = await tx.policy.deleteMany({ where: { id } });
-    if (res.count !== 1) throw new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
+    if (res.count !== 1)
+      throw new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
     await appendAudit(tx, { actor, action: 'policy.delete', subjectType: 'policy', subjectId: id });
   });
 }
@@ -104,7 +142,10 @@ export async function resolvePolicy(db: Db, labelsOfEveryTarget: Labels[]): Prom
   const applied = new Map<string, Policy>();
   for (const labels of targets) {
     const p = policyForHost(policies, labels);
-    if (!p) throw new AppError('POLICY_DENIED', `no policy matches host labels ${JSON.stringify(labels)}`, { userMessage: 'no policy covers one of the targets' });
+    if (!p)
+      throw new AppError('POLICY_DENIED', `no policy matches host labels ${JSON.stringify(labels)}`, {
+        userMessage: 'no policy covers one of the targets',
+      });
     applied.set(p.id, p);
   }
   const list = [...applied.values()];
@@ -112,9 +153,13 @@ export async function resolvePolicy(db: Db, labelsOfEveryTarget: Labels[]): Prom
   const approverRoles = ROLES.filter((r) => list.every((p) => p.approverRoles.includes(r)));
   const requiredApprovals = strictest.requiredApprovals;
   if (requiredApprovals > 0 && approverRoles.length === 0) {
-    throw new AppError('POLICY_DENIED', `policies ${list.map((p) => p.name).join(', ')} share no approver role`, {
-      userMessage: 'the targets fall under policies with no approver role in common; split the request',
-    });
+    throw new AppError(
+      'POLICY_DENIED',
+      `policies ${list.map((p) => p.name).join(', ')} share no approver role`,
+      {
+        userMessage: 'the targets fall under policies with no approver role in common; split the request',
+      },
+    );
   }
   return {
     policyId: strictest.id,

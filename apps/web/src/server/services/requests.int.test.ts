@@ -18,32 +18,73 @@ import { getScript } from '@pyreach/scripts';
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
 const fresh = () => ({ authenticatedAt: new Date() });
 const result = (jobId: string, seq: number, status: 'succeeded' | 'failed') => ({
-  type: 'result' as const, jobId, seq, at: new Date().toISOString(),
-  result: { status, output: 'hi\n', ...(status === 'failed' ? { errorCode: 'USER_EXCEPTION' as const, message: 'boom' } : { result: 42 }) },
+  type: 'result' as const,
+  jobId,
+  seq,
+  at: new Date().toISOString(),
+  result: {
+    status,
+    output: 'hi\n',
+    ...(status === 'failed' ? { errorCode: 'USER_EXCEPTION' as const, message: 'boom' } : { result: 42 }),
+  },
 });
 
 describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
   async function world(labels: Record<string, string>, n = 1) {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
-    const agent = await seedAgent(prisma, admin, { labels, processes: Array.from({ length: n }, (_, i) => pyProcess(100 + i)) });
-    const targets = { type: 'processes' as const, processes: Array.from({ length: n }, (_, i) => ({ agentId: agent.id, pid: 100 + i, startTime: String(1100 + i) })) };
-    return { prisma, admin, agent, targets, op: await seedUser(prisma, 'operator'), ap1: await seedUser(prisma, 'approver'), ap2: await seedUser(prisma, 'approver') };
+    const agent = await seedAgent(prisma, admin, {
+      labels,
+      processes: Array.from({ length: n }, (_, i) => pyProcess(100 + i)),
+    });
+    const targets = {
+      type: 'processes' as const,
+      processes: Array.from({ length: n }, (_, i) => ({
+        agentId: agent.id,
+        pid: 100 + i,
+        startTime: String(1100 + i),
+      })),
+    };
+    return {
+      prisma,
+      admin,
+      agent,
+      targets,
+      op: await seedUser(prisma, 'operator'),
+      ap1: await seedUser(prisma, 'approver'),
+      ap2: await seedUser(prisma, 'approver'),
+    };
   }
 
   test('a request needing two approvals goes pending → approved → dispatched → succeeded from the agent’s reports', async () => {
     const w = await world({ env: 'two' });
-    await createPolicy(w.prisma, w.admin, { name: `two-${w.agent.id}`, matchLabels: { env: 'two' }, priority: 10, requiredApprovals: 2, allowCustomCode: true });
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'print("hi")', targets: w.targets, reason: 'check the cache' });
+    await createPolicy(w.prisma, w.admin, {
+      name: `two-${w.agent.id}`,
+      matchLabels: { env: 'two' },
+      priority: 10,
+      requiredApprovals: 2,
+      allowCustomCode: true,
+    });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'print("hi")',
+      targets: w.targets,
+      reason: 'check the cache',
+    });
     assert.equal(req.state, 'pending');
     assert.equal(req.requiredApprovals, 2);
-    assert.equal((await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh())).state, 'pending');
+    assert.equal(
+      (await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh())).state,
+      'pending',
+    );
     const approved = await reviewRequest(w.prisma, w.ap2, req.id, { decision: 'approve' }, fresh());
     assert.equal(approved.state, 'approved');
     assert.ok(approved.approvalExpiresAt! > new Date());
     const [ex] = await planExecutions(w.prisma, req.id);
     await assert.rejects(planExecutions(w.prisma, req.id), code('INVALID_STATE'), 'planned once');
-    const keys = await loadOrCreateSigningKey({ keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem') });
+    const keys = await loadOrCreateSigningKey({
+      keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
+    });
     const [job] = await nextJobs(w.prisma, req.id);
     const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
     const env = buildEnvelope(job!, reqRow, keys);
@@ -52,34 +93,107 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     assert.equal(await markSent(w.prisma, job!.id, env), true);
     assert.equal(await markSent(w.prisma, job!.id, env), false, 'a job id is sent at most once');
     const at = new Date().toISOString();
-    assert.equal(await applyJobEvent(w.prisma, w.agent.id, { type: 'state', jobId: ex!.jobId, seq: 1, at, state: 'picked_up' }), 'applied');
-    assert.equal(await applyJobEvent(w.prisma, w.agent.id, { type: 'state', jobId: ex!.jobId, seq: 1, at, state: 'picked_up' }), 'duplicate');
-    assert.deepEqual(await applyJobEvent(w.prisma, w.agent.id, { type: 'output', jobId: ex!.jobId, seq: 5, at, chunk: 'x' }), { error: { code: 'OUT_OF_ORDER', message: `expected seq 2 for job ${ex!.jobId}, got 5` } });
+    assert.equal(
+      await applyJobEvent(w.prisma, w.agent.id, {
+        type: 'state',
+        jobId: ex!.jobId,
+        seq: 1,
+        at,
+        state: 'picked_up',
+      }),
+      'applied',
+    );
+    assert.equal(
+      await applyJobEvent(w.prisma, w.agent.id, {
+        type: 'state',
+        jobId: ex!.jobId,
+        seq: 1,
+        at,
+        state: 'picked_up',
+      }),
+      'duplicate',
+    );
+    assert.deepEqual(
+      await applyJobEvent(w.prisma, w.agent.id, { type: 'output', jobId: ex!.jobId, seq: 5, at, chunk: 'x' }),
+      { error: { code: 'OUT_OF_ORDER', message: `expected seq 2 for job ${ex!.jobId}, got 5` } },
+    );
     const other = await seedAgent(w.prisma, w.admin);
-    assert.equal((await applyJobEvent(w.prisma, other.id, result(ex!.jobId, 2, 'succeeded')) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    assert.equal(
+      (
+        (await applyJobEvent(w.prisma, other.id, result(ex!.jobId, 2, 'succeeded'))) as {
+          error: { code: string };
+        }
+      ).error.code,
+      'FORBIDDEN',
+    );
     assert.equal(await applyJobEvent(w.prisma, w.agent.id, result(ex!.jobId, 2, 'succeeded')), 'applied');
     const done = await getRequest(w.prisma, req.id);
     assert.equal(done.state, 'succeeded');
-    assert.deepEqual(done.executions.map((e) => e.state), ['succeeded']);
+    assert.deepEqual(
+      done.executions.map((e) => e.state),
+      ['succeeded'],
+    );
     assert.equal((await verifyAuditChain(w.prisma)).ok, true);
   });
 
   test('the requester can never approve their own request, and a stale sign-in cannot review', async () => {
     const w = await world({ env: 'self' });
     const boss = await seedUser(w.prisma, 'admin');
-    const req = await createRequest(w.prisma, boss, { kind: 'custom', code: 'x=1', targets: w.targets, reason: 'admin asks' });
-    await assert.rejects(reviewRequest(w.prisma, boss, req.id, { decision: 'approve' }, fresh()), code('SELF_APPROVAL'));
-    await assert.rejects(reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, { authenticatedAt: new Date(Date.now() - 6 * 60_000) }), code('STALE_AUTH'));
-    await assert.rejects(reviewRequest(w.prisma, w.op, req.id, { decision: 'approve' }, fresh()), code('FORBIDDEN'));
-    await assert.rejects(createRequest(w.prisma, await seedUser(w.prisma, 'viewer'), { kind: 'custom', code: 'x', targets: w.targets, reason: 'nope' }), code('FORBIDDEN'));
+    const req = await createRequest(w.prisma, boss, {
+      kind: 'custom',
+      code: 'x=1',
+      targets: w.targets,
+      reason: 'admin asks',
+    });
+    await assert.rejects(
+      reviewRequest(w.prisma, boss, req.id, { decision: 'approve' }, fresh()),
+      code('SELF_APPROVAL'),
+    );
+    await assert.rejects(
+      reviewRequest(
+        w.prisma,
+        w.ap1,
+        req.id,
+        { decision: 'approve' },
+        { authenticatedAt: new Date(Date.now() - 6 * 60_000) },
+      ),
+      code('STALE_AUTH'),
+    );
+    await assert.rejects(
+      reviewRequest(w.prisma, w.op, req.id, { decision: 'approve' }, fresh()),
+      code('FORBIDDEN'),
+    );
+    await assert.rejects(
+      createRequest(w.prisma, await seedUser(w.prisma, 'viewer'), {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'nope',
+      }),
+      code('FORBIDDEN'),
+    );
   });
 
   test('one vote per reviewer per revision; an edit voids earlier approvals', async () => {
     const w = await world({ env: 'edit' });
-    await createPolicy(w.prisma, w.admin, { name: `edit-${w.agent.id}`, matchLabels: { env: 'edit' }, priority: 10, requiredApprovals: 2, allowCustomCode: true });
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'print(1)', targets: w.targets, reason: 'first' });
+    await createPolicy(w.prisma, w.admin, {
+      name: `edit-${w.agent.id}`,
+      matchLabels: { env: 'edit' },
+      priority: 10,
+      requiredApprovals: 2,
+      allowCustomCode: true,
+    });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'print(1)',
+      targets: w.targets,
+      reason: 'first',
+    });
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
-    await assert.rejects(reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh()), code('ALREADY_VOTED'));
+    await assert.rejects(
+      reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh()),
+      code('ALREADY_VOTED'),
+    );
     await assert.rejects(updateRequest(w.prisma, w.ap1, req.id, { code: 'print(2)' }), code('FORBIDDEN'));
     const edited = await updateRequest(w.prisma, w.op, req.id, { code: 'print(2)' });
     assert.equal(edited.revision, 2);
@@ -87,28 +201,74 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const detail = await getRequest(w.prisma, req.id);
     assert.equal(detail.approvals, 0);
     assert.equal(detail.voidedReviews, 1);
-    assert.equal((await reviewRequest(w.prisma, w.ap2, req.id, { decision: 'approve' }, fresh())).state, 'pending', 'ap1’s old vote no longer counts');
-    assert.equal((await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh())).state, 'approved', 'ap1 may vote on the new revision');
+    assert.equal(
+      (await reviewRequest(w.prisma, w.ap2, req.id, { decision: 'approve' }, fresh())).state,
+      'pending',
+      'ap1’s old vote no longer counts',
+    );
+    assert.equal(
+      (await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh())).state,
+      'approved',
+      'ap1 may vote on the new revision',
+    );
   });
 
   test('a rejection ends the request and it cannot be dispatched', async () => {
     const w = await world({ env: 'rej' });
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'try' });
-    assert.equal((await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'reject', comment: 'no' }, fresh())).state, 'rejected');
-    await assert.rejects(reviewRequest(w.prisma, w.ap2, req.id, { decision: 'approve' }, fresh()), code('INVALID_STATE'));
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'x',
+      targets: w.targets,
+      reason: 'try',
+    });
+    assert.equal(
+      (await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'reject', comment: 'no' }, fresh())).state,
+      'rejected',
+    );
+    await assert.rejects(
+      reviewRequest(w.prisma, w.ap2, req.id, { decision: 'approve' }, fresh()),
+      code('INVALID_STATE'),
+    );
     await assert.rejects(planExecutions(w.prisma, req.id), code('INVALID_STATE'));
   });
 
   test('custom code is refused where a policy forbids it; 0 approvals approves at once; the strictest policy wins', async () => {
     const w = await world({ env: 'prodx' });
-    await createPolicy(w.prisma, w.admin, { name: `lib-${w.agent.id}`, matchLabels: { env: 'prodx' }, priority: 50, requiredApprovals: 0, allowCustomCode: false, approvalValidMinutes: 10 });
-    await assert.rejects(createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'routine check' }), code('POLICY_DENIED'));
+    await createPolicy(w.prisma, w.admin, {
+      name: `lib-${w.agent.id}`,
+      matchLabels: { env: 'prodx' },
+      priority: 50,
+      requiredApprovals: 0,
+      allowCustomCode: false,
+      approvalValidMinutes: 10,
+    });
     await assert.rejects(
-      createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'gc.stats', code: 'import os; os.system("id")', targets: w.targets, reason: 'stats' }),
+      createRequest(w.prisma, w.op, {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'routine check',
+      }),
+      code('POLICY_DENIED'),
+    );
+    await assert.rejects(
+      createRequest(w.prisma, w.op, {
+        kind: 'library',
+        scriptId: 'gc.stats',
+        code: 'import os; os.system("id")',
+        targets: w.targets,
+        reason: 'stats',
+      }),
       (e: unknown) => code('VALIDATION')(e) && /send kind "custom"/.test((e as AppError).userMessage),
       'custom code dressed up as a library script is refused',
     );
-    const lib = await createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'gc.stats', code: getScript('gc.stats')!.source, targets: w.targets, reason: 'stats' });
+    const lib = await createRequest(w.prisma, w.op, {
+      kind: 'library',
+      scriptId: 'gc.stats',
+      code: getScript('gc.stats')!.source,
+      targets: w.targets,
+      reason: 'stats',
+    });
     assert.equal(lib.state, 'approved');
     assert.deepEqual(lib.params, { top: 20 }, 'defaults are filled in from the script schema');
     const eff = await resolvePolicy(w.prisma, [{ env: 'prodx' }, { env: 'other' }]);
@@ -121,16 +281,39 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const w = await world({ env: 'libp' });
     const source = getScript('logging.set_level')!.source;
     await assert.rejects(
-      createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'logging.set_level', code: source, params: { level: 'LOUD' }, targets: w.targets, reason: 'debug' }),
+      createRequest(w.prisma, w.op, {
+        kind: 'library',
+        scriptId: 'logging.set_level',
+        code: source,
+        params: { level: 'LOUD' },
+        targets: w.targets,
+        reason: 'debug',
+      }),
       (e: unknown) => code('VALIDATION')(e) && /level/.test((e as AppError).userMessage),
     );
     await assert.rejects(
-      createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'no.such', code: source, targets: w.targets, reason: 'debug' }),
+      createRequest(w.prisma, w.op, {
+        kind: 'library',
+        scriptId: 'no.such',
+        code: source,
+        targets: w.targets,
+        reason: 'debug',
+      }),
       code('VALIDATION'),
     );
-    const req = await createRequest(w.prisma, w.op, { kind: 'library', scriptId: 'logging.set_level', code: source, params: { logger: 'app', level: 'DEBUG' }, targets: w.targets, reason: 'debug' });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'library',
+      scriptId: 'logging.set_level',
+      code: source,
+      params: { logger: 'app', level: 'DEBUG' },
+      targets: w.targets,
+      reason: 'debug',
+    });
     assert.deepEqual(req.params, { logger: 'app', level: 'DEBUG', adjustHandlers: true });
-    await assert.rejects(updateRequest(w.prisma, w.op, req.id, { params: { level: 'LOUD' } }), code('VALIDATION'));
+    await assert.rejects(
+      updateRequest(w.prisma, w.op, req.id, { params: { level: 'LOUD' } }),
+      code('VALIDATION'),
+    );
     await assert.rejects(updateRequest(w.prisma, w.op, req.id, { code: 'print(1)' }), code('VALIDATION'));
     const edited = await updateRequest(w.prisma, w.op, req.id, { params: { logger: 'app', level: 'INFO' } });
     assert.equal(edited.code, source);
@@ -140,27 +323,68 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a refusal in the dispatch ack is audited and ends the job refused; a missing ack decides nothing', async () => {
     const w = await world({ env: 'ack' }, 2);
-    await createPolicy(w.prisma, w.admin, { name: `ack-${w.agent.id}`, matchLabels: { env: 'ack' }, priority: 10, requiredApprovals: 0, allowCustomCode: true });
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'ack', rollout: { concurrency: 2, maxFailures: 5 } });
+    await createPolicy(w.prisma, w.admin, {
+      name: `ack-${w.agent.id}`,
+      matchLabels: { env: 'ack' },
+      priority: 10,
+      requiredApprovals: 0,
+      allowCustomCode: true,
+    });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'x',
+      targets: w.targets,
+      reason: 'ack',
+      rollout: { concurrency: 2, maxFailures: 5 },
+    });
     await planExecutions(w.prisma, req.id);
     const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
-    const keys = await loadOrCreateSigningKey({ keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem') });
+    const keys = await loadOrCreateSigningKey({
+      keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
+    });
     const [a, b] = await nextJobs(w.prisma, req.id);
-    for (const j of [a!, b!]) assert.equal(await markSent(w.prisma, j.id, buildEnvelope(j, reqRow, keys)), true);
+    for (const j of [a!, b!])
+      assert.equal(await markSent(w.prisma, j.id, buildEnvelope(j, reqRow, keys)), true);
 
     const other = await seedAgent(w.prisma, w.admin);
-    assert.equal(await recordDispatchRefusal(w.prisma, other.id, a!.jobId, { code: 'BAD_SIGNATURE', message: 'x' }), null, 'only the addressee speaks for a job');
+    assert.equal(
+      await recordDispatchRefusal(w.prisma, other.id, a!.jobId, { code: 'BAD_SIGNATURE', message: 'x' }),
+      null,
+      'only the addressee speaks for a job',
+    );
 
-    const refused = await recordDispatchRefusal(w.prisma, w.agent.id, a!.jobId, { code: 'BAD_SIGNATURE', message: 'job signature does not verify against the pinned control-plane key' });
+    const refused = await recordDispatchRefusal(w.prisma, w.agent.id, a!.jobId, {
+      code: 'BAD_SIGNATURE',
+      message: 'job signature does not verify against the pinned control-plane key',
+    });
     assert.equal(refused?.state, 'refused');
     assert.equal(refused?.errorCode, 'BAD_SIGNATURE');
-    assert.equal(await recordDispatchRefusal(w.prisma, w.agent.id, b!.jobId, { code: 'ACK_TIMEOUT', message: 'no answer' }), null);
-    assert.equal((await w.prisma.execution.findUniqueOrThrow({ where: { jobId: b!.jobId } })).state, 'sent', 'a missing ack decides nothing');
+    assert.equal(
+      await recordDispatchRefusal(w.prisma, w.agent.id, b!.jobId, {
+        code: 'ACK_TIMEOUT',
+        message: 'no answer',
+      }),
+      null,
+    );
+    assert.equal(
+      (await w.prisma.execution.findUniqueOrThrow({ where: { jobId: b!.jobId } })).state,
+      'sent',
+      'a missing ack decides nothing',
+    );
 
-    const events = await w.prisma.auditEvent.findMany({ where: { subjectType: 'execution', subjectId: { in: [a!.id, b!.id] } }, orderBy: { seq: 'asc' } });
+    const events = await w.prisma.auditEvent.findMany({
+      where: { subjectType: 'execution', subjectId: { in: [a!.id, b!.id] } },
+      orderBy: { seq: 'asc' },
+    });
     const byAction = events.map((e) => [e.action, e.actorType, (e.data as { code?: string }).code]);
-    assert.deepEqual(byAction.filter(([act]) => act === 'execution.refuse'), [['execution.refuse', 'agent', 'BAD_SIGNATURE']]);
-    assert.deepEqual(byAction.filter(([act]) => act === 'execution.dispatch_unacknowledged'), [['execution.dispatch_unacknowledged', 'agent', 'ACK_TIMEOUT']]);
+    assert.deepEqual(
+      byAction.filter(([act]) => act === 'execution.refuse'),
+      [['execution.refuse', 'agent', 'BAD_SIGNATURE']],
+    );
+    assert.deepEqual(
+      byAction.filter(([act]) => act === 'execution.dispatch_unacknowledged'),
+      [['execution.dispatch_unacknowledged', 'agent', 'ACK_TIMEOUT']],
+    );
     assert.equal((await verifyAuditChain(w.prisma)).ok, true);
     // The agent's own report still settles the unacknowledged job (and leaves nothing in flight for later tests).
     assert.equal(await applyJobEvent(w.prisma, w.agent.id, result(b!.jobId, 1, 'succeeded')), 'applied');
@@ -168,14 +392,29 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a rollout with concurrency 2 over 5 targets stops after the configured failures', async () => {
     const w = await world({ env: 'roll' }, 5);
-    await createPolicy(w.prisma, w.admin, { name: `roll-${w.agent.id}`, matchLabels: { env: 'roll' }, priority: 10, requiredApprovals: 0, allowCustomCode: true });
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'roll', rollout: { concurrency: 2, maxFailures: 2 } });
+    await createPolicy(w.prisma, w.admin, {
+      name: `roll-${w.agent.id}`,
+      matchLabels: { env: 'roll' },
+      priority: 10,
+      requiredApprovals: 0,
+      allowCustomCode: true,
+    });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'x',
+      targets: w.targets,
+      reason: 'roll',
+      rollout: { concurrency: 2, maxFailures: 2 },
+    });
     await planExecutions(w.prisma, req.id);
     const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
-    const keys = await loadOrCreateSigningKey({ keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem') });
+    const keys = await loadOrCreateSigningKey({
+      keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
+    });
     const send = async () => {
       const jobs = await nextJobs(w.prisma, req.id);
-      for (const j of jobs) assert.equal(await markSent(w.prisma, j.id, buildEnvelope(j, reqRow, keys)), true);
+      for (const j of jobs)
+        assert.equal(await markSent(w.prisma, j.id, buildEnvelope(j, reqRow, keys)), true);
       return jobs;
     };
     const first = await send();
@@ -189,65 +428,143 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     await applyJobEvent(w.prisma, w.agent.id, result(second[0]!.jobId, 1, 'succeeded'));
     const detail = await getRequest(w.prisma, req.id);
     assert.equal(detail.state, 'failed');
-    assert.deepEqual(detail.executions.map((e) => e.state).sort(), ['cancelled', 'cancelled', 'failed', 'failed', 'succeeded']);
+    assert.deepEqual(detail.executions.map((e) => e.state).sort(), [
+      'cancelled',
+      'cancelled',
+      'failed',
+      'failed',
+      'succeeded',
+    ]);
   });
 
   test('a wave is claimed in one transaction: within the rollout limit, only addressable agents, each job once, each send audited', async () => {
     const w = await world({ env: 'wave' }, 5);
-    await createPolicy(w.prisma, w.admin, { name: `wave-${w.agent.id}`, matchLabels: { env: 'wave' }, priority: 10, requiredApprovals: 0, allowCustomCode: true });
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'wave', rollout: { concurrency: 3, maxFailures: 1 } });
+    await createPolicy(w.prisma, w.admin, {
+      name: `wave-${w.agent.id}`,
+      matchLabels: { env: 'wave' },
+      priority: 10,
+      requiredApprovals: 0,
+      allowCustomCode: true,
+    });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'x',
+      targets: w.targets,
+      reason: 'wave',
+      rollout: { concurrency: 3, maxFailures: 1 },
+    });
     await planExecutions(w.prisma, req.id);
-    const keys = await loadOrCreateSigningKey({ keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem') });
-    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => false), [], 'nothing for agents connected elsewhere');
+    const keys = await loadOrCreateSigningKey({
+      keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
+    });
+    assert.deepEqual(
+      await sendWave(w.prisma, req.id, keys, () => false),
+      [],
+      'nothing for agents connected elsewhere',
+    );
     const first = await sendWave(w.prisma, req.id, keys, (id) => id === w.agent.id);
     assert.equal(first.length, 3);
     for (const j of first) {
       assert.equal(verifyJob(j.envelope, keys.publicKey).ok, true);
       assert.equal(j.envelope.payload.jobId, j.execution.jobId);
-      assert.equal(await markSent(w.prisma, j.execution.id, j.envelope), false, 'a job id is sent at most once');
+      assert.equal(
+        await markSent(w.prisma, j.execution.id, j.envelope),
+        false,
+        'a job id is sent at most once',
+      );
     }
-    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => true), [], 'no room while three are in flight');
-    const sends = await w.prisma.auditEvent.findMany({ where: { action: 'execution.send', subjectId: { in: first.map((j) => j.execution.id) } } });
+    assert.deepEqual(
+      await sendWave(w.prisma, req.id, keys, () => true),
+      [],
+      'no room while three are in flight',
+    );
+    const sends = await w.prisma.auditEvent.findMany({
+      where: { action: 'execution.send', subjectId: { in: first.map((j) => j.execution.id) } },
+    });
     assert.equal(sends.length, 3, 'one audit event per claimed execution');
     await applyJobEvent(w.prisma, w.agent.id, result(first[0]!.execution.jobId, 1, 'succeeded'));
     const second = await sendWave(w.prisma, req.id, keys, () => true);
     assert.equal(second.length, 1, 'a finished job frees one slot');
     await applyJobEvent(w.prisma, w.agent.id, result(first[1]!.execution.jobId, 1, 'failed'));
     assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => true), [], 'stopped after 1 failure');
-    for (const j of [first[2]!, second[0]!]) await applyJobEvent(w.prisma, w.agent.id, result(j.execution.jobId, 1, 'succeeded'));
+    for (const j of [first[2]!, second[0]!])
+      await applyJobEvent(w.prisma, w.agent.id, result(j.execution.jobId, 1, 'succeeded'));
     const detail = await getRequest(w.prisma, req.id);
     assert.equal(detail.state, 'failed');
-    assert.deepEqual(detail.executions.map((e) => e.state).sort(), ['cancelled', 'failed', 'succeeded', 'succeeded', 'succeeded']);
+    assert.deepEqual(detail.executions.map((e) => e.state).sort(), [
+      'cancelled',
+      'failed',
+      'succeeded',
+      'succeeded',
+      'succeeded',
+    ]);
     assert.equal((await verifyAuditChain(w.prisma)).ok, true);
   });
 
   test('an approval that expired before dispatch expires the request; lost agents and overdue jobs end honestly', async () => {
     const w = await world({ env: 'exp' }, 2);
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'late' });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'x',
+      targets: w.targets,
+      reason: 'late',
+    });
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
-    assert.deepEqual(await planExecutions(w.prisma, req.id, undefined, new Date(Date.now() + 2 * 3600_000)), []);
+    assert.deepEqual(
+      await planExecutions(w.prisma, req.id, undefined, new Date(Date.now() + 2 * 3600_000)),
+      [],
+    );
     assert.equal((await getRequest(w.prisma, req.id)).state, 'expired');
 
-    const req2 = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'y', targets: w.targets, reason: 'lost', rollout: { concurrency: 2, maxFailures: 5 } });
+    const req2 = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'y',
+      targets: w.targets,
+      reason: 'lost',
+      rollout: { concurrency: 2, maxFailures: 5 },
+    });
     await reviewRequest(w.prisma, w.ap1, req2.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req2.id);
-    const keys = await loadOrCreateSigningKey({ keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem') });
+    const keys = await loadOrCreateSigningKey({
+      keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
+    });
     const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req2.id } });
     const [a, b] = await nextJobs(w.prisma, req2.id);
     await markSent(w.prisma, a!.id, buildEnvelope(a!, reqRow, keys));
     await markSent(w.prisma, b!.id, buildEnvelope(b!, reqRow, keys));
-    await applyJobEvent(w.prisma, w.agent.id, { type: 'state', jobId: a!.jobId, seq: 1, at: new Date().toISOString(), state: 'picked_up' });
-    assert.equal((await expireOverdue(w.prisma, new Date(Date.now() + 3600_000 * 0.5))).executions, 1, 'only the never-picked-up job expires');
+    await applyJobEvent(w.prisma, w.agent.id, {
+      type: 'state',
+      jobId: a!.jobId,
+      seq: 1,
+      at: new Date().toISOString(),
+      state: 'picked_up',
+    });
+    assert.equal(
+      (await expireOverdue(w.prisma, new Date(Date.now() + 3600_000 * 0.5))).executions,
+      1,
+      'only the never-picked-up job expires',
+    );
     const lost = await markAgentLost(w.prisma, w.agent.id);
-    assert.deepEqual(lost.map((e) => e.id), [a!.id]);
+    assert.deepEqual(
+      lost.map((e) => e.id),
+      [a!.id],
+    );
     assert.equal((await getRequest(w.prisma, req2.id)).state, 'failed');
     assert.equal((await verifyAuditChain(w.prisma)).ok, true);
   });
 
   test('requests are cancelled by their requester or an admin only', async () => {
     const w = await world({ env: 'cancel' });
-    const req = await createRequest(w.prisma, w.op, { kind: 'custom', code: 'x', targets: w.targets, reason: 'routine check' });
-    await assert.rejects(cancelRequest(w.prisma, await seedUser(w.prisma, 'operator'), req.id), code('FORBIDDEN'));
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'x',
+      targets: w.targets,
+      reason: 'routine check',
+    });
+    await assert.rejects(
+      cancelRequest(w.prisma, await seedUser(w.prisma, 'operator'), req.id),
+      code('FORBIDDEN'),
+    );
     assert.equal((await cancelRequest(w.prisma, w.admin, req.id)).state, 'cancelled');
     await assert.rejects(cancelRequest(w.prisma, w.op, req.id), code('INVALID_STATE'));
   });

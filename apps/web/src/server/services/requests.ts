@@ -1,6 +1,13 @@
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
-import { Id, JsonObject, Labels, MAX_CODE_BYTES, MAX_PARAMS_BYTES, jsonBytes } from '@pyreach/protocol/common';
+import {
+  Id,
+  JsonObject,
+  Labels,
+  MAX_CODE_BYTES,
+  MAX_PARAMS_BYTES,
+  jsonBytes,
+} from '@pyreach/protocol/common';
 import { JobOptions } from '@pyreach/protocol/job';
 import type { Db, InjectionRequest, PrismaClient, Review, Tx } from '@pyreach/db';
 import { can, requireUser, type Actor } from './actor';
@@ -22,7 +29,13 @@ export const Targets = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('selector'),
     labels: Labels,
-    process: z.object({ cmdlineContains: z.string().max(256).optional(), user: z.string().max(256).optional(), exeContains: z.string().max(256).optional() }).default({}),
+    process: z
+      .object({
+        cmdlineContains: z.string().max(256).optional(),
+        user: z.string().max(256).optional(),
+        exeContains: z.string().max(256).optional(),
+      })
+      .default({}),
   }),
 ]);
 export type Targets = z.infer<typeof Targets>;
@@ -52,9 +65,17 @@ export const CreateRequestInput = z
     targets: Targets,
     reason: z.string().trim().min(3).max(2000),
     rollout: Rollout.default({ concurrency: 1, maxFailures: 1 }),
-    options: JobOptions.default({ inline: false, budgetSeconds: 30, pickupTimeoutSeconds: 10, backend: 'native' }),
+    options: JobOptions.default({
+      inline: false,
+      budgetSeconds: 30,
+      pickupTimeoutSeconds: 10,
+      backend: 'native',
+    }),
   })
-  .refine((r) => (r.kind === 'library') === Boolean(r.scriptId), { message: 'scriptId is required for library requests and only for them', path: ['scriptId'] });
+  .refine((r) => (r.kind === 'library') === Boolean(r.scriptId), {
+    message: 'scriptId is required for library requests and only for them',
+    path: ['scriptId'],
+  });
 export type CreateRequestInput = z.input<typeof CreateRequestInput>;
 
 export const UpdateRequestInput = z.object({
@@ -74,7 +95,10 @@ export function contentHashOf(v: { code: string; params: unknown; targets: unkno
 
 function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
   const r = schema.safeParse(input);
-  if (!r.success) throw new AppError('VALIDATION', `invalid request: ${z.prettifyError(r.error)}`, { details: r.error.issues });
+  if (!r.success)
+    throw new AppError('VALIDATION', `invalid request: ${z.prettifyError(r.error)}`, {
+      details: r.error.issues,
+    });
   return r.data;
 }
 
@@ -82,10 +106,16 @@ function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown): z.infer<T
 async function labelsOfTargets(db: Db, targets: Targets): Promise<Labels[]> {
   if (targets.type === 'processes') {
     const ids = [...new Set(targets.processes.map((p) => p.agentId))];
-    const agents = await db.agent.findMany({ where: { id: { in: ids } }, select: { id: true, labels: true, revokedAt: true } });
+    const agents = await db.agent.findMany({
+      where: { id: { in: ids } },
+      select: { id: true, labels: true, revokedAt: true },
+    });
     for (const id of ids) {
       const a = agents.find((x) => x.id === id);
-      if (!a || a.revokedAt) throw new AppError('VALIDATION', `target agent ${id} is unknown or revoked`, { userMessage: `target agent ${id} is unknown or revoked` });
+      if (!a || a.revokedAt)
+        throw new AppError('VALIDATION', `target agent ${id} is unknown or revoked`, {
+          userMessage: `target agent ${id} is unknown or revoked`,
+        });
     }
     return agents.map((a) => a.labels as Labels);
   }
@@ -103,7 +133,10 @@ function checkCustomCode(kind: string, policy: EffectivePolicy) {
 }
 
 function approvalWindow(now: Date, policy: { approvalValidMinutes: number }) {
-  return { approvedAt: now, approvalExpiresAt: new Date(now.getTime() + policy.approvalValidMinutes * 60_000) };
+  return {
+    approvedAt: now,
+    approvalExpiresAt: new Date(now.getTime() + policy.approvalValidMinutes * 60_000),
+  };
 }
 
 /**
@@ -111,16 +144,24 @@ function approvalWindow(now: Date, policy: { approvalValidMinutes: number }) {
  * script's schema (defaults filled in, so approvers see exactly what will travel). Otherwise "library" would
  * be a label anyone could put on custom code to get past a policy that forbids custom code.
  */
-function libraryContent(scriptId: string, code: string | undefined, params: unknown): { code: string; params: JsonObject } {
+function libraryContent(
+  scriptId: string,
+  code: string | undefined,
+  params: unknown,
+): { code: string; params: JsonObject } {
   const script = getScript(scriptId);
-  if (!script) throw new AppError('VALIDATION', `unknown library script '${scriptId}'`, { userMessage: `scriptId: no library script named '${scriptId}'` });
+  if (!script)
+    throw new AppError('VALIDATION', `unknown library script '${scriptId}'`, {
+      userMessage: `scriptId: no library script named '${scriptId}'`,
+    });
   if (code !== undefined && code !== script.source) {
     throw new AppError('VALIDATION', `library request for ${scriptId} carries other code`, {
       userMessage: `code: a library request runs the library's source of ${scriptId}; send kind "custom" to run other code`,
     });
   }
   const checked = checkScriptParams(scriptId, params);
-  if (!checked.ok) throw new AppError('VALIDATION', checked.message, { userMessage: `params: ${checked.message}` });
+  if (!checked.ok)
+    throw new AppError('VALIDATION', checked.message, { userMessage: `params: ${checked.message}` });
   return { code: script.source, params: checked.params };
 }
 
@@ -129,10 +170,18 @@ function libraryContent(scriptId: string, code: string | undefined, params: unkn
  * (stored on the request with its approver roles and validity); custom code is refused with POLICY_DENIED
  * where any target's policy forbids it; 0 approvals ⇒ approved at once. Audited.
  */
-export async function createRequest(db: PrismaClient, actor: Actor, input: CreateRequestInput, now: Date = new Date()): Promise<InjectionRequest> {
+export async function createRequest(
+  db: PrismaClient,
+  actor: Actor,
+  input: CreateRequestInput,
+  now: Date = new Date(),
+): Promise<InjectionRequest> {
   const user = requireUser(actor, 'request:create');
   const parsed = parseOrThrow(CreateRequestInput, input);
-  const data = parsed.kind === 'library' ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params) } : parsed;
+  const data =
+    parsed.kind === 'library'
+      ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params) }
+      : parsed;
   const policy = await resolvePolicy(db, await labelsOfTargets(db, data.targets));
   checkCustomCode(data.kind, policy);
   const auto = policy.requiredApprovals === 0;
@@ -159,14 +208,37 @@ export async function createRequest(db: PrismaClient, actor: Actor, input: Creat
         ...(auto ? approvalWindow(now, policy) : {}),
       },
     });
-    await appendAudit(tx, {
-      actor,
-      action: 'request.create',
-      subjectType: 'request',
-      subjectId: req.id,
-      data: { kind: req.kind, scriptId: req.scriptId, contentHash: req.contentHash, reason: req.reason, policyIds: policy.policyIds, requiredApprovals: policy.requiredApprovals, targets: data.targets },
-    }, now);
-    if (auto) await appendAudit(tx, { actor, action: 'request.approve', subjectType: 'request', subjectId: req.id, data: { automatic: true, approvalExpiresAt: req.approvalExpiresAt!.toISOString() } }, now);
+    await appendAudit(
+      tx,
+      {
+        actor,
+        action: 'request.create',
+        subjectType: 'request',
+        subjectId: req.id,
+        data: {
+          kind: req.kind,
+          scriptId: req.scriptId,
+          contentHash: req.contentHash,
+          reason: req.reason,
+          policyIds: policy.policyIds,
+          requiredApprovals: policy.requiredApprovals,
+          targets: data.targets,
+        },
+      },
+      now,
+    );
+    if (auto)
+      await appendAudit(
+        tx,
+        {
+          actor,
+          action: 'request.approve',
+          subjectType: 'request',
+          subjectId: req.id,
+          data: { automatic: true, approvalExpiresAt: req.approvalExpiresAt!.toISOString() },
+        },
+        now,
+      );
     return req;
   });
 }
@@ -183,18 +255,31 @@ async function lockRequest(tx: Tx, id: string): Promise<InjectionRequest> {
  * bumps the revision and so voids every earlier approval (approvals count only on the current hash); the
  * policy is resolved again. Audited.
  */
-export async function updateRequest(db: PrismaClient, actor: Actor, id: string, patch: UpdateRequestInput, now: Date = new Date()): Promise<InjectionRequest> {
+export async function updateRequest(
+  db: PrismaClient,
+  actor: Actor,
+  id: string,
+  patch: UpdateRequestInput,
+  now: Date = new Date(),
+): Promise<InjectionRequest> {
   const user = requireUser(actor, 'request:create');
   const data = parseOrThrow(UpdateRequestInput, patch);
   const current = await db.injectionRequest.findUnique({ where: { id } });
-  if (!current) throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
+  if (!current)
+    throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
   const targets = (data.targets ?? current.targets) as Targets;
   const policy = await resolvePolicy(db, await labelsOfTargets(db, targets));
   checkCustomCode(current.kind, policy);
   return db.$transaction(async (tx) => {
     const req = await lockRequest(tx, id);
-    if (req.requesterId !== user.id) throw new AppError('FORBIDDEN', `user ${user.id} is not the requester of ${id}`, { userMessage: 'only the requester may edit a request' });
-    if (req.state !== 'pending') throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, { userMessage: `a ${req.state} request cannot be edited` });
+    if (req.requesterId !== user.id)
+      throw new AppError('FORBIDDEN', `user ${user.id} is not the requester of ${id}`, {
+        userMessage: 'only the requester may edit a request',
+      });
+    if (req.state !== 'pending')
+      throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, {
+        userMessage: `a ${req.state} request cannot be edited`,
+      });
     const next =
       req.kind === 'library'
         ? { ...libraryContent(req.scriptId ?? '', data.code, data.params ?? req.params), targets }
@@ -219,7 +304,17 @@ export async function updateRequest(db: PrismaClient, actor: Actor, id: string, 
         ...(policy.requiredApprovals === 0 ? { state: 'approved', ...approvalWindow(now, policy) } : {}),
       },
     });
-    await appendAudit(tx, { actor, action: 'request.update', subjectType: 'request', subjectId: id, data: { revision: updated.revision, contentHash, approvalsVoided: changed } }, now);
+    await appendAudit(
+      tx,
+      {
+        actor,
+        action: 'request.update',
+        subjectType: 'request',
+        subjectId: id,
+        data: { revision: updated.revision, contentHash, approvalsVoided: changed },
+      },
+      now,
+    );
     return updated;
   });
 }
@@ -239,37 +334,99 @@ export async function reviewRequest(
 ): Promise<InjectionRequest> {
   const user = requireUser(actor, 'request:review');
   const now = auth.now ?? new Date();
-  if (vote.decision !== 'approve' && vote.decision !== 'reject') throw new AppError('VALIDATION', 'decision must be approve or reject');
-  if (vote.comment !== undefined && vote.comment.length > 2000) throw new AppError('VALIDATION', 'comment is too long');
+  if (vote.decision !== 'approve' && vote.decision !== 'reject')
+    throw new AppError('VALIDATION', 'decision must be approve or reject');
+  if (vote.comment !== undefined && vote.comment.length > 2000)
+    throw new AppError('VALIDATION', 'comment is too long');
   const windowMs = (auth.reauthWindowMinutes ?? 5) * 60_000;
   if (now.getTime() - auth.authenticatedAt.getTime() > windowMs) {
-    throw new AppError('STALE_AUTH', `sign-in of ${user.id} is older than the re-authentication window`, { userMessage: 'sign in again to review requests' });
+    throw new AppError('STALE_AUTH', `sign-in of ${user.id} is older than the re-authentication window`, {
+      userMessage: 'sign in again to review requests',
+    });
   }
   try {
     return await db.$transaction(async (tx) => {
       const req = await lockRequest(tx, id);
-      if (req.state !== 'pending') throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, { userMessage: `a ${req.state} request cannot be reviewed` });
-      if (req.requesterId === user.id) throw new AppError('SELF_APPROVAL', `user ${user.id} tried to review own request ${id}`, { userMessage: 'you cannot review your own request' });
+      if (req.state !== 'pending')
+        throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, {
+          userMessage: `a ${req.state} request cannot be reviewed`,
+        });
+      if (req.requesterId === user.id)
+        throw new AppError('SELF_APPROVAL', `user ${user.id} tried to review own request ${id}`, {
+          userMessage: 'you cannot review your own request',
+        });
       if (!req.approverRoles.includes(user.role)) {
-        throw new AppError('FORBIDDEN', `role ${user.role} may not approve request ${id}`, { userMessage: `this request needs a reviewer with role ${req.approverRoles.join(' or ')}` });
+        throw new AppError('FORBIDDEN', `role ${user.role} may not approve request ${id}`, {
+          userMessage: `this request needs a reviewer with role ${req.approverRoles.join(' or ')}`,
+        });
       }
-      const prior = await tx.review.findFirst({ where: { requestId: id, reviewerId: user.id, contentHash: req.contentHash } });
-      if (prior) throw new AppError('ALREADY_VOTED', `user ${user.id} already voted on ${id} rev ${req.revision}`, { userMessage: 'you already reviewed this revision' });
-      await tx.review.create({ data: { id: newId('rev'), requestId: id, reviewerId: user.id, decision: vote.decision, comment: vote.comment ?? null, contentHash: req.contentHash, createdAt: now } });
-      await appendAudit(tx, { actor, action: `review.${vote.decision}`, subjectType: 'request', subjectId: id, data: { revision: req.revision, contentHash: req.contentHash, comment: vote.comment ?? null } }, now);
+      const prior = await tx.review.findFirst({
+        where: { requestId: id, reviewerId: user.id, contentHash: req.contentHash },
+      });
+      if (prior)
+        throw new AppError('ALREADY_VOTED', `user ${user.id} already voted on ${id} rev ${req.revision}`, {
+          userMessage: 'you already reviewed this revision',
+        });
+      await tx.review.create({
+        data: {
+          id: newId('rev'),
+          requestId: id,
+          reviewerId: user.id,
+          decision: vote.decision,
+          comment: vote.comment ?? null,
+          contentHash: req.contentHash,
+          createdAt: now,
+        },
+      });
+      await appendAudit(
+        tx,
+        {
+          actor,
+          action: `review.${vote.decision}`,
+          subjectType: 'request',
+          subjectId: id,
+          data: { revision: req.revision, contentHash: req.contentHash, comment: vote.comment ?? null },
+        },
+        now,
+      );
       if (vote.decision === 'reject') {
-        const r = await tx.injectionRequest.update({ where: { id }, data: { state: 'rejected', completedAt: now } });
-        await appendAudit(tx, { actor, action: 'request.reject', subjectType: 'request', subjectId: id }, now);
+        const r = await tx.injectionRequest.update({
+          where: { id },
+          data: { state: 'rejected', completedAt: now },
+        });
+        await appendAudit(
+          tx,
+          { actor, action: 'request.reject', subjectType: 'request', subjectId: id },
+          now,
+        );
         return r;
       }
-      const approvals = await tx.review.count({ where: { requestId: id, contentHash: req.contentHash, decision: 'approve' } });
+      const approvals = await tx.review.count({
+        where: { requestId: id, contentHash: req.contentHash, decision: 'approve' },
+      });
       if (approvals < req.requiredApprovals) return req;
-      const r = await tx.injectionRequest.update({ where: { id }, data: { state: 'approved', ...approvalWindow(now, req) } });
-      await appendAudit(tx, { actor, action: 'request.approve', subjectType: 'request', subjectId: id, data: { approvals, approvalExpiresAt: r.approvalExpiresAt!.toISOString() } }, now);
+      const r = await tx.injectionRequest.update({
+        where: { id },
+        data: { state: 'approved', ...approvalWindow(now, req) },
+      });
+      await appendAudit(
+        tx,
+        {
+          actor,
+          action: 'request.approve',
+          subjectType: 'request',
+          subjectId: id,
+          data: { approvals, approvalExpiresAt: r.approvalExpiresAt!.toISOString() },
+        },
+        now,
+      );
       return r;
     });
   } catch (err) {
-    if (isUniqueViolation(err)) throw new AppError('ALREADY_VOTED', `concurrent duplicate vote on ${id}`, { userMessage: 'you already reviewed this revision' });
+    if (isUniqueViolation(err))
+      throw new AppError('ALREADY_VOTED', `concurrent duplicate vote on ${id}`, {
+        userMessage: 'you already reviewed this revision',
+      });
     throw err;
   }
 }
@@ -278,21 +435,48 @@ export async function reviewRequest(
  * Cancels a request: its requester or an admin. Pending/approved requests end as `cancelled`; a dispatching
  * one has its queued executions cancelled (in-flight ones finish) and completes when they do. Audited.
  */
-export async function cancelRequest(db: PrismaClient, actor: Actor, id: string, reason?: string, now: Date = new Date()): Promise<InjectionRequest> {
+export async function cancelRequest(
+  db: PrismaClient,
+  actor: Actor,
+  id: string,
+  reason?: string,
+  now: Date = new Date(),
+): Promise<InjectionRequest> {
   const user = requireUser(actor, 'request:cancel');
   return db.$transaction(async (tx) => {
     const req = await lockRequest(tx, id);
-    if (req.requesterId !== user.id && user.role !== 'admin') throw new AppError('FORBIDDEN', `user ${user.id} may not cancel ${id}`, { userMessage: 'only the requester or an admin may cancel a request' });
+    if (req.requesterId !== user.id && user.role !== 'admin')
+      throw new AppError('FORBIDDEN', `user ${user.id} may not cancel ${id}`, {
+        userMessage: 'only the requester or an admin may cancel a request',
+      });
     let updated: InjectionRequest;
     if (req.state === 'pending' || req.state === 'approved') {
-      updated = await tx.injectionRequest.update({ where: { id }, data: { state: 'cancelled', completedAt: now } });
+      updated = await tx.injectionRequest.update({
+        where: { id },
+        data: { state: 'cancelled', completedAt: now },
+      });
     } else if (req.state === 'dispatching') {
-      await tx.execution.updateMany({ where: { requestId: id, state: 'queued' }, data: { state: 'cancelled', finishedAt: now } });
+      await tx.execution.updateMany({
+        where: { requestId: id, state: 'queued' },
+        data: { state: 'cancelled', finishedAt: now },
+      });
       updated = req;
     } else {
-      throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, { userMessage: `a ${req.state} request cannot be cancelled` });
+      throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, {
+        userMessage: `a ${req.state} request cannot be cancelled`,
+      });
     }
-    await appendAudit(tx, { actor, action: 'request.cancel', subjectType: 'request', subjectId: id, data: { reason: reason ?? null, from: req.state } }, now);
+    await appendAudit(
+      tx,
+      {
+        actor,
+        action: 'request.cancel',
+        subjectType: 'request',
+        subjectId: id,
+        data: { reason: reason ?? null, from: req.state },
+      },
+      now,
+    );
     return updated;
   });
 }
@@ -303,18 +487,44 @@ export type RequestDetail = InjectionRequest & {
   approvals: number;
   /** Reviews cast on an earlier revision, voided by an edit. */
   voidedReviews: number;
-  executions: { id: string; agentId: string; pid: number; startTime: string; jobId: string; state: string; errorCode: string | null }[];
+  executions: {
+    id: string;
+    agentId: string;
+    pid: number;
+    startTime: string;
+    jobId: string;
+    state: string;
+    errorCode: string | null;
+  }[];
 };
 
 /** A request with its reviews, approval count and executions; NOT_FOUND if absent. */
 export async function getRequest(db: Db, id: string): Promise<RequestDetail> {
   const req = await db.injectionRequest.findUnique({
     where: { id },
-    include: { reviews: { orderBy: { createdAt: 'asc' } }, executions: { select: { id: true, agentId: true, pid: true, startTime: true, jobId: true, state: true, errorCode: true }, orderBy: { queuedAt: 'asc' } } },
+    include: {
+      reviews: { orderBy: { createdAt: 'asc' } },
+      executions: {
+        select: {
+          id: true,
+          agentId: true,
+          pid: true,
+          startTime: true,
+          jobId: true,
+          state: true,
+          errorCode: true,
+        },
+        orderBy: { queuedAt: 'asc' },
+      },
+    },
   });
   if (!req) throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
   const current = req.reviews.filter((r) => r.contentHash === req.contentHash);
-  return { ...req, approvals: current.filter((r) => r.decision === 'approve').length, voidedReviews: req.reviews.length - current.length };
+  return {
+    ...req,
+    approvals: current.filter((r) => r.decision === 'approve').length,
+    voidedReviews: req.reviews.length - current.length,
+  };
 }
 
 /** Requests newest first, keyset-paginated on (createdAt, id) via `cursor` = last id. */
@@ -324,7 +534,10 @@ export async function listRequests(
 ): Promise<{ items: InjectionRequest[]; nextCursor: string | null }> {
   const limit = Math.min(Math.max(filter.limit ?? 50, 1), 200);
   const items = await db.injectionRequest.findMany({
-    where: { ...(filter.state ? { state: filter.state } : {}), ...(filter.requesterId ? { requesterId: filter.requesterId } : {}) },
+    where: {
+      ...(filter.state ? { state: filter.state } : {}),
+      ...(filter.requesterId ? { requesterId: filter.requesterId } : {}),
+    },
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     take: limit,
     ...(filter.cursor ? { cursor: { id: filter.cursor }, skip: 1 } : {}),
@@ -333,6 +546,15 @@ export async function listRequests(
 }
 
 /** Whether this user may review this request at all (for the UI: hide the buttons otherwise). */
-export function mayReview(actor: Actor, req: Pick<InjectionRequest, 'requesterId' | 'approverRoles' | 'state'>): boolean {
-  return actor.type === 'user' && can(actor.role, 'request:review') && req.state === 'pending' && req.requesterId !== actor.id && req.approverRoles.includes(actor.role);
+export function mayReview(
+  actor: Actor,
+  req: Pick<InjectionRequest, 'requesterId' | 'approverRoles' | 'state'>,
+): boolean {
+  return (
+    actor.type === 'user' &&
+    can(actor.role, 'request:review') &&
+    req.state === 'pending' &&
+    req.requesterId !== actor.id &&
+    req.approverRoles.includes(actor.role)
+  );
 }

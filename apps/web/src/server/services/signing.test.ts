@@ -18,7 +18,21 @@ test('the signing key is created on first start with mode 0600 in a 0700 directo
   assert.equal(second.keyId, first.keyId);
   assert.match(first.publicKeyPem, /^-----BEGIN PUBLIC KEY-----/);
   const env = signJob(
-    { v: 1, jobId: 'j1', agentId: 'a1', requestId: 'r1', target: { pid: 1, startTime: '1' }, kind: 'custom', scriptId: null, code: 'x', codeHash: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', params: {}, options: { inline: false, budgetSeconds: 1, pickupTimeoutSeconds: 1, backend: 'native' }, issuedAt: 'now', notAfter: 'later' },
+    {
+      v: 1,
+      jobId: 'j1',
+      agentId: 'a1',
+      requestId: 'r1',
+      target: { pid: 1, startTime: '1' },
+      kind: 'custom',
+      scriptId: null,
+      code: 'x',
+      codeHash: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881',
+      params: {},
+      options: { inline: false, budgetSeconds: 1, pickupTimeoutSeconds: 1, backend: 'native' },
+      issuedAt: 'now',
+      notAfter: 'later',
+    },
     second.privateKey,
     second.publicKey,
   );
@@ -34,6 +48,9 @@ test('a signing key readable by group or others stops the start with the fix to 
 
 test('two replicas starting together end up with the same key', async () => {
   const keyFile = path.join(dir, 'race', 'signing.pem');
-  const [a, b] = await Promise.all([loadOrCreateSigningKey({ keyFile }), loadOrCreateSigningKey({ keyFile })]);
+  const [a, b] = await Promise.all([
+    loadOrCreateSigningKey({ keyFile }),
+    loadOrCreateSigningKey({ keyFile }),
+  ]);
   assert.equal(a.keyId, b.keyId);
 });

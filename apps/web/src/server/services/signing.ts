@@ -1,4 +1,10 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { keyIdOf } from '@pyreach/protocol/job';
@@ -27,7 +33,10 @@ export async function loadOrCreateSigningKey(opts: { keyFile: string; db?: Db })
   // a replica starting at the same moment never reads a half-written key, and the first writer wins.
   const tmp = `${keyFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const { privateKey: fresh } = generateKeyPairSync('ed25519');
-  await writeFile(tmp, fresh.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600, flag: 'wx' });
+  await writeFile(tmp, fresh.export({ type: 'pkcs8', format: 'pem' }).toString(), {
+    mode: 0o600,
+    flag: 'wx',
+  });
   try {
     await link(tmp, keyFile);
   } catch (err) {
@@ -43,12 +52,17 @@ export async function loadOrCreateSigningKey(opts: { keyFile: string; db?: Db })
   }
   const pem = await readFile(keyFile, 'utf8');
   const privateKey = createPrivateKey(pem);
-  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`signing key ${keyFile} is not an Ed25519 key`);
+  if (privateKey.asymmetricKeyType !== 'ed25519')
+    throw new Error(`signing key ${keyFile} is not an Ed25519 key`);
   const publicKey = createPublicKey(privateKey);
   const keyId = keyIdOf(publicKey);
   const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
   if (opts.db) {
-    await opts.db.signingKey.upsert({ where: { id: keyId }, create: { id: keyId, publicKey: publicKeyPem }, update: {} });
+    await opts.db.signingKey.upsert({
+      where: { id: keyId },
+      create: { id: keyId, publicKey: publicKeyPem },
+      update: {},
+    });
   }
   return { privateKey, publicKey, keyId, publicKeyPem };
 }

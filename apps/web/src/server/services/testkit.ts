@@ -59,7 +59,8 @@ export async function seedAgent(
     labels: {},
     agentVersion: '0.1.0',
   });
-  if (opts.processes) await saveSnapshot(prisma, agent.id, snapshot(hostname, opts.processes, opts.labels ?? {}));
+  if (opts.processes)
+    await saveSnapshot(prisma, agent.id, snapshot(hostname, opts.processes, opts.labels ?? {}));
   return agent;
 }
 
@@ -84,7 +85,11 @@ export function pyProcess(pid: number, extra: Partial<PythonProcess> = {}): Pyth
   };
 }
 
-export function snapshot(hostname: string, processes: PythonProcess[], labels: Record<string, string> = {}): InventorySnapshot {
+export function snapshot(
+  hostname: string,
+  processes: PythonProcess[],
+  labels: Record<string, string> = {},
+): InventorySnapshot {
   return {
     host: { hostname, os: 'Debian 12', kernel: '6.1.0', arch: 'x86_64', agentVersion: '0.1.0', labels },
     processes,

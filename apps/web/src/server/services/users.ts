@@ -9,17 +9,30 @@ import { AppError } from './errors';
  */
 export async function setRole(db: PrismaClient, actor: Actor, userId: string, role: string): Promise<User> {
   requireUser(actor, 'user:manage');
-  if (!isRole(role)) throw new AppError('VALIDATION', `unknown role ${role}`, { userMessage: 'role must be viewer, operator, approver or admin' });
+  if (!isRole(role))
+    throw new AppError('VALIDATION', `unknown role ${role}`, {
+      userMessage: 'role must be viewer, operator, approver or admin',
+    });
   return db.$transaction(async (tx) => {
-    const admins = await tx.$queryRawUnsafe<{ id: string }[]>(`SELECT id FROM "user" WHERE role = 'admin' ORDER BY id FOR UPDATE`);
+    const admins = await tx.$queryRawUnsafe<{ id: string }[]>(
+      `SELECT id FROM "user" WHERE role = 'admin' ORDER BY id FOR UPDATE`,
+    );
     const user = await tx.user.findUnique({ where: { id: userId } });
     if (!user) throw new AppError('NOT_FOUND', `user ${userId} not found`, { userMessage: 'user not found' });
     if (user.role === role) return user;
     if (user.role === 'admin' && admins.length <= 1) {
-      throw new AppError('CONFLICT', `refusing to demote ${userId}, the last admin`, { userMessage: 'the last admin cannot be demoted' });
+      throw new AppError('CONFLICT', `refusing to demote ${userId}, the last admin`, {
+        userMessage: 'the last admin cannot be demoted',
+      });
     }
     const updated = await tx.user.update({ where: { id: userId }, data: { role } });
-    await appendAudit(tx, { actor, action: 'user.role.set', subjectType: 'user', subjectId: userId, data: { from: user.role, to: role } });
+    await appendAudit(tx, {
+      actor,
+      action: 'user.role.set',
+      subjectType: 'user',
+      subjectId: userId,
+      data: { from: user.role, to: role },
+    });
     return updated;
   });
 }

@@ -11,7 +11,14 @@ import { Button } from '../../../components/ui/button';
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '../../../components/ui/card';
 import { CodeBlock } from '../../../components/ui/code-block';
 import { CopyButton } from '../../../components/ui/copy-button';
-import { Dialog, DialogContent, DialogDescription, DialogFooter, DialogHeader, DialogTitle } from '../../../components/ui/dialog';
+import {
+  Dialog,
+  DialogContent,
+  DialogDescription,
+  DialogFooter,
+  DialogHeader,
+  DialogTitle,
+} from '../../../components/ui/dialog';
 import { Input, NativeSelect } from '../../../components/ui/input';
 import { Field } from '../../../components/ui/label';
 import { Switch } from '../../../components/ui/checkbox';
@@ -28,7 +35,10 @@ const ROLES = ['viewer', 'operator', 'approver', 'admin'];
 
 function parseLabels(text: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const i = part.indexOf('=');
     if (i > 0) out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
   }
@@ -70,16 +80,39 @@ function UsersTab() {
         <CardContent>
           <form onSubmit={create} className="grid gap-3 sm:grid-cols-5">
             <Field id="nu-email" label="Email">
-              <Input id="nu-email" type="email" required value={form.email} onChange={(e) => setForm({ ...form, email: e.target.value })} />
+              <Input
+                id="nu-email"
+                type="email"
+                required
+                value={form.email}
+                onChange={(e) => setForm({ ...form, email: e.target.value })}
+              />
             </Field>
             <Field id="nu-name" label="Name">
-              <Input id="nu-name" required value={form.name} onChange={(e) => setForm({ ...form, name: e.target.value })} />
+              <Input
+                id="nu-name"
+                required
+                value={form.name}
+                onChange={(e) => setForm({ ...form, name: e.target.value })}
+              />
             </Field>
             <Field id="nu-password" label="Password" hint="12+ characters">
-              <Input id="nu-password" type="password" minLength={12} required autoComplete="new-password" value={form.password} onChange={(e) => setForm({ ...form, password: e.target.value })} />
+              <Input
+                id="nu-password"
+                type="password"
+                minLength={12}
+                required
+                autoComplete="new-password"
+                value={form.password}
+                onChange={(e) => setForm({ ...form, password: e.target.value })}
+              />
             </Field>
             <Field id="nu-role" label="Role">
-              <NativeSelect id="nu-role" value={form.role} onChange={(e) => setForm({ ...form, role: e.target.value })}>
+              <NativeSelect
+                id="nu-role"
+                value={form.role}
+                onChange={(e) => setForm({ ...form, role: e.target.value })}
+              >
                 {ROLES.map((r) => (
                   <option key={r}>{r}</option>
                 ))}
@@ -89,7 +122,9 @@ function UsersTab() {
               <Button type="submit">Create user</Button>
             </div>
           </form>
-          {msg ? <Alert className="mt-3" variant={msg.ok ? 'success' : 'destructive'} title={msg.text} /> : null}
+          {msg ? (
+            <Alert className="mt-3" variant={msg.ok ? 'success' : 'destructive'} title={msg.text} />
+          ) : null}
         </CardContent>
       </Card>
       {error ? (
@@ -111,11 +146,18 @@ function UsersTab() {
               {(data?.users ?? []).map((u) => (
                 <TR key={u.id}>
                   <TD className="font-medium">
-                    {u.name} {u.id === me.id ? <Badge variant="outline">you</Badge> : null} {u.banned ? <Badge variant="destructive">banned</Badge> : null}
+                    {u.name} {u.id === me.id ? <Badge variant="outline">you</Badge> : null}{' '}
+                    {u.banned ? <Badge variant="destructive">banned</Badge> : null}
                   </TD>
                   <TD>{u.email}</TD>
                   <TD>
-                    <NativeSelect aria-label={`Role of ${u.email}`} className="h-8 w-36" value={u.role} disabled={u.id === me.id} onChange={(e) => void setRole(u.id, e.target.value)}>
+                    <NativeSelect
+                      aria-label={`Role of ${u.email}`}
+                      className="h-8 w-36"
+                      value={u.role}
+                      disabled={u.id === me.id}
+                      onChange={(e) => void setRole(u.id, e.target.value)}
+                    >
                       {ROLES.map((r) => (
                         <option key={r}>{r}</option>
                       ))}
@@ -161,7 +203,10 @@ function AgentsTab() {
     e.preventDefault();
     if (!revoking) return;
     try {
-      await api(`/api/agents/${revoking.id}/revoke`, { method: 'POST', json: { reason: revokeReason.trim() || 'revoked from the dashboard' } });
+      await api(`/api/agents/${revoking.id}/revoke`, {
+        method: 'POST',
+        json: { reason: revokeReason.trim() || 'revoked from the dashboard' },
+      });
       setRevoking(null);
       setRevokeReason('');
       reload();
@@ -175,18 +220,38 @@ function AgentsTab() {
       <Card>
         <CardHeader>
           <CardTitle>Enrol a host</CardTitle>
-          <CardDescription>A one-time join token; the agent generates its own key and the token cannot be used twice.</CardDescription>
+          <CardDescription>
+            A one-time join token; the agent generates its own key and the token cannot be used twice.
+          </CardDescription>
         </CardHeader>
         <CardContent className="grid gap-3">
           <form onSubmit={createToken} className="grid gap-3 sm:grid-cols-[1fr_8rem_1fr_auto]">
             <Field id="jt-labels" label="Labels" hint="key=value, comma-separated">
-              <Input id="jt-labels" className="font-mono" value={labels} onChange={(e) => setLabels(e.target.value)} placeholder="env=prod,team=orders" />
+              <Input
+                id="jt-labels"
+                className="font-mono"
+                value={labels}
+                onChange={(e) => setLabels(e.target.value)}
+                placeholder="env=prod,team=orders"
+              />
             </Field>
             <Field id="jt-ttl" label="Valid (minutes)">
-              <Input id="jt-ttl" type="number" min={1} max={10080} value={ttl} onChange={(e) => setTtl(Number(e.target.value) || 60)} />
+              <Input
+                id="jt-ttl"
+                type="number"
+                min={1}
+                max={10080}
+                value={ttl}
+                onChange={(e) => setTtl(Number(e.target.value) || 60)}
+              />
             </Field>
             <Field id="jt-note" label="Note">
-              <Input id="jt-note" value={note} onChange={(e) => setNote(e.target.value)} placeholder="orders-prod-3 rollout" />
+              <Input
+                id="jt-note"
+                value={note}
+                onChange={(e) => setNote(e.target.value)}
+                placeholder="orders-prod-3 rollout"
+              />
             </Field>
             <div className="pt-5">
               <Button type="submit">
@@ -202,7 +267,9 @@ function AgentsTab() {
                   <CopyButton text={command} label="Copy command" />
                   <span className="text-xs">expires {formatTime(token.expiresAt)}</span>
                 </div>
-                <span className="text-xs">Then start it with <code className="font-mono">pyreach-agent run</code>.</span>
+                <span className="text-xs">
+                  Then start it with <code className="font-mono">pyreach-agent run</code>.
+                </span>
               </div>
             </Alert>
           ) : null}
@@ -214,7 +281,9 @@ function AgentsTab() {
       ) : loading && !data ? (
         <LoadingRows />
       ) : (data?.agents ?? []).length === 0 ? (
-        <EmptyState title="No agents enrolled" icon={<ServerIcon />}>Create a join token above and run the command on a host.</EmptyState>
+        <EmptyState title="No agents enrolled" icon={<ServerIcon />}>
+          Create a join token above and run the command on a host.
+        </EmptyState>
       ) : (
         <Card>
           <Table aria-label="Agents">
@@ -240,7 +309,9 @@ function AgentsTab() {
                   </TD>
                   <TD>
                     <OnlineBadge status={a.status} revoked={!!a.revokedAt} />
-                    {a.revokedReason ? <div className="text-xs text-muted-foreground">{a.revokedReason}</div> : null}
+                    {a.revokedReason ? (
+                      <div className="text-xs text-muted-foreground">{a.revokedReason}</div>
+                    ) : null}
                   </TD>
                   <TD className="font-mono text-xs">{a.version}</TD>
                   <TD>
@@ -266,10 +337,19 @@ function AgentsTab() {
           <form onSubmit={revoke} className="grid gap-4">
             <DialogHeader>
               <DialogTitle>Revoke {revoking?.name}?</DialogTitle>
-              <DialogDescription>Its connection drops now and it is refused from then on. The host must enrol again with a new token.</DialogDescription>
+              <DialogDescription>
+                Its connection drops now and it is refused from then on. The host must enrol again with a new
+                token.
+              </DialogDescription>
             </DialogHeader>
             <Field id="revoke-reason" label="Reason">
-              <Input id="revoke-reason" required value={revokeReason} onChange={(e) => setRevokeReason(e.target.value)} placeholder="host decommissioned" />
+              <Input
+                id="revoke-reason"
+                required
+                value={revokeReason}
+                onChange={(e) => setRevokeReason(e.target.value)}
+                placeholder="host decommissioned"
+              />
             </Field>
             <DialogFooter>
               <Button type="button" variant="outline" onClick={() => setRevoking(null)}>
@@ -286,7 +366,16 @@ function AgentsTab() {
   );
 }
 
-const EMPTY_POLICY = { name: '', description: '', matchLabels: '', priority: 0, requiredApprovals: 1, approverRoles: ['approver', 'admin'], allowCustomCode: false, approvalValidMinutes: 60 };
+const EMPTY_POLICY = {
+  name: '',
+  description: '',
+  matchLabels: '',
+  priority: 0,
+  requiredApprovals: 1,
+  approverRoles: ['approver', 'admin'],
+  allowCustomCode: false,
+  approvalValidMinutes: 60,
+};
 
 function PoliciesTab() {
   const { data, error, loading, reload } = useApi<{ policies: Policy[] }>('/api/policies');
@@ -358,13 +447,29 @@ function PoliciesTab() {
                 <TR key={p.id}>
                   <TD>
                     <div className="font-medium">{p.name}</div>
-                    {p.description ? <div className="max-w-xs text-xs text-muted-foreground">{p.description}</div> : null}
+                    {p.description ? (
+                      <div className="max-w-xs text-xs text-muted-foreground">{p.description}</div>
+                    ) : null}
                   </TD>
-                  <TD>{Object.keys(p.matchLabels ?? {}).length ? <LabelList labels={p.matchLabels} /> : <span className="text-xs text-muted-foreground">every host</span>}</TD>
+                  <TD>
+                    {Object.keys(p.matchLabels ?? {}).length ? (
+                      <LabelList labels={p.matchLabels} />
+                    ) : (
+                      <span className="text-xs text-muted-foreground">every host</span>
+                    )}
+                  </TD>
                   <TD className="tabular-nums">{p.priority}</TD>
-                  <TD className="tabular-nums">{p.requiredApprovals === 0 ? 'automatic' : p.requiredApprovals}</TD>
+                  <TD className="tabular-nums">
+                    {p.requiredApprovals === 0 ? 'automatic' : p.requiredApprovals}
+                  </TD>
                   <TD>{p.approverRoles.join(', ')}</TD>
-                  <TD>{p.allowCustomCode ? <Badge variant="warning">allowed</Badge> : <Badge variant="secondary">library only</Badge>}</TD>
+                  <TD>
+                    {p.allowCustomCode ? (
+                      <Badge variant="warning">allowed</Badge>
+                    ) : (
+                      <Badge variant="secondary">library only</Badge>
+                    )}
+                  </TD>
                   <TD>{p.approvalValidMinutes} min</TD>
                   <TD className="whitespace-nowrap text-right">
                     <Button
@@ -376,7 +481,9 @@ function PoliciesTab() {
                           v: {
                             name: p.name,
                             description: p.description ?? '',
-                            matchLabels: Object.entries(p.matchLabels ?? {}).map(([k, x]) => `${k}=${x}`).join(','),
+                            matchLabels: Object.entries(p.matchLabels ?? {})
+                              .map(([k, x]) => `${k}=${x}`)
+                              .join(','),
                             priority: p.priority,
                             requiredApprovals: p.requiredApprovals,
                             approverRoles: p.approverRoles,
@@ -410,22 +517,64 @@ function PoliciesTab() {
               </DialogHeader>
               <div className="grid gap-3 sm:grid-cols-2">
                 <Field id="p-name" label="Name">
-                  <Input id="p-name" required value={v.name} onChange={(e) => setEditing({ ...editing, v: { ...v, name: e.target.value } })} />
+                  <Input
+                    id="p-name"
+                    required
+                    value={v.name}
+                    onChange={(e) => setEditing({ ...editing, v: { ...v, name: e.target.value } })}
+                  />
                 </Field>
-                <Field id="p-labels" label="Host labels" hint="key=value, comma-separated; empty = every host">
-                  <Input id="p-labels" className="font-mono" value={v.matchLabels} onChange={(e) => setEditing({ ...editing, v: { ...v, matchLabels: e.target.value } })} />
+                <Field
+                  id="p-labels"
+                  label="Host labels"
+                  hint="key=value, comma-separated; empty = every host"
+                >
+                  <Input
+                    id="p-labels"
+                    className="font-mono"
+                    value={v.matchLabels}
+                    onChange={(e) => setEditing({ ...editing, v: { ...v, matchLabels: e.target.value } })}
+                  />
                 </Field>
                 <Field id="p-desc" label="Description" className="sm:col-span-2">
-                  <Input id="p-desc" value={v.description} onChange={(e) => setEditing({ ...editing, v: { ...v, description: e.target.value } })} />
+                  <Input
+                    id="p-desc"
+                    value={v.description}
+                    onChange={(e) => setEditing({ ...editing, v: { ...v, description: e.target.value } })}
+                  />
                 </Field>
                 <Field id="p-prio" label="Priority">
-                  <Input id="p-prio" type="number" value={v.priority} onChange={(e) => setEditing({ ...editing, v: { ...v, priority: Number(e.target.value) } })} />
+                  <Input
+                    id="p-prio"
+                    type="number"
+                    value={v.priority}
+                    onChange={(e) =>
+                      setEditing({ ...editing, v: { ...v, priority: Number(e.target.value) } })
+                    }
+                  />
                 </Field>
                 <Field id="p-appr" label="Approvals needed" hint="0 = automatic">
-                  <Input id="p-appr" type="number" min={0} max={10} value={v.requiredApprovals} onChange={(e) => setEditing({ ...editing, v: { ...v, requiredApprovals: Number(e.target.value) } })} />
+                  <Input
+                    id="p-appr"
+                    type="number"
+                    min={0}
+                    max={10}
+                    value={v.requiredApprovals}
+                    onChange={(e) =>
+                      setEditing({ ...editing, v: { ...v, requiredApprovals: Number(e.target.value) } })
+                    }
+                  />
                 </Field>
                 <Field id="p-valid" label="Approval valid (minutes)">
-                  <Input id="p-valid" type="number" min={1} value={v.approvalValidMinutes} onChange={(e) => setEditing({ ...editing, v: { ...v, approvalValidMinutes: Number(e.target.value) } })} />
+                  <Input
+                    id="p-valid"
+                    type="number"
+                    min={1}
+                    value={v.approvalValidMinutes}
+                    onChange={(e) =>
+                      setEditing({ ...editing, v: { ...v, approvalValidMinutes: Number(e.target.value) } })
+                    }
+                  />
                 </Field>
                 <fieldset className="grid gap-1">
                   <legend className="mb-1 text-sm font-medium">Who may approve</legend>
@@ -436,7 +585,15 @@ function PoliciesTab() {
                         className="size-4"
                         checked={v.approverRoles.includes(r)}
                         onChange={(e) =>
-                          setEditing({ ...editing, v: { ...v, approverRoles: e.target.checked ? [...v.approverRoles, r] : v.approverRoles.filter((x) => x !== r) } })
+                          setEditing({
+                            ...editing,
+                            v: {
+                              ...v,
+                              approverRoles: e.target.checked
+                                ? [...v.approverRoles, r]
+                                : v.approverRoles.filter((x) => x !== r),
+                            },
+                          })
                         }
                       />
                       {r}
@@ -444,7 +601,11 @@ function PoliciesTab() {
                   ))}
                 </fieldset>
                 <div className="flex items-center gap-2">
-                  <Switch id="p-custom" checked={v.allowCustomCode} onCheckedChange={(c) => setEditing({ ...editing, v: { ...v, allowCustomCode: c } })} />
+                  <Switch
+                    id="p-custom"
+                    checked={v.allowCustomCode}
+                    onCheckedChange={(c) => setEditing({ ...editing, v: { ...v, allowCustomCode: c } })}
+                  />
                   <label htmlFor="p-custom" className="text-sm">
                     Allow custom code
                   </label>
@@ -474,13 +635,18 @@ export function AdminView() {
     return (
       <>
         <PageHeader title="Admin" />
-        <Alert variant="warning" title="Admins only">Your role is {user.role}.</Alert>
+        <Alert variant="warning" title="Admins only">
+          Your role is {user.role}.
+        </Alert>
       </>
     );
   }
   return (
     <>
-      <PageHeader title="Admin" description="Users and roles, agents and join tokens, approval policies, the script library." />
+      <PageHeader
+        title="Admin"
+        description="Users and roles, agents and join tokens, approval policies, the script library."
+      />
       <Tabs value={tab} onValueChange={(t) => router.replace(`/admin?tab=${t}`)}>
         <TabsList aria-label="Admin sections">
           <TabsTrigger value="users">
@@ -505,7 +671,11 @@ export function AdminView() {
       </Tabs>
       <p className="mt-6 text-sm text-muted-foreground">
         <BookOpenIcon aria-hidden="true" className="mr-1 inline size-4" />
-        The built-in scripts are listed in the <Link className="underline" href="/scripts">script library</Link>.
+        The built-in scripts are listed in the{' '}
+        <Link className="underline" href="/scripts">
+          script library
+        </Link>
+        .
       </p>
     </>
   );

@@ -19,7 +19,9 @@ type Pending = RequestRow & { approverRoles?: string[] };
 
 export function ApprovalQueue() {
   const user = useUser();
-  const { data, error, loading, reload } = useApi<{ requests: Pending[] }>('/api/requests?state=pending&limit=100');
+  const { data, error, loading, reload } = useApi<{ requests: Pending[] }>(
+    '/api/requests?state=pending&limit=100',
+  );
   const scripts = useApi<{ scripts: ScriptSummary[] }>('/api/scripts');
   const policies = useApi<{ policies: Policy[] }>('/api/policies');
   const hostnames = useHostnames();
@@ -31,14 +33,19 @@ export function ApprovalQueue() {
     return (
       <>
         <PageHeader title="Approvals" />
-        <Alert variant="warning" title="Your role does not review requests">Approvers and admins review; you can still read every request.</Alert>
+        <Alert variant="warning" title="Your role does not review requests">
+          Approvers and admins review; you can still read every request.
+        </Alert>
       </>
     );
   }
 
   return (
     <>
-      <PageHeader title="Approvals" description="Pending requests. Read the exact code, parameters and targets before you vote." />
+      <PageHeader
+        title="Approvals"
+        description="Pending requests. Read the exact code, parameters and targets before you vote."
+      />
       {error ? (
         <ErrorState error={error} onRetry={reload} />
       ) : loading && !data ? (
@@ -56,13 +63,19 @@ export function ApprovalQueue() {
             return (
               <Card key={r.id} data-testid="pending-request" data-request-id={r.id}>
                 <CardHeader className="flex-row flex-wrap items-center gap-x-3 gap-y-1">
-                  <h2 className="font-semibold">{r.kind === 'library' ? (script?.title ?? r.scriptId) : 'Custom code'}</h2>
+                  <h2 className="font-semibold">
+                    {r.kind === 'library' ? (script?.title ?? r.scriptId) : 'Custom code'}
+                  </h2>
                   <RequestBadge state={r.state} />
                   {own ? <Badge variant="outline">your request</Badge> : null}
                   <span className="text-xs text-muted-foreground" title={formatTime(r.createdAt)}>
-                    by <span data-testid="requester">{names[r.requesterId]?.name ?? '…'}</span> · {relativeTime(r.createdAt)}
+                    by <span data-testid="requester">{names[r.requesterId]?.name ?? '…'}</span> ·{' '}
+                    {relativeTime(r.createdAt)}
                   </span>
-                  <Link href={`/requests/${r.id}`} className="ml-auto inline-flex items-center gap-1 text-sm text-primary hover:underline">
+                  <Link
+                    href={`/requests/${r.id}`}
+                    className="ml-auto inline-flex items-center gap-1 text-sm text-primary hover:underline"
+                  >
                     Open <ExternalLinkIcon aria-hidden="true" className="size-3.5" />
                   </Link>
                 </CardHeader>
@@ -83,7 +96,8 @@ export function ApprovalQueue() {
                     <div>
                       <dt className="text-xs text-muted-foreground">Policy</dt>
                       <dd>
-                        {policy?.name ?? '—'} · needs {r.requiredApprovals} approval{r.requiredApprovals === 1 ? '' : 's'}
+                        {policy?.name ?? '—'} · needs {r.requiredApprovals} approval
+                        {r.requiredApprovals === 1 ? '' : 's'}
                         {r.approverRoles?.length ? ` (${r.approverRoles.join(' or ')})` : ''}
                       </dd>
                     </div>
@@ -92,9 +106,13 @@ export function ApprovalQueue() {
                   {mayReview(user, r) ? (
                     <ReviewControls request={r} onDone={reload} />
                   ) : own ? (
-                    <p className="text-sm text-muted-foreground">You filed this request; someone else has to review it.</p>
+                    <p className="text-sm text-muted-foreground">
+                      You filed this request; someone else has to review it.
+                    </p>
                   ) : (
-                    <p className="text-sm text-muted-foreground">Your role is not among this request&apos;s approver roles.</p>
+                    <p className="text-sm text-muted-foreground">
+                      Your role is not among this request&apos;s approver roles.
+                    </p>
                   )}
                 </CardContent>
               </Card>

@@ -34,7 +34,9 @@ export function AuditExplorer() {
   const user = useUser();
   const router = useRouter();
   const sp = useSearchParams();
-  const applied: Record<Filter, string> = Object.fromEntries(FILTERS.map((f) => [f, sp.get(f) ?? ''])) as Record<Filter, string>;
+  const applied: Record<Filter, string> = Object.fromEntries(
+    FILTERS.map((f) => [f, sp.get(f) ?? '']),
+  ) as Record<Filter, string>;
   const [draft, setDraft] = useState<Record<Filter, string>>(applied);
   const [cursors, setCursors] = useState<string[]>([]);
   const [open, setOpen] = useState<string | null>(null);
@@ -48,8 +50,16 @@ export function AuditExplorer() {
   const cursor = cursors.at(-1);
   if (cursor) page.set('cursor', cursor);
 
-  const { data, error, loading, reload } = useApi<{ events: AuditEvent[]; nextCursor: string | null }>(`/api/audit?${page}`);
-  const verify = useApi<{ valid: boolean; count: number; lastSeq?: string; brokenAt?: string; reason?: string }>('/api/audit/verify');
+  const { data, error, loading, reload } = useApi<{ events: AuditEvent[]; nextCursor: string | null }>(
+    `/api/audit?${page}`,
+  );
+  const verify = useApi<{
+    valid: boolean;
+    count: number;
+    lastSeq?: string;
+    brokenAt?: string;
+    reason?: string;
+  }>('/api/audit/verify');
 
   function apply(e: FormEvent) {
     e.preventDefault();
@@ -94,35 +104,81 @@ export function AuditExplorer() {
         }
       />
       {verify.data && !verify.data.valid ? (
-        <Alert variant="destructive" title={`The audit chain is broken at event #${verify.data.brokenAt}`} className="mb-4">
+        <Alert
+          variant="destructive"
+          title={`The audit chain is broken at event #${verify.data.brokenAt}`}
+          className="mb-4"
+        >
           {verify.data.reason}
         </Alert>
       ) : null}
 
       <Card className="mb-4 p-4">
-        <form onSubmit={apply} className="grid gap-3 sm:grid-cols-2 lg:grid-cols-4" aria-label="Filter audit events">
+        <form
+          onSubmit={apply}
+          className="grid gap-3 sm:grid-cols-2 lg:grid-cols-4"
+          aria-label="Filter audit events"
+        >
           <Field id="f-text" label="Text">
-            <Input id="f-text" type="search" value={draft.text} onChange={(e) => setDraft({ ...draft, text: e.target.value })} placeholder="words in the event" />
+            <Input
+              id="f-text"
+              type="search"
+              value={draft.text}
+              onChange={(e) => setDraft({ ...draft, text: e.target.value })}
+              placeholder="words in the event"
+            />
           </Field>
           <Field id="f-action" label="Action">
-            <Input id="f-action" className="font-mono" value={draft.action} onChange={(e) => setDraft({ ...draft, action: e.target.value })} placeholder="review.approve" />
+            <Input
+              id="f-action"
+              className="font-mono"
+              value={draft.action}
+              onChange={(e) => setDraft({ ...draft, action: e.target.value })}
+              placeholder="review.approve"
+            />
           </Field>
           <Field id="f-actor" label="Actor id">
-            <Input id="f-actor" className="font-mono" value={draft.actorId} onChange={(e) => setDraft({ ...draft, actorId: e.target.value })} />
+            <Input
+              id="f-actor"
+              className="font-mono"
+              value={draft.actorId}
+              onChange={(e) => setDraft({ ...draft, actorId: e.target.value })}
+            />
           </Field>
           <div className="grid grid-cols-2 gap-2">
             <Field id="f-stype" label="Target type">
-              <Input id="f-stype" className="font-mono" value={draft.subjectType} onChange={(e) => setDraft({ ...draft, subjectType: e.target.value })} placeholder="request" />
+              <Input
+                id="f-stype"
+                className="font-mono"
+                value={draft.subjectType}
+                onChange={(e) => setDraft({ ...draft, subjectType: e.target.value })}
+                placeholder="request"
+              />
             </Field>
             <Field id="f-sid" label="Target id">
-              <Input id="f-sid" className="font-mono" value={draft.subjectId} onChange={(e) => setDraft({ ...draft, subjectId: e.target.value })} />
+              <Input
+                id="f-sid"
+                className="font-mono"
+                value={draft.subjectId}
+                onChange={(e) => setDraft({ ...draft, subjectId: e.target.value })}
+              />
             </Field>
           </div>
           <Field id="f-from" label="From">
-            <Input id="f-from" type="datetime-local" value={toLocal(draft.from)} onChange={(e) => setDraft({ ...draft, from: toIso(e.target.value) })} />
+            <Input
+              id="f-from"
+              type="datetime-local"
+              value={toLocal(draft.from)}
+              onChange={(e) => setDraft({ ...draft, from: toIso(e.target.value) })}
+            />
           </Field>
           <Field id="f-to" label="To">
-            <Input id="f-to" type="datetime-local" value={toLocal(draft.to)} onChange={(e) => setDraft({ ...draft, to: toIso(e.target.value) })} />
+            <Input
+              id="f-to"
+              type="datetime-local"
+              value={toLocal(draft.to)}
+              onChange={(e) => setDraft({ ...draft, to: toIso(e.target.value) })}
+            />
           </Field>
           <div className="flex items-end gap-2 lg:col-span-2">
             <Button type="submit">
@@ -134,12 +190,20 @@ export function AuditExplorer() {
             {mayExport ? (
               <span className="ml-auto flex gap-2">
                 <Button asChild variant="outline">
-                  <a href={`/api/audit/export?format=jsonl${exportQs.size ? `&${exportQs}` : ''}`} download data-testid="export-jsonl">
+                  <a
+                    href={`/api/audit/export?format=jsonl${exportQs.size ? `&${exportQs}` : ''}`}
+                    download
+                    data-testid="export-jsonl"
+                  >
                     <DownloadIcon aria-hidden="true" /> JSON Lines
                   </a>
                 </Button>
                 <Button asChild variant="outline">
-                  <a href={`/api/audit/export?format=csv${exportQs.size ? `&${exportQs}` : ''}`} download data-testid="export-csv">
+                  <a
+                    href={`/api/audit/export?format=csv${exportQs.size ? `&${exportQs}` : ''}`}
+                    download
+                    data-testid="export-csv"
+                  >
                     <DownloadIcon aria-hidden="true" /> CSV
                   </a>
                 </Button>
@@ -147,7 +211,9 @@ export function AuditExplorer() {
             ) : null}
           </div>
         </form>
-        {applied.text && mayExport ? <p className="mt-2 text-xs text-muted-foreground">Exports apply every filter except free text.</p> : null}
+        {applied.text && mayExport ? (
+          <p className="mt-2 text-xs text-muted-foreground">Exports apply every filter except free text.</p>
+        ) : null}
       </Card>
 
       {error ? (
@@ -181,7 +247,8 @@ export function AuditExplorer() {
                         <time dateTime={ev.at}>{formatTime(ev.at)}</time>
                       </TD>
                       <TD>
-                        <span className="font-medium">{ev.actorName ?? '—'}</span> <Badge variant="muted">{ev.actorType}</Badge>
+                        <span className="font-medium">{ev.actorName ?? '—'}</span>{' '}
+                        <Badge variant="muted">{ev.actorType}</Badge>
                       </TD>
                       <TD>
                         <button
@@ -200,7 +267,11 @@ export function AuditExplorer() {
                             className="hover:underline"
                             title="Filter by this target"
                             onClick={() => {
-                              setDraft({ ...draft, subjectType: ev.subjectType ?? '', subjectId: ev.subjectId ?? '' });
+                              setDraft({
+                                ...draft,
+                                subjectType: ev.subjectType ?? '',
+                                subjectId: ev.subjectId ?? '',
+                              });
                               const next = new URLSearchParams(qs);
                               next.set('subjectType', ev.subjectType ?? '');
                               if (ev.subjectId) next.set('subjectId', ev.subjectId);
@@ -221,7 +292,9 @@ export function AuditExplorer() {
                     {isOpen ? (
                       <TR>
                         <TD colSpan={6} className="bg-muted/30">
-                          <CodeBlock label={`Event #${k} data (prev ${ev.prevHash.slice(0, 12)}…)`}>{JSON.stringify(ev.data, null, 2)}</CodeBlock>
+                          <CodeBlock label={`Event #${k} data (prev ${ev.prevHash.slice(0, 12)}…)`}>
+                            {JSON.stringify(ev.data, null, 2)}
+                          </CodeBlock>
                         </TD>
                       </TR>
                     ) : null}
@@ -233,10 +306,20 @@ export function AuditExplorer() {
         </Card>
       )}
       <div className="mt-3 flex items-center gap-2">
-        <Button variant="outline" size="sm" disabled={cursors.length === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
+        <Button
+          variant="outline"
+          size="sm"
+          disabled={cursors.length === 0}
+          onClick={() => setCursors(cursors.slice(0, -1))}
+        >
           Newer
         </Button>
-        <Button variant="outline" size="sm" disabled={!data?.nextCursor} onClick={() => data?.nextCursor && setCursors([...cursors, data.nextCursor])}>
+        <Button
+          variant="outline"
+          size="sm"
+          disabled={!data?.nextCursor}
+          onClick={() => data?.nextCursor && setCursors([...cursors, data.nextCursor])}
+        >
           Older
         </Button>
         <span className="text-xs text-muted-foreground">page {cursors.length + 1}</span>

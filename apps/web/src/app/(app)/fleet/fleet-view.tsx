@@ -20,7 +20,16 @@ import { relativeTime } from '../../../lib/client/utils';
 
 function processMatches(p: FleetProcess, q: string): boolean {
   if (!q) return true;
-  const hay = [String(p.pid), p.user ?? '', p.exe, p.cmdline.join(' '), p.container ?? '', p.pythonVersion ?? ''].join(' ').toLowerCase();
+  const hay = [
+    String(p.pid),
+    p.user ?? '',
+    p.exe,
+    p.cmdline.join(' '),
+    p.container ?? '',
+    p.pythonVersion ?? '',
+  ]
+    .join(' ')
+    .toLowerCase();
   return q
     .toLowerCase()
     .split(/\s+/)
@@ -59,7 +68,11 @@ export function FleetView() {
 
   const filtered = useMemo(() => {
     return hosts
-      .filter((h) => status === 'all' || (status === 'online' ? h.agent.status === 'online' : h.agent.status !== 'online'))
+      .filter(
+        (h) =>
+          status === 'all' ||
+          (status === 'online' ? h.agent.status === 'online' : h.agent.status !== 'online'),
+      )
       .filter((h) => {
         if (!label) return true;
         const [k, v] = label.split('=');
@@ -68,11 +81,17 @@ export function FleetView() {
       .map((h) => {
         const hostHit = query && h.hostname.toLowerCase().includes(query.toLowerCase());
         const processes = h.processes
-          .filter((p) => debug === 'any' || (debug === 'on' ? p.remoteDebugEnabled === true : p.remoteDebugEnabled === false))
+          .filter(
+            (p) =>
+              debug === 'any' ||
+              (debug === 'on' ? p.remoteDebugEnabled === true : p.remoteDebugEnabled === false),
+          )
           .filter((p) => hostHit || processMatches(p, query));
         return { host: h, processes, hostHit };
       })
-      .filter(({ processes, hostHit }) => !query && debug === 'any' ? true : processes.length > 0 || hostHit);
+      .filter(({ processes, hostHit }) =>
+        !query && debug === 'any' ? true : processes.length > 0 || hostHit,
+      );
   }, [hosts, status, label, debug, query]);
 
   const online = hosts.filter((h) => h.agent.status === 'online').length;
@@ -106,7 +125,11 @@ export function FleetView() {
           mayRequest ? (
             <Button asChild>
               <Link
-                href={selected.size ? `/requests/new?targets=${encodeURIComponent([...selected].join(','))}` : '/requests/new'}
+                href={
+                  selected.size
+                    ? `/requests/new?targets=${encodeURIComponent([...selected].join(','))}`
+                    : '/requests/new'
+                }
                 data-testid="request-selected"
               >
                 <PlayIcon aria-hidden="true" />
@@ -117,12 +140,19 @@ export function FleetView() {
         }
       />
 
-      <div className="mb-4 grid gap-3 sm:grid-cols-[1fr_auto_auto_auto]" role="search" aria-label="Filter the fleet">
+      <div
+        className="mb-4 grid gap-3 sm:grid-cols-[1fr_auto_auto_auto]"
+        role="search"
+        aria-label="Filter the fleet"
+      >
         <div className="relative">
           <Label htmlFor="fleet-search" className="sr-only">
             Search hosts and processes
           </Label>
-          <SearchIcon aria-hidden="true" className="pointer-events-none absolute top-2.5 left-2.5 size-4 text-muted-foreground" />
+          <SearchIcon
+            aria-hidden="true"
+            className="pointer-events-none absolute top-2.5 left-2.5 size-4 text-muted-foreground"
+          />
           <Input
             id="fleet-search"
             type="search"
@@ -136,7 +166,11 @@ export function FleetView() {
           <Label htmlFor="fleet-status" className="sr-only">
             Host status
           </Label>
-          <NativeSelect id="fleet-status" value={status} onChange={(e) => setStatus(e.target.value as typeof status)}>
+          <NativeSelect
+            id="fleet-status"
+            value={status}
+            onChange={(e) => setStatus(e.target.value as typeof status)}
+          >
             <option value="all">All hosts</option>
             <option value="online">Online</option>
             <option value="offline">Offline</option>
@@ -159,7 +193,11 @@ export function FleetView() {
           <Label htmlFor="fleet-debug" className="sr-only">
             Remote debugging
           </Label>
-          <NativeSelect id="fleet-debug" value={debug} onChange={(e) => setDebug(e.target.value as typeof debug)}>
+          <NativeSelect
+            id="fleet-debug"
+            value={debug}
+            onChange={(e) => setDebug(e.target.value as typeof debug)}
+          >
             <option value="any">Remote debug: any</option>
             <option value="on">Remote debug: on</option>
             <option value="off">Remote debug: off</option>
@@ -173,9 +211,14 @@ export function FleetView() {
         <LoadingRows rows={5} label="Loading the fleet" />
       ) : hosts.length === 0 ? (
         <EmptyState title="No hosts yet" icon={<ServerIcon />}>
-          Hosts appear here when an agent enrols. {canDo(user.role, 'admin') ? (
+          Hosts appear here when an agent enrols.{' '}
+          {canDo(user.role, 'admin') ? (
             <>
-              Create a join token under <Link className="underline" href="/admin?tab=agents">Admin → Agents</Link>.
+              Create a join token under{' '}
+              <Link className="underline" href="/admin?tab=agents">
+                Admin → Agents
+              </Link>
+              .
             </>
           ) : (
             'Ask an admin for a join token.'
@@ -206,7 +249,9 @@ export function FleetView() {
               </CardHeader>
               <CardContent>
                 {processes.length === 0 ? (
-                  <p className="py-3 text-sm text-muted-foreground">No Python processes {host.processes.length ? 'match' : 'found on this host'}.</p>
+                  <p className="py-3 text-sm text-muted-foreground">
+                    No Python processes {host.processes.length ? 'match' : 'found on this host'}.
+                  </p>
                 ) : (
                   <Table aria-label={`Python processes on ${host.hostname}`}>
                     <THead>
@@ -230,7 +275,11 @@ export function FleetView() {
                         const key = targetKey(host.agent.id, p);
                         const cmd = p.cmdline.join(' ');
                         return (
-                          <TR key={p.id} data-testid="process-row" data-state={selected.has(key) ? 'selected' : undefined}>
+                          <TR
+                            key={p.id}
+                            data-testid="process-row"
+                            data-state={selected.has(key) ? 'selected' : undefined}
+                          >
                             {mayRequest ? (
                               <TD>
                                 <Checkbox
@@ -242,12 +291,18 @@ export function FleetView() {
                             ) : null}
                             <TD className="font-mono tabular-nums whitespace-nowrap">
                               {p.pid}
-                              {p.inContainer && p.nsPid !== p.pid ? <span className="text-muted-foreground"> ({p.nsPid} in ns)</span> : null}
+                              {p.inContainer && p.nsPid !== p.pid ? (
+                                <span className="text-muted-foreground"> ({p.nsPid} in ns)</span>
+                              ) : null}
                             </TD>
                             <TD>{p.user ?? `uid ${p.uid}`}</TD>
                             <TD className="whitespace-nowrap">
                               {p.pythonVersion ?? <span className="text-muted-foreground">unknown</span>}
-                              {p.freeThreaded ? <Badge variant="secondary" className="ml-1">free-threaded</Badge> : null}
+                              {p.freeThreaded ? (
+                                <Badge variant="secondary" className="ml-1">
+                                  free-threaded
+                                </Badge>
+                              ) : null}
                             </TD>
                             <TD>
                               {p.remoteDebugEnabled === true ? (
@@ -261,7 +316,11 @@ export function FleetView() {
                               )}
                             </TD>
                             <TD className="max-w-40 truncate" title={p.container ?? undefined}>
-                              {p.inContainer ? (p.container ?? 'yes') : <span className="text-muted-foreground">—</span>}
+                              {p.inContainer ? (
+                                (p.container ?? 'yes')
+                              ) : (
+                                <span className="text-muted-foreground">—</span>
+                              )}
                             </TD>
                             <TD className="max-w-md">
                               <code className="block truncate font-mono text-xs" title={cmd}>

@@ -17,7 +17,17 @@ import { useUiEvent } from '../../../lib/client/socket';
 import type { RequestRow } from '../../../lib/client/types';
 import { relativeTime } from '../../../lib/client/utils';
 
-const STATES = ['pending', 'approved', 'dispatching', 'succeeded', 'failed', 'partially_failed', 'rejected', 'cancelled', 'expired'];
+const STATES = [
+  'pending',
+  'approved',
+  'dispatching',
+  'succeeded',
+  'failed',
+  'partially_failed',
+  'rejected',
+  'cancelled',
+  'expired',
+];
 
 export function RequestList() {
   const user = useUser();
@@ -28,7 +38,9 @@ export function RequestList() {
   if (state) qs.set('state', state);
   if (mine) qs.set('requesterId', user.id);
   if (cursor) qs.set('cursor', cursor);
-  const { data, error, loading, reload } = useApi<{ requests: RequestRow[]; nextCursor: string | null }>(`/api/requests?${qs}`);
+  const { data, error, loading, reload } = useApi<{ requests: RequestRow[]; nextCursor: string | null }>(
+    `/api/requests?${qs}`,
+  );
   useUiEvent('request:changed', () => reload());
   const names = useNames((data?.requests ?? []).map((r) => r.requesterId));
   const hostnames = useHostnames();
@@ -51,7 +63,15 @@ export function RequestList() {
       <div className="mb-4 flex flex-wrap items-end gap-3">
         <div className="grid gap-1.5">
           <Label htmlFor="req-state">State</Label>
-          <NativeSelect id="req-state" value={state} onChange={(e) => { setCursor(null); setState(e.target.value); }} className="w-48">
+          <NativeSelect
+            id="req-state"
+            value={state}
+            onChange={(e) => {
+              setCursor(null);
+              setState(e.target.value);
+            }}
+            className="w-48"
+          >
             <option value="">Any state</option>
             {STATES.map((s) => (
               <option key={s} value={s}>
@@ -61,7 +81,15 @@ export function RequestList() {
           </NativeSelect>
         </div>
         <label className="flex h-9 items-center gap-2 text-sm">
-          <input type="checkbox" className="size-4 accent-[var(--color-primary)]" checked={mine} onChange={(e) => { setCursor(null); setMine(e.target.checked); }} />
+          <input
+            type="checkbox"
+            className="size-4 accent-[var(--color-primary)]"
+            checked={mine}
+            onChange={(e) => {
+              setCursor(null);
+              setMine(e.target.checked);
+            }}
+          />
           Only mine
         </label>
       </div>
@@ -70,7 +98,9 @@ export function RequestList() {
       ) : loading && !data ? (
         <LoadingRows rows={6} />
       ) : !data || data.requests.length === 0 ? (
-        <EmptyState title="No requests">{state || mine ? 'Nothing matches these filters.' : 'No one has asked to run anything yet.'}</EmptyState>
+        <EmptyState title="No requests">
+          {state || mine ? 'Nothing matches these filters.' : 'No one has asked to run anything yet.'}
+        </EmptyState>
       ) : (
         <Card>
           <Table aria-label="Requests">
@@ -88,14 +118,19 @@ export function RequestList() {
               {data.requests.map((r) => (
                 <TR key={r.id} data-testid="request-row">
                   <TD>
-                    <Link href={`/requests/${r.id}`} className="font-medium underline-offset-2 hover:underline focus-visible:outline-2 focus-visible:outline-ring">
+                    <Link
+                      href={`/requests/${r.id}`}
+                      className="font-medium underline-offset-2 hover:underline focus-visible:outline-2 focus-visible:outline-ring"
+                    >
                       {r.kind === 'library' ? r.scriptId : 'custom code'}
                     </Link>
                   </TD>
                   <TD>
                     <RequestBadge state={r.state} />
                   </TD>
-                  <TD className="max-w-56 truncate font-mono text-xs">{describeTargets(r.targets, hostnames).join('; ')}</TD>
+                  <TD className="max-w-56 truncate font-mono text-xs">
+                    {describeTargets(r.targets, hostnames).join('; ')}
+                  </TD>
                   <TD>{names[r.requesterId]?.name ?? '…'}</TD>
                   <TD className="max-w-72 truncate" title={r.reason}>
                     {r.reason}

@@ -23,7 +23,10 @@ export function ScriptLibrary() {
   const current = scripts.find((s) => s.id === sel) ?? scripts[0];
   return (
     <>
-      <PageHeader title="Script library" description="Reviewed Python scripts with typed parameters. Parameters travel as data, never as code." />
+      <PageHeader
+        title="Script library"
+        description="Reviewed Python scripts with typed parameters. Parameters travel as data, never as code."
+      />
       {error ? (
         <ErrorState error={error} onRetry={reload} />
       ) : loading && !data ? (
@@ -52,7 +55,11 @@ export function ScriptLibrary() {
               <CardHeader className="flex-row flex-wrap items-center gap-2">
                 <h2 className="font-semibold">{current.title}</h2>
                 <RiskBadge risk={current.risk} />
-                {current.readOnly ? <Badge variant="secondary">read-only</Badge> : <Badge variant="warning">changes state</Badge>}
+                {current.readOnly ? (
+                  <Badge variant="secondary">read-only</Badge>
+                ) : (
+                  <Badge variant="warning">changes state</Badge>
+                )}
                 <Badge variant="outline">v{current.version}</Badge>
                 {canDo(user.role, 'request') ? (
                   <Button asChild size="sm" className="ml-auto">
@@ -64,7 +71,13 @@ export function ScriptLibrary() {
               </CardHeader>
               <CardContent className="grid gap-4">
                 <p className="text-sm text-muted-foreground">{current.description}</p>
-                <CodeEditor key={current.id} value={current.source} readOnly label={`Source of ${current.id}`} maxHeight="32rem" />
+                <CodeEditor
+                  key={current.id}
+                  value={current.source}
+                  readOnly
+                  label={`Source of ${current.id}`}
+                  maxHeight="32rem"
+                />
                 <CodeBlock label="Parameter schema (JSON Schema)" maxHeight="max-h-64">
                   {JSON.stringify(current.paramsSchema, null, 2)}
                 </CodeBlock>

@@ -18,20 +18,38 @@ import { useRequestSubscription, useUiEvent } from '../../../../lib/client/socke
 import type { AuditEvent, Execution, Policy, RequestRow, ScriptSummary } from '../../../../lib/client/types';
 import { formatTime, relativeTime } from '../../../../lib/client/utils';
 
-type Detail = RequestRow & { approverRoles?: string[]; approvals?: number; voidedReviews?: number; executions?: Execution[] };
+type Detail = RequestRow & {
+  approverRoles?: string[];
+  approvals?: number;
+  voidedReviews?: number;
+  executions?: Execution[];
+};
 
 /** What each engine error code asks the operator to do, beside the engine's own message. */
 const ERROR_HINTS: Record<string, string> = {
-  PERMISSION_DENIED: 'The agent may not ptrace the target: run it as root or grant CAP_SYS_PTRACE, and check kernel.yama.ptrace_scope.',
-  REMOTE_DEBUG_DISABLED: 'The target disabled remote debugging (PYTHON_DISABLE_REMOTE_DEBUG, -X disable-remote-debug or a build without it). Restart it without that setting.',
+  PERMISSION_DENIED:
+    'The agent may not ptrace the target: run it as root or grant CAP_SYS_PTRACE, and check kernel.yama.ptrace_scope.',
+  REMOTE_DEBUG_DISABLED:
+    'The target disabled remote debugging (PYTHON_DISABLE_REMOTE_DEBUG, -X disable-remote-debug or a build without it). Restart it without that setting.',
   UNSUPPORTED_VERSION: 'Remote execution needs CPython 3.14 or newer in the target.',
-  PICKUP_TIMEOUT: 'The target thread never reached a safe point (blocked in C code or idle). Pick another thread, or retry when it is busy.',
+  PICKUP_TIMEOUT:
+    'The target thread never reached a safe point (blocked in C code or idle). Pick another thread, or retry when it is busy.',
   TARGET_GONE: 'The process exited (or was replaced) before the code ran.',
-  TIME_BUDGET_EXCEEDED: 'The code ran longer than its time budget and was stopped. Raise the budget or make it do less.',
+  TIME_BUDGET_EXCEEDED:
+    'The code ran longer than its time budget and was stopped. Raise the budget or make it do less.',
   USER_EXCEPTION: 'The code raised an exception inside the target; see the traceback.',
 };
 
-const TERMINAL = new Set(['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused', 'agent_lost', 'expired', 'cancelled']);
+const TERMINAL = new Set([
+  'succeeded',
+  'failed',
+  'pickup_timeout',
+  'target_gone',
+  'refused',
+  'agent_lost',
+  'expired',
+  'cancelled',
+]);
 
 function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string; live: string }) {
   const output = (e.output ?? '') + live;
@@ -46,15 +64,26 @@ function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string;
         <ExecutionBadge state={e.state} />
         {running ? <span className="text-xs text-muted-foreground animate-pulse">running…</span> : null}
         <span className="ml-auto text-xs text-muted-foreground">
-          {e.pickedUpAt ? `picked up ${formatTime(e.pickedUpAt)}` : e.sentAt ? `sent ${formatTime(e.sentAt)}` : `queued ${formatTime(e.queuedAt)}`}
+          {e.pickedUpAt
+            ? `picked up ${formatTime(e.pickedUpAt)}`
+            : e.sentAt
+              ? `sent ${formatTime(e.sentAt)}`
+              : `queued ${formatTime(e.queuedAt)}`}
           {e.finishedAt ? ` · finished ${formatTime(e.finishedAt)}` : ''}
         </span>
       </CardHeader>
       <CardContent className="grid gap-3">
         {e.errorCode || e.errorMessage ? (
-          <Alert variant={e.state === 'succeeded' ? 'warning' : 'destructive'} title={<span data-testid="execution-error-code">{e.errorCode ?? 'Error'}</span>}>
+          <Alert
+            variant={e.state === 'succeeded' ? 'warning' : 'destructive'}
+            title={<span data-testid="execution-error-code">{e.errorCode ?? 'Error'}</span>}
+          >
             <div className="grid gap-1">
-              {e.errorMessage ? <p data-testid="execution-error-message" className="whitespace-pre-wrap text-foreground">{e.errorMessage}</p> : null}
+              {e.errorMessage ? (
+                <p data-testid="execution-error-message" className="whitespace-pre-wrap text-foreground">
+                  {e.errorMessage}
+                </p>
+              ) : null}
               {e.errorCode && ERROR_HINTS[e.errorCode] ? <p>{ERROR_HINTS[e.errorCode]}</p> : null}
             </div>
           </Alert>
@@ -82,7 +111,9 @@ function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string;
 export function RequestDetail({ id }: { id: string }) {
   const user = useUser();
   const req = useApi<{ request: Detail }>(`/api/requests/${id}`);
-  const timeline = useApi<{ events: AuditEvent[] }>(`/api/audit?subjectType=request&subjectId=${encodeURIComponent(id)}&limit=200`);
+  const timeline = useApi<{ events: AuditEvent[] }>(
+    `/api/audit?subjectType=request&subjectId=${encodeURIComponent(id)}&limit=200`,
+  );
   const scripts = useApi<{ scripts: ScriptSummary[] }>('/api/scripts');
   const policies = useApi<{ policies: Policy[] }>('/api/policies');
   const hostnames = useHostnames();
@@ -128,7 +159,12 @@ export function RequestDetail({ id }: { id: string }) {
       <>
         <PageHeader title="Request" />
         {req.error instanceof ApiError && req.error.status === 404 ? (
-          <EmptyState title="No such request">It may have been mistyped. <Link className="underline" href="/requests">All requests</Link></EmptyState>
+          <EmptyState title="No such request">
+            It may have been mistyped.{' '}
+            <Link className="underline" href="/requests">
+              All requests
+            </Link>
+          </EmptyState>
         ) : (
           <ErrorState error={req.error} onRetry={req.reload} />
         )}
@@ -141,15 +177,25 @@ export function RequestDetail({ id }: { id: string }) {
   const policy = policies.data?.policies.find((p) => p.id === r.policyId);
   const reviewable = mayReview(user, r);
   const own = r.requesterId === user.id;
-  const cancellable = (own || user.role === 'admin') && ['pending', 'approved', 'dispatching'].includes(r.state) && (user.role === 'operator' || user.role === 'admin');
-  const currentReviews = (r.reviews ?? []).filter((x) => (x as { contentHash?: string }).contentHash === undefined || (x as { contentHash?: string }).contentHash === r.contentHash);
+  const cancellable =
+    (own || user.role === 'admin') &&
+    ['pending', 'approved', 'dispatching'].includes(r.state) &&
+    (user.role === 'operator' || user.role === 'admin');
+  const currentReviews = (r.reviews ?? []).filter(
+    (x) =>
+      (x as { contentHash?: string }).contentHash === undefined ||
+      (x as { contentHash?: string }).contentHash === r.contentHash,
+  );
   const voided = (r.reviews ?? []).length - currentReviews.length;
   const executions = r.executions ?? [];
 
   async function cancel() {
     setCancelError(null);
     try {
-      await api(`/api/requests/${id}/cancel`, { method: 'POST', json: { reason: 'cancelled from the dashboard' } });
+      await api(`/api/requests/${id}/cancel`, {
+        method: 'POST',
+        json: { reason: 'cancelled from the dashboard' },
+      });
       reloadAll();
     } catch (err) {
       setCancelError(err);
@@ -182,7 +228,11 @@ export function RequestDetail({ id }: { id: string }) {
           ) : null
         }
       />
-      {cancelError ? <Alert variant="destructive" title="Not cancelled" className="mb-4">{errorMessage(cancelError)}</Alert> : null}
+      {cancelError ? (
+        <Alert variant="destructive" title="Not cancelled" className="mb-4">
+          {errorMessage(cancelError)}
+        </Alert>
+      ) : null}
 
       <div className="grid gap-5 lg:grid-cols-[minmax(0,1fr)_22rem]">
         <div className="grid min-w-0 content-start gap-5">
@@ -197,10 +247,23 @@ export function RequestDetail({ id }: { id: string }) {
 
           <section aria-labelledby="exec-heading" className="grid gap-3">
             <h2 id="exec-heading" className="text-base font-semibold">
-              Executions {executions.length ? <span className="text-muted-foreground">({executions.filter((e) => e.state === 'succeeded').length}/{executions.length} succeeded)</span> : null}
+              Executions{' '}
+              {executions.length ? (
+                <span className="text-muted-foreground">
+                  ({executions.filter((e) => e.state === 'succeeded').length}/{executions.length} succeeded)
+                </span>
+              ) : null}
             </h2>
             {executions.length === 0 ? (
-              <EmptyState title={r.state === 'pending' ? 'Waiting for approval' : r.state === 'approved' ? 'Approved — dispatching shortly' : 'No executions'}>
+              <EmptyState
+                title={
+                  r.state === 'pending'
+                    ? 'Waiting for approval'
+                    : r.state === 'approved'
+                      ? 'Approved — dispatching shortly'
+                      : 'No executions'
+                }
+              >
                 {r.state === 'pending'
                   ? `Nothing runs until ${r.requiredApprovals} approval${r.requiredApprovals === 1 ? '' : 's'} are in.`
                   : r.state === 'approved'
@@ -208,7 +271,14 @@ export function RequestDetail({ id }: { id: string }) {
                     : 'This request ended before anything ran.'}
               </EmptyState>
             ) : (
-              executions.map((e) => <ExecutionCard key={e.id} e={e} hostname={hostnames[e.agentId]} live={live[e.id]?.text ?? ''} />)
+              executions.map((e) => (
+                <ExecutionCard
+                  key={e.id}
+                  e={e}
+                  hostname={hostnames[e.agentId]}
+                  live={live[e.id]?.text ?? ''}
+                />
+              ))
             )}
           </section>
         </div>
@@ -218,14 +288,18 @@ export function RequestDetail({ id }: { id: string }) {
             <Card className="border-primary/40">
               <CardHeader>
                 <CardTitle>Your review</CardTitle>
-                <CardDescription>Approve only what you have read: the exact code, parameters and targets on this page.</CardDescription>
+                <CardDescription>
+                  Approve only what you have read: the exact code, parameters and targets on this page.
+                </CardDescription>
               </CardHeader>
               <CardContent>
                 <ReviewControls request={r} onDone={reloadAll} />
               </CardContent>
             </Card>
           ) : r.state === 'pending' && own ? (
-            <Alert variant="info" title="Your own request">Someone else has to approve it.</Alert>
+            <Alert variant="info" title="Your own request">
+              Someone else has to approve it.
+            </Alert>
           ) : null}
 
           <Card>
@@ -236,7 +310,9 @@ export function RequestDetail({ id }: { id: string }) {
               <dl className="grid gap-3 text-sm">
                 <div>
                   <dt className="text-xs text-muted-foreground">Reason</dt>
-                  <dd className="whitespace-pre-wrap" data-testid="request-reason">{r.reason}</dd>
+                  <dd className="whitespace-pre-wrap" data-testid="request-reason">
+                    {r.reason}
+                  </dd>
                 </div>
                 <div>
                   <dt className="text-xs text-muted-foreground">Targets</dt>
@@ -251,22 +327,34 @@ export function RequestDetail({ id }: { id: string }) {
                 <div>
                   <dt className="text-xs text-muted-foreground">Policy</dt>
                   <dd>
-                    <span className="font-medium">{policy?.name ?? r.policyId ?? '—'}</span> · {r.requiredApprovals === 0 ? 'no approval needed' : `${r.requiredApprovals} approval${r.requiredApprovals === 1 ? '' : 's'}`}
+                    <span className="font-medium">{policy?.name ?? r.policyId ?? '—'}</span> ·{' '}
+                    {r.requiredApprovals === 0
+                      ? 'no approval needed'
+                      : `${r.requiredApprovals} approval${r.requiredApprovals === 1 ? '' : 's'}`}
                     {r.approverRoles?.length ? ` from ${r.approverRoles.join(' or ')}` : ''}
                   </dd>
                 </div>
                 <div>
                   <dt className="text-xs text-muted-foreground">Approvals</dt>
                   <dd data-testid="approval-count">
-                    {r.approvals ?? currentReviews.filter((x) => x.decision === 'approve').length} of {r.requiredApprovals}
-                    {voided > 0 ? <span className="text-muted-foreground"> ({voided} voided by an edit)</span> : null}
-                    {r.approvalExpiresAt ? <span className="text-muted-foreground"> · valid until {formatTime(r.approvalExpiresAt)}</span> : null}
+                    {r.approvals ?? currentReviews.filter((x) => x.decision === 'approve').length} of{' '}
+                    {r.requiredApprovals}
+                    {voided > 0 ? (
+                      <span className="text-muted-foreground"> ({voided} voided by an edit)</span>
+                    ) : null}
+                    {r.approvalExpiresAt ? (
+                      <span className="text-muted-foreground">
+                        {' '}
+                        · valid until {formatTime(r.approvalExpiresAt)}
+                      </span>
+                    ) : null}
                   </dd>
                 </div>
                 <div>
                   <dt className="text-xs text-muted-foreground">Rollout</dt>
                   <dd>
-                    concurrency {(r.rollout as { concurrency?: number }).concurrency ?? 1} · stop after {(r.rollout as { maxFailures?: number }).maxFailures ?? 1} failure(s)
+                    concurrency {(r.rollout as { concurrency?: number }).concurrency ?? 1} · stop after{' '}
+                    {(r.rollout as { maxFailures?: number }).maxFailures ?? 1} failure(s)
                   </dd>
                 </div>
               </dl>
@@ -285,11 +373,19 @@ export function RequestDetail({ id }: { id: string }) {
                   {(r.reviews ?? []).map((v) => (
                     <li key={v.id} className="rounded-md border p-2">
                       <div className="flex items-center gap-2">
-                        <Badge variant={v.decision === 'approve' ? 'success' : 'destructive'}>{v.decision === 'approve' ? 'approved' : 'rejected'}</Badge>
-                        <span className="font-medium">{names[v.reviewerId]?.name ?? v.reviewerId.slice(0, 8)}</span>
-                        <span className="ml-auto text-xs text-muted-foreground">{relativeTime(v.createdAt)}</span>
+                        <Badge variant={v.decision === 'approve' ? 'success' : 'destructive'}>
+                          {v.decision === 'approve' ? 'approved' : 'rejected'}
+                        </Badge>
+                        <span className="font-medium">
+                          {names[v.reviewerId]?.name ?? v.reviewerId.slice(0, 8)}
+                        </span>
+                        <span className="ml-auto text-xs text-muted-foreground">
+                          {relativeTime(v.createdAt)}
+                        </span>
                       </div>
-                      {v.comment ? <p className="mt-1 whitespace-pre-wrap text-muted-foreground">{v.comment}</p> : null}
+                      {v.comment ? (
+                        <p className="mt-1 whitespace-pre-wrap text-muted-foreground">{v.comment}</p>
+                      ) : null}
                     </li>
                   ))}
                 </ul>
@@ -313,10 +409,14 @@ export function RequestDetail({ id }: { id: string }) {
                 <ol className="relative grid gap-3 border-l pl-4 text-sm" data-testid="timeline">
                   {[...timeline.data.events].reverse().map((ev) => (
                     <li key={String(ev.seq)} className="relative">
-                      <span aria-hidden="true" className="absolute top-1.5 -left-[21px] size-2.5 rounded-full border-2 border-background bg-primary" />
+                      <span
+                        aria-hidden="true"
+                        className="absolute top-1.5 -left-[21px] size-2.5 rounded-full border-2 border-background bg-primary"
+                      />
                       <div className="font-mono text-xs font-medium">{ev.action}</div>
                       <div className="text-xs text-muted-foreground">
-                        {ev.actorName ?? ev.actorType} · <time dateTime={ev.at}>{formatTime(ev.at)}</time> · #{String(ev.seq)}
+                        {ev.actorName ?? ev.actorType} · <time dateTime={ev.at}>{formatTime(ev.at)}</time> · #
+                        {String(ev.seq)}
                       </div>
                     </li>
                   ))}

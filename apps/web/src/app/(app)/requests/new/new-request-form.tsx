@@ -42,11 +42,15 @@ interface PolicyPreview {
   customDenied: boolean;
 }
 
-const keyOf = (p: { agentId: string; pid: number; startTime: string }) => `${p.agentId}:${p.pid}:${p.startTime}`;
+const keyOf = (p: { agentId: string; pid: number; startTime: string }) =>
+  `${p.agentId}:${p.pid}:${p.startTime}`;
 
 function parseLabels(text: string): { labels: Labels; error: string | null } {
   const labels: Labels = {};
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const i = part.indexOf('=');
     if (i <= 0) return { labels, error: `"${part}" is not key=value` };
     labels[part.slice(0, i).trim()] = part.slice(i + 1).trim();
@@ -72,7 +76,9 @@ export function NewRequestForm() {
   const scripts = useApi<{ scripts: ScriptSummary[] }>('/api/scripts');
 
   const [targetMode, setTargetMode] = useState<TargetMode>('processes');
-  const [selected, setSelected] = useState<Set<string>>(() => new Set((search.get('targets') ?? '').split(',').filter(Boolean)));
+  const [selected, setSelected] = useState<Set<string>>(
+    () => new Set((search.get('targets') ?? '').split(',').filter(Boolean)),
+  );
   const [procFilter, setProcFilter] = useState('');
   const [selLabels, setSelLabels] = useState('');
   const [selCmd, setSelCmd] = useState('');
@@ -105,7 +111,18 @@ export function NewRequestForm() {
   const shownProcs = useMemo(() => {
     const q = procFilter.toLowerCase().trim();
     if (!q) return procList;
-    return procList.filter((p) => [p.hostname, String(p.pid), p.user ?? '', p.cmdline.join(' '), ...Object.entries(p.labels).map(([k, v]) => `${k}=${v}`)].join(' ').toLowerCase().includes(q));
+    return procList.filter((p) =>
+      [
+        p.hostname,
+        String(p.pid),
+        p.user ?? '',
+        p.cmdline.join(' '),
+        ...Object.entries(p.labels).map(([k, v]) => `${k}=${v}`),
+      ]
+        .join(' ')
+        .toLowerCase()
+        .includes(q),
+    );
   }, [procList, procFilter]);
 
   const parsedLabels = parseLabels(selLabels);
@@ -119,7 +136,9 @@ export function NewRequestForm() {
 
   const targets = useMemo(() => {
     if (targetMode === 'processes') {
-      const chosen = procList.filter((p) => selected.has(keyOf(p))).map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime }));
+      const chosen = procList
+        .filter((p) => selected.has(keyOf(p)))
+        .map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime }));
       return chosen.length ? { type: 'processes' as const, processes: chosen } : null;
     }
     return parsedLabels.error ? null : { type: 'selector' as const, ...selector };
@@ -134,7 +153,10 @@ export function NewRequestForm() {
     if (targetMode !== 'selector' || parsedLabels.error) return;
     let cancelled = false;
     setPreviewLoading(true);
-    api<{ count: number; processes: TargetProcess[] }>('/api/fleet/preview', { method: 'POST', json: { ...JSON.parse(debouncedSelector), limit: 200 } }).then(
+    api<{ count: number; processes: TargetProcess[] }>('/api/fleet/preview', {
+      method: 'POST',
+      json: { ...JSON.parse(debouncedSelector), limit: 200 },
+    }).then(
       (r) => {
         if (!cancelled) {
           setPreview(r);
@@ -187,15 +209,29 @@ export function NewRequestForm() {
 
   const paramErrors = script ? validateParams(script.paramsSchema, params) : {};
   const reasonError = reason.trim().length < 3 ? 'Say why this needs to run (at least 3 characters)' : null;
-  const targetError = !targets ? (targetMode === 'processes' ? 'Pick at least one process' : (parsedLabels.error ?? 'Enter a selector')) : null;
-  const codeError = codeMode === 'library' ? (!script ? 'Choose a script' : Object.keys(paramErrors).length ? 'Fix the parameters' : null) : custom.trim() ? null : 'Write some code';
+  const targetError = !targets
+    ? targetMode === 'processes'
+      ? 'Pick at least one process'
+      : (parsedLabels.error ?? 'Enter a selector')
+    : null;
+  const codeError =
+    codeMode === 'library'
+      ? !script
+        ? 'Choose a script'
+        : Object.keys(paramErrors).length
+          ? 'Fix the parameters'
+          : null
+      : custom.trim()
+        ? null
+        : 'Write some code';
 
   if (!canDo(user.role, 'request')) {
     return (
       <>
         <PageHeader title="New request" />
         <Alert variant="warning" title="Your role cannot file requests">
-          You are signed in as <strong>{user.role}</strong>. Operators and admins file requests; ask one of them, or an admin to change your role.
+          You are signed in as <strong>{user.role}</strong>. Operators and admins file requests; ask one of
+          them, or an admin to change your role.
         </Alert>
       </>
     );
@@ -210,7 +246,9 @@ export function NewRequestForm() {
     try {
       const body = {
         kind: codeMode,
-        ...(codeMode === 'library' ? { scriptId: script!.id, code: script!.source, params } : { code: custom, params: {} }),
+        ...(codeMode === 'library'
+          ? { scriptId: script!.id, code: script!.source, params }
+          : { code: custom, params: {} }),
         targets,
         reason: reason.trim(),
         rollout: { concurrency, maxFailures },
@@ -234,14 +272,19 @@ export function NewRequestForm() {
 
   return (
     <form onSubmit={submit} noValidate aria-label="New request">
-      <PageHeader title="New request" description="Pick where, what and why. Nothing runs until the policy's approvals are in." />
+      <PageHeader
+        title="New request"
+        description="Pick where, what and why. Nothing runs until the policy's approvals are in."
+      />
       <div className="grid gap-5 lg:grid-cols-[minmax(0,1fr)_20rem]">
         <div className="grid min-w-0 gap-5">
           {/* 1. Targets */}
           <Card>
             <CardHeader>
               <CardTitle>1. Targets</CardTitle>
-              <CardDescription>Explicit processes, or a selector resolved to processes at dispatch time.</CardDescription>
+              <CardDescription>
+                Explicit processes, or a selector resolved to processes at dispatch time.
+              </CardDescription>
             </CardHeader>
             <CardContent>
               <Tabs value={targetMode} onValueChange={(v) => setTargetMode(v as TargetMode)}>
@@ -275,7 +318,9 @@ export function NewRequestForm() {
                   ) : processes.loading && !processes.data ? (
                     <LoadingRows rows={3} />
                   ) : procList.length === 0 ? (
-                    <EmptyState title="No Python processes known">No agent has reported a Python process yet.</EmptyState>
+                    <EmptyState title="No Python processes known">
+                      No agent has reported a Python process yet.
+                    </EmptyState>
                   ) : (
                     <div className="max-h-80 overflow-auto rounded-md border">
                       <Table aria-label="Processes to target">
@@ -309,10 +354,19 @@ export function NewRequestForm() {
                                 <TD>{p.user ?? '—'}</TD>
                                 <TD>{p.pythonVersion ?? '?'}</TD>
                                 <TD>
-                                  {p.remoteDebugEnabled === false ? <Badge variant="destructive">off</Badge> : p.remoteDebugEnabled ? <Badge variant="success">on</Badge> : <Badge variant="muted">?</Badge>}
+                                  {p.remoteDebugEnabled === false ? (
+                                    <Badge variant="destructive">off</Badge>
+                                  ) : p.remoteDebugEnabled ? (
+                                    <Badge variant="success">on</Badge>
+                                  ) : (
+                                    <Badge variant="muted">?</Badge>
+                                  )}
                                 </TD>
                                 <TD className="max-w-xs">
-                                  <code className="block truncate font-mono text-xs" title={p.cmdline.join(' ')}>
+                                  <code
+                                    className="block truncate font-mono text-xs"
+                                    title={p.cmdline.join(' ')}
+                                  >
                                     {p.cmdline.join(' ')}
                                   </code>
                                 </TD>
@@ -326,36 +380,70 @@ export function NewRequestForm() {
                 </TabsContent>
                 <TabsContent value="selector">
                   <div className="grid gap-3 sm:grid-cols-2">
-                    <Field id="sel-labels" label="Host labels" hint="Comma-separated key=value; all must match (e.g. env=prod,team=orders)" error={parsedLabels.error}>
-                      <Input id="sel-labels" className="font-mono" value={selLabels} onChange={(e) => setSelLabels(e.target.value)} placeholder="env=prod" />
+                    <Field
+                      id="sel-labels"
+                      label="Host labels"
+                      hint="Comma-separated key=value; all must match (e.g. env=prod,team=orders)"
+                      error={parsedLabels.error}
+                    >
+                      <Input
+                        id="sel-labels"
+                        className="font-mono"
+                        value={selLabels}
+                        onChange={(e) => setSelLabels(e.target.value)}
+                        placeholder="env=prod"
+                      />
                     </Field>
                     <Field id="sel-cmd" label="Command line contains">
-                      <Input id="sel-cmd" className="font-mono" value={selCmd} onChange={(e) => setSelCmd(e.target.value)} placeholder="service.py" />
+                      <Input
+                        id="sel-cmd"
+                        className="font-mono"
+                        value={selCmd}
+                        onChange={(e) => setSelCmd(e.target.value)}
+                        placeholder="service.py"
+                      />
                     </Field>
                     <Field id="sel-user" label="User is">
                       <Input id="sel-user" value={selUser} onChange={(e) => setSelUser(e.target.value)} />
                     </Field>
                     <Field id="sel-exe" label="Executable contains">
-                      <Input id="sel-exe" className="font-mono" value={selExe} onChange={(e) => setSelExe(e.target.value)} placeholder="python3.14" />
+                      <Input
+                        id="sel-exe"
+                        className="font-mono"
+                        value={selExe}
+                        onChange={(e) => setSelExe(e.target.value)}
+                        placeholder="python3.14"
+                      />
                     </Field>
                   </div>
-                  <div className="mt-3 rounded-md border p-3" aria-live="polite" data-testid="selector-preview">
+                  <div
+                    className="mt-3 rounded-md border p-3"
+                    aria-live="polite"
+                    data-testid="selector-preview"
+                  >
                     {previewError ? (
                       <ErrorState error={previewError} title="Preview failed" />
                     ) : !preview ? (
-                      <p className="text-sm text-muted-foreground">{previewLoading ? 'Resolving…' : 'Type a selector to see what it matches.'}</p>
+                      <p className="text-sm text-muted-foreground">
+                        {previewLoading ? 'Resolving…' : 'Type a selector to see what it matches.'}
+                      </p>
                     ) : (
                       <>
                         <p className="mb-2 text-sm font-medium">
-                          Matches <span data-testid="selector-count">{preview.count}</span> process{preview.count === 1 ? '' : 'es'} right now
-                          {previewLoading ? <span className="text-muted-foreground"> (updating…)</span> : null}
+                          Matches <span data-testid="selector-count">{preview.count}</span> process
+                          {preview.count === 1 ? '' : 'es'} right now
+                          {previewLoading ? (
+                            <span className="text-muted-foreground"> (updating…)</span>
+                          ) : null}
                         </p>
                         <ul className="grid max-h-48 gap-1 overflow-auto text-xs">
                           {preview.processes.map((p) => (
                             <li key={keyOf(p)} className="flex gap-2">
                               <span className="font-medium">{p.hostname}</span>
                               <span className="font-mono">pid {p.pid}</span>
-                              <code className="truncate font-mono text-muted-foreground">{p.cmdline.join(' ')}</code>
+                              <code className="truncate font-mono text-muted-foreground">
+                                {p.cmdline.join(' ')}
+                              </code>
                             </li>
                           ))}
                         </ul>
@@ -376,7 +464,9 @@ export function NewRequestForm() {
           <Card>
             <CardHeader>
               <CardTitle>2. What to run</CardTitle>
-              <CardDescription>A reviewed library script with typed parameters, or custom code where the policy allows it.</CardDescription>
+              <CardDescription>
+                A reviewed library script with typed parameters, or custom code where the policy allows it.
+              </CardDescription>
             </CardHeader>
             <CardContent>
               <Tabs value={codeMode} onValueChange={(v) => setCodeMode(v as CodeMode)}>
@@ -396,7 +486,11 @@ export function NewRequestForm() {
                   ) : (
                     <>
                       <Field id="script" label="Script">
-                        <NativeSelect id="script" value={scriptId} onChange={(e) => setScriptId(e.target.value)}>
+                        <NativeSelect
+                          id="script"
+                          value={scriptId}
+                          onChange={(e) => setScriptId(e.target.value)}
+                        >
                           {scriptList.map((s) => (
                             <option key={s.id} value={s.id}>
                               {s.title} ({s.id})
@@ -408,11 +502,17 @@ export function NewRequestForm() {
                         <>
                           <div className="flex flex-wrap items-center gap-2 text-sm">
                             <RiskBadge risk={script.risk} />
-                            {script.readOnly ? <Badge variant="secondary">read-only</Badge> : <Badge variant="warning">changes state</Badge>}
+                            {script.readOnly ? (
+                              <Badge variant="secondary">read-only</Badge>
+                            ) : (
+                              <Badge variant="warning">changes state</Badge>
+                            )}
                             <span className="text-muted-foreground">{script.description}</span>
                           </div>
                           <fieldset className="grid gap-2 rounded-md border p-3">
-                            <legend className="px-1 text-sm font-medium">Parameters (sent as data, never pasted into the code)</legend>
+                            <legend className="px-1 text-sm font-medium">
+                              Parameters (sent as data, never pasted into the code)
+                            </legend>
                             <SchemaForm
                               schema={script.paramsSchema}
                               values={params}
@@ -422,9 +522,16 @@ export function NewRequestForm() {
                             />
                           </fieldset>
                           <details className="rounded-md border">
-                            <summary className="cursor-pointer px-3 py-2 text-sm font-medium">Show the script&apos;s source</summary>
+                            <summary className="cursor-pointer px-3 py-2 text-sm font-medium">
+                              Show the script&apos;s source
+                            </summary>
                             <div className="p-2">
-                              <CodeEditor key={script.id} value={script.source} readOnly label={`Source of ${script.id}`} />
+                              <CodeEditor
+                                key={script.id}
+                                value={script.source}
+                                readOnly
+                                label={`Source of ${script.id}`}
+                              />
                             </div>
                           </details>
                         </>
@@ -439,7 +546,12 @@ export function NewRequestForm() {
                     </Alert>
                   ) : null}
                   <Label id="custom-code-label">Python code</Label>
-                  <CodeEditor value={custom} onChange={setCustom} label="Custom Python code" testId="custom-code" />
+                  <CodeEditor
+                    value={custom}
+                    onChange={setCustom}
+                    label="Custom Python code"
+                    testId="custom-code"
+                  />
                 </TabsContent>
               </Tabs>
               {showErrors && codeError ? (
@@ -456,7 +568,16 @@ export function NewRequestForm() {
               <CardTitle>3. Reason and rollout</CardTitle>
             </CardHeader>
             <CardContent className="grid gap-4">
-              <Field id="reason" label={<>Reason <span className="text-destructive">*</span></>} hint="Approvers and auditors read this. Link the incident or ticket." error={showErrors ? reasonError : null}>
+              <Field
+                id="reason"
+                label={
+                  <>
+                    Reason <span className="text-destructive">*</span>
+                  </>
+                }
+                hint="Approvers and auditors read this. Link the incident or ticket."
+                error={showErrors ? reasonError : null}
+              >
                 <Textarea
                   id="reason"
                   required
@@ -468,16 +589,44 @@ export function NewRequestForm() {
               </Field>
               <div className="grid gap-3 sm:grid-cols-4">
                 <Field id="concurrency" label="Concurrency" hint="Targets at once">
-                  <Input id="concurrency" type="number" min={1} max={1000} value={concurrency} onChange={(e) => setConcurrency(Math.max(1, Number(e.target.value) || 1))} />
+                  <Input
+                    id="concurrency"
+                    type="number"
+                    min={1}
+                    max={1000}
+                    value={concurrency}
+                    onChange={(e) => setConcurrency(Math.max(1, Number(e.target.value) || 1))}
+                  />
                 </Field>
                 <Field id="max-failures" label="Stop after failures">
-                  <Input id="max-failures" type="number" min={1} max={10000} value={maxFailures} onChange={(e) => setMaxFailures(Math.max(1, Number(e.target.value) || 1))} />
+                  <Input
+                    id="max-failures"
+                    type="number"
+                    min={1}
+                    max={10000}
+                    value={maxFailures}
+                    onChange={(e) => setMaxFailures(Math.max(1, Number(e.target.value) || 1))}
+                  />
                 </Field>
                 <Field id="budget" label="Time budget (s)" hint="In the target">
-                  <Input id="budget" type="number" min={1} max={3600} value={budgetSeconds} onChange={(e) => setBudgetSeconds(Math.max(1, Number(e.target.value) || 1))} />
+                  <Input
+                    id="budget"
+                    type="number"
+                    min={1}
+                    max={3600}
+                    value={budgetSeconds}
+                    onChange={(e) => setBudgetSeconds(Math.max(1, Number(e.target.value) || 1))}
+                  />
                 </Field>
                 <Field id="pickup" label="Pickup timeout (s)" hint="Wait for a safe point">
-                  <Input id="pickup" type="number" min={1} max={600} value={pickupTimeoutSeconds} onChange={(e) => setPickupTimeoutSeconds(Math.max(1, Number(e.target.value) || 1))} />
+                  <Input
+                    id="pickup"
+                    type="number"
+                    min={1}
+                    max={600}
+                    value={pickupTimeoutSeconds}
+                    onChange={(e) => setPickupTimeoutSeconds(Math.max(1, Number(e.target.value) || 1))}
+                  />
                 </Field>
               </div>
             </CardContent>
@@ -496,7 +645,14 @@ export function NewRequestForm() {
               {!targets ? (
                 <p className="text-muted-foreground">Pick targets to see which policy applies.</p>
               ) : policyError ? (
-                <Alert variant="destructive" title={policyError instanceof ApiError && policyError.code === 'POLICY_DENIED' ? 'No policy allows this' : 'Could not resolve the policy'}>
+                <Alert
+                  variant="destructive"
+                  title={
+                    policyError instanceof ApiError && policyError.code === 'POLICY_DENIED'
+                      ? 'No policy allows this'
+                      : 'Could not resolve the policy'
+                  }
+                >
                   {errorMessage(policyError)}
                 </Alert>
               ) : !policy ? (
@@ -514,13 +670,21 @@ export function NewRequestForm() {
                     <div className="text-lg font-semibold" data-testid="policy-approvals">
                       {policy.requiredApprovals === 0 ? 'none (runs at once)' : policy.requiredApprovals}
                     </div>
-                    {policy.requiredApprovals > 0 ? <div className="text-xs text-muted-foreground">from {policy.approverRoles.join(' or ')}, not you</div> : null}
+                    {policy.requiredApprovals > 0 ? (
+                      <div className="text-xs text-muted-foreground">
+                        from {policy.approverRoles.join(' or ')}, not you
+                      </div>
+                    ) : null}
                   </div>
                   <div className="flex flex-wrap gap-1">
-                    <Badge variant={policy.allowCustomCode ? 'secondary' : 'outline'}>{policy.allowCustomCode ? 'custom code allowed' : 'library only'}</Badge>
+                    <Badge variant={policy.allowCustomCode ? 'secondary' : 'outline'}>
+                      {policy.allowCustomCode ? 'custom code allowed' : 'library only'}
+                    </Badge>
                     <Badge variant="outline">approval valid {policy.approvalValidMinutes} min</Badge>
                   </div>
-                  <div className="text-xs text-muted-foreground">{policy.matched} target process{policy.matched === 1 ? '' : 'es'} now</div>
+                  <div className="text-xs text-muted-foreground">
+                    {policy.matched} target process{policy.matched === 1 ? '' : 'es'} now
+                  </div>
                   {policy.customDenied ? (
                     <Alert variant="destructive" title="Custom code is not allowed here" />
                   ) : null}

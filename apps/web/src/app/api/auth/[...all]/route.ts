@@ -11,11 +11,16 @@ async function auth(req: Request): Promise<Response> {
   try {
     if (req.method === 'POST' && new URL(req.url).pathname.endsWith('/sign-in/email')) {
       const limited = await checkLoginRate(rt, req);
-      if (limited) return errorResponse(429, 'RATE_LIMITED', `too many sign-in attempts; retry in ${limited} s`);
+      if (limited)
+        return errorResponse(429, 'RATE_LIMITED', `too many sign-in attempts; retry in ${limited} s`);
     }
     const res = await rt.auth.handler(req);
     if (res.status >= 400 && !(res.headers.get('content-type') ?? '').includes('json')) {
-      return errorResponse(res.status, res.status === 404 ? 'NOT_FOUND' : 'AUTH_ERROR', (await res.text()) || 'request refused');
+      return errorResponse(
+        res.status,
+        res.status === 404 ? 'NOT_FOUND' : 'AUTH_ERROR',
+        (await res.text()) || 'request refused',
+      );
     }
     return res;
   } catch (err) {

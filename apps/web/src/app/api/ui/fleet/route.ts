@@ -21,7 +21,18 @@ export const GET = handle(spec, async ({ rt, query }) => {
     where: query.includeRevoked === 'true' ? {} : { agent: { revokedAt: null } },
     orderBy: { hostname: 'asc' },
     include: {
-      agent: { select: { id: true, name: true, labels: true, status: true, lastSeenAt: true, version: true, revokedAt: true, enrolledAt: true } },
+      agent: {
+        select: {
+          id: true,
+          name: true,
+          labels: true,
+          status: true,
+          lastSeenAt: true,
+          version: true,
+          revokedAt: true,
+          enrolledAt: true,
+        },
+      },
       processes: { orderBy: { pid: 'asc' } },
     },
   });

@@ -17,6 +17,9 @@ const spec = defineRoute({
 });
 
 export const POST = handle(spec, async ({ rt, body }) => {
-  const users = await rt.db.prisma.user.findMany({ where: { id: { in: [...new Set(body.ids)] } }, select: { id: true, name: true, role: true } });
+  const users = await rt.db.prisma.user.findMany({
+    where: { id: { in: [...new Set(body.ids)] } },
+    select: { id: true, name: true, role: true },
+  });
   return { users: Object.fromEntries(users.map((u) => [u.id, { name: u.name, role: u.role }])) };
 });

@@ -11,13 +11,22 @@ import { defineRoute } from '../../../../server/http/spec';
 const Targets = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('processes'),
-    processes: z.array(z.object({ agentId: Id, pid: z.number().int().positive(), startTime: z.string().regex(/^\d+$/) })).min(1).max(1000),
+    processes: z
+      .array(
+        z.object({ agentId: Id, pid: z.number().int().positive(), startTime: z.string().regex(/^\d+$/) }),
+      )
+      .min(1)
+      .max(1000),
   }),
   z.object({
     type: z.literal('selector'),
     labels: Labels,
     process: z
-      .object({ cmdlineContains: z.string().max(256).optional(), user: z.string().max(256).optional(), exeContains: z.string().max(256).optional() })
+      .object({
+        cmdlineContains: z.string().max(256).optional(),
+        user: z.string().max(256).optional(),
+        exeContains: z.string().max(256).optional(),
+      })
       .default({}),
   }),
 ]);
@@ -38,17 +47,27 @@ export const POST = handle(spec, async ({ rt, body }) => {
   let matched: number;
   if (body.targets.type === 'processes') {
     const ids = [...new Set(body.targets.processes.map((p) => p.agentId))];
-    const agents = await prisma.agent.findMany({ where: { id: { in: ids }, revokedAt: null }, select: { id: true, labels: true } });
-    if (agents.length !== ids.length) throw new HttpError(400, 'VALIDATION', 'a target agent is unknown or revoked');
+    const agents = await prisma.agent.findMany({
+      where: { id: { in: ids }, revokedAt: null },
+      select: { id: true, labels: true },
+    });
+    if (agents.length !== ids.length)
+      throw new HttpError(400, 'VALIDATION', 'a target agent is unknown or revoked');
     labels = agents.map((a) => a.labels as Record<string, string>);
     matched = body.targets.processes.length;
   } else {
-    const found = await rt.services.inventory.matchSelector(prisma, { labels: body.targets.labels, process: body.targets.process });
+    const found = await rt.services.inventory.matchSelector(prisma, {
+      labels: body.targets.labels,
+      process: body.targets.process,
+    });
     labels = [body.targets.labels, ...found.map((f) => f.labels)];
     matched = found.length;
   }
   const eff = await rt.services.policy.resolvePolicy(prisma, labels);
-  const policies = await prisma.policy.findMany({ where: { id: { in: eff.policyIds } }, select: { id: true, name: true, description: true } });
+  const policies = await prisma.policy.findMany({
+    where: { id: { in: eff.policyIds } },
+    select: { id: true, name: true, description: true },
+  });
   const customDenied = body.kind === 'custom' && !eff.allowCustomCode;
   return {
     matched,
