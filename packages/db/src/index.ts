@@ -10,6 +10,7 @@ import pg from 'pg';
 import { PrismaClient } from './generated/client';
 import { migrate, type MigrateResult } from './migrate';
 import { pgConnection, pgliteConnection } from './sql';
+import { auditProtection, grantAppRole, type AuditProtection } from './roles';
 
 export { PrismaClient, Prisma } from './generated/client';
 export type {
@@ -38,6 +39,7 @@ export {
   type MigrateResult,
 } from './migrate';
 export type { SqlConnection } from './sql';
+export { APPEND_ONLY_TABLES, auditProtection, grantAppRole, type AuditProtection } from './roles';
 
 import type { Prisma } from './generated/client';
 
@@ -53,6 +55,8 @@ export interface Database {
   kind: DatabaseKind;
   /** What the migrator did while opening. */
   migrations: MigrateResult;
+  /** Whether the connected role could rewrite the audit trail (see roles.ts); checked once at open. */
+  auditProtection: AuditProtection;
   /** Disconnects Prisma and closes the pool / the embedded database. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -60,6 +64,12 @@ export interface Database {
 export interface OpenDatabaseOptions {
   /** PostgreSQL connection string; when absent the embedded PGlite is used. */
   url?: string;
+  /**
+   * PostgreSQL connection string of the role that owns the schema and runs migrations. When given (and a
+   * different role from `url`'s), the app's role gets only INSERT and SELECT on the append-only tables.
+   * When absent, `url`'s role migrates and owns everything (one role: the audit is not protected from it).
+   */
+  migrationUrl?: string;
   /** PGlite data directory (created if missing); the caller chooses, e.g. `./data/pglite`. Omit for in-memory. */
   dataDir?: string;
   /** Max connections of the PostgreSQL pool (default 10). */
@@ -76,7 +86,7 @@ export interface OpenDatabaseOptions {
  * packages/db). Keep transactions short on PGlite — they block every other query while open.
  */
 export async function openDatabase(opts: OpenDatabaseOptions = {}): Promise<Database> {
-  if (opts.url) return openPostgres(opts.url, opts.poolSize ?? 10);
+  if (opts.url) return openPostgres(opts.url, opts.migrationUrl ?? opts.url, opts.poolSize ?? 10);
   return openPglite(opts.dataDir);
 }
 
@@ -84,17 +94,26 @@ function ignoreConnectionError(): void {
   /* see the callers: the failure surfaces where it matters (the query), not as a process crash */
 }
 
-async function openPostgres(url: string, poolSize: number): Promise<Database> {
-  // A dedicated connection for migrating: the advisory lock is per session.
-  const client = new pg.Client({ connectionString: url });
+async function openPostgres(url: string, migrationUrl: string, poolSize: number): Promise<Database> {
+  // A dedicated connection for migrating (as the owner): the advisory lock is per session.
+  const owner = new pg.Client({ connectionString: migrationUrl });
+  const app = migrationUrl === url ? owner : new pg.Client({ connectionString: url });
   // Connection-level errors also reject the query in flight; the event alone must not crash the process.
-  client.on('error', ignoreConnectionError);
-  await client.connect();
+  owner.on('error', ignoreConnectionError);
+  app.on('error', ignoreConnectionError);
   let migrations: MigrateResult;
+  let protection: AuditProtection;
   try {
-    migrations = await migrate(pgConnection(client));
+    await owner.connect();
+    if (app !== owner) await app.connect();
+    migrations = await migrate(pgConnection(owner));
+    const [who] = (await app.query<{ app: string; owner: string }>('SELECT current_user AS app')).rows;
+    const [own] = (await owner.query<{ owner: string }>('SELECT current_user AS owner')).rows;
+    if (who && own && who.app !== own.owner) await grantAppRole(pgConnection(owner), who.app);
+    protection = await auditProtection(pgConnection(app));
   } finally {
-    await client.end();
+    await owner.end().catch(() => undefined);
+    if (app !== owner) await app.end().catch(() => undefined);
   }
   const pool = new pg.Pool({ connectionString: url, max: poolSize });
   // An idle connection that the server drops (restart, failover, an admin terminating it) is removed from the
@@ -109,6 +128,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     prisma,
     kind: 'postgres',
     migrations,
+    auditProtection: protection,
     async close() {
       if (closed) return;
       closed = true;
@@ -135,6 +155,13 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     prisma,
     kind: 'pglite',
     migrations,
+    auditProtection: {
+      protected: false,
+      role: 'postgres',
+      reasons: [
+        'embedded PGlite has a single superuser role: anyone who can write its data directory can rewrite the audit trail; the hash chain and signed checkpoints detect it, they do not prevent it (use PostgreSQL with separate owner and app roles in production)',
+      ],
+    },
     async close() {
       if (closed) return;
       closed = true;

@@ -15,8 +15,10 @@ export const DATABASE_KINDS: readonly DatabaseKind[] = ['pglite', 'postgres'];
 export const DEFAULT_ADMIN_URL = 'postgresql://postgres@127.0.0.1:5432/postgres';
 
 export interface TestDatabase extends Database {
-  /** PostgreSQL URL of the created database, or the PGlite data directory. */
+  /** PostgreSQL URL of the created database (as the app role), or the PGlite data directory. */
   location: string;
+  /** With `roles: 'separate'`: the owner's URL (migrations); otherwise the same as `location`. */
+  ownerLocation: string;
   /** Closes the connection and drops the database / removes the directory this helper created. */
   cleanup(): Promise<void>;
 }
@@ -27,7 +29,16 @@ export interface TestDatabase extends Database {
  */
 export async function createTestDatabase(
   kind: DatabaseKind,
-  opts: { adminUrl?: string; poolSize?: number } = {},
+  opts: {
+    adminUrl?: string;
+    poolSize?: number;
+    /**
+     * PostgreSQL only. `'separate'`: the database is owned by a new owner role that runs the migrations, and
+     * the returned client connects as a new app role (INSERT/SELECT only on the audit), as production runs.
+     * Default `'single'`: one role (the admin's) does everything.
+     */
+    roles?: 'single' | 'separate';
+  } = {},
 ): Promise<TestDatabase> {
   if (kind === 'pglite') {
     const dir = await mkdtemp(path.join(tmpdir(), 'pyreach-pglite-'));
@@ -35,6 +46,7 @@ export async function createTestDatabase(
     return {
       ...db,
       location: dir,
+      ownerLocation: dir,
       async cleanup() {
         await db.close();
         await rm(dir, { recursive: true, force: true });
@@ -43,24 +55,48 @@ export async function createTestDatabase(
   }
   const adminUrl = opts.adminUrl ?? DEFAULT_ADMIN_URL;
   const name = `pyreach_test_${randomBytes(6).toString('hex')}`;
-  await withAdmin(adminUrl, (c) => c.query(`CREATE DATABASE "${name}"`));
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
+  const separate = opts.roles === 'separate';
+  const ownerRole = `${name}_owner`;
+  const appRole = `${name}_app`;
+  await withAdmin(adminUrl, async (c) => {
+    if (separate) {
+      await c.query(`CREATE ROLE "${ownerRole}" LOGIN`);
+      await c.query(`CREATE ROLE "${appRole}" LOGIN`);
+      await c.query(`CREATE DATABASE "${name}" OWNER "${ownerRole}"`);
+      // PostgreSQL 15: only the owner may create in the public schema; hand it to the owner role.
+      await withAdmin(urlOf(adminUrl, name), (d) => d.query(`ALTER SCHEMA public OWNER TO "${ownerRole}"`));
+    } else await c.query(`CREATE DATABASE "${name}"`);
+  });
+  const url = urlOf(adminUrl, name, separate ? appRole : undefined);
+  const ownerUrl = separate ? urlOf(adminUrl, name, ownerRole) : url;
+  const drop = async (): Promise<void> => {
+    await dropDatabase(adminUrl, name);
+    if (separate)
+      await withAdmin(adminUrl, (c) => c.query(`DROP ROLE IF EXISTS "${appRole}", "${ownerRole}"`));
+  };
   let db: Database;
   try {
-    db = await openDatabase({ url: url.toString(), poolSize: opts.poolSize ?? 4 });
+    db = await openDatabase({ url, migrationUrl: ownerUrl, poolSize: opts.poolSize ?? 4 });
   } catch (err) {
-    await dropDatabase(adminUrl, name);
+    await drop();
     throw err;
   }
   return {
     ...db,
-    location: url.toString(),
+    location: url,
+    ownerLocation: ownerUrl,
     async cleanup() {
       await db.close();
-      await dropDatabase(adminUrl, name);
+      await drop();
     },
   };
+}
+
+function urlOf(adminUrl: string, database: string, user?: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  if (user) url.username = user;
+  return url.toString();
 }
 
 async function withAdmin<T>(adminUrl: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
