@@ -44,6 +44,7 @@ describe('script library against a real CPython 3.14 target', () => {
   it('covers every script in the library', () => {
     const tested = [
       'logging.set_level',
+      'logging.restore',
       'threads.dump_stacks',
       'gc.stats',
       'cache.lru_info',

@@ -4,7 +4,7 @@ import { asyncioTasks } from './library/asyncio';
 import { lruClear, lruInfo } from './library/cache';
 import { gcStats } from './library/gc';
 import { interpreterInfo } from './library/interpreter';
-import { setLogLevel } from './library/logging';
+import { restoreLogLevel, setLogLevel } from './library/logging';
 import { dumpStacks } from './library/threads';
 import { tracemallocTop } from './library/tracemalloc';
 import type { ScriptDefinition } from './types';
@@ -14,6 +14,7 @@ export type { RiskLevel, ScriptDefinition } from './types';
 /** The built-in library, in the order the dashboard lists it. */
 export const SCRIPTS: readonly ScriptDefinition[] = [
   setLogLevel,
+  restoreLogLevel,
   dumpStacks,
   gcStats,
   lruInfo,
@@ -37,6 +38,8 @@ export interface ScriptSummary {
   description: string;
   risk: ScriptDefinition['risk'];
   readOnly: boolean;
+  sensitive: boolean;
+  undo: ScriptDefinition['undo'];
   inline: boolean;
   paramsSchema: unknown;
   source: string;
@@ -50,6 +53,8 @@ export function describeScript(s: ScriptDefinition): ScriptSummary {
     description: s.description,
     risk: s.risk,
     readOnly: s.readOnly,
+    sensitive: s.sensitive,
+    undo: s.undo,
     inline: s.inline ?? false,
     paramsSchema: z.toJSONSchema(s.params, { io: 'input' }),
     source: s.source,

@@ -29,7 +29,7 @@ describe('script library', () => {
   it('fills defaults and refuses bad parameters with a message naming the field', () => {
     const ok = checkScriptParams('logging.set_level', { level: 'DEBUG' });
     assert.ok(ok.ok);
-    assert.deepEqual(ok.params, { logger: '', level: 'DEBUG', adjustHandlers: true });
+    assert.deepEqual(ok.params, { logger: '', level: 'DEBUG', adjustHandlers: true, durationSeconds: 600 });
 
     const bad = checkScriptParams('logging.set_level', { level: 'LOUD' });
     assert.equal(bad.ok, false);

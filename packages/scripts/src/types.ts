@@ -14,8 +14,20 @@ export interface ScriptDefinition<P extends z.ZodType = z.ZodType> {
   title: string;
   description: string;
   risk: RiskLevel;
-  /** True when the script only reads state in the target. */
+  /**
+   * True when the script only reads state in the target: it changes nothing there and imports no module the
+   * target had not loaded (beyond the harness's own few and modules compiled into the interpreter, such as
+   * `gc`). Tested against a real target's `sys.modules`.
+   */
   readOnly: boolean;
+  /**
+   * True when what the script returns may hold secrets or personal data (command lines, environment, paths,
+   * cache contents). Policy: a run that needs no approval at all is only ever a library script that is both
+   * read-only and not sensitive.
+   */
+  sensitive: boolean;
+  /** How the change is undone: nothing to undo, undone by itself after a duration, or not undoable. */
+  undo: 'nothing' | 'auto-restore' | 'irreversible';
   /** Run on the picked-up thread (needed for main-thread-only APIs) instead of a fresh thread. */
   inline?: boolean;
   params: P;

@@ -8,20 +8,26 @@ const params = z.object({
 
 export const asyncioTasks: ScriptDefinition<typeof params> = {
   id: 'asyncio.tasks',
-  version: 1,
+  version: 2,
   title: 'List asyncio tasks',
   description:
     'Finds every asyncio event loop in the process and lists its tasks with their coroutine and current stack.',
   risk: 'low',
   readOnly: true,
+  sensitive: false,
+  undo: 'nothing',
   params,
   source: String.raw`
-import asyncio
 import gc
+import sys
 
+# Only a process that uses asyncio can have loops: importing it here would load ~50 modules into one that never did.
+asyncio = sys.modules.get("asyncio")
 max_frames = params.get("maxFrames", 10)
 include_done = params.get("includeDone", False)
-loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()]
+loops = []
+if asyncio is not None:
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()]
 report = []
 for loop in loops:
     tasks = []
@@ -42,8 +48,10 @@ for loop in loops:
     for t in tasks:
         where = t["stack"][-1] if t["stack"] else "(no frame)"
         print(f"  {t['name']}: {t['coro']} at {where}")
-if not loops:
+if asyncio is None:
+    print("asyncio is not loaded in this process: no event loops")
+elif not loops:
     print("no asyncio event loop found in this process")
-result = {"loops": report, "taskCount": sum(len(l["tasks"]) for l in report)}
+result = {"loops": report, "taskCount": sum(len(l["tasks"]) for l in report), "asyncioLoaded": asyncio is not None}
 `,
 };

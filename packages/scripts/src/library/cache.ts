@@ -50,6 +50,8 @@ export const lruInfo: ScriptDefinition<typeof inspectParams> = {
     'Finds an lru_cache-wrapped function by dotted path in the loaded modules and reports hits, misses and size.',
   risk: 'low',
   readOnly: true,
+  sensitive: false,
+  undo: 'nothing',
   params: inspectParams,
   source:
     RESOLVE +
@@ -69,6 +71,8 @@ export const lruClear: ScriptDefinition<typeof clearParams> = {
     'Finds an lru_cache-wrapped function by dotted path and clears it, reporting its statistics before and after.',
   risk: 'medium',
   readOnly: false,
+  sensitive: false,
+  undo: 'irreversible',
   params: clearParams,
   source:
     RESOLVE +

@@ -13,23 +13,29 @@ const params = z.object({
 
 export const gcStats: ScriptDefinition<typeof params> = {
   id: 'gc.stats',
-  version: 1,
+  version: 2,
   title: 'GC statistics and most common object types',
   description:
     "Reports the garbage collector's per-generation statistics and thresholds and counts the objects it tracks by type.",
   risk: 'low',
   readOnly: true,
+  sensitive: false,
+  undo: 'nothing',
   params,
   source: String.raw`
 import gc
-from collections import Counter
 
+# A plain dict, not collections.Counter: a read-only script imports nothing the target had not loaded.
 top = params.get("top", 20)
 objects = gc.get_objects()
-counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+counts = {}
+for o in objects:
+    t = type(o)
+    key = f"{t.__module__}.{t.__qualname__}"
+    counts[key] = counts.get(key, 0) + 1
 total = len(objects)
 del objects
-common = [{"type": name, "count": n} for name, n in counts.most_common(top)]
+common = [{"type": name, "count": n} for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
 print(f"tracked objects: {total}")
 print(f"counts per generation: {gc.get_count()}  thresholds: {gc.get_threshold()}  enabled: {gc.isenabled()}")
 for row in common:

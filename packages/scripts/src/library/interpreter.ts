@@ -7,16 +7,18 @@ const params = z.object({
 
 export const interpreterInfo: ScriptDefinition<typeof params> = {
   id: 'interpreter.info',
-  version: 1,
+  version: 2,
   title: 'Interpreter facts',
   description:
     'Version, executable, flags, GIL state, loaded modules and sys.path of the running interpreter.',
   risk: 'low',
   readOnly: true,
+  // argv, cwd, executable and sys.path can hold secrets (tokens passed on the command line, user names).
+  sensitive: true,
+  undo: 'nothing',
   params,
   source: String.raw`
 import os
-import platform
 import sys
 import threading
 
@@ -26,7 +28,7 @@ facts = {
     "versionInfo": list(sys.version_info[:3]),
     "implementation": sys.implementation.name,
     "executable": sys.executable,
-    "platform": platform.platform(),
+    "platform": " ".join(os.uname()),
     "pid": os.getpid(),
     "argv": list(sys.argv),
     "cwd": os.getcwd(),

@@ -12,6 +12,8 @@ export const dumpStacks: ScriptDefinition<typeof params> = {
   description: 'Prints the current Python stack of every thread (like py-spy dump), innermost frame last.',
   risk: 'low',
   readOnly: true,
+  sensitive: false,
+  undo: 'nothing',
   params,
   source: String.raw`
 import sys

@@ -24,7 +24,11 @@ export const tracemallocTop: ScriptDefinition<typeof params> = {
     'Reports the allocation sites holding the most memory. If tracemalloc is off it is switched on for the given number ' +
     'of seconds and off again afterwards, so only allocations made in that window are seen.',
   risk: 'medium',
-  readOnly: true,
+  // Not read-only: it switches tracing on for the window (and imports tracemalloc if the target had not).
+  readOnly: false,
+  sensitive: false,
+  // Tracing it switched on is switched off again by the script itself.
+  undo: 'auto-restore',
   params,
   source: String.raw`
 import time

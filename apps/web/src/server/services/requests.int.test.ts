@@ -309,7 +309,12 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       targets: w.targets,
       reason: 'debug',
     });
-    assert.deepEqual(req.params, { logger: 'app', level: 'DEBUG', adjustHandlers: true });
+    assert.deepEqual(req.params, {
+      logger: 'app',
+      level: 'DEBUG',
+      adjustHandlers: true,
+      durationSeconds: 600,
+    });
     await assert.rejects(
       updateRequest(w.prisma, w.op, req.id, { params: { level: 'LOUD' } }),
       code('VALIDATION'),
@@ -317,7 +322,12 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     await assert.rejects(updateRequest(w.prisma, w.op, req.id, { code: 'print(1)' }), code('VALIDATION'));
     const edited = await updateRequest(w.prisma, w.op, req.id, { params: { logger: 'app', level: 'INFO' } });
     assert.equal(edited.code, source);
-    assert.deepEqual(edited.params, { logger: 'app', level: 'INFO', adjustHandlers: true });
+    assert.deepEqual(edited.params, {
+      logger: 'app',
+      level: 'INFO',
+      adjustHandlers: true,
+      durationSeconds: 600,
+    });
     assert.equal(edited.revision, req.revision + 1);
   });
 
