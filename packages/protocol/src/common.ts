@@ -51,6 +51,18 @@ export const Json: z.ZodType<Json> = z.lazy(() =>
 export const JsonObject = z.record(z.string(), Json);
 export type JsonObject = z.infer<typeof JsonObject>;
 
+/** UTF-8 byte length of a string: every size limit on text is counted in bytes, never in UTF-16 units. */
+export function utf8Bytes(s: string): number {
+  return new TextEncoder().encode(s).byteLength;
+}
+
+/** A string of at most `max` UTF-8 bytes; the message names the limit in bytes. */
+export function boundedText(max: number) {
+  return z.string().refine((s) => s.length <= max && utf8Bytes(s) <= max, {
+    message: `at most ${max} bytes of UTF-8`,
+  });
+}
+
 /** Byte length of a value once serialised as JSON (what actually travels). */
 export function jsonBytes(value: unknown): number {
   return new TextEncoder().encode(JSON.stringify(value) ?? '').byteLength;
