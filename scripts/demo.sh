@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ ! -d node_modules/.bin ]] || [[ ! -e node_modules/.bin/tsx ]]; then
-  echo "demo: installing dependencies (npm install)"
-  npm install --no-audit --no-fund
+  echo "demo: installing dependencies (npm install; engine warnings of Prisma's optional dev tooling are expected on Node 20)"
+  npm install --no-audit --no-fund --loglevel=error
 elif [[ ! -e packages/db/src/generated/client.ts ]]; then
   npm run --silent db:generate
 fi

@@ -14,7 +14,7 @@
  * Environment: PYREACH_PYTHON (set by demo.sh), PYREACH_DEMO_PORT (3000), PYREACH_DEMO_DATA (./data/demo),
  * PYREACH_DEMO_HOST (127.0.0.1). Flags: --reset (start from an empty database), --no-build (API only).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -101,6 +101,8 @@ function start(
   args: string[],
   opts: { env?: Env; log?: string; echo?: boolean } = {},
 ): ChildProcess {
+  // A Ctrl-C during start-up: nothing new is started while stopAll stops what is running.
+  if (stopping) throw new Error(`not starting ${name}: stopping`);
   const child = spawn(cmd, args, {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
@@ -191,10 +193,47 @@ async function waitForHealth(timeoutMs: number): Promise<void> {
   );
 }
 
-/** Runs a command to completion with inherited output; throws with its name on failure. */
-function run(name: string, cmd: string, args: string[], env: Env = {}): void {
-  const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'inherit' });
-  if (r.status !== 0) fatal(`${name} failed (${r.signal ?? `exit ${r.status}`})`);
+/**
+ * Runs one start-up step (build, seed, enrolment) to completion, asynchronously and in its own process group,
+ * tracked like the long-running children: a Ctrl-C in the middle stops the step *and* everything started
+ * before it. (A blocking spawnSync here kept the signal handler from running: the step died of the terminal's
+ * SIGINT, the demo reported it as a failure and exited, and the control plane it had started kept running.)
+ */
+async function step(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: { env?: Env; capture?: boolean } = {},
+): Promise<string> {
+  if (stopping) return new Promise<never>(() => undefined);
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', opts.capture ? 'pipe' : 'inherit', 'inherit'],
+    detached: true,
+  });
+  const entry = { name, child };
+  children.push(entry);
+  recordPids();
+  let stdout = '';
+  child.stdout?.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+  const end = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>(
+    (resolve) => {
+      child.once('error', (error) => resolve({ code: null, signal: null, error }));
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+    },
+  );
+  children.splice(children.indexOf(entry), 1);
+  recordPids();
+  // Stopped by a signal to the demo: stopAll is already on its way to exit; this step did not fail.
+  if (stopping) return new Promise<never>(() => undefined);
+  if (end.code !== 0) {
+    process.stderr.write(
+      `demo: ${name} failed (${end.error?.message ?? end.signal ?? `exit ${end.code}`}). Stopping everything.\n`,
+    );
+    return stopAll(1);
+  }
+  return stdout;
 }
 
 function serverEnv(): Env {
@@ -223,16 +262,10 @@ interface SeededUser {
  * Seeds users and, when the local agent is not enrolled yet, a join token for it (apps/web/scripts/demo-seed.ts).
  * Runs before the server starts because the embedded database belongs to one process at a time.
  */
-function seed(env: Env, needToken: boolean): { users: SeededUser[]; token: string | null } {
+async function seed(env: Env, needToken: boolean): Promise<{ users: SeededUser[]; token: string | null }> {
   const args = [...TSX, 'apps/web/scripts/demo-seed.ts', '--demo', ...(needToken ? ['--join-token'] : [])];
-  const r = spawnSync(process.execPath, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  if (r.status !== 0) fatal(`seeding the demo database failed (${r.signal ?? `exit ${r.status}`})`);
-  const line = r.stdout.trim().split('\n').pop() ?? '';
+  const stdout = await step('seeding the demo database', process.execPath, args, { env, capture: true });
+  const line = stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as { users: SeededUser[]; token: string | null };
 }
 
@@ -264,15 +297,15 @@ async function main(): Promise<void> {
 
   if (!flags['no-build'] && !existsSync(path.join(ROOT, 'apps/web/.next/BUILD_ID'))) {
     say('building the dashboard (first run only; a few minutes on a small machine)…');
-    run('dashboard build', 'npm', ['run', '--silent', '-w', 'apps/web', 'build'], {
-      NEXT_TELEMETRY_DISABLED: '1',
+    await step('dashboard build', 'npm', ['run', '--silent', '-w', 'apps/web', 'build'], {
+      env: { NEXT_TELEMETRY_DISABLED: '1' },
     });
   }
 
   const env = serverEnv();
   const enrolled = existsSync(path.join(AGENT_STATE, 'identity.json'));
   say('migrating the embedded database and seeding demo users…');
-  const { users, token } = seed(env, !enrolled);
+  const { users, token } = await seed(env, !enrolled);
 
   say(`starting the control plane on ${URL_BASE} (log: ${path.join(DATA, 'web.log')})`);
   start('control-plane', process.execPath, [...TSX, 'apps/web/server.ts'], {
@@ -280,6 +313,7 @@ async function main(): Promise<void> {
     log: path.join(DATA, 'web.log'),
   });
   await waitForHealth(120_000);
+  if (stopping) return;
 
   const agentArgs = [...TSX, 'apps/agent/src/cli.ts'];
   const agentEnv = {
@@ -294,11 +328,11 @@ async function main(): Promise<void> {
   }
   if (token) {
     say('enrolling the local agent…');
-    run(
+    await step(
       'agent enrolment',
       process.execPath,
       [...agentArgs, 'enroll', '--server', URL_BASE, '--token', token, '--label', 'env=demo'],
-      agentEnv,
+      { env: agentEnv },
     );
   }
   say(`starting the local agent (log: ${path.join(DATA, 'agent.log')})`);
@@ -343,6 +377,6 @@ ${creds}
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
+  if (!stopping) process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
   void stopAll(1);
 });

@@ -10,61 +10,14 @@
  *   - the dashboard build is skipped (`--no-build`: API and sockets only); the browser tests cover the UI.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../support/api';
-import { REPO_ROOT, pythonPath } from '../support/python';
+import { cloneForDemo, freePort, startDemo, type DemoClone, type RunningDemo } from '../support/demo';
 
-let dir: string;
-let clone: string;
-let demo: ChildProcess | null = null;
-let out = '';
-let data = '';
-
-/** What to read when something goes wrong: the demo's own output and the tail of each log it keeps. */
-function diagnostics(): string {
-  const tails = ['web.log', 'agent.log', 'service.log']
-    .map((f) => join(data, f))
-    .filter((f) => existsSync(f))
-    .map((f) => `--- ${f} (tail) ---\n${readFileSync(f, 'utf8').slice(-3000)}`);
-  return [`--- demo output ---\n${out.slice(-4000)}`, ...tails].join('\n');
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Every process whose cwd, exe or command line mentions the clone: what "nothing left running" means. */
-function processesOfClone(): string[] {
-  const found: string[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      let cwd = '';
-      try {
-        cwd = readlinkSync(`/proc/${name}/cwd`);
-      } catch {
-        /* kernel thread or gone */
-      }
-      if (cmdline.includes(clone) || cwd.startsWith(clone)) found.push(`${name}: ${cmdline.trim()}`);
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return found;
-}
+let clone: DemoClone;
+let demo: RunningDemo | null = null;
 
 async function waitFor<T>(
   what: string,
@@ -75,73 +28,38 @@ async function waitFor<T>(
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${diagnostics()}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${demo?.diagnostics() ?? ''}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
 
 before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'pyreach-demo-'));
-  clone = join(dir, 'clone');
-  execFileSync('git', ['clone', '--quiet', REPO_ROOT, clone]);
-  for (const ws of [
-    '.',
-    'apps/web',
-    'apps/agent',
-    'packages/db',
-    'packages/remote-exec',
-    'packages/protocol',
-    'packages/scripts',
-    'test',
-  ]) {
-    const from = join(REPO_ROOT, ws, 'node_modules');
-    if (existsSync(from)) execFileSync('cp', ['-al', from, join(clone, ws, 'node_modules')]);
-  }
+  clone = cloneForDemo();
 });
 
-after(async () => {
-  if (demo?.pid && demo.exitCode === null) {
+after(() => {
+  if (demo?.child.pid && demo.child.exitCode === null) {
     try {
-      process.kill(-demo.pid, 'SIGKILL');
+      process.kill(-demo.child.pid, 'SIGKILL');
     } catch {
       /* gone */
     }
   }
-  for (const line of processesOfClone()) {
-    try {
-      process.kill(Number(line.split(':')[0]), 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-  rmSync(dir, { recursive: true, force: true });
+  clone?.cleanup();
 });
 
 describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
   it('injects the log-level change into the demo service through the API, then stops everything on Ctrl-C', async () => {
-    const port = await freePort();
-    data = join(dir, 'data');
-    demo = spawn('npm', ['run', '--silent', 'demo', '--', '--no-build'], {
-      cwd: clone,
-      env: {
-        ...process.env,
-        PYREACH_PYTHON: pythonPath(),
-        PYREACH_DEMO_PORT: String(port),
-        PYREACH_DEMO_DATA: data,
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group, like a terminal's foreground job: Ctrl-C reaches all of it
-    });
-    demo.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    demo.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      demo!.on('exit', (code, signal) => resolve({ code, signal })),
-    );
+    const data = join(clone.dir, 'data');
+    const run = (demo = startDemo(clone, { data, port: await freePort(), args: ['--no-build'] }));
+    const out = (): string => run.output();
 
     const readyLine = await waitFor(
       'the demo to say it is ready',
-      () => out.split('\n').find((l) => l.startsWith('demo: ready ')),
+      () =>
+        out()
+          .split('\n')
+          .find((l) => l.startsWith('demo: ready ')),
       150_000,
     );
     const ready = JSON.parse(readyLine.slice('demo: ready '.length)) as {
@@ -150,7 +68,7 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
       users: { email: string; role: string; password: string }[];
     };
     const pw = (role: string) => ready.users.find((u) => u.role === role)!.password;
-    assert.match(out, /Open http:\/\/127\.0\.0\.1:\d+ and sign in/);
+    assert.match(out(), /Open http:\/\/127\.0\.0\.1:\d+ and sign in/);
     for (const role of ['admin', 'operator', 'approver'])
       assert.ok(pw(role), `a password is printed for ${role}`);
 
@@ -232,26 +150,26 @@ describe('npm run demo from a fresh clone', { timeout: 360_000 }, () => {
       20_000,
     );
 
-    process.kill(-demo.pid!, 'SIGINT'); // Ctrl-C: the whole foreground group (npm, the shell, the demo)
+    run.ctrlC();
     const end = await Promise.race([
-      exited,
+      run.exited,
       new Promise<never>((_, reject) =>
         setTimeout(
-          () => reject(new Error(`the demo did not exit within 30 s of Ctrl-C\n${diagnostics()}`)),
+          () => reject(new Error(`the demo did not exit within 30 s of Ctrl-C\n${run.diagnostics()}`)),
           30_000,
         ),
       ),
     ]);
     // npm itself dies of the SIGINT, as in a terminal; the demo under it stops its children and says so.
     assert.ok(end.code === 0 || end.signal === 'SIGINT', `npm ended with ${JSON.stringify(end)}`);
-    await waitFor('the demo to report that it stopped', () => /demo: stopped\./.test(out), 30_000);
-    assert.doesNotMatch(out, /did not stop in time/, 'every child stopped on SIGTERM');
+    await waitFor('the demo to report that it stopped', () => /demo: stopped\./.test(out()), 30_000);
+    assert.doesNotMatch(out(), /did not stop in time/, 'every child stopped on SIGTERM');
     await waitFor(
       'every demo process to be gone',
-      () => processesOfClone().length === 0 || null,
+      () => clone.processes().length === 0 || null,
       15_000,
     ).catch(() => {
-      assert.deepEqual(processesOfClone(), [], 'no process of the demo is left running');
+      assert.deepEqual(clone.processes(), [], 'no process of the demo is left running');
     });
   });
 });
