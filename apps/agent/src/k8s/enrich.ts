@@ -94,13 +94,23 @@ export function withPodFacts(id: ContainerIdentity, kube: KubeContext): Containe
   return out;
 }
 
+/** How long a discovery waits for the pod watch's first list (the agent's first scan races it). */
+export const FIRST_LIST_WAIT_MS = 5000;
+
 /** The engine, with pod facts added to every discovered process that runs in a container. */
 export function podAwareEngine(engine: Engine, kube: KubeContext): Engine {
+  let waited = false; // once: a watch that cannot list (no RBAC grant) must not slow every later scan
   return {
     ...engine,
-    discover: async (opts) =>
-      (await engine.discover(opts)).map((p): PythonProcess =>
+    discover: async (opts) => {
+      const found = await engine.discover(opts);
+      if (!waited && kube.watcher && found.some((p) => p.containerIdentity?.podUid)) {
+        waited = true;
+        await kube.watcher.whenSynced(FIRST_LIST_WAIT_MS);
+      }
+      return found.map((p): PythonProcess =>
         p.containerIdentity ? { ...p, containerIdentity: withPodFacts(p.containerIdentity, kube) } : p,
-      ),
+      );
+    },
   };
 }

@@ -177,6 +177,20 @@ export class PodWatcher {
     return this.pods.get(uid) ?? this.pods.get(this.byMirror.get(uid) ?? '') ?? null;
   }
 
+  /** Resolves true once the first list is done (at once if it is), false after `ms`. */
+  whenSynced(ms: number): Promise<boolean> {
+    if (this.stats.lists > 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => (off(), resolve(false)), ms);
+      const off = this.onChange(() => {
+        if (this.stats.lists === 0) return;
+        clearTimeout(t);
+        off();
+        resolve(true);
+      });
+    });
+  }
+
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
