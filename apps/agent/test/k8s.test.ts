@@ -29,7 +29,12 @@ const until = async (cond: () => boolean, what: string, ms = 10_000): Promise<vo
 
 const api = new FakeKubeApi();
 const watchers: PodWatcher[] = [];
-function watcher(extra: Partial<ConstructorParameters<typeof PodWatcher>[0]> = {}): PodWatcher {
+/** A new watcher; the previous ones are stopped first, so the server's open watches are this one's. */
+async function watcher(
+  extra: Partial<ConstructorParameters<typeof PodWatcher>[0]> = {},
+): Promise<PodWatcher> {
+  for (const old of watchers.splice(0)) await old.stop();
+  await until(() => api.openWatches === 0, 'old watches closed');
   const w = new PodWatcher({
     api: new KubeApi({ server: api.url, tokenFile: api.tokenFile, caFile: api.pki.caFile }),
     nodeName: NODE,
@@ -87,7 +92,7 @@ describe('pod watch: list', () => {
   });
 
   it("lists only this node's pods, page by page, with the ServiceAccount token over the pinned CA", async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced', 'the first list');
     assert.equal(w.size, 4);
     const lists = api.requests.filter((r) => !r.query.has('watch'));
@@ -101,7 +106,7 @@ describe('pod watch: list', () => {
   });
 
   it('knows each container by id, with the pod, its labels and its Deployment (from the ReplicaSet name)', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced', 'synced');
     const hit = w.byContainerId(sidecarId);
     assert.equal(hit?.container.name, 'istio-proxy');
@@ -115,7 +120,7 @@ describe('pod watch: list', () => {
   });
 
   it("reports other owners as they are, a static pod by its manifest hash, and a bare pod's workload as none", async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced', 'synced');
     assert.deepEqual(w.byPodUid(dbUid)?.facts.workload, { kind: 'StatefulSet', name: 'db' });
     assert.equal(
@@ -130,7 +135,7 @@ describe('pod watch: list', () => {
 
 describe('pod watch: events', () => {
   it('applies ADDED, MODIFIED and DELETED from the watch and resumes from the list version', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced', 'synced');
     const listRv = w.resourceVersion;
     const watch = api.requests.filter((r) => r.query.get('watch') === '1').at(-1);
@@ -156,7 +161,7 @@ describe('pod watch: events', () => {
   });
 
   it('moves its resourceVersion on a BOOKMARK without changing any pod', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced' && api.openWatches > 0, 'watching');
     const size = w.size;
     const before = w.stats.bookmarks;
@@ -167,7 +172,7 @@ describe('pod watch: events', () => {
   });
 
   it('resumes a watch the server ended from its last version, without listing again', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced' && api.openWatches > 0, 'watching');
     const lists = w.stats.lists;
     const watches = w.stats.watches;
@@ -180,7 +185,7 @@ describe('pod watch: events', () => {
   });
 
   it('lists again after an ERROR 410 event (version too old) and sees what changed meanwhile', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced' && api.openWatches > 0, 'watching');
     const lists = w.stats.lists;
     const uid = randomUUID();
@@ -194,7 +199,7 @@ describe('pod watch: events', () => {
   });
 
   it('lists again after an HTTP 410 Gone on the watch request', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced' && api.openWatches > 0, 'watching');
     const gone = w.stats.relistsAfterGone;
     api.goneAsHttp = true;
@@ -213,7 +218,7 @@ describe('pod watch: events', () => {
 
 describe('pod watch: failures', () => {
   it('reconnects with backoff through an outage and says why meanwhile', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced' && api.openWatches > 0, 'watching');
     api.failWith = 500;
     api.endWatches();
@@ -232,7 +237,7 @@ describe('pod watch: failures', () => {
   it('names the missing RBAC grant when the API answers 403', async () => {
     api.failWith = 403;
     try {
-      const w = watcher();
+      const w = await watcher();
       await until(() => (w.lastError ?? '').includes('get/list/watch on pods'), 'the RBAC hint');
       assert.equal(w.size, 0);
     } finally {
@@ -241,7 +246,7 @@ describe('pod watch: failures', () => {
   });
 
   it('re-reads a rotated ServiceAccount token on the next request', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced' && api.openWatches > 0, 'watching');
     api.rotateToken('test-sa-token-2');
     api.endWatches();
@@ -252,7 +257,7 @@ describe('pod watch: failures', () => {
   });
 
   it('skips a pod object it does not understand instead of failing the watch', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced' && api.openWatches > 0, 'watching');
     const broken = pod('broken', { uid: randomUUID(), node: NODE });
     (broken.metadata as unknown as { name: number }).name = 42;
@@ -294,7 +299,7 @@ describe('pod facts on discovered processes', () => {
         containers: [{ name: 'server', id: cid, runtime: 'containerd' }],
       }),
     );
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.byContainerId(cid) !== null, 'the pod');
     const out = withPodFacts(
       id({
@@ -323,7 +328,7 @@ describe('pod facts on discovered processes', () => {
     const cid = hex();
     const realUid = randomUUID();
     api.add(pod('real', { uid: realUid, node: NODE, containers: [{ name: 'c', id: cid }] }));
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.byContainerId(cid) !== null, 'the pod');
     const claimed = randomUUID();
     const out = withPodFacts(id({ containerId: cid, podUid: claimed }), { watcher: w, unavailable: null });
@@ -332,7 +337,7 @@ describe('pod facts on discovered processes', () => {
   });
 
   it('says when a pod is not among the pods the API lists on this node', async () => {
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.state === 'synced', 'synced');
     const out = withPodFacts(id(), { watcher: w, unavailable: null });
     assert.match(out.unknown?.[0] ?? '', new RegExp(`is not among the pods the API lists on node ${NODE}`));
@@ -343,12 +348,43 @@ describe('pod facts on discovered processes', () => {
     const uid = randomUUID();
     const labels = Object.fromEntries([...Array(70)].map((_, i) => [`l${String(i).padStart(2, '0')}`, 'v']));
     api.add(pod('many-labels', { uid, node: NODE, labels }));
-    const w = watcher();
+    const w = await watcher();
     await until(() => w.byPodUid(uid) !== null, 'the pod');
     const out = withPodFacts(id({ podUid: uid }), { watcher: w, unavailable: null });
     assert.equal(Object.keys(out.pod!.labels).length, MAX_POD_LABELS);
     assert.ok(out.unknown?.some((u) => u === `pod labels: 6 of 70 left out (at most ${MAX_POD_LABELS})`));
     assert.ok(out.unknown?.some((u) => u.startsWith('container name: container')));
+    assert.equal(ContainerIdentity.safeParse(out).success, true);
+  });
+});
+
+describe('pod facts the protocol cannot carry', () => {
+  it('drops them with the reason instead of making the whole inventory unacceptable', async () => {
+    const uid = randomUUID();
+    api.add(
+      pod('odd-owner', {
+        uid,
+        node: NODE,
+        labels: { app: 'ok', 'bad key!': 'x' },
+        owner: { kind: 'example.com/Weird-Kind', name: 'w' },
+      }),
+    );
+    const w = await watcher();
+    await until(() => w.byPodUid(uid) !== null, 'the pod');
+    const identity: ContainerIdentity = {
+      cgroup: 'v2',
+      runtime: 'containerd',
+      containerId: hex(),
+      podUid: uid,
+    };
+    const out = withPodFacts(identity, { watcher: w, unavailable: null });
+    assert.equal(out.pod, undefined);
+    assert.ok(out.unknown?.includes('pod labels: 1 are not valid Kubernetes labels, left out'));
+    assert.ok(
+      out.unknown?.some((u) =>
+        /^pod facts: the API's pod .* does not fit the inventory \(workload\.kind/.test(u),
+      ),
+    );
     assert.equal(ContainerIdentity.safeParse(out).success, true);
   });
 });

@@ -10,9 +10,9 @@
 import {
   KubernetesLabelKey,
   KubernetesLabelValue,
+  KubernetesPodFacts,
   MAX_POD_LABELS,
   type ContainerIdentity,
-  type KubernetesPodFacts,
   type PythonProcess,
 } from '@pyreach/protocol/inventory';
 import type { Engine } from '../engine';
@@ -27,11 +27,14 @@ export interface KubeContext {
 
 function cleanLabels(labels: Record<string, string>, unknown: string[]): Record<string, string> {
   const out: Record<string, string> = {};
-  const keys = Object.keys(labels)
+  const all = Object.keys(labels);
+  const keys = all
     .filter(
       (k) => KubernetesLabelKey.safeParse(k).success && KubernetesLabelValue.safeParse(labels[k]).success,
     )
     .sort();
+  if (keys.length < all.length)
+    unknown.push(`pod labels: ${all.length - keys.length} are not valid Kubernetes labels, left out`);
   for (const k of keys.slice(0, MAX_POD_LABELS)) out[k] = labels[k]!;
   if (keys.length > MAX_POD_LABELS)
     unknown.push(
@@ -40,8 +43,26 @@ function cleanLabels(labels: Record<string, string>, unknown: string[]): Record<
   return out;
 }
 
-function factsOf(pod: PodRecord, containerName: string | null, unknown: string[]): KubernetesPodFacts {
-  return { ...pod.facts, labels: cleanLabels(pod.facts.labels, unknown), containerName };
+/**
+ * The pod's facts as the protocol carries them, or undefined (with the reason in `unknown`) when the API
+ * sent something the schema refuses: one odd pod must never make the whole inventory unacceptable.
+ */
+function factsOf(
+  pod: PodRecord,
+  containerName: string | null,
+  unknown: string[],
+): KubernetesPodFacts | undefined {
+  const facts = KubernetesPodFacts.safeParse({
+    ...pod.facts,
+    labels: cleanLabels(pod.facts.labels, unknown),
+    containerName,
+  });
+  if (facts.success) return facts.data;
+  const issue = facts.error.issues[0];
+  unknown.push(
+    `pod facts: the API's pod ${pod.facts.uid.slice(0, 64)} does not fit the inventory (${issue?.path.join('.')}: ${issue?.message})`,
+  );
+  return undefined;
 }
 
 /** The identity with what the API knows added (a new object; the input is not changed). */
@@ -64,7 +85,8 @@ export function withPodFacts(id: ContainerIdentity, kube: KubeContext): Containe
   } else {
     const byId = id.containerId ? w.byContainerId(id.containerId) : null;
     if (byId) {
-      out.pod = factsOf(byId.pod, byId.container.name, unknown);
+      const facts = factsOf(byId.pod, byId.container.name, unknown);
+      if (facts) out.pod = facts;
       if (!out.runtime && byId.container.runtime) {
         out.runtime = byId.container.runtime;
         const i = unknown.findIndex((u) => u.startsWith('runtime:'));
@@ -77,7 +99,8 @@ export function withPodFacts(id: ContainerIdentity, kube: KubeContext): Containe
     } else if (id.podUid) {
       const pod = w.byPodUid(id.podUid);
       if (pod) {
-        out.pod = factsOf(pod, null, unknown);
+        const facts = factsOf(pod, null, unknown);
+        if (facts) out.pod = facts;
         if (id.containerId)
           unknown.push(
             `container name: container ${id.containerId.slice(0, 12)} is not (yet) in the pod's status`,
