@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Ajv2019 from 'ajv/dist/2019.js';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(import.meta.url);
@@ -25,6 +25,10 @@ interface Service {
   privileged?: boolean;
   security_opt?: string[];
   environment?: Record<string, string>;
+  uts?: string;
+  read_only?: boolean;
+  command?: string[];
+  entrypoint?: unknown;
   [key: string]: unknown;
 }
 interface Compose {
@@ -56,12 +60,18 @@ function stripLegacyIds(node: unknown, underProperties = false): void {
 }
 
 function validator() {
-  // The packaged schema predates the top-level `name` key (Compose spec 2022); allow exactly that key.
-  const schema = structuredClone(composeSchema) as { $schema?: string; properties: Record<string, unknown> };
+  // The packaged schema predates the top-level `name` key and the service key `uts` (both Compose spec 2022,
+  // `uts` as in `docker run --uts`); allow exactly those two keys.
+  const schema = structuredClone(composeSchema) as {
+    $schema?: string;
+    properties: Record<string, unknown>;
+    definitions: { service: { properties: Record<string, unknown> } };
+  };
   // Ajv knows the 2019-09 meta-schema by its https id; the file names the http one.
   delete schema.$schema;
   stripLegacyIds(schema);
   schema.properties.name = { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$' };
+  schema.definitions.service.properties.uts = { type: 'string', enum: ['host'] };
   const ajv = new Ajv2019({ allErrors: true, strict: false });
   return ajv.compile(schema);
 }
@@ -88,13 +98,44 @@ describe('docker-compose.yml', () => {
     assert.equal(service(compose, 'web').depends_on?.postgres?.condition, 'service_healthy');
   });
 
-  it('gives the agent the host pid namespace and only the capabilities it needs', () => {
+  it('gives the agent the host pid namespace and exactly the capabilities the native backend needs', () => {
     const agent = service(loadCompose(), 'agent');
     assert.equal(agent.pid, 'host');
+    assert.equal(agent.uts, 'host', "the host's name, not the container id");
     assert.deepEqual(agent.cap_drop, ['ALL']);
-    assert.ok(agent.cap_add?.includes('SYS_PTRACE'));
+    // The same set as the DaemonSet (deploy/k8s/base/agent/daemonset.yaml), each justified beside it.
+    assert.deepEqual([...(agent.cap_add ?? [])].sort(), ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SYS_PTRACE']);
+    const text = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
+    for (const cap of agent.cap_add ?? [])
+      assert.match(text, new RegExp(`- ${cap} # \\S`), `${cap} is justified`);
     assert.equal(agent.privileged, undefined, 'never a fully privileged container');
     assert.ok(agent.security_opt?.includes('no-new-privileges:true'));
+    assert.equal(agent.read_only, true);
+  });
+
+  it('enrols the agent on its first start without putting the join token on a command line', () => {
+    const agent = service(loadCompose(), 'agent');
+    assert.deepEqual(agent.command, ['run']);
+    assert.equal(agent.entrypoint, undefined, "the image's entrypoint: the agent itself, no shell wrapper");
+    assert.match(agent.environment?.PYREACH_AGENT_JOIN_TOKEN ?? '', /^\$\{PYREACH_AGENT_JOIN_TOKEN:-\}$/);
+    assert.match(JSON.stringify(agent.healthcheck?.test), /127\.0\.0\.1:9476\/readyz/);
+  });
+
+  it('documents the same minimal docker run in the agent image', () => {
+    const dockerfile = readFileSync(join(root, 'apps/agent/Dockerfile'), 'utf8');
+    const run = dockerfile.slice(dockerfile.indexOf('docker run'), dockerfile.indexOf('pyreach-agent run'));
+    const caps = [...run.matchAll(/--cap-add=([A-Z_]+)/g)].map((m) => m[1]).sort();
+    assert.deepEqual(caps, ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SYS_PTRACE']);
+    for (const flag of [
+      '--pid=host',
+      '--cap-drop=ALL',
+      '--read-only',
+      'no-new-privileges',
+      'PYREACH_AGENT_JOIN_TOKEN_FILE',
+    ])
+      assert.ok(run.includes(flag), flag);
+    assert.doesNotMatch(run, /--token\b/, 'no token on the command line');
+    assert.match(dockerfile, /^HEALTHCHECK .*\n\s+CMD .*\/readyz/m);
   });
 
   it('holds no secret: passwords and keys come from the environment at deploy time', () => {
@@ -119,17 +160,4 @@ describe('docker-compose.yml', () => {
   });
 });
 
-describe('Kubernetes DaemonSet example', () => {
-  it('parses and runs the agent in the node pid namespace without full privilege', () => {
-    const docs = parseAllDocuments(readFileSync(join(root, 'deploy/k8s/agent-daemonset.yaml'), 'utf8')).map(
-      (d) => d.toJS(),
-    );
-    const ds = docs.find((d) => d.kind === 'DaemonSet');
-    assert.ok(ds);
-    assert.equal(ds.spec.template.spec.hostPID, true);
-    const sc = ds.spec.template.spec.containers[0].securityContext;
-    assert.equal(sc.privileged, undefined);
-    assert.deepEqual(sc.capabilities.drop, ['ALL']);
-    assert.equal(sc.allowPrivilegeEscalation, false);
-  });
-});
+// The Kubernetes manifests (deploy/k8s) are rendered and validated by k8s-manifests.int.test.ts.

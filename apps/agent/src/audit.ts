@@ -37,12 +37,18 @@ export const AUDIT_FILE = 'audit.jsonl';
 export class AuditLog {
   private readonly log: AppendLog;
 
-  constructor(stateDir: string) {
+  constructor(
+    stateDir: string,
+    /** [health] Told every entry after it is written (job metrics, apps/agent/src/health.ts). */
+    private readonly observe?: (entry: AuditEntry) => void,
+  ) {
     this.log = new AppendLog(join(stateDir, AUDIT_FILE));
   }
 
   write(entry: Omit<AuditEntry, 'at'>): void {
-    this.log.append({ at: new Date().toISOString(), ...entry });
+    const full = { at: new Date().toISOString(), ...entry } as AuditEntry;
+    this.log.append(full);
+    this.observe?.(full);
   }
 
   close(): void {

@@ -16,7 +16,11 @@ import {
   type LoadedConfig,
 } from './config';
 import { enroll, EnrollError } from './enroll';
-import { readAgentEnv } from './env';
+import { readAgentEnv, readJoinTokenEnv, readKubeEnv } from './env';
+// [k8s/health] first-start enrolment, pod facts, the health and metrics endpoint
+import { AgentMetrics, instrumentEngine, serviceHealthSource, startHealthServer } from './health';
+import { BootstrapError, enrolOnFirstStart, readTokenFile } from './k8s/bootstrap';
+import { podAwareEngine, startKubernetes } from './k8s/index';
 import { IdentityError, loadIdentity, readIdentity } from './identity';
 import { createLogger } from './logger';
 import { Outbox } from './outbox';
@@ -54,7 +58,9 @@ join token and the public key to the control plane (POST /api/agents/enroll), pi
 job-signing key and saves the agent's identity. Re-running keeps the existing key pair.
 
   --server URL     control plane URL (or env PYREACH_AGENT_SERVER / "server" in the config file)
-  --token TOKEN    one-time join token from an admin (never logged)
+  --token TOKEN    join token from an admin (never logged)
+  --token-file F   read the token from file F instead (keeps it off the command line, which every local
+                   user can read)
   --label k=v      host label, repeatable (e.g. --label env=prod --label team=payments)
   --ca-file PEM    CA that must have issued the control plane's TLS certificate`,
   run: `pyreach-agent run [--server URL] [--ca-file PEM]
@@ -62,7 +68,11 @@ job-signing key and saves the agent's identity. Re-running keeps the existing ke
 Connects to the control plane (socket.io over websocket, outbound only), reports the Python processes of this
 host, verifies and runs signed jobs under the local policy, and keeps every result in a durable outbox until
 the control plane acknowledged it. SIGTERM/SIGINT: stop taking jobs, finish or record the job in hand, flush
-the outbox, exit 0.`,
+the outbox, exit 0.
+
+Not enrolled yet and a join token given (PYREACH_AGENT_JOIN_TOKEN_FILE / "joinTokenFile", or
+PYREACH_AGENT_JOIN_TOKEN): enrols first, then runs — how a DaemonSet or compose starts it.
+Serves /healthz, /readyz and /metrics on health.listen (default 127.0.0.1:9476; "off" disables).`,
   status: `pyreach-agent status [--json]
 
 Shows the identity, the pinned signing key id, the connection state last written by "run", the outbox depth
@@ -94,13 +104,24 @@ async function cmdEnroll(argv: string[]): Promise<void> {
       ...COMMON_OPTIONS,
       server: { type: 'string' },
       token: { type: 'string' },
+      'token-file': { type: 'string' }, // [k8s] keeps the token off the command line
       label: { type: 'string', multiple: true },
       'ca-file': { type: 'string' },
     },
     strict: true,
   });
   if (values.help) return void console.log(HELP.enroll);
-  if (!values.token) fail('enroll: --token is required (a one-time join token from the control plane)');
+  // [k8s] --token-file: a token on the command line is readable by every local user (/proc/PID/cmdline).
+  if (values['token-file'] && !values.token) {
+    try {
+      values.token = readTokenFile(values['token-file']);
+    } catch (e) {
+      if (e instanceof BootstrapError) fail(e.message);
+      throw e;
+    }
+  }
+  if (!values.token)
+    fail('enroll: --token or --token-file is required (a join token from the control plane)');
   const extra: Partial<ConfigFlags> = {};
   if (values.server) extra.server = values.server;
   if (values.label) extra.labels = values.label;
@@ -127,7 +148,16 @@ async function cmdRun(argv: string[]): Promise<void> {
   const extra: Partial<ConfigFlags> = {};
   if (values.server) extra.server = values.server;
   if (values['ca-file']) extra.caFile = values['ca-file'];
-  const { config, configFile } = load(values, extra);
+  const { config, configFile, sources } = load(values, extra);
+  // [k8s] enrol on the first start when a join token is provided (DaemonSet, compose): k8s/bootstrap.ts
+  try {
+    const first = await enrolOnFirstStart(config, readJoinTokenEnv());
+    if (first === 'enrolled')
+      process.stdout.write(`pyreach-agent: enrolled on first start; state in ${config.stateDir}\n`);
+  } catch (e) {
+    if (e instanceof BootstrapError) fail(e.message, 1);
+    throw e;
+  }
   let identity;
   try {
     identity = loadIdentity(config.stateDir);
@@ -147,7 +177,33 @@ async function cmdRun(argv: string[]): Promise<void> {
     'starting',
   );
   const { realEngine } = await import('./engine');
-  const service = new AgentService(config, identity, realEngine, log);
+  // [k8s/health] pod facts added to discovery, job metrics around the engine and from the audit log, and
+  // the health endpoint (started before the initial scan so liveness answers during it).
+  const kube = startKubernetes(config, readKubeEnv(), log);
+  let running: AgentService | null = null;
+  const metrics = new AgentMetrics(() => (running ? serviceHealthSource(running, kube) : null));
+  const engine = instrumentEngine(podAwareEngine(realEngine, kube), metrics);
+  const service = new AgentService(config, identity, engine, log, {
+    onAudit: (e) => metrics.observeAudit(e),
+  });
+  running = service;
+  const health = await startHealthServer({
+    listen: config.health.listen,
+    source: () => serviceHealthSource(service, kube),
+    metrics,
+    readyMaxOutboxDepth: config.health.readyMaxOutboxDepth,
+    livenessMaxLoopDelayMs: config.health.livenessMaxLoopDelayMs,
+    log,
+  }).catch((e: unknown) => {
+    const why = `health.listen ${config.health.listen}: ${(e as Error).message}`;
+    // An address the operator chose must work; the default one may be taken (another agent, a test run).
+    if (sources['health.listen'] || sources.health) fail(why);
+    log.error(
+      { reason: why },
+      'health endpoint not started (default address unavailable); set health.listen',
+    );
+    return null;
+  });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
@@ -161,6 +217,8 @@ async function cmdRun(argv: string[]): Promise<void> {
   process.on('SIGINT', onSignal);
   await service.start();
   const code = await service.stopped;
+  await health?.close(); // [k8s/health]
+  await kube.stop();
   process.exit(code);
 }
 

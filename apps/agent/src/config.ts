@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { LabelKey, LabelValue, MAX_CODE_BYTES } from '@pyreach/protocol/common';
 import { ENV_SETTINGS, type EnvName } from './env';
+// [k8s/health] defaults of the in-cluster ServiceAccount files.
+import { IN_CLUSTER_CA_FILE, IN_CLUSTER_TOKEN_FILE } from './k8s/client';
 
 export const DEFAULT_CONFIG_FILE = '/etc/pyreach/agent.json';
 export const DEFAULT_STATE_DIR = '/var/lib/pyreach-agent';
@@ -31,6 +33,37 @@ export const PolicyConfig = z
   })
   .strict();
 export type PolicyConfig = z.infer<typeof PolicyConfig>;
+
+// [k8s/health] Health endpoint and Kubernetes settings (apps/agent/src/health.ts, apps/agent/src/k8s).
+export const HealthConfig = z
+  .object({
+    /** host:port, [v6]:port, :port (every interface) or off. Loopback by default; the DaemonSet uses :9476. */
+    listen: z
+      .string()
+      .regex(
+        /^(off|(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5})$/,
+        'must be host:port, [v6]:port, :port or off',
+      )
+      .default('127.0.0.1:9476'),
+    /** /readyz fails while more job events than this wait for the control plane's acknowledgement. */
+    readyMaxOutboxDepth: z.number().int().min(0).max(1_000_000).default(1000),
+    /** /healthz fails when the event loop stalled longer than this within the last 30 s. */
+    livenessMaxLoopDelayMs: z.number().int().min(100).max(600_000).default(10_000),
+  })
+  .strict();
+export const KubernetesConfig = z
+  .object({
+    /** auto: watch this node's pods when running in a pod with a ServiceAccount token; off: never. */
+    mode: z.enum(['auto', 'off']).default('auto'),
+    /** This node's name (downward API spec.nodeName): scopes the pod watch. */
+    nodeName: z.string().min(1).max(253).optional(),
+    /** API server URL; default from KUBERNETES_SERVICE_HOST/PORT. */
+    apiServer: z.url().optional(),
+    tokenFile: z.string().min(1).default(IN_CLUSTER_TOKEN_FILE),
+    /** CA the API server's certificate must chain to; null = the system store. */
+    caFile: z.string().min(1).nullable().default(IN_CLUSTER_CA_FILE),
+  })
+  .strict();
 
 export const AgentConfig = z
   .object({
@@ -64,6 +97,13 @@ export const AgentConfig = z
     policy: PolicyConfig.default(PolicyConfig.parse({})),
     logLevel: LogLevel.default('info'),
     logPretty: z.boolean().default(false),
+    // [k8s/health]
+    /** Host name reported at enrolment and in the inventory (default: the OS's). In a DaemonSet: the node's. */
+    hostname: z.string().min(1).max(255).optional(),
+    /** Join token file: `run` enrols with it first when the state directory has no identity yet. */
+    joinTokenFile: z.string().min(1).optional(),
+    health: HealthConfig.default(HealthConfig.parse({})),
+    kubernetes: KubernetesConfig.default(KubernetesConfig.parse({})),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -152,6 +192,7 @@ function envValue(setting: string, name: EnvName, raw: string): unknown {
     case 'maxConcurrentJobs':
     case 'shutdownGraceSeconds':
     case 'policy.maxCodeBytes':
+    case 'health.readyMaxOutboxDepth': // [k8s/health]
       return num();
     default:
       return raw;

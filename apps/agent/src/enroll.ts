@@ -25,7 +25,7 @@ export async function enroll(config: AgentConfig, token: string): Promise<Identi
     v: PROTOCOL_VERSION,
     token,
     publicKey: publicKeyPem,
-    hostname: hostname(),
+    hostname: config.hostname ?? hostname(), // [k8s] the node name in a DaemonSet
     labels: config.labels,
     agentVersion: AGENT_VERSION,
   });
@@ -63,7 +63,7 @@ export async function enroll(config: AgentConfig, token: string): Promise<Identi
     signingPublicKey: ok.data.signingPublicKey,
     signingKeyId: ok.data.signingKeyId,
     enrolledAt: new Date().toISOString(),
-    hostname: hostname(),
+    hostname: config.hostname ?? hostname(), // [k8s] the node name in a DaemonSet
     labels: config.labels,
   };
   saveIdentity(config.stateDir, identity);

@@ -24,6 +24,13 @@ export const ENV_SETTINGS = {
   PYREACH_AGENT_MAX_CODE_BYTES: 'policy.maxCodeBytes',
   PYREACH_AGENT_LOG_LEVEL: 'logLevel',
   PYREACH_AGENT_LOG_PRETTY: 'logPretty',
+  // [k8s/health] apps/agent/src/k8s, apps/agent/src/health.ts
+  PYREACH_AGENT_HOSTNAME: 'hostname',
+  PYREACH_AGENT_JOIN_TOKEN_FILE: 'joinTokenFile',
+  PYREACH_AGENT_HEALTH_LISTEN: 'health.listen',
+  PYREACH_AGENT_READY_MAX_OUTBOX_DEPTH: 'health.readyMaxOutboxDepth',
+  PYREACH_AGENT_KUBERNETES: 'kubernetes.mode',
+  PYREACH_AGENT_NODE_NAME: 'kubernetes.nodeName',
 } as const;
 
 export type EnvName = keyof typeof ENV_SETTINGS;
@@ -36,4 +43,23 @@ export function readAgentEnv(env: NodeJS.ProcessEnv = process.env): Partial<Reco
     if (v !== undefined && v !== '') out[name] = v;
   }
   return out;
+}
+
+// [k8s/health] What is not a setting: the in-cluster environment kubelet gives every pod, and a join token
+// passed in the environment (a secret: never part of the configuration, its sources or its logs).
+
+/** KUBERNETES_SERVICE_HOST/PORT, set by kubelet in every pod. */
+export function readKubeEnv(env: NodeJS.ProcessEnv = process.env): {
+  serviceHost?: string;
+  servicePort?: string;
+} {
+  const out: { serviceHost?: string; servicePort?: string } = {};
+  if (env.KUBERNETES_SERVICE_HOST) out.serviceHost = env.KUBERNETES_SERVICE_HOST;
+  if (env.KUBERNETES_SERVICE_PORT) out.servicePort = env.KUBERNETES_SERVICE_PORT;
+  return out;
+}
+
+/** PYREACH_AGENT_JOIN_TOKEN, for enrolment on the first `run` (PYREACH_AGENT_JOIN_TOKEN_FILE is preferred). */
+export function readJoinTokenEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.PYREACH_AGENT_JOIN_TOKEN || undefined;
 }

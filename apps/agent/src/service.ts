@@ -20,7 +20,7 @@ import {
 } from '@pyreach/protocol/agent';
 import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
 import type { InventoryDelta } from '@pyreach/protocol/inventory';
-import { AuditLog } from './audit';
+import { AuditLog, type AuditEntry } from './audit';
 import { Backoff } from './backoff';
 import type { AgentConfig } from './config';
 import { writeFileDurable } from './durable';
@@ -68,6 +68,8 @@ export interface AgentStatus {
 export interface AgentServiceOptions {
   random?: () => number;
   procRoot?: string;
+  /** [health] Every local audit entry, after it is written (job metrics). */
+  onAudit?: (entry: AuditEntry) => void;
 }
 
 type AgentSocket = Socket<ServerToAgentEvents, AgentToServerEvents>;
@@ -106,7 +108,7 @@ export class AgentService {
     this.ca = config.caFile ? readFileSync(config.caFile, 'utf8') : undefined;
     this.outbox = new Outbox(config.stateDir);
     this.seen = new SeenStore(config.stateDir);
-    this.audit = new AuditLog(config.stateDir);
+    this.audit = new AuditLog(config.stateDir, opts.onAudit);
     this.inventory = new Inventory(engine, opts.procRoot);
     this.backoff = new Backoff({ ...config.reconnect, ...(opts.random ? { random: opts.random } : {}) });
     this.runner = new JobRunner({
@@ -138,6 +140,11 @@ export class AgentService {
       updatedAt: now,
     };
     this.stopped = new Promise((r) => (this.stoppedResolve = r));
+  }
+
+  /** [health] The connection state, for /readyz and the metrics. */
+  get connectionState(): ConnectionState {
+    return this.status.state;
   }
 
   async start(): Promise<void> {
@@ -350,7 +357,11 @@ export class AgentService {
     const snap = await this.emitAck(
       socket,
       'inventory:snapshot',
-      this.inventory.snapshot(hostFacts(AGENT_VERSION, { ...this.identity.labels, ...this.config.labels })),
+      this.inventory.snapshot({
+        ...hostFacts(AGENT_VERSION, { ...this.identity.labels, ...this.config.labels }),
+        // [k8s] the node's name in a DaemonSet (the pod's own host name is the pod's name)
+        ...(this.config.hostname ? { hostname: this.config.hostname } : {}),
+      }),
     );
     if (gen !== this.gen) return;
     if (snap === 'timeout' || !snap.ok) clog.warn({ ack: snap }, 'inventory snapshot not acknowledged');

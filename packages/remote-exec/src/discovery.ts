@@ -1,5 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import type { PythonProcess } from '@pyreach/protocol/inventory';
+// [container identity] structured identity of each process's container (container.ts).
+import { containerIdentityFor } from './container';
 import { formatVersion } from './offsets';
 import {
   listPids,
@@ -59,15 +61,16 @@ function userName(procRoot: string, pid: number, uid: number, inContainer: boole
   return null;
 }
 
-/** A short container identifier: a runtime id from the cgroup path when there is one, else the pid namespace. */
-function containerId(procRoot: string, pid: number, pidNs: string | null, mntNs: string | null): string {
-  try {
-    const cg = readFileSync(procPath(procRoot, pid, 'cgroup'), 'utf8');
-    const m = /([0-9a-f]{64})/.exec(cg);
-    if (m) return m[1]!.slice(0, 12);
-  } catch {
-    /* no cgroup info */
-  }
+/**
+ * A short container label: the runtime's container id (parsed by container.ts — not any 64 hex digits
+ * anywhere in the cgroup file, which a process can plant in a nested cgroup name), else the pid namespace.
+ */
+function containerId(
+  pidNs: string | null,
+  mntNs: string | null,
+  parsedId: string | null | undefined,
+): string {
+  if (parsedId) return parsedId.slice(0, 12);
   return (pidNs ?? mntNs ?? 'unknown').replace(/[^0-9a-z:]/gi, '');
 }
 
@@ -106,6 +109,8 @@ export function inspectProcess(
   if (!exe) return null;
   const candidates = runtimeCandidates(procRoot, pid, maps);
   if (candidates.length === 0) return null;
+  // [container identity] read once per inspected Python process.
+  const identity = containerIdentityFor(procRoot, pid, facts.inContainer);
   const base: PythonProcess = {
     pid,
     nsPid: facts.nsPid,
@@ -119,7 +124,8 @@ export function inspectProcess(
     freeThreaded: null,
     remoteDebugEnabled: null,
     inContainer: facts.inContainer,
-    container: facts.inContainer ? containerId(procRoot, pid, facts.pidNs, facts.mntNs) : null,
+    container: facts.inContainer ? containerId(facts.pidNs, facts.mntNs, identity?.containerId) : null,
+    ...(identity ? { containerIdentity: identity } : {}),
     threads: [],
     inspectError: null,
   };

@@ -3,6 +3,15 @@
  * See README.md for how it works, what it writes where and the privileges it needs.
  */
 export { discover, inspectProcess, type DiscoverOptions } from './discovery';
+export {
+  containerIdentityFor,
+  matchCgroupPath,
+  parseProcCgroup,
+  readContainerIdentity,
+  CgroupParseError,
+  type CgroupIdentity,
+  type ContainerRuntime,
+} from './container';
 export { runInTarget, DEFAULTS, type RunOptions, type Backend } from './run';
 export { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 export type { ExecResult, EngineErrorCode } from '@pyreach/protocol/exec';
