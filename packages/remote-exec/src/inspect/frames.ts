@@ -180,9 +180,15 @@ export class FrameReader {
 
   /**
    * Walk a frame chain from `head` (innermost first). Bounded by maxFrames shown frames (and as many shim
-   * frames), stops at a repeated frame (CYCLE). Never throws except for fatal faults; returns what it read.
+   * frames), stops at a repeated frame (CYCLE). Never throws; a budget or deadline fault comes back as
+   * `fatal` with the frames read before it.
    */
-  walk(head: bigint): { frames: StackFrame[]; truncated: boolean; error: InspectIssue | null } {
+  walk(head: bigint): {
+    frames: StackFrame[];
+    truncated: boolean;
+    error: InspectIssue | null;
+    fatal: boolean;
+  } {
     const frames: StackFrame[] = [];
     const seen = new Set<bigint>();
     let error: InspectIssue | null = null;
@@ -204,14 +210,14 @@ export class FrameReader {
       try {
         fr = this.frame(addr);
       } catch (e) {
-        if (isFatal(e)) throw e;
         error = issueOf(e);
+        if (isFatal(e)) return { frames, truncated, error, fatal: true };
         break;
       }
       if (fr.shown) frames.push(fr.shown);
       if (fr.issue && !error) error = fr.issue;
       addr = fr.previous;
     }
-    return { frames, truncated, error };
+    return { frames, truncated, error, fatal: false };
   }
 }

@@ -56,8 +56,8 @@ export function lineForInstruction(table: Uint8Array, firstLine: number, addrq: 
     return true;
   };
   while (pos < table.length) {
+    if (!(table[pos]! & 0x80)) return bad('expected the start of an entry');
     const first = table[pos++]!;
-    if (!(first & 0x80)) return bad('expected the start of an entry');
     const code = (first >> 3) & 15;
     const length = (first & 7) + 1;
     let entryLine: number | null;

@@ -109,8 +109,8 @@ export function openSession(opts: InspectOptions, started: number): SessionResul
   const limits = {
     maxFrames: clampInt(opts.maxFrames, INSPECT_DEFAULTS.maxFrames, 1, 4096),
     maxThreads: clampInt(opts.maxThreads, INSPECT_DEFAULTS.maxThreads, 1, 4096),
-    maxBytes: clampInt(opts.maxBytes, INSPECT_DEFAULTS.maxBytes, 64 * 1024, 1024 * 1024 * 1024),
-    timeoutMs: clampInt(opts.timeoutMs, INSPECT_DEFAULTS.timeoutMs, 10, 600_000),
+    maxBytes: clampInt(opts.maxBytes, INSPECT_DEFAULTS.maxBytes, 4096, 1024 * 1024 * 1024),
+    timeoutMs: clampInt(opts.timeoutMs, INSPECT_DEFAULTS.timeoutMs, 1, 600_000),
     attempts: clampInt(opts.attempts, INSPECT_DEFAULTS.attempts, 1, 20),
     maxNameChars: clampInt(opts.maxNameChars, INSPECT_DEFAULTS.maxNameChars, 16, 4000),
     maxFileChars: clampInt(opts.maxFileChars, INSPECT_DEFAULTS.maxFileChars, 16, 4000),

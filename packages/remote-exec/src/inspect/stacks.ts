@@ -1,7 +1,7 @@
 import type { InspectIssue, StackThread, StacksReport } from '@pyreach/protocol/inspect';
 import { INSPECT_LIMITS } from '@pyreach/protocol/inspect';
 import { issueOf } from './frames';
-import { isFatal } from './memory';
+import { InspectFault, isFatal } from './memory';
 import { listInterpreters, openSession, type InspectOptions, type Session } from './session';
 import {
   listKernelThreads,
@@ -33,28 +33,25 @@ export function nowIso(): string {
 }
 
 /** Read one thread's stack, retrying walks that fail while the target changes the chain under us. */
-function threadStack(s: Session, tstate: bigint): Pick<StackThread, 'frames' | 'truncated' | 'error'> {
+type ThreadStack = Pick<StackThread, 'frames' | 'truncated' | 'error'> & { fatal: boolean };
+
+function threadStack(s: Session, tstate: bigint): ThreadStack {
   const at = tstate + BigInt(s.o.tstate.currentFrame);
-  let last: Pick<StackThread, 'frames' | 'truncated' | 'error'> = {
-    frames: [],
-    truncated: false,
-    error: null,
-  };
+  let last: ThreadStack = { frames: [], truncated: false, error: null, fatal: false };
   for (let attempt = 0; attempt < s.limits.attempts; attempt++) {
     let head: bigint;
     try {
       head = s.mem.u64(at);
     } catch (e) {
-      if (isFatal(e)) throw e;
-      return { frames: [], truncated: false, error: issueOf(e) };
+      return { frames: [], truncated: false, error: issueOf(e), fatal: isFatal(e) };
     }
     const r = s.frames.walk(head);
-    if (!r.error) return r;
+    if (!r.error || r.fatal) return r;
     let after: bigint | null = null;
     try {
       after = s.mem.u64(at);
     } catch (e) {
-      if (isFatal(e)) throw e;
+      if (isFatal(e)) return { ...r, error: issueOf(e), fatal: true };
     }
     // The thread moved on while we walked: what failed was most likely a torn read.
     last =
@@ -149,7 +146,10 @@ export async function readStacks(opts: StacksOptions): Promise<StacksReport> {
             };
             base.threads.push(thread);
             pending.push({ thread, kernel: k });
-            Object.assign(thread, threadStack(s, t.tstate));
+            const { fatal, ...stack } = threadStack(s, t.tstate);
+            Object.assign(thread, stack);
+            // Out of budget or time: the rest of the threads are not read (the report says why).
+            if (fatal) throw new InspectFault(stack.error!.code, stack.error!.message);
           }
         }
       } catch (e) {
