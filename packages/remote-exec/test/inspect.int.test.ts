@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -219,14 +227,17 @@ describe('stacks read from outside', () => {
     const t = await start('busy.py');
     try {
       let running = 0;
+      let gil = 0;
       for (let i = 0; i < 20; i++) {
         const r = await readStacks({ pid: t.pid });
         assert.equal(r.status, 'complete', JSON.stringify(r));
         assert.equal(r.threads.length, 1);
         assert.equal(r.threads[0]!.frames.at(-1)!.function, '<module>');
         if (r.threads[0]!.state?.status === 'running') running++;
+        if (r.threads[0]!.holdsGil) gil++;
       }
       assert.ok(running >= 10, `running in only ${running} of 20 looks`);
+      assert.ok(gil >= 15, `the only thread held the GIL in only ${gil} of 20 looks`);
     } finally {
       await stop(t);
     }
@@ -340,6 +351,50 @@ print(json.dumps(out))`,
       );
     } finally {
       await stop(t);
+    }
+  });
+
+  it('shows the running task with the part of its thread stack it is executing', async () => {
+    const t = await start('asyncio_busy.py');
+    try {
+      const r = await readTasks({ pid: t.pid });
+      assert.equal(r.status, 'complete', JSON.stringify(r.errors));
+      const spinner = r.tasks.find((x) => x.name === 'spinner')!;
+      assert.equal(spinner.running, true);
+      assert.deepEqual(
+        spinner.stack.map((f) => f.function),
+        ['inner_crunch', 'crunch', 'helper', 'spin'],
+      );
+      assert.deepEqual(
+        spinner.awaitedBy.map((w) => w.name),
+        ['Task-1'],
+      );
+      assert.equal(r.tasks.find((x) => x.name === 'idle')!.running, false);
+    } finally {
+      await stop(t);
+    }
+  });
+
+  it("finds asyncio's offsets through the kernel's link to the mapped file, after that file was deleted and its path made a FIFO", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pyreach-asyncio-'));
+    const lib = readdirSync(join(dirname(pythonPath()), '../lib/python3.14/lib-dynload')).find((n) =>
+      n.startsWith('_asyncio.'),
+    )!;
+    const copy = join(dir, lib);
+    copyFileSync(join(dirname(pythonPath()), '../lib/python3.14/lib-dynload', lib), copy);
+    const t = await start('asyncio_known.py', { env: { PYTHONPATH: dir } });
+    try {
+      assert.match(readFileSync(`/proc/${t.pid}/maps`, 'utf8'), new RegExp(`${dir}/_asyncio`));
+      rmSync(copy);
+      execFileSync('mkfifo', [copy]); // a root reader that opened this path would hang here
+      const r = await readTasks({ pid: t.pid });
+      assert.equal(r.status, 'complete', JSON.stringify(r.errors));
+      assert.equal(r.asyncio.module, copy);
+      const view = JSON.parse(readFileSync(besideScript(t, 'view.json'), 'utf8')) as TasksView;
+      assert.deepEqual(r.tasks.map((x) => x.name).sort(), view.tasks.map((x) => x.name).sort());
+    } finally {
+      await stop(t);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

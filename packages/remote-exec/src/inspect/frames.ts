@@ -179,15 +179,20 @@ export class FrameReader {
   }
 
   /**
-   * Walk a frame chain from `head` (innermost first). Bounded by maxFrames shown frames (and as many shim
+   * Walk a frame chain from `head` (innermost first), up to and including the frame at `stopAfter` if given. Bounded by maxFrames shown frames (and as many shim
    * frames), stops at a repeated frame (CYCLE). Never throws; a budget or deadline fault comes back as
    * `fatal` with the frames read before it.
    */
-  walk(head: bigint): {
+  walk(
+    head: bigint,
+    stopAfter?: bigint,
+  ): {
     frames: StackFrame[];
     truncated: boolean;
     error: InspectIssue | null;
     fatal: boolean;
+    /** `stopAfter` was reached (the walk ended with that frame). */
+    reached: boolean;
   } {
     const frames: StackFrame[] = [];
     const seen = new Set<bigint>();
@@ -211,13 +216,14 @@ export class FrameReader {
         fr = this.frame(addr);
       } catch (e) {
         error = issueOf(e);
-        if (isFatal(e)) return { frames, truncated, error, fatal: true };
+        if (isFatal(e)) return { frames, truncated, error, fatal: true, reached: false };
         break;
       }
       if (fr.shown) frames.push(fr.shown);
       if (fr.issue && !error) error = fr.issue;
+      if (addr === stopAfter) return { frames, truncated, error, fatal: false, reached: true };
       addr = fr.previous;
     }
-    return { frames, truncated, error, fatal: false };
+    return { frames, truncated, error, fatal: false, reached: false };
   }
 }

@@ -307,7 +307,13 @@ export async function readTasks(opts: TasksOptions): Promise<TasksReport> {
     if (error) errors.push(error);
     const futures = new Map<bigint, AwaitingFuture>();
     const futureQueue: bigint[] = [];
-    const addTask = (addr: bigint, tid: number | null, interpreterId: number, running: boolean): void => {
+    const addTask = (
+      addr: bigint,
+      tid: number | null,
+      interpreterId: number,
+      running: boolean,
+      tstate: bigint | null,
+    ): void => {
       const task: AsyncTask = {
         id: hexId(addr),
         name: null,
@@ -326,8 +332,16 @@ export async function readTasks(opts: TasksOptions): Promise<TasksReport> {
             throw new InspectFault('CORRUPT', `${hexId(addr)} in a task list is not a task`);
           task.name = reader.name(addr);
           const coro = s.mem.ptr(addr + BigInt(a.taskCoro));
-          const st =
+          let st: { frames: StackFrame[]; truncated: boolean; error: InspectIssue | null } =
             coro === 0n ? { frames: [], truncated: false, error: null } : reader.coroutineStack(coro);
+          // The task running now: its coroutine's frame is on its thread's stack, under whatever it is
+          // executing (coroutines it awaits, plain calls). Show that part of the thread's stack.
+          if (running && tstate !== null && coro !== 0n) {
+            const head = s.mem.u64(tstate + BigInt(s.o.tstate.currentFrame));
+            const w = s.frames.walk(head, coro + BigInt(s.o.gen.iframe));
+            if (w.fatal) throw new InspectFault(w.error!.code, w.error!.message);
+            if (w.reached) st = w;
+          }
           task.stack = st.frames;
           task.truncated = st.truncated;
           task.awaitedBy = reader.awaitedBy(addr);
@@ -342,7 +356,7 @@ export async function readTasks(opts: TasksOptions): Promise<TasksReport> {
     };
     try {
       for (const interp of interpreters) {
-        const lists: { head: bigint; tid: number | null; running: bigint }[] = [];
+        const lists: { head: bigint; tid: number | null; running: bigint; tstate: bigint | null }[] = [];
         for (const t of interp.threads) {
           let running = 0n;
           try {
@@ -351,9 +365,9 @@ export async function readTasks(opts: TasksOptions): Promise<TasksReport> {
           } catch (e) {
             if (isFatal(e)) throw e;
           }
-          lists.push({ head: t.tstate + BigInt(a.tstateTasksHead), tid: t.tid, running });
+          lists.push({ head: t.tstate + BigInt(a.tstateTasksHead), tid: t.tid, running, tstate: t.tstate });
         }
-        lists.push({ head: interp.addr + BigInt(a.interpTasksHead), tid: null, running: 0n });
+        lists.push({ head: interp.addr + BigInt(a.interpTasksHead), tid: null, running: 0n, tstate: null });
         for (const l of lists) {
           let listed: { tasks: bigint[]; error: InspectIssue | null } = { tasks: [], error: null };
           for (let attempt = 0; attempt < s.limits.attempts; attempt++) {
@@ -369,7 +383,7 @@ export async function readTasks(opts: TasksOptions): Promise<TasksReport> {
             const where = l.tid === null ? `interpreter ${interp.id}` : `thread ${l.tid}`;
             errors.push({ ...listed.error, message: `task list of ${where}: ${listed.error.message}` });
           }
-          for (const t of listed.tasks) addTask(t, l.tid, interp.id, t === l.running);
+          for (const t of listed.tasks) addTask(t, l.tid, interp.id, t === l.running, l.tstate);
         }
       }
       // Plain futures that await tasks (gather's): follow them so the tree links through them.
