@@ -18,8 +18,14 @@ export const INSPECT_LIMITS = {
   awaiters: 4096,
   interpreters: 256,
   errors: 64,
-  /** Characters of one function/file/task name (a longer one is cut, and the cut is reported). */
-  text: 4096,
+  /**
+   * UTF-16 units of one function or file name. The reader keeps at most 4096 characters of a name (by default
+   * 1024 of a function's, 4096 of a file's) and an escaped byte takes two units: this bound holds with room
+   * for the "cut" note.
+   */
+  text: 16_384,
+  /** UTF-16 units of a task or thread name (the reader keeps 256 characters of a task name). */
+  name: 1024,
 } as const;
 
 /** Why something could not be read, or was read only in part. */
@@ -57,7 +63,7 @@ export type InspectIssueCode = z.infer<typeof InspectIssueCode>;
 
 export const InspectIssue = z.object({
   code: InspectIssueCode,
-  message: SafeText.max(2048),
+  message: SafeText.max(4096),
 });
 export type InspectIssue = z.infer<typeof InspectIssue>;
 
@@ -95,7 +101,7 @@ export const ThreadRunState = z.object({
     })
     .nullable(),
   /** Kernel function it waits in (`/proc/PID/task/TID/wchan`), when the kernel tells. */
-  wchan: SafeText.max(128).nullable(),
+  wchan: SafeText.max(512).nullable(),
   /** Uninterruptible sleep (D): no signal will wake it. */
   uninterruptible: z.boolean(),
   /** The same status, state letter and syscall in both looks. */
@@ -170,14 +176,14 @@ export const TaskAwaiter = z.object({
   id: TaskId,
   /** A Task (else a plain Future, e.g. the one `gather()` returns; see `futures`). */
   task: z.boolean(),
-  name: SafeText.max(256).nullable(),
+  name: SafeText.max(INSPECT_LIMITS.name).nullable(),
 });
 export type TaskAwaiter = z.infer<typeof TaskAwaiter>;
 
 export const AsyncTask = z.object({
   id: TaskId,
   /** `Task.get_name()`: the given name, or `Task-N` for an unnamed task. */
-  name: SafeText.max(256).nullable(),
+  name: SafeText.max(INSPECT_LIMITS.name).nullable(),
   /** Native tid (target namespace) of the thread whose task list holds it; null: its thread has exited. */
   tid: z.number().int().nonnegative().nullable(),
   interpreterId: z.number().int().nonnegative(),

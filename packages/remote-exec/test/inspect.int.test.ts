@@ -501,6 +501,12 @@ describe('a hostile target that scribbles over its own frames, code objects and 
     const fn = victim.frames[2]!.function;
     assert.match(fn, /^x{1024}…\(cut, 1000000000 characters\)$/);
     assert.ok(report.bytesRead < 64 * 1024, String(report.bytesRead));
+    // The same length of ESC bytes: every one becomes an escape, and the report still fits its schema.
+    await mode(13);
+    const esc = await read();
+    const name = esc.victim.frames[2]!.function;
+    assert.equal(Buffer.from(decodeToBytes(name)).subarray(0, 1024).toString('latin1'), '\x1b'.repeat(1024));
+    assert.ok(isSafeText(name));
   });
 
   it('refuses a line table claiming 2**40 bytes (no line, TRUNCATED) and a garbage one (CORRUPT), keeping the whole stack', async () => {

@@ -42,6 +42,12 @@ function cut(t: { text: string; truncated: boolean; length: number }): string {
   return t.truncated ? `${t.text}…(cut, ${t.length} characters)` : t.text;
 }
 
+/** A name inside an error message: short (the message has a bound, the name does not). */
+export function brief(name: string): string {
+  const chars = Array.from(name); // whole code points: an escape is a surrogate pair
+  return chars.length > 120 ? `${chars.slice(0, 120).join('')}…` : name;
+}
+
 function issueOf(e: unknown): InspectIssue {
   if (e instanceof InspectFault) return { code: e.code, message: e.message };
   return { code: 'INTERNAL', message: `reader error: ${(e as Error)?.message ?? String(e)}` };
@@ -162,12 +168,12 @@ export class FrameReader {
     if (delta < 0n || delta % 2n !== 0n || delta / 2n >= BigInt(Math.max(info.codeUnits, 1))) {
       issue ??= {
         code: 'CORRUPT',
-        message: `instruction pointer of ${info.function} points outside its code`,
+        message: `instruction pointer of ${brief(info.function)} points outside its code`,
       };
     } else if (info.table) {
       const r = lineForInstruction(info.table, info.firstLine, Number(delta / 2n));
       if (r.ok) line = r.line;
-      else issue ??= { code: 'CORRUPT', message: `${info.function}: ${r.message}` };
+      else issue ??= { code: 'CORRUPT', message: `${brief(info.function)}: ${r.message}` };
     }
     return {
       shown: { function: info.function, file: info.file, line },

@@ -112,8 +112,8 @@ export function openSession(opts: InspectOptions, started: number): SessionResul
     maxBytes: clampInt(opts.maxBytes, INSPECT_DEFAULTS.maxBytes, 4096, 1024 * 1024 * 1024),
     timeoutMs: clampInt(opts.timeoutMs, INSPECT_DEFAULTS.timeoutMs, 1, 600_000),
     attempts: clampInt(opts.attempts, INSPECT_DEFAULTS.attempts, 1, 20),
-    maxNameChars: clampInt(opts.maxNameChars, INSPECT_DEFAULTS.maxNameChars, 16, 4000),
-    maxFileChars: clampInt(opts.maxFileChars, INSPECT_DEFAULTS.maxFileChars, 16, 4000),
+    maxNameChars: clampInt(opts.maxNameChars, INSPECT_DEFAULTS.maxNameChars, 16, 4096),
+    maxFileChars: clampInt(opts.maxFileChars, INSPECT_DEFAULTS.maxFileChars, 16, 4096),
     maxLineTableBytes: clampInt(
       opts.maxLineTableBytes,
       INSPECT_DEFAULTS.maxLineTableBytes,
