@@ -53,6 +53,6 @@ export async function readThreadStates(opts: {
     tid: k.nsTid,
     hostTid: k.hostTid,
     name: k.comm,
-    state: threadRunState(first[i]!, lookAtThread(procRoot, opts.pid, k.hostTid)),
+    state: threadRunState(first[i] ?? null, lookAtThread(procRoot, opts.pid, k.hostTid)),
   }));
 }
