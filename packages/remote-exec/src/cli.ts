@@ -3,11 +3,14 @@
  *   pyreach-exec list [--json]
  *   pyreach-exec run --pid N [--tid T] [--backend native|sys] (--code SRC | --file PATH)
  *                    [--params-json JSON] [--timeout SECONDS] [--budget SECONDS] [--inline] [--json]
+ *   pyreach-exec stacks --pid N [--json] [--no-states] [--max-frames N] [--timeout SECONDS]   (cli-inspect.ts)
+ *   pyreach-exec tasks --pid N [--json] [--max-frames N] [--timeout SECONDS]                  (cli-inspect.ts)
  * Exit status: 0 only when the run succeeded (run) / the scan worked (list); 1 for any other outcome;
  * 2 for usage errors.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { runInspectCommand } from './cli-inspect';
 import { discover } from './discovery';
 import { runInTarget } from './run';
 
@@ -16,6 +19,8 @@ const USAGE = `Usage: pyreach-exec <command> [options]
 Commands:
   list    List the CPython processes of this host
   run     Run Python code inside a live CPython 3.14 process
+  stacks  Print every thread's Python stack, read from memory (runs no code in the process)
+  tasks   Print the asyncio task tree, read from memory (runs no code in the process)
 
 Run "pyreach-exec <command> --help" for the options of a command.`;
 
@@ -202,6 +207,7 @@ export async function main(
     }
     if (cmd === 'list') return await cmdList(rest, out);
     if (cmd === 'run') return await cmdRun(rest, out, err);
+    if (cmd === 'stacks' || cmd === 'tasks') return await runInspectCommand(cmd, rest, out, err);
     throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;

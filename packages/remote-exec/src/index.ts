@@ -16,3 +16,17 @@ export { runInTarget, DEFAULTS, type RunOptions, type Backend } from './run';
 export { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 export type { ExecResult, EngineErrorCode } from '@pyreach/protocol/exec';
 export type { PythonProcess } from '@pyreach/protocol/inventory';
+export {
+  readStacks,
+  readTasks,
+  readThreadStates,
+  threadFacts,
+  syscallName,
+  INSPECT_DEFAULTS,
+  type StacksOptions,
+  type TasksOptions,
+  type InspectOptions,
+  type ThreadFact,
+  type ThreadStateFact,
+} from './inspect/index';
+export type { StacksReport, TasksReport, StackThread, AsyncTask } from '@pyreach/protocol/inspect';
