@@ -140,7 +140,7 @@ test('a forged job is refused in the ack and audited, without touching the job i
   a.close();
 });
 
-test('beyond maxConcurrentJobs and while draining jobs are refused as BUSY', async () => {
+test('beyond maxConcurrentJobs (jobs for distinct processes) and while draining jobs are refused as BUSY', async () => {
   const dir = tempDir();
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
@@ -150,11 +150,12 @@ test('beyond maxConcurrentJobs and while draining jobs are refused as BUSY', asy
   });
   const a = open(dir, engine);
   const outbox = a.outbox;
-  for (let i = 0; i < 4; i++) assert.equal(a.runner.dispatch(cp.sign(payload())).ok, true);
-  const busy = a.runner.dispatch(cp.sign(payload()));
+  const other = (i: number) => payload({ target: { pid: 5000 + i, startTime: '1000' } });
+  for (let i = 0; i < 4; i++) assert.equal(a.runner.dispatch(cp.sign(other(i))).ok, true);
+  const busy = a.runner.dispatch(cp.sign(other(4)));
   assert.equal(!busy.ok && busy.error.code, 'BUSY');
   const draining = a.runner.drain(5000);
-  const late = a.runner.dispatch(cp.sign(payload()));
+  const late = a.runner.dispatch(cp.sign(other(5)));
   assert.equal(!late.ok && late.error.code, 'BUSY');
   release();
   assert.deepEqual(await draining, []);
