@@ -113,6 +113,7 @@ async function cmdEnroll(argv: string[]): Promise<void> {
     );
   } catch (e) {
     if (e instanceof EnrollError) fail(e.message, 1);
+    if (e instanceof IdentityError) fail(e.message, 2);
     throw e;
   }
 }
