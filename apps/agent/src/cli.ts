@@ -187,10 +187,12 @@ function cmdStatus(argv: string[]): void {
     }
   }
   let depth = 0;
+  let oldest: number | null = null;
   if (existsSync(join(config.stateDir, 'jobs'))) {
     const o = new Outbox(config.stateDir);
     o.open();
     depth = o.depth();
+    oldest = o.oldestAgeSeconds();
     o.close();
   }
   const jobs = readAuditTail(config.stateDir, Number(values.jobs ?? 10));
@@ -212,6 +214,8 @@ function cmdStatus(argv: string[]): void {
         }
       : null,
     outboxDepth: depth,
+    outboxOldestAgeSeconds: oldest,
+    queuedJobs: running ? (status?.queuedJobs ?? []) : [],
     processes: status?.processes ?? null,
     lastJobs: jobs,
   };
@@ -223,7 +227,7 @@ function cmdStatus(argv: string[]): void {
     `pinned key id:  ${out.pinnedSigningKeyId ?? '-'}`,
     `connection:     ${out.connection ? `${out.connection.state} since ${out.connection.since}${out.connection.lastError ? ` (last error: ${out.connection.lastError})` : ''}` : 'never run'}`,
     `agent process:  ${out.process ? `pid ${out.process.pid} ${out.process.running ? 'running' : 'not running'}` : '-'}`,
-    `outbox depth:   ${out.outboxDepth}`,
+    `outbox depth:   ${out.outboxDepth}${oldest !== null ? ` (oldest waiting ${oldest} s)` : ''}`,
     `python procs:   ${out.processes ?? '-'}`,
     `last jobs:`,
     ...(jobs.length
