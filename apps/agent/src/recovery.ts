@@ -59,6 +59,18 @@ class Dir {
     }
   }
 
+  /**
+   * The target's root, `/proc/PID/root`: a kernel magic link (to the root the target sees), so it is opened
+   * following that one link; everything below it is opened with O_NOFOLLOW.
+   */
+  static openRoot(path: string): Dir | null {
+    try {
+      return new Dir(openSync(path, constants.O_RDONLY | constants.O_DIRECTORY));
+    } catch {
+      return null;
+    }
+  }
+
   sub(name: string): Dir | null {
     return Dir.open(at(this.fd, name));
   }
@@ -174,7 +186,7 @@ interface Found {
 /** Staging directories in the target's root holding exactly this job's code and params. */
 function findStaging(record: JobRecord, procRoot: string): Found[] {
   const found: Found[] = [];
-  const root = Dir.open(`${procRoot}/${record.target.pid}/root`);
+  const root = Dir.openRoot(`${procRoot}/${record.target.pid}/root`);
   if (!root) return found;
   try {
     for (const base of STAGING_BASES) {
