@@ -346,6 +346,10 @@ export class Outbox {
     if (s) s.retryAt = now + ms;
   }
 
+  clearDeferrals(): void {
+    for (const s of this.jobs.values()) s.retryAt = 0;
+  }
+
   /** Events still to deliver: jobs in the order they were received, each job's events by seq. */
   pending(): JobEvent[] {
     const out: JobEvent[] = [];

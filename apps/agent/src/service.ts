@@ -356,6 +356,7 @@ export class AgentService {
     if (snap === 'timeout' || !snap.ok) clog.warn({ ack: snap }, 'inventory snapshot not acknowledged');
     else clog.info({ processes: this.inventory.list().length }, 'inventory snapshot sent');
     this.heartbeat();
+    this.outbox.clearDeferrals(); // a new connection: try every job again at once
     await this.pump(gen, clog);
   }
 
@@ -399,7 +400,8 @@ export class AgentService {
         continue;
       }
       attempts.delete(key);
-      if (res === 'timeout' || res.ok) {
+      if (res === 'timeout') continue; // (retried above; this narrows the type)
+      if (res.ok) {
         this.outbox.ack(ev.jobId, ev.seq);
         continue;
       }
