@@ -38,7 +38,7 @@ export const STATUS_FILE = 'status.json';
 const ACK_TIMEOUT_MS = 15_000;
 /** A job whose next event the control plane deferred waits this long at first, doubling up to the max. */
 const RETRY_MIN_MS = 1000;
-const RETRY_MAX_MS = 60_000;
+const RETRY_MAX_MS = 15_000;
 
 export type ConnectionState =
   'starting' | 'connecting' | 'authenticating' | 'connected' | 'disconnected' | 'revoked' | 'stopped';
