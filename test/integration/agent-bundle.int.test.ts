@@ -41,7 +41,8 @@ test('the bundle is one executable file that runs outside the repository', () =>
 
 test('the bundle enrols, reports inventory and runs a signed job to its result', async () => {
   agent = new AgentProcess({ bundle: true, config: { server: cp.url, policy: { allowRoot: true } } });
-  assert.equal((await agent.cli(['enroll', '--token', cp.newToken()])).code, 0);
+  const enrolled = await agent.cli(['enroll', '--token', cp.newToken()]);
+  assert.equal(enrolled.code, 0, enrolled.stderr + enrolled.stdout);
   agent.start();
   const agentId = JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId as string;
   const p = await cp.until(() => cp.processes.get(String(target.pid)), 30_000, 'target in inventory');

@@ -220,8 +220,10 @@ describe('agent against a protocol-speaking control plane', { timeout: 300_000 }
     cp.cancel(p.jobId);
     const res = await cp.until(() => cp.resultOf(p.jobId), 20_000, 'result after cancel');
     assert.ok(Date.now() - t0 < 10_000, 'stopped early');
-    assert.equal(res.result.status, 'failed');
-    assert.match(res.result.message ?? '', /cancelled/);
+    // The engine's status, whichever it is: `cancelled` once the engine reports a cancel as such.
+    assert.ok(['cancelled', 'failed'].includes(res.result.status), res.result.status);
+    assert.notEqual(res.result.status, 'succeeded');
+    assert.match(res.result.message ?? '', /cancel/);
     assert.equal(res.result.result, undefined);
   });
 

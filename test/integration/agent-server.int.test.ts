@@ -156,6 +156,30 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     );
   });
 
+  test('NUL and terminal escapes in output and result reach PostgreSQL as safe text, and the next job on the host is recorded correctly', async () => {
+    const req = await approved(
+      host,
+      'print("a\\x00b\\x1b[2J")\nresult = {"k\\x00": "v\\x00"}\n',
+      'agent integration: safe text',
+    );
+    const done = await eventually('the NUL request to finish', async () => {
+      const r = await getReq(req.id);
+      return terminal(r) && r;
+    });
+    const ex = done.executions![0]!;
+    assert.equal(done.state, 'succeeded', JSON.stringify(ex));
+    assert.equal(ex.output, 'a\u{10FF00}b\u{10FF1B}[2J\n', 'stored losslessly as safe text');
+    assert.deepEqual(ex.result, { 'k\u{10FF00}': 'v\u{10FF00}' });
+    const next = await approved(host, 'print("next")\n', 'agent integration: after NUL');
+    const after = await eventually('the next request to finish', async () => {
+      const r = await getReq(next.id);
+      return terminal(r) && r;
+    });
+    assert.equal(after.state, 'succeeded', JSON.stringify(after.executions));
+    assert.equal(after.executions![0]!.output, 'next\n');
+    assert.ok(!agent.audit().some((a) => a.event === 'delivery_rejected'), 'nothing was refused');
+  });
+
   test('an approved request runs in a container-style target', async () => {
     const inTarget = `/tmp/agent-srv-${process.pid}.txt`;
     files.push(join(container.rootOnHost, inTarget));

@@ -70,6 +70,12 @@ export class FakeControlPlane {
   /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls: { key: string; cert: string } | null = null;
 
+  /**
+   * Play a control plane that refuses some valid reports (as a database might): return the error to ack
+   * with, or null to apply the event as usual. Refused events are in `received` but not in `applied`.
+   */
+  refuseEvent: ((ev: JobEventT) => { code: string; message: string } | null) | null = null;
+
   get url(): string {
     return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
@@ -219,6 +225,11 @@ export class FakeControlPlane {
       const ev = JobEvent.safeParse(raw);
       if (!ev.success) return ack({ ok: false, error: { code: 'VALIDATION', message: ev.error.message } });
       this.received.push(ev.data);
+      const refusal = this.refuseEvent?.(ev.data);
+      if (refusal) {
+        this.notify();
+        return ack({ ok: false, error: refusal });
+      }
       const last = this.lastSeq.get(ev.data.jobId) ?? 0;
       if (ev.data.seq <= last) return ack({ ok: true }); // duplicate: acked, not applied
       if (ev.data.seq !== last + 1)

@@ -8,10 +8,12 @@ import { AppendLog, parseJsonLines } from './durable';
 
 export type AuditKind =
   | 'received'
+  | 'queued'
   | 'refused'
   | 'started'
   | 'finished'
   | 'recovered'
+  | 'cancel_requested'
   | 'delivery_rejected'
   | 'enrolled'
   | 'revoked';

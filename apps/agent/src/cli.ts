@@ -134,6 +134,7 @@ async function cmdEnroll(argv: string[]): Promise<void> {
     );
   } catch (e) {
     if (e instanceof EnrollError) fail(e.message, 1);
+    if (e instanceof IdentityError) fail(e.message, 2);
     throw e;
   }
 }
@@ -244,10 +245,12 @@ function cmdStatus(argv: string[]): void {
     }
   }
   let depth = 0;
+  let oldest: number | null = null;
   if (existsSync(join(config.stateDir, 'jobs'))) {
     const o = new Outbox(config.stateDir);
     o.open();
     depth = o.depth();
+    oldest = o.oldestAgeSeconds();
     o.close();
   }
   const jobs = readAuditTail(config.stateDir, Number(values.jobs ?? 10));
@@ -269,6 +272,8 @@ function cmdStatus(argv: string[]): void {
         }
       : null,
     outboxDepth: depth,
+    outboxOldestAgeSeconds: oldest,
+    queuedJobs: running ? (status?.queuedJobs ?? []) : [],
     processes: status?.processes ?? null,
     lastJobs: jobs,
   };
@@ -280,7 +285,7 @@ function cmdStatus(argv: string[]): void {
     `pinned key id:  ${out.pinnedSigningKeyId ?? '-'}`,
     `connection:     ${out.connection ? `${out.connection.state} since ${out.connection.since}${out.connection.lastError ? ` (last error: ${out.connection.lastError})` : ''}` : 'never run'}`,
     `agent process:  ${out.process ? `pid ${out.process.pid} ${out.process.running ? 'running' : 'not running'}` : '-'}`,
-    `outbox depth:   ${out.outboxDepth}`,
+    `outbox depth:   ${out.outboxDepth}${oldest !== null ? ` (oldest waiting ${oldest} s)` : ''}`,
     `python procs:   ${out.processes ?? '-'}`,
     `last jobs:`,
     ...(jobs.length

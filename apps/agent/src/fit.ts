@@ -3,9 +3,8 @@
  * would strand the job). Code can make its output, its `result` or its traceback arbitrarily large, so the
  * agent shrinks a result that does not fit — visibly, never silently — before it is journalled.
  */
-import { AGENT_EVENT_MAX_BYTES } from '@pyreach/protocol/agent';
+import { AGENT_EVENT_MAX_BYTES, type ReportedResult } from '@pyreach/protocol/agent';
 import { jsonBytes } from '@pyreach/protocol/common';
-import type { ExecResult } from '@pyreach/protocol/exec';
 
 /** Room for the event envelope (type, jobId, seq, at) on top of the result. */
 export const RESULT_MAX_BYTES = AGENT_EVENT_MAX_BYTES['job:event'] - 16 * 1024;
@@ -20,9 +19,10 @@ function cutUtf8(s: string, maxBytes: number): string {
     .replace(/\uFFFD$/, '');
 }
 
-export function fitResult(result: ExecResult, maxBytes = RESULT_MAX_BYTES): ExecResult {
+/** Takes safe text and keeps it safe text (cuts fall on whole characters, so never inside an escape). */
+export function fitResult(result: ReportedResult, maxBytes = RESULT_MAX_BYTES): ReportedResult {
   if (jsonBytes(result) <= maxBytes) return result;
-  const r: ExecResult = { ...result };
+  const r: ReportedResult = { ...result };
   const notes: string[] = [];
   if (r.result !== undefined && jsonBytes(r.result) > maxBytes / 4) {
     notes.push(

@@ -3,11 +3,12 @@
  * and what enrolment returned — its id and the control plane's pinned job-signing key.
  */
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { agentAuthMessage, keyIdOf, privateKeyFromPem, publicKeyFromPem } from '@pyreach/protocol/job';
 import { ensureDir, writeFileDurable } from './durable';
+import { agentUid, checkParents, checkState, checkStateDirItself, StateDirError } from './statedir';
 
 export const IDENTITY_FILE = 'identity.json';
 export const PRIVATE_KEY_FILE = 'agent.key';
@@ -34,8 +35,34 @@ export class IdentityError extends Error {
   override name = 'IdentityError';
 }
 
+function guarded<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof StateDirError) throw new IdentityError(e.message);
+    throw e;
+  }
+}
+
+/** Make (or re-use) the state directory: checked before anything is written or chmod'ed there. */
 export function prepareStateDir(stateDir: string): void {
+  guarded(() => {
+    checkParents(stateDir, agentUid());
+    checkStateDirItself(stateDir, agentUid());
+  });
   ensureDir(stateDir, 0o700);
+  checkStateOwnership(stateDir); // files an earlier enrolment left are read and kept: they must be ours
+}
+
+/** The state directory and the identity files are the agent's alone (see statedir.ts). */
+export function checkStateOwnership(stateDir: string): void {
+  guarded(() =>
+    checkState(stateDir, {
+      identity: IDENTITY_FILE,
+      privateKey: PRIVATE_KEY_FILE,
+      publicKey: PUBLIC_KEY_FILE,
+    }),
+  );
 }
 
 /** Generate the key pair (once); an existing key is kept so re-enrolling does not orphan a running agent. */
@@ -74,6 +101,7 @@ export function readIdentity(stateDir: string): Identity | null {
 }
 
 export function loadIdentity(stateDir: string): LoadedIdentity {
+  checkStateOwnership(stateDir);
   const id = readIdentity(stateDir);
   if (!id)
     throw new IdentityError(
@@ -81,11 +109,6 @@ export function loadIdentity(stateDir: string): LoadedIdentity {
     );
   const keyPath = join(stateDir, PRIVATE_KEY_FILE);
   if (!existsSync(keyPath)) throw new IdentityError(`private key ${keyPath} is missing; enrol again`);
-  const mode = statSync(keyPath).mode & 0o777;
-  if (mode & 0o077)
-    throw new IdentityError(
-      `private key ${keyPath} has mode ${mode.toString(8)}; it must not be readable by group or others (chmod 600)`,
-    );
   const privateKey = privateKeyFromPem(readFileSync(keyPath, 'utf8'));
   const pinnedKey = publicKeyFromPem(id.signingPublicKey);
   if (keyIdOf(pinnedKey) !== id.signingKeyId)

@@ -6,12 +6,19 @@
  *   1. seen.jsonl  (fsync)  — from here on this id can never run again, even after a crash
  *   2. jobs/<id>/job.json   — the journal exists, so a crash mid-run is recovered honestly
  *   3. refusal → `refused` event in the journal, audit, failed ack; otherwise audit + accepted ack, then run.
+ *
+ * One job per target process (pid + start time) at a time: a job for a process that already runs one waits
+ * in that process's queue (a `queued` event says behind which job) and starts when the jobs before it are
+ * done — or ends `refused`/EXPIRED when its notAfter passes first, `cancelled` on a cancel, `refused`/
+ * INTERRUPTED when the agent stops. So the agent's own jobs never race each other inside one target (the
+ * engine's cross-process lock covers a CLI run beside the agent). Jobs for other processes run concurrently,
+ * at most maxConcurrentJobs at once.
  */
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '@pyreach/protocol/canonical';
-import type { DispatchAck, JobRefusalCode } from '@pyreach/protocol/agent';
+import type { DispatchAck, JobRefusalCode, ReportedResult } from '@pyreach/protocol/agent';
 import type { ExecResult } from '@pyreach/protocol/exec';
 import type { JobPayload } from '@pyreach/protocol/job';
 import type { AuditLog } from './audit';
@@ -22,11 +29,19 @@ import type { JobRecord, Outbox } from './outbox';
 import { readTargetFacts, type TargetFacts } from './procinfo';
 import { fitResult } from './fit';
 import { recoverJob } from './recovery';
+import { safeResult } from './safe';
 import type { SeenStore } from './seen';
 
 /** Output is coalesced into chunks of at most this many characters (well under the wire limit). */
 export const OUTPUT_CHUNK_CHARS = 32 * 1024;
 export const OUTPUT_FLUSH_MS = 200;
+/** Jobs that may wait behind the running one for one target process; more are refused BUSY. */
+export const MAX_WAITING_PER_TARGET = 32;
+
+/** One target process: pid + start time (a reused pid is another process). */
+export function targetKey(t: { pid: number; startTime: string }): string {
+  return `${t.pid}:${t.startTime}`;
+}
 
 export interface JobRunnerDeps {
   config: AgentConfig;
@@ -78,8 +93,27 @@ interface Running {
   done: Promise<void>;
 }
 
+interface Waiting {
+  job: JobPayload;
+  jlog: Logger;
+  key: string;
+  timer: NodeJS.Timeout | null;
+}
+
+/** What occupies one target process: the job running in it, jobs being recovered in it, and the queue. */
+interface Lane {
+  running: string | null;
+  recovering: Set<string>;
+  queue: Waiting[];
+}
+
+/** Longest setTimeout delay Node accepts. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class JobRunner {
   private readonly running = new Map<string, Running>();
+  private readonly waiting = new Map<string, Waiting>();
+  private readonly lanes = new Map<string, Lane>();
   private draining = false;
   private readonly now: () => number;
   private readonly readTarget: (pid: number) => TargetFacts | null;
@@ -95,6 +129,11 @@ export class JobRunner {
 
   runningIds(): string[] {
     return [...this.running.keys()];
+  }
+
+  /** Jobs accepted and waiting for their target process, in the order they will run. */
+  queuedIds(): string[] {
+    return [...this.waiting.keys()];
   }
 
   /** Handle one `job:dispatch`; returns the ack. Never throws. */
@@ -152,28 +191,22 @@ export class JobRunner {
         code: 'BUSY',
         message: 'the agent is shutting down and takes no new jobs; dispatch it again when the agent is back',
       };
-    if (!refusal && this.running.size >= config.maxConcurrentJobs) {
+    const key = targetKey(job.target);
+    const lane = this.lanes.get(key);
+    if (!refusal && !lane && this.running.size >= config.maxConcurrentJobs) {
       refusal = {
         code: 'BUSY',
         message: `the agent already runs ${this.running.size} jobs (maxConcurrentJobs = ${config.maxConcurrentJobs})`,
       };
     }
+    if (!refusal && lane && lane.queue.length >= MAX_WAITING_PER_TARGET) {
+      refusal = {
+        code: 'BUSY',
+        message: `${lane.queue.length} jobs already wait for process ${job.target.pid} (at most ${MAX_WAITING_PER_TARGET}); dispatch it again later`,
+      };
+    }
     if (refusal) {
-      this.d.outbox.append(job.jobId, {
-        type: 'refused',
-        jobId: job.jobId,
-        code: refusal.code,
-        message: refusal.message,
-      });
-      this.d.audit.write({
-        event: 'refused',
-        ...this.auditFields(job),
-        outcome: 'refused',
-        code: refusal.code,
-        message: refusal.message,
-        trusted: true,
-      });
-      jlog.warn({ code: refusal.code, reason: refusal.message }, 'job refused');
+      this.refuse(job, refusal, jlog);
       return refusalAck(refusal.code, refusal.message);
     }
 
@@ -184,11 +217,131 @@ export class JobRunner {
       uid: outcome.ok ? outcome.target.uids[1] : null,
     });
     jlog.info({ pid: job.target.pid, kind: job.kind, scriptId: job.scriptId }, 'job accepted');
+    if (lane) this.enqueue(job, jlog, key, lane);
+    else {
+      this.lanes.set(key, { running: null, recovering: new Set(), queue: [] });
+      this.launch(job, jlog, key);
+    }
+    return { ok: true, accepted: true };
+  }
+
+  private refuse(job: JobPayload, refusal: { code: JobRefusalCode; message: string }, jlog: Logger): void {
+    this.d.outbox.append(job.jobId, {
+      type: 'refused',
+      jobId: job.jobId,
+      code: refusal.code,
+      message: refusal.message,
+    });
+    this.d.audit.write({
+      event: 'refused',
+      ...this.auditFields(job),
+      outcome: 'refused',
+      code: refusal.code,
+      message: refusal.message,
+      trusted: true,
+    });
+    jlog.warn({ code: refusal.code, reason: refusal.message }, 'job refused');
+  }
+
+  /** Wait behind the job(s) in this target process; say so, bounded by the job's own notAfter. */
+  private enqueue(job: JobPayload, jlog: Logger, key: string, lane: Lane): void {
+    const behind = lane.running ?? [...lane.recovering][0]!;
+    const ahead = lane.queue.length + 1;
+    const w: Waiting = { job, jlog, key, timer: null };
+    lane.queue.push(w);
+    this.waiting.set(job.jobId, w);
+    this.d.outbox.append(job.jobId, { type: 'queued', jobId: job.jobId, behindJobId: behind, ahead });
+    this.d.audit.write({ event: 'queued', ...this.auditFields(job), behind, ahead });
+    jlog.info({ behind, ahead }, 'job queued behind another job for the same target');
+    const left = Date.parse(job.notAfter) - this.now();
+    w.timer = setTimeout(() => this.endQueued(w, 'expired'), Math.max(0, Math.min(left, MAX_TIMER_MS)));
+    w.timer.unref();
+  }
+
+  /** Hand a job to the engine; the target's lane is this job's until it is done, then the next one starts. */
+  private launch(job: JobPayload, jlog: Logger, key: string): void {
+    const lane = this.lanes.get(key)!;
+    lane.running = job.jobId;
+    this.d.outbox.markStarted(job.jobId, new Date(this.now()));
     const abort = new AbortController();
     const entry: Running = { jobId: job.jobId, abort, done: Promise.resolve() };
-    entry.done = this.run(job, abort.signal, jlog).finally(() => this.running.delete(job.jobId));
+    entry.done = this.run(job, abort.signal, jlog).finally(() => {
+      this.running.delete(job.jobId);
+      if (lane.running === job.jobId) lane.running = null;
+      this.advance(key);
+    });
     this.running.set(job.jobId, entry);
-    return { ok: true, accepted: true };
+  }
+
+  /** The target's lane is free: start the next waiting job, or forget the lane. */
+  private advance(key: string): void {
+    const lane = this.lanes.get(key);
+    if (!lane || lane.running !== null || lane.recovering.size > 0) return;
+    const w = lane.queue.shift();
+    if (!w) {
+      this.lanes.delete(key);
+      return;
+    }
+    this.unwait(w);
+    if (this.draining) {
+      this.endQueued(w, 'interrupted', false);
+      return this.advance(key);
+    }
+    if (this.now() > Date.parse(w.job.notAfter)) {
+      this.endQueued(w, 'expired', false);
+      return this.advance(key);
+    }
+    w.jlog.info('the target is free; starting the queued job');
+    this.launch(w.job, w.jlog, key);
+  }
+
+  private unwait(w: Waiting): void {
+    if (w.timer) clearTimeout(w.timer);
+    w.timer = null;
+    this.waiting.delete(w.job.jobId);
+  }
+
+  /** End a job that never started (it waited in a queue): cancelled, expired or interrupted. Nothing ran. */
+  private endQueued(w: Waiting, why: 'cancelled' | 'expired' | 'interrupted', inQueue = true): void {
+    if (inQueue) {
+      if (!this.waiting.has(w.job.jobId)) return;
+      const lane = this.lanes.get(w.key);
+      if (lane) lane.queue = lane.queue.filter((x) => x !== w);
+      this.unwait(w);
+    }
+    const { job, jlog } = w;
+    const where = `it waited for process ${job.target.pid}, which ran another job, and never started; nothing ran`;
+    if (why === 'cancelled') {
+      this.finish(
+        job.jobId,
+        {
+          status: 'cancelled',
+          errorCode: 'CANCELLED',
+          message: `cancelled while queued: ${where}`,
+          output: '',
+        },
+        jlog,
+        'finished',
+      );
+    } else if (why === 'expired') {
+      this.refuse(
+        job,
+        {
+          code: 'EXPIRED',
+          message: `the job reached its notAfter (${job.notAfter}) while queued: ${where}; submit it again if still needed`,
+        },
+        jlog,
+      );
+    } else {
+      this.refuse(
+        job,
+        {
+          code: 'INTERRUPTED',
+          message: `the agent is shutting down and ${where}; dispatch it again when the agent is back`,
+        },
+        jlog,
+      );
+    }
   }
 
   private recordOf(job: JobPayload): JobRecord {
@@ -204,6 +357,7 @@ export class JobRunner {
       notAfter: job.notAfter,
       budgetSeconds: job.options.budgetSeconds,
       pickupTimeoutSeconds: job.options.pickupTimeoutSeconds,
+      startedAt: null,
     };
   }
 
@@ -260,9 +414,18 @@ export class JobRunner {
     this.finish(job.jobId, result, jlog, 'finished');
   }
 
-  private finish(jobId: string, result: ExecResult, jlog: Logger, event: 'finished' | 'recovered'): void {
+  /**
+   * Journal and audit the final result. The status is the engine's (a cancelled run is `cancelled`, whatever
+   * stopped it); the text is made safe text before it is fitted into one message.
+   */
+  private finish(
+    jobId: string,
+    raw: ExecResult | ReportedResult,
+    jlog: Logger,
+    event: 'finished' | 'recovered',
+  ): void {
     const rec = this.d.outbox.record(jobId);
-    result = fitResult(result);
+    const result = fitResult(safeResult(raw));
     this.d.outbox.append(jobId, { type: 'result', jobId, result });
     this.d.audit.write({
       event,
@@ -279,12 +442,44 @@ export class JobRunner {
     jlog.info({ status: result.status, errorCode: result.errorCode }, 'job finished');
   }
 
-  /** End jobs that a previous agent process left without a final result. Never runs them again. */
+  /**
+   * End jobs that a previous agent process left without a final result. Never runs them again. A job that
+   * never started (it was queued) is refused INTERRUPTED; for the others the target is inspected, and while
+   * that goes on the target counts as busy, so a new job for it waits.
+   */
   async recover(records: JobRecord[]): Promise<void> {
     await Promise.all(
       records.map(async (rec) => {
         const jlog = this.d.log.child({ jobId: rec.jobId, requestId: rec.requestId });
+        if (rec.startedAt === null) {
+          jlog.warn('job was queued when the agent stopped; it never started');
+          const message =
+            'the agent restarted while this job was queued behind another job for the same process; it never started and a job is never run after a restart, so nothing ran; dispatch it again if still needed';
+          this.d.outbox.append(rec.jobId, {
+            type: 'refused',
+            jobId: rec.jobId,
+            code: 'INTERRUPTED',
+            message,
+          });
+          this.d.audit.write({
+            event: 'recovered',
+            jobId: rec.jobId,
+            requestId: rec.requestId,
+            codeHash: rec.codeHash,
+            kind: rec.kind,
+            scriptId: rec.scriptId,
+            target: rec.target,
+            outcome: 'refused',
+            code: 'INTERRUPTED',
+            message,
+          });
+          return;
+        }
         jlog.warn('job was in progress when the agent stopped; establishing its outcome');
+        const key = targetKey(rec.target);
+        let lane = this.lanes.get(key);
+        if (!lane) this.lanes.set(key, (lane = { running: null, recovering: new Set(), queue: [] }));
+        lane.recovering.add(rec.jobId);
         let result: ExecResult;
         try {
           result = await recoverJob(rec, this.d.procRoot ? { procRoot: this.d.procRoot } : {});
@@ -295,17 +490,35 @@ export class JobRunner {
             message: `the agent restarted while this job was in progress; outcome unknown (${(e as Error).message}). The job was not run again.`,
             output: '',
           };
+        } finally {
+          lane.recovering.delete(rec.jobId);
         }
         this.finish(rec.jobId, result, jlog, 'recovered');
+        this.advance(key);
       }),
     );
   }
 
+  /**
+   * `job:cancel`: a running job's engine call is aborted (the engine stops the code and reports `cancelled`);
+   * a queued one ends `cancelled` without running. False when the agent has no such job in hand.
+   */
   cancel(jobId: string): boolean {
     const r = this.running.get(jobId);
-    if (!r) return false;
-    r.abort.abort();
-    return true;
+    if (r) {
+      if (!r.abort.signal.aborted) {
+        this.d.audit.write({ event: 'cancel_requested', jobId, outcome: 'running' });
+        r.abort.abort();
+      }
+      return true;
+    }
+    const w = this.waiting.get(jobId);
+    if (w) {
+      this.d.audit.write({ event: 'cancel_requested', jobId, outcome: 'queued' });
+      this.endQueued(w, 'cancelled');
+      return true;
+    }
+    return false;
   }
 
   /**
@@ -315,13 +528,18 @@ export class JobRunner {
    */
   async drain(graceMs: number, cancelMs = 5000): Promise<string[]> {
     this.draining = true;
+    // Queued jobs never started: end them now (nothing ran) instead of starting them at shutdown.
+    for (const w of [...this.waiting.values()]) this.endQueued(w, 'interrupted');
     const all = (): Promise<unknown> => Promise.all([...this.running.values()].map((r) => r.done));
     const timeout = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
     if (this.running.size === 0) return [];
     await Promise.race([all(), timeout(graceMs)]);
     if (this.running.size > 0) {
       this.d.log.warn({ jobs: this.runningIds() }, 'cancelling jobs still running at shutdown');
-      for (const r of this.running.values()) r.abort.abort();
+      for (const r of this.running.values()) {
+        this.d.audit.write({ event: 'cancel_requested', jobId: r.jobId, outcome: 'shutdown' });
+        r.abort.abort();
+      }
       await Promise.race([all(), timeout(cancelMs)]);
     }
     return this.runningIds();

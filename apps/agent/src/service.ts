@@ -12,6 +12,7 @@ import {
   AGENT_NAMESPACE,
   AuthAck,
   AuthChallenge,
+  isRetryableAgentError,
   JobCancel,
   Revoked,
   type AgentToServerEvents,
@@ -35,16 +36,9 @@ import { AGENT_VERSION } from './version';
 
 export const STATUS_FILE = 'status.json';
 const ACK_TIMEOUT_MS = 15_000;
-/** Errors after which re-sending the same event later can succeed. Anything else is a definitive rejection. */
-const RETRYABLE = new Set([
-  'INTERNAL',
-  'SHUTTING_DOWN',
-  'UNAUTHENTICATED',
-  'RATE_LIMITED',
-  'UNAVAILABLE',
-  'BUSY',
-  'TIMEOUT',
-]);
+/** A job whose next event the control plane deferred waits this long at first, doubling up to the max. */
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 15_000;
 
 export type ConnectionState =
   'starting' | 'connecting' | 'authenticating' | 'connected' | 'disconnected' | 'revoked' | 'stopped';
@@ -60,7 +54,9 @@ export interface AgentStatus {
   reconnectAttempt: number;
   nextAttemptInMs: number | null;
   outboxDepth: number;
+  outboxOldestAgeSeconds: number | null;
   runningJobs: string[];
+  queuedJobs: string[];
   processes: number;
   updatedAt: string;
 }
@@ -135,7 +131,9 @@ export class AgentService {
       reconnectAttempt: 0,
       nextAttemptInMs: null,
       outboxDepth: 0,
+      outboxOldestAgeSeconds: null,
       runningJobs: [],
+      queuedJobs: [],
       processes: 0,
       updatedAt: now,
     };
@@ -184,7 +182,9 @@ export class AgentService {
 
   private writeStatus(): void {
     this.status.outboxDepth = this.outbox.depth();
+    this.status.outboxOldestAgeSeconds = this.outbox.oldestAgeSeconds();
     this.status.runningJobs = this.runner.runningIds();
+    this.status.queuedJobs = this.runner.queuedIds();
     this.status.processes = this.inventory.list().length;
     this.status.reconnectAttempt = this.backoff.attempts;
     this.status.updatedAt = new Date().toISOString();
@@ -367,49 +367,79 @@ export class AgentService {
     if (snap === 'timeout' || !snap.ok) clog.warn({ ack: snap }, 'inventory snapshot not acknowledged');
     else clog.info({ processes: this.inventory.list().length }, 'inventory snapshot sent');
     this.heartbeat();
+    this.outbox.clearDeferrals(); // a new connection: try every job again at once
     await this.pump(gen, clog);
   }
 
-  /** Deliver outbox events one at a time, in order, until this connection ends. */
+  /**
+   * Deliver outbox events one at a time until this connection ends: each job's in seq order, jobs in the order
+   * received. A deferred event holds back only its own job (with a growing pause); a final refusal is recorded
+   * and replaced by its REPORT_REFUSED substitute (see Outbox.reject), so nothing is sent forever.
+   */
   private async pump(gen: number, clog: Logger): Promise<void> {
+    const attempts = new Map<string, number>();
     while (gen === this.gen && this.authed && this.socket) {
       const ev: JobEvent | null = this.outbox.nextPending();
       if (!ev) {
-        await this.outbox.changed(1000);
+        const retryAt = this.outbox.nextRetryAt();
+        await this.outbox.changed(
+          retryAt === null ? 1000 : Math.max(10, Math.min(1000, retryAt - Date.now())),
+        );
         continue;
       }
       const res = await this.emitAck(this.socket, 'job:event', ev);
       if (gen !== this.gen) return;
-      if (res === 'timeout') {
-        clog.warn({ jobId: ev.jobId, seq: ev.seq }, 'job event not acknowledged in time; resending');
+      const key = `${ev.jobId}:${ev.seq}`;
+      const code = res === 'timeout' ? 'ACK_TIMEOUT' : res.ok ? null : res.error.code;
+      // No answer or a garbled one decides nothing (the agent's own codes); the rest are the control plane's.
+      if (code === 'ACK_TIMEOUT' || code === 'BAD_ACK' || (code !== null && isRetryableAgentError(code))) {
+        // Not applied, and trying again can succeed: hold back this job only.
+        const n = (attempts.get(key) ?? 0) + 1;
+        attempts.set(key, n);
+        const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(n - 1, 10));
+        clog.warn(
+          {
+            jobId: ev.jobId,
+            seq: ev.seq,
+            code,
+            attempt: n,
+            retryInMs: delay,
+          },
+          'job event not applied by the control plane; retrying later',
+        );
+        this.outbox.defer(ev.jobId, delay);
         continue;
       }
+      attempts.delete(key);
+      if (res === 'timeout') continue; // (retried above; this narrows the type)
       if (res.ok) {
         this.outbox.ack(ev.jobId, ev.seq);
         continue;
       }
-      if (RETRYABLE.has(res.error.code)) {
-        clog.warn(
-          { jobId: ev.jobId, seq: ev.seq, code: res.error.code },
-          'job event deferred by the control plane; retrying',
-        );
-        await new Promise((r) => setTimeout(r, 1000));
-        continue;
-      }
-      // A definitive rejection: keep the evidence locally, stop re-sending it.
+      // Refused for good: keep the evidence locally, never send it again, end the execution honestly.
+      const rejection = { code: res.error.code, message: res.error.message };
+      const substitute = this.outbox.reject(ev.jobId, ev.seq, rejection);
       clog.error(
-        { jobId: ev.jobId, seq: ev.seq, type: ev.type, code: res.error.code, reason: res.error.message },
-        'job event rejected by the control plane',
+        {
+          jobId: ev.jobId,
+          seq: ev.seq,
+          type: ev.type,
+          code: rejection.code,
+          reason: rejection.message,
+          substitute: substitute ? 'REPORT_REFUSED result' : null,
+        },
+        'job event refused by the control plane for good',
       );
       this.audit.write({
         event: 'delivery_rejected',
         jobId: ev.jobId,
         seq: ev.seq,
         type: ev.type,
-        code: res.error.code,
-        message: res.error.message,
+        code: rejection.code,
+        message: rejection.message,
+        outcome: substitute ? 'replaced_by_report_refused' : 'dropped',
+        journal: this.outbox.journalDir(ev.jobId),
       });
-      this.outbox.ack(ev.jobId, ev.seq, { code: res.error.code, message: res.error.message });
     }
   }
 
@@ -419,6 +449,7 @@ export class AgentService {
     void this.emitAck(socket, 'heartbeat', {
       at: new Date().toISOString(),
       outboxDepth: this.outbox.depth(),
+      outboxOldestAgeSeconds: this.outbox.oldestAgeSeconds(),
     });
   }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { ExecResult } from '@pyreach/protocol/exec';
 import { AuditLog, readAuditTail } from '../src/audit';
@@ -140,7 +141,7 @@ test('a forged job is refused in the ack and audited, without touching the job i
   a.close();
 });
 
-test('beyond maxConcurrentJobs and while draining jobs are refused as BUSY', async () => {
+test('beyond maxConcurrentJobs (jobs for distinct processes) and while draining jobs are refused as BUSY', async () => {
   const dir = tempDir();
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
@@ -150,11 +151,12 @@ test('beyond maxConcurrentJobs and while draining jobs are refused as BUSY', asy
   });
   const a = open(dir, engine);
   const outbox = a.outbox;
-  for (let i = 0; i < 4; i++) assert.equal(a.runner.dispatch(cp.sign(payload())).ok, true);
-  const busy = a.runner.dispatch(cp.sign(payload()));
+  const other = (i: number) => payload({ target: { pid: 5000 + i, startTime: '1000' } });
+  for (let i = 0; i < 4; i++) assert.equal(a.runner.dispatch(cp.sign(other(i))).ok, true);
+  const busy = a.runner.dispatch(cp.sign(other(4)));
   assert.equal(!busy.ok && busy.error.code, 'BUSY');
   const draining = a.runner.drain(5000);
-  const late = a.runner.dispatch(cp.sign(payload()));
+  const late = a.runner.dispatch(cp.sign(other(5)));
   assert.equal(!late.ok && late.error.code, 'BUSY');
   release();
   assert.deepEqual(await draining, []);
@@ -176,5 +178,237 @@ test('an engine that throws still yields a failed result, never silence', async 
   const last = a.outbox.pending().at(-1)!;
   assert.equal(last.type === 'result' && last.result.status, 'failed');
   assert.equal(last.type === 'result' && last.result.errorCode, 'INTERNAL');
+  a.close();
+});
+
+/** An engine whose runs end when the test says so, and which records how many run at once per target. */
+function gatedEngine() {
+  const gates = new Map<string, (r: ExecResult) => void>();
+  const started: string[] = [];
+  let concurrentSameTarget = 0;
+  const active = new Map<number, number>();
+  const engine = scriptedEngine(async (o) => {
+    const n = (active.get(o.pid) ?? 0) + 1;
+    active.set(o.pid, n);
+    concurrentSameTarget = Math.max(concurrentSameTarget, n);
+    const id = o.code;
+    started.push(id);
+    try {
+      return await new Promise<ExecResult>((resolve) => {
+        gates.set(id, resolve);
+        o.signal?.addEventListener('abort', () =>
+          resolve({ status: 'cancelled', errorCode: 'CANCELLED', message: 'stopped', output: 'so far' }),
+        );
+      });
+    } finally {
+      active.set(o.pid, active.get(o.pid)! - 1);
+    }
+  });
+  return {
+    engine,
+    started,
+    maxSameTarget: () => concurrentSameTarget,
+    release: (id: string, r: ExecResult = { status: 'succeeded', output: `${id}\n` }) => gates.get(id)!(r),
+  };
+}
+
+const job = (name: string, pid = 4242, over: Parameters<typeof payload>[0] = {}) =>
+  payload({ code: name, target: { pid, startTime: '1000' }, ...over });
+
+test('a second job for the same target waits, says behind which job, and runs only after the first', async () => {
+  const dir = tempDir();
+  const g = gatedEngine();
+  const a = open(dir, g.engine);
+  const [j1, j2, j3, other] = [job('one'), job('two'), job('three'), job('other', 7777)];
+  for (const j of [j1, j2, j3, other])
+    assert.deepEqual(a.runner.dispatch(cp.sign(j)), { ok: true, accepted: true });
+  await until(() => g.started.length === 2);
+  assert.deepEqual(g.started, ['one', 'other'], 'another target runs concurrently');
+  assert.deepEqual(a.runner.queuedIds(), [j2.jobId, j3.jobId]);
+  const queued = a.outbox.pending().filter((e) => e.type === 'queued');
+  assert.deepEqual(
+    queued.map((e) => e.type === 'queued' && [e.jobId, e.behindJobId, e.ahead]),
+    [
+      [j2.jobId, j1.jobId, 1],
+      [j3.jobId, j1.jobId, 2],
+    ],
+  );
+  assert.equal(
+    a.outbox.record(j2.jobId)?.startedAt,
+    null,
+    'not started: known after a crash that nothing ran',
+  );
+  g.release('one');
+  await until(() => g.started.length === 3);
+  assert.equal(g.started[2], 'two');
+  assert.ok(a.outbox.record(j2.jobId)?.startedAt);
+  g.release('two');
+  await until(() => g.started.length === 4);
+  g.release('three');
+  g.release('other');
+  await until(() => [j1, j2, j3, other].every((j) => a.outbox.isFinal(j.jobId)));
+  assert.equal(g.maxSameTarget(), 1, 'never two runs in one target at once');
+  assert.deepEqual(
+    readAuditTail(dir, 20)
+      .filter((e) => e.event === 'queued')
+      .map((e) => e.behind),
+    [j1.jobId, j1.jobId],
+  );
+  a.close();
+});
+
+test('a cancel for a queued job ends it cancelled without running; a running one is aborted and reported by status', async () => {
+  const dir = tempDir();
+  const g = gatedEngine();
+  const a = open(dir, g.engine);
+  const [j1, j2, j3] = [job('first'), job('second'), job('third')];
+  for (const j of [j1, j2, j3]) a.runner.dispatch(cp.sign(j));
+  await until(() => g.started.length === 1);
+  assert.equal(a.runner.cancel(j2.jobId), true);
+  const r2 = a.outbox.pending().find((e) => e.jobId === j2.jobId && e.type === 'result');
+  assert.ok(r2 && r2.type === 'result');
+  assert.equal(r2.result.status, 'cancelled');
+  assert.equal(r2.result.errorCode, 'CANCELLED');
+  assert.match(r2.result.message!, /cancelled while queued.*never started; nothing ran/);
+  assert.equal(a.runner.cancel(j1.jobId), true);
+  await until(() => a.outbox.isFinal(j1.jobId));
+  const r1 = a.outbox.pending().find((e) => e.jobId === j1.jobId && e.type === 'result');
+  assert.equal(
+    r1?.type === 'result' && r1.result.status,
+    'cancelled',
+    'the engine said cancelled: so does the agent',
+  );
+  await until(() => g.started.length === 2);
+  assert.deepEqual(g.started, ['first', 'third'], 'the cancelled queued job never reached the engine');
+  g.release('third');
+  await until(() => a.outbox.isFinal(j3.jobId));
+  const audit = readAuditTail(dir, 30);
+  assert.deepEqual(
+    audit.filter((e) => e.event === 'cancel_requested').map((e) => [e.jobId, e.outcome]),
+    [
+      [j2.jobId, 'queued'],
+      [j1.jobId, 'running'],
+    ],
+  );
+  assert.deepEqual(
+    audit.filter((e) => e.event === 'finished' && e.jobId !== j3.jobId).map((e) => e.outcome),
+    ['cancelled', 'cancelled'],
+  );
+  a.close();
+});
+
+test('a queued job whose notAfter passes ends refused EXPIRED without running', async () => {
+  const dir = tempDir();
+  const g = gatedEngine();
+  const a = open(dir, g.engine);
+  const j1 = job('long');
+  const j2 = job('late', 4242, { notAfter: new Date(Date.now() + 300).toISOString() });
+  a.runner.dispatch(cp.sign(j1));
+  assert.equal(a.runner.dispatch(cp.sign(j2)).ok, true);
+  await until(() => a.outbox.isFinal(j2.jobId));
+  const ev = a.outbox.pending().find((e) => e.jobId === j2.jobId && e.type === 'refused');
+  assert.equal(ev?.type === 'refused' && ev.code, 'EXPIRED');
+  assert.match(ev?.type === 'refused' ? ev.message : '', /while queued.*nothing ran/);
+  g.release('long');
+  await until(() => a.outbox.isFinal(j1.jobId));
+  assert.deepEqual(g.started, ['long']);
+  a.close();
+});
+
+test('at shutdown queued jobs end refused INTERRUPTED; after a crash a queued job is ended the same way, never run', async () => {
+  const dir = tempDir();
+  const g = gatedEngine();
+  const a = open(dir, g.engine);
+  const [j1, j2] = [job('running'), job('waiting')];
+  a.runner.dispatch(cp.sign(j1));
+  a.runner.dispatch(cp.sign(j2));
+  await until(() => g.started.length === 1);
+  const alive = setInterval(() => {}, 1000); // drain's own timers are unref'd, as the service keeps the loop alive
+  const draining = a.runner.drain(50, 1000);
+  assert.equal(a.outbox.isFinal(j2.jobId), true);
+  const ev = a.outbox.pending().find((e) => e.jobId === j2.jobId && e.type === 'refused');
+  assert.equal(ev?.type === 'refused' && ev.code, 'INTERRUPTED');
+  assert.deepEqual(await draining, [], 'the running job was aborted after the grace and reported');
+  clearInterval(alive);
+  assert.equal(a.outbox.pending().find((e) => e.jobId === j1.jobId && e.type === 'result')?.type, 'result');
+  a.close();
+
+  // A crash while a job waited: its journal says it never started.
+  const dir2 = tempDir();
+  const g2 = gatedEngine();
+  const b = open(dir2, g2.engine);
+  const [k1, k2] = [job('k1'), job('k2')];
+  b.runner.dispatch(cp.sign(k1));
+  b.runner.dispatch(cp.sign(k2));
+  await until(() => g2.started.length === 1);
+  b.close(); // as if killed: no final events
+  const c = open(dir2, g2.engine);
+  assert.deepEqual(c.unfinished.map((r) => r.jobId).sort(), [k1.jobId, k2.jobId].sort());
+  await c.runner.recover(c.unfinished.filter((r) => r.jobId === k2.jobId));
+  const r = c.outbox.pending().find((e) => e.jobId === k2.jobId && e.type === 'refused');
+  assert.equal(r?.type === 'refused' && r.code, 'INTERRUPTED');
+  assert.match(r?.type === 'refused' ? r.message : '', /never started.*nothing ran/);
+  assert.deepEqual(g2.started, ['k1'], 'the queued job is never run after a restart');
+  c.close();
+});
+
+test('the engine gets no path from a job: nothing a job says can point a read at the agent state', async () => {
+  const dir = tempDir();
+  const engine = scriptedEngine(async () => ({ status: 'succeeded', output: '' }));
+  const a = open(dir, engine);
+  // A signed job carrying path-like extras (a compromised control plane, or a future field) is not a job.
+  const base = payload();
+  const withPaths = {
+    ...base,
+    stagingDirs: [dir],
+    procRoot: dir,
+    options: { ...base.options, stagingDirs: [dir], outputPath: join(dir, 'agent.key') },
+  } as unknown as Parameters<typeof cp.sign>[0];
+  const ack = a.runner.dispatch(cp.sign(withPaths));
+  assert.equal(
+    !ack.ok && ack.error.code,
+    'BAD_SIGNATURE',
+    'fields outside the schema never reach the checks',
+  );
+  assert.equal(engine.runs.length, 0);
+  // A valid job: the run's options are the target, the code and its limits, nothing that names a file.
+  const p = payload();
+  assert.equal(a.runner.dispatch(cp.sign(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  const run = engine.runs[0]!;
+  assert.deepEqual(Object.keys(run).sort(), [
+    'backend',
+    'budgetMs',
+    'code',
+    'expectStartTime',
+    'inline',
+    'onOutput',
+    'onState',
+    'params',
+    'pickupTimeoutMs',
+    'pid',
+    'signal',
+  ]);
+  assert.ok(!JSON.stringify(run).includes(dir), 'no option of the run names the state directory');
+  a.close();
+});
+
+test('output and results the engine hands over un-encoded are journalled as safe text', async () => {
+  const dir = tempDir();
+  const engine = scriptedEngine(async (o) => {
+    o.onOutput?.('a\u0000b\n');
+    return { status: 'succeeded', output: 'a\u0000b\n', result: { s: '\ud83d' } };
+  });
+  const a = open(dir, engine);
+  const p = payload();
+  a.runner.dispatch(cp.sign(p));
+  await until(() => a.outbox.isFinal(p.jobId));
+  const events = a.outbox.pending();
+  const out = events.find((e) => e.type === 'output');
+  assert.equal(out?.type === 'output' && out.chunk, 'a\u{10FF00}b\n');
+  const res = events.find((e) => e.type === 'result');
+  assert.ok(res?.type === 'result');
+  assert.equal(res.result.output, 'a\u{10FF00}b\n');
+  assert.deepEqual(res.result.result, { s: '\u{10FFED}\u{10FFA0}\u{10FFBD}' });
   a.close();
 });

@@ -1,9 +1,20 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { canonicalJson } from '@pyreach/protocol/canonical';
+import { decodeToBytes } from '@pyreach/protocol/text';
+import { resultFromReport, type HarnessReport } from '@pyreach/remote-exec';
 import type { JobRecord } from '../src/outbox';
 import { recoverJob } from '../src/recovery';
 import { fakeProc, tempDir } from './helpers';
@@ -80,3 +91,95 @@ test('without a staging directory or with the target gone the outcome is unknown
   const restarted = { ...record, target: { pid: 777, startTime: '1' } };
   assert.match((await recoverJob(restarted, { procRoot })).message ?? '', /has exited/);
 });
+
+// The target's user owns its staging directory and its whole root (a container): it plants what it likes.
+const SECRET = '-----BEGIN PRIVATE KEY----- the agent key -----END PRIVATE KEY-----\n';
+
+function secretFile(): string {
+  const p = join(tempDir(), 'agent.key');
+  writeFileSync(p, SECRET, { mode: 0o600 });
+  return p;
+}
+
+const report = JSON.stringify({ status: 'succeeded', result: 1 });
+
+test('an out.txt planted as a link or a hard link to a root-only file is never read into the output', async () => {
+  for (const plant of ['symlink', 'hardlink'] as const) {
+    const secret = secretFile();
+    const { procRoot, staging, record } = setup({ 'picked.json': '{}', 'result.json': report });
+    if (plant === 'symlink') symlinkSync(secret, join(staging, 'out.txt'));
+    else linkSync(secret, join(staging, 'out.txt'));
+    const r = await recoverJob(record, { procRoot });
+    assert.ok(!r.output.includes('PRIVATE KEY'), `${plant}: the key is not streamed back`);
+    assert.equal(r.output, '');
+    assert.equal(readFileSync(secret, 'utf8'), SECRET, `${plant}: the file it pointed at is untouched`);
+  }
+});
+
+test('a result.json planted as a FIFO does not block recovery', async () => {
+  const { procRoot, staging, record } = setup({ 'picked.json': '{}' });
+  execFileSync('mkfifo', [join(staging, 'result.json')]);
+  const t0 = Date.now();
+  const r = await recoverJob(record, { procRoot, maxWaitMs: 300 });
+  assert.ok(Date.now() - t0 < 5000);
+  assert.match(r.message ?? '', /outcome unknown/);
+});
+
+test("a link planted for the target's /tmp (an absolute one resolves on the host) is not followed", async () => {
+  const { procRoot, staging, record } = setup({ 'picked.json': '{}', 'result.json': report });
+  const root = join(procRoot, '777', 'root');
+  const elsewhere = join(tempDir(), 'host-tmp');
+  renameSync(join(root, 'tmp'), elsewhere); // the staging directory now lives outside the target's root
+  symlinkSync(elsewhere, join(root, 'tmp'));
+  const r = await recoverJob(record, { procRoot });
+  assert.match(r.message ?? '', /outcome unknown: no staging directory/);
+  assert.ok(existsSync(join(elsewhere, staging.split('/').pop()!, 'result.json')), 'nothing removed there');
+});
+
+test('removing a staging directory unlinks planted links and never deletes what they point at', async () => {
+  const victim = join(tempDir(), 'victim');
+  mkdirSync(victim);
+  writeFileSync(join(victim, 'keep.txt'), 'keep');
+  const { procRoot, staging, record } = setup({ 'picked.json': '{}', 'result.json': report, 'out.txt': 'x' });
+  symlinkSync(victim, join(staging, 'sub'));
+  const r = await recoverJob(record, { procRoot });
+  assert.equal(r.status, 'succeeded');
+  assert.equal(existsSync(staging), false);
+  assert.equal(readFileSync(join(victim, 'keep.txt'), 'utf8'), 'keep');
+});
+
+test('recovered output holding NUL and invalid UTF-8 becomes safe text losslessly', async () => {
+  const { procRoot, staging, record } = setup({ 'picked.json': '{}', 'result.json': report });
+  writeFileSync(join(staging, 'out.txt'), Buffer.from([0x61, 0x00, 0xff, 0x62, 0x0a]));
+  const r = await recoverJob(record, { procRoot });
+  assert.equal(r.output, 'a\u{10FF00}\u{10FFFF}b\n');
+  assert.deepEqual(Buffer.from(decodeToBytes(r.output)), Buffer.from([0x61, 0x00, 0xff, 0x62, 0x0a]));
+});
+
+/** Until the engine reports a cancel as `cancelled` (engine-hardening branch) this is a visible todo. */
+const ENGINE_REPORTS_CANCELLED =
+  resultFromReport({ status: 'failed', cancelled: true } as HarnessReport, '').status === 'cancelled';
+
+test(
+  'a job cancelled before the agent crashed is recovered as cancelled, never as TIME_BUDGET_EXCEEDED',
+  {
+    todo: ENGINE_REPORTS_CANCELLED
+      ? false
+      : 'the current engine reads a cancelled harness report as failed/TIME_BUDGET_EXCEEDED; green once it returns status cancelled',
+  },
+  async () => {
+    const { procRoot, record } = setup({
+      'picked.json': '{}',
+      'out.txt': 'so far\n',
+      'result.json': JSON.stringify({
+        status: 'failed',
+        cancelled: true,
+        error: { type: 'X', message: 'stop' },
+      }),
+    });
+    const r = await recoverJob(record, { procRoot });
+    assert.equal(r.status, 'cancelled');
+    assert.notEqual(r.errorCode, 'TIME_BUDGET_EXCEEDED');
+    assert.equal(r.output, 'so far\n');
+  },
+);

@@ -3,10 +3,20 @@
  * socket.io's event-map types below are derived from these schemas, so the wire is described once.
  */
 import { z } from 'zod';
-import { Base64, Failure, Id, IsoTime, Labels, MAX_MESSAGE_BYTES, PROTOCOL_VERSION } from './common';
-import { ExecResult } from './exec';
+import {
+  Base64,
+  Failure,
+  Id,
+  IsoTime,
+  Labels,
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  type Json,
+} from './common';
+import { EngineErrorCode, ExecError, ExecResult, ThreadInfo } from './exec';
 import { InventoryDelta, InventorySnapshot } from './inventory';
 import { JobEnvelope } from './job';
+import { SafeText } from './text';
 
 export const AGENT_NAMESPACE = '/agents';
 
@@ -54,6 +64,11 @@ export const Heartbeat = z.object({
   at: IsoTime,
   /** Items waiting in the agent's durable outbox (a backlog the operator should see). */
   outboxDepth: z.number().int().nonnegative().default(0),
+  /**
+   * Age in whole seconds of the oldest item still waiting in the outbox (null: empty). A depth that stays up
+   * with a growing age is a wedged backlog, not a busy host. Optional on the wire: older agents omit it.
+   */
+  outboxOldestAgeSeconds: z.number().int().nonnegative().nullable().default(null),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
@@ -77,6 +92,11 @@ export const JobRefusalCode = z.enum([
   'POLICY_CUSTOM_CODE',
   'POLICY_CODE_TOO_LARGE',
   'BUSY',
+  /**
+   * Accepted, but it never started: it was queued behind another job for the same target when the agent shut
+   * down or restarted (a job is never run after a restart). Nothing ran; dispatch it again if still needed.
+   */
+  'INTERRUPTED',
 ]);
 export type JobRefusalCode = z.infer<typeof JobRefusalCode>;
 
@@ -92,15 +112,83 @@ const JobEventBase = {
 
 export const MAX_OUTPUT_CHUNK_BYTES = 256 * 1024;
 
+/** A JSON value whose every string and key is safe text (a result value the target returned). */
+export const SafeJson: z.ZodType<Json> = z.lazy(() =>
+  z.union([
+    SafeText,
+    z.number().refine(Number.isFinite, 'numbers must be finite'),
+    z.boolean(),
+    z.null(),
+    z.array(SafeJson),
+    z.record(SafeText, SafeJson),
+  ]),
+);
+
+/**
+ * Codes of a result the agent itself concludes (on top of the engine's EngineErrorCode):
+ * - REPORT_REFUSED: the control plane refused one of this job's reports for good (malformed: VALIDATION,
+ *   PAYLOAD_TOO_LARGE, …). The agent sends this result *in place of* the refused report (same seq) so the
+ *   execution ends with an honest state; `refusedReport` says which report and why. Reports the job made
+ *   after it (more output, its own result) are kept in the agent's local journal and audit log only.
+ */
+export const AgentResultCode = z.enum(['REPORT_REFUSED']);
+export type AgentResultCode = z.infer<typeof AgentResultCode>;
+
+export const ReportErrorCode = z.union([EngineErrorCode, AgentResultCode]);
+export type ReportErrorCode = z.infer<typeof ReportErrorCode>;
+
+/** Which report the control plane refused, and its answer (REPORT_REFUSED results carry it). */
+export const RefusedReport = z.object({
+  seq: z.number().int().positive(),
+  type: z.string().max(32),
+  code: z.string().max(64),
+  message: SafeText.max(4096),
+});
+export type RefusedReport = z.infer<typeof RefusedReport>;
+
+/**
+ * A result as it travels from agent to control plane: the engine's ExecResult with every string the target
+ * could have influenced required to be safe text (protocol/text.ts), so un-encoded text is refused at
+ * validation (VALIDATION, final) instead of failing in the database and being retried forever.
+ */
+export const ReportedResult = ExecResult.extend({
+  errorCode: ReportErrorCode.optional(),
+  message: SafeText.max(4096).optional(),
+  output: SafeText,
+  result: SafeJson.optional(),
+  error: ExecError.extend({
+    type: SafeText.max(256),
+    message: SafeText.max(64 * 1024),
+    traceback: SafeText.max(256 * 1024).optional(),
+  }).optional(),
+  thread: ThreadInfo.extend({ name: SafeText.max(256).nullable().optional() })
+    .nullable()
+    .optional(),
+  refusedReport: RefusedReport.optional(),
+});
+export type ReportedResult = z.infer<typeof ReportedResult>;
+
 export const JobEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('state'), ...JobEventBase, state: z.enum(['staged', 'picked_up']) }),
-  z.object({ type: z.literal('output'), ...JobEventBase, chunk: z.string().max(MAX_OUTPUT_CHUNK_BYTES) }),
-  z.object({ type: z.literal('result'), ...JobEventBase, result: ExecResult }),
+  /**
+   * The agent accepted the job but runs one job per target process at a time: this one waits behind
+   * `behindJobId` (the job now running in that process), with `ahead` jobs before it (the running one
+   * included). It starts when they are done, or ends `refused`/EXPIRED if its notAfter passes first;
+   * a cancel ends it `cancelled` without running.
+   */
+  z.object({
+    type: z.literal('queued'),
+    ...JobEventBase,
+    behindJobId: Id,
+    ahead: z.number().int().positive(),
+  }),
+  z.object({ type: z.literal('output'), ...JobEventBase, chunk: SafeText.max(MAX_OUTPUT_CHUNK_BYTES) }),
+  z.object({ type: z.literal('result'), ...JobEventBase, result: ReportedResult }),
   z.object({
     type: z.literal('refused'),
     ...JobEventBase,
-    code: z.string().max(64),
-    message: z.string().max(4096),
+    code: SafeText.max(64),
+    message: SafeText.max(4096),
   }),
 ]);
 export type JobEvent = z.infer<typeof JobEvent>;
@@ -179,3 +267,21 @@ export const AgentErrorCode = z.enum([
   'INTERNAL',
 ]);
 export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
+
+/**
+ * The codes after which the agent sends the same report again later (the report was not applied, and trying
+ * again can succeed): INTERNAL (the server could not process it now, e.g. its database was unreachable),
+ * SHUTTING_DOWN, UNAUTHENTICATED (after the next successful authentication). Every other answer to a
+ * `job:event` — VALIDATION, PAYLOAD_TOO_LARGE, or a service refusal such as NOT_FOUND — is final for that
+ * report: the agent records it and never sends it again.
+ */
+export const RETRYABLE_AGENT_ERROR_CODES = AgentErrorCode.extract([
+  'INTERNAL',
+  'SHUTTING_DOWN',
+  'UNAUTHENTICATED',
+]);
+export type RetryableAgentErrorCode = z.infer<typeof RETRYABLE_AGENT_ERROR_CODES>;
+
+export function isRetryableAgentError(code: string): boolean {
+  return (RETRYABLE_AGENT_ERROR_CODES.options as readonly string[]).includes(code);
+}
