@@ -49,10 +49,10 @@ for (const backend of BACKENDS) {
       });
     });
 
-    it('runs code in a target owned by an unprivileged user while the engine runs as root, staging as that user', async () => {
+    it('runs code in a target owned by an unprivileged user while the engine runs as root: the staging directory stays root-owned, the user gets only its inputs and outputs', async () => {
       const user = ensureTestUser();
       await withTarget(await startPython('idle.py', { user: true }), async (t) => {
-        const seen: { uid: number; mode: number }[] = [];
+        const seen: Record<string, { uid: number; mode: number }> = {};
         const r = await runInTarget({
           pid: t.pid,
           backend,
@@ -62,15 +62,32 @@ for (const backend of BACKENDS) {
             if (s !== 'staged') return;
             for (const n of readdirSync(`/proc/${t.pid}/root/tmp`)) {
               if (!/^pyreach-[0-9a-f]{16}$/.test(n)) continue;
-              const st = statSync(`/proc/${t.pid}/root/tmp/${n}`);
+              const dir = `/proc/${t.pid}/root/tmp/${n}`;
+              const st = statSync(dir);
               if (st.mtimeMs < Date.now() - 10_000) continue; // not this run's (a crashed earlier run's)
-              seen.push({ uid: st.uid, mode: st.mode & 0o777 });
+              seen['.'] = { uid: st.uid, mode: st.mode & 0o7777 };
+              for (const f of readdirSync(dir)) {
+                const fs = statSync(`${dir}/${f}`);
+                seen[f] = { uid: fs.uid, mode: fs.mode & 0o7777 };
+              }
             }
           },
         });
         assert.equal(r.status, 'succeeded', JSON.stringify(r));
         assert.deepEqual(r.result, { uid: user.uid });
-        assert.deepEqual(seen, [{ uid: user.uid, mode: 0o700 }]);
+        const u = (mode: number) => ({ uid: user.uid, mode });
+        const root = (mode: number) => ({ uid: 0, mode });
+        assert.deepEqual(seen, {
+          '.': root(0o711),
+          'run.py': u(0o400),
+          'code.py': u(0o400),
+          'params.json': u(0o400),
+          'job.json': root(0o644),
+          ctl: root(0o644),
+          'picked.json': u(0o600),
+          'out.txt': u(0o600),
+          'result.json': u(0o600),
+        });
         assert.deepEqual(leftovers(t.pid), []);
       });
     });
@@ -91,8 +108,15 @@ for (const backend of BACKENDS) {
           code: 'import os\nresult = {"pid": os.getpid(), "script": open("/proc/self/cmdline","rb").read().split(b"\\0")[1].decode()}',
           pickupTimeoutMs: PICKUP_MS,
         });
-        assert.equal(r.status, 'succeeded', JSON.stringify(r));
-        assert.deepEqual(r.result, { pid: 1, script: t.scriptInTarget });
+        if (backend === 'sys') {
+          // The tracer would be the container's interpreter, which the container's root controls.
+          assert.equal(r.status, 'refused', JSON.stringify(r));
+          assert.equal(r.errorCode, 'UNTRUSTED_INTERPRETER');
+          assert.match(r.message ?? '', /container.*native backend/s);
+        } else {
+          assert.equal(r.status, 'succeeded', JSON.stringify(r));
+          assert.deepEqual(r.result, { pid: 1, script: t.scriptInTarget });
+        }
         assert.deepEqual(leftovers(t.pid, t.rootOnHost), []);
       });
     });
