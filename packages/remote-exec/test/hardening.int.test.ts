@@ -460,10 +460,11 @@ describe('discovery inside a container root the target user controls', () => {
     const copy = privateContainerRoot();
     try {
       const passwd = join(copy.root, 'etc/passwd');
-      if (existsSync(passwd)) unlinkSync(passwd);
-      execFileSync('mkfifo', [passwd]);
       const t = await withPythonRoot(copy.root, () => startPython('idle.py', { style: 'container' }));
       try {
+        // Planted once the target runs (its own start-up reads /etc/passwd).
+        if (existsSync(passwd)) unlinkSync(passwd);
+        execFileSync('mkfifo', [passwd]);
         const started = Date.now();
         const [p] = await discover({ pids: [t.pid] });
         assert.ok(Date.now() - started < 5000, 'discovery did not wait on the FIFO');
