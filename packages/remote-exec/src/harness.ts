@@ -221,19 +221,17 @@ def _pyreach_main(_dir_hex):
         _write_json('picked.json', dict(picker, runner={'tid': picker['tid'], 'name': picker['name']}))
         run_user_code()
     else:
-        started = threading.Event()
-        runner_info = {}
-
         def runner_main():
-            runner_info['tid'] = threading.get_native_id()
-            runner_info['name'] = threading.current_thread().name
-            started.set()
+            # The runner announces the pickup itself, so the engine learns which thread runs the code.
+            _write_json('picked.json', dict(picker, runner={'tid': threading.get_native_id(), 'name': threading.current_thread().name}))
             run_user_code()
 
-        t = threading.Thread(target=runner_main, name='pyreach-run-%s' % job.get('runId', ''), daemon=True)
-        t.start()
-        started.wait(2.0)
-        _write_json('picked.json', dict(picker, runner=runner_info or None))
+        try:
+            threading.Thread(target=runner_main, name='pyreach-run-%s' % job.get('runId', ''), daemon=True).start()
+        except BaseException as e:
+            _write_json('picked.json', dict(picker, runner=None))
+            _write_json('result.json', {'status': 'harness_error', 'finishedAt': _now(),
+                                        'error': {'type': type(e).__name__, 'message': 'could not start the run thread: %s' % (str(e)[:4096],)}})
 
 try:
     _pyreach_main('@@DIR_HEX@@')

@@ -446,7 +446,6 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         startTime: target.startTime,
         waitMs: opts.lockWaitMs ?? DEFAULTS.lockWaitMs,
         signal: opts.signal,
-        holder: `pid ${process.pid} run ${runId}`,
       });
     } catch (e) {
       if (e instanceof LockError) return withBackend(outcome('refused', 'INTERNAL', e.message));

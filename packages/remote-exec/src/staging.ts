@@ -181,7 +181,7 @@ export function stage(opts: StageOptions): Staging {
   const dirInTarget = `${base.replace(/\/+$/, '')}/${dirName}`;
   let dirFd: number | null = null;
   let dirSt: Stats | null = null;
-  const made: { name: string; ino: number }[] = [];
+  const made: string[] = [];
   const outputs = new Map<OutputName, number>();
   let ctlFd: number | null = null;
   const fail = (code: StagingError['code'], msg: string): never => {
@@ -191,15 +191,12 @@ export function stage(opts: StageOptions): Staging {
   const cleanupNow = (): string[] => {
     const problems: string[] = [];
     if (dirFd !== null) {
-      for (const m of made) {
+      // Only the engine can change entries of its root-owned directory: the names it made are its files.
+      for (const name of made) {
         try {
-          const st = lstatAt(dirFd, m.name);
-          if (st === null) continue;
-          if (st.ino !== m.ino)
-            problems.push(`${m.name} is no longer the file the engine made (${describe(st)})`);
-          unlinkAt(dirFd, m.name);
+          unlinkAt(dirFd, name);
         } catch (e) {
-          problems.push(`${m.name}: ${(e as Error).message}`);
+          problems.push(`${name}: ${(e as Error).message}`);
         }
       }
     }
@@ -246,8 +243,9 @@ export function stage(opts: StageOptions): Staging {
   const create = (name: string, mode: number): number => {
     const fd = openAt(dirFd!, name, O.RDWR | O.CREAT | O.EXCL, mode);
     fds.push(fd);
-    made.push({ name, ino: fstatSync(fd).ino });
-    fchmodSync(fd, mode);
+    made.push(name);
+    // The umask may have taken the bits others need to read; the owner's bits it cannot take in practice.
+    if (mode & 0o044) fchmodSync(fd, mode);
     return fd;
   };
   try {

@@ -109,6 +109,11 @@ function extensionModule(path: string): boolean {
  * (the same binary resolves the same libraries; extra ones only make the check stricter), and the standard
  * library found next to the binary (`<prefix>/lib/pythonX.Y`, with `lib-dynload` and `__pycache__`).
  */
+// Verdicts of "trusted", for a minute: only root (or the engine's uid) can change what was found trusted, and
+// walking a standard library costs tens of milliseconds per run. Refusals are never cached.
+const TRUST_TTL_MS = 60_000;
+const trusted = new Map<string, number>();
+
 export function checkInterpreter(opts: {
   command: string[];
   image: string;
@@ -121,6 +126,21 @@ export function checkInterpreter(opts: {
   for (const m of opts.maps)
     if (m.path.startsWith('/') && m.perms.includes('x') && !m.deleted && !extensionModule(m.path))
       files.add(m.path);
+  const key = [...files].sort().join('\0') + `\0${opts.version.major}.${opts.version.minor}`;
+  const at = trusted.get(key);
+  if (at !== undefined && Date.now() - at < TRUST_TTL_MS) return null;
+  const verdict = checkFiles(files, opts);
+  if (verdict === null) {
+    if (trusted.size > 256) trusted.clear();
+    trusted.set(key, Date.now());
+  }
+  return verdict;
+}
+
+function checkFiles(
+  files: Set<string>,
+  opts: { image: string; version: { major: number; minor: number } },
+): Untrusted | null {
   for (const f of files) {
     const bad = checkPath(f);
     if (bad) return bad;

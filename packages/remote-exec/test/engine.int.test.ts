@@ -10,7 +10,7 @@ import {
   startPython,
   type PyTarget,
 } from '../../../test/support/python';
-import { BACKENDS, leftovers, sleep } from './helpers';
+import { BACKENDS, settledLeftovers, sleep } from './helpers';
 
 // Generous but bounded: a loaded 2-core machine can take a while to schedule a target.
 const PICKUP_MS = 15_000;
@@ -45,7 +45,7 @@ for (const backend of BACKENDS) {
         assert.equal(r.backend, backend);
         const mark = t.stdout().length;
         await t.waitForStdout(/^DEBUG main context for request \d+: user=alice/, 10_000, mark);
-        assert.deepEqual(leftovers(t.pid), []);
+        assert.deepEqual(await settledLeftovers(t.pid), []);
       });
     });
 
@@ -88,7 +88,7 @@ for (const backend of BACKENDS) {
           'out.txt': u(0o600),
           'result.json': u(0o600),
         });
-        assert.deepEqual(leftovers(t.pid), []);
+        assert.deepEqual(await settledLeftovers(t.pid), []);
       });
     });
 
@@ -117,7 +117,7 @@ for (const backend of BACKENDS) {
           assert.equal(r.status, 'succeeded', JSON.stringify(r));
           assert.deepEqual(r.result, { pid: 1, script: t.scriptInTarget });
         }
-        assert.deepEqual(leftovers(t.pid, t.rootOnHost), []);
+        assert.deepEqual(await settledLeftovers(t.pid, t.rootOnHost), []);
       });
     });
 
@@ -153,7 +153,7 @@ for (const backend of BACKENDS) {
         assert.equal(r.errorCode, 'REMOTE_DEBUG_DISABLED');
         assert.match(r.message ?? '', /PYTHON_DISABLE_REMOTE_DEBUG/);
         assert.equal(staged, false);
-        assert.deepEqual(leftovers(t.pid), []);
+        assert.deepEqual(await settledLeftovers(t.pid), []);
       });
     });
 
@@ -301,7 +301,7 @@ describe('thread choice and pending requests', () => {
       assert.equal(r.status, 'pickup_timeout', JSON.stringify(r));
       assert.equal(r.errorCode, 'PICKUP_TIMEOUT');
       assert.ok(took < 1500 + 4000, `took ${took} ms`);
-      assert.deepEqual(leftovers(t.pid), []);
+      assert.deepEqual(await settledLeftovers(t.pid), []);
     });
   }
 

@@ -24,7 +24,7 @@ import {
   type PyTarget,
 } from '../../../test/support/python';
 import { HOSTILE_USER, userDir } from '../../../test/hostile/kit';
-import { leftovers, sleep } from './helpers';
+import { settledLeftovers, sleep } from './helpers';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '../bin/pyreach-exec.mjs');
 const PICKUP_MS = 15_000;
@@ -115,7 +115,7 @@ describe('the sys backend and interpreters a non-root user controls', () => {
       [String(HOSTILE_USER.uid)],
       'never ran as root',
     );
-    assert.deepEqual(leftovers(child.pid!), []);
+    assert.deepEqual(await settledLeftovers(child.pid!), []);
 
     // The native backend needs none of it and runs the code.
     const ok = await runInTarget({
@@ -183,7 +183,7 @@ describe('one run per target process at a time, across processes', () => {
       });
       assert.ok(ok >= 1, 'at least one ran');
       if (wait > 0) assert.equal(ok, 6, 'with a long enough wait, all of them ran, one after the other');
-      assert.deepEqual(leftovers(t.pid), []);
+      assert.deepEqual(await settledLeftovers(t.pid), []);
     });
   }
 
@@ -228,7 +228,7 @@ describe('a request slot taken over by another tracer', () => {
         withdrawRequest(mem, slot, foreign);
         mem.close();
       }
-      assert.deepEqual(leftovers(t.pid), []);
+      assert.deepEqual(await settledLeftovers(t.pid), []);
     } finally {
       await t.kill();
     }
@@ -364,7 +364,7 @@ describe('cancel', () => {
       assert.ok(size > 3, 'the code did run');
       await sleep(1000);
       assert.equal(statSync(beat).size, size, 'the heartbeat stopped growing');
-      assert.deepEqual(leftovers(t.pid), []);
+      assert.deepEqual(await settledLeftovers(t.pid), []);
     });
   }
 
@@ -382,7 +382,7 @@ describe('cancel', () => {
       assert.equal(r.status, 'cancelled', JSON.stringify(r));
       assert.equal(r.errorCode, 'CANCELLED');
       assert.match(r.message ?? '', /before the target picked the request up.*withdrawn.*nothing ran/);
-      assert.deepEqual(leftovers(b.pid), []);
+      assert.deepEqual(await settledLeftovers(b.pid), []);
     } finally {
       await b.kill();
     }

@@ -26,7 +26,7 @@ import {
   type AttemptRecord,
   type Canaries,
 } from '../../../test/hostile/kit';
-import { leftovers, sleep } from './helpers';
+import { settledLeftovers, sleep } from './helpers';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '../bin/pyreach-exec.mjs');
 const PICKUP_MS = 15_000;
@@ -265,7 +265,7 @@ describe('container-style hostile target', () => {
         attacker.attempts().filter((a) => a.ok),
         canaries,
       );
-      assert.deepEqual(leftovers(target.pid, target.rootOnHost), []);
+      assert.deepEqual(await settledLeftovers(target.pid, target.rootOnHost), []);
     } finally {
       await attacker?.kill();
       await target.kill();
