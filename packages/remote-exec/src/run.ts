@@ -64,6 +64,11 @@ export interface RunOptions {
   lockDir?: string;
   /** How long to wait for another run into the same process to finish before refusing PENDING_CONFLICT. Default 0. */
   lockWaitMs?: number;
+  /**
+   * Identifies the run in its staging directory (root-owned `job.json`), so that a caller that stops mid-run
+   * can find it again with `findStagedRuns()`. 12 to 32 lowercase hex digits; default random.
+   */
+  runId?: string;
   /** After a cancel, how long the code has to stop before the run is reported as not interruptible. Default 2 s. */
   cancelGraceMs?: number;
 }
@@ -427,7 +432,15 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
     const { slot, loc } = prepared;
     const tracer = backend === 'sys' ? sysTracerCommand(procRoot, target, loc) : null;
     if (tracer) trustTracer(procRoot, target, loc, tracer.interpreter);
-    const runId = randomBytes(6).toString('hex');
+    if (opts.runId !== undefined && !/^[0-9a-f]{12,32}$/.test(opts.runId))
+      return withBackend(
+        outcome(
+          'refused',
+          'INTERNAL',
+          `runId must be 12 to 32 lowercase hex digits, got ${JSON.stringify(opts.runId.slice(0, 64))}`,
+        ),
+      );
+    const runId = opts.runId ?? randomBytes(6).toString('hex');
     let paramsJson: string;
     try {
       paramsJson = JSON.stringify(opts.params ?? {});
