@@ -452,17 +452,35 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
 
     // One run per target process at a time, across every engine on this host.
     let got;
-    try {
-      got = await lockTarget({
-        lockDir: opts.lockDir ?? DEFAULTS.lockDir,
-        pid: target.pid,
-        startTime: target.startTime,
-        waitMs: opts.lockWaitMs ?? DEFAULTS.lockWaitMs,
-        signal: opts.signal,
-      });
-    } catch (e) {
-      if (e instanceof LockError) return withBackend(outcome('refused', 'INTERNAL', e.message));
-      throw e;
+    const euid = process.geteuid?.() ?? 0;
+    // An engine that is not root (CAP_SYS_PTRACE, or the target's own user) cannot create /run/pyreach: its
+    // own runtime directory is the fallback (only it can write there).
+    const lockDirs = opts.lockDir
+      ? [opts.lockDir]
+      : euid === 0
+        ? [DEFAULTS.lockDir]
+        : [DEFAULTS.lockDir, `/run/user/${euid}/pyreach/locks`];
+    for (let i = 0; ; i++) {
+      try {
+        got = await lockTarget({
+          lockDir: lockDirs[i]!,
+          pid: target.pid,
+          startTime: target.startTime,
+          waitMs: opts.lockWaitMs ?? DEFAULTS.lockWaitMs,
+          signal: opts.signal,
+        });
+        break;
+      } catch (e) {
+        if (!(e instanceof LockError)) throw e;
+        if (i + 1 < lockDirs.length) continue;
+        return withBackend(
+          outcome(
+            'refused',
+            'INTERNAL',
+            `${e.message}; pass a lock directory of the engine's own (lockDir, --lock-dir)`,
+          ),
+        );
+      }
     }
     if (!got.ok) {
       if (got.reason === 'aborted')

@@ -206,6 +206,53 @@ describe('one run per target process at a time, across processes', () => {
   });
 });
 
+describe('an engine that is not root', () => {
+  it('runs into a process of its own user with a lock directory of its own, and refuses one it does not own', async () => {
+    const t = await startPython('idle.py', { user: HOSTILE_USER });
+    const mine = userDir(HOSTILE_USER);
+    try {
+      const run = (lockDir: string) =>
+        new Promise<ExecResult>((resolve, reject) => {
+          const child = spawn(
+            process.execPath,
+            [
+              BIN,
+              'run',
+              '--pid',
+              String(t.pid),
+              '--code',
+              'import os\nresult = os.getuid()',
+              '--json',
+              '--lock-dir',
+              lockDir,
+            ],
+            { uid: HOSTILE_USER.uid, gid: HOSTILE_USER.gid, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' },
+          );
+          let out = '';
+          let err = '';
+          child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+          child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+          child.on('exit', () => {
+            try {
+              resolve(JSON.parse(out) as ExecResult);
+            } catch {
+              reject(new Error(`no JSON: ${out} ${err}`));
+            }
+          });
+        });
+      const ok = await run(join(mine.path, 'locks'));
+      assert.equal(ok.status, 'succeeded', JSON.stringify(ok));
+      assert.equal(ok.result, HOSTILE_USER.uid);
+      const bad = await run('/run/pyreach/locks');
+      assert.equal(bad.status, 'refused', JSON.stringify(bad));
+      assert.match(bad.message ?? '', /lock directory/);
+    } finally {
+      await t.kill();
+      mine.cleanup();
+    }
+  });
+});
+
 describe('a request slot taken over by another tracer', () => {
   it('ends PENDING_CONFLICT (not HARNESS_ERROR) when another tracer replaces our pending request', async () => {
     const t = await startPython('blocked_main.py');
