@@ -429,7 +429,7 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
     }
     const target = resolveTarget(procRoot, opts.pid, opts.expectStartTime);
     prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend);
-    const { slot, loc } = prepared;
+    let { slot, loc } = prepared;
     const tracer = backend === 'sys' ? sysTracerCommand(procRoot, target, loc) : null;
     if (tracer) trustTracer(procRoot, target, loc, tracer.interpreter);
     if (opts.runId !== undefined && !/^[0-9a-f]{12,32}$/.test(opts.runId))
@@ -504,6 +504,13 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       return withBackend(
         outcome('target_gone', 'TARGET_GONE', `process ${target.pid} exited while waiting for its turn`, {}),
       );
+    if (got.waitedMs > 0) {
+      // The thread may have ended (its state freed) while we waited: look it up again before writing to it.
+      prepared.mem.close();
+      prepared = null;
+      prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend);
+      ({ slot, loc } = prepared);
+    }
     {
       let pending: number;
       try {
