@@ -13,6 +13,7 @@
  * Independent of the engine, so the same attacks can be driven through the CLI, the agent and the control
  * plane.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -253,4 +254,39 @@ export function userDir(user: TestUser = HOSTILE_USER): { path: string; cleanup(
 /** Make `path`'s parent chain exist for a test (root-owned, 0755). */
 export function ensureDir(path: string): void {
   mkdirSync(path, { recursive: true, mode: 0o755 });
+}
+
+/** The part of a run's outcome the judgement needs (an ExecResult, or what the agent/control plane recorded). */
+export interface JudgedOutcome {
+  status: string;
+  errorCode?: string;
+  message?: string;
+}
+
+/**
+ * The verdict on one run the attacker went at: the canaries are intact, no canary text appears anywhere in what
+ * came back (`everything`: the result, events, API answers — whatever the caller collected), and the run ended
+ * `failed`/`STAGING_TAMPERED` exactly when some attempt landed (`landed` non-empty), else as `expectedStatus`.
+ */
+export function assertHostileOutcome(
+  r: JudgedOutcome,
+  landed: AttemptRecord[],
+  canaries: Canaries,
+  opts: { everything?: unknown; expectedStatus?: string } = {},
+): void {
+  canaries.assertIntact();
+  const all = JSON.stringify(opts.everything ?? r);
+  assert.ok(!all.includes(canaries.secretText), `the secret leaked: ${all.slice(0, 500)}`);
+  assert.ok(!all.includes(canaries.secretText.toLowerCase()), 'the public canary leaked');
+  if (landed.length > 0) {
+    assert.equal(
+      r.status,
+      'failed',
+      `tampering landed (${JSON.stringify(landed)}), got ${all.slice(0, 800)}`,
+    );
+    assert.equal(r.errorCode, 'STAGING_TAMPERED', all.slice(0, 800));
+    assert.match(r.message ?? '', /tamper|link|FIFO|owner|replaced|moved|grew|not a regular/i);
+  } else {
+    assert.equal(r.status, opts.expectedStatus ?? 'succeeded', `nothing landed: ${all.slice(0, 800)}`);
+  }
 }

@@ -16,6 +16,7 @@ import type { ExecResult } from '@pyreach/protocol/exec';
 import { runInTarget } from '../src/index';
 import { pythonPath, startPython, type PyTarget } from '../../../test/support/python';
 import {
+  assertHostileOutcome,
   HOSTILE_USER,
   hostileBase,
   makeCanaries,
@@ -55,22 +56,8 @@ function cliRun(args: string[]): Promise<ExecResult> {
 
 /** What a run must have ended as, given what the attacker managed to do during it. */
 function judge(r: ExecResult, landed: AttemptRecord[], canaries: Canaries): void {
-  canaries.assertIntact();
-  const all = JSON.stringify(r);
-  assert.ok(!all.includes(canaries.secretText), `the secret leaked into the result: ${all.slice(0, 500)}`);
-  assert.ok(!all.includes(canaries.secretText.toLowerCase()), 'the public canary leaked into the result');
-  if (landed.length > 0) {
-    assert.equal(
-      r.status,
-      'failed',
-      `tampering landed (${JSON.stringify(landed)}), got ${all.slice(0, 800)}`,
-    );
-    assert.equal(r.errorCode, 'STAGING_TAMPERED', all.slice(0, 800));
-    assert.match(r.message ?? '', /tamper|link|FIFO|owner|replaced|moved|grew|not a regular/i);
-  } else {
-    assert.equal(r.status, 'succeeded', `nothing landed, the run must succeed: ${all.slice(0, 800)}`);
-    assert.equal(r.output, [...Array(8).keys()].map((i) => `tick ${i}\n`).join(''));
-  }
+  assertHostileOutcome(r, landed, canaries);
+  if (landed.length === 0) assert.equal(r.output, [...Array(8).keys()].map((i) => `tick ${i}\n`).join(''));
 }
 
 describe('a hostile target user attacking staging', () => {
@@ -217,7 +204,7 @@ describe('a staging base the target user owns (it may rename and replace anythin
 
   for (const attacks of [['swap-dir'], ['swap-out'], ['link-out', 'grow-out']] as Attack[][]) {
     for (const via of ['api', 'cli'] as const) {
-      it(`ends STAGING_TAMPERED when the user's ${attacks.join(' + ')} lands (${via}), and leaves the canaries alone`, async () => {
+      it(`${attacks.join(' + ')} (${via}): ends STAGING_TAMPERED where it lands, is refused by the kernel where it cannot, and leaves the canaries alone`, async () => {
         const attacker = await startAttacker({ bases: [base.path], mode: 'poll', attacks, canaries });
         try {
           const r =
