@@ -206,6 +206,36 @@ describe('one run per target process at a time, across processes', () => {
   });
 });
 
+describe('staging bases with a link on the way', () => {
+  it('skips a base that is (or passes through) a symbolic link and never creates anything where it points', async () => {
+    const t = await startPython('idle.py', { user: HOSTILE_USER });
+    const dir = userDir(HOSTILE_USER);
+    const { mkdirSync, readdirSync: ls } = await import('node:fs');
+    try {
+      const pointee = join(dir.path, 'pointee');
+      mkdirSync(pointee, { mode: 0o777 });
+      const link = join(dir.path, 'link');
+      symlinkSync(pointee, link);
+      const r = await runInTarget({
+        pid: t.pid,
+        code: 'result = 1',
+        stagingDirs: [link, join(link, 'sub'), '/tmp'],
+        pickupTimeoutMs: PICKUP_MS,
+      });
+      assert.equal(r.status, 'succeeded', JSON.stringify(r));
+      assert.deepEqual(ls(pointee), []);
+      const only = await runInTarget({ pid: t.pid, code: 'result = 1', stagingDirs: [link] });
+      assert.equal(only.status, 'refused', JSON.stringify(only));
+      assert.equal(only.errorCode, 'STAGING_FAILED');
+      assert.match(only.message ?? '', /symbolic link/);
+      assert.deepEqual(ls(pointee), []);
+    } finally {
+      await t.kill();
+      dir.cleanup();
+    }
+  });
+});
+
 describe('an engine that is not root', () => {
   it('runs into a process of its own user with a lock directory of its own, and refuses one it does not own', async () => {
     const t = await startPython('idle.py', { user: HOSTILE_USER });
