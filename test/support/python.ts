@@ -416,3 +416,61 @@ export function startNonPython(): { pid: number; kill: () => void } {
     },
   };
 }
+
+/**
+ * A private copy of the container-style root (hard links where possible), for tests that must change files
+ * inside a container's root (e.g. plant a FIFO at its /etc/passwd) without touching the shared one. Use it
+ * with `withPythonRoot(copy.root, () => startPython(..., { style: 'container' }))`.
+ */
+export function privateContainerRoot(): { root: string; cleanup(): void } {
+  const src = pythonRoot();
+  const root = mkdtempSync('/var/tmp/pyreach-ctr-');
+  execFileSync('bash', ['-c', 'cp -al "$1/." "$2/" 2>/dev/null || cp -a "$1/." "$2/"', 'copy', src, root], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  chmodSync(root, 0o755);
+  return { root, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/** Run `fn` with PYREACH_PYTHON_ROOT pointing at `root` (container-style targets start from it). */
+export async function withPythonRoot<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.env.PYREACH_PYTHON_ROOT;
+  process.env.PYREACH_PYTHON_ROOT = root;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.PYREACH_PYTHON_ROOT;
+    else process.env.PYREACH_PYTHON_ROOT = before;
+  }
+}
+
+/**
+ * A CPython 3.14 install owned by `user` (as with pyenv, conda, uv or a home-directory build): a full copy
+ * of the provisioned root, chowned to the user, its interpreter patched to load the copy's own libraries.
+ * `python` runs directly; `sitePackages` is a directory its `site` reads .pth files from.
+ */
+export function userOwnedPython(user: TestUser): {
+  root: string;
+  python: string;
+  sitePackages: string;
+  cleanup(): void;
+} {
+  const src = userAccessibleRoot();
+  const root = mkdtempSync('/var/tmp/pyreach-userpy-');
+  const lib = join(root, 'usr/lib/x86_64-linux-gnu');
+  const python = join(root, 'usr/bin/python3.14-host');
+  const sitePackages = join(root, 'usr/lib/python3/dist-packages');
+  const script = `
+    set -e
+    cp -a "$1/." "$2/"
+    patchelf --set-interpreter "$3/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$3" "$4"
+    mkdir -p "$5"
+    chown -R "$6:$7" "$2"
+    chmod 0755 "$2"`;
+  execFileSync(
+    'bash',
+    ['-c', script, 'userpy', src, root, lib, python, sitePackages, String(user.uid), String(user.gid)],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  return { root, python, sitePackages, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}

@@ -68,6 +68,11 @@ export const ExecResult = z.object({
   finishedAt: z.string().nullable().optional(),
   thread: ThreadInfo.nullable().optional(),
   backend: z.enum(['native', 'sys']).optional(),
+  /**
+   * Set when the code could not be interrupted (blocked in C past its budget, or after a cancel): the thread
+   * that may still be running it inside the target. Absent when the code stopped.
+   */
+  leftoverThread: ThreadInfo.nullable().optional(),
 });
 export type ExecResult = z.infer<typeof ExecResult>;
 

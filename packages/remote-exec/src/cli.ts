@@ -3,6 +3,7 @@
  *   pyreach-exec list [--json]
  *   pyreach-exec run --pid N [--tid T] [--backend native|sys] (--code SRC | --file PATH)
  *                    [--params-json JSON] [--timeout SECONDS] [--budget SECONDS] [--inline] [--json]
+ *                    [--lock-wait SECONDS] [--lock-dir DIR] [--staging-dir DIR]...
  *   pyreach-exec stacks --pid N [--json] [--no-states] [--max-frames N] [--timeout SECONDS]   (cli-inspect.ts)
  *   pyreach-exec tasks --pid N [--json] [--max-frames N] [--timeout SECONDS]                  (cli-inspect.ts)
  * Exit status: 0 only when the run succeeded (run) / the scan worked (list); 1 for any other outcome;
@@ -11,8 +12,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { runInspectCommand } from './cli-inspect';
+import { displayText } from '@pyreach/protocol/text';
 import { discover } from './discovery';
-import { runInTarget } from './run';
+import { DEFAULTS, runInTarget } from './run';
 
 const USAGE = `Usage: pyreach-exec <command> [options]
 
@@ -51,8 +53,17 @@ Options:
   --timeout SECONDS     How long the thread may take to reach a safe point (default 10)
   --budget SECONDS      Time budget of the code inside the target (default 30)
   --inline              Run on the thread that picks the request up instead of a fresh thread
-  --json                Print one JSON object with the full result
+  --lock-wait SECONDS   Wait this long for another run into the same process (agent or CLI) to finish,
+                        then refuse with PENDING_CONFLICT (default 0: refuse at once)
+  --lock-dir DIR        Per-target lock directory shared with the agent (default ${DEFAULTS.lockDir}); must
+                        belong to root and be writable by nobody else
+  --staging-dir DIR     Staging base inside the target's root (repeatable, in order of preference; default
+                        /tmp, /var/tmp, /dev/shm)
+  --json                Print one JSON object with the full result (strings as safe text)
   -h, --help
+
+Output is printed with bytes that are not safe to show (control characters, ANSI escapes, invalid UTF-8)
+as \\xNN. SIGINT/SIGTERM cancel the run: the code is stopped and the run ends "cancelled".
 
 Exit status: 0 only if the code ran and succeeded; 1 otherwise; 2 for usage errors.`;
 
@@ -63,6 +74,14 @@ function positiveSeconds(name: string, v: string | undefined): number | undefine
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0)
     throw new UsageError(`--${name} must be a positive number of seconds, got ${JSON.stringify(v)}`);
+  return Math.round(n * 1000);
+}
+
+function nonNegativeSeconds(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new UsageError(`--${name} must be a number of seconds (0 or more), got ${JSON.stringify(v)}`);
   return Math.round(n * 1000);
 }
 
@@ -124,6 +143,9 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
       budget: { type: 'string' },
       inline: { type: 'boolean' },
       json: { type: 'boolean' },
+      'lock-wait': { type: 'string' },
+      'lock-dir': { type: 'string' },
+      'staging-dir': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -161,6 +183,14 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
       throw new UsageError('--params-json must be a JSON object');
     params = parsed as Record<string, unknown>;
   }
+  const lockWaitMs = nonNegativeSeconds('lock-wait', values['lock-wait']);
+  const lockDir = values['lock-dir'];
+  if (lockDir !== undefined && !lockDir.startsWith('/'))
+    throw new UsageError(`--lock-dir must be an absolute path, got ${JSON.stringify(lockDir)}`);
+  const stagingDirs = values['staging-dir'];
+  for (const d of stagingDirs ?? [])
+    if (!d.startsWith('/') || d.split('/').includes('..'))
+      throw new UsageError(`--staging-dir must be an absolute path without "..", got ${JSON.stringify(d)}`);
   const ac = new AbortController();
   const onSig = (): void => ac.abort();
   process.once('SIGINT', onSig);
@@ -176,15 +206,22 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
       budgetMs: positiveSeconds('budget', values.budget),
       inline: values.inline ?? false,
       signal: ac.signal,
-      onOutput: values.json ? undefined : (chunk) => out(chunk),
+      lockWaitMs,
+      lockDir,
+      stagingDirs,
+      onOutput: values.json ? undefined : (chunk) => out(displayText(chunk)),
     });
     if (values.json) out(JSON.stringify(r) + '\n');
     else {
-      if (r.result !== undefined) out(`result: ${JSON.stringify(r.result)}\n`);
+      if (r.result !== undefined) out(`result: ${displayText(JSON.stringify(r.result))}\n`);
       if (r.status !== 'succeeded') {
-        err(`pyreach-exec: ${r.status}${r.errorCode ? ` (${r.errorCode})` : ''}: ${r.message ?? ''}\n`);
-        if (r.error?.traceback)
-          err(r.error.traceback.endsWith('\n') ? r.error.traceback : r.error.traceback + '\n');
+        err(
+          `pyreach-exec: ${r.status}${r.errorCode ? ` (${r.errorCode})` : ''}: ${displayText(r.message ?? '')}\n`,
+        );
+        if (r.error?.traceback) {
+          const tb = displayText(r.error.traceback);
+          err(tb.endsWith('\n') ? tb : tb + '\n');
+        }
       }
     }
     return r.status === 'succeeded' ? 0 : 1;

@@ -1,7 +1,8 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { closeSync, readFileSync, readdirSync } from 'node:fs';
 import type { PythonProcess } from '@pyreach/protocol/inventory';
 // [container identity] structured identity of each process's container (container.ts).
 import { containerIdentityFor } from './container';
+import { O, fsatLoaded, loadFsat, openTrusted, readInRoot } from './fsat';
 import { formatVersion } from './offsets';
 import {
   listPids,
@@ -41,24 +42,46 @@ function stripDeleted(p: string | null): string | null {
 }
 
 const passwdCache = new Map<string, Map<number, string>>();
+const PASSWD_CAP = 4 * 1024 * 1024;
+
+/**
+ * The container's /etc/passwd, read inside its root without following any link (a link there resolves on the
+ * host through /proc/PID/root) and without blocking (O_NONBLOCK, regular files only, size-capped): a FIFO or a
+ * device planted there is skipped, never waited on. Null when absent, unsafe, or the FFI is not loaded.
+ */
+function containerPasswd(procRoot: string, pid: number): Buffer | null {
+  if (!fsatLoaded()) return null;
+  let rootFd: number;
+  try {
+    rootFd = openTrusted(procPath(procRoot, pid, 'root'), O.RDONLY | O.DIRECTORY);
+  } catch {
+    return null;
+  }
+  try {
+    return readInRoot(rootFd, '/etc/passwd', PASSWD_CAP);
+  } catch {
+    return null;
+  } finally {
+    closeSync(rootFd);
+  }
+}
+
 function userName(procRoot: string, pid: number, uid: number, inContainer: boolean): string | null {
-  const files = inContainer
-    ? [procPath(procRoot, pid, 'root', 'etc/passwd'), '/etc/passwd']
-    : ['/etc/passwd'];
-  for (const f of files) {
-    let table = f === '/etc/passwd' ? passwdCache.get(f) : undefined;
-    if (!table) {
-      try {
-        table = parsePasswd(readFileSync(f, 'utf8'));
-        if (f === '/etc/passwd') passwdCache.set(f, table);
-      } catch {
-        continue;
-      }
-    }
-    const name = table.get(uid);
+  if (inContainer) {
+    const raw = containerPasswd(procRoot, pid);
+    const name = raw ? parsePasswd(raw.toString('utf8')).get(uid) : undefined;
     if (name) return name;
   }
-  return null;
+  let table = passwdCache.get('/etc/passwd');
+  if (!table) {
+    try {
+      table = parsePasswd(readFileSync('/etc/passwd', 'utf8'));
+      passwdCache.set('/etc/passwd', table);
+    } catch {
+      return null;
+    }
+  }
+  return table.get(uid) ?? null;
 }
 
 /**
@@ -165,6 +188,11 @@ export function inspectProcess(
 /** Every Python process visible in `procRoot`, ordered by pid. Never throws for individual processes. */
 export async function discover(opts: DiscoverOptions = {}): Promise<PythonProcess[]> {
   const procRoot = opts.procRoot ?? '/proc';
+  try {
+    await loadFsat();
+  } catch {
+    /* without the FFI, container user names are not read (never unsafely) */
+  }
   const host = hostIdentity(procRoot);
   const pids = opts.pids ?? listPids(procRoot, (p) => readdirSync(p));
   const out: PythonProcess[] = [];

@@ -3,16 +3,19 @@
  * directory, hex-encoded by the engine (a path the engine chose, never user input). The user's code,
  * params and settings are staged as separate data files and read by the harness.
  *
- * Files in the staging directory:
+ * The staging directory is root-owned and not writable by the target (see staging.ts): the harness cannot
+ * create, rename or remove anything there. It reads
  *   run.py       this harness (the path written into the target's thread state)
  *   code.py      the user's code (compiled as bytes: UTF-8 unless it declares a coding)
  *   params.json  the params object
  *   job.json     { runId, inline, budgetSec, capBytes }
- * written back by the target:
- *   picked.json  { pickedUpAt, tid, name }            as soon as the request is picked up
- *   out.txt      captured output, appended and flushed as it is produced (UTF-8, capped)
- *   result.json  final report (atomic rename from result.tmp)
- *   cancel       created by the engine to ask the run to stop early
+ *   ctl          the engine writes "cancel" into it to ask the run to stop early
+ * and writes, each into a file the engine created for it and owns a descriptor on:
+ *   picked.json  { pickedUpAt, tid, name, runner: { tid, name } }   once, at pickup
+ *   out.txt      captured output, appended as it is produced (bytes; lone surrogates as surrogatepass)
+ *   result.json  the final report, once
+ * A JSON record is one write of ASCII JSON (ensure_ascii: lone surrogates become \\ud800 escapes, so the
+ * write cannot fail on encoding) followed by a newline; the engine reads it only once the newline is there.
  */
 export const HARNESS_TEMPLATE = String.raw`
 def _pyreach_main(_dir_hex):
@@ -24,15 +27,19 @@ def _pyreach_main(_dir_hex):
         return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
 
     def _write_json(name, obj):
-        tmp = _join(_dir, name + '.tmp')
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(obj, f, ensure_ascii=False)
-        os.replace(tmp, _join(_dir, name))
+        data = (json.dumps(obj, ensure_ascii=True) + '\n').encode('ascii')
+        fd = os.open(_join(_dir, name), os.O_WRONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
     picked_at = _now()
     me = threading.current_thread()
+    picker = {'pickedUpAt': picked_at, 'tid': threading.get_native_id(), 'name': me.name}
     try:
-        _write_json('picked.json', {'pickedUpAt': picked_at, 'tid': threading.get_native_id(), 'name': me.name})
         with open(_join(_dir, 'job.json'), encoding='utf-8') as f:
             job = json.load(f)
         with open(_join(_dir, 'params.json'), encoding='utf-8') as f:
@@ -41,7 +48,8 @@ def _pyreach_main(_dir_hex):
             source = f.read()
     except BaseException as e:
         try:
-            _write_json('result.json', {'status': 'harness_error', 'error': {'type': type(e).__name__, 'message': str(e), 'traceback': traceback.format_exc()}, 'finishedAt': _now()})
+            _write_json('picked.json', dict(picker, runner=None))
+            _write_json('result.json', {'status': 'harness_error', 'error': {'type': type(e).__name__, 'message': str(e)[:65536], 'traceback': traceback.format_exc()[:262144]}, 'finishedAt': _now()})
         except BaseException:
             pass
         return
@@ -54,7 +62,7 @@ def _pyreach_main(_dir_hex):
     out_f = open(_join(_dir, 'out.txt'), 'ab', buffering=0)
 
     def emit(text):
-        data = str(text).encode('utf-8', 'backslashreplace')
+        data = str(text).encode('utf-8', 'surrogatepass')
         with out_lock:
             if state['truncated']:
                 return
@@ -103,9 +111,14 @@ def _pyreach_main(_dir_hex):
             set_async(ctl['ident'], PyreachTimeBudgetExceeded)
             return True
 
+    def cancel_requested():
+        try:
+            return os.stat(_join(_dir, 'ctl')).st_size > 0
+        except OSError:
+            return False
+
     def watchdog(deadline):
         import time
-        cancel_path = _join(_dir, 'cancel')
         while True:
             with ctl_lock:
                 if ctl['done']:
@@ -114,7 +127,7 @@ def _pyreach_main(_dir_hex):
             if now >= deadline:
                 interrupt('budget_hit')
                 return
-            if os.path.exists(cancel_path):
+            if cancel_requested():
                 interrupt('cancelled')
                 return
             time.sleep(min(0.05, deadline - now))
@@ -191,14 +204,34 @@ def _pyreach_main(_dir_hex):
                 out_f.close()
             except OSError:
                 pass
+            if 'result' in report:
+                size = len(json.dumps(report['result'], ensure_ascii=True))
+                if size > 8 * 1024 * 1024:
+                    report['result'] = '<result of %d bytes as JSON exceeds the 8 MiB limit>' % size
             _write_json('result.json', report)
-        except BaseException:
-            pass
+        except BaseException as e:
+            # Never fail silently: the engine would otherwise wait for a report that cannot come.
+            try:
+                _write_json('result.json', {'status': 'harness_error', 'finishedAt': _now(),
+                                            'error': {'type': type(e).__name__, 'message': 'could not write the report: %s' % (str(e)[:4096],)}})
+            except BaseException:
+                pass
 
     if job.get('inline'):
+        _write_json('picked.json', dict(picker, runner={'tid': picker['tid'], 'name': picker['name']}))
         run_user_code()
     else:
-        threading.Thread(target=run_user_code, name='pyreach-run-%s' % job.get('runId', ''), daemon=True).start()
+        def runner_main():
+            # The runner announces the pickup itself, so the engine learns which thread runs the code.
+            _write_json('picked.json', dict(picker, runner={'tid': threading.get_native_id(), 'name': threading.current_thread().name}))
+            run_user_code()
+
+        try:
+            threading.Thread(target=runner_main, name='pyreach-run-%s' % job.get('runId', ''), daemon=True).start()
+        except BaseException as e:
+            _write_json('picked.json', dict(picker, runner=None))
+            _write_json('result.json', {'status': 'harness_error', 'finishedAt': _now(),
+                                        'error': {'type': type(e).__name__, 'message': 'could not start the run thread: %s' % (str(e)[:4096],)}})
 
 try:
     _pyreach_main('@@DIR_HEX@@')

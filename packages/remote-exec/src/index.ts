@@ -14,6 +14,9 @@ export {
 } from './container';
 export { runInTarget, DEFAULTS, type RunOptions, type Backend } from './run';
 export { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
+export { findStagedRuns, type StagedRun } from './recover';
+export { DEFAULT_LOCK_DIR } from './lock';
+export { DEFAULT_BASE_DIRS } from './staging';
 export type { ExecResult, EngineErrorCode } from '@pyreach/protocol/exec';
 export type { PythonProcess } from '@pyreach/protocol/inventory';
 export {

@@ -1,13 +1,16 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import type { EngineErrorCode, ExecResult } from '@pyreach/protocol/exec';
+import { encodeBytes, encodeString } from '@pyreach/protocol/text';
 import { processFacts, hostIdentity } from './discovery';
+import { loadFsat } from './fsat';
+import { DEFAULT_LOCK_DIR, LockError, lockTarget, type TargetLock } from './lock';
 import type { ProcMem } from './memory';
 import { readPending, threadSlot, withdrawRequest, writeRequest, type ThreadSlot } from './native';
 import { formatVersion } from './offsets';
 import { procPath, readLinkOrNull, readMaps, readNs, readStartTime } from './procfs';
+import { checkInterpreter } from './trust';
 import {
   InspectError,
   locateRuntime,
@@ -18,7 +21,7 @@ import {
 } from './runtime';
 import { renderHarness } from './harness';
 import { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
-import { stage, StagingError, type Staging } from './staging';
+import { stage, StagingError, TamperError, type Staging } from './staging';
 
 export type Backend = 'native' | 'sys';
 
@@ -38,15 +41,36 @@ export interface RunOptions {
   budgetMs?: number;
   /** Run on the thread that picked the request up instead of a fresh thread. */
   inline?: boolean;
-  /** Output cap in bytes (UTF-8). Default 1 MiB. */
+  /** Output cap in bytes (of what the code prints). Default 1 MiB. */
   outputCapBytes?: number;
+  /** Output as it arrives, as safe text (`@pyreach/protocol/text`). */
   onOutput?: (chunk: string) => void;
   onState?: (s: 'staged' | 'picked_up') => void;
+  /**
+   * Cancel. Before pickup: the request is withdrawn (`cancelled`, nothing ran). After: the code is stopped like
+   * at its budget (`cancelled`/CANCELLED, with the output so far); if it cannot be interrupted (blocked in C) the
+   * run still ends `cancelled`, says so, and names the thread in `leftoverThread`.
+   */
   signal?: AbortSignal;
   /** Root of the proc filesystem. Default `/proc`. */
   procRoot?: string;
   /** Directories inside the target's root to stage in, in order of preference. */
   stagingDirs?: string[];
+  /**
+   * Directory of the per-target locks shared by every engine on the host (agent and CLI). Must belong to root
+   * (or the engine's uid) and be writable by nobody else, every directory above it likewise. Default
+   * `/run/pyreach/locks`.
+   */
+  lockDir?: string;
+  /** How long to wait for another run into the same process to finish before refusing PENDING_CONFLICT. Default 0. */
+  lockWaitMs?: number;
+  /**
+   * Identifies the run in its staging directory (root-owned `job.json`), so that a caller that stops mid-run
+   * can find it again with `findStagedRuns()`. 12 to 32 lowercase hex digits; default random.
+   */
+  runId?: string;
+  /** After a cancel, how long the code has to stop before the run is reported as not interruptible. Default 2 s. */
+  cancelGraceMs?: number;
 }
 
 export const DEFAULTS = {
@@ -55,6 +79,9 @@ export const DEFAULTS = {
   outputCapBytes: 1024 * 1024,
   /** Extra time after the budget for the async exception to land and the harness to report. */
   budgetGraceMs: 5_000,
+  cancelGraceMs: 2_000,
+  lockWaitMs: 0,
+  lockDir: DEFAULT_LOCK_DIR,
 } as const;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -191,11 +218,6 @@ function prepare(
       chosenTid = tid;
     }
     const slot = threadSlot(loc, tstate!);
-    if (readPending(mem, slot) === 1)
-      refuse(
-        'PENDING_CONFLICT',
-        `thread ${chosenTid} of process ${t.pid} already has a remote-exec request pending (another tracer's, not yet picked up); retry later`,
-      );
     return { mem, loc, slot, tid: chosenTid };
   } catch (e) {
     mem?.close();
@@ -208,7 +230,7 @@ function sysTracerCommand(
   procRoot: string,
   t: Target,
   loc: RuntimeLocation,
-): { cmd: string[]; pidArg: number } {
+): { cmd: string[]; pidArg: number; interpreter: string[] } {
   const exe = readLinkOrNull(procPath(procRoot, t.pid, 'exe'))?.replace(/ \(deleted\)$/, '') ?? '';
   const rootView = readLinkOrNull(procPath(procRoot, t.pid, 'root')) ?? '/';
   const inTarget = (p: string): string =>
@@ -230,13 +252,14 @@ function sysTracerCommand(
   const code = 'import sys; sys.remote_exec(int(sys.argv[1]), sys.argv[2])';
   const needNs = t.mntDiffers || t.pidDiffers || rootView !== '/';
   const pidArg = t.pidDiffers ? t.nsPid : t.pid;
-  const py = [...cmd, '-I', '-c', code, String(pidArg)];
-  if (!needNs) return { cmd: py, pidArg };
+  // -I: no environment variables, no user site, no script directory; -S: no `site`, so no .pth file runs.
+  const py = [...cmd, '-I', '-S', '-c', code, String(pidArg)];
+  if (!needNs) return { cmd: py, pidArg, interpreter: cmd };
   const ns = ['nsenter', '-t', String(t.pid)];
   if (t.mntDiffers) ns.push('-m');
   if (t.pidDiffers) ns.push('-p');
   ns.push('-r', '-w', '--');
-  return { cmd: [...ns, ...py], pidArg };
+  return { cmd: [...ns, ...py], pidArg, interpreter: cmd };
 }
 
 function runTracer(
@@ -290,6 +313,84 @@ function mapTracerFailure(stderr: string, pid: number): ExecResult {
   return outcome('refused', 'INTERNAL', `sys.remote_exec tracer failed: ${tail || 'no output'}`);
 }
 
+/** Refuse the sys backend when its tracer would run files a non-root user controls (checked before anything is written). */
+function trustTracer(procRoot: string, t: Target, loc: RuntimeLocation, interpreter: string[]): void {
+  const rootView = readLinkOrNull(procPath(procRoot, t.pid, 'root')) ?? '/';
+  const native = 'The native backend (the default) runs nothing of the target on the host: use it.';
+  if (t.mntDiffers || rootView !== '/')
+    refuse(
+      'UNTRUSTED_INTERPRETER',
+      `the sys backend would run process ${t.pid}'s interpreter (${interpreter[0] ?? '?'}) from inside its container's filesystem, which the container's root controls, as this host's ${process.geteuid?.() === 0 ? 'root' : 'engine user'}. ${native}`,
+    );
+  let maps;
+  try {
+    maps = readMaps(procRoot, t.pid);
+  } catch {
+    refuse('TARGET_GONE', `process ${t.pid} no longer exists`, 'target_gone');
+  }
+  const bad = checkInterpreter({
+    command: interpreter,
+    image: loc.image,
+    maps,
+    version: loc.offsets.version,
+  });
+  if (bad)
+    refuse(
+      'UNTRUSTED_INTERPRETER',
+      `the sys backend would run process ${t.pid}'s interpreter as ${process.geteuid?.() === 0 ? 'root' : 'the engine user'}, but ${bad.file}: ${bad.why}. Whoever controls it could run code with the engine's privileges (even with -I -S). ${native}`,
+    );
+}
+
+/** Bytes → safe text, holding back an incomplete UTF-8 sequence at the end for the next chunk. */
+class SafeTextStream {
+  private held = Buffer.alloc(0);
+  write(chunk: Buffer): string {
+    const buf = this.held.length ? Buffer.concat([this.held, chunk]) : chunk;
+    let cut = buf.length;
+    for (let i = buf.length - 1; i >= Math.max(0, buf.length - 3); i--) {
+      const b = buf[i]!;
+      if ((b & 0xc0) === 0x80) continue; // continuation byte: look further back
+      const need = b >= 0xf0 && b <= 0xf4 ? 4 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xc2 && b <= 0xdf ? 2 : 1;
+      if (buf.length - i < need) cut = i;
+      break;
+    }
+    this.held = Buffer.from(buf.subarray(cut));
+    return encodeBytes(buf.subarray(0, cut));
+  }
+  end(): string {
+    const rest = encodeBytes(this.held);
+    this.held = Buffer.alloc(0);
+    return rest;
+  }
+}
+
+interface PickedMarker {
+  pickedUpAt: string | null;
+  runner: { tid: number; name: string | null } | null;
+}
+
+function parsePicked(raw: Buffer | null): PickedMarker | null {
+  if (!raw) return null;
+  try {
+    const v = JSON.parse(raw.toString('latin1')) as Record<string, unknown>;
+    const r = v.runner as Record<string, unknown> | null | undefined;
+    const runner =
+      r && Number.isInteger(r.tid) && (r.tid as number) >= 0
+        ? {
+            tid: r.tid as number,
+            name: typeof r.name === 'string' ? encodeString(r.name).slice(0, 256) : null,
+          }
+        : null;
+    return { pickedUpAt: typeof v.pickedUpAt === 'string' ? v.pickedUpAt.slice(0, 64) : null, runner };
+  } catch {
+    return { pickedUpAt: null, runner: null };
+  }
+}
+
+function threadWords(th: { tid: number; name: string | null } | null, pid: number): string {
+  return th ? `thread ${th.name ?? '?'} (tid ${th.tid}) of process ${pid}` : `process ${pid}`;
+}
+
 /**
  * Make process `pid` run `code` and report what happened. Never throws for expected failures: every
  * outcome is an ExecResult with a specific code, and nothing stays staged afterwards.
@@ -300,15 +401,46 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
   const pickupTimeoutMs = opts.pickupTimeoutMs ?? DEFAULTS.pickupTimeoutMs;
   const budgetMs = opts.budgetMs ?? DEFAULTS.budgetMs;
   const cap = opts.outputCapBytes ?? DEFAULTS.outputCapBytes;
+  const cancelGraceMs = opts.cancelGraceMs ?? DEFAULTS.cancelGraceMs;
   let staging: Staging | null = null;
   let prepared: Prepared | null = null;
+  let lock: TargetLock | null = null;
   let output = '';
   const withBackend = (r: ExecResult): ExecResult => ({ ...r, output: r.output || output, backend });
+  const finish = (r: ExecResult): ExecResult => {
+    // Whatever the run ended as, staging is removed now; what could not be (a moved directory) is tampering.
+    const problems = staging?.cleanup() ?? [];
+    staging = null;
+    if (problems.length && r.errorCode !== 'STAGING_TAMPERED')
+      return withBackend(
+        outcome('failed', 'STAGING_TAMPERED', `staging was tampered with: ${problems.join('; ')}`, {
+          pickedUpAt: r.pickedUpAt,
+          finishedAt: r.finishedAt,
+          thread: r.thread,
+        }),
+      );
+    return withBackend(r);
+  };
   try {
+    try {
+      await loadFsat();
+    } catch (e) {
+      return withBackend(outcome('refused', 'STAGING_FAILED', (e as Error).message));
+    }
     const target = resolveTarget(procRoot, opts.pid, opts.expectStartTime);
     prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend);
-    const { slot, loc } = prepared;
-    const runId = randomBytes(6).toString('hex');
+    let { slot, loc } = prepared;
+    const tracer = backend === 'sys' ? sysTracerCommand(procRoot, target, loc) : null;
+    if (tracer) trustTracer(procRoot, target, loc, tracer.interpreter);
+    if (opts.runId !== undefined && !/^[0-9a-f]{12,32}$/.test(opts.runId))
+      return withBackend(
+        outcome(
+          'refused',
+          'INTERNAL',
+          `runId must be 12 to 32 lowercase hex digits, got ${JSON.stringify(opts.runId.slice(0, 64))}`,
+        ),
+      );
+    const runId = opts.runId ?? randomBytes(6).toString('hex');
     let paramsJson: string;
     try {
       paramsJson = JSON.stringify(opts.params ?? {});
@@ -317,6 +449,89 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         outcome('refused', 'INTERNAL', `params are not serialisable as JSON: ${(e as Error).message}`),
       );
     }
+
+    // One run per target process at a time, across every engine on this host.
+    let got;
+    const euid = process.geteuid?.() ?? 0;
+    // An engine that is not root (CAP_SYS_PTRACE, or the target's own user) cannot create /run/pyreach: its
+    // own runtime directory is the fallback (only it can write there).
+    const lockDirs = opts.lockDir
+      ? [opts.lockDir]
+      : euid === 0
+        ? [DEFAULTS.lockDir]
+        : [DEFAULTS.lockDir, `/run/user/${euid}/pyreach/locks`];
+    for (let i = 0; ; i++) {
+      try {
+        got = await lockTarget({
+          lockDir: lockDirs[i]!,
+          pid: target.pid,
+          startTime: target.startTime,
+          waitMs: opts.lockWaitMs ?? DEFAULTS.lockWaitMs,
+          signal: opts.signal,
+        });
+        break;
+      } catch (e) {
+        if (!(e instanceof LockError)) throw e;
+        if (i + 1 < lockDirs.length) continue;
+        return withBackend(
+          outcome(
+            'refused',
+            'INTERNAL',
+            `${e.message}; pass a lock directory of the engine's own (lockDir, --lock-dir)`,
+          ),
+        );
+      }
+    }
+    if (!got.ok) {
+      if (got.reason === 'aborted')
+        return withBackend(
+          outcome(
+            'cancelled',
+            'CANCELLED',
+            'cancelled while waiting for another run into this process; nothing ran',
+          ),
+        );
+      return withBackend(
+        outcome(
+          'refused',
+          'PENDING_CONFLICT',
+          `another Pyreach run into process ${target.pid} is in progress (${got.holder}); waited ${got.waitedMs} ms. Nothing was written; retry later or wait longer (lockWaitMs, --lock-wait)`,
+        ),
+      );
+    }
+    lock = got.lock;
+    if (readStartTime(procRoot, target.pid) !== target.startTime)
+      return withBackend(
+        outcome('target_gone', 'TARGET_GONE', `process ${target.pid} exited while waiting for its turn`, {}),
+      );
+    if (got.waitedMs > 0) {
+      // The thread may have ended (its state freed) while we waited: look it up again before writing to it.
+      prepared.mem.close();
+      prepared = null;
+      prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend);
+      ({ slot, loc } = prepared);
+    }
+    {
+      let pending: number;
+      try {
+        pending = readPending(prepared.mem, slot);
+      } catch {
+        return withBackend(outcome('target_gone', 'TARGET_GONE', `process ${target.pid} no longer exists`));
+      }
+      if (pending === 1)
+        return withBackend(
+          outcome(
+            'refused',
+            'PENDING_CONFLICT',
+            `thread ${prepared.tid} of process ${target.pid} already has a remote-exec request pending (another tracer's, such as pdb -p or sys.remote_exec, not yet picked up); nothing was written, retry later`,
+          ),
+        );
+    }
+    if (opts.signal?.aborted)
+      return withBackend(
+        outcome('cancelled', 'CANCELLED', 'cancelled before anything was staged; nothing ran'),
+      );
+
     try {
       staging = stage({
         procRoot,
@@ -325,10 +540,14 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         gid: target.gid,
         baseDirs: opts.stagingDirs,
         maxPathBytes: slot.pathSize - 1,
+        outputCapBytes: cap,
         harness: renderHarness,
-        files: {
-          'code.py': opts.code,
-          'params.json': paramsJson,
+        verifyTarget: () => {
+          if (readStartTime(procRoot, target.pid) !== target.startTime)
+            throw new StagingError('STAGING_FAILED', `process ${target.pid} exited before staging`);
+        },
+        inputs: { 'code.py': opts.code, 'params.json': paramsJson },
+        settings: {
           'job.json': JSON.stringify({
             runId,
             inline: !!opts.inline,
@@ -338,10 +557,12 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         },
       });
     } catch (e) {
-      if (e instanceof StagingError) return withBackend(outcome('refused', e.code, e.message));
+      if (e instanceof StagingError)
+        return withBackend(outcome(e.code === 'STAGING_TAMPERED' ? 'failed' : 'refused', e.code, e.message));
       throw e;
     }
-    const scriptPath = Buffer.from(staging.scriptInTarget, 'utf8');
+    const st = staging;
+    const scriptPath = Buffer.from(st.scriptInTarget, 'utf8');
     opts.onState?.('staged');
 
     const alive = (): boolean => readStartTime(procRoot, target.pid) === target.startTime;
@@ -351,6 +572,39 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         'TARGET_GONE',
         `process ${target.pid} exited (or its pid was reused) while the run was in progress`,
       );
+    /** Who holds our thread's request slot now: ours, pending or taken, or another tracer's path. */
+    const slotPath = (): Buffer | null => {
+      try {
+        const mem = backend === 'native' ? prepared!.mem : openMem(procRoot, target.pid, false);
+        try {
+          return mem.read(slot.pathAddr, scriptPath.length + 1);
+        } finally {
+          if (mem !== prepared!.mem) mem.close();
+        }
+      } catch {
+        return null;
+      }
+    };
+    const ours = Buffer.concat([scriptPath, Buffer.from([0])]);
+    const conflict = (): ExecResult =>
+      outcome(
+        'failed',
+        'PENDING_CONFLICT',
+        `another tracer (pdb -p, sys.remote_exec or another tool) replaced this run's request in thread ${prepared!.tid} of process ${target.pid} before it was picked up; this run's code did not run`,
+      );
+    const tampered = (e: TamperError, extra: Partial<ExecResult> = {}): ExecResult => {
+      try {
+        st.requestCancel();
+      } catch {
+        /* the harness will stop at its budget */
+      }
+      return outcome(
+        'failed',
+        'STAGING_TAMPERED',
+        `staging was tampered with: ${e.message}; the run was stopped and its report discarded`,
+        extra,
+      );
+    };
 
     // Trigger.
     const t0 = Date.now();
@@ -358,8 +612,8 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       try {
         writeRequest(prepared.mem, slot, scriptPath);
       } catch (e) {
-        if (!alive()) return withBackend(goneResult());
-        return withBackend(
+        if (!alive()) return finish(goneResult());
+        return finish(
           outcome(
             'refused',
             'INTERNAL',
@@ -368,150 +622,205 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         );
       }
     } else {
-      const { cmd } = sysTracerCommand(procRoot, target, loc);
-      const r = await runTracer(cmd, staging.scriptInTarget, Math.max(pickupTimeoutMs, 15_000));
+      const r = await runTracer(tracer!.cmd, st.scriptInTarget, Math.max(pickupTimeoutMs, 15_000));
       if (r.code !== 0) {
-        if (!alive()) return withBackend(goneResult());
-        return withBackend(mapTracerFailure(r.stderr, target.pid));
+        if (!alive()) return finish(goneResult());
+        return finish(mapTracerFailure(r.stderr, target.pid));
       }
     }
 
     // Wait for pickup.
-    let pickedUp = false;
+    let picked: PickedMarker | null = null;
     const pickupDeadline = t0 + pickupTimeoutMs;
-    while (!pickedUp) {
-      if (staging.exists('picked.json')) {
-        pickedUp = true;
-        break;
-      }
-      if (!alive()) return withBackend(goneResult());
-      const aborted = opts.signal?.aborted === true;
-      if (Date.now() >= pickupDeadline || aborted) {
-        // Withdraw the request so the target never tries to open a file we are about to remove.
-        let state: 'withdrawn' | 'consumed' | 'replaced' | 'unknown' = 'unknown';
-        try {
-          const mem = backend === 'native' ? prepared.mem : openMem(procRoot, target.pid, true);
+    let lastSlotCheck = t0;
+    try {
+      while (!picked) {
+        st.check();
+        picked = parsePicked(st.readPicked());
+        if (picked) break;
+        if (!alive()) return finish(goneResult());
+        const now = Date.now();
+        if (now - lastSlotCheck >= 50) {
+          lastSlotCheck = now;
+          const cur = slotPath();
+          if (cur && !cur.equals(ours) && readPendingSafe(prepared, procRoot, target.pid, slot) === 1)
+            return finish(conflict());
+        }
+        const aborted = opts.signal?.aborted === true;
+        if (now >= pickupDeadline || aborted) {
+          // Withdraw the request so the target never tries to open a file we are about to remove.
+          let state: 'withdrawn' | 'consumed' | 'replaced' | 'unknown' = 'unknown';
           try {
-            state = withdrawRequest(mem, slot, scriptPath);
-          } finally {
-            if (mem !== prepared.mem) mem.close();
+            const mem = backend === 'native' ? prepared.mem : openMem(procRoot, target.pid, true);
+            try {
+              state = withdrawRequest(mem, slot, scriptPath);
+            } finally {
+              if (mem !== prepared.mem) mem.close();
+            }
+          } catch {
+            state = 'unknown';
           }
-        } catch {
-          state = 'unknown';
-        }
-        // Just picked up (race) or consumed: give the harness a moment to announce itself.
-        const graceEnd = Date.now() + (state === 'withdrawn' ? 300 : 2000);
-        while (Date.now() < graceEnd && !staging.exists('picked.json')) await sleep(20);
-        if (staging.exists('picked.json')) {
-          pickedUp = true;
-          break;
-        }
-        if (!alive()) return withBackend(goneResult());
-        if (state === 'consumed')
-          return withBackend(
+          // Just picked up (race) or consumed: give the harness a moment to announce itself.
+          const graceEnd = Date.now() + (state === 'withdrawn' ? 300 : 2000);
+          while (Date.now() < graceEnd && !(picked = parsePicked(st.readPicked()))) await sleep(20);
+          if (picked) break;
+          if (!alive()) return finish(goneResult());
+          if (state === 'replaced') return finish(conflict());
+          if (state === 'consumed') {
+            const cur = slotPath();
+            if (cur && !cur.equals(ours)) return finish(conflict());
+            return finish(
+              outcome(
+                'failed',
+                'HARNESS_ERROR',
+                `process ${target.pid} took the request but the harness never started (see the target's stderr, e.g. "Can't open debugger script", or an audit hook that refused it)`,
+              ),
+            );
+          }
+          const withdrawn = state === 'withdrawn' ? 'withdrawn' : `left to the target (${state})`;
+          if (aborted)
+            return finish(
+              outcome(
+                'cancelled',
+                'CANCELLED',
+                `cancelled before the target picked the request up; the request was ${withdrawn} and nothing ran`,
+              ),
+            );
+          return finish(
             outcome(
-              'failed',
-              'HARNESS_ERROR',
-              `process ${target.pid} took the request but the harness never started (see the target's stderr, e.g. "Can't open debugger script")`,
+              'pickup_timeout',
+              'PICKUP_TIMEOUT',
+              `thread ${prepared.tid} did not reach a safe point within ${pickupTimeoutMs} ms (blocked in C code, sleeping or waiting?); the request was ${withdrawn} and nothing is left staged. Try another thread (--tid) or a longer timeout`,
             ),
           );
-        const why = aborted
-          ? 'cancelled before the target picked the request up'
-          : `thread ${prepared.tid} did not reach a safe point within ${pickupTimeoutMs} ms (blocked in C code, sleeping or waiting?)`;
-        return withBackend(
-          outcome(
-            'pickup_timeout',
-            'PICKUP_TIMEOUT',
-            `${why}; the request was ${state === 'withdrawn' ? 'withdrawn' : 'left to the target (' + state + ')'} and nothing is left staged. Try another thread (--tid) or a longer timeout`,
-          ),
-        );
+        }
+        await sleep(Date.now() - t0 < 500 ? 5 : 20);
       }
-      await sleep(Date.now() - t0 < 500 ? 5 : 20);
+    } catch (e) {
+      if (e instanceof TamperError) {
+        try {
+          withdrawRequest(
+            backend === 'native' ? prepared.mem : openMem(procRoot, target.pid, true),
+            slot,
+            scriptPath,
+          );
+        } catch {
+          /* best effort */
+        }
+        return finish(tampered(e));
+      }
+      throw e;
     }
     opts.onState?.('picked_up');
+    const runner = picked.runner;
+    const pickedUpAt = picked.pickedUpAt;
 
     // Stream output until the harness reports.
-    const decoder = new StringDecoder('utf8');
+    const text = new SafeTextStream();
     let outOffset = 0;
-    let outBytes = 0;
-    let truncatedHere = false;
+    const emit = (s: string): void => {
+      if (!s) return;
+      output += s;
+      opts.onOutput?.(s);
+    };
     const pump = (): void => {
-      const chunk = staging!.readFrom('out.txt', outOffset);
-      if (chunk.length === 0) return;
-      outOffset += chunk.length;
-      if (truncatedHere) return;
-      // Safety net: the harness caps, but never let a misbehaving target grow our memory without bound.
-      let slice = chunk;
-      if (outBytes + chunk.length > cap + 256) {
-        slice = chunk.subarray(0, Math.max(0, cap + 256 - outBytes));
-        truncatedHere = true;
-      }
-      outBytes += slice.length;
-      let text = decoder.write(slice);
-      if (truncatedHere) text += decoder.end() + `\n[pyreach: output truncated at ${cap} bytes]\n`;
-      if (text) {
-        output += text;
-        opts.onOutput?.(text);
+      for (;;) {
+        const chunk = st.readOutput(outOffset, 1024 * 1024);
+        if (chunk.length === 0) return;
+        outOffset += chunk.length;
+        emit(text.write(chunk));
       }
     };
     const pickedAt = Date.now();
     const resultDeadline = pickedAt + budgetMs + DEFAULTS.budgetGraceMs;
-    let cancelSent = false;
+    let cancelAt: number | null = null;
     let report: HarnessReport | null = null;
-    for (;;) {
-      pump();
-      const raw = staging.read('result.json');
-      if (raw) {
+    try {
+      for (;;) {
         pump();
-        const tail = decoder.end();
-        if (tail) {
-          output += tail;
-          opts.onOutput?.(tail);
+        const raw = st.readResult();
+        if (raw) {
+          pump();
+          emit(text.end());
+          st.check();
+          try {
+            report = parseHarnessReport(raw.toString('latin1'));
+          } catch (e) {
+            return finish(
+              outcome(
+                'failed',
+                'HARNESS_ERROR',
+                `unreadable harness report: ${encodeString((e as Error).message)}`,
+                {
+                  pickedUpAt,
+                },
+              ),
+            );
+          }
+          break;
         }
-        try {
-          report = parseHarnessReport(raw);
-        } catch (e) {
-          return withBackend(
-            outcome('failed', 'HARNESS_ERROR', `unreadable harness report: ${(e as Error).message}`),
+        st.check();
+        if (!alive()) return finish(goneResult());
+        if (opts.signal?.aborted && cancelAt === null) {
+          st.requestCancel();
+          cancelAt = Date.now();
+        }
+        if (cancelAt !== null && Date.now() >= cancelAt + cancelGraceMs) {
+          emit(text.end());
+          return finish(
+            outcome(
+              'cancelled',
+              'CANCELLED',
+              `cancelled, but the code could not be interrupted within ${cancelGraceMs} ms (blocked in C code?); it may still be running in ${threadWords(runner, target.pid)}`,
+              { pickedUpAt, finishedAt: null, thread: runner, leftoverThread: runner },
+            ),
           );
         }
-        break;
+        if (Date.now() >= resultDeadline) {
+          emit(text.end());
+          return finish(
+            outcome(
+              'failed',
+              'TIME_BUDGET_EXCEEDED',
+              `the code did not finish within its ${budgetMs} ms budget and could not be interrupted (blocked in C code?); it may still be running in ${threadWords(runner, target.pid)}`,
+              { pickedUpAt, finishedAt: null, thread: runner, leftoverThread: runner },
+            ),
+          );
+        }
+        // Short runs (the common case) report fast; long ones are polled gently.
+        await sleep(Date.now() - pickedAt < 300 ? 5 : 25);
       }
-      if (!alive()) return withBackend(goneResult());
-      if (opts.signal?.aborted && !cancelSent) {
-        staging.write('cancel', '');
-        cancelSent = true;
+    } catch (e) {
+      if (e instanceof TamperError) {
+        emit(text.end());
+        return finish(tampered(e, { pickedUpAt, thread: runner }));
       }
-      if (Date.now() >= resultDeadline) {
-        const picked = safeJson(staging.read('picked.json'));
-        return withBackend(
-          outcome(
-            'failed',
-            'TIME_BUDGET_EXCEEDED',
-            `the code did not finish within its ${budgetMs} ms budget and could not be interrupted (blocked in C code?); it may still be running inside process ${target.pid}`,
-            { pickedUpAt: (picked?.pickedUpAt as string) ?? null, finishedAt: null },
-          ),
-        );
-      }
-      // Short runs (the common case) report fast; long ones are polled gently.
-      await sleep(Date.now() - pickedAt < 300 ? 5 : 25);
+      throw e;
     }
-
-    return withBackend(resultFromReport(report, output, { budgetMs, outputTruncated: truncatedHere }));
+    return finish(resultFromReport(report, output, { budgetMs }));
   } catch (e) {
-    if (e instanceof Refusal) return withBackend(e.result);
-    return withBackend(outcome('failed', 'INTERNAL', `engine error: ${(e as Error)?.stack ?? String(e)}`));
+    if (e instanceof Refusal) return finish(e.result);
+    return finish(outcome('failed', 'INTERNAL', `engine error: ${(e as Error)?.stack ?? String(e)}`));
   } finally {
-    staging?.cleanup();
+    if (staging) (staging as Staging).cleanup();
     prepared?.mem.close();
+    lock?.release();
   }
 }
 
-function safeJson(b: Buffer | null): Record<string, unknown> | null {
-  if (!b) return null;
+function readPendingSafe(p: Prepared, procRoot: string, pid: number, slot: ThreadSlot): number | null {
   try {
-    return JSON.parse(b.toString('utf8')) as Record<string, unknown>;
+    return readPending(p.mem, slot);
   } catch {
-    return null;
+    try {
+      const mem = openMem(procRoot, pid, false);
+      try {
+        return readPending(mem, slot);
+      } finally {
+        mem.close();
+      }
+    } catch {
+      return null;
+    }
   }
 }

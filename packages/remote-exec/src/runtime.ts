@@ -1,5 +1,5 @@
-import { readFileSync, statSync } from 'node:fs';
-import { ElfError, fileReader, readElfRuntimeInfo, runtimeAddress, type ElfRuntimeInfo } from './elf';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { ElfError, readElfRuntimeInfo, runtimeAddress, type ElfRuntimeInfo } from './elf';
 import { ProcMem } from './memory';
 import {
   COOKIE,
@@ -39,17 +39,22 @@ function openImage(procRoot: string, pid: number, m: MapEntry): ElfRuntimeInfo |
   // Through the target's root first (containers, private mounts); then the path as the kernel printed it
   // (chrooted targets: maps shows host paths). Accept a file only if its inode is the mapped one.
   for (const path of [procPath(procRoot, pid, 'root') + m.path, m.path]) {
-    let st;
+    // The target's user may have put anything at that path since it was mapped (a FIFO, a link to a device):
+    // open without blocking, then accept only the mapped regular file itself (same inode) from that descriptor.
+    let fd: number;
     try {
-      st = statSync(path);
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
     } catch {
       continue;
     }
-    if (String(st.ino) !== m.inode) continue;
-    let r: ReturnType<typeof fileReader> | null = null;
     try {
-      r = fileReader(path);
-      const info = readElfRuntimeInfo(r.readAt);
+      const st = fstatSync(fd);
+      if (!st.isFile() || String(st.ino) !== m.inode) continue;
+      const info = readElfRuntimeInfo((pos, len) => {
+        const buf = Buffer.alloc(len);
+        const got = readSync(fd, buf, 0, len, pos);
+        return buf.subarray(0, got);
+      });
       if (elfCache.size > 4096) elfCache.clear();
       elfCache.set(key, info);
       return info;
@@ -59,7 +64,7 @@ function openImage(procRoot: string, pid: number, m: MapEntry): ElfRuntimeInfo |
         return null;
       }
     } finally {
-      r?.close();
+      closeSync(fd);
     }
   }
   return undefined; // unreadable on disk: caller scans memory

@@ -10,7 +10,7 @@ import {
   startPython,
   type PyTarget,
 } from '../../../test/support/python';
-import { BACKENDS, leftovers, sleep } from './helpers';
+import { BACKENDS, settledLeftovers, sleep } from './helpers';
 
 // Generous but bounded: a loaded 2-core machine can take a while to schedule a target.
 const PICKUP_MS = 15_000;
@@ -45,14 +45,14 @@ for (const backend of BACKENDS) {
         assert.equal(r.backend, backend);
         const mark = t.stdout().length;
         await t.waitForStdout(/^DEBUG main context for request \d+: user=alice/, 10_000, mark);
-        assert.deepEqual(leftovers(t.pid), []);
+        assert.deepEqual(await settledLeftovers(t.pid), []);
       });
     });
 
-    it('runs code in a target owned by an unprivileged user while the engine runs as root, staging as that user', async () => {
+    it('runs code in a target owned by an unprivileged user while the engine runs as root: the staging directory stays root-owned, the user gets only its inputs and outputs', async () => {
       const user = ensureTestUser();
       await withTarget(await startPython('idle.py', { user: true }), async (t) => {
-        const seen: { uid: number; mode: number }[] = [];
+        const seen: Record<string, { uid: number; mode: number }> = {};
         const r = await runInTarget({
           pid: t.pid,
           backend,
@@ -62,16 +62,33 @@ for (const backend of BACKENDS) {
             if (s !== 'staged') return;
             for (const n of readdirSync(`/proc/${t.pid}/root/tmp`)) {
               if (!/^pyreach-[0-9a-f]{16}$/.test(n)) continue;
-              const st = statSync(`/proc/${t.pid}/root/tmp/${n}`);
+              const dir = `/proc/${t.pid}/root/tmp/${n}`;
+              const st = statSync(dir);
               if (st.mtimeMs < Date.now() - 10_000) continue; // not this run's (a crashed earlier run's)
-              seen.push({ uid: st.uid, mode: st.mode & 0o777 });
+              seen['.'] = { uid: st.uid, mode: st.mode & 0o7777 };
+              for (const f of readdirSync(dir)) {
+                const fs = statSync(`${dir}/${f}`);
+                seen[f] = { uid: fs.uid, mode: fs.mode & 0o7777 };
+              }
             }
           },
         });
         assert.equal(r.status, 'succeeded', JSON.stringify(r));
         assert.deepEqual(r.result, { uid: user.uid });
-        assert.deepEqual(seen, [{ uid: user.uid, mode: 0o700 }]);
-        assert.deepEqual(leftovers(t.pid), []);
+        const u = (mode: number) => ({ uid: user.uid, mode });
+        const root = (mode: number) => ({ uid: 0, mode });
+        assert.deepEqual(seen, {
+          '.': root(0o711),
+          'run.py': u(0o400),
+          'code.py': u(0o400),
+          'params.json': u(0o400),
+          'job.json': root(0o644),
+          ctl: root(0o644),
+          'picked.json': u(0o600),
+          'out.txt': u(0o600),
+          'result.json': u(0o600),
+        });
+        assert.deepEqual(await settledLeftovers(t.pid), []);
       });
     });
 
@@ -91,9 +108,16 @@ for (const backend of BACKENDS) {
           code: 'import os\nresult = {"pid": os.getpid(), "script": open("/proc/self/cmdline","rb").read().split(b"\\0")[1].decode()}',
           pickupTimeoutMs: PICKUP_MS,
         });
-        assert.equal(r.status, 'succeeded', JSON.stringify(r));
-        assert.deepEqual(r.result, { pid: 1, script: t.scriptInTarget });
-        assert.deepEqual(leftovers(t.pid, t.rootOnHost), []);
+        if (backend === 'sys') {
+          // The tracer would be the container's interpreter, which the container's root controls.
+          assert.equal(r.status, 'refused', JSON.stringify(r));
+          assert.equal(r.errorCode, 'UNTRUSTED_INTERPRETER');
+          assert.match(r.message ?? '', /container.*native backend/s);
+        } else {
+          assert.equal(r.status, 'succeeded', JSON.stringify(r));
+          assert.deepEqual(r.result, { pid: 1, script: t.scriptInTarget });
+        }
+        assert.deepEqual(await settledLeftovers(t.pid, t.rootOnHost), []);
       });
     });
 
@@ -129,7 +153,7 @@ for (const backend of BACKENDS) {
         assert.equal(r.errorCode, 'REMOTE_DEBUG_DISABLED');
         assert.match(r.message ?? '', /PYTHON_DISABLE_REMOTE_DEBUG/);
         assert.equal(staged, false);
-        assert.deepEqual(leftovers(t.pid), []);
+        assert.deepEqual(await settledLeftovers(t.pid), []);
       });
     });
 
@@ -277,7 +301,7 @@ describe('thread choice and pending requests', () => {
       assert.equal(r.status, 'pickup_timeout', JSON.stringify(r));
       assert.equal(r.errorCode, 'PICKUP_TIMEOUT');
       assert.ok(took < 1500 + 4000, `took ${took} ms`);
-      assert.deepEqual(leftovers(t.pid), []);
+      assert.deepEqual(await settledLeftovers(t.pid), []);
     });
   }
 

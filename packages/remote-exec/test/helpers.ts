@@ -35,3 +35,19 @@ export function leftovers(pid: number, rootOnHost = '/'): string[] {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `leftovers()` once other processes' runs have had time to finish: the tests of other workspaces may be
+ * staging in the same /tmp right now (their directories look like ours); a directory of ours never goes away,
+ * theirs do. Resolves at once when there is none.
+ */
+export async function settledLeftovers(pid: number, rootOnHost = '/', waitMs = 30_000): Promise<string[]> {
+  let found = leftovers(pid, rootOnHost);
+  const until = Date.now() + waitMs;
+  while (found.length > 0 && Date.now() < until) {
+    await sleep(250);
+    const now = new Set(leftovers(pid, rootOnHost));
+    found = found.filter((p) => now.has(p));
+  }
+  return found;
+}
