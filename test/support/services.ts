@@ -1,6 +1,6 @@
 /**
- * Test factories for the services' tests (and the web engineer's route tests): real databases, real rows.
- * Not imported by production code.
+ * Factories for the control plane's service tests (apps/web/src/server/services/*.test.ts): real databases,
+ * real rows, made through the services themselves.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe } from 'node:test';
@@ -8,10 +8,10 @@ import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
 import type { InventorySnapshot, PythonProcess } from '@pyreach/protocol/inventory';
 import type { PrismaClient } from '@pyreach/db';
 import { DATABASE_KINDS, createTestDatabase, type TestDatabase } from '@pyreach/db/testing';
-import type { Actor, Role } from './actor';
-import { createJoinToken, enrollAgent } from './agents';
-import { newId } from './ids';
-import { saveSnapshot } from './inventory';
+import type { Actor, Role } from '../../apps/web/src/server/services/actor';
+import { createJoinToken, enrollAgent } from '../../apps/web/src/server/services/agents';
+import { newId } from '../../apps/web/src/server/services/ids';
+import { saveSnapshot } from '../../apps/web/src/server/services/inventory';
 
 /** Runs `body` once per database kind, each with a fresh migrated database shared by the suite's tests. */
 export function describeEachDatabase(name: string, body: (db: () => TestDatabase) => void): void {
@@ -51,7 +51,7 @@ export async function seedAgent(
 ) {
   const { token } = await createJoinToken(prisma, admin, { labels: opts.labels ?? {} });
   const hostname = opts.hostname ?? `host-${newId('h').slice(2, 8)}`;
-  const agent = await enrollAgent(prisma, {
+  const { result: agent } = await enrollAgent(prisma, {
     v: PROTOCOL_VERSION,
     token,
     publicKey: agentKeyPem(),
