@@ -34,6 +34,7 @@ import { Inflight } from './inflight';
 import type { Logger } from './logger';
 import { Publisher, WakeSignal } from './publisher';
 import { createServices } from './services';
+import { asAppError } from './services/errors';
 import { loadOrCreateSigningKey } from './services/signing';
 import { recordSignIn } from './services/users';
 
@@ -188,6 +189,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     authHandler: (req) => auth.handler(req),
     inflight,
     log,
+    classify: asAppError,
     isShuttingDown: () => shuttingDown,
   });
   let nextHandle: NextHandle | null = null;

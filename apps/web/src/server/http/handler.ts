@@ -8,10 +8,9 @@ import { z } from 'zod';
 import { can } from '@pyreach/protocol/api';
 import { httpStatusOf, type ApiFailure, type ErrorCode } from '@pyreach/protocol/errors';
 import type { RouteSpec } from '@pyreach/protocol/routes';
-import type { Logger } from '../logger';
 import { userActor, type Actor } from '../services/actor';
 import { isOutcome } from '../services/effects';
-import { asAppError, errorBody } from '../services/errors';
+import { AppError, bodyOf, type Classified } from '../services/app-error';
 import type { SessionUser } from '../services/sessions';
 import { BodyTooLarge, readBodyText } from './body';
 import { httpPlane, type HttpPlane } from './plane';
@@ -47,12 +46,21 @@ function describe(where: string, error: z.ZodError): string {
     .join('; ');
 }
 
-/** Anything thrown, as the one error response (unexpected errors are logged; their text never leaves). */
-export function toErrorResponse(err: unknown, log: Logger | null): Response {
+/** Without a plane to ask: AppErrors as they are, anything else INTERNAL. */
+const plainly = (err: unknown): Classified =>
+  err instanceof AppError
+    ? { error: err, expected: err.status < 500 }
+    : { error: new AppError('INTERNAL', 'internal error'), expected: false };
+
+/**
+ * Anything thrown, as the one error response (unexpected errors are logged; their text never leaves). The
+ * plane classifies (it knows the database's errors, which route modules must not import); see http/plane.ts.
+ */
+export function toErrorResponse(err: unknown, plane: Pick<HttpPlane, 'classify' | 'log'> | null): Response {
   if (err instanceof z.ZodError) return errorResponse('VALIDATION', describe('input', err));
-  const { error, expected } = asAppError(err);
-  if (!expected) log?.error({ err }, 'route failed');
-  const body = errorBody(error);
+  const { error, expected } = (plane?.classify ?? plainly)(err);
+  if (!expected) plane?.log.error({ err }, 'route failed');
+  const body = bodyOf(error);
   return errorResponse(body.code, body.message, body.details);
 }
 
@@ -169,7 +177,7 @@ export function handle<S extends RouteSpec>(
       }
       return jsonResponse({ ok: true, ...(out as object) }, spec.status ?? 200);
     } catch (err) {
-      return toErrorResponse(err, plane?.log ?? null);
+      return toErrorResponse(err, plane);
     }
   };
 }

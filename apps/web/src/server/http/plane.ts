@@ -8,6 +8,7 @@
 import type { Logger } from '../logger';
 import type { Inflight } from '../inflight';
 import type { Services } from '../services';
+import type { Classified } from '../services/app-error';
 import type { Effect } from '../services/effects';
 
 /** Header the custom server sets from the socket's peer address (any client-sent value is dropped first). */
@@ -22,6 +23,8 @@ export interface HttpPlane {
   /** Counts in-flight work (streams that outlive their handler) for the graceful shutdown. */
   inflight: Inflight;
   log: Logger;
+  /** What anything thrown stands for, as an AppError (services/errors.ts: it knows the database's errors). */
+  classify(err: unknown): Classified;
   isShuttingDown(): boolean;
 }
 

@@ -1,5 +1,5 @@
 import { can, isRole, type Action, type Role } from '@pyreach/protocol/api';
-import { AppError } from './errors';
+import { AppError } from './app-error';
 
 // Roles, actions and the permission table are API shapes: one list, in protocol (the browser reads it too).
 export { ACTIONS, PERMISSIONS, ROLES, can, isRole, type Action, type Role } from '@pyreach/protocol/api';

@@ -34,7 +34,7 @@ async function auth(req: Request): Promise<Response> {
     }
     return res;
   } catch (err) {
-    return toErrorResponse(err, plane.log);
+    return toErrorResponse(err, plane);
   }
 }
 
