@@ -12,6 +12,7 @@ import type { Actor, Role } from '../../apps/web/src/server/services/actor';
 import { createJoinToken, enrollAgent } from '../../apps/web/src/server/services/agents';
 import { newId } from '../../apps/web/src/server/services/ids';
 import { saveSnapshot } from '../../apps/web/src/server/services/inventory';
+import { fakeProcess } from './test-agent';
 
 /** Runs `body` once per database kind, each with a fresh migrated database shared by the suite's tests. */
 export function describeEachDatabase(name: string, body: (db: () => TestDatabase) => void): void {
@@ -64,25 +65,14 @@ export async function seedAgent(
   return agent;
 }
 
+/** A Python process as an agent reports it (the one factory, test-agent.ts), with a start time and command line
+ * the services' tests rely on (start time 1000 + pid; `--worker=<pid>` to select by). */
 export function pyProcess(pid: number, extra: Partial<PythonProcess> = {}): PythonProcess {
-  return {
-    pid,
-    nsPid: pid,
+  return fakeProcess(pid, {
     startTime: String(1000 + pid),
-    uid: 1000,
-    user: 'app',
-    exe: '/usr/bin/python3.14',
     cmdline: ['/usr/bin/python3.14', 'app.py', `--worker=${pid}`],
-    cwd: '/srv/app',
-    pythonVersion: '3.14.0',
-    freeThreaded: false,
-    remoteDebugEnabled: true,
-    inContainer: false,
-    container: null,
-    threads: [{ tid: pid, main: true }],
-    inspectError: null,
     ...extra,
-  };
+  });
 }
 
 export function snapshot(

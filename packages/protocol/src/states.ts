@@ -59,7 +59,7 @@ const REPORTED_ENDS = ['succeeded', 'failed', 'pickup_timeout', 'target_gone', '
 export const EXECUTION: Readonly<Record<ExecutionState, ExecutionInfo>> = {
   queued: {
     label: 'queued',
-    tone: 'waiting',
+    tone: 'neutral',
     terminal: false,
     inFlight: false,
     outcome: null,

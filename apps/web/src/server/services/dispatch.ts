@@ -15,7 +15,7 @@ import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
-import { optionsOf, rolloutOf, targetsOf } from './rows';
+import { executionStateOf, optionsOf, rolloutOf, targetsOf } from './rows';
 import type { SigningKeyPair } from './signing';
 
 export interface ConcreteTarget {
@@ -262,7 +262,7 @@ async function stopRollout(
 /** How many of a request's executions are in each state: one GROUP BY, never the rows. */
 async function countStates(tx: Tx, requestId: string): Promise<Map<ExecutionState, number>> {
   const groups = await tx.execution.groupBy({ by: ['state'], where: { requestId }, _count: { _all: true } });
-  return new Map(groups.map((g) => [g.state as ExecutionState, g._count._all]));
+  return new Map(groups.map((g) => [executionStateOf(g.state), g._count._all]));
 }
 
 function sumStates(counts: Map<ExecutionState, number>, which: (state: ExecutionState) => boolean): number {
