@@ -1,5 +1,5 @@
 import type { Targets } from '@pyreach/protocol/api';
-import { PROTOCOL_VERSION, type JsonObject } from '@pyreach/protocol/common';
+import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
 import { codeHash, signJob, type JobEnvelope } from '@pyreach/protocol/job';
 import {
   IN_FLIGHT_EXECUTION_STATES,
@@ -15,7 +15,7 @@ import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
-import { executionStateOf, optionsOf, rolloutOf, targetsOf } from './rows';
+import { executionStateOf, optionsOf, paramsOf, rolloutOf, targetsOf } from './rows';
 import type { SigningKeyPair } from './signing';
 
 export interface ConcreteTarget {
@@ -303,7 +303,7 @@ export function buildEnvelope(
       scriptId: request.scriptId,
       code: request.code,
       codeHash: codeHash(request.code),
-      params: request.params as JsonObject,
+      params: paramsOf(request.params),
       options,
       issuedAt: now.toISOString(),
       notAfter: notAfter.toISOString(),

@@ -35,4 +35,3 @@ export function toFailure(err: unknown): Failure {
 export function httpStatus(err: unknown): number {
   return asAppError(err).error.status;
 }
-

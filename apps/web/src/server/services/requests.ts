@@ -217,7 +217,7 @@ export async function updateRequest(
     const next =
       req.kind === 'library'
         ? { ...libraryContent(req.scriptId ?? '', data.code, data.params ?? req.params), targets }
-        : { code: data.code ?? req.code, params: data.params ?? (req.params as JsonObject), targets };
+        : { code: data.code ?? req.code, params: data.params ?? req.params, targets };
     const contentHash = contentHashOf(next);
     const changed = contentHash !== req.contentHash;
     const updated = await tx.injectionRequest.update({
