@@ -131,7 +131,7 @@ try {
       Array.from({ length: Math.min(16, max - base) }, async (_, i) => {
         const { publicKey, privateKey } = generateKeyPairSync('ed25519');
         const jt = await createJoinToken(prisma, adminActor, { labels: { env: 'bench' }, ttlMinutes: 60 });
-        const agent = await enrollAgent(prisma, {
+        const { result: agent } = await enrollAgent(prisma, {
           v: 1,
           token: jt.token,
           publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),

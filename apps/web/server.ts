@@ -4,7 +4,7 @@
  */
 import { EnvError, parseEnv } from './src/server/env';
 import { createLogger } from './src/server/logger';
-import { startServer } from './src/server/runtime';
+import { startControlPlane } from './src/server/control-plane';
 
 async function main(): Promise<void> {
   let env;
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     level: env.logLevel,
     pretty: env.nodeEnv === 'development' && process.stdout.isTTY,
   });
-  const server = await startServer(env, log);
+  const server = await startControlPlane(env, log);
   // Machine-readable line for supervisors and tests that start the server on port 0.
   if (process.send) process.send({ type: 'listening', port: server.port });
   let signals = 0;

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
 import { REPO_ROOT, SEED_PASSWORD } from '../support/control-plane';
+import { eventually as eventuallyBase } from '../support/eventually';
 
 export const SHOTS = path.join(REPO_ROOT, 'test-results/screenshots');
 mkdirSync(SHOTS, { recursive: true });
@@ -26,16 +27,9 @@ export async function signedIn(
   return { context, page };
 }
 
-export async function eventually<T>(
+/** The browser tests wait longer: a page, a server, an agent and a target on two shared cores. */
+export const eventually = <T>(
   what: string,
   fn: () => Promise<T | undefined | null | false>,
   timeoutMs = 60_000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+) => eventuallyBase(what, fn, timeoutMs, 250);

@@ -13,6 +13,7 @@ import { AgentProcess } from '../support/agent-harness';
 import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
 import { startPython, type PyTarget } from '../support/python';
+import { eventually } from '../support/eventually';
 
 type Exec = {
   id: string;
@@ -32,20 +33,6 @@ const appendCode = (file: string, extra = '') =>
   `with open(${JSON.stringify(file)}, "a") as f:\n    f.write("ran\\n")\n${extra}`;
 const lines = (path: string) =>
   existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).length : 0;
-
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined | null | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('agent against the real control plane', { timeout: 600_000 }, () => {
   let cp: ControlPlane;

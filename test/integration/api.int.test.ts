@@ -6,9 +6,8 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { api } from '../../apps/web/src/server/http/api-spec';
-import type { RouteSpec } from '../../apps/web/src/server/http/spec';
-import { PERMISSIONS, ROLES, type Action } from '../../apps/web/src/server/services/actor';
+import { PERMISSIONS, ROLES, type Action } from '@pyreach/protocol/api';
+import { routes as api, type RouteSpec } from '@pyreach/protocol/routes';
 import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane, type DbKind } from '../support/control-plane';
 

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane, type DbKind } from '../support/control-plane';
 import { enroll, fakeProcess, TestAgent } from '../support/test-agent';
+import { eventually } from '../support/eventually';
 
 type Req = {
   id: string;
@@ -17,20 +18,6 @@ type Req = {
   voidedReviews?: number;
   executions?: { id: string; jobId: string; state: string; errorCode: string | null; output?: string }[];
 };
-
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined | null | false>,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 for (const kind of ['pglite', 'postgres'] as DbKind[]) {
   describe(`request lifecycle (${kind})`, () => {

@@ -21,6 +21,7 @@ import { AgentProcess } from '../support/agent-harness';
 import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
 import { startPython, type PyTarget } from '../support/python';
+import { eventually } from '../support/eventually';
 
 type Exec = {
   id: string;
@@ -32,22 +33,6 @@ type Exec = {
 };
 type Req = { id: string; state: string; executions?: Exec[] };
 type UiEvent = { event: string; data: { requestId?: string; state?: string; executionId?: string } };
-
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await Promise.resolve()
-      .then(fn)
-      .catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Forwards each new TCP connection to the first target that accepts it, in order; records where each went. */
 class TcpBalancer {

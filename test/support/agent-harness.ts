@@ -33,6 +33,8 @@ import {
   type JobPayload,
 } from '@pyreach/protocol/job';
 
+import { jobPayload } from './jobs';
+
 const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const AGENT_CLI = join(REPO, 'apps/agent/src/cli.ts');
 export const AGENT_BUNDLE = join(REPO, 'apps/agent/dist/pyreach-agent.mjs');
@@ -262,22 +264,7 @@ export class FakeControlPlane {
     code: string,
     over: Partial<JobPayload> = {},
   ): JobPayload {
-    return {
-      v: 1,
-      jobId: `job_${randomBytes(8).toString('hex')}`,
-      agentId,
-      requestId: `req_${randomBytes(4).toString('hex')}`,
-      target,
-      kind: 'custom',
-      scriptId: null,
-      code,
-      codeHash: codeHash(code),
-      params: {},
-      options: { inline: false, budgetSeconds: 30, pickupTimeoutSeconds: 10, backend: 'native' },
-      issuedAt: new Date().toISOString(),
-      notAfter: new Date(Date.now() + 60_000).toISOString(),
-      ...over,
-    };
+    return jobPayload({ agentId, target, code, codeHash: codeHash(code), ...over });
   }
 
   sign(p: JobPayload): JobEnvelope {

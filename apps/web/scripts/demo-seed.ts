@@ -11,9 +11,8 @@ import { openDatabase } from '@pyreach/db';
 import { createAuth } from '../src/server/auth';
 import { parseEnv } from '../src/server/env';
 import { createLogger } from '../src/server/logger';
-import { seedUser } from '../src/server/seed';
+import { seedAccount } from '../src/server/seed';
 import { createJoinToken } from '../src/server/services/agents';
-import { setUserRole } from '../src/server/wiring';
 
 const DEMO_USERS = [
   { email: 'admin@pyreach.local', name: 'Demo Admin', role: 'admin' },
@@ -36,10 +35,7 @@ async function main(): Promise<void> {
     let admin: { id: string; name: string } | null = null;
     for (const u of DEMO_USERS) {
       const password = randomBytes(12).toString('base64url');
-      const r = await seedUser(
-        { auth, db, setRole: (id, role) => setUserRole(db, id, role) },
-        { ...u, password },
-      );
+      const r = await seedAccount({ auth, db }, { ...u, password });
       if (u.role === 'admin') admin = { id: r.id, name: u.name };
       users.push({ email: u.email, role: u.role, password: r.created ? password : null });
     }

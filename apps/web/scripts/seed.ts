@@ -4,15 +4,11 @@
  * PYREACH_SEED_FORCE=1. Exits non-zero on any failure.
  */
 import path from 'node:path';
-import { z } from 'zod';
 import { openDatabase } from '@pyreach/db';
-import { createAuth, ROLES } from '../src/server/auth';
+import { createAuth } from '../src/server/auth';
 import { parseEnv } from '../src/server/env';
 import { createLogger } from '../src/server/logger';
-import { DEFAULT_SEED_USERS, seedUser } from '../src/server/seed';
-import { setUserRole } from '../src/server/wiring';
-
-const SeedUsers = z.array(z.object({ email: z.email(), name: z.string().min(1), role: z.enum(ROLES) }));
+import { DEFAULT_SEED_USERS, SeedUsers, seedAccount } from '../src/server/seed';
 
 async function main(): Promise<number> {
   const env = parseEnv();
@@ -29,10 +25,7 @@ async function main(): Promise<number> {
   try {
     const auth = createAuth({ env, prisma: db.prisma, log });
     for (const u of users) {
-      const r = await seedUser(
-        { auth, db, setRole: (id, role) => setUserRole(db, id, role) },
-        { ...u, password },
-      );
+      const r = await seedAccount({ auth, db }, { ...u, password });
       log.info({ email: u.email, role: u.role, created: r.created }, 'seeded user');
     }
   } finally {

@@ -227,13 +227,6 @@ export const agentToServerSchemas = {
   'job:event': JobEvent,
 } as const satisfies Record<keyof AgentToServerEvents, z.ZodType>;
 
-export const serverToAgentSchemas = {
-  'auth:challenge': AuthChallenge,
-  'job:dispatch': JobEnvelope,
-  'job:cancel': JobCancel,
-  'agent:revoked': Revoked,
-} as const satisfies Record<keyof ServerToAgentEvents, z.ZodType>;
-
 // ---- size limits per event ------------------------------------------------------------------------------
 
 /**

@@ -2,25 +2,10 @@ import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 
 import { z } from 'zod';
 import { Base64, Id, JsonObject, MAX_CODE_BYTES, PROTOCOL_VERSION, Sha256Hex, boundedText } from './common';
 import { canonicalJson, sha256Hex } from './canonical';
+import { JobOptions, JobTarget } from './options';
 
-export const JobTarget = z.object({
-  pid: z.number().int().positive(),
-  /** Start time (clock ticks since boot) the control plane saw; the agent refuses if the pid was reused. */
-  startTime: z.string().regex(/^\d+$/),
-  /** Optional native thread id to run on instead of the main thread. */
-  tid: z.number().int().positive().optional(),
-});
-export type JobTarget = z.infer<typeof JobTarget>;
-
-export const JobOptions = z.object({
-  inline: z.boolean().default(false),
-  /** Seconds the code may run inside the target before it is stopped (TIME_BUDGET_EXCEEDED). */
-  budgetSeconds: z.number().positive().max(3600).default(30),
-  /** Seconds to wait for the target thread to reach a safe point. */
-  pickupTimeoutSeconds: z.number().positive().max(600).default(10),
-  backend: z.enum(['native', 'sys']).default('native'),
-});
-export type JobOptions = z.infer<typeof JobOptions>;
+// Browser-safe parts (the request form and API shapes use them) live in options.ts.
+export { JobOptions, JobTarget } from './options';
 
 /** What the control plane signs. Every field the agent acts on is inside the signature. */
 export const JobPayload = z.object({

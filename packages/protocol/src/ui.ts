@@ -1,12 +1,10 @@
 /** The /ui namespace: live updates pushed to browsers. Browser-safe (no node imports). */
 import { z } from 'zod';
 import { Id } from './common';
-import { ExecutionState } from './exec';
-
-export const UI_NAMESPACE = '/ui';
+import { ExecutionState, RequestState } from './states';
 
 export const FleetChanged = z.object({ hostId: Id.nullable() });
-export const RequestChanged = z.object({ requestId: Id, state: z.string() });
+export const RequestChanged = z.object({ requestId: Id, state: RequestState });
 export const ExecutionUpdate = z.object({
   requestId: Id,
   executionId: Id,
@@ -20,15 +18,22 @@ export const ExecutionOutput = z.object({
   chunk: z.string(),
 });
 export const Subscribe = z.object({ requestId: Id });
+export const SubscribeAck = z.object({ ok: z.boolean() });
 
-export interface ServerToUiEvents {
-  'fleet:changed': (msg: z.infer<typeof FleetChanged>) => void;
-  'request:changed': (msg: z.infer<typeof RequestChanged>) => void;
-  'execution:update': (msg: z.infer<typeof ExecutionUpdate>) => void;
-  'execution:output': (msg: z.infer<typeof ExecutionOutput>) => void;
-}
+/** Runtime catalogue for the browser: event name → schema of its payload (parsed before any handler runs). */
+export const uiEventSchemas = {
+  'fleet:changed': FleetChanged,
+  'request:changed': RequestChanged,
+  'execution:update': ExecutionUpdate,
+  'execution:output': ExecutionOutput,
+} as const;
+
+export type UiEventName = keyof typeof uiEventSchemas;
+export type UiEvent<E extends UiEventName> = z.infer<(typeof uiEventSchemas)[E]>;
+
+export type ServerToUiEvents = { [E in UiEventName]: (msg: UiEvent<E>) => void };
 
 export interface UiToServerEvents {
-  subscribe: (msg: z.infer<typeof Subscribe>, ack: (res: { ok: boolean }) => void) => void;
+  subscribe: (msg: z.infer<typeof Subscribe>, ack: (res: z.infer<typeof SubscribeAck>) => void) => void;
   unsubscribe: (msg: z.infer<typeof Subscribe>) => void;
 }

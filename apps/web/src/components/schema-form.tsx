@@ -4,7 +4,7 @@
  * shapes the library uses — strings (free, pattern or enum), numbers/integers with bounds, booleans — and falls
  * back to a JSON text box for anything else. The server validates again with the zod schema.
  */
-import type { JsonSchema } from '../lib/client/types';
+import type { JsonSchema } from '@pyreach/protocol/api';
 import { Input, NativeSelect, Textarea } from './ui/input';
 import { Field } from './ui/label';
 import { Switch } from './ui/checkbox';

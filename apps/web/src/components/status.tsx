@@ -1,48 +1,36 @@
+import {
+  EXECUTION,
+  REQUEST,
+  type ExecutionState,
+  type RequestState,
+  type StateTone,
+} from '@pyreach/protocol/states';
 import { Badge } from './ui/badge';
 
 type Variant = 'default' | 'secondary' | 'outline' | 'success' | 'warning' | 'destructive' | 'muted';
 
-const EXEC: Record<string, Variant> = {
-  queued: 'muted',
-  sent: 'secondary',
-  staged: 'secondary',
-  picked_up: 'default',
-  succeeded: 'success',
-  failed: 'destructive',
-  pickup_timeout: 'warning',
-  target_gone: 'warning',
-  refused: 'destructive',
-  agent_lost: 'warning',
-  expired: 'muted',
-  cancelled: 'muted',
+/** Badge colour per tone of the state table (states.ts): a new state needs no edit here. */
+const TONE: Record<StateTone, Variant> = {
+  waiting: 'warning',
+  active: 'default',
+  success: 'success',
+  failure: 'destructive',
+  warning: 'warning',
+  neutral: 'muted',
 };
 
-const REQ: Record<string, Variant> = {
-  pending: 'warning',
-  approved: 'default',
-  dispatching: 'default',
-  running: 'default',
-  succeeded: 'success',
-  completed: 'success',
-  partially_failed: 'warning',
-  failed: 'destructive',
-  rejected: 'destructive',
-  cancelled: 'muted',
-  expired: 'muted',
-};
-
-export function ExecutionBadge({ state }: { state: string }) {
+export function ExecutionBadge({ state }: { state: ExecutionState }) {
   return (
-    <Badge variant={EXEC[state] ?? 'outline'} data-testid="execution-state">
-      {state.replaceAll('_', ' ')}
+    <Badge variant={TONE[EXECUTION[state].tone]} data-testid="execution-state">
+      {EXECUTION[state].label}
     </Badge>
   );
 }
 
-export function RequestBadge({ state }: { state: string }) {
+export function RequestBadge({ state }: { state: RequestState }) {
   return (
-    <Badge variant={REQ[state] ?? 'outline'} data-testid="request-state">
-      {state.replaceAll('_', ' ')}
+    <Badge variant={TONE[REQUEST[state].tone]} data-testid="request-state">
+      {REQUEST[state].label}
     </Badge>
   );
 }

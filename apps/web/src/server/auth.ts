@@ -10,12 +10,7 @@ import { admin } from 'better-auth/plugins/admin';
 import { genericOAuth } from 'better-auth/plugins/generic-oauth';
 import type { Env } from './env';
 import type { Logger } from './logger';
-
-/** Header the custom server sets from the socket's peer address (any client-sent value is dropped first). */
-export const CLIENT_IP_HEADER = 'x-pyreach-client-ip';
-
-export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
-export type RoleName = (typeof ROLES)[number];
+import { CLIENT_IP_HEADER } from './http/plane';
 
 /**
  * The admin plugin's own user-management endpoints would change roles and users without our audit trail;
@@ -116,26 +111,3 @@ export function createAuth(opts: { env: Env; prisma: PrismaLike; log: Logger; ho
 }
 
 export type Auth = ReturnType<typeof createAuth>;
-
-/** Creates (or finds) a password user; used by /api/users and the seed. Role is set by the caller's service. */
-export async function ensurePasswordUser(
-  auth: Auth,
-  input: { email: string; name: string; password: string },
-): Promise<{ id: string; created: boolean }> {
-  const ctx = await auth.$context;
-  const email = input.email.toLowerCase();
-  const existing = await ctx.internalAdapter.findUserByEmail(email);
-  if (existing) return { id: existing.user.id, created: false };
-  const hash = await ctx.password.hash(input.password);
-  const user = await ctx.internalAdapter.createUser(
-    { email, name: input.name, emailVerified: true },
-    { method: 'admin' },
-  );
-  await ctx.internalAdapter.linkAccount({
-    userId: user.id,
-    providerId: 'credential',
-    accountId: user.id,
-    password: hash,
-  });
-  return { id: user.id, created: true };
-}

@@ -1,27 +1,20 @@
 /**
- * Idempotent seed factories, shared by `npm run -w apps/web seed` and the tests: users with roles.
- * Running them twice changes nothing; an existing user keeps its password and gets the requested role.
+ * Idempotent seeding for `npm run -w apps/web seed` and the demo: users with roles, through the users service
+ * (audited as the system actor `seed`). Running it twice changes nothing; an existing user keeps its password and
+ * gets the requested role.
  */
+import { CreateUser } from '@pyreach/protocol/api';
 import type { Database } from '@pyreach/db';
-import { ensurePasswordUser, ROLES, type Auth, type RoleName } from './auth';
+import type { Auth } from './auth';
+import { ensureUser } from './services/users';
 
-export interface SeedUser {
-  email: string;
-  name: string;
-  role: RoleName;
-  password: string;
-}
+export const SeedUsers = CreateUser.omit({ password: true }).array();
+export type SeedUser = CreateUser;
 
-export async function seedUser(
-  deps: { auth: Auth; db: Database; setRole: (userId: string, role: RoleName) => Promise<void> },
-  u: SeedUser,
-) {
-  if (!ROLES.includes(u.role))
-    throw new Error(`unknown role '${u.role}' (expected one of ${ROLES.join(', ')})`);
-  const { id, created } = await ensurePasswordUser(deps.auth, u);
-  const current = await deps.db.prisma.user.findUnique({ where: { id }, select: { role: true } });
-  if (current?.role !== u.role) await deps.setRole(id, u.role);
-  return { id, created };
+export async function seedAccount(deps: { auth: Auth; db: Database }, u: SeedUser) {
+  return ensureUser(deps.db.prisma, u, async (password) =>
+    (await deps.auth.$context).password.hash(password),
+  );
 }
 
 export const DEFAULT_SEED_USERS: Omit<SeedUser, 'password'>[] = [

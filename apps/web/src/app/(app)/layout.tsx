@@ -1,8 +1,7 @@
 import type { ReactNode } from 'react';
 import { headers } from 'next/headers';
 import { redirect } from 'next/navigation';
-import { getAppContext } from '../../server/context';
-import { sessionUser } from '../../server/http/handler';
+import { httpPlane } from '../../server/http/plane';
 import { AppShell } from '../../components/shell/app-shell';
 import { SessionProvider } from '../../lib/client/session';
 
@@ -11,7 +10,7 @@ export const dynamic = 'force-dynamic';
 
 export default async function SignedInLayout({ children }: { children: ReactNode }) {
   const h = await headers();
-  const user = await sessionUser(getAppContext(), h);
+  const user = await httpPlane().services.sessions.fromHeaders(h);
   if (!user) redirect('/sign-in');
   const clientUser = {
     id: user.id,

@@ -2,11 +2,12 @@
 import { CodeEditor } from '../code-editor';
 import { CodeBlock } from '../ui/code-block';
 import { Badge } from '../ui/badge';
-import type { RequestRow, ScriptSummary } from '../../lib/client/types';
+import type { RequestRow, ScriptSummary, Targets } from '@pyreach/protocol/api';
+import { formatLabels } from '../../lib/client/labels';
 
 /** Exactly what will run: the library source (or the custom code) and, beside it, the parameters as data. */
 export function CodeAndParams({ request, script }: { request: RequestRow; script?: ScriptSummary }) {
-  const params = request.params ?? {};
+  const params = request.params;
   const entries = Object.entries(params);
   return (
     <div className="grid gap-3 xl:grid-cols-[minmax(0,1fr)_18rem]">
@@ -64,24 +65,12 @@ export function CodeAndParams({ request, script }: { request: RequestRow; script
   );
 }
 
-export function describeTargets(targets: unknown, hostnames: Record<string, string> = {}): string[] {
-  const t = targets as {
-    type?: string;
-    processes?: { agentId: string; pid: number }[];
-    labels?: Record<string, string>;
-    process?: Record<string, string>;
-  };
-  if (t?.type === 'processes' && t.processes)
-    return t.processes.map((p) => `${hostnames[p.agentId] ?? p.agentId.slice(0, 8)} · pid ${p.pid}`);
-  if (t?.type === 'selector') {
-    const labels =
-      Object.entries(t.labels ?? {})
-        .map(([k, v]) => `${k}=${v}`)
-        .join(', ') || 'any host';
-    const proc = Object.entries(t.process ?? {})
-      .map(([k, v]) => `${k}: ${v}`)
-      .join(', ');
-    return [`selector: ${labels}${proc ? ` · ${proc}` : ''}`];
-  }
-  return ['unknown target shape'];
+/** One line per target a person reads: host and pid, or the selector in words. */
+export function describeTargets(targets: Targets, hostnames: Record<string, string> = {}): string[] {
+  if (targets.type === 'processes')
+    return targets.processes.map((p) => `${hostnames[p.agentId] ?? p.agentId.slice(0, 8)} · pid ${p.pid}`);
+  const proc = Object.entries(targets.process)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
+  return [`selector: ${formatLabels(targets.labels, ', ') || 'any host'}${proc ? ` · ${proc}` : ''}`];
 }

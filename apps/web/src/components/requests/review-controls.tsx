@@ -1,9 +1,9 @@
 'use client';
 import { useState, type FormEvent } from 'react';
 import { CheckIcon, KeyRoundIcon, XIcon } from 'lucide-react';
-import { api, ApiError, errorMessage } from '../../lib/client/api';
+import { api, errorMessage, isApiError } from '../../lib/client/api';
 import { useUser } from '../../lib/client/session';
-import type { RequestRow } from '../../lib/client/types';
+import type { RequestRow } from '@pyreach/protocol/api';
 import { Alert } from '../ui/alert';
 import { Button } from '../ui/button';
 import {
@@ -19,22 +19,11 @@ import { Field } from '../ui/label';
 
 type Decision = 'approve' | 'reject';
 
-/** Whether to offer review buttons; the server re-checks every rule (self-approval, roles, state, freshness). */
-export function mayReview(
-  user: { id: string; role: string },
-  req: RequestRow & { approverRoles?: string[] },
-): boolean {
-  if (req.state !== 'pending') return false;
-  if (req.requesterId === user.id) return false;
-  if (user.role !== 'approver' && user.role !== 'admin') return false;
-  return !req.approverRoles || req.approverRoles.includes(user.role);
-}
-
 /**
  * Approve / reject with a comment. When the server answers STALE_AUTH (the sign-in is older than the
  * re-authentication window) it asks for the password, signs in again and repeats the vote.
  */
-export function ReviewControls({ request, onDone }: { request: RequestRow; onDone: () => void }) {
+export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 'id'>; onDone: () => void }) {
   const user = useUser();
   const [comment, setComment] = useState('');
   const [busy, setBusy] = useState<Decision | null>(null);
@@ -48,14 +37,14 @@ export function ReviewControls({ request, onDone }: { request: RequestRow; onDon
     setBusy(decision);
     setError(null);
     try {
-      await api(`/api/requests/${request.id}/reviews`, {
-        method: 'POST',
-        json: { decision, ...(comment.trim() ? { comment: comment.trim() } : {}) },
+      await api('reviewRequest', {
+        params: { id: request.id },
+        body: { decision, ...(comment.trim() ? { comment: comment.trim() } : {}) },
       });
       setComment('');
       onDone();
     } catch (err) {
-      if (err instanceof ApiError && err.code === 'STALE_AUTH') setReauthFor(decision);
+      if (isApiError(err, 'STALE_AUTH')) setReauthFor(decision);
       else setError(err);
     } finally {
       setBusy(null);

@@ -31,11 +31,11 @@ interface NavItem {
 const NAV: NavItem[] = [
   { href: '/fleet', label: 'Fleet', icon: ServerIcon, show: () => true },
   { href: '/requests', label: 'Requests', icon: ListChecksIcon, show: () => true },
-  { href: '/requests/new', label: 'New request', icon: PlusIcon, show: (r) => canDo(r, 'request') },
-  { href: '/approvals', label: 'Approvals', icon: CheckCheckIcon, show: (r) => canDo(r, 'review') },
-  { href: '/audit', label: 'Audit', icon: ScrollTextIcon, show: (r) => canDo(r, 'audit') },
+  { href: '/requests/new', label: 'New request', icon: PlusIcon, show: (r) => canDo(r, 'request:create') },
+  { href: '/approvals', label: 'Approvals', icon: CheckCheckIcon, show: (r) => canDo(r, 'request:review') },
+  { href: '/audit', label: 'Audit', icon: ScrollTextIcon, show: (r) => canDo(r, 'audit:read') },
   { href: '/scripts', label: 'Script library', icon: BookOpenIcon, show: () => true },
-  { href: '/admin', label: 'Admin', icon: ShieldIcon, show: (r) => canDo(r, 'admin') },
+  { href: '/admin', label: 'Admin', icon: ShieldIcon, show: (r) => canDo(r, 'user:manage') },
 ];
 
 function isActive(pathname: string, href: string): boolean {

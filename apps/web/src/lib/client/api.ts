@@ -1,60 +1,28 @@
 'use client';
+/**
+ * React hooks over the typed client (call.ts): one cancellable-fetch hook, the route-table reads built on it,
+ * and the dashboard's name and hostname lookups.
+ */
 import { useCallback, useEffect, useRef, useState } from 'react';
+import { ApiError, call, type CallInput, type CallOptions, type CallOutput, type JsonRoute } from './call';
 
-/** The one error shape of the HTTP API: { ok:false, error:{ code, message } } with an HTTP status. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details?: unknown,
-  ) {
-    super(message);
-  }
-}
+export { ApiError, errorMessage } from './call';
 
-export async function api<T>(path: string, init: RequestInit & { json?: unknown } = {}): Promise<T> {
-  const { json, headers, ...rest } = init;
-  let res: Response;
-  try {
-    res = await fetch(path, {
-      credentials: 'same-origin',
-      cache: 'no-store',
-      ...rest,
-      headers: {
-        accept: 'application/json',
-        ...(json !== undefined ? { 'content-type': 'application/json' } : {}),
-        ...headers,
-      },
-      body: json !== undefined ? JSON.stringify(json) : rest.body,
-    });
-  } catch {
-    throw new ApiError(0, 'NETWORK', 'The server could not be reached. Check your connection and retry.');
-  }
-  let body: unknown = null;
-  const text = await res.text();
-  if (text) {
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = null;
-    }
-  }
-  const b = body as { ok?: boolean; error?: { code?: string; message?: string; details?: unknown } } | null;
-  if (!res.ok || b?.ok === false) {
-    if (res.status === 401 && b?.error?.code === 'UNAUTHENTICATED' && typeof window !== 'undefined') {
-      window.location.assign(
-        `/sign-in?next=${encodeURIComponent(window.location.pathname + window.location.search)}`,
-      );
-    }
-    throw new ApiError(
-      res.status,
-      b?.error?.code ?? `HTTP_${res.status}`,
-      b?.error?.message ?? `request failed (${res.status})`,
-      b?.error?.details,
-    );
-  }
-  return body as T;
+/** In the browser: a 401 means the session ended; go to the sign-in page and come back here afterwards. */
+const toSignIn = () => {
+  if (typeof window === 'undefined') return;
+  window.location.assign(
+    `/sign-in?next=${encodeURIComponent(window.location.pathname + window.location.search)}`,
+  );
+};
+
+/** `call` as the dashboard uses it: on a 401 the browser goes to the sign-in page. */
+export function api<N extends JsonRoute>(
+  name: N,
+  input: CallInput<N>,
+  opts: Omit<CallOptions, 'onUnauthenticated'> = {},
+): Promise<CallOutput<N>> {
+  return call(name, input, { ...opts, onUnauthenticated: toSignIn });
 }
 
 export interface Resource<T> {
@@ -64,47 +32,53 @@ export interface Resource<T> {
   reload: () => void;
 }
 
-/** GET a path; `reload()` refetches without clearing what is shown (live updates do not flicker). */
-export function useApi<T>(path: string | null): Resource<T> {
+/**
+ * The one cancellable fetch: runs `load` whenever `key` changes (null: nothing to load) or `reload()` is called;
+ * a newer run aborts the older one, so a slow answer never overwrites a newer one. `reload()` keeps what is shown
+ * until the answer arrives (live updates do not flicker).
+ */
+export function useCancellable<T>(
+  key: string | null,
+  load: (signal: AbortSignal) => Promise<T>,
+): Resource<T> {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<unknown>(null);
-  const [loading, setLoading] = useState<boolean>(path !== null);
+  const [loading, setLoading] = useState<boolean>(key !== null);
   const [tick, setTick] = useState(0);
-  const current = useRef(path);
-  current.current = path;
+  const loader = useRef(load);
+  loader.current = load;
 
   useEffect(() => {
-    if (path === null) {
+    if (key === null) {
       setLoading(false);
       return;
     }
-    let cancelled = false;
+    const ctl = new AbortController();
     setLoading(true);
-    api<T>(path).then(
+    loader.current(ctl.signal).then(
       (d) => {
-        if (cancelled) return;
+        if (ctl.signal.aborted) return;
         setData(d);
         setError(null);
         setLoading(false);
       },
       (e: unknown) => {
-        if (cancelled) return;
+        if (ctl.signal.aborted) return;
         setError(e);
         setLoading(false);
       },
     );
-    return () => {
-      cancelled = true;
-    };
-  }, [path, tick]);
+    return () => ctl.abort();
+  }, [key, tick]);
 
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { data, error, loading, reload };
 }
 
-export function errorMessage(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  return typeof e === 'string' ? e : 'Unexpected error';
+/** Reads one route of the table (null input: not yet). */
+export function useCall<N extends JsonRoute>(name: N, input: CallInput<N> | null): Resource<CallOutput<N>> {
+  const key = input === null ? null : `${name} ${JSON.stringify(input)}`;
+  return useCancellable(key, (signal) => api(name, input as CallInput<N>, { signal }));
 }
 
 const nameCache = new Map<string, { name: string; role: string }>();
@@ -114,24 +88,13 @@ export function useNames(ids: (string | null | undefined)[]): Record<string, { n
   const wanted = [...new Set(ids.filter((x): x is string => !!x))].sort();
   const key = wanted.join(',');
   const [, force] = useState(0);
-  useEffect(() => {
-    const missing = key ? key.split(',').filter((id) => !nameCache.has(id)) : [];
-    if (missing.length === 0) return;
-    let cancelled = false;
-    api<{ users: Record<string, { name: string; role: string }> }>('/api/ui/names', {
-      method: 'POST',
-      json: { ids: missing },
-    }).then(
-      (r) => {
-        for (const [id, v] of Object.entries(r.users)) nameCache.set(id, v);
-        if (!cancelled) force((n) => n + 1);
-      },
-      () => undefined,
-    );
-    return () => {
-      cancelled = true;
-    };
-  }, [key]);
+  const missing = key ? key.split(',').filter((id) => !nameCache.has(id)) : [];
+  useCancellable(missing.length ? missing.join(',') : null, async (signal) => {
+    const r = await api('uiNames', { body: { ids: missing } }, { signal });
+    for (const [id, v] of Object.entries(r.users)) nameCache.set(id, v);
+    force((n) => n + 1);
+    return r;
+  });
   const out: Record<string, { name: string; role: string }> = {};
   for (const id of wanted) {
     const v = nameCache.get(id);
@@ -142,10 +105,12 @@ export function useNames(ids: (string | null | undefined)[]): Record<string, { n
 
 /** agentId → hostname, for labelling targets and executions. */
 export function useHostnames(): Record<string, string> {
-  const { data } = useApi<{ hosts: { hostname: string; agent: { id: string } }[] }>(
-    '/api/fleet/hosts?includeRevoked=true',
-  );
+  const { data } = useCall('listHosts', { query: { includeRevoked: 'true' } });
   const out: Record<string, string> = {};
   for (const h of data?.hosts ?? []) out[h.agent.id] = h.hostname;
   return out;
+}
+
+export function isApiError(e: unknown, code?: string): e is ApiError {
+  return e instanceof ApiError && (code === undefined || e.code === code);
 }

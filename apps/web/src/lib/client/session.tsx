@@ -1,13 +1,14 @@
 'use client';
 import { createContext, useContext, type ReactNode } from 'react';
+import { can, type Action, type Role } from '@pyreach/protocol/api';
 
-export type Role = 'viewer' | 'operator' | 'approver' | 'admin';
+export type { Role };
 
 export interface ClientUser {
   id: string;
   name: string;
   email: string;
-  role: Role | string;
+  role: Role;
   /** ISO time of the sign-in behind this session (the re-authentication clock). */
   authenticatedAt: string;
 }
@@ -25,18 +26,9 @@ export function useUser(): ClientUser {
 }
 
 /**
- * What the UI offers per role. It only hides controls; the server checks every action again and is the
- * authority (a hidden button is never the protection).
+ * What the UI offers per role: the server's permission table (protocol), so a button shows exactly where the
+ * call would be allowed. It only hides controls; the server checks every action again and is the authority.
  */
-export function canDo(role: string, what: 'request' | 'review' | 'admin' | 'audit'): boolean {
-  switch (what) {
-    case 'request':
-      return role === 'operator' || role === 'admin';
-    case 'review':
-      return role === 'approver' || role === 'admin';
-    case 'admin':
-      return role === 'admin';
-    case 'audit':
-      return true;
-  }
+export function canDo(role: string, action: Action): boolean {
+  return can(role, action);
 }

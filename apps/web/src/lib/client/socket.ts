@@ -1,14 +1,13 @@
 'use client';
 import { useEffect, useRef, useState } from 'react';
 import { io, type Socket } from 'socket.io-client';
-import type { ServerToUiEvents, UiToServerEvents } from '@pyreach/protocol/ui';
+import type { UiEvent, UiEventName } from '@pyreach/protocol/ui';
+import { onUiEvent } from './live';
 
-type UiSocket = Socket<ServerToUiEvents, UiToServerEvents>;
-
-let shared: UiSocket | null = null;
+let shared: Socket | null = null;
 
 /** One /ui connection per tab, authenticated by the session cookie; reconnects by itself. */
-export function uiSocket(): UiSocket {
+export function uiSocket(): Socket {
   if (!shared) {
     shared = io('/ui', { transports: ['websocket'], withCredentials: true, reconnectionDelayMax: 5000 });
   }
@@ -36,18 +35,14 @@ export function useLiveState(): LiveState {
   return state;
 }
 
-/** Subscribes a handler to a /ui event for the component's lifetime (latest handler wins, no resubscribe). */
-export function useUiEvent<E extends keyof ServerToUiEvents>(event: E, handler: ServerToUiEvents[E]): void {
+/**
+ * Subscribes a handler to a /ui event for the component's lifetime (latest handler wins, no resubscribe). The
+ * payload is parsed with its protocol schema first (live.ts): a malformed one is reported, never handled.
+ */
+export function useUiEvent<E extends UiEventName>(event: E, handler: (msg: UiEvent<E>) => void): void {
   const ref = useRef(handler);
   ref.current = handler;
-  useEffect(() => {
-    const s = uiSocket();
-    const fn = ((...args: unknown[]) => (ref.current as (...a: unknown[]) => void)(...args)) as never;
-    s.on(event, fn);
-    return () => {
-      s.off(event, fn);
-    };
-  }, [event]);
+  useEffect(() => onUiEvent(uiSocket(), event, (msg) => ref.current(msg)), [event]);
 }
 
 /** Joins the request's room (output chunks only go to subscribers); rejoins after a reconnect. */

@@ -6,7 +6,7 @@
  * change nothing. Handlers never throw into socket.io.
  */
 import { randomBytes, verify } from 'node:crypto';
-import type { Namespace, Server, Socket } from 'socket.io';
+import type { Namespace, Socket } from 'socket.io';
 import { z } from 'zod';
 import {
   AGENT_EVENT_MAX_BYTES,
@@ -21,29 +21,50 @@ import type { InventoryDelta, InventorySnapshot } from '@pyreach/protocol/invent
 import { agentAuthMessage, publicKeyFromPem, type JobEnvelope } from '@pyreach/protocol/job';
 import type { JobEvent, Heartbeat } from '@pyreach/protocol/agent';
 import type { Logger } from '../logger';
+import type { Effect, Outcome } from '../services/effects';
+import { AppError, asAppError, toFailure } from '../services/errors';
+import { agentRoom, type AgentRooms } from './agent-rooms';
+import { connectError } from './ui';
 
 export const CHALLENGE_TTL_MS = 10_000;
 
-/** What the gateway needs from the rest of the server (wired to the services in runtime.ts). */
+/** What the gateway needs from the rest of the server (bound services, the Publisher, the drain counter). */
 export interface AgentGatewayPorts {
   getAgent(agentId: string): Promise<{ id: string; publicKey: string; revokedAt: Date | null } | null>;
   authFailed(agentId: string, reason: string, ip: string | undefined): Promise<void>;
   /** `at` identifies this connection: a later disconnect only marks the agent offline if it is still the current one. */
-  connected(agentId: string, info: { ip: string | undefined; at: Date }): Promise<void>;
+  connected(agentId: string, info: { ip: string | undefined; at: Date }): Promise<unknown>;
   disconnected(agentId: string, info: { connectedAt: Date | null }): Promise<void>;
   heartbeat(agentId: string, hb: Heartbeat): Promise<void>;
-  snapshot(agentId: string, snap: InventorySnapshot): Promise<void>;
-  delta(agentId: string, delta: InventoryDelta): Promise<void>;
-  jobEvent(agentId: string, ev: JobEvent): Promise<'applied' | 'duplicate' | Failure>;
+  snapshot(agentId: string, snap: InventorySnapshot): Promise<Outcome<unknown>>;
+  delta(agentId: string, delta: InventoryDelta): Promise<Outcome<unknown>>;
+  jobEvent(agentId: string, ev: JobEvent): Promise<Outcome<unknown>>;
+  /** After the commit: what the call changed, to the Publisher. */
+  publish(effects: readonly Effect[]): void;
   /** Runs a piece of in-flight work so shutdown can wait for it. */
   track<T>(work: Promise<T>): Promise<T>;
   isShuttingDown(): boolean;
 }
 
-export interface AgentGatewayEvents {
-  onReady?(agentId: string): void;
-  onJobEvent?(agentId: string, ev: JobEvent, outcome: 'applied' | 'duplicate'): void;
-  onInventory?(agentId: string): void;
+/** The agents connected to this process (read by the services for `connectedHere`, by the dispatcher to send). */
+export class LocalAgents {
+  private readonly sockets = new Map<string, unknown>();
+  ids(): string[] {
+    return [...this.sockets.keys()];
+  }
+  isConnectedHere(agentId: string): boolean {
+    return this.sockets.has(agentId);
+  }
+  /** @internal the gateway's bookkeeping */
+  get<S>(agentId: string): S | undefined {
+    return this.sockets.get(agentId) as S | undefined;
+  }
+  set(agentId: string, socket: unknown): void {
+    this.sockets.set(agentId, socket);
+  }
+  delete(agentId: string): void {
+    this.sockets.delete(agentId);
+  }
 }
 
 interface SocketData {
@@ -58,15 +79,7 @@ interface SocketData {
 type AgentSocket = Socket<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
 type AgentNamespace = Namespace<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
 
-class ConnectError extends Error {
-  data: { code: AgentErrorCode; message: string };
-  constructor(code: AgentErrorCode, message: string) {
-    super(message);
-    this.data = { code, message };
-  }
-}
-
-const agentRoom = (agentId: string) => `agent:${agentId}`;
+const refuse = (code: AgentErrorCode, message: string) => new AppError(code, message);
 
 function describeIssues(error: z.ZodError): string {
   return error.issues
@@ -77,45 +90,38 @@ function describeIssues(error: z.ZodError): string {
 
 export class AgentGateway {
   readonly nsp: AgentNamespace;
-  /** Agents authenticated on *this* process, for dispatch. */
-  private readonly local = new Map<string, AgentSocket>();
   /** Nonces already answered (kept past their expiry), so a replay is named as such. */
   private readonly spentNonces = new Map<string, number>();
 
   constructor(
-    io: Server,
+    private readonly rooms: AgentRooms,
+    /** Agents authenticated on *this* process, for dispatch. */
+    private readonly local: LocalAgents,
     private readonly ports: AgentGatewayPorts,
     private readonly log: Logger,
-    private readonly events: AgentGatewayEvents = {},
   ) {
-    this.nsp = io.of('/agents') as AgentNamespace;
+    this.nsp = rooms.nsp as AgentNamespace;
     this.nsp.use((socket, next) => {
       void this.admit(socket).then(
         () => next(),
-        (err: unknown) =>
-          next(err instanceof ConnectError ? err : new ConnectError('INTERNAL', 'connection refused')),
+        (err: unknown) => {
+          const { error, expected } = asAppError(err);
+          if (!expected) this.log.error({ err }, 'agent connection refused by an internal error');
+          next(connectError(expected ? error : new AppError('INTERNAL', 'connection refused')));
+        },
       );
     });
     this.nsp.on('connection', (socket) => this.onConnection(socket));
   }
 
-  connectedAgentIds(): string[] {
-    return [...this.local.keys()];
-  }
-
-  isConnected(agentId: string): boolean {
-    return this.local.has(agentId);
-  }
-
-  /** Whether the agent holds an authenticated connection on any replica (asks the others through the adapter). */
+  /** Whether the agent holds an authenticated connection here, or else on any replica. */
   async isConnectedAnywhere(agentId: string): Promise<boolean> {
-    if (this.local.has(agentId)) return true;
-    return (await this.nsp.in(agentRoom(agentId)).fetchSockets()).length > 0;
+    return this.local.isConnectedHere(agentId) || this.rooms.isConnectedAnywhere(agentId);
   }
 
   /** Sends a signed job and waits for the agent's ack (or a timeout). */
   async dispatch(agentId: string, envelope: JobEnvelope, timeoutMs: number): Promise<{ ok: true } | Failure> {
-    const socket = this.local.get(agentId);
+    const socket = this.local.get<AgentSocket>(agentId);
     if (!socket) return fail('AGENT_OFFLINE', 'agent is not connected to this server');
     try {
       const res: unknown = await socket.timeout(timeoutMs).emitWithAck('job:dispatch', envelope);
@@ -132,19 +138,6 @@ export class AgentGateway {
     }
   }
 
-  cancel(agentId: string, jobId: string): void {
-    this.nsp.to(agentRoom(agentId)).emit('job:cancel', { jobId });
-  }
-
-  /** Tells the agent it is revoked and drops it, on every replica (rooms go through the adapter). */
-  revoke(agentId: string, reason: string): void {
-    this.nsp.to(agentRoom(agentId)).emit('agent:revoked', { reason });
-    // Disconnect right after the event is written; socket.io flushes the packet before closing.
-    this.nsp.in(agentRoom(agentId)).disconnectSockets(true);
-    // Sockets still in the challenge phase are not in the room yet.
-    for (const [, s] of this.nsp.sockets) if (s.data.agentId === agentId) s.disconnect(true);
-  }
-
   async close(): Promise<void> {
     for (const s of this.nsp.sockets.values()) s.disconnect(true);
   }
@@ -152,31 +145,29 @@ export class AgentGateway {
   // ---- connection ---------------------------------------------------------------------------------------
 
   private async admit(socket: AgentSocket): Promise<void> {
-    if (this.ports.isShuttingDown())
-      throw new ConnectError('SHUTTING_DOWN', 'server is shutting down; retry shortly');
+    if (this.ports.isShuttingDown()) throw refuse('SHUTTING_DOWN', 'server is shutting down; retry shortly');
     const auth = socket.handshake.auth as unknown;
-    if (jsonBytes(auth) > 4096)
-      throw new ConnectError('PAYLOAD_TOO_LARGE', 'handshake auth is larger than 4096 bytes');
+    if (jsonBytes(auth) > 4096) throw refuse('PAYLOAD_TOO_LARGE', 'handshake auth is larger than 4096 bytes');
     const parsed = AgentHandshake.safeParse(auth);
     if (!parsed.success) {
       const v = (auth as { v?: unknown } | null)?.v;
       if (v !== undefined && v !== 1)
-        throw new ConnectError(
+        throw refuse(
           'UNSUPPORTED_VERSION',
           `protocol version ${String(v)} is not supported (server speaks 1)`,
         );
-      throw new ConnectError('VALIDATION', `handshake auth is invalid: ${describeIssues(parsed.error)}`);
+      throw refuse('VALIDATION', `handshake auth is invalid: ${describeIssues(parsed.error)}`);
     }
     const agent = await this.ports.getAgent(parsed.data.agentId);
     if (!agent) {
       await this.ports
         .authFailed(parsed.data.agentId, 'UNKNOWN_AGENT', socket.handshake.address)
         .catch(() => undefined);
-      throw new ConnectError('UNKNOWN_AGENT', 'no enrolled agent has this id; enrol again with a join token');
+      throw refuse('UNKNOWN_AGENT', 'no enrolled agent has this id; enrol again with a join token');
     }
     if (agent.revokedAt) {
       await this.ports.authFailed(agent.id, 'AGENT_REVOKED', socket.handshake.address).catch(() => undefined);
-      throw new ConnectError('AGENT_REVOKED', 'this agent was revoked; enrol it again with a new join token');
+      throw refuse('AGENT_REVOKED', 'this agent was revoked; enrol it again with a new join token');
     }
     socket.data = {
       agentId: agent.id,
@@ -213,19 +204,15 @@ export class AgentGateway {
         return { ok: true };
       },
       'inventory:snapshot': async (snap) => {
-        await this.ports.snapshot(agentId, snap);
-        this.events.onInventory?.(agentId);
+        this.ports.publish((await this.ports.snapshot(agentId, snap)).effects);
         return { ok: true };
       },
       'inventory:delta': async (delta) => {
-        await this.ports.delta(agentId, delta);
-        this.events.onInventory?.(agentId);
+        this.ports.publish((await this.ports.delta(agentId, delta)).effects);
         return { ok: true };
       },
       'job:event': async (ev) => {
-        const outcome = await this.ports.jobEvent(agentId, ev);
-        if (typeof outcome === 'object') return outcome;
-        this.events.onJobEvent?.(agentId, ev, outcome);
+        this.ports.publish((await this.ports.jobEvent(agentId, ev)).effects);
         return { ok: true };
       },
     };
@@ -280,9 +267,8 @@ export class AgentGateway {
         }
         const handler = handlers[name] as (p: unknown) => Promise<{ ok: true } | Failure>;
         void this.ports.track(handler(parsed.data)).then(reply, (err: unknown) => {
-          const e = err as { code?: unknown; status?: unknown; userMessage?: unknown; message?: unknown };
-          if (typeof e?.code === 'string' && typeof e?.status === 'number' && e.status < 500) {
-            reply(fail(e.code, String(e.userMessage ?? e.message ?? e.code)));
+          if (asAppError(err).expected) {
+            reply(toFailure(err));
             return;
           }
           log.error({ event: name, err }, 'agent event handler failed');
@@ -348,7 +334,7 @@ export class AgentGateway {
     }
     if (!good) return refuse('BAD_SIGNATURE', 'signature does not verify against the enrolled public key');
     d.authenticated = true;
-    const previous = this.local.get(d.agentId);
+    const previous = this.local.get<AgentSocket>(d.agentId);
     // Registered before the old socket is dropped, so its disconnect handler sees it is no longer current.
     this.local.set(d.agentId, socket);
     if (previous && previous !== socket) {
@@ -362,7 +348,8 @@ export class AgentGateway {
     d.connectedAt = new Date();
     await this.ports.connected(d.agentId, { ip: socket.handshake.address, at: d.connectedAt });
     log.info('agent authenticated');
-    setImmediate(() => this.events.onReady?.(d.agentId));
+    // A fresh connection may have work waiting for it.
+    setImmediate(() => this.ports.publish([{ kind: 'wake', why: 'agent-ready' }]));
     return { ok: true, serverTime: new Date().toISOString() };
   }
 }

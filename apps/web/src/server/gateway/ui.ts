@@ -1,12 +1,12 @@
 /**
  * The /ui namespace: browsers get live fleet, request and execution updates. Authenticated by the same
  * session cookie as the pages (checked once in the middleware); output chunks go to a room per request that
- * a client joins with `subscribe` after a read-permission check.
+ * a client joins with `subscribe` after a read-permission check. Only the Publisher calls the push methods.
  */
 import type { Namespace, Server } from 'socket.io';
-import { Subscribe, type ServerToUiEvents, type UiToServerEvents } from '@pyreach/protocol/ui';
-import type { ExecutionState } from '@pyreach/protocol/exec';
+import { Subscribe, type ServerToUiEvents, type UiEvent, type UiToServerEvents } from '@pyreach/protocol/ui';
 import type { Logger } from '../logger';
+import { AppError, errorBody } from '../services/errors';
 
 export interface UiUser {
   id: string;
@@ -16,13 +16,19 @@ export interface UiUser {
 export interface UiGatewayPorts {
   /** Resolves the session from the handshake's cookie header; null when not signed in. */
   authenticate(cookie: string | undefined): Promise<UiUser | null>;
-  canRead(user: UiUser, requestId: string): Promise<boolean>;
+  canRead(user: UiUser, requestId: string): boolean | Promise<boolean>;
 }
 
 type UiNamespace = Namespace<UiToServerEvents, ServerToUiEvents, Record<string, never>, { user: UiUser }>;
 
 const FLEET_ROOM = 'fleet';
 const requestRoom = (id: string) => `request:${id}`;
+
+/** An Error socket.io sends as `connect_error`, its `data` the error's JSON form. */
+export function connectError(err: unknown): Error & { data: unknown } {
+  const body = errorBody(err);
+  return Object.assign(new Error(body.message), { data: body });
+}
 
 export class UiGateway {
   readonly nsp: UiNamespace;
@@ -33,9 +39,7 @@ export class UiGateway {
       ports.authenticate(socket.handshake.headers.cookie).then(
         (user) => {
           if (!user) {
-            const err = new Error('sign in first') as Error & { data: unknown };
-            err.data = { code: 'UNAUTHENTICATED', message: 'sign in first' };
-            next(err);
+            next(connectError(new AppError('UNAUTHENTICATED', 'sign in first')));
             return;
           }
           socket.data.user = user;
@@ -43,7 +47,7 @@ export class UiGateway {
         },
         (err: unknown) => {
           log.error({ err }, 'ui socket authentication failed');
-          next(new Error('authentication failed'));
+          next(connectError(err));
         },
       );
     });
@@ -56,7 +60,7 @@ export class UiGateway {
           reply({ ok: false });
           return;
         }
-        ports.canRead(socket.data.user, parsed.data.requestId).then(
+        Promise.resolve(ports.canRead(socket.data.user, parsed.data.requestId)).then(
           async (ok) => {
             if (ok) await socket.join(requestRoom(parsed.data.requestId));
             reply({ ok });
@@ -71,24 +75,19 @@ export class UiGateway {
     });
   }
 
-  fleetChanged(hostId: string | null): void {
-    this.nsp.to(FLEET_ROOM).emit('fleet:changed', { hostId });
+  fleetChanged(msg: UiEvent<'fleet:changed'>): void {
+    this.nsp.to(FLEET_ROOM).emit('fleet:changed', msg);
   }
 
-  requestChanged(requestId: string, state: string): void {
-    this.nsp.to(FLEET_ROOM).emit('request:changed', { requestId, state });
+  requestChanged(msg: UiEvent<'request:changed'>): void {
+    this.nsp.to(FLEET_ROOM).emit('request:changed', msg);
   }
 
-  executionUpdate(msg: {
-    requestId: string;
-    executionId: string;
-    state: ExecutionState;
-    errorCode?: string | null;
-  }): void {
+  executionUpdate(msg: UiEvent<'execution:update'>): void {
     this.nsp.to(FLEET_ROOM).to(requestRoom(msg.requestId)).emit('execution:update', msg);
   }
 
-  executionOutput(msg: { requestId: string; executionId: string; seq: number; chunk: string }): void {
+  executionOutput(msg: UiEvent<'execution:output'>): void {
     this.nsp.to(requestRoom(msg.requestId)).emit('execution:output', msg);
   }
 

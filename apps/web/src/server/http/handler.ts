@@ -1,49 +1,42 @@
 /**
  * The one wrapper every route handler goes through: authenticate (session cookie), check the role may do the
- * route's action, enforce the body size limit, parse params/query/body with zod, call the implementation,
- * answer JSON. Every failure has the shape { ok:false, error:{ code, message } } and a proper HTTP status.
- * Only *types* come from the server; live instances come from getAppContext() (see context.ts).
+ * route's action, enforce the body size limit, parse params/query/body with the route table's zod schemas, make
+ * the route's one service call, apply what it changed (the Publisher), answer JSON. Every failure is the one
+ * error shape { ok:false, error:{ code, message } } with the status protocol's ErrorCode table gives it.
  */
 import { z } from 'zod';
-import { fail } from '@pyreach/protocol/common';
-import { getAppContext } from '../context';
-import type { Runtime } from '../runtime';
-import type { RouteSpec } from './spec';
+import { can } from '@pyreach/protocol/api';
+import { httpStatusOf, type ApiFailure, type ErrorCode } from '@pyreach/protocol/errors';
+import type { RouteSpec } from '@pyreach/protocol/routes';
+import { userActor, type Actor } from '../services/actor';
+import { isOutcome } from '../services/effects';
+import { AppError, bodyOf, type Classified } from '../services/app-error';
+import type { SessionUser } from '../services/sessions';
 import { BodyTooLarge, readBodyText } from './body';
+import { httpPlane, type HttpPlane } from './plane';
+
+export type { SessionUser };
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
-export interface SessionUser {
-  id: string;
-  email: string;
-  name: string;
-  role: string;
-  /** When this session was created by a sign-in (the re-authentication clock). */
-  authenticatedAt: Date;
-  sessionId: string;
-}
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+const NO_STORE = { 'cache-control': 'no-store' };
 
 /** JSON with bigint as decimal strings (audit sequence numbers) and no caching. */
 export function jsonResponse(body: unknown, status = 200): Response {
   const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
   return new Response(text, {
     status,
-    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+    headers: { 'content-type': 'application/json; charset=utf-8', ...NO_STORE },
   });
 }
 
-export function errorResponse(status: number, code: string, message: string, details?: unknown): Response {
-  return Response.json(fail(code, message, details), { status, headers: { 'cache-control': 'no-store' } });
+/** The one error response: the code's status from protocol's table and the error's JSON form. */
+export function errorResponse(code: ErrorCode, message: string, details?: unknown): Response {
+  const body: ApiFailure = {
+    ok: false,
+    error: details === undefined ? { code, message } : { code, message, details },
+  };
+  return Response.json(body, { status: httpStatusOf(code), headers: NO_STORE });
 }
 
 function describe(where: string, error: z.ZodError): string {
@@ -53,53 +46,58 @@ function describe(where: string, error: z.ZodError): string {
     .join('; ');
 }
 
-/** Maps anything thrown to the one error shape. AppError (services) carries code, status and a safe message. */
-export function toErrorResponse(err: unknown, rt: Runtime | null): Response {
-  if (err instanceof HttpError) return errorResponse(err.status, err.code, err.message);
-  const e = err as {
-    code?: unknown;
-    status?: unknown;
-    userMessage?: unknown;
-    message?: unknown;
-    details?: unknown;
-  } | null;
-  if (e && typeof e.code === 'string' && typeof e.status === 'number') {
-    if (e.status >= 500) rt?.log.error({ err }, 'route failed');
-    return errorResponse(e.status, e.code, String(e.userMessage ?? e.message ?? e.code));
-  }
-  if (err instanceof z.ZodError) return errorResponse(400, 'VALIDATION', describe('input', err));
-  rt?.log.error({ err }, 'route failed');
-  return errorResponse(500, 'INTERNAL', 'internal error');
+/** Without a plane to ask: AppErrors as they are, anything else INTERNAL. */
+const plainly = (err: unknown): Classified =>
+  err instanceof AppError
+    ? { error: err, expected: err.status < 500 }
+    : { error: new AppError('INTERNAL', 'internal error'), expected: false };
+
+/**
+ * Anything thrown, as the one error response (unexpected errors are logged; their text never leaves). The
+ * plane classifies (it knows the database's errors, which route modules must not import); see http/plane.ts.
+ */
+export function toErrorResponse(err: unknown, plane: Pick<HttpPlane, 'classify' | 'log'> | null): Response {
+  if (err instanceof z.ZodError) return errorResponse('VALIDATION', describe('input', err));
+  const { error, expected } = (plane?.classify ?? plainly)(err);
+  if (!expected) plane?.log.error({ err }, 'route failed');
+  const body = bodyOf(error);
+  return errorResponse(body.code, body.message, body.details);
 }
 
-export async function sessionUser(rt: Runtime, headers: Headers): Promise<SessionUser | null> {
-  const s = await rt.auth.api.getSession({ headers });
-  if (!s) return null;
-  const user = s.user as typeof s.user & { role?: string | null; banned?: boolean | null };
-  if (user.banned) return null;
-  return {
-    id: user.id,
-    email: user.email,
-    name: user.name,
-    role: user.role ?? 'viewer',
-    authenticatedAt: new Date(s.session.createdAt),
-    sessionId: s.session.id,
-  };
-}
+type Infer<T> = T extends z.ZodType ? z.infer<T> : never;
 
 export interface HandlerInput<S extends RouteSpec> {
-  rt: Runtime;
+  services: HttpPlane['services'];
+  plane: HttpPlane;
   req: Request;
   user: S['auth'] extends 'public' ? SessionUser | null : SessionUser;
-  params: S['params'] extends z.ZodType ? z.infer<S['params']> : Record<string, never>;
-  query: S['query'] extends z.ZodType ? z.infer<S['query']> : Record<string, never>;
-  body: S['body'] extends z.ZodType ? z.infer<S['body']> : undefined;
+  /** The audit actor for the signed-in person. */
+  actor: S['auth'] extends 'public' ? Actor | null : Actor;
+  params: S['params'] extends z.ZodType ? Infer<S['params']> : Record<string, never>;
+  query: S['query'] extends z.ZodType ? Infer<S['query']> : Record<string, never>;
+  body: S['body'] extends z.ZodType ? Infer<S['body']> : undefined;
 }
 
-/** An implementation returns a JSON object (sent as { ok: true, ...value }) or a ready Response (streams). */
+/** The success body of a route: its response shape's input (the JSON it becomes), without `ok`. */
+type Body<S extends RouteSpec> = S['response'] extends z.ZodType
+  ? Omit<z.input<S['response']>, 'ok'> | JsonOf<Omit<z.input<S['response']>, 'ok'>>
+  : Record<string, unknown>;
+
+/** What a service returns before JSON: dates become ISO strings, bigints decimal strings. */
+type JsonOf<T> = T extends string
+  ? string | Date | bigint
+  : T extends object
+    ? { [K in keyof T]: JsonOf<T[K]> }
+    : T;
+
+/**
+ * An implementation makes one service call and returns its answer: a JSON body (sent as { ok: true, ...body }),
+ * a service's { result, effects } (the effects are published once the body is ready), or a ready Response
+ * (streams, documents).
+ */
 export type Impl<S extends RouteSpec> = (
   input: HandlerInput<S>,
-) => Promise<Record<string, unknown> | Response>;
+) => Promise<Body<S> | { result: Body<S>; effects: readonly unknown[] } | Response>;
 
 type NextCtx = { params: Promise<Record<string, string | string[]>> };
 
@@ -108,18 +106,19 @@ export function handle<S extends RouteSpec>(
   impl: Impl<S>,
 ): (req: Request, ctx: NextCtx) => Promise<Response> {
   return async (req, ctx) => {
-    let rt: Runtime | null = null;
+    let plane: HttpPlane | null = null;
     try {
-      rt = getAppContext();
-      if (rt.shuttingDown)
-        return errorResponse(503, 'SHUTTING_DOWN', 'the server is shutting down; retry shortly');
+      plane = httpPlane();
+      if (plane.isShuttingDown())
+        return errorResponse('SHUTTING_DOWN', 'the server is shutting down; retry shortly');
 
       let user: SessionUser | null = null;
-      if (spec.auth !== 'public' || spec.optionalSession) user = await sessionUser(rt, req.headers);
+      if (spec.auth !== 'public' || spec.optionalSession)
+        user = await plane.services.sessions.fromHeaders(req.headers);
       if (spec.auth !== 'public') {
-        if (!user) return errorResponse(401, 'UNAUTHENTICATED', 'sign in first');
-        if (spec.auth !== 'session' && !rt.services.can(user.role, spec.auth.action)) {
-          return errorResponse(403, 'FORBIDDEN', `role '${user.role}' may not ${spec.auth.action}`);
+        if (!user) return errorResponse('UNAUTHENTICATED', 'sign in first');
+        if (spec.auth !== 'session' && !can(user.role, spec.auth.action)) {
+          return errorResponse('FORBIDDEN', `role '${user.role}' may not ${spec.auth.action}`);
         }
       }
 
@@ -127,47 +126,58 @@ export function handle<S extends RouteSpec>(
       let params: unknown = {};
       if (spec.params) {
         const p = spec.params.safeParse(rawParams);
-        if (!p.success) return errorResponse(400, 'VALIDATION', describe('path', p.error));
+        if (!p.success) return errorResponse('VALIDATION', describe('path', p.error));
         params = p.data;
       }
       let query: unknown = {};
       if (spec.query) {
         const url = new URL(req.url);
         const q = spec.query.safeParse(Object.fromEntries(url.searchParams));
-        if (!q.success) return errorResponse(400, 'VALIDATION', describe('query', q.error));
+        if (!q.success) return errorResponse('VALIDATION', describe('query', q.error));
         query = q.data;
       }
       let body: unknown = undefined;
       if (spec.body) {
+        const limit = spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
         let text: string;
         try {
-          text = await readBodyText(req, spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+          text = await readBodyText(req, limit);
         } catch (err) {
-          if (err instanceof BodyTooLarge) {
-            return errorResponse(
-              413,
-              'PAYLOAD_TOO_LARGE',
-              `request body is larger than ${spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES} bytes`,
-            );
-          }
+          if (err instanceof BodyTooLarge)
+            return errorResponse('PAYLOAD_TOO_LARGE', `request body is larger than ${limit} bytes`);
           throw err;
         }
         let json: unknown;
         try {
           json = text === '' ? {} : JSON.parse(text);
         } catch {
-          return errorResponse(400, 'VALIDATION', 'body: not valid JSON');
+          return errorResponse('VALIDATION', 'body: not valid JSON');
         }
         const b = spec.body.safeParse(json);
-        if (!b.success) return errorResponse(400, 'VALIDATION', describe('body', b.error));
+        if (!b.success) return errorResponse('VALIDATION', describe('body', b.error));
         body = b.data;
       }
 
-      const out = await impl({ rt, req, user, params, query, body } as HandlerInput<S>);
+      const actor = user ? userActor(user) : null;
+      const out = await impl({
+        services: plane.services,
+        plane,
+        req,
+        user,
+        actor,
+        params,
+        query,
+        body,
+      } as HandlerInput<S>);
       if (out instanceof Response) return out;
-      return jsonResponse({ ok: true, ...out }, spec.status ?? 200);
+      if (isOutcome(out)) {
+        const response = jsonResponse({ ok: true, ...(out.result as object) }, spec.status ?? 200);
+        plane.publish(out.effects);
+        return response;
+      }
+      return jsonResponse({ ok: true, ...(out as object) }, spec.status ?? 200);
     } catch (err) {
-      return toErrorResponse(err, rt);
+      return toErrorResponse(err, plane);
     }
   };
 }

@@ -1,7 +1,6 @@
 /** OpenAPI 3.1 document generated from the route table (zod 4's JSON Schema output is 2020-12, as 3.1 wants). */
 import { z } from 'zod';
-import { api } from './api-spec';
-import type { RouteSpec } from './spec';
+import { routes, type RouteSpec } from '@pyreach/protocol/routes';
 
 type JsonSchema = { properties?: Record<string, unknown>; required?: string[] } & Record<string, unknown>;
 
@@ -50,7 +49,7 @@ function parameters(spec: RouteSpec) {
 
 export function buildOpenApi(serverUrl: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
-  for (const [operationId, spec] of Object.entries(api) as [string, RouteSpec][]) {
+  for (const [operationId, spec] of Object.entries(routes) as [string, RouteSpec][]) {
     const op: Record<string, unknown> = {
       operationId,
       summary: spec.summary,

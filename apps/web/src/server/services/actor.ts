@@ -1,12 +1,8 @@
-import { AppError } from './errors';
+import { can, isRole, type Action, type Role } from '@pyreach/protocol/api';
+import { AppError } from './app-error';
 
-/** Roles of people, least to most powerful. The database CHECKs the same list. */
-export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
-
-export function isRole(value: unknown): value is Role {
-  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
-}
+// Roles, actions and the permission table are API shapes: one list, in protocol (the browser reads it too).
+export { ACTIONS, PERMISSIONS, ROLES, can, isRole, type Action, type Role } from '@pyreach/protocol/api';
 
 /** Who did something: a signed-in person, an enrolled agent, or the control plane itself. */
 export type Actor =
@@ -16,45 +12,6 @@ export type Actor =
 
 /** The system actor for work the control plane does on its own (dispatch, expiry, migrations). */
 export const SYSTEM: Actor = { type: 'system', name: 'control-plane' };
-
-export const ACTIONS = [
-  'fleet:read',
-  'request:read',
-  'request:create',
-  'request:review',
-  'request:cancel',
-  'audit:read',
-  'audit:export',
-  'agent:manage',
-  'user:manage',
-  'policy:read',
-  'policy:manage',
-] as const;
-export type Action = (typeof ACTIONS)[number];
-
-/**
- * Which role may do what. Every route checks this table; services re-check the rules that depend on the
- * record (own request, policy's approver roles). Viewers are auditors: they read everything, change nothing.
- * Exports are bulk copies of the trail, so only approvers and admins may take them.
- */
-export const PERMISSIONS: Record<Action, readonly Role[]> = {
-  'fleet:read': ['viewer', 'operator', 'approver', 'admin'],
-  'request:read': ['viewer', 'operator', 'approver', 'admin'],
-  'request:create': ['operator', 'admin'],
-  'request:review': ['approver', 'admin'],
-  'request:cancel': ['operator', 'admin'],
-  'audit:read': ['viewer', 'operator', 'approver', 'admin'],
-  'audit:export': ['approver', 'admin'],
-  'agent:manage': ['admin'],
-  'user:manage': ['admin'],
-  'policy:read': ['viewer', 'operator', 'approver', 'admin'],
-  'policy:manage': ['admin'],
-};
-
-/** Whether `role` may perform `action`. */
-export function can(role: Role, action: Action): boolean {
-  return PERMISSIONS[action].includes(role);
-}
 
 /**
  * Throws FORBIDDEN unless the actor may perform `action`. The system actor may do anything; agents may do
@@ -86,4 +43,13 @@ export function actorColumns(actor: Actor): {
   actorName: string;
 } {
   return { actorType: actor.type, actorId: actor.type === 'system' ? null : actor.id, actorName: actor.name };
+}
+
+/** The audit actor for a signed-in person (a role the table does not know reads as viewer: it may change nothing). */
+export function userActor(user: {
+  id: string;
+  email: string;
+  role: string;
+}): Extract<Actor, { type: 'user' }> {
+  return { type: 'user', id: user.id, name: user.email, role: isRole(user.role) ? user.role : 'viewer' };
 }

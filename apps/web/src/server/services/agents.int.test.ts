@@ -15,20 +15,29 @@ import {
 import { verifyAuditChain } from './audit';
 import { AppError } from './errors';
 import { applyDelta, listHosts, listProcesses, matchSelector, saveSnapshot } from './inventory';
-import { agentKeyPem, describeEachDatabase, pyProcess, seedAgent, seedUser, snapshot } from './testkit';
+import {
+  agentKeyPem,
+  describeEachDatabase,
+  pyProcess,
+  seedAgent,
+  seedUser,
+  snapshot,
+} from '../../../../../test/support/services';
 
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
 
 describeEachDatabase('agents and inventory', (db) => {
-  const enrol = (token: string, labels: Record<string, string> = {}) =>
-    enrollAgent(db().prisma, {
-      v: PROTOCOL_VERSION,
-      token,
-      publicKey: agentKeyPem(),
-      hostname: 'web-1',
-      labels,
-      agentVersion: '0.1.0',
-    });
+  const enrol = async (token: string, labels: Record<string, string> = {}) =>
+    (
+      await enrollAgent(db().prisma, {
+        v: PROTOCOL_VERSION,
+        token,
+        publicKey: agentKeyPem(),
+        hostname: 'web-1',
+        labels,
+        agentVersion: '0.1.0',
+      })
+    ).result;
 
   test('only an admin creates join tokens, and only the token hash is stored', async () => {
     const { prisma } = db();

@@ -1,12 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { publicKeyFromPem } from '@pyreach/protocol/job';
+import { CreateJoinToken } from '@pyreach/protocol/api';
 import type { Labels } from '@pyreach/protocol/common';
 import type { EnrollRequest } from '@pyreach/protocol/agent';
+import { IN_FLIGHT_EXECUTION_STATES } from '@pyreach/protocol/states';
 import type { Agent, Db, PrismaClient } from '@pyreach/db';
 import { requireUser, SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
-import { AppError } from './errors';
+import { outcome, type Outcome } from './effects';
+import { AppError, parseInput } from './errors';
 import { newId } from './ids';
+import { labelsOf } from './rows';
+
+/** An agent row with its labels parsed; the public key stays out of what the API shows. */
+export function agentOf(row: Agent) {
+  const { publicKey: _publicKey, labels, ...rest } = row;
+  return { ...rest, labels: labelsOf(labels) };
+}
+export type AgentView = ReturnType<typeof agentOf>;
 
 export const JOIN_TOKEN_PREFIX = 'pyrjt_';
 
@@ -29,14 +40,12 @@ export interface CreatedJoinToken {
 export async function createJoinToken(
   db: PrismaClient,
   actor: Actor,
-  input: { labels?: Labels; ttlMinutes?: number; note?: string },
+  body: CreateJoinToken,
   now: Date = new Date(),
 ): Promise<CreatedJoinToken> {
   const user = requireUser(actor, 'agent:manage');
+  const input = parseInput(CreateJoinToken, body, 'join token');
   const ttl = input.ttlMinutes ?? 60;
-  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 7 * 24 * 60) {
-    throw new AppError('VALIDATION', 'ttlMinutes must be an integer between 1 and 10080');
-  }
   // A fixed prefix: base64url can start with '-', which a CLI reads as an option (`--token -x…` is refused
   // as ambiguous, about one token in 64), and a recognisable prefix lets secret scanners find leaked tokens.
   const token = `${JOIN_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
@@ -79,7 +88,7 @@ export async function enrollAgent(
   db: PrismaClient,
   req: EnrollRequest,
   now: Date = new Date(),
-): Promise<Agent> {
+): Promise<Outcome<Agent>> {
   try {
     publicKeyFromPem(req.publicKey);
   } catch {
@@ -90,7 +99,7 @@ export async function enrollAgent(
       userMessage: 'join token is invalid, expired or already used',
     });
   const tokenHash = hashJoinToken(req.token);
-  return db.$transaction(async (tx) => {
+  const agent = await db.$transaction(async (tx) => {
     const token = await tx.joinToken.findUnique({ where: { tokenHash } });
     if (!token) throw refused('unknown token');
     if (token.usedAt) throw refused(`token ${token.id} already used`);
@@ -101,7 +110,7 @@ export async function enrollAgent(
       data: { usedAt: now, usedByAgentId: id },
     });
     if (consumed.count !== 1) throw refused(`token ${token.id} consumed concurrently`);
-    const labels = { ...req.labels, ...(token.labels as Labels) };
+    const labels = { ...req.labels, ...labelsOf(token.labels) };
     const agent = await tx.agent.create({
       data: {
         id,
@@ -125,6 +134,7 @@ export async function enrollAgent(
     );
     return agent;
   });
+  return outcome(agent, [{ kind: 'fleet', hostId: null }]);
 }
 
 /**
@@ -137,9 +147,9 @@ export async function revokeAgent(
   agentId: string,
   reason: string,
   now: Date = new Date(),
-): Promise<Agent> {
+): Promise<Outcome<AgentView>> {
   requireUser(actor, 'agent:manage');
-  return db.$transaction(async (tx) => {
+  const revoked = await db.$transaction(async (tx) => {
     const agent = await tx.agent.findUnique({ where: { id: agentId } });
     if (!agent)
       throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
@@ -152,7 +162,7 @@ export async function revokeAgent(
       data: { revokedAt: now, revokedReason: reason, status: 'offline' },
     });
     const lost = await tx.execution.updateMany({
-      where: { agentId, state: { in: ['sent', 'staged', 'picked_up'] } },
+      where: { agentId, state: { in: [...IN_FLIGHT_EXECUTION_STATES] } },
       data: {
         state: 'agent_lost',
         errorCode: 'AGENT_REVOKED',
@@ -173,28 +183,34 @@ export async function revokeAgent(
     );
     return updated;
   });
+  // After the commit: the agent is told and dropped everywhere; it is refused at every later handshake.
+  return outcome(agentOf(revoked), [
+    { kind: 'agent-revoked', agentId, reason },
+    { kind: 'fleet', hostId: null },
+  ]);
 }
 
 /** One agent, or NOT_FOUND. */
-export async function getAgent(db: Db, agentId: string): Promise<Agent> {
+export async function getAgent(db: Db, agentId: string): Promise<AgentView> {
   const agent = await db.agent.findUnique({ where: { id: agentId } });
   if (!agent)
     throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
-  return agent;
+  return agentOf(agent);
 }
 
 /** Agents, newest enrolment first. Revoked ones only when asked. */
 export async function listAgents(
   db: Db,
   filter: { status?: 'online' | 'offline'; includeRevoked?: boolean } = {},
-): Promise<Agent[]> {
-  return db.agent.findMany({
+): Promise<AgentView[]> {
+  const agents = await db.agent.findMany({
     where: {
       ...(filter.status ? { status: filter.status } : {}),
       ...(filter.includeRevoked ? {} : { revokedAt: null }),
     },
     orderBy: { enrolledAt: 'desc' },
   });
+  return agents.map(agentOf);
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   toPrefixQuery,
   verifyAuditChain,
 } from './audit';
-import { describeEachDatabase, seedUser } from './testkit';
+import { describeEachDatabase, seedUser } from '../../../../../test/support/services';
 
 describeEachDatabase('audit', (db) => {
   test('events chain from seq 1 with each prevHash equal to the previous hash, and the chain verifies', async () => {

@@ -1,13 +1,21 @@
+import type { Targets } from '@pyreach/protocol/api';
 import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
-import { TERMINAL_EXECUTION_STATES, type ExecutionState } from '@pyreach/protocol/exec';
-import { JobOptions, codeHash, signJob, type JobEnvelope } from '@pyreach/protocol/job';
+import { codeHash, signJob, type JobEnvelope } from '@pyreach/protocol/job';
+import {
+  IN_FLIGHT_EXECUTION_STATES,
+  isFailedExecution,
+  requestOutcome,
+  type ExecutionState,
+  type RequestState,
+} from '@pyreach/protocol/states';
 import type { Execution, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM } from './actor';
 import { appendAudit, appendAuditMany } from './audit';
+import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
-import type { Rollout, Targets } from './requests';
+import { executionStateOf, optionsOf, paramsOf, rolloutOf, targetsOf } from './rows';
 import type { SigningKeyPair } from './signing';
 
 export interface ConcreteTarget {
@@ -30,20 +38,20 @@ const snapshotResolver: ResolveTargets = async (tx, sel) =>
     startTime: p.startTime,
   }));
 
-const IN_FLIGHT: ExecutionState[] = ['sent', 'staged', 'picked_up'];
-
 /**
  * Turns an approved request into executions (one per target, fresh jobId, `queued`) and moves it to
  * `dispatching` — guarded by `WHERE state = 'approved'`, so planning twice (two replicas, a restart) plans
  * once. An approval that expired before dispatch ends the request as `expired`; no targets ends it `failed`.
- * Returns the planned executions (empty when the request ended instead).
+ * Returns the planned executions (empty when the request ended instead) and the request's new state.
  */
 export async function planExecutions(
   db: PrismaClient,
   requestId: string,
   resolveTargets: ResolveTargets = snapshotResolver,
   now: Date = new Date(),
-): Promise<Execution[]> {
+): Promise<Outcome<Execution[]>> {
+  const ended = (state: RequestState): Outcome<Execution[]> =>
+    outcome([], [{ kind: 'request', requestId, state }]);
   return db.$transaction(async (tx) => {
     const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
     if (!req)
@@ -68,7 +76,7 @@ export async function planExecutions(
         },
         now,
       );
-      return [];
+      return ended('expired');
     }
     const claimed = await tx.injectionRequest.updateMany({
       where: { id: requestId, state: 'approved' },
@@ -78,7 +86,7 @@ export async function planExecutions(
       throw new AppError('INVALID_STATE', `request ${requestId} was dispatched concurrently`, {
         userMessage: 'request is already being dispatched',
       });
-    const targets = req.targets as Targets;
+    const targets = targetsOf(req.targets);
     const concrete = targets.type === 'processes' ? targets.processes : await resolveTargets(tx, targets);
     const unique = [...new Map(concrete.map((t) => [`${t.agentId}/${t.pid}/${t.startTime}`, t])).values()];
     if (unique.length === 0) {
@@ -97,7 +105,7 @@ export async function planExecutions(
         },
         now,
       );
-      return [];
+      return ended('failed');
     }
     await tx.execution.createMany({
       data: unique.map((t, i) => ({
@@ -124,28 +132,8 @@ export async function planExecutions(
       },
       now,
     );
-    return tx.execution.findMany({ where: { requestId }, orderBy: { queuedAt: 'asc' } });
-  });
-}
-
-/**
- * The executions to send now: queued ones, oldest first, up to `rollout.concurrency` minus those in flight
- * (sent/staged/picked_up). Once failures reach `rollout.maxFailures` nothing more is sent: the queued rest is
- * cancelled and the request completes as `failed` when the in-flight ones end. Also completes the request
- * when every execution is terminal.
- *
- * To send: `buildEnvelope`, then `markSent`, and emit only if `markSent` returned true — or do all of it for a
- * whole wave at once with `sendWave`.
- */
-export async function nextJobs(
-  db: PrismaClient,
-  requestId: string,
-  now: Date = new Date(),
-): Promise<Execution[]> {
-  return db.$transaction(async (tx) => {
-    const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
-    if (!req || req.state !== 'dispatching') return [];
-    return rolloutStep(tx, req, now);
+    const planned = await tx.execution.findMany({ where: { requestId }, orderBy: { queuedAt: 'asc' } });
+    return outcome(planned, [{ kind: 'request', requestId, state: 'dispatching' }]);
   });
 }
 
@@ -156,10 +144,14 @@ export interface SentJob {
 }
 
 /**
- * One rollout step of one request in ONE transaction: what `nextJobs` allows now, restricted to the agents
- * `addressable` here (those connected to this process: other replicas send to theirs), signed and claimed
- * `queued → sent` together, with one audit event per claimed execution. Returns only what this call claimed —
- * emit exactly these; a job another replica or pass claimed first is left out, so it goes out at most once.
+ * One rollout step of one request in ONE transaction: the queued executions, oldest first, up to
+ * `rollout.concurrency` minus those in flight, restricted to the agents `addressable` here (those connected to
+ * this process: other replicas send to theirs), signed and claimed `queued → sent` together, with one audit
+ * event per claimed execution. Once failures reach `rollout.maxFailures` nothing more is sent: the queued rest
+ * is cancelled and the request completes as `failed` when the in-flight ones end; it also completes when every
+ * execution ended. Returns only what this call claimed — emit exactly these; a job another replica or pass
+ * claimed first is left out, so it goes out at most once — and, as effects, each sent execution and the
+ * request's end when it ended.
  */
 export async function sendWave(
   db: PrismaClient,
@@ -167,11 +159,13 @@ export async function sendWave(
   signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
   addressable: (agentId: string) => boolean,
   now: Date = new Date(),
-): Promise<SentJob[]> {
+): Promise<Outcome<SentJob[]>> {
   return db.$transaction(async (tx) => {
     const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
-    if (!req || req.state !== 'dispatching') return [];
-    const wave = (await rolloutStep(tx, req, now)).filter((e) => addressable(e.agentId));
+    if (!req || req.state !== 'dispatching') return outcome([]);
+    const step = await rolloutStep(tx, req, now);
+    if (step.ended) return outcome([], [{ kind: 'request', requestId, state: step.ended }]);
+    const wave = step.queued.filter((e) => addressable(e.agentId));
     // Signed before the claim, so no row lock is held while signing.
     const signed = wave.map((execution) => ({
       execution,
@@ -182,7 +176,7 @@ export async function sendWave(
       signed.map((j) => ({ executionId: j.execution.id, envelope: j.envelope })),
       now,
     );
-    return signed
+    const sent = signed
       .filter((j) => claimed.has(j.execution.id))
       .map((j) => ({
         execution: {
@@ -193,38 +187,53 @@ export async function sendWave(
         },
         envelope: j.envelope,
       }));
+    return outcome(
+      sent,
+      sent.map(({ execution: e }): Effect => ({
+        kind: 'execution',
+        requestId,
+        executionId: e.id,
+        state: 'sent',
+        errorCode: null,
+      })),
+    );
   });
 }
 
 /**
  * Inside a transaction on a dispatching request: stops the rollout once failures reach `maxFailures`, completes
- * the request when nothing is queued and all has ended, else returns the queued executions there is room for.
- * Counts states with one aggregate query instead of loading every execution, so a step costs the same for a
- * request of 5 targets or 5,000.
+ * the request when nothing is queued and all has ended (`ended`: its new state), else returns the queued
+ * executions there is room for. Counts states with one aggregate query instead of loading every execution, so a
+ * step costs the same for a request of 5 targets or 5,000.
  */
-async function rolloutStep(tx: Tx, req: InjectionRequest, now: Date): Promise<Execution[]> {
-  const rollout = req.rollout as Partial<Rollout>;
+async function rolloutStep(
+  tx: Tx,
+  req: InjectionRequest,
+  now: Date,
+): Promise<{ queued: Execution[]; ended: RequestState | null }> {
+  const rollout = rolloutOf(req.rollout);
   const counts = await countStates(tx, req.id);
-  const failures = sumStates(counts, isFailure);
-  if (failures >= (rollout.maxFailures ?? 1)) {
-    await stopRollout(tx, req.id, failures, now);
-    return [];
-  }
-  if (!counts.get('queued')) {
-    await completeIfDone(tx, req.id, now);
-    return [];
-  }
-  const room = (rollout.concurrency ?? 1) - sumStates(counts, (s) => IN_FLIGHT.includes(s as ExecutionState));
-  if (room <= 0) return [];
-  return tx.execution.findMany({
+  const failures = sumStates(counts, isFailedExecution);
+  if (failures >= rollout.maxFailures)
+    return { queued: [], ended: await stopRollout(tx, req.id, failures, now) };
+  if (!counts.get('queued')) return { queued: [], ended: await completeIfDone(tx, req.id, now) };
+  const room = rollout.concurrency - sumStates(counts, (s) => IN_FLIGHT_EXECUTION_STATES.includes(s));
+  if (room <= 0) return { queued: [], ended: null };
+  const queued = await tx.execution.findMany({
     where: { requestId: req.id, state: 'queued' },
     orderBy: { queuedAt: 'asc' },
     take: room,
   });
+  return { queued, ended: null };
 }
 
 /** Cancels what is still queued once the failure limit is reached (audited once), then completes if all ended. */
-async function stopRollout(tx: Tx, requestId: string, failures: number, now: Date): Promise<void> {
+async function stopRollout(
+  tx: Tx,
+  requestId: string,
+  failures: number,
+  now: Date,
+): Promise<RequestState | null> {
   const stopped = await tx.execution.updateMany({
     where: { requestId, state: 'queued' },
     data: {
@@ -247,25 +256,19 @@ async function stopRollout(tx: Tx, requestId: string, failures: number, now: Dat
       now,
     );
   }
-  await completeIfDone(tx, requestId, now);
+  return completeIfDone(tx, requestId, now);
 }
 
 /** How many of a request's executions are in each state: one GROUP BY, never the rows. */
-async function countStates(tx: Tx, requestId: string): Promise<Map<string, number>> {
+async function countStates(tx: Tx, requestId: string): Promise<Map<ExecutionState, number>> {
   const groups = await tx.execution.groupBy({ by: ['state'], where: { requestId }, _count: { _all: true } });
-  return new Map(groups.map((g) => [g.state, g._count._all]));
+  return new Map(groups.map((g) => [executionStateOf(g.state), g._count._all]));
 }
 
-function sumStates(counts: Map<string, number>, which: (state: string) => boolean): number {
+function sumStates(counts: Map<ExecutionState, number>, which: (state: ExecutionState) => boolean): number {
   let n = 0;
   for (const [state, count] of counts) if (which(state)) n += count;
   return n;
-}
-
-function isFailure(state: string): boolean {
-  return (
-    TERMINAL_EXECUTION_STATES.has(state as ExecutionState) && state !== 'succeeded' && state !== 'cancelled'
-  );
 }
 
 /** Extra time an agent gets beyond pickup timeout + budget before a sent job expires. */
@@ -281,7 +284,7 @@ export function buildEnvelope(
   signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
   now: Date = new Date(),
 ): JobEnvelope {
-  const options = JobOptions.parse(request.options ?? {});
+  const options = optionsOf(request.options);
   const horizon =
     now.getTime() + (options.pickupTimeoutSeconds + options.budgetSeconds) * 1000 + ENVELOPE_SLACK_MS;
   const notAfter = new Date(Math.min(horizon, request.approvalExpiresAt?.getTime() ?? horizon));
@@ -300,28 +303,13 @@ export function buildEnvelope(
       scriptId: request.scriptId,
       code: request.code,
       codeHash: codeHash(request.code),
-      params: request.params as Record<string, never>,
+      params: paramsOf(request.params),
       options,
       issuedAt: now.toISOString(),
       notAfter: notAfter.toISOString(),
     },
     signer.privateKey,
     signer.publicKey,
-  );
-}
-
-/**
- * Claims the execution for sending: `queued → sent` with `WHERE state = 'queued'`, so a job id is dispatched at
- * most once across replicas and restarts. Returns false when someone else already sent (or cancelled) it.
- */
-export async function markSent(
-  db: PrismaClient,
-  executionId: string,
-  envelope: Pick<JobEnvelope, 'payload'>,
-  now: Date = new Date(),
-): Promise<boolean> {
-  return db.$transaction(async (tx) =>
-    (await claimSent(tx, [{ executionId, envelope }], now)).has(executionId),
   );
 }
 
@@ -367,20 +355,19 @@ async function claimSent(
 }
 
 /**
- * Completes a dispatching request once every execution is terminal: `succeeded` if all succeeded, else
- * `failed`. Returns the new state, or null when work remains. Call inside the transaction that ended the last one.
+ * Completes a dispatching request once every execution is terminal, with the outcome the state table derives
+ * from its executions (requestOutcome). Returns the new state, or null when work remains. Call inside the
+ * transaction that ended the last one.
  */
 export async function completeIfDone(
   tx: Tx,
   requestId: string,
   now: Date = new Date(),
-): Promise<'succeeded' | 'failed' | null> {
+): Promise<RequestState | null> {
   const counts = await countStates(tx, requestId);
-  const total = sumStates(counts, () => true);
-  if (total === 0 || sumStates(counts, (s) => TERMINAL_EXECUTION_STATES.has(s as ExecutionState)) !== total)
-    return null;
   // agent_lost is terminal-looking but may still move; the request completes anyway (its outcome is known-bad now).
-  const state = counts.get('succeeded') === total ? 'succeeded' : 'failed';
+  const state = requestOutcome(counts);
+  if (!state) return null;
   const res = await tx.injectionRequest.updateMany({
     where: { id: requestId, state: 'dispatching' },
     data: { state, completedAt: now },

@@ -1,64 +1,9 @@
-import { fail, type Failure } from '@pyreach/protocol/common';
+import { type Failure } from '@pyreach/protocol/common';
+import type { ApiErrorBody } from '@pyreach/protocol/errors';
 import { Prisma } from '@pyreach/db';
+import { AppError, bodyOf, type Classified } from './app-error';
 
-/** Every expected failure of the control plane, as it crosses the wire (HTTP bodies, socket acks). */
-export type ErrorCode =
-  | 'VALIDATION'
-  | 'UNAUTHENTICATED'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'SELF_APPROVAL'
-  | 'ALREADY_VOTED'
-  | 'STALE_AUTH'
-  | 'POLICY_DENIED'
-  | 'INVALID_STATE'
-  | 'OUT_OF_ORDER'
-  | 'RATE_LIMITED'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'INTERNAL';
-
-/** HTTP status for each code. */
-export const ERROR_STATUS: Record<ErrorCode, number> = {
-  VALIDATION: 400,
-  UNAUTHENTICATED: 401,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  CONFLICT: 409,
-  SELF_APPROVAL: 403,
-  ALREADY_VOTED: 409,
-  STALE_AUTH: 401,
-  POLICY_DENIED: 403,
-  INVALID_STATE: 409,
-  OUT_OF_ORDER: 409,
-  RATE_LIMITED: 429,
-  PAYLOAD_TOO_LARGE: 413,
-  INTERNAL: 500,
-};
-
-/**
- * The one error type of the control plane. `message` is for logs (may name ids and internals);
- * `userMessage` is safe to show to whoever made the call and is what {@link toFailure} sends.
- */
-export class AppError extends Error {
-  readonly code: ErrorCode;
-  readonly status: number;
-  readonly userMessage: string;
-  readonly details?: unknown;
-
-  constructor(
-    code: ErrorCode,
-    message: string,
-    opts: { userMessage?: string; details?: unknown; cause?: unknown } = {},
-  ) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.name = 'AppError';
-    this.code = code;
-    this.status = ERROR_STATUS[code];
-    this.userMessage = opts.userMessage ?? message;
-    if (opts.details !== undefined) this.details = opts.details;
-  }
-}
+export { AppError, parseInput, type ErrorCode } from './app-error';
 
 /** True when `err` is Prisma's unique-constraint violation (P2002), whichever driver adapter raised it. */
 export function isUniqueViolation(err: unknown): boolean {
@@ -66,19 +11,27 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 /**
- * Converts anything thrown into protocol's `Failure`. AppErrors keep their code and user message; a unique
- * violation that escaped a service becomes CONFLICT; everything else is INTERNAL with a generic message (the
- * caller logs the original).
+ * Anything thrown, as the AppError it stands for: AppErrors as they are; a unique violation that escaped a
+ * service is CONFLICT; everything else is INTERNAL with a generic message (`expected` is false: log it).
  */
-export function toFailure(err: unknown): Failure {
-  if (err instanceof AppError) return fail(err.code, err.userMessage, err.details);
-  if (isUniqueViolation(err)) return fail('CONFLICT', 'this conflicts with an existing record');
-  return fail('INTERNAL', 'internal error');
+export function asAppError(err: unknown): Classified {
+  if (err instanceof AppError) return { error: err, expected: err.status < 500 };
+  if (isUniqueViolation(err))
+    return { error: new AppError('CONFLICT', 'this conflicts with an existing record'), expected: true };
+  return { error: new AppError('INTERNAL', 'internal error', { cause: err }), expected: false };
 }
 
-/** HTTP status for anything thrown (500 unless it is an AppError or a unique violation). */
-export function statusOf(err: unknown): number {
-  if (err instanceof AppError) return err.status;
-  if (isUniqueViolation(err)) return 409;
-  return 500;
+/** The error's JSON form (HTTP bodies, socket acks and connect errors): code, user-safe message, details. */
+export function errorBody(err: unknown): ApiErrorBody {
+  return bodyOf(asAppError(err).error);
+}
+
+/** `{ ok: false, error }` for a socket ack. */
+export function toFailure(err: unknown): Failure {
+  return { ok: false, error: errorBody(err) };
+}
+
+/** The HTTP status for anything thrown. */
+export function httpStatus(err: unknown): number {
+  return asAppError(err).error.status;
 }

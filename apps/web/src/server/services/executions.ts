@@ -1,15 +1,26 @@
-import { DEFAULT_OUTPUT_CAP_BYTES, type ErrorBody } from '@pyreach/protocol/common';
-import { canTransition, type ExecutionState } from '@pyreach/protocol/exec';
+import { DEFAULT_OUTPUT_CAP_BYTES } from '@pyreach/protocol/common';
 import type { JobEvent } from '@pyreach/protocol/agent';
+import { IN_FLIGHT_EXECUTION_STATES, canTransition, type ExecutionState } from '@pyreach/protocol/states';
 import type { Execution, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
 import { completeIfDone } from './dispatch';
+import { outcome, type Effect, type Outcome } from './effects';
+import { AppError } from './errors';
+import { executionStateOf, requestStateOf } from './rows';
 
 export const OUTPUT_TRUNCATED_MARKER = '\n[pyreach: output truncated by the control plane]\n';
 
-/** Outcome of one agent report: applied now, seen before (acknowledge, do nothing), or an error to ack. */
-export type ApplyOutcome = 'applied' | 'duplicate' | { error: ErrorBody };
+/** One agent report: applied now, or seen before (acknowledge, change nothing). */
+export type Applied = 'applied' | 'duplicate';
+
+const executionChanged = (ex: Pick<Execution, 'id' | 'requestId' | 'state' | 'errorCode'>): Effect => ({
+  kind: 'execution',
+  requestId: ex.requestId,
+  executionId: ex.id,
+  state: executionStateOf(ex.state),
+  errorCode: ex.errorCode,
+});
 
 function appendCapped(
   current: string,
@@ -37,35 +48,31 @@ function appendCapped(
  * - output is appended up to `outputCapBytes` with a visible marker;
  * - a result sets the state from its status — `succeeded` only when the harness said so;
  * - pickup, result and refusal are audited; the request completes when its last execution ends.
+ * Refusals are AppErrors (NOT_FOUND, FORBIDDEN, OUT_OF_ORDER) that change nothing. The effects say what changed
+ * (the execution, its output, its request, a freed rollout slot), read in the same transaction: whoever pushes
+ * them to browsers needs no second trip to the database.
  */
 export async function applyJobEvent(
   db: PrismaClient,
   agentId: string,
   ev: JobEvent,
   opts: { outputCapBytes?: number; now?: Date } = {},
-): Promise<ApplyOutcome> {
+): Promise<Outcome<Applied>> {
   const now = opts.now ?? new Date();
   const cap = opts.outputCapBytes ?? DEFAULT_OUTPUT_CAP_BYTES;
-  return db.$transaction(async (tx): Promise<ApplyOutcome> => {
+  return db.$transaction(async (tx): Promise<Outcome<Applied>> => {
     await tx.$queryRawUnsafe('SELECT id FROM "execution" WHERE "jobId" = $1 FOR UPDATE', ev.jobId);
-    const ex = await tx.execution.findUnique({ where: { jobId: ev.jobId } });
-    if (!ex) return { error: { code: 'NOT_FOUND', message: `unknown job ${ev.jobId}` } };
-    if (ex.agentId !== agentId)
-      return { error: { code: 'FORBIDDEN', message: `job ${ev.jobId} was not sent to this agent` } };
-    if (ev.seq <= ex.lastSeq) return 'duplicate';
+    const ex = await tx.execution.findUnique({
+      where: { jobId: ev.jobId },
+      include: { request: { select: { state: true } }, agent: { select: { name: true } } },
+    });
+    if (!ex) throw new AppError('NOT_FOUND', `unknown job ${ev.jobId}`);
+    if (ex.agentId !== agentId) throw new AppError('FORBIDDEN', `job ${ev.jobId} was not sent to this agent`);
+    if (ev.seq <= ex.lastSeq) return outcome('duplicate');
     if (ev.seq > ex.lastSeq + 1)
-      return {
-        error: {
-          code: 'OUT_OF_ORDER',
-          message: `expected seq ${ex.lastSeq + 1} for job ${ev.jobId}, got ${ev.seq}`,
-        },
-      };
-    const agent: Actor = {
-      type: 'agent',
-      id: agentId,
-      name: (await tx.agent.findUnique({ where: { id: agentId }, select: { name: true } }))?.name ?? agentId,
-    };
-    const from = ex.state as ExecutionState;
+      throw new AppError('OUT_OF_ORDER', `expected seq ${ex.lastSeq + 1} for job ${ev.jobId}, got ${ev.seq}`);
+    const agent: Actor = { type: 'agent', id: agentId, name: ex.agent.name };
+    const from = executionStateOf(ex.state);
     const data: Parameters<typeof tx.execution.update>[0]['data'] = { lastSeq: ev.seq };
     let to: ExecutionState | null = null;
     switch (ev.type) {
@@ -142,9 +149,27 @@ export async function applyJobEvent(
         },
         now,
       );
-      if (ev.type === 'result' || ev.type === 'refused') await completeIfDone(tx, ex.requestId, now);
     }
-    return 'applied';
+    const finished = ev.type === 'result' || ev.type === 'refused';
+    const completed =
+      data.state !== undefined && finished ? await completeIfDone(tx, ex.requestId, now) : null;
+    return outcome<Applied>('applied', [
+      ev.type === 'output' && {
+        kind: 'output',
+        requestId: ex.requestId,
+        executionId: ex.id,
+        seq: ev.seq,
+        chunk: ev.chunk,
+      },
+      executionChanged({
+        ...ex,
+        state: (data.state as string | undefined) ?? ex.state,
+        errorCode: data.errorCode === undefined ? ex.errorCode : (data.errorCode as string | null),
+      }),
+      { kind: 'request', requestId: ex.requestId, state: completed ?? requestStateOf(ex.request.state) },
+      // A finished job frees a rollout slot.
+      finished && { kind: 'wake', why: 'job-finished' },
+    ]);
   });
 }
 
@@ -165,15 +190,15 @@ export async function recordDispatchRefusal(
   jobId: string,
   refusal: { code: string; message: string },
   now: Date = new Date(),
-): Promise<Execution | null> {
+): Promise<Outcome<Execution | null>> {
   return db.$transaction(async (tx) => {
     await tx.$queryRawUnsafe('SELECT id FROM "execution" WHERE "jobId" = $1 FOR UPDATE', jobId);
     const ex = await tx.execution.findUnique({ where: { jobId } });
-    if (!ex || ex.agentId !== agentId) return null;
+    if (!ex || ex.agentId !== agentId) return outcome(null);
     const agentRow = await tx.agent.findUnique({ where: { id: agentId }, select: { name: true } });
     const actor: Actor = { type: 'agent', id: agentId, name: agentRow?.name ?? agentId };
     const transport = TRANSPORT_FAILURES.has(refusal.code);
-    const decided = !transport && canTransition(ex.state as ExecutionState, 'refused');
+    const decided = !transport && canTransition(executionStateOf(ex.state), 'refused');
     await appendAudit(
       tx,
       {
@@ -193,7 +218,7 @@ export async function recordDispatchRefusal(
       },
       now,
     );
-    if (!decided) return null;
+    if (!decided) return outcome(null);
     const updated = await tx.execution.update({
       where: { id: ex.id },
       data: {
@@ -204,7 +229,7 @@ export async function recordDispatchRefusal(
       },
     });
     await completeIfDone(tx, ex.requestId, now);
-    return updated;
+    return outcome(updated, [executionChanged(updated), { kind: 'wake', why: 'job-finished' }]);
   });
 }
 
@@ -216,7 +241,7 @@ async function loseAll(
   now: Date,
 ): Promise<Execution[]> {
   const execs = await tx.execution.findMany({
-    where: { ...where, state: { in: ['sent', 'staged', 'picked_up'] } },
+    where: { ...where, state: { in: [...IN_FLIGHT_EXECUTION_STATES] } },
   });
   for (const ex of execs) {
     await tx.execution.update({
@@ -248,17 +273,22 @@ export async function markAgentLost(
   db: PrismaClient,
   agentId: string,
   now: Date = new Date(),
-): Promise<Execution[]> {
+): Promise<Outcome<Execution[]>> {
   return db.$transaction(async (tx) => {
     const agent = await tx.agent.findUnique({ where: { id: agentId }, select: { status: true } });
-    if (!agent || agent.status === 'online') return [];
-    return loseAll(
+    if (!agent || agent.status === 'online') return outcome([]);
+    const code = 'AGENT_LOST';
+    const lost = await loseAll(
       tx,
       { agentId },
-      'AGENT_LOST',
+      code,
       'the agent disconnected while this job was in flight and did not come back in time',
       now,
     );
+    return outcome(lost, [
+      ...lost.map((ex) => executionChanged({ ...ex, state: 'agent_lost', errorCode: code })),
+      lost.length > 0 && { kind: 'wake', why: 'agent-lost' },
+    ]);
   });
 }
 
@@ -270,7 +300,7 @@ export async function markAgentLost(
 export async function expireOverdue(
   db: PrismaClient,
   now: Date = new Date(),
-): Promise<{ requests: number; executions: number }> {
+): Promise<Outcome<{ requests: number; executions: number }>> {
   return db.$transaction(async (tx) => {
     const reqs = await tx.injectionRequest.findMany({
       where: { state: 'approved', approvalExpiresAt: { lte: now } },
@@ -315,6 +345,11 @@ export async function expireOverdue(
       );
     }
     for (const requestId of new Set(execs.map((e) => e.requestId))) await completeIfDone(tx, requestId, now);
-    return { requests: reqs.length, executions: execs.length };
+    const changed = reqs.length + execs.length > 0;
+    return outcome({ requests: reqs.length, executions: execs.length }, [
+      ...reqs.map((r): Effect => ({ kind: 'request', requestId: r.id, state: 'expired' })),
+      ...execs.map((ex) => executionChanged({ ...ex, state: 'expired', errorCode: 'EXPIRED' })),
+      changed && { kind: 'fleet', hostId: null },
+    ]);
   });
 }

@@ -1,3 +1,4 @@
+import type { ProcessMatch, TargetProcess } from '@pyreach/protocol/api';
 import type { Labels } from '@pyreach/protocol/common';
 import type {
   InventoryDelta,
@@ -5,28 +6,16 @@ import type {
   PythonProcess as WireProcess,
 } from '@pyreach/protocol/inventory';
 import type { Db, Host, PrismaClient, PythonProcess, Tx } from '@pyreach/db';
+import { agentOf } from './agents';
+import { outcome, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
+import { cmdlineOf, labelsOf, threadsOf } from './rows';
 
 /** Which processes a selector names: hosts by label (all must match) and processes by substring. */
 export interface Selector {
   labels: Labels;
-  process?: { cmdlineContains?: string; user?: string; exeContains?: string };
-}
-
-/** A process a request can target, with what a person needs to recognise it. */
-export interface TargetProcess {
-  agentId: string;
-  hostId: string;
-  hostname: string;
-  labels: Labels;
-  pid: number;
-  startTime: string;
-  user: string | null;
-  exe: string;
-  cmdline: string[];
-  pythonVersion: string | null;
-  remoteDebugEnabled: boolean | null;
+  process?: ProcessMatch;
 }
 
 function processRow(hostId: string, p: WireProcess, seenAt: Date) {
@@ -58,7 +47,7 @@ function scannedAtOf(s: string, now: Date): Date {
 
 async function tokenLabels(tx: Tx, agentId: string): Promise<Labels> {
   const token = await tx.joinToken.findFirst({ where: { usedByAgentId: agentId }, select: { labels: true } });
-  return (token?.labels as Labels | undefined) ?? {};
+  return token ? labelsOf(token.labels) : {};
 }
 
 /**
@@ -71,9 +60,9 @@ export async function saveSnapshot(
   agentId: string,
   snap: InventorySnapshot,
   now: Date = new Date(),
-): Promise<Host> {
+): Promise<Outcome<Host>> {
   const scannedAt = scannedAtOf(snap.scannedAt, now);
-  return db.$transaction(async (tx) => {
+  const host = await db.$transaction(async (tx) => {
     const agent = await tx.agent.findUnique({ where: { id: agentId }, select: { revokedAt: true } });
     if (!agent || agent.revokedAt)
       throw new AppError('FORBIDDEN', `inventory from unknown or revoked agent ${agentId}`, {
@@ -105,6 +94,7 @@ export async function saveSnapshot(
     }
     return host;
   });
+  return outcome(host, [{ kind: 'fleet', hostId: host.id }]);
 }
 
 /** Applies a change list on top of the last snapshot. NOT_FOUND when no snapshot arrived yet (send one). */
@@ -113,9 +103,9 @@ export async function applyDelta(
   agentId: string,
   delta: InventoryDelta,
   now: Date = new Date(),
-): Promise<void> {
+): Promise<Outcome<null>> {
   const seenAt = scannedAtOf(delta.scannedAt, now);
-  await db.$transaction(async (tx) => {
+  const hostId = await db.$transaction(async (tx) => {
     const host = await tx.host.findUnique({
       where: { agentId },
       include: { agent: { select: { revokedAt: true } } },
@@ -141,7 +131,9 @@ export async function applyDelta(
     }
     await tx.host.update({ where: { id: host.id }, data: { scannedAt: seenAt } });
     await tx.agent.update({ where: { id: agentId }, data: { lastSeenAt: now } });
+    return host.id;
   });
+  return outcome(null, [{ kind: 'fleet', hostId }]);
 }
 
 export type HostSummary = Host & {
@@ -172,12 +164,12 @@ export async function listHosts(
     orderBy: { hostname: 'asc' },
   });
   return hosts
-    .filter((h) => labelsMatch(h.agent.labels as Labels, filter.labels ?? {}))
     .map(({ _count, agent, ...h }) => ({
       ...h,
-      agent: { ...agent, labels: agent.labels as Labels },
+      agent: { ...agent, labels: labelsOf(agent.labels) },
       processCount: _count.processes,
-    }));
+    }))
+    .filter((h) => labelsMatch(h.agent.labels, filter.labels ?? {}));
 }
 
 /** True when every key of `wanted` is present in `have` with the same value ({} matches everything). */
@@ -229,12 +221,12 @@ export async function listProcesses(db: Db, filter: ProcessFilter = {}): Promise
     agentId: r.agentId,
     hostId: r.hostId,
     hostname: r.hostname,
-    labels: r.labels,
+    labels: labelsOf(r.labels),
     pid: r.pid,
     startTime: r.startTime,
     user: r.user,
     exe: r.exe,
-    cmdline: r.cmdline as string[],
+    cmdline: cmdlineOf(r.cmdline),
     pythonVersion: r.pythonVersion,
     remoteDebugEnabled: r.remoteDebugEnabled,
   }));
@@ -247,4 +239,34 @@ export async function matchSelector(
   opts: { limit?: number } = {},
 ): Promise<TargetProcess[]> {
   return listProcesses(db, { labels: selector.labels, ...selector.process, limit: opts.limit ?? 10_000 });
+}
+
+/**
+ * The dashboard's fleet view: every host with its agent and its full process snapshot, in one read.
+ * `connectedHere` says whether the agent holds a connection to this replica.
+ */
+export async function fleetView(
+  db: Db,
+  filter: { includeRevoked?: boolean },
+  connectedHere: (agentId: string) => boolean,
+) {
+  const hosts = await db.host.findMany({
+    where: filter.includeRevoked ? {} : { agent: { revokedAt: null } },
+    orderBy: { hostname: 'asc' },
+    include: { agent: true, processes: { orderBy: { pid: 'asc' } } },
+  });
+  return hosts.map((h) => ({
+    id: h.id,
+    hostname: h.hostname,
+    os: h.os,
+    kernel: h.kernel,
+    arch: h.arch,
+    scannedAt: h.scannedAt,
+    agent: { ...agentOf(h.agent), connectedHere: connectedHere(h.agent.id) },
+    processes: h.processes.map(({ hostId: _hostId, ...p }) => ({
+      ...p,
+      cmdline: cmdlineOf(p.cmdline),
+      threads: threadsOf(p.threads),
+    })),
+  }));
 }

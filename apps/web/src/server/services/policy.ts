@@ -1,27 +1,18 @@
-import { z } from 'zod';
-import { Labels } from '@pyreach/protocol/common';
+import { PolicyInput, type PolicyRow } from '@pyreach/protocol/api';
+import type { Labels } from '@pyreach/protocol/common';
 import type { Db, Policy, PrismaClient } from '@pyreach/db';
 import { ROLES, requireUser, type Actor, type Role } from './actor';
 import { appendAudit } from './audit';
-import { AppError, isUniqueViolation } from './errors';
+import { AppError, isUniqueViolation, parseInput } from './errors';
 import { newId } from './ids';
+import { labelsOf, rolesOf } from './rows';
 
-export const PolicyInput = z.object({
-  name: z.string().min(1).max(100),
-  description: z.string().max(1000).nullable().optional(),
-  matchLabels: Labels.default({}),
-  priority: z.number().int().min(-100_000).max(100_000).default(0),
-  requiredApprovals: z.number().int().min(0).max(10).default(1),
-  approverRoles: z.array(z.enum(ROLES)).max(4).default(['approver', 'admin']),
-  allowCustomCode: z.boolean().default(false),
-  approvalValidMinutes: z
-    .number()
-    .int()
-    .min(1)
-    .max(7 * 24 * 60)
-    .default(60),
-});
-export type PolicyInput = z.input<typeof PolicyInput>;
+export type { PolicyInput };
+
+/** A policy row with its JSON columns parsed. */
+export function policyOf(p: Policy): Policy & PolicyRow {
+  return { ...p, matchLabels: labelsOf(p.matchLabels), approverRoles: rolesOf(p.approverRoles) };
+}
 
 /** What applies to a request: the strictest combination of the policy of every target host. */
 export interface EffectivePolicy {
@@ -35,20 +26,10 @@ export interface EffectivePolicy {
   approvalValidMinutes: number;
 }
 
-function parse(input: unknown) {
-  const r = PolicyInput.safeParse(input);
-  if (!r.success)
-    throw new AppError('VALIDATION', `invalid policy: ${z.prettifyError(r.error)}`, {
-      details: r.error.issues,
-    });
-  if (r.data.requiredApprovals > 0 && r.data.approverRoles.length === 0) {
-    throw new AppError('VALIDATION', 'a policy that needs approvals must name at least one approver role');
-  }
-  return r.data;
-}
+const parse = (input: unknown) => parseInput(PolicyInput, input, 'policy');
 
 /** Creates a policy (admin only). Name conflicts are CONFLICT. */
-export async function createPolicy(db: PrismaClient, actor: Actor, input: PolicyInput): Promise<Policy> {
+export async function createPolicy(db: PrismaClient, actor: Actor, input: PolicyInput): Promise<PolicyRow> {
   requireUser(actor, 'policy:manage');
   const data = parse(input);
   try {
@@ -63,7 +44,7 @@ export async function createPolicy(db: PrismaClient, actor: Actor, input: Policy
         subjectId: p.id,
         data: { ...data },
       });
-      return p;
+      return policyOf(p);
     });
   } catch (err) {
     if (isUniqueViolation(err))
@@ -80,7 +61,7 @@ export async function updatePolicy(
   actor: Actor,
   id: string,
   input: PolicyInput,
-): Promise<Policy> {
+): Promise<PolicyRow> {
   requireUser(actor, 'policy:manage');
   const data = parse(input);
   return db.$transaction(async (tx) => {
@@ -98,7 +79,7 @@ export async function updatePolicy(
       subjectId: id,
       data: { ...data },
     });
-    return p;
+    return policyOf(p);
   });
 }
 
@@ -118,14 +99,21 @@ export async function deletePolicy(db: PrismaClient, actor: Actor, id: string): 
 }
 
 /** All policies, highest priority first. */
-export async function listPolicies(db: Db): Promise<Policy[]> {
-  return db.policy.findMany({ orderBy: [{ priority: 'desc' }, { name: 'asc' }] });
+export async function listPolicies(db: Db): Promise<(Policy & PolicyRow)[]> {
+  return (await db.policy.findMany({ orderBy: [{ priority: 'desc' }, { name: 'asc' }] })).map(policyOf);
+}
+
+/** One policy, or NOT_FOUND. */
+export async function getPolicy(db: Db, id: string): Promise<PolicyRow> {
+  const p = await db.policy.findUnique({ where: { id } });
+  if (!p) throw new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
+  return policyOf(p);
 }
 
 /** The policy that applies to one host: highest priority whose matchLabels all match (name breaks ties). */
-export function policyForHost(policies: Policy[], labels: Labels): Policy | undefined {
+export function policyForHost<P extends PolicyRow>(policies: P[], labels: Labels): P | undefined {
   return policies
-    .filter((p) => Object.entries(p.matchLabels as Labels).every(([k, v]) => labels[k] === v))
+    .filter((p) => Object.entries(p.matchLabels).every(([k, v]) => labels[k] === v))
     .sort((a, b) => b.priority - a.priority || a.name.localeCompare(b.name))[0];
 }
 
@@ -137,9 +125,9 @@ export function policyForHost(policies: Policy[], labels: Labels): Policy | unde
  * approve a request that needs approvals. With no targets at all, the policy for a host without labels.
  */
 export async function resolvePolicy(db: Db, labelsOfEveryTarget: Labels[]): Promise<EffectivePolicy> {
-  const policies = await db.policy.findMany();
+  const policies = (await db.policy.findMany()).map(policyOf);
   const targets = labelsOfEveryTarget.length > 0 ? labelsOfEveryTarget : [{}];
-  const applied = new Map<string, Policy>();
+  const applied = new Map<string, PolicyRow>();
   for (const labels of targets) {
     const p = policyForHost(policies, labels);
     if (!p)

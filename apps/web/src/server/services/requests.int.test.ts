@@ -5,15 +5,34 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { verifyJob } from '@pyreach/protocol/job';
 import { verifyAuditChain } from './audit';
-import { buildEnvelope, markSent, nextJobs, planExecutions, sendWave } from './dispatch';
+import * as dispatch from './dispatch';
+import type { Outcome } from './effects';
 import { AppError } from './errors';
-import { applyJobEvent, expireOverdue, markAgentLost, recordDispatchRefusal } from './executions';
+import * as executions from './executions';
 import { createPolicy, resolvePolicy } from './policy';
-import { cancelRequest, createRequest, getRequest, reviewRequest, updateRequest } from './requests';
+import * as requests from './requests';
+import { getRequest } from './requests';
 import { loadOrCreateSigningKey } from './signing';
 import { setRole } from './users';
-import { describeEachDatabase, pyProcess, seedAgent, seedUser } from './testkit';
+import { describeEachDatabase, pyProcess, seedAgent, seedUser } from '../../../../../test/support/services';
 import { getScript } from '@pyreach/scripts';
+
+// These tests are about results and rows; what each call changed (its effects) is tested in effects.int.test.ts.
+const resultOf =
+  <A extends unknown[], T>(f: (...a: A) => Promise<Outcome<T>>) =>
+  async (...a: A): Promise<T> =>
+    (await f(...a)).result;
+const createRequest = resultOf(requests.createRequest);
+const updateRequest = resultOf(requests.updateRequest);
+const reviewRequest = resultOf(requests.reviewRequest);
+const cancelRequest = resultOf(requests.cancelRequest);
+const planExecutions = resultOf(dispatch.planExecutions);
+const sendWave = resultOf(dispatch.sendWave);
+const applyJobEvent = resultOf(executions.applyJobEvent);
+const recordDispatchRefusal = resultOf(executions.recordDispatchRefusal);
+const markAgentLost = resultOf(executions.markAgentLost);
+const expireOverdue = resultOf(executions.expireOverdue);
+const { buildEnvelope } = dispatch;
 
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
 const fresh = () => ({ authenticatedAt: new Date() });
@@ -85,13 +104,14 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const [job] = await nextJobs(w.prisma, req.id);
+    const [job] = await sendWave(w.prisma, req.id, keys, () => true);
     const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
-    const env = buildEnvelope(job!, reqRow, keys);
+    const env = buildEnvelope(job!.execution, reqRow, keys);
+    assert.equal(verifyJob(job!.envelope, keys.publicKey).ok, true);
     assert.equal(verifyJob(env, keys.publicKey).ok, true);
     assert.equal(env.payload.jobId, ex!.jobId);
-    assert.equal(await markSent(w.prisma, job!.id, env), true);
-    assert.equal(await markSent(w.prisma, job!.id, env), false, 'a job id is sent at most once');
+    assert.equal(job!.envelope.payload.jobId, ex!.jobId);
+    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => true), [], 'a job id is sent at most once');
     const at = new Date().toISOString();
     assert.equal(
       await applyJobEvent(w.prisma, w.agent.id, {
@@ -113,18 +133,15 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       }),
       'duplicate',
     );
-    assert.deepEqual(
-      await applyJobEvent(w.prisma, w.agent.id, { type: 'output', jobId: ex!.jobId, seq: 5, at, chunk: 'x' }),
-      { error: { code: 'OUT_OF_ORDER', message: `expected seq 2 for job ${ex!.jobId}, got 5` } },
+    await assert.rejects(
+      applyJobEvent(w.prisma, w.agent.id, { type: 'output', jobId: ex!.jobId, seq: 5, at, chunk: 'x' }),
+      (e: unknown) =>
+        code('OUT_OF_ORDER')(e) && (e as Error).message === `expected seq 2 for job ${ex!.jobId}, got 5`,
     );
     const other = await seedAgent(w.prisma, w.admin);
-    assert.equal(
-      (
-        (await applyJobEvent(w.prisma, other.id, result(ex!.jobId, 2, 'succeeded'))) as {
-          error: { code: string };
-        }
-      ).error.code,
-      'FORBIDDEN',
+    await assert.rejects(
+      applyJobEvent(w.prisma, other.id, result(ex!.jobId, 2, 'succeeded')),
+      code('FORBIDDEN'),
     );
     assert.equal(await applyJobEvent(w.prisma, w.agent.id, result(ex!.jobId, 2, 'succeeded')), 'applied');
     const done = await getRequest(w.prisma, req.id);
@@ -348,13 +365,10 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       rollout: { concurrency: 2, maxFailures: 5 },
     });
     await planExecutions(w.prisma, req.id);
-    const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const [a, b] = await nextJobs(w.prisma, req.id);
-    for (const j of [a!, b!])
-      assert.equal(await markSent(w.prisma, j.id, buildEnvelope(j, reqRow, keys)), true);
+    const [a, b] = (await sendWave(w.prisma, req.id, keys, () => true)).map((j) => j.execution);
 
     const other = await seedAgent(w.prisma, w.admin);
     assert.equal(
@@ -417,24 +431,18 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       rollout: { concurrency: 2, maxFailures: 2 },
     });
     await planExecutions(w.prisma, req.id);
-    const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const send = async () => {
-      const jobs = await nextJobs(w.prisma, req.id);
-      for (const j of jobs)
-        assert.equal(await markSent(w.prisma, j.id, buildEnvelope(j, reqRow, keys)), true);
-      return jobs;
-    };
+    const send = async () => (await sendWave(w.prisma, req.id, keys, () => true)).map((j) => j.execution);
     const first = await send();
     assert.equal(first.length, 2);
-    assert.equal((await nextJobs(w.prisma, req.id)).length, 0, 'no room while two are in flight');
+    assert.equal((await send()).length, 0, 'no room while two are in flight');
     await applyJobEvent(w.prisma, w.agent.id, result(first[0]!.jobId, 1, 'failed'));
     const second = await send();
     assert.equal(second.length, 1);
     await applyJobEvent(w.prisma, w.agent.id, result(first[1]!.jobId, 1, 'failed'));
-    assert.deepEqual(await nextJobs(w.prisma, req.id), [], 'stopped after 2 failures');
+    assert.deepEqual(await send(), [], 'stopped after 2 failures');
     await applyJobEvent(w.prisma, w.agent.id, result(second[0]!.jobId, 1, 'succeeded'));
     const detail = await getRequest(w.prisma, req.id);
     assert.equal(detail.state, 'failed');
@@ -472,16 +480,17 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       [],
       'nothing for agents connected elsewhere',
     );
-    const first = await sendWave(w.prisma, req.id, keys, (id) => id === w.agent.id);
+    // Two passes at once (two replicas, or a pass and a wake-up) claim each job once between them.
+    const [x, y] = await Promise.all([
+      sendWave(w.prisma, req.id, keys, (id) => id === w.agent.id),
+      sendWave(w.prisma, req.id, keys, (id) => id === w.agent.id),
+    ]);
+    const first = [...x!, ...y!];
     assert.equal(first.length, 3);
+    assert.equal(new Set(first.map((j) => j.execution.jobId)).size, 3, 'a job id is sent at most once');
     for (const j of first) {
       assert.equal(verifyJob(j.envelope, keys.publicKey).ok, true);
       assert.equal(j.envelope.payload.jobId, j.execution.jobId);
-      assert.equal(
-        await markSent(w.prisma, j.execution.id, j.envelope),
-        false,
-        'a job id is sent at most once',
-      );
     }
     assert.deepEqual(
       await sendWave(w.prisma, req.id, keys, () => true),
@@ -538,10 +547,8 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req2.id } });
-    const [a, b] = await nextJobs(w.prisma, req2.id);
-    await markSent(w.prisma, a!.id, buildEnvelope(a!, reqRow, keys));
-    await markSent(w.prisma, b!.id, buildEnvelope(b!, reqRow, keys));
+    const [a, b] = (await sendWave(w.prisma, req2.id, keys, () => true)).map((j) => j.execution);
+    assert.ok(b, 'both jobs of the wave went out');
     await applyJobEvent(w.prisma, w.agent.id, {
       type: 'state',
       jobId: a!.jobId,

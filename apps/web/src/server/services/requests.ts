@@ -1,109 +1,40 @@
-import { z } from 'zod';
-import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
 import {
-  Id,
-  JsonObject,
-  Labels,
-  MAX_CODE_BYTES,
-  MAX_PARAMS_BYTES,
-  jsonBytes,
-} from '@pyreach/protocol/common';
-import { JobOptions } from '@pyreach/protocol/job';
-import type { Db, InjectionRequest, PrismaClient, Review, Tx } from '@pyreach/db';
-import { can, requireUser, type Actor } from './actor';
+  CreateRequest,
+  PolicyPreviewBody,
+  Review as ReviewInput,
+  UpdateRequest,
+  type Targets,
+  type TargetsInput,
+} from '@pyreach/protocol/api';
+import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
+import { type JsonObject, type Labels } from '@pyreach/protocol/common';
+import { canRequestTransition } from '@pyreach/protocol/states';
+import type { Db, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
+import { requireUser, type Actor } from './actor';
 import { appendAudit } from './audit';
-import { AppError, isUniqueViolation } from './errors';
+import { outcome, requestChanged, type Outcome } from './effects';
+import { AppError, isUniqueViolation, parseInput } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
 import { checkScriptParams, getScript } from '@pyreach/scripts';
 import { resolvePolicy, type EffectivePolicy } from './policy';
+import { decisionOf, execErrorOf, executionStateOf, labelsOf, requestOf } from './rows';
 
-export const ExplicitTarget = z.object({
-  agentId: Id,
-  pid: z.number().int().positive(),
-  startTime: z.string().regex(/^\d+$/),
-  tid: z.number().int().positive().optional(),
-});
-export const Targets = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('processes'), processes: z.array(ExplicitTarget).min(1).max(1000) }),
-  z.object({
-    type: z.literal('selector'),
-    labels: Labels,
-    process: z
-      .object({
-        cmdlineContains: z.string().max(256).optional(),
-        user: z.string().max(256).optional(),
-        exeContains: z.string().max(256).optional(),
-      })
-      .default({}),
-  }),
-]);
-export type Targets = z.infer<typeof Targets>;
+export { MAX_ROLLOUT_CONCURRENCY } from '@pyreach/protocol/api';
 
-/**
- * The most executions a request may keep in flight: as many targets as it may name explicitly. A wave is claimed
- * in one transaction and the rollout counted with aggregate queries, so sending 1,000 at once costs a few
- * statements rather than 2,000 transactions; the blast radius stays the operator's choice (default 1).
- */
-export const MAX_ROLLOUT_CONCURRENCY = 1000;
-
-export const Rollout = z.object({
-  /** Executions in flight at once. */
-  concurrency: z.number().int().min(1).max(MAX_ROLLOUT_CONCURRENCY).default(1),
-  /** Failures after which the rest is cancelled. */
-  maxFailures: z.number().int().min(1).max(10_000).default(1),
-});
-export type Rollout = z.infer<typeof Rollout>;
-
-export const CreateRequestInput = z
-  .object({
-    kind: z.enum(['library', 'custom']),
-    /** Library script id (kind = library); the caller passes that script's source as `code`. */
-    scriptId: z.string().min(1).max(128).nullable().optional(),
-    code: z.string().min(1).max(MAX_CODE_BYTES),
-    params: JsonObject.default({}).refine((p) => jsonBytes(p) <= MAX_PARAMS_BYTES, 'params are too large'),
-    targets: Targets,
-    reason: z.string().trim().min(3).max(2000),
-    rollout: Rollout.default({ concurrency: 1, maxFailures: 1 }),
-    options: JobOptions.default({
-      inline: false,
-      budgetSeconds: 30,
-      pickupTimeoutSeconds: 10,
-      backend: 'native',
-    }),
-  })
-  .refine((r) => (r.kind === 'library') === Boolean(r.scriptId), {
-    message: 'scriptId is required for library requests and only for them',
-    path: ['scriptId'],
-  });
-export type CreateRequestInput = z.input<typeof CreateRequestInput>;
-
-export const UpdateRequestInput = z.object({
-  code: z.string().min(1).max(MAX_CODE_BYTES).optional(),
-  params: JsonObject.refine((p) => jsonBytes(p) <= MAX_PARAMS_BYTES, 'params are too large').optional(),
-  targets: Targets.optional(),
-  reason: z.string().trim().min(3).max(2000).optional(),
-  rollout: Rollout.optional(),
-  options: JobOptions.optional(),
-});
-export type UpdateRequestInput = z.input<typeof UpdateRequestInput>;
+/** A request as the services and the API see it: the row with its JSON columns parsed. */
+export type Request = ReturnType<typeof requestOf<InjectionRequest>>;
 
 /** SHA-256 hex of the canonical JSON of {code, params, targets}: what approvers approve. */
 export function contentHashOf(v: { code: string; params: unknown; targets: unknown }): string {
   return sha256Hex(canonicalJson({ code: v.code, params: v.params, targets: v.targets }));
 }
 
-function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
-  const r = schema.safeParse(input);
-  if (!r.success)
-    throw new AppError('VALIDATION', `invalid request: ${z.prettifyError(r.error)}`, {
-      details: r.error.issues,
-    });
-  return r.data;
-}
-
-/** Host labels of every target: explicit processes → their agents; selector → matching hosts + the selector. */
-async function labelsOfTargets(db: Db, targets: Targets): Promise<Labels[]> {
+/**
+ * Host labels of every target: explicit processes → their agents; selector → matching hosts + the selector.
+ * The policy of a request (and its preview) is resolved over these.
+ */
+export async function labelsOfTargets(db: Db, targets: Targets): Promise<Labels[]> {
   if (targets.type === 'processes') {
     const ids = [...new Set(targets.processes.map((p) => p.agentId))];
     const agents = await db.agent.findMany({
@@ -117,7 +48,7 @@ async function labelsOfTargets(db: Db, targets: Targets): Promise<Labels[]> {
           userMessage: `target agent ${id} is unknown or revoked`,
         });
     }
-    return agents.map((a) => a.labels as Labels);
+    return agents.map((a) => labelsOf(a.labels));
   }
   const matched = await matchSelector(db, { labels: targets.labels, process: targets.process });
   // The selector's own labels stand for hosts that may match it by dispatch time.
@@ -173,15 +104,15 @@ function libraryContent(
 export async function createRequest(
   db: PrismaClient,
   actor: Actor,
-  input: CreateRequestInput,
+  input: CreateRequest,
   now: Date = new Date(),
-): Promise<InjectionRequest> {
+): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:create');
-  const parsed = parseOrThrow(CreateRequestInput, input);
+  const parsed = parseInput(CreateRequest, input, 'request');
   const data =
     parsed.kind === 'library'
       ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params) }
-      : parsed;
+      : { ...parsed, code: parsed.code! };
   const policy = await resolvePolicy(db, await labelsOfTargets(db, data.targets));
   checkCustomCode(data.kind, policy);
   const auto = policy.requiredApprovals === 0;
@@ -239,7 +170,9 @@ export async function createRequest(
         },
         now,
       );
-    return req;
+    const created = requestOf(req);
+    // Policies with 0 approvals approve on creation: then there is work to dispatch.
+    return outcome(created, [requestChanged(created), auto && { kind: 'wake', why: 'approved' }]);
   });
 }
 
@@ -259,19 +192,20 @@ export async function updateRequest(
   db: PrismaClient,
   actor: Actor,
   id: string,
-  patch: UpdateRequestInput,
+  patch: UpdateRequest,
   now: Date = new Date(),
-): Promise<InjectionRequest> {
+): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:create');
-  const data = parseOrThrow(UpdateRequestInput, patch);
+  const data = parseInput(UpdateRequest, patch, 'request');
   const current = await db.injectionRequest.findUnique({ where: { id } });
   if (!current)
     throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
-  const targets = (data.targets ?? current.targets) as Targets;
+  const targets: Targets = data.targets ?? requestOf(current).targets;
   const policy = await resolvePolicy(db, await labelsOfTargets(db, targets));
   checkCustomCode(current.kind, policy);
   return db.$transaction(async (tx) => {
-    const req = await lockRequest(tx, id);
+    const row = await lockRequest(tx, id);
+    const req = requestOf(row);
     if (req.requesterId !== user.id)
       throw new AppError('FORBIDDEN', `user ${user.id} is not the requester of ${id}`, {
         userMessage: 'only the requester may edit a request',
@@ -290,13 +224,13 @@ export async function updateRequest(
       where: { id },
       data: {
         code: next.code,
-        params: next.params as object,
+        params: next.params,
         targets: next.targets,
         contentHash,
         revision: changed ? req.revision + 1 : req.revision,
         reason: data.reason ?? req.reason,
-        rollout: data.rollout ?? (req.rollout as object),
-        options: data.options ?? (req.options as object),
+        rollout: data.rollout ?? req.rollout,
+        options: data.options ?? req.options,
         requiredApprovals: policy.requiredApprovals,
         approverRoles: policy.approverRoles,
         approvalValidMinutes: policy.approvalValidMinutes,
@@ -315,7 +249,11 @@ export async function updateRequest(
       },
       now,
     );
-    return updated;
+    const result = requestOf(updated);
+    return outcome(result, [
+      requestChanged(result),
+      result.state === 'approved' && { kind: 'wake', why: 'approved' },
+    ]);
   });
 }
 
@@ -329,15 +267,12 @@ export async function reviewRequest(
   db: PrismaClient,
   actor: Actor,
   id: string,
-  vote: { decision: 'approve' | 'reject'; comment?: string },
+  input: ReviewInput,
   auth: { authenticatedAt: Date; reauthWindowMinutes?: number; now?: Date },
-): Promise<InjectionRequest> {
+): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:review');
   const now = auth.now ?? new Date();
-  if (vote.decision !== 'approve' && vote.decision !== 'reject')
-    throw new AppError('VALIDATION', 'decision must be approve or reject');
-  if (vote.comment !== undefined && vote.comment.length > 2000)
-    throw new AppError('VALIDATION', 'comment is too long');
+  const vote = parseInput(ReviewInput, input, 'review');
   const windowMs = (auth.reauthWindowMinutes ?? 5) * 60_000;
   if (now.getTime() - auth.authenticatedAt.getTime() > windowMs) {
     throw new AppError('STALE_AUTH', `sign-in of ${user.id} is older than the re-authentication window`, {
@@ -345,7 +280,7 @@ export async function reviewRequest(
     });
   }
   try {
-    return await db.$transaction(async (tx) => {
+    const row = await db.$transaction(async (tx) => {
       const req = await lockRequest(tx, id);
       if (req.state !== 'pending')
         throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, {
@@ -422,6 +357,11 @@ export async function reviewRequest(
       );
       return r;
     });
+    const result = requestOf(row);
+    return outcome(result, [
+      requestChanged(result),
+      result.state === 'approved' && { kind: 'wake', why: 'approved' },
+    ]);
   } catch (err) {
     if (isUniqueViolation(err))
       throw new AppError('ALREADY_VOTED', `concurrent duplicate vote on ${id}`, {
@@ -441,16 +381,16 @@ export async function cancelRequest(
   id: string,
   reason?: string,
   now: Date = new Date(),
-): Promise<InjectionRequest> {
+): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:cancel');
-  return db.$transaction(async (tx) => {
+  const row = await db.$transaction(async (tx) => {
     const req = await lockRequest(tx, id);
     if (req.requesterId !== user.id && user.role !== 'admin')
       throw new AppError('FORBIDDEN', `user ${user.id} may not cancel ${id}`, {
         userMessage: 'only the requester or an admin may cancel a request',
       });
     let updated: InjectionRequest;
-    if (req.state === 'pending' || req.state === 'approved') {
+    if (canRequestTransition(requestOf(req).state, 'cancelled')) {
       updated = await tx.injectionRequest.update({
         where: { id },
         data: { state: 'cancelled', completedAt: now },
@@ -479,59 +419,64 @@ export async function cancelRequest(
     );
     return updated;
   });
+  const result = requestOf(row);
+  // A dispatching request stays so until its in-flight executions end; freed work may wake the dispatcher.
+  return outcome(result, [requestChanged(result), { kind: 'wake', why: 'cancelled' }]);
 }
 
-export type RequestDetail = InjectionRequest & {
-  reviews: Review[];
-  /** Approvals cast on the current content hash (the only ones that count). */
-  approvals: number;
-  /** Reviews cast on an earlier revision, voided by an edit. */
-  voidedReviews: number;
-  executions: {
-    id: string;
-    agentId: string;
-    pid: number;
-    startTime: string;
-    jobId: string;
-    state: string;
-    errorCode: string | null;
-  }[];
-};
+const EXECUTION_DETAIL = {
+  id: true,
+  agentId: true,
+  pid: true,
+  startTime: true,
+  jobId: true,
+  state: true,
+  errorCode: true,
+  output: true,
+  outputBytes: true,
+  result: true,
+  errorMessage: true,
+  error: true,
+  thread: true,
+  queuedAt: true,
+  sentAt: true,
+  stagedAt: true,
+  pickedUpAt: true,
+  finishedAt: true,
+} as const;
 
-/** A request with its reviews, approval count and executions; NOT_FOUND if absent. */
-export async function getRequest(db: Db, id: string): Promise<RequestDetail> {
+/** A request with its reviews, approval count and executions (with output and results); NOT_FOUND if absent. */
+export async function getRequest(db: Db, id: string) {
   const req = await db.injectionRequest.findUnique({
     where: { id },
     include: {
       reviews: { orderBy: { createdAt: 'asc' } },
-      executions: {
-        select: {
-          id: true,
-          agentId: true,
-          pid: true,
-          startTime: true,
-          jobId: true,
-          state: true,
-          errorCode: true,
-        },
-        orderBy: { queuedAt: 'asc' },
-      },
+      executions: { select: EXECUTION_DETAIL, orderBy: { queuedAt: 'asc' } },
     },
   });
   if (!req) throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
   const current = req.reviews.filter((r) => r.contentHash === req.contentHash);
   return {
-    ...req,
+    ...requestOf(req),
+    reviews: req.reviews.map((r) => ({ ...r, decision: decisionOf(r.decision) })),
+    executions: req.executions.map((e) => ({
+      ...e,
+      state: executionStateOf(e.state),
+      error: execErrorOf(e.error),
+    })),
+    /** Approvals cast on the current content hash (the only ones that count). */
     approvals: current.filter((r) => r.decision === 'approve').length,
+    /** Reviews cast on an earlier revision, voided by an edit. */
     voidedReviews: req.reviews.length - current.length,
   };
 }
+export type RequestDetail = Awaited<ReturnType<typeof getRequest>>;
 
 /** Requests newest first, keyset-paginated on (createdAt, id) via `cursor` = last id. */
 export async function listRequests(
   db: Db,
   filter: { state?: string; requesterId?: string; cursor?: string; limit?: number } = {},
-): Promise<{ items: InjectionRequest[]; nextCursor: string | null }> {
+): Promise<{ items: Request[]; nextCursor: string | null }> {
   const limit = Math.min(Math.max(filter.limit ?? 50, 1), 200);
   const items = await db.injectionRequest.findMany({
     where: {
@@ -542,19 +487,32 @@ export async function listRequests(
     take: limit,
     ...(filter.cursor ? { cursor: { id: filter.cursor }, skip: 1 } : {}),
   });
-  return { items, nextCursor: items.length === limit ? items.at(-1)!.id : null };
+  return { items: items.map(requestOf), nextCursor: items.length === limit ? items.at(-1)!.id : null };
 }
 
-/** Whether this user may review this request at all (for the UI: hide the buttons otherwise). */
-export function mayReview(
-  actor: Actor,
-  req: Pick<InjectionRequest, 'requesterId' | 'approverRoles' | 'state'>,
-): boolean {
-  return (
-    actor.type === 'user' &&
-    can(actor.role, 'request:review') &&
-    req.state === 'pending' &&
-    req.requesterId !== actor.id &&
-    req.approverRoles.includes(actor.role)
-  );
+/**
+ * Which policy a request on these targets would fall under, before it is filed: the same resolution as at
+ * creation (the labels of every target host), answered without storing anything, so the form can say "needs 2
+ * approvals from approver/admin" up front.
+ */
+export async function previewPolicy(db: Db, input: { targets: TargetsInput; kind?: 'library' | 'custom' }) {
+  const { targets, kind } = parseInput(PolicyPreviewBody, input, 'policy preview');
+  const labels = await labelsOfTargets(db, targets);
+  // For a selector the labels are its own, then one entry per matching process.
+  const matched = targets.type === 'processes' ? targets.processes.length : labels.length - 1;
+  const eff = await resolvePolicy(db, labels);
+  const policies = await db.policy.findMany({
+    where: { id: { in: eff.policyIds } },
+    select: { id: true, name: true, description: true },
+  });
+  return {
+    matched,
+    policy: policies.find((p) => p.id === eff.policyId) ?? null,
+    policies,
+    requiredApprovals: eff.requiredApprovals,
+    approverRoles: eff.approverRoles,
+    allowCustomCode: eff.allowCustomCode,
+    approvalValidMinutes: eff.approvalValidMinutes,
+    customDenied: kind === 'custom' && !eff.allowCustomCode,
+  };
 }

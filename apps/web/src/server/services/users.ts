@@ -1,15 +1,71 @@
-import type { PrismaClient, User } from '@pyreach/db';
-import { isRole, requireUser, type Actor } from './actor';
+import { CreateUser, Role } from '@pyreach/protocol/api';
+import type { Db, PrismaClient, User } from '@pyreach/db';
+import { requireUser, SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
-import { AppError } from './errors';
+import { AppError, isUniqueViolation, parseInput } from './errors';
+import { newId } from './ids';
+
+/** Turns a clear password into what the auth library stores (its own scrypt), so it can check it at sign-in. */
+export type HashPassword = (password: string) => Promise<string>;
+
+const conflict = () =>
+  new AppError('CONFLICT', 'a user with this email already exists', {
+    userMessage: 'a user with this email already exists',
+  });
+
+/**
+ * Creates a password user with a role (admin only): the user, its credential and the audit event in one
+ * transaction, so a failure leaves no half-made account behind. The email is stored lower-case; taken is CONFLICT.
+ */
+export async function createUser(
+  db: PrismaClient,
+  actor: Actor,
+  input: CreateUser,
+  hashPassword: HashPassword,
+  now: Date = new Date(),
+): Promise<{ id: string; email: string; name: string; role: Role }> {
+  if (actor.type !== 'system') requireUser(actor, 'user:manage');
+  const data = parseInput(CreateUser, input, 'user');
+  const email = data.email.toLowerCase();
+  // Hashing is slow on purpose (scrypt): done before the transaction holds a connection.
+  const hash = await hashPassword(data.password);
+  try {
+    return await db.$transaction(async (tx) => {
+      if (await tx.user.findUnique({ where: { email }, select: { id: true } })) throw conflict();
+      const id = newId('u');
+      await tx.user.create({
+        data: { id, email, name: data.name, emailVerified: true, role: data.role, createdAt: now },
+      });
+      await tx.account.create({
+        data: { id: newId('acc'), userId: id, accountId: id, providerId: 'credential', password: hash },
+      });
+      await appendAudit(
+        tx,
+        {
+          actor,
+          action: 'user.create',
+          subjectType: 'user',
+          subjectId: id,
+          data: { email, role: data.role, ...(actor.type === 'system' ? { via: actor.name } : {}) },
+        },
+        now,
+      );
+      return { id, email, name: data.name, role: data.role };
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw conflict();
+    throw err;
+  }
+}
 
 /**
  * Changes a user's role (admin only, audited). The last admin cannot be demoted — the admin rows are locked
  * first, so two admins demoting each other at once cannot both succeed.
  */
 export async function setRole(db: PrismaClient, actor: Actor, userId: string, role: string): Promise<User> {
-  requireUser(actor, 'user:manage');
-  if (!isRole(role))
+  if (actor.type !== 'system') requireUser(actor, 'user:manage');
+  const r = Role.safeParse(role);
+  if (!r.success)
     throw new AppError('VALIDATION', `unknown role ${role}`, {
       userMessage: 'role must be viewer, operator, approver or admin',
     });
@@ -31,8 +87,65 @@ export async function setRole(db: PrismaClient, actor: Actor, userId: string, ro
       action: 'user.role.set',
       subjectType: 'user',
       subjectId: userId,
-      data: { from: user.role, to: role },
+      data: { from: user.role, to: role, ...(actor.type === 'system' ? { via: actor.name } : {}) },
     });
     return updated;
   });
+}
+
+/**
+ * Seeding (npm run seed, the demo): creates the user with its role, or gives an existing one the role and keeps
+ * its password. Idempotent; audited as the system actor `seed`.
+ */
+export async function ensureUser(
+  db: PrismaClient,
+  input: CreateUser,
+  hashPassword: HashPassword,
+): Promise<{ id: string; created: boolean }> {
+  const seed: Actor = { ...SYSTEM, name: 'seed' };
+  const existing = await db.user.findUnique({ where: { email: input.email.toLowerCase() } });
+  if (existing) {
+    await setRole(db, seed, existing.id, input.role);
+    return { id: existing.id, created: false };
+  }
+  const created = await createUser(db, seed, input, hashPassword);
+  return { id: created.id, created: true };
+}
+
+export async function listUsers(db: Db) {
+  const users = await db.user.findMany({
+    orderBy: { createdAt: 'asc' },
+    select: { id: true, email: true, name: true, role: true, banned: true, createdAt: true },
+  });
+  return users.map((u) => ({ ...u, role: Role.catch('viewer').parse(u.role) }));
+}
+
+/** Display names and roles for user ids (who asked, who voted), for anyone who may read requests. */
+export async function namesOf(db: Db, ids: string[]) {
+  const users = await db.user.findMany({
+    where: { id: { in: [...new Set(ids)] } },
+    select: { id: true, name: true, role: true },
+  });
+  return Object.fromEntries(
+    users.map((u) => [u.id, { name: u.name, role: Role.catch('viewer').parse(u.role) }]),
+  );
+}
+
+/** `auth.sign_in` in the audit trail, as the person who signed in. */
+export async function recordSignIn(db: PrismaClient, userId: string, ip: string | null): Promise<void> {
+  const u = await db.user.findUnique({ where: { id: userId }, select: { email: true, role: true } });
+  await db.$transaction((tx) =>
+    appendAudit(tx, {
+      actor: {
+        type: 'user',
+        id: userId,
+        name: u?.email ?? userId,
+        role: Role.catch('viewer').parse(u?.role),
+      },
+      action: 'auth.sign_in',
+      subjectType: 'user',
+      subjectId: userId,
+      data: { ip },
+    }),
+  );
 }

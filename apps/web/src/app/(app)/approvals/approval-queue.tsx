@@ -3,33 +3,31 @@ import Link from 'next/link';
 import { CheckCheckIcon, ExternalLinkIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../components/requests/code-and-params';
-import { mayReview, ReviewControls } from '../../../components/requests/review-controls';
+import { ReviewControls } from '../../../components/requests/review-controls';
 import { RequestBadge } from '../../../components/status';
 import { Alert } from '../../../components/ui/alert';
 import { Badge } from '../../../components/ui/badge';
 import { Card, CardContent, CardHeader } from '../../../components/ui/card';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
-import { useApi, useHostnames, useNames } from '../../../lib/client/api';
+import { useCall, useHostnames, useNames } from '../../../lib/client/api';
 import { canDo, useUser } from '../../../lib/client/session';
 import { useUiEvent } from '../../../lib/client/socket';
-import type { Policy, RequestRow, ScriptSummary } from '../../../lib/client/types';
+import { mayReview } from '@pyreach/protocol/api';
 import { formatTime, relativeTime } from '../../../lib/client/utils';
-
-type Pending = RequestRow & { approverRoles?: string[] };
 
 export function ApprovalQueue() {
   const user = useUser();
-  const { data, error, loading, reload } = useApi<{ requests: Pending[] }>(
-    '/api/requests?state=pending&limit=100',
-  );
-  const scripts = useApi<{ scripts: ScriptSummary[] }>('/api/scripts');
-  const policies = useApi<{ policies: Policy[] }>('/api/policies');
+  const { data, error, loading, reload } = useCall('listRequests', {
+    query: { state: 'pending', limit: 100 },
+  });
+  const scripts = useCall('listScripts', {});
+  const policies = useCall('listPolicies', {});
   const hostnames = useHostnames();
   useUiEvent('request:changed', () => reload());
   const requests = data?.requests ?? [];
   const names = useNames(requests.map((r) => r.requesterId));
 
-  if (!canDo(user.role, 'review')) {
+  if (!canDo(user.role, 'request:review')) {
     return (
       <>
         <PageHeader title="Approvals" />
@@ -98,7 +96,7 @@ export function ApprovalQueue() {
                       <dd>
                         {policy?.name ?? '—'} · needs {r.requiredApprovals} approval
                         {r.requiredApprovals === 1 ? '' : 's'}
-                        {r.approverRoles?.length ? ` (${r.approverRoles.join(' or ')})` : ''}
+                        {r.approverRoles.length ? ` (${r.approverRoles.join(' or ')})` : ''}
                       </dd>
                     </div>
                   </dl>

@@ -12,9 +12,8 @@ import { Input } from '../../../components/ui/input';
 import { Field } from '../../../components/ui/label';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
 import { Table, TBody, TD, TH, THead, TR } from '../../../components/ui/table';
-import { useApi } from '../../../lib/client/api';
+import { useCall } from '../../../lib/client/api';
 import { useUser } from '../../../lib/client/session';
-import type { AuditEvent } from '../../../lib/client/types';
 import { formatTime } from '../../../lib/client/utils';
 
 const FILTERS = ['actorId', 'action', 'subjectType', 'subjectId', 'from', 'to', 'text'] as const;
@@ -45,21 +44,11 @@ export function AuditExplorer() {
   for (const f of FILTERS) if (applied[f]) qs.set(f, applied[f]);
   const exportQs = new URLSearchParams(qs);
   exportQs.delete('text');
-  const page = new URLSearchParams(qs);
-  page.set('limit', '50');
   const cursor = cursors.at(-1);
-  if (cursor) page.set('cursor', cursor);
-
-  const { data, error, loading, reload } = useApi<{ events: AuditEvent[]; nextCursor: string | null }>(
-    `/api/audit?${page}`,
-  );
-  const verify = useApi<{
-    valid: boolean;
-    count: number;
-    lastSeq?: string;
-    brokenAt?: string;
-    reason?: string;
-  }>('/api/audit/verify');
+  const { data, error, loading, reload } = useCall('queryAudit', {
+    query: { ...Object.fromEntries(qs), limit: 50, ...(cursor ? { cursor } : {}) },
+  });
+  const verify = useCall('verifyAudit', {});
 
   function apply(e: FormEvent) {
     e.preventDefault();

@@ -12,10 +12,10 @@ import { Input, NativeSelect } from '../../../components/ui/input';
 import { Label } from '../../../components/ui/label';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
 import { Table, TBody, TD, TH, THead, TR } from '../../../components/ui/table';
-import { useApi } from '../../../lib/client/api';
+import { useCall } from '../../../lib/client/api';
 import { canDo, useUser } from '../../../lib/client/session';
 import { useUiEvent } from '../../../lib/client/socket';
-import type { FleetHost, FleetProcess } from '../../../lib/client/types';
+import type { FleetProcess } from '@pyreach/protocol/api';
 import { relativeTime } from '../../../lib/client/utils';
 
 function processMatches(p: FleetProcess, q: string): boolean {
@@ -41,7 +41,7 @@ const targetKey = (agentId: string, p: FleetProcess) => `${agentId}:${p.pid}:${p
 
 export function FleetView() {
   const user = useUser();
-  const { data, error, loading, reload } = useApi<{ hosts: FleetHost[] }>('/api/ui/fleet');
+  const { data, error, loading, reload } = useCall('uiFleet', {});
   const [query, setQuery] = useState('');
   const [status, setStatus] = useState<'all' | 'online' | 'offline'>('all');
   const [label, setLabel] = useState('');
@@ -96,7 +96,7 @@ export function FleetView() {
 
   const online = hosts.filter((h) => h.agent.status === 'online').length;
   const processCount = hosts.reduce((n, h) => n + h.processes.length, 0);
-  const mayRequest = canDo(user.role, 'request');
+  const mayRequest = canDo(user.role, 'request:create');
 
   function toggle(key: string, on: boolean) {
     setSelected((prev) => {
@@ -212,7 +212,7 @@ export function FleetView() {
       ) : hosts.length === 0 ? (
         <EmptyState title="No hosts yet" icon={<ServerIcon />}>
           Hosts appear here when an agent enrols.{' '}
-          {canDo(user.role, 'admin') ? (
+          {canDo(user.role, 'user:manage') ? (
             <>
               Create a join token under{' '}
               <Link className="underline" href="/admin?tab=agents">

@@ -11,36 +11,27 @@ import { NativeSelect } from '../../../components/ui/input';
 import { Label } from '../../../components/ui/label';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
 import { Table, TBody, TD, TH, THead, TR } from '../../../components/ui/table';
-import { useApi, useHostnames, useNames } from '../../../lib/client/api';
+import { useCall, useHostnames, useNames } from '../../../lib/client/api';
 import { canDo, useUser } from '../../../lib/client/session';
 import { useUiEvent } from '../../../lib/client/socket';
-import type { RequestRow } from '../../../lib/client/types';
+import { REQUEST, RequestState } from '@pyreach/protocol/states';
 import { relativeTime } from '../../../lib/client/utils';
 
-const STATES = [
-  'pending',
-  'approved',
-  'dispatching',
-  'succeeded',
-  'failed',
-  'partially_failed',
-  'rejected',
-  'cancelled',
-  'expired',
-];
+const STATES = RequestState.options;
 
 export function RequestList() {
   const user = useUser();
   const [state, setState] = useState('');
   const [mine, setMine] = useState(false);
   const [cursor, setCursor] = useState<string | null>(null);
-  const qs = new URLSearchParams({ limit: '50' });
-  if (state) qs.set('state', state);
-  if (mine) qs.set('requesterId', user.id);
-  if (cursor) qs.set('cursor', cursor);
-  const { data, error, loading, reload } = useApi<{ requests: RequestRow[]; nextCursor: string | null }>(
-    `/api/requests?${qs}`,
-  );
+  const { data, error, loading, reload } = useCall('listRequests', {
+    query: {
+      limit: 50,
+      ...(state ? { state } : {}),
+      ...(mine ? { requesterId: user.id } : {}),
+      ...(cursor ? { cursor } : {}),
+    },
+  });
   useUiEvent('request:changed', () => reload());
   const names = useNames((data?.requests ?? []).map((r) => r.requesterId));
   const hostnames = useHostnames();
@@ -51,7 +42,7 @@ export function RequestList() {
         title="Requests"
         description="Everything asked to run, newest first."
         actions={
-          canDo(user.role, 'request') ? (
+          canDo(user.role, 'request:create') ? (
             <Button asChild>
               <Link href="/requests/new">
                 <PlusIcon aria-hidden="true" /> New request
@@ -75,7 +66,7 @@ export function RequestList() {
             <option value="">Any state</option>
             {STATES.map((s) => (
               <option key={s} value={s}>
-                {s.replaceAll('_', ' ')}
+                {REQUEST[s].label}
               </option>
             ))}
           </NativeSelect>

@@ -10,14 +10,13 @@ import { Button } from '../../../components/ui/button';
 import { Card, CardContent, CardHeader } from '../../../components/ui/card';
 import { CodeBlock } from '../../../components/ui/code-block';
 import { ErrorState, LoadingRows } from '../../../components/ui/states';
-import { useApi } from '../../../lib/client/api';
+import { useCall } from '../../../lib/client/api';
 import { canDo, useUser } from '../../../lib/client/session';
-import type { ScriptSummary } from '../../../lib/client/types';
 import { cn } from '../../../lib/client/utils';
 
 export function ScriptLibrary() {
   const user = useUser();
-  const { data, error, loading, reload } = useApi<{ scripts: ScriptSummary[] }>('/api/scripts');
+  const { data, error, loading, reload } = useCall('listScripts', {});
   const [sel, setSel] = useState<string | null>(null);
   const scripts = data?.scripts ?? [];
   const current = scripts.find((s) => s.id === sel) ?? scripts[0];
@@ -61,7 +60,7 @@ export function ScriptLibrary() {
                   <Badge variant="warning">changes state</Badge>
                 )}
                 <Badge variant="outline">v{current.version}</Badge>
-                {canDo(user.role, 'request') ? (
+                {canDo(user.role, 'request:create') ? (
                   <Button asChild size="sm" className="ml-auto">
                     <Link href={`/requests/new?script=${encodeURIComponent(current.id)}`}>
                       <PlayIcon aria-hidden="true" /> Use in a request

@@ -1,10 +1,8 @@
 import { handle } from '../../../server/http/handler';
-import { api } from '../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const GET = handle(api.listPolicies, async ({ rt }) => ({
-  policies: await rt.services.policy.listPolicies(rt.db.prisma),
-}));
+export const GET = handle(routes.listPolicies, ({ services }) => services.policies.list());
 
-export const POST = handle(api.createPolicy, async ({ rt, user, body }) => ({
-  policy: await rt.services.policy.createPolicy(rt.db.prisma, rt.services.actorOf(user), body),
-}));
+export const POST = handle(routes.createPolicy, ({ services, actor, body }) =>
+  services.policies.create(actor, body),
+);

@@ -1,4 +1,4 @@
 import { handle } from '../../../server/http/handler';
-import { api } from '../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const GET = handle(api.listScripts, async ({ rt }) => ({ scripts: rt.services.scripts() }));
+export const GET = handle(routes.listScripts, async ({ services }) => services.scripts.list());

@@ -4,7 +4,7 @@ import { useCallback, useRef, useState } from 'react';
 import { BanIcon, ClockIcon, ServerIcon, UserIcon } from 'lucide-react';
 import { PageHeader } from '../../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../../components/requests/code-and-params';
-import { mayReview, ReviewControls } from '../../../../components/requests/review-controls';
+import { ReviewControls } from '../../../../components/requests/review-controls';
 import { ExecutionBadge, RequestBadge } from '../../../../components/status';
 import { Alert } from '../../../../components/ui/alert';
 import { Badge } from '../../../../components/ui/badge';
@@ -12,18 +12,12 @@ import { Button } from '../../../../components/ui/button';
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '../../../../components/ui/card';
 import { CodeBlock } from '../../../../components/ui/code-block';
 import { EmptyState, ErrorState, LoadingRows } from '../../../../components/ui/states';
-import { api, ApiError, errorMessage, useApi, useHostnames, useNames } from '../../../../lib/client/api';
+import { api, errorMessage, isApiError, useCall, useHostnames, useNames } from '../../../../lib/client/api';
 import { useUser } from '../../../../lib/client/session';
 import { useRequestSubscription, useUiEvent } from '../../../../lib/client/socket';
-import type { AuditEvent, Execution, Policy, RequestRow, ScriptSummary } from '../../../../lib/client/types';
+import { mayReview, type ExecutionDetail as Execution } from '@pyreach/protocol/api';
+import { EXECUTION } from '@pyreach/protocol/states';
 import { formatTime, relativeTime } from '../../../../lib/client/utils';
-
-type Detail = RequestRow & {
-  approverRoles?: string[];
-  approvals?: number;
-  voidedReviews?: number;
-  executions?: Execution[];
-};
 
 /** What each engine error code asks the operator to do, beside the engine's own message. */
 const ERROR_HINTS: Record<string, string> = {
@@ -40,20 +34,9 @@ const ERROR_HINTS: Record<string, string> = {
   USER_EXCEPTION: 'The code raised an exception inside the target; see the traceback.',
 };
 
-const TERMINAL = new Set([
-  'succeeded',
-  'failed',
-  'pickup_timeout',
-  'target_gone',
-  'refused',
-  'agent_lost',
-  'expired',
-  'cancelled',
-]);
-
 function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string; live: string }) {
   const output = (e.output ?? '') + live;
-  const running = !TERMINAL.has(e.state);
+  const running = !EXECUTION[e.state].terminal;
   return (
     <Card data-testid="execution" data-execution-id={e.id} data-state={e.state}>
       <CardHeader className="flex-row flex-wrap items-center gap-x-3 gap-y-1">
@@ -110,12 +93,10 @@ function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string;
 
 export function RequestDetail({ id }: { id: string }) {
   const user = useUser();
-  const req = useApi<{ request: Detail }>(`/api/requests/${id}`);
-  const timeline = useApi<{ events: AuditEvent[] }>(
-    `/api/audit?subjectType=request&subjectId=${encodeURIComponent(id)}&limit=200`,
-  );
-  const scripts = useApi<{ scripts: ScriptSummary[] }>('/api/scripts');
-  const policies = useApi<{ policies: Policy[] }>('/api/policies');
+  const req = useCall('getRequest', { params: { id } });
+  const timeline = useCall('queryAudit', { query: { subjectType: 'request', subjectId: id, limit: 200 } });
+  const scripts = useCall('listScripts', {});
+  const policies = useCall('listPolicies', {});
   const hostnames = useHostnames();
   const [live, setLive] = useState<Record<string, { seq: number; text: string }>>({});
   const [cancelError, setCancelError] = useState<unknown>(null);
@@ -158,7 +139,7 @@ export function RequestDetail({ id }: { id: string }) {
     return (
       <>
         <PageHeader title="Request" />
-        {req.error instanceof ApiError && req.error.status === 404 ? (
+        {isApiError(req.error, 'NOT_FOUND') ? (
           <EmptyState title="No such request">
             It may have been mistyped.{' '}
             <Link className="underline" href="/requests">
@@ -181,21 +162,13 @@ export function RequestDetail({ id }: { id: string }) {
     (own || user.role === 'admin') &&
     ['pending', 'approved', 'dispatching'].includes(r.state) &&
     (user.role === 'operator' || user.role === 'admin');
-  const currentReviews = (r.reviews ?? []).filter(
-    (x) =>
-      (x as { contentHash?: string }).contentHash === undefined ||
-      (x as { contentHash?: string }).contentHash === r.contentHash,
-  );
-  const voided = (r.reviews ?? []).length - currentReviews.length;
-  const executions = r.executions ?? [];
+  const voided = r.voidedReviews;
+  const executions = r.executions;
 
   async function cancel() {
     setCancelError(null);
     try {
-      await api(`/api/requests/${id}/cancel`, {
-        method: 'POST',
-        json: { reason: 'cancelled from the dashboard' },
-      });
+      await api('cancelRequest', { params: { id }, body: { reason: 'cancelled from the dashboard' } });
       reloadAll();
     } catch (err) {
       setCancelError(err);
@@ -331,14 +304,13 @@ export function RequestDetail({ id }: { id: string }) {
                     {r.requiredApprovals === 0
                       ? 'no approval needed'
                       : `${r.requiredApprovals} approval${r.requiredApprovals === 1 ? '' : 's'}`}
-                    {r.approverRoles?.length ? ` from ${r.approverRoles.join(' or ')}` : ''}
+                    {r.approverRoles.length ? ` from ${r.approverRoles.join(' or ')}` : ''}
                   </dd>
                 </div>
                 <div>
                   <dt className="text-xs text-muted-foreground">Approvals</dt>
                   <dd data-testid="approval-count">
-                    {r.approvals ?? currentReviews.filter((x) => x.decision === 'approve').length} of{' '}
-                    {r.requiredApprovals}
+                    {r.approvals} of {r.requiredApprovals}
                     {voided > 0 ? (
                       <span className="text-muted-foreground"> ({voided} voided by an edit)</span>
                     ) : null}
@@ -353,8 +325,7 @@ export function RequestDetail({ id }: { id: string }) {
                 <div>
                   <dt className="text-xs text-muted-foreground">Rollout</dt>
                   <dd>
-                    concurrency {(r.rollout as { concurrency?: number }).concurrency ?? 1} · stop after{' '}
-                    {(r.rollout as { maxFailures?: number }).maxFailures ?? 1} failure(s)
+                    concurrency {r.rollout.concurrency} · stop after {r.rollout.maxFailures} failure(s)
                   </dd>
                 </div>
               </dl>
@@ -366,11 +337,11 @@ export function RequestDetail({ id }: { id: string }) {
               <CardTitle>Reviews</CardTitle>
             </CardHeader>
             <CardContent>
-              {(r.reviews ?? []).length === 0 ? (
+              {r.reviews.length === 0 ? (
                 <p className="text-sm text-muted-foreground">No reviews yet.</p>
               ) : (
                 <ul className="grid gap-2 text-sm" data-testid="reviews">
-                  {(r.reviews ?? []).map((v) => (
+                  {r.reviews.map((v) => (
                     <li key={v.id} className="rounded-md border p-2">
                       <div className="flex items-center gap-2">
                         <Badge variant={v.decision === 'approve' ? 'success' : 'destructive'}>

@@ -1,7 +1,4 @@
 import { handle } from '../../../../server/http/handler';
-import { api } from '../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const GET = handle(api.getAgent, async ({ rt, params }) => {
-  const agent = await rt.services.agents.getAgent(rt.db.prisma, params.id);
-  return { agent: { ...agent, connectedHere: rt.agents.isConnected(agent.id) } };
-});
+export const GET = handle(routes.getAgent, ({ services, params }) => services.agents.get(params.id));

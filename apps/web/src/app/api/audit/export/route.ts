@@ -1,18 +1,11 @@
 import { handle } from '../../../../server/http/handler';
-import { api } from '../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const GET = handle(api.exportAudit, async ({ rt, user, query }) => {
-  const { format, from, to, ...rest } = query;
-  const filter = { ...rest, ...(from ? { from: new Date(from) } : {}), ...(to ? { to: new Date(to) } : {}) };
-  await rt.services.audit.recordAudit(rt.db.prisma, {
-    actor: rt.services.actorOf(user),
-    action: 'audit.export',
-    data: { ...query },
-  });
-  const chunks = rt.services.audit.exportAudit(rt.db.prisma, filter, format)[Symbol.asyncIterator]();
+export const GET = handle(routes.exportAudit, async ({ services, plane, actor, query }) => {
+  const chunks = (await services.audit.export(actor, query))[Symbol.asyncIterator]();
   const encoder = new TextEncoder();
   // Streamed: constant memory however many events match; the shutdown drain waits for it to finish.
-  const end = rt.inflight.begin();
+  const end = plane.inflight.begin();
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -23,7 +16,7 @@ export const GET = handle(api.exportAudit, async ({ rt, user, query }) => {
         } else controller.enqueue(encoder.encode(next.value));
       } catch (err) {
         end();
-        rt.log.error({ err }, 'audit export failed mid-stream');
+        plane.log.error({ err }, 'audit export failed mid-stream');
         controller.error(err);
       }
     },
@@ -35,8 +28,9 @@ export const GET = handle(api.exportAudit, async ({ rt, user, query }) => {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   return new Response(stream, {
     headers: {
-      'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
-      'content-disposition': `attachment; filename="pyreach-audit-${stamp}.${format}"`,
+      'content-type':
+        query.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
+      'content-disposition': `attachment; filename="pyreach-audit-${stamp}.${query.format}"`,
       'cache-control': 'no-store',
     },
   });

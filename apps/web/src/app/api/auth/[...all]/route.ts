@@ -2,29 +2,39 @@
  * better-auth's own endpoints (sign-in, sign-out, session, OIDC callbacks). Sign-in is rate limited per
  * client IP + email before better-auth sees it (better-auth's built-in limiter only keys on IP + path).
  */
-import { getAppContext } from '../../../../server/context';
 import { errorResponse, toErrorResponse } from '../../../../server/http/handler';
-import { checkLoginRate } from '../../../../server/http/login-limit';
+import { CLIENT_IP_HEADER, httpPlane } from '../../../../server/http/plane';
+
+async function signInEmail(req: Request): Promise<string> {
+  try {
+    const body = (await req.clone().json()) as { email?: unknown };
+    if (typeof body.email === 'string') return body.email.trim().toLowerCase().slice(0, 320);
+  } catch {
+    // Malformed bodies are refused by better-auth; they still count against the IP.
+  }
+  return '';
+}
 
 async function auth(req: Request): Promise<Response> {
-  const rt = getAppContext();
+  const plane = httpPlane();
   try {
     if (req.method === 'POST' && new URL(req.url).pathname.endsWith('/sign-in/email')) {
-      const limited = await checkLoginRate(rt, req);
-      if (limited)
-        return errorResponse(429, 'RATE_LIMITED', `too many sign-in attempts; retry in ${limited} s`);
+      const ip = req.headers.get(CLIENT_IP_HEADER) ?? 'unknown';
+      const limited = await plane.services.sessions.checkLoginRate({ ip, email: await signInEmail(req) });
+      if (limited) return errorResponse('RATE_LIMITED', `too many sign-in attempts; retry in ${limited} s`);
     }
-    const res = await rt.auth.handler(req);
+    const res = await plane.authHandler(req);
     if (res.status >= 400 && !(res.headers.get('content-type') ?? '').includes('json')) {
-      return errorResponse(
-        res.status,
-        res.status === 404 ? 'NOT_FOUND' : 'AUTH_ERROR',
-        (await res.text()) || 'request refused',
+      // better-auth's plain-text refusals, in the one error shape (the status stays its own).
+      const code = res.status === 404 ? 'NOT_FOUND' : 'AUTH_ERROR';
+      return Response.json(
+        { ok: false, error: { code, message: (await res.text()) || 'request refused' } },
+        { status: res.status, headers: { 'cache-control': 'no-store' } },
       );
     }
     return res;
   } catch (err) {
-    return toErrorResponse(err, rt);
+    return toErrorResponse(err, plane);
   }
 }
 

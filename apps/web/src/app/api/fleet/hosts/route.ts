@@ -1,6 +1,4 @@
 import { handle } from '../../../../server/http/handler';
-import { api } from '../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const GET = handle(api.listHosts, async ({ rt, query }) => ({
-  hosts: await rt.services.inventory.listHosts(rt.db.prisma, query),
-}));
+export const GET = handle(routes.listHosts, ({ services, query }) => services.fleet.hosts(query));

@@ -1,10 +1,4 @@
 import { handle } from '../../../../server/http/handler';
-import { api } from '../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const POST = handle(api.previewSelector, async ({ rt, body }) => {
-  const { limit, ...selector } = body;
-  const processes = await rt.services.inventory.matchSelector(rt.db.prisma, selector, {
-    limit: limit ?? 1000,
-  });
-  return { count: processes.length, processes };
-});
+export const POST = handle(routes.previewSelector, ({ services, body }) => services.fleet.preview(body));

@@ -1,6 +1,4 @@
 import { handle } from '../../../../server/http/handler';
-import { api } from '../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const GET = handle(api.listProcesses, async ({ rt, query }) => ({
-  processes: await rt.services.inventory.listProcesses(rt.db.prisma, query),
-}));
+export const GET = handle(routes.listProcesses, ({ services, query }) => services.fleet.processes(query));

@@ -1,7 +1,6 @@
 import { handle } from '../../../../server/http/handler';
-import { api } from '../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const PATCH = handle(api.setUserRole, async ({ rt, user, params, body }) => {
-  await rt.services.users.setRole(rt.db.prisma, rt.services.actorOf(user), params.id, body.role);
-  return { user: { id: params.id, role: body.role } };
-});
+export const PATCH = handle(routes.setUserRole, ({ services, actor, params, body }) =>
+  services.users.setRole(actor, params.id, body.role),
+);

@@ -1,15 +1,6 @@
 import { handle } from '../../../../../server/http/handler';
-import { api } from '../../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const POST = handle(api.revokeAgent, async ({ rt, user, params, body }) => {
-  const agent = await rt.services.agents.revokeAgent(
-    rt.db.prisma,
-    rt.services.actorOf(user),
-    params.id,
-    body.reason,
-  );
-  // After the commit: the agent is told and dropped everywhere; it is refused at every later handshake.
-  rt.agents.revoke(agent.id, body.reason);
-  rt.ui.fleetChanged(null);
-  return { agent };
-});
+export const POST = handle(routes.revokeAgent, ({ services, actor, params, body }) =>
+  services.agents.revoke(actor, params.id, body.reason),
+);

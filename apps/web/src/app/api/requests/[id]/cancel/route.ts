@@ -1,14 +1,6 @@
 import { handle } from '../../../../../server/http/handler';
-import { api } from '../../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const POST = handle(api.cancelRequest, async ({ rt, user, params, body }) => {
-  const request = await rt.services.requests.cancelRequest(
-    rt.db.prisma,
-    rt.services.actorOf(user),
-    params.id,
-    body.reason,
-  );
-  rt.ui.requestChanged(request.id, request.state);
-  rt.dispatcher.wake('cancelled');
-  return { request };
-});
+export const POST = handle(routes.cancelRequest, ({ services, actor, params, body }) =>
+  services.requests.cancel(actor, params.id, body.reason),
+);

@@ -1,19 +1,6 @@
 import { handle } from '../../../../../server/http/handler';
-import { api } from '../../../../../server/http/api-spec';
+import { routes } from '@pyreach/protocol/routes';
 
-export const POST = handle(api.reviewRequest, async ({ rt, user, params, body }) => {
-  // The session's creation time is the moment of the last real sign-in: approving needs it to be recent.
-  const request = await rt.services.requests.reviewRequest(
-    rt.db.prisma,
-    rt.services.actorOf(user),
-    params.id,
-    body,
-    {
-      authenticatedAt: user.authenticatedAt,
-      reauthWindowMinutes: rt.env.reauthMinutes,
-    },
-  );
-  rt.ui.requestChanged(request.id, request.state);
-  if (request.state === 'approved') rt.dispatcher.wake('approved');
-  return { request };
-});
+export const POST = handle(routes.reviewRequest, ({ services, actor, user, params, body }) =>
+  services.requests.review(actor, user, params.id, body),
+);

@@ -1,17 +1,66 @@
 /**
- * Every HTTP route's contract in one table: method, path, who may call it (an action of services/actor.ts),
- * and the zod schemas of params, query and body. Route files implement them with handle(); the OpenAPI
- * document and the role × action tests are generated from this table. Browser-safe: zod and protocol only.
+ * Every HTTP route's contract in one table: method, path, who may call it (an action of api.ts), the zod
+ * schemas of params, query, body and response. Route files implement them with handle() (apps/web); the
+ * OpenAPI document, the role × action tests and the browser's typed client are derived from this table.
+ * Browser-safe: zod only.
  */
 import { z } from 'zod';
-import { EnrollRequest, EnrollResponse } from '@pyreach/protocol/agent';
-import { JobOptions } from '@pyreach/protocol/job';
-import { Id, JsonObject, Labels } from '@pyreach/protocol/common';
-import { defineRoute } from './spec';
+import { EnrollRequest, EnrollResponse } from './agent';
+import { Id, Labels } from './common';
+import {
+  AgentRow,
+  AuditEventRow,
+  AuditVerification,
+  CreateJoinToken,
+  CreateRequest,
+  CreateUser,
+  FleetHost,
+  HostSummary,
+  Me,
+  PolicyInput,
+  PolicyPreview,
+  PolicyPreviewBody,
+  PolicyRow,
+  RequestDetail,
+  RequestRow,
+  Review,
+  Role,
+  ScriptSummary,
+  Selector,
+  TargetProcess,
+  UpdateRequest,
+  UserRow,
+  type Action,
+} from './api';
+
+export type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+
+export interface RouteSpec {
+  method: Method;
+  /** OpenAPI-style path, e.g. /api/requests/{id}. */
+  path: string;
+  summary: string;
+  tag: string;
+  /** 'public': no session; 'session': any signed-in user; { action }: the role must be allowed it. */
+  auth: 'public' | 'session' | { action: Action };
+  /** For public routes that still want to know who is calling. */
+  optionalSession?: boolean;
+  params?: z.ZodType;
+  query?: z.ZodType;
+  body?: z.ZodType;
+  /** The success body without `ok: true` (the client parses it; absent for streams and documents). */
+  response?: z.ZodType;
+  status?: number;
+  maxBodyBytes?: number;
+  /** Streams a non-JSON body (export). */
+  produces?: string;
+}
+
+export const defineRoute = <const S extends RouteSpec>(spec: S): S => spec;
 
 const IdParam = z.object({ id: Id });
-const Role = z.enum(['viewer', 'operator', 'approver', 'admin']);
 const Bool = z.enum(['true', 'false']).transform((v) => v === 'true');
+/** `key=value,key=value` in a query string. */
 const LabelsQuery = z
   .string()
   .max(2048)
@@ -28,79 +77,25 @@ const LabelsQuery = z
     return out;
   })
   .pipe(Labels);
+const AuditFilter = {
+  actorId: z.string().max(128).optional(),
+  action: z.string().max(128).optional(),
+  subjectType: z.string().max(64).optional(),
+  subjectId: z.string().max(128).optional(),
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+};
+const RequestEnvelope = z.object({ request: RequestRow });
+const PolicyEnvelope = z.object({ policy: PolicyRow });
 
-export const Selector = z.object({
-  labels: Labels.default({}),
-  process: z
-    .object({
-      cmdlineContains: z.string().max(256).optional(),
-      user: z.string().max(256).optional(),
-      exeContains: z.string().max(256).optional(),
-    })
-    .strict()
-    .optional(),
-});
-
-/** Mirrors services/policy.ts PolicyInput (which re-validates); kept here so routes stay free of the DB client. */
-export const PolicyBody = z
-  .object({
-    name: z.string().min(1).max(100),
-    description: z.string().max(1000).nullable().optional(),
-    matchLabels: Labels.optional(),
-    priority: z.number().int().min(-100_000).max(100_000).optional(),
-    requiredApprovals: z.number().int().min(0).max(10).optional(),
-    approverRoles: z.array(Role).max(4).optional(),
-    allowCustomCode: z.boolean().optional(),
-    approvalValidMinutes: z.number().int().min(1).max(10080).optional(),
-  })
-  .strict();
-
-/** Mirrors services/requests.ts (which re-validates everything, including cross-field rules). */
-const ExplicitTarget = z.object({
-  agentId: Id,
-  pid: z.number().int().positive(),
-  startTime: z.string().regex(/^\d+$/),
-  tid: z.number().int().positive().optional(),
-});
-export const Targets = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('processes'), processes: z.array(ExplicitTarget).min(1).max(1000) }),
-  z.object({ type: z.literal('selector'), labels: Labels, process: Selector.shape.process }),
-]);
-const Rollout = z.object({
-  concurrency: z.number().int().min(1).max(1000).optional(),
-  maxFailures: z.number().int().min(1).max(10000).optional(),
-});
-export const CreateRequestBody = z
-  .object({
-    kind: z.enum(['library', 'custom']),
-    scriptId: z.string().min(1).max(128).nullable().optional(),
-    /** For library requests the server fills in the script's source when omitted. */
-    code: z.string().min(1).optional(),
-    params: JsonObject.optional(),
-    targets: Targets,
-    reason: z.string().min(3).max(2000),
-    rollout: Rollout.optional(),
-    options: JobOptions.partial().optional(),
-  })
-  .strict();
-export const UpdateRequestBody = z
-  .object({
-    code: z.string().min(1).optional(),
-    params: JsonObject.optional(),
-    targets: Targets.optional(),
-    reason: z.string().min(3).max(2000).optional(),
-    rollout: Rollout.optional(),
-    options: JobOptions.partial().optional(),
-  })
-  .strict();
-
-export const api = {
+export const routes = {
   health: defineRoute({
     method: 'GET',
     path: '/api/health',
     summary: 'Liveness and database reachability',
     tag: 'system',
     auth: 'public',
+    response: z.object({ db: z.enum(['pglite', 'postgres']), uptimeSeconds: z.number() }),
   }),
   openapi: defineRoute({
     method: 'GET',
@@ -115,6 +110,7 @@ export const api = {
     summary: 'The signed-in user, role and re-authentication state',
     tag: 'users',
     auth: 'session',
+    response: Me,
   }),
 
   listUsers: defineRoute({
@@ -123,6 +119,7 @@ export const api = {
     summary: 'List users',
     tag: 'users',
     auth: { action: 'user:manage' },
+    response: z.object({ users: z.array(UserRow) }),
   }),
   createUser: defineRoute({
     method: 'POST',
@@ -131,14 +128,8 @@ export const api = {
     tag: 'users',
     auth: { action: 'user:manage' },
     status: 201,
-    body: z
-      .object({
-        email: z.email().max(320),
-        name: z.string().min(1).max(200),
-        password: z.string().min(12).max(256),
-        role: Role,
-      })
-      .strict(),
+    body: CreateUser,
+    response: z.object({ user: UserRow.pick({ id: true, email: true, name: true, role: true }) }),
   }),
   setUserRole: defineRoute({
     method: 'PATCH',
@@ -148,6 +139,7 @@ export const api = {
     auth: { action: 'user:manage' },
     params: z.object({ id: z.string().min(1).max(128) }),
     body: z.object({ role: Role }).strict(),
+    response: z.object({ user: z.object({ id: z.string(), role: Role }) }),
   }),
 
   createJoinToken: defineRoute({
@@ -157,13 +149,10 @@ export const api = {
     tag: 'agents',
     auth: { action: 'agent:manage' },
     status: 201,
-    body: z
-      .object({
-        labels: Labels.optional(),
-        ttlMinutes: z.number().int().min(1).max(10080).optional(),
-        note: z.string().max(500).optional(),
-      })
-      .strict(),
+    body: CreateJoinToken,
+    response: z.object({
+      joinToken: z.object({ id: Id, token: z.string(), expiresAt: z.string(), labels: Labels }),
+    }),
   }),
   enroll: defineRoute({
     method: 'POST',
@@ -185,6 +174,7 @@ export const api = {
     query: z
       .object({ status: z.enum(['online', 'offline']).optional(), includeRevoked: Bool.optional() })
       .strict(),
+    response: z.object({ agents: z.array(AgentRow) }),
   }),
   getAgent: defineRoute({
     method: 'GET',
@@ -193,6 +183,7 @@ export const api = {
     tag: 'agents',
     auth: { action: 'fleet:read' },
     params: IdParam,
+    response: z.object({ agent: AgentRow }),
   }),
   revokeAgent: defineRoute({
     method: 'POST',
@@ -202,6 +193,7 @@ export const api = {
     auth: { action: 'agent:manage' },
     params: IdParam,
     body: z.object({ reason: z.string().min(1).max(1024) }).strict(),
+    response: z.object({ agent: AgentRow }),
   }),
 
   listHosts: defineRoute({
@@ -211,6 +203,7 @@ export const api = {
     tag: 'fleet',
     auth: { action: 'fleet:read' },
     query: z.object({ labels: LabelsQuery.optional(), includeRevoked: Bool.optional() }).strict(),
+    response: z.object({ hosts: z.array(HostSummary) }),
   }),
   listProcesses: defineRoute({
     method: 'GET',
@@ -229,6 +222,7 @@ export const api = {
         limit: z.coerce.number().int().min(1).max(10000).optional(),
       })
       .strict(),
+    response: z.object({ processes: z.array(TargetProcess) }),
   }),
   previewSelector: defineRoute({
     method: 'POST',
@@ -237,6 +231,7 @@ export const api = {
     tag: 'fleet',
     auth: { action: 'fleet:read' },
     body: Selector.extend({ limit: z.number().int().min(1).max(10000).optional() }).strict(),
+    response: z.object({ count: z.number().int(), processes: z.array(TargetProcess) }),
   }),
   listScripts: defineRoute({
     method: 'GET',
@@ -244,6 +239,7 @@ export const api = {
     summary: 'Built-in script library',
     tag: 'requests',
     auth: { action: 'request:read' },
+    response: z.object({ scripts: z.array(ScriptSummary) }),
   }),
 
   listRequests: defineRoute({
@@ -260,6 +256,7 @@ export const api = {
         limit: z.coerce.number().int().min(1).max(200).optional(),
       })
       .strict(),
+    response: z.object({ requests: z.array(RequestRow), nextCursor: Id.nullable() }),
   }),
   createRequest: defineRoute({
     method: 'POST',
@@ -268,7 +265,8 @@ export const api = {
     tag: 'requests',
     auth: { action: 'request:create' },
     status: 201,
-    body: CreateRequestBody,
+    body: CreateRequest,
+    response: RequestEnvelope,
   }),
   getRequest: defineRoute({
     method: 'GET',
@@ -277,6 +275,7 @@ export const api = {
     tag: 'requests',
     auth: { action: 'request:read' },
     params: IdParam,
+    response: z.object({ request: RequestDetail }),
   }),
   updateRequest: defineRoute({
     method: 'PATCH',
@@ -285,7 +284,8 @@ export const api = {
     tag: 'requests',
     auth: { action: 'request:create' },
     params: IdParam,
-    body: UpdateRequestBody,
+    body: UpdateRequest,
+    response: RequestEnvelope,
   }),
   cancelRequest: defineRoute({
     method: 'POST',
@@ -295,6 +295,7 @@ export const api = {
     auth: { action: 'request:cancel' },
     params: IdParam,
     body: z.object({ reason: z.string().max(2000).optional() }).strict(),
+    response: RequestEnvelope,
   }),
   reviewRequest: defineRoute({
     method: 'POST',
@@ -303,9 +304,8 @@ export const api = {
     tag: 'requests',
     auth: { action: 'request:review' },
     params: IdParam,
-    body: z
-      .object({ decision: z.enum(['approve', 'reject']), comment: z.string().max(2000).optional() })
-      .strict(),
+    body: Review,
+    response: RequestEnvelope,
   }),
 
   listPolicies: defineRoute({
@@ -314,6 +314,7 @@ export const api = {
     summary: 'Approval policies, highest priority first',
     tag: 'policies',
     auth: { action: 'policy:read' },
+    response: z.object({ policies: z.array(PolicyRow) }),
   }),
   createPolicy: defineRoute({
     method: 'POST',
@@ -322,7 +323,8 @@ export const api = {
     tag: 'policies',
     auth: { action: 'policy:manage' },
     status: 201,
-    body: PolicyBody,
+    body: PolicyInput,
+    response: PolicyEnvelope,
   }),
   getPolicy: defineRoute({
     method: 'GET',
@@ -331,6 +333,7 @@ export const api = {
     tag: 'policies',
     auth: { action: 'policy:read' },
     params: IdParam,
+    response: PolicyEnvelope,
   }),
   updatePolicy: defineRoute({
     method: 'PUT',
@@ -339,7 +342,8 @@ export const api = {
     tag: 'policies',
     auth: { action: 'policy:manage' },
     params: IdParam,
-    body: PolicyBody,
+    body: PolicyInput,
+    response: PolicyEnvelope,
   }),
   deletePolicy: defineRoute({
     method: 'DELETE',
@@ -348,6 +352,7 @@ export const api = {
     tag: 'policies',
     auth: { action: 'policy:manage' },
     params: IdParam,
+    response: z.object({ deleted: Id }),
   }),
 
   queryAudit: defineRoute({
@@ -358,12 +363,7 @@ export const api = {
     auth: { action: 'audit:read' },
     query: z
       .object({
-        actorId: z.string().max(128).optional(),
-        action: z.string().max(128).optional(),
-        subjectType: z.string().max(64).optional(),
-        subjectId: z.string().max(128).optional(),
-        from: z.iso.datetime({ offset: true }).optional(),
-        to: z.iso.datetime({ offset: true }).optional(),
+        ...AuditFilter,
         text: z.string().max(256).optional(),
         cursor: z
           .string()
@@ -372,6 +372,7 @@ export const api = {
         limit: z.coerce.number().int().min(1).max(500).optional(),
       })
       .strict(),
+    response: z.object({ events: z.array(AuditEventRow), nextCursor: z.string().nullable() }),
   }),
   verifyAudit: defineRoute({
     method: 'GET',
@@ -379,6 +380,7 @@ export const api = {
     summary: 'Verify the hash chain; names the first broken event',
     tag: 'audit',
     auth: { action: 'audit:read' },
+    response: AuditVerification,
   }),
   exportAudit: defineRoute({
     method: 'GET',
@@ -390,16 +392,48 @@ export const api = {
     query: z
       .object({
         format: z.enum(['jsonl', 'csv']).default('jsonl'),
-        actorId: z.string().max(128).optional(),
-        action: z.string().max(128).optional(),
-        subjectType: z.string().max(64).optional(),
-        subjectId: z.string().max(128).optional(),
-        from: z.iso.datetime({ offset: true }).optional(),
-        to: z.iso.datetime({ offset: true }).optional(),
+        ...AuditFilter,
       })
       .strict(),
   }),
+
+  // ---- the dashboard's own reads (one call per page instead of N+1) --------------------------------------
+
+  /**
+   * Every host with its agent (status, last seen, version, labels) and its full Python-process snapshot. The
+   * /api/fleet/* routes serve the scriptable, filterable lists; this one gives the fleet page all it shows.
+   */
+  uiFleet: defineRoute({
+    method: 'GET',
+    path: '/api/ui/fleet',
+    summary: 'Hosts with agent facts and full process snapshots (dashboard)',
+    tag: 'fleet',
+    auth: { action: 'fleet:read' },
+    query: z.object({ includeRevoked: Bool.optional() }).strict(),
+    response: z.object({ hosts: z.array(FleetHost) }),
+  }),
+  /** Display names for user ids: approvers see who asked and who voted (/api/users is the admin's list). */
+  uiNames: defineRoute({
+    method: 'POST',
+    path: '/api/ui/names',
+    summary: 'Display names and roles for user ids (dashboard)',
+    tag: 'users',
+    auth: { action: 'request:read' },
+    maxBodyBytes: 64 * 1024,
+    body: z.object({ ids: z.array(z.string().min(1).max(128)).max(500) }).strict(),
+    response: z.object({ users: z.record(z.string(), z.object({ name: z.string(), role: Role })) }),
+  }),
+  /** The policy a request would fall under, before it is filed (the same resolution as at creation). */
+  uiPolicyPreview: defineRoute({
+    method: 'POST',
+    path: '/api/ui/policy-preview',
+    summary: 'The effective policy for a set of targets (dashboard, before filing a request)',
+    tag: 'policies',
+    auth: { action: 'policy:read' },
+    maxBodyBytes: 256 * 1024,
+    body: PolicyPreviewBody,
+    response: PolicyPreview,
+  }),
 };
 
-export type ApiName = keyof typeof api;
-export { IdParam, JsonObject };
+export type RouteName = keyof typeof routes;

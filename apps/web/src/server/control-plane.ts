@@ -1,6 +1,9 @@
 /**
- * Boot and shutdown of the one server process: database, auth, Next.js (or the API-only router), socket.io
- * with the /agents and /ui namespaces, and the dispatcher, all on one HTTP port.
+ * The composition root: one ControlPlane, built top-down in the order each part needs the one before —
+ * database → auth and bound services → Publisher (with the /ui gateway) → agent gateway → dispatcher → HTTP —
+ * so nothing is ever half-built and no module of the server imports back up this chain. Boot and graceful
+ * shutdown of the one process: Next.js (or the API-only router), socket.io (/agents, /ui) and the dispatcher on
+ * one HTTP port.
  */
 import { existsSync } from 'node:fs';
 import {
@@ -13,44 +16,36 @@ import type { Duplex } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server as IoServer } from 'socket.io';
+import { can } from '@pyreach/protocol/api';
 import { MAX_MESSAGE_BYTES } from '@pyreach/protocol/common';
-import { openDatabase, type Database } from '@pyreach/db';
-import { CLIENT_IP_HEADER, createAuth, type Auth } from './auth';
+import { openDatabase } from '@pyreach/db';
+import { createAuth } from './auth';
 import { Cluster } from './cluster';
-import { setAppContext } from './context';
 import { Dispatcher } from './dispatcher';
 import type { Env } from './env';
-import { AgentGateway } from './gateway/agents';
+import { AgentRooms } from './gateway/agent-rooms';
+import { AgentGateway, LocalAgents } from './gateway/agents';
 import { UiGateway } from './gateway/ui';
 import { FsRouter } from './http/fs-router';
+import { errorResponse } from './http/handler';
 import { sendWebResponse, toWebRequest } from './http/node-bridge';
+import { CLIENT_IP_HEADER, installHttpPlane } from './http/plane';
 import { Inflight } from './inflight';
 import type { Logger } from './logger';
-import { createServices, type Services } from './wiring';
+import { Publisher, WakeSignal } from './publisher';
+import { createServices } from './services';
+import { asAppError } from './services/errors';
+import { loadOrCreateSigningKey } from './services/signing';
+import { recordSignIn } from './services/users';
 
 export const APP_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-export interface Runtime {
-  env: Env;
-  log: Logger;
-  db: Database;
-  auth: Auth;
-  services: Services;
-  agents: AgentGateway;
-  ui: UiGateway;
-  dispatcher: Dispatcher;
-  /** Redis adapter, cross-replica wake-ups and the housekeeping leader lease (a no-op single replica without Redis). */
-  cluster: Cluster;
-  inflight: Inflight;
-  mode: 'next-dev' | 'next' | 'api';
-  startedAt: Date;
-  shuttingDown: boolean;
-}
+export type UiMode = 'next-dev' | 'next' | 'api';
 
 type NextHandle = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 type NextUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
 
-function chooseMode(env: Env, log: Logger): Runtime['mode'] {
+function chooseMode(env: Env, log: Logger): UiMode {
   if (env.ui === 'api') return 'api';
   const built = existsSync(path.join(APP_ROOT, '.next', 'BUILD_ID'));
   if (env.nodeEnv === 'production') {
@@ -78,20 +73,52 @@ function clientIp(req: IncomingMessage, env: Env): string {
   return peer;
 }
 
-export interface StartedServer {
-  runtime: Runtime;
+export interface ControlPlane {
   http: HttpServer;
   port: number;
+  mode: UiMode;
   stop(reason: string): Promise<void>;
 }
 
-export async function startServer(env: Env, log: Logger): Promise<StartedServer> {
+export async function startControlPlane(env: Env, log: Logger): Promise<ControlPlane> {
   const mode = chooseMode(env, log);
+  const clock = () => new Date();
+  let shuttingDown = false;
+
+  // 1. The database.
   const db = await openDatabase(
     env.databaseUrl ? { url: env.databaseUrl } : { dataDir: path.join(env.dataDir, 'pglite') },
   );
   log.info({ db: db.kind, migrations: db.migrations }, 'database ready');
 
+  // 2. Auth and the bound services. Sign-ins are audited through the service module itself: auth comes first.
+  const signing = await loadOrCreateSigningKey({ keyFile: env.signingKeyFile, db: db.prisma });
+  const auth = createAuth({
+    env,
+    prisma: db.prisma,
+    log: log.child({ component: 'auth' }),
+    hooks: { onSignIn: (s) => recordSignIn(db.prisma, s.userId, s.ipAddress ?? null) },
+  });
+  const local = new LocalAgents();
+  const services = createServices({
+    prisma: db.prisma,
+    dbKind: db.kind,
+    signing,
+    auth: {
+      getSession: (headers) => auth.api.getSession({ headers }),
+      hashPassword: async (password) => (await auth.$context).password.hash(password),
+    },
+    presence: local,
+    clock,
+    config: {
+      reauthMinutes: env.reauthMinutes,
+      loginRateLimit: env.loginRateLimit,
+      agentGraceSeconds: env.agentGraceSeconds,
+      publicUrl: env.publicUrl,
+    },
+  });
+
+  // 3. Sockets and the Publisher (the only code turning effects into pushes, agent commands and wake-ups).
   const inflight = new Inflight();
   const http = createServer();
   const io = new IoServer(http, {
@@ -103,36 +130,68 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
     pingInterval: 10_000,
     pingTimeout: 10_000,
   });
-
   const cluster = await Cluster.start(env, io, log.child({ component: 'cluster' }));
+  const ui = new UiGateway(
+    io,
+    {
+      authenticate: (cookie) => services.sessions.fromCookie(cookie),
+      canRead: (user) => can(user.role, 'request:read'),
+    },
+    log.child({ component: 'ui' }),
+  );
+  const rooms = new AgentRooms(io);
+  const publisher = new Publisher(ui, rooms, new WakeSignal());
+  const publish = (effects: Parameters<Publisher['apply']>[0]) => publisher.apply(effects);
+  const track = <T>(work: Promise<T>) => inflight.track(work);
 
-  // The runtime is assembled in steps; the services need the gateways' event sinks and vice versa.
-  const runtime = {
-    env,
-    log,
-    db,
+  // 4. The agent gateway.
+  const agents = new AgentGateway(
+    rooms,
+    local,
+    {
+      getAgent: (agentId) => services.agents.credentials(agentId),
+      authFailed: (agentId, reason, ip) => services.agents.authFailed(agentId, reason, ip ?? null),
+      connected: (agentId, info) => services.agents.connected(agentId, info.at),
+      disconnected: (agentId, info) => services.agents.disconnected(agentId, info.connectedAt),
+      heartbeat: (agentId, hb) => services.agents.heartbeat(agentId, hb),
+      snapshot: (agentId, snap) => services.fleet.snapshot(agentId, snap),
+      delta: (agentId, delta) => services.fleet.delta(agentId, delta),
+      jobEvent: (agentId, ev) => services.jobs.apply(agentId, ev),
+      publish,
+      track,
+      isShuttingDown: () => shuttingDown,
+    },
+    log.child({ component: 'agents' }),
+  );
+
+  // 5. The dispatcher: only the ports it needs.
+  const dispatcher = new Dispatcher(
+    {
+      connectedAgentIds: () => local.ids(),
+      deliver: (agentId, envelope, timeoutMs) => agents.dispatch(agentId, envelope, timeoutMs),
+      nextWave: (connected) => services.jobs.nextWave(connected),
+      dispatchFailed: (job, failure) => services.jobs.dispatchFailed(job, failure),
+      housekeeping: () => services.jobs.housekeeping((agentId) => agents.isConnectedAnywhere(agentId)),
+      publish,
+      wakes: publisher.wakes,
+      cluster,
+      track,
+      intervalMs: env.dispatchIntervalMs,
+      replicaId: env.replicaId,
+    },
+    log.child({ component: 'dispatcher' }),
+  );
+
+  // 6. HTTP: route modules reach the services through the one accessor (see http/plane.ts for why).
+  installHttpPlane({
+    services,
+    publish,
+    authHandler: (req) => auth.handler(req),
     inflight,
-    mode,
-    cluster,
-    startedAt: new Date(),
-    shuttingDown: false,
-  } as Runtime;
-  runtime.services = await createServices(runtime);
-  runtime.auth = createAuth({
-    env,
-    prisma: db.prisma,
-    log: log.child({ component: 'auth' }),
-    hooks: { onSignIn: (s) => runtime.services.recordSignIn(s.userId, s.ipAddress ?? null) },
+    log,
+    classify: asAppError,
+    isShuttingDown: () => shuttingDown,
   });
-  runtime.ui = new UiGateway(io, runtime.services.uiPorts(), log.child({ component: 'ui' }));
-  runtime.dispatcher = new Dispatcher(runtime, log.child({ component: 'dispatcher' }));
-  runtime.agents = new AgentGateway(io, runtime.services.agentPorts(), log.child({ component: 'agents' }), {
-    onReady: (agentId) => runtime.dispatcher.agentReady(agentId),
-    onJobEvent: (agentId, ev, outcome) => runtime.services.jobEventApplied(agentId, ev, outcome),
-    onInventory: () => runtime.ui.fleetChanged(null),
-  });
-  setAppContext(runtime);
-
   let nextHandle: NextHandle | null = null;
   let nextUpgrade: NextUpgrade | null = null;
   let nextClose: (() => Promise<void>) | null = null;
@@ -153,7 +212,7 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
     res.on('close', end);
     delete req.headers[CLIENT_IP_HEADER];
     req.headers[CLIENT_IP_HEADER] = clientIp(req, env);
-    if (runtime.shuttingDown) res.setHeader('connection', 'close');
+    if (shuttingDown) res.setHeader('connection', 'close');
     const fail = (err: unknown) => {
       log.error({ err, url: req.url }, 'request failed');
       if (!res.headersSent) {
@@ -172,17 +231,11 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
       await sendWebResponse(
         res,
         response ??
-          Response.json(
-            {
-              ok: false,
-              error: {
-                code: 'NOT_FOUND',
-                message: url.startsWith('/api/')
-                  ? 'no such API route'
-                  : 'the UI is not built; this server runs the API only',
-              },
-            },
-            { status: 404 },
+          errorResponse(
+            'NOT_FOUND',
+            url.startsWith('/api/')
+              ? 'no such API route'
+              : 'the UI is not built; this server runs the API only',
           ),
       );
     })().catch(fail);
@@ -200,34 +253,35 @@ export async function startServer(env: Env, log: Logger): Promise<StartedServer>
       resolve(typeof addr === 'object' && addr ? addr.port : env.port);
     });
   });
-  await cluster.begin((why) => runtime.dispatcher.wake(why));
-  runtime.dispatcher.start();
+  // The cluster names them `remote:<why>`, so they are never broadcast again.
+  await cluster.begin((why) => publisher.wakes.wake(why as `remote:${string}`));
+  dispatcher.start();
   log.info({ port, host: env.host, mode, db: db.kind }, 'pyreach control plane listening');
 
   let stopping: Promise<void> | null = null;
   const stop = (reason: string) =>
     (stopping ??= (async () => {
       log.info({ reason, inflight: inflight.size }, 'shutting down');
-      runtime.shuttingDown = true;
+      shuttingDown = true;
       // 1. Stop accepting: no new HTTP connections, no new socket connections, no new dispatches.
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
-      runtime.dispatcher.stop();
+      dispatcher.stop();
       http.closeIdleConnections();
       // 2. Let in-flight HTTP requests, socket handlers (acks) and dispatches finish.
       const drained = await inflight.idle(10_000);
       if (!drained)
         log.warn({ inflight: inflight.size }, 'in-flight work did not finish in 10 s; closing anyway');
       // 3. Close sockets, Next, the HTTP server, then the database.
-      await runtime.agents.close();
-      await runtime.ui.close();
+      await agents.close();
+      await ui.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await cluster.close();
       http.closeAllConnections();
       await closed;
       await nextClose?.().catch(() => undefined);
       await db.close();
-      setAppContext(undefined);
+      installHttpPlane(undefined);
       log.info('shutdown complete');
     })());
-  return { runtime, http, port, stop };
+  return { http, port, mode, stop };
 }

@@ -1,6 +1,6 @@
 /**
- * Test factories for the services' tests (and the web engineer's route tests): real databases, real rows.
- * Not imported by production code.
+ * Factories for the control plane's service tests (apps/web/src/server/services/*.test.ts): real databases,
+ * real rows, made through the services themselves.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe } from 'node:test';
@@ -8,10 +8,11 @@ import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
 import type { InventorySnapshot, PythonProcess } from '@pyreach/protocol/inventory';
 import type { PrismaClient } from '@pyreach/db';
 import { DATABASE_KINDS, createTestDatabase, type TestDatabase } from '@pyreach/db/testing';
-import type { Actor, Role } from './actor';
-import { createJoinToken, enrollAgent } from './agents';
-import { newId } from './ids';
-import { saveSnapshot } from './inventory';
+import type { Actor, Role } from '../../apps/web/src/server/services/actor';
+import { createJoinToken, enrollAgent } from '../../apps/web/src/server/services/agents';
+import { newId } from '../../apps/web/src/server/services/ids';
+import { saveSnapshot } from '../../apps/web/src/server/services/inventory';
+import { fakeProcess } from './test-agent';
 
 /** Runs `body` once per database kind, each with a fresh migrated database shared by the suite's tests. */
 export function describeEachDatabase(name: string, body: (db: () => TestDatabase) => void): void {
@@ -51,7 +52,7 @@ export async function seedAgent(
 ) {
   const { token } = await createJoinToken(prisma, admin, { labels: opts.labels ?? {} });
   const hostname = opts.hostname ?? `host-${newId('h').slice(2, 8)}`;
-  const agent = await enrollAgent(prisma, {
+  const { result: agent } = await enrollAgent(prisma, {
     v: PROTOCOL_VERSION,
     token,
     publicKey: agentKeyPem(),
@@ -64,25 +65,14 @@ export async function seedAgent(
   return agent;
 }
 
+/** A Python process as an agent reports it (the one factory, test-agent.ts), with a start time and command line
+ * the services' tests rely on (start time 1000 + pid; `--worker=<pid>` to select by). */
 export function pyProcess(pid: number, extra: Partial<PythonProcess> = {}): PythonProcess {
-  return {
-    pid,
-    nsPid: pid,
+  return fakeProcess(pid, {
     startTime: String(1000 + pid),
-    uid: 1000,
-    user: 'app',
-    exe: '/usr/bin/python3.14',
     cmdline: ['/usr/bin/python3.14', 'app.py', `--worker=${pid}`],
-    cwd: '/srv/app',
-    pythonVersion: '3.14.0',
-    freeThreaded: false,
-    remoteDebugEnabled: true,
-    inContainer: false,
-    container: null,
-    threads: [{ tid: pid, main: true }],
-    inspectError: null,
     ...extra,
-  };
+  });
 }
 
 export function snapshot(

@@ -1,0 +1,141 @@
+/**
+ * The new-request form's model: what a person has typed so far (a react-hook-form value), what is still
+ * wrong with it, and the API body it becomes. Pure, so the form components only render and bind.
+ */
+import type { CreateRequest, ScriptSummary, TargetProcess, TargetsInput } from '@pyreach/protocol/api';
+import { JsonObject } from '@pyreach/protocol/common';
+import { validateParams, type ParamValues } from '../../../../components/schema-form';
+import { parseLabels, type LabelsParse } from '../../../../lib/client/labels';
+
+export type TargetMode = 'processes' | 'selector';
+export type CodeMode = 'library' | 'custom';
+
+export interface RequestDraft {
+  targetMode: TargetMode;
+  /** Keys (processKey) of the chosen processes. */
+  selected: string[];
+  selector: { labels: string; cmdlineContains: string; user: string; exeContains: string };
+  codeMode: CodeMode;
+  scriptId: string;
+  params: ParamValues;
+  custom: string;
+  reason: string;
+  concurrency: number;
+  maxFailures: number;
+  budgetSeconds: number;
+  pickupTimeoutSeconds: number;
+}
+
+export const CUSTOM_TEMPLATE = `# Runs inside the target process at its next safe point.
+# \`params\` holds the request's parameters; print() output and \`result\` come back.
+import sys
+
+result = {"version": sys.version, "modules": len(sys.modules)}
+print("hello from", sys.argv[0] if sys.argv else "?")
+`;
+
+export function emptyDraft(init: { targets?: string[]; scriptId?: string }): RequestDraft {
+  return {
+    targetMode: 'processes',
+    selected: init.targets ?? [],
+    selector: { labels: '', cmdlineContains: '', user: '', exeContains: '' },
+    codeMode: 'library',
+    scriptId: init.scriptId ?? '',
+    params: {},
+    custom: CUSTOM_TEMPLATE,
+    reason: '',
+    concurrency: 1,
+    maxFailures: 1,
+    budgetSeconds: 30,
+    pickupTimeoutSeconds: 10,
+  };
+}
+
+export const processKey = (p: { agentId: string; pid: number; startTime: string }) =>
+  `${p.agentId}:${p.pid}:${p.startTime}`;
+
+/** The selector as the API takes it (empty fields left out), with the labels' parse. */
+export function selectorOf(draft: Pick<RequestDraft, 'selector'>): {
+  labels: LabelsParse;
+  process: Record<string, string>;
+} {
+  const process: Record<string, string> = {};
+  for (const k of ['cmdlineContains', 'user', 'exeContains'] as const) {
+    const v = draft.selector[k].trim();
+    if (v) process[k] = v;
+  }
+  return { labels: parseLabels(draft.selector.labels), process };
+}
+
+/** The targets the draft names, or null when it names none yet (or the selector does not parse). */
+export function targetsOf(draft: RequestDraft, processes: TargetProcess[]): TargetsInput | null {
+  if (draft.targetMode === 'processes') {
+    const chosen = new Set(draft.selected);
+    const picked = processes
+      .filter((p) => chosen.has(processKey(p)))
+      .map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime }));
+    return picked.length ? { type: 'processes', processes: picked } : null;
+  }
+  const sel = selectorOf(draft);
+  return sel.labels.error ? null : { type: 'selector', labels: sel.labels.labels, process: sel.process };
+}
+
+export interface DraftErrors {
+  targets: string | null;
+  code: string | null;
+  reason: string | null;
+  params: Record<string, string>;
+}
+
+export function draftErrors(
+  draft: RequestDraft,
+  targets: TargetsInput | null,
+  script: ScriptSummary | undefined,
+): DraftErrors {
+  const params = script ? validateParams(script.paramsSchema, draft.params) : {};
+  return {
+    targets: targets
+      ? null
+      : draft.targetMode === 'processes'
+        ? 'Pick at least one process'
+        : (selectorOf(draft).labels.error ?? 'Enter a selector'),
+    code:
+      draft.codeMode === 'library'
+        ? !script
+          ? 'Choose a script'
+          : Object.keys(params).length
+            ? 'Fix the parameters'
+            : null
+        : draft.custom.trim()
+          ? null
+          : 'Write some code',
+    reason: draft.reason.trim().length < 3 ? 'Say why this needs to run (at least 3 characters)' : null,
+    params,
+  };
+}
+
+export const hasErrors = (e: DraftErrors) =>
+  Boolean(e.targets || e.code || e.reason || Object.keys(e.params).length);
+
+/** The POST /api/requests body for a draft without errors. */
+export function toCreateRequest(
+  draft: RequestDraft,
+  targets: TargetsInput,
+  script: ScriptSummary | undefined,
+): CreateRequest {
+  return {
+    kind: draft.codeMode,
+    ...(draft.codeMode === 'library' && script
+      ? { scriptId: script.id, code: script.source, params: JsonObject.parse(draft.params) }
+      : { code: draft.custom, params: {} }),
+    targets,
+    reason: draft.reason.trim(),
+    rollout: { concurrency: draft.concurrency, maxFailures: draft.maxFailures },
+    options: {
+      inline: script?.inline ?? false,
+      budgetSeconds: draft.budgetSeconds,
+      pickupTimeoutSeconds: draft.pickupTimeoutSeconds,
+      backend: 'native',
+    },
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * What a service call changed, as values: the service that made a change says so, and one Publisher (../publisher.ts)
+ * turns these into /ui pushes, agent commands and dispatcher wake-ups after the transaction committed. Nothing
+ * else pushes or wakes, and no caller reads the database again to find out what happened.
+ */
+import type { ExecutionState, RequestState } from '@pyreach/protocol/states';
+
+/** Why the dispatcher should look for work now (the ones in CLUSTER_WAKES also wake the other replicas). */
+export type WakeReason =
+  | 'approved'
+  | 'cancelled'
+  | 'job-finished'
+  | 'agent-lost'
+  | 'agent-ready'
+  | 'timer'
+  | 'start'
+  | 'again'
+  | `remote:${string}`;
+
+export type Effect =
+  /** A request's state (or what it shows) changed. */
+  | { kind: 'request'; requestId: string; state: RequestState }
+  /** An execution's state changed. */
+  | {
+      kind: 'execution';
+      requestId: string;
+      executionId: string;
+      state: ExecutionState;
+      errorCode: string | null;
+    }
+  /** An agent reported output for an execution. */
+  | { kind: 'output'; requestId: string; executionId: string; seq: number; chunk: string }
+  /** Hosts, agents or their processes changed. */
+  | { kind: 'fleet'; hostId: string | null }
+  /** An agent was revoked: tell it and drop its connections on every replica. */
+  | { kind: 'agent-revoked'; agentId: string; reason: string }
+  /** There may be work to dispatch. */
+  | { kind: 'wake'; why: WakeReason };
+
+/** A mutating service's answer: what it returns to its caller, and what changed. */
+export interface Outcome<T> {
+  result: T;
+  effects: Effect[];
+}
+
+export function outcome<T>(result: T, effects: (Effect | false | null | undefined)[] = []): Outcome<T> {
+  return { result, effects: effects.filter((e): e is Effect => !!e) };
+}
+
+export function isOutcome(value: unknown): value is Outcome<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    'result' in value &&
+    Array.isArray((value as { effects?: unknown }).effects)
+  );
+}
+
+export const requestChanged = (r: { id: string; state: string }): Effect => ({
+  kind: 'request',
+  requestId: r.id,
+  state: r.state as RequestState,
+});

@@ -1,0 +1,152 @@
+/**
+ * The dispatcher's rules (which requests to plan, what to send now, what an agent's refusal means, expiry and
+ * the lost-agent sweep), as services: the database work and what it changed. The dispatcher (../dispatcher.ts)
+ * only times them and puts the signed jobs on the wire.
+ */
+import type { Failure } from '@pyreach/protocol/common';
+import type { JobEnvelope } from '@pyreach/protocol/job';
+import { IN_FLIGHT_EXECUTION_STATES } from '@pyreach/protocol/states';
+import type { PrismaClient } from '@pyreach/db';
+import { markDisconnected } from './agents';
+import { planExecutions, sendWave } from './dispatch';
+import { outcome, type Effect, type Outcome } from './effects';
+import { AppError } from './errors';
+import { expireOverdue, markAgentLost, recordDispatchRefusal } from './executions';
+import type { SigningKeyPair } from './signing';
+
+/** A signed job claimed as sent, to emit on the agent's connection. */
+export interface PlannedJob {
+  jobId: string;
+  agentId: string;
+  requestId: string;
+  executionId: string;
+  envelope: JobEnvelope;
+}
+
+/** Approved requests planned per pass, and dispatching requests stepped per pass (oldest first). */
+const PLAN_BATCH = 50;
+const WAVE_BATCH = 200;
+
+/**
+ * One dispatch pass's database work: approved requests become executions (guarded in planExecutions: one
+ * replica wins), then per dispatching request one wave — what its rollout allows now for the agents connected to
+ * this process, signed and claimed queued → sent in one transaction. Only what this replica claimed comes back.
+ */
+export async function nextWave(
+  db: PrismaClient,
+  signing: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
+  connectedAgentIds: readonly string[],
+  now: () => Date = () => new Date(),
+): Promise<Outcome<PlannedJob[]>> {
+  const here = new Set(connectedAgentIds);
+  const effects: Effect[] = [];
+  const approved = await db.injectionRequest.findMany({
+    where: { state: 'approved' },
+    select: { id: true },
+    orderBy: { approvedAt: 'asc' },
+    take: PLAN_BATCH,
+  });
+  for (const r of approved) {
+    try {
+      effects.push(...(await planExecutions(db, r.id, undefined, now())).effects);
+    } catch (err) {
+      // Another replica (or pass) planned it first.
+      if (!(err instanceof AppError && err.code === 'INVALID_STATE')) throw err;
+    }
+  }
+  const dispatching = await db.injectionRequest.findMany({
+    where: { state: 'dispatching' },
+    select: { id: true },
+    orderBy: { dispatchedAt: 'asc' },
+    take: WAVE_BATCH,
+  });
+  const jobs: PlannedJob[] = [];
+  for (const req of dispatching) {
+    const wave = await sendWave(db, req.id, signing, (agentId) => here.has(agentId), now());
+    effects.push(...wave.effects);
+    for (const { execution: ex, envelope } of wave.result)
+      jobs.push({ jobId: ex.jobId, agentId: ex.agentId, requestId: req.id, executionId: ex.id, envelope });
+  }
+  return outcome(jobs, effects);
+}
+
+/**
+ * The agent answered a dispatch with an error, or did not answer. A refusal is the agent's decision: audited,
+ * and the execution ends `refused` (some refusals, e.g. a forged or replayed job, never come back as job
+ * events). A transport failure is audited too but concludes nothing: the job stays `sent` until the agent
+ * reports or it expires at notAfter.
+ */
+export async function dispatchFailed(
+  db: PrismaClient,
+  job: Pick<PlannedJob, 'agentId' | 'jobId'>,
+  failure: Failure,
+  now: Date = new Date(),
+): Promise<Outcome<{ refused: boolean }>> {
+  const r = await recordDispatchRefusal(db, job.agentId, job.jobId, failure.error, now);
+  return outcome({ refused: r.result !== null }, r.effects);
+}
+
+export interface HousekeepingPorts {
+  /** Whether the agent holds an authenticated connection on any replica. */
+  connectedAnywhere(agentId: string): Promise<boolean>;
+  /** Seconds an agent may be gone before its in-flight jobs are lost. */
+  agentGraceSeconds: number;
+}
+
+export interface HousekeepingReport {
+  expired: { requests: number; executions: number };
+  /** Agents recorded as disconnected because no replica held their connection. */
+  disconnected: string[];
+  /** Agents whose in-flight jobs became agent_lost, with how many. */
+  lost: { agentId: string; executions: number }[];
+}
+
+/** Expiry, then the lost-agent sweep (run by one replica: the leader). */
+export async function housekeeping(
+  db: PrismaClient,
+  ports: HousekeepingPorts,
+  now: Date = new Date(),
+): Promise<Outcome<HousekeepingReport>> {
+  const expired = await expireOverdue(db, now);
+  const swept = await sweepLostAgents(db, ports, now);
+  return outcome(
+    { expired: expired.result, disconnected: swept.result.disconnected, lost: swept.result.lost },
+    [...expired.effects, ...swept.effects],
+  );
+}
+
+/**
+ * Agents with jobs in flight and not seen for the grace period. Offline ones: their in-flight jobs become
+ * agent_lost (markAgentLost re-checks the status, so an agent that came back on any replica keeps them).
+ * Online ones that no replica holds a connection for were left behind by a replica that died without
+ * recording the disconnect: recorded now (only if that connection is still the current one), and the grace
+ * period starts from here.
+ */
+export async function sweepLostAgents(
+  db: PrismaClient,
+  ports: HousekeepingPorts,
+  now: Date = new Date(),
+): Promise<Outcome<Pick<HousekeepingReport, 'disconnected' | 'lost'>>> {
+  const quiet = await db.agent.findMany({
+    where: {
+      lastSeenAt: { lte: new Date(now.getTime() - ports.agentGraceSeconds * 1000) },
+      executions: { some: { state: { in: [...IN_FLIGHT_EXECUTION_STATES] } } },
+    },
+    select: { id: true, status: true, connectedAt: true },
+    take: 100,
+  });
+  const report: Pick<HousekeepingReport, 'disconnected' | 'lost'> = { disconnected: [], lost: [] };
+  const effects: Effect[] = [];
+  for (const agent of quiet) {
+    if (agent.status === 'online') {
+      if (await ports.connectedAnywhere(agent.id)) continue;
+      await markDisconnected(db, agent.id, now, agent.connectedAt);
+      report.disconnected.push(agent.id);
+      continue;
+    }
+    const lost = await markAgentLost(db, agent.id, now);
+    if (lost.result.length) report.lost.push({ agentId: agent.id, executions: lost.result.length });
+    effects.push(...lost.effects);
+  }
+  return outcome(report, effects);
+}

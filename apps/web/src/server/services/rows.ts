@@ -1,0 +1,63 @@
+/**
+ * The database's JSON columns, parsed with their protocol schema on read: a row that does not match is an
+ * INTERNAL error naming the column, never a cast that lets a wrong shape travel on. Also the typed reading of the
+ * state columns the CHECK constraints keep to the state table.
+ */
+import { z } from 'zod';
+import { ReviewDecision, Rollout, Role, Targets } from '@pyreach/protocol/api';
+import { ExecError } from '@pyreach/protocol/exec';
+import { JsonObject, Labels } from '@pyreach/protocol/common';
+import { JobOptions } from '@pyreach/protocol/options';
+import { ExecutionState, RequestState } from '@pyreach/protocol/states';
+import { AppError } from './errors';
+
+function column<S extends z.ZodType>(schema: S, what: string) {
+  return (value: unknown): z.infer<S> => {
+    const r = schema.safeParse(value);
+    if (!r.success)
+      throw new AppError(
+        'INTERNAL',
+        `stored ${what} does not match its schema: ${z.prettifyError(r.error)}`,
+        {
+          userMessage: 'internal error',
+        },
+      );
+    return r.data;
+  };
+}
+
+export const targetsOf = column(Targets, 'targets');
+export const paramsOf = column(JsonObject, 'params');
+export const rolloutOf = column(Rollout, 'rollout');
+export const optionsOf = column(JobOptions, 'job options');
+export const labelsOf = column(Labels, 'labels');
+export const cmdlineOf = column(z.array(z.string()), 'command line');
+export const threadsOf = column(z.array(z.object({ tid: z.number().int(), main: z.boolean() })), 'threads');
+export const rolesOf = column(z.array(Role), 'roles');
+export const executionStateOf = column(ExecutionState, 'execution state');
+export const requestStateOf = column(RequestState, 'request state');
+export const execErrorOf = column(ExecError.nullable(), 'execution error');
+export const decisionOf = column(ReviewDecision, 'review decision');
+
+/** A request row with its JSON columns parsed (what the API returns and the services reason about). */
+export function requestOf<
+  R extends {
+    params: unknown;
+    targets: unknown;
+    rollout: unknown;
+    options: unknown;
+    state: string;
+    approverRoles: string[];
+  },
+>(row: R) {
+  return {
+    ...row,
+    params: paramsOf(row.params),
+    targets: targetsOf(row.targets),
+    rollout: rolloutOf(row.rollout),
+    options: optionsOf(row.options),
+    state: requestStateOf(row.state),
+    approverRoles: rolesOf(row.approverRoles),
+  };
+}
+export type ParsedRequest<R extends Parameters<typeof requestOf>[0]> = ReturnType<typeof requestOf<R>>;

@@ -1,0 +1,504 @@
+/**
+ * The HTTP API's shapes, once: who may do what (roles, actions), what a request targets and how it rolls out,
+ * the bodies that create and edit requests and policies, and every response as the browser receives it (JSON:
+ * dates are ISO strings, audit sequence numbers decimal strings). The route table (routes.ts) names these; the
+ * services parse their input with them; the database's JSON columns are parsed with them on read; the browser
+ * takes its types from them. Browser-safe: zod only.
+ */
+import { z } from 'zod';
+import { Id, IsoTime, JsonObject, Labels, MAX_CODE_BYTES, MAX_PARAMS_BYTES, jsonBytes } from './common';
+import { PythonProcess } from './inventory';
+import { JobOptions } from './options';
+import { ExecutionState, RequestState } from './states';
+
+// ---- who may do what -------------------------------------------------------------------------------------
+
+/** Roles of people, least to most powerful. The database CHECKs the same list. */
+export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
+export const Role = z.enum(ROLES);
+export type Role = z.infer<typeof Role>;
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
+}
+
+export const ACTIONS = [
+  'fleet:read',
+  'request:read',
+  'request:create',
+  'request:review',
+  'request:cancel',
+  'audit:read',
+  'audit:export',
+  'agent:manage',
+  'user:manage',
+  'policy:read',
+  'policy:manage',
+] as const;
+export type Action = (typeof ACTIONS)[number];
+
+/**
+ * Which role may do what. Every route checks this table; services re-check the rules that depend on the
+ * record (own request, policy's approver roles). Viewers are auditors: they read everything, change nothing.
+ * Exports are bulk copies of the trail, so only approvers and admins may take them. The dashboard hides what
+ * this table forbids (the server is the authority).
+ */
+export const PERMISSIONS: Readonly<Record<Action, readonly Role[]>> = {
+  'fleet:read': ['viewer', 'operator', 'approver', 'admin'],
+  'request:read': ['viewer', 'operator', 'approver', 'admin'],
+  'request:create': ['operator', 'admin'],
+  'request:review': ['approver', 'admin'],
+  'request:cancel': ['operator', 'admin'],
+  'audit:read': ['viewer', 'operator', 'approver', 'admin'],
+  'audit:export': ['approver', 'admin'],
+  'agent:manage': ['admin'],
+  'user:manage': ['admin'],
+  'policy:read': ['viewer', 'operator', 'approver', 'admin'],
+  'policy:manage': ['admin'],
+};
+
+/** Whether `role` (any string: unknown roles may nothing) may perform `action`. */
+export function can(role: string, action: Action): boolean {
+  return isRole(role) && PERMISSIONS[action].includes(role);
+}
+
+/**
+ * Whether to offer this person a vote on this request: pending, not their own, a reviewing role that the
+ * request's policy names. The service checks all of it again (and the sign-in's freshness) on the vote.
+ */
+export function mayReview(
+  user: { id: string; role: string },
+  req: { requesterId: string; approverRoles: readonly string[]; state: string },
+): boolean {
+  return (
+    can(user.role, 'request:review') &&
+    req.state === 'pending' &&
+    req.requesterId !== user.id &&
+    req.approverRoles.includes(user.role)
+  );
+}
+
+// ---- what a request targets -------------------------------------------------------------------------------
+
+/** Which processes on the matching hosts (case-insensitive substrings; user exact). */
+export const ProcessMatch = z
+  .object({
+    cmdlineContains: z.string().max(256).optional(),
+    user: z.string().max(256).optional(),
+    exeContains: z.string().max(256).optional(),
+  })
+  .strict();
+export type ProcessMatch = z.infer<typeof ProcessMatch>;
+
+/** Hosts by label (all must match) and processes on them: the live preview and a request's selector. */
+export const Selector = z.object({ labels: Labels.default({}), process: ProcessMatch.optional() });
+export type Selector = z.input<typeof Selector>;
+
+export const ExplicitTarget = z
+  .object({
+    agentId: Id,
+    pid: z.number().int().positive(),
+    startTime: z.string().regex(/^\d+$/),
+    tid: z.number().int().positive().optional(),
+  })
+  .strict();
+export type ExplicitTarget = z.infer<typeof ExplicitTarget>;
+
+/** Named processes, or a selector resolved to processes at dispatch time. Part of what approvers approve. */
+export const Targets = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('processes'), processes: z.array(ExplicitTarget).min(1).max(1000) }).strict(),
+  z.object({ type: z.literal('selector'), labels: Labels, process: ProcessMatch.default({}) }).strict(),
+]);
+export type Targets = z.infer<typeof Targets>;
+export type TargetsInput = z.input<typeof Targets>;
+
+/**
+ * The most executions a request may keep in flight: as many targets as it may name explicitly. A wave is claimed
+ * in one transaction and the rollout counted with aggregate queries, so sending 1,000 at once costs a few
+ * statements rather than 2,000 transactions; the blast radius stays the operator's choice (default 1).
+ */
+export const MAX_ROLLOUT_CONCURRENCY = 1000;
+
+export const Rollout = z
+  .object({
+    /** Executions in flight at once. */
+    concurrency: z.number().int().min(1).max(MAX_ROLLOUT_CONCURRENCY).default(1),
+    /** Failures after which the rest is cancelled. */
+    maxFailures: z.number().int().min(1).max(10_000).default(1),
+  })
+  .strict();
+export type Rollout = z.infer<typeof Rollout>;
+
+export const RequestKind = z.enum(['library', 'custom']);
+export type RequestKind = z.infer<typeof RequestKind>;
+
+const Code = z.string().min(1).max(MAX_CODE_BYTES);
+const Params = JsonObject.refine((p) => jsonBytes(p) <= MAX_PARAMS_BYTES, 'params are too large');
+const Reason = z.string().trim().min(3).max(2000);
+const DEFAULT_OPTIONS: JobOptions = {
+  inline: false,
+  budgetSeconds: 30,
+  pickupTimeoutSeconds: 10,
+  backend: 'native',
+};
+
+/** POST /api/requests. A library request runs the library's source (the server fills it in when omitted). */
+export const CreateRequest = z
+  .object({
+    kind: RequestKind,
+    scriptId: z.string().min(1).max(128).nullable().optional(),
+    code: Code.optional(),
+    params: Params.default({}),
+    targets: Targets,
+    reason: Reason,
+    rollout: Rollout.default({ concurrency: 1, maxFailures: 1 }),
+    options: JobOptions.default(DEFAULT_OPTIONS),
+  })
+  .strict()
+  .refine((r) => (r.kind === 'library') === Boolean(r.scriptId), {
+    message: 'scriptId is required for library requests and only for them',
+    path: ['scriptId'],
+  })
+  .refine((r) => r.kind === 'library' || r.code !== undefined, {
+    message: 'custom requests need code',
+    path: ['code'],
+  });
+export type CreateRequest = z.input<typeof CreateRequest>;
+
+/** PATCH /api/requests/{id}: edit a pending request (a change of code, params or targets voids approvals). */
+export const UpdateRequest = z
+  .object({
+    code: Code.optional(),
+    params: Params.optional(),
+    targets: Targets.optional(),
+    reason: Reason.optional(),
+    rollout: Rollout.optional(),
+    options: JobOptions.optional(),
+  })
+  .strict();
+export type UpdateRequest = z.input<typeof UpdateRequest>;
+
+export const ReviewDecision = z.enum(['approve', 'reject']);
+export const Review = z
+  .object({ decision: ReviewDecision, comment: z.string().max(2000).optional() })
+  .strict();
+export type Review = z.infer<typeof Review>;
+
+// ---- policies -----------------------------------------------------------------------------------------------
+
+/** POST /api/policies, PUT /api/policies/{id}: a policy's rules (defaults fill what is left out). */
+export const PolicyInput = z
+  .object({
+    name: z.string().min(1).max(100),
+    description: z.string().max(1000).nullable().optional(),
+    matchLabels: Labels.default({}),
+    priority: z.number().int().min(-100_000).max(100_000).default(0),
+    requiredApprovals: z.number().int().min(0).max(10).default(1),
+    approverRoles: z.array(Role).max(4).default(['approver', 'admin']),
+    allowCustomCode: z.boolean().default(false),
+    approvalValidMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 60)
+      .default(60),
+  })
+  .strict()
+  .refine((p) => p.requiredApprovals === 0 || p.approverRoles.length > 0, {
+    message: 'a policy that needs approvals must name at least one approver role',
+    path: ['approverRoles'],
+  });
+export type PolicyInput = z.input<typeof PolicyInput>;
+
+// ---- other bodies -------------------------------------------------------------------------------------------
+
+export const CreateUser = z
+  .object({
+    email: z.email().max(320),
+    name: z.string().min(1).max(200),
+    password: z.string().min(12).max(256),
+    role: Role,
+  })
+  .strict();
+export type CreateUser = z.infer<typeof CreateUser>;
+
+export const CreateJoinToken = z
+  .object({
+    labels: Labels.optional(),
+    ttlMinutes: z.number().int().min(1).max(10080).optional(),
+    note: z.string().max(500).optional(),
+  })
+  .strict();
+export type CreateJoinToken = z.infer<typeof CreateJoinToken>;
+
+/** POST /api/ui/policy-preview: which policy a request on these targets would fall under. */
+export const PolicyPreviewBody = z.object({ targets: Targets, kind: RequestKind.optional() }).strict();
+
+// ---- responses (JSON as the browser receives it) -----------------------------------------------------------
+
+const Time = IsoTime;
+
+export const UserRow = z.object({
+  id: z.string(),
+  email: z.string(),
+  name: z.string(),
+  role: Role,
+  banned: z.boolean().nullable(),
+  createdAt: Time,
+});
+export type UserRow = z.infer<typeof UserRow>;
+
+export const AgentRow = z.object({
+  id: Id,
+  name: z.string(),
+  labels: Labels,
+  version: z.string(),
+  status: z.enum(['online', 'offline']),
+  lastSeenAt: Time.nullable(),
+  connectedAt: Time.nullable(),
+  outboxDepth: z.number().int(),
+  revokedAt: Time.nullable(),
+  revokedReason: z.string().nullable(),
+  enrolledAt: Time,
+  /** Whether the agent holds a connection to the replica that answered. */
+  connectedHere: z.boolean().optional(),
+});
+export type AgentRow = z.infer<typeof AgentRow>;
+
+/** A process a request can target, with what a person needs to recognise it. */
+export const TargetProcess = z.object({
+  agentId: Id,
+  hostId: Id,
+  hostname: z.string(),
+  labels: Labels,
+  pid: z.number().int(),
+  startTime: z.string(),
+  user: z.string().nullable(),
+  exe: z.string(),
+  cmdline: z.array(z.string()),
+  pythonVersion: z.string().nullable(),
+  remoteDebugEnabled: z.boolean().nullable(),
+});
+export type TargetProcess = z.infer<typeof TargetProcess>;
+
+export const HostSummary = z.object({
+  id: Id,
+  agentId: Id,
+  hostname: z.string(),
+  os: z.string(),
+  kernel: z.string(),
+  arch: z.string(),
+  scannedAt: Time,
+  agent: z.object({
+    id: Id,
+    name: z.string(),
+    labels: Labels,
+    status: z.string(),
+    lastSeenAt: Time.nullable(),
+    revokedAt: Time.nullable(),
+  }),
+  processCount: z.number().int(),
+});
+export type HostSummary = z.infer<typeof HostSummary>;
+
+/** One process of the dashboard's fleet view: the engine's facts as last reported. */
+export const FleetProcess = PythonProcess.extend({
+  id: Id,
+  cwd: z.string().nullable(),
+  container: z.string().nullable(),
+  inspectError: z.string().nullable(),
+  seenAt: Time,
+});
+export type FleetProcess = z.infer<typeof FleetProcess>;
+
+export const FleetHost = z.object({
+  id: Id,
+  hostname: z.string(),
+  os: z.string(),
+  kernel: z.string(),
+  arch: z.string(),
+  scannedAt: Time,
+  agent: AgentRow.pick({
+    id: true,
+    name: true,
+    labels: true,
+    status: true,
+    lastSeenAt: true,
+    version: true,
+    revokedAt: true,
+    enrolledAt: true,
+    connectedHere: true,
+  }),
+  processes: z.array(FleetProcess),
+});
+export type FleetHost = z.infer<typeof FleetHost>;
+
+/** The JSON Schema (2020-12) of a library script's parameters, as far as the dashboard's form reads it. */
+export interface JsonSchema {
+  type?: string | string[];
+  title?: string;
+  description?: string;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  enum?: unknown[];
+  const?: unknown;
+  default?: unknown;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  items?: JsonSchema;
+  anyOf?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  additionalProperties?: boolean | JsonSchema;
+}
+const JsonSchemaObject = z.custom<JsonSchema>(
+  (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
+  'expected a JSON Schema object',
+);
+
+export const ScriptSummary = z.object({
+  id: z.string(),
+  version: z.number().int(),
+  title: z.string(),
+  description: z.string(),
+  risk: z.enum(['low', 'medium', 'high']),
+  readOnly: z.boolean(),
+  inline: z.boolean(),
+  paramsSchema: JsonSchemaObject,
+  source: z.string(),
+});
+export type ScriptSummary = z.infer<typeof ScriptSummary>;
+
+export const PolicyRow = z.object({
+  id: Id,
+  name: z.string(),
+  description: z.string().nullable(),
+  matchLabels: Labels,
+  priority: z.number().int(),
+  requiredApprovals: z.number().int(),
+  approverRoles: z.array(Role),
+  allowCustomCode: z.boolean(),
+  approvalValidMinutes: z.number().int(),
+});
+export type PolicyRow = z.infer<typeof PolicyRow>;
+
+export const RequestRow = z.object({
+  id: Id,
+  kind: RequestKind,
+  scriptId: z.string().nullable(),
+  code: z.string(),
+  params: JsonObject,
+  targets: Targets,
+  rollout: Rollout,
+  options: JobOptions,
+  contentHash: z.string(),
+  revision: z.number().int(),
+  reason: z.string(),
+  state: RequestState,
+  requiredApprovals: z.number().int(),
+  approverRoles: z.array(Role),
+  approvalValidMinutes: z.number().int(),
+  policyId: z.string().nullable(),
+  requesterId: z.string(),
+  createdAt: Time,
+  updatedAt: Time,
+  approvedAt: Time.nullable(),
+  approvalExpiresAt: Time.nullable(),
+  dispatchedAt: Time.nullable(),
+  completedAt: Time.nullable(),
+});
+export type RequestRow = z.infer<typeof RequestRow>;
+
+export const ReviewRow = z.object({
+  id: Id,
+  reviewerId: z.string(),
+  decision: ReviewDecision,
+  comment: z.string().nullable(),
+  contentHash: z.string(),
+  createdAt: Time,
+});
+export type ReviewRow = z.infer<typeof ReviewRow>;
+
+export const ExecutionSummary = z.object({
+  id: Id,
+  agentId: Id,
+  pid: z.number().int(),
+  startTime: z.string(),
+  jobId: Id,
+  state: ExecutionState,
+  errorCode: z.string().nullable(),
+});
+export type ExecutionSummary = z.infer<typeof ExecutionSummary>;
+
+/** One execution with its output, result and error: the request page. */
+export const ExecutionDetail = ExecutionSummary.extend({
+  output: z.string(),
+  outputBytes: z.number().int(),
+  result: z.unknown(),
+  errorMessage: z.string().nullable(),
+  error: z
+    .object({ type: z.string().optional(), message: z.string().optional(), traceback: z.string().optional() })
+    .nullable(),
+  thread: z.unknown(),
+  queuedAt: Time,
+  sentAt: Time.nullable(),
+  stagedAt: Time.nullable(),
+  pickedUpAt: Time.nullable(),
+  finishedAt: Time.nullable(),
+});
+export type ExecutionDetail = z.infer<typeof ExecutionDetail>;
+
+export const RequestDetail = RequestRow.extend({
+  reviews: z.array(ReviewRow),
+  /** Approvals cast on the current content hash (the only ones that count). */
+  approvals: z.number().int(),
+  /** Reviews cast on an earlier revision, voided by an edit. */
+  voidedReviews: z.number().int(),
+  executions: z.array(ExecutionDetail),
+});
+export type RequestDetail = z.infer<typeof RequestDetail>;
+
+export const AuditEventRow = z.object({
+  seq: z.string(),
+  at: Time,
+  actorType: z.enum(['user', 'agent', 'system']),
+  actorId: z.string().nullable(),
+  actorName: z.string().nullable(),
+  action: z.string(),
+  subjectType: z.string().nullable(),
+  subjectId: z.string().nullable(),
+  data: z.unknown(),
+  prevHash: z.string(),
+  hash: z.string(),
+});
+export type AuditEventRow = z.infer<typeof AuditEventRow>;
+
+export const PolicyPreview = z.object({
+  matched: z.number().int(),
+  policy: z.object({ id: Id, name: z.string(), description: z.string().nullable() }).nullable(),
+  policies: z.array(z.object({ id: Id, name: z.string(), description: z.string().nullable() })),
+  requiredApprovals: z.number().int(),
+  approverRoles: z.array(Role),
+  allowCustomCode: z.boolean(),
+  approvalValidMinutes: z.number().int(),
+  customDenied: z.boolean(),
+});
+export type PolicyPreview = z.infer<typeof PolicyPreview>;
+
+export const Me = z.object({
+  user: z.object({ id: z.string(), email: z.string(), name: z.string(), role: Role }),
+  authenticatedAt: Time,
+  freshUntil: Time,
+  fresh: z.boolean(),
+});
+export type Me = z.infer<typeof Me>;
+
+export const AuditVerification = z.union([
+  z.object({ valid: z.literal(true), count: z.number().int(), lastSeq: z.string() }),
+  z.object({ valid: z.literal(false), count: z.number().int(), brokenAt: z.string(), reason: z.string() }),
+]);
+export type AuditVerification = z.infer<typeof AuditVerification>;

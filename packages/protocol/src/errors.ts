@@ -1,0 +1,72 @@
+/**
+ * Every error code the control plane answers with (HTTP bodies, /agents acks and connect errors, /ui acks),
+ * its HTTP status, and whether the same message may succeed when sent again later. Browser-safe: zod only.
+ * The server's one error type (AppError, apps/web) carries one of these; the browser client and the agent
+ * read them from here instead of guessing.
+ */
+import { z } from 'zod';
+
+interface ErrorInfo {
+  status: number;
+  /** Re-sending the same message later can succeed (the agent's outbox retries these). */
+  retryable: boolean;
+}
+
+const ERRORS = {
+  VALIDATION: { status: 400, retryable: false },
+  UNAUTHENTICATED: { status: 401, retryable: true },
+  STALE_AUTH: { status: 401, retryable: false },
+  FORBIDDEN: { status: 403, retryable: false },
+  SELF_APPROVAL: { status: 403, retryable: false },
+  POLICY_DENIED: { status: 403, retryable: false },
+  NOT_FOUND: { status: 404, retryable: false },
+  METHOD_NOT_ALLOWED: { status: 405, retryable: false },
+  CONFLICT: { status: 409, retryable: false },
+  ALREADY_VOTED: { status: 409, retryable: false },
+  INVALID_STATE: { status: 409, retryable: false },
+  OUT_OF_ORDER: { status: 409, retryable: false },
+  PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
+  RATE_LIMITED: { status: 429, retryable: true },
+  /** better-auth refused a sign-in call without saying more. */
+  AUTH_ERROR: { status: 400, retryable: false },
+  INTERNAL: { status: 500, retryable: true },
+  SHUTTING_DOWN: { status: 503, retryable: true },
+  // The /agents namespace (AgentErrorCode in agent.ts is this subset).
+  UNKNOWN_AGENT: { status: 401, retryable: false },
+  AGENT_REVOKED: { status: 403, retryable: false },
+  BAD_NONCE: { status: 401, retryable: false },
+  NONCE_EXPIRED: { status: 401, retryable: false },
+  NONCE_REPLAYED: { status: 401, retryable: false },
+  BAD_SIGNATURE: { status: 401, retryable: false },
+  AUTH_TIMEOUT: { status: 401, retryable: false },
+  UNKNOWN_EVENT: { status: 400, retryable: false },
+  UNSUPPORTED_VERSION: { status: 400, retryable: false },
+  // Never sent: how the dispatcher records an agent that did not answer a dispatch (the job may have arrived).
+  AGENT_OFFLINE: { status: 503, retryable: true },
+  ACK_TIMEOUT: { status: 504, retryable: true },
+  BAD_ACK: { status: 502, retryable: true },
+} as const satisfies Record<string, ErrorInfo>;
+
+export type ErrorCode = keyof typeof ERRORS;
+export const ErrorCode = z.enum(Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]]);
+
+export function httpStatusOf(code: ErrorCode): number {
+  return ERRORS[code].status;
+}
+
+export function isRetryable(code: string): boolean {
+  return (ERRORS as Record<string, ErrorInfo>)[code]?.retryable ?? false;
+}
+
+/** The error's JSON form, as the control plane sends it. */
+export const ApiErrorBody = z.object({
+  code: ErrorCode,
+  /** Safe to show to whoever made the call. */
+  message: z.string(),
+  details: z.unknown().optional(),
+});
+export type ApiErrorBody = z.infer<typeof ApiErrorBody>;
+
+/** `{ ok: false, error }`: every failed HTTP response and socket ack. */
+export const ApiFailure = z.object({ ok: z.literal(false), error: ApiErrorBody });
+export type ApiFailure = z.infer<typeof ApiFailure>;

@@ -1,0 +1,241 @@
+/**
+ * The one table of request and execution states: which exist, which moves are allowed, which are terminal,
+ * how a request's outcome follows from its executions, and what a person reads for each. The services move
+ * rows only along these edges, the dashboard renders from these labels and tones, and the database CHECKs
+ * list the same names (prisma/migrations). Browser-safe: zod only.
+ *
+ * A new state is one entry here (plus its CHECK in a migration): e.g. an execution `cancelled` from a running
+ * one is `picked_up.next` gaining 'cancelled'; a request `partially_succeeded` is one entry in REQUEST and one
+ * line in `requestOutcome`; executions `awaiting_approval` is one entry with its edges; a late real result
+ * correcting `expired` is `expired.next` gaining the result states (as `agent_lost` already has).
+ */
+import { z } from 'zod';
+
+/** How a state reads at a glance (the dashboard maps tones to badge colours). */
+export type StateTone = 'waiting' | 'active' | 'success' | 'failure' | 'warning' | 'neutral';
+
+interface StateInfo<S extends string> {
+  /** What a person reads. */
+  label: string;
+  tone: StateTone;
+  /** No further move is expected (a `correctable` one may still be replaced by the truth). */
+  terminal: boolean;
+  /** Allowed next states. */
+  next: readonly S[];
+}
+
+// ---- executions -----------------------------------------------------------------------------------------
+
+/** Control-plane view of one target of a request. */
+export const ExecutionState = z.enum([
+  'queued',
+  'sent',
+  'staged',
+  'picked_up',
+  'succeeded',
+  'failed',
+  'pickup_timeout',
+  'target_gone',
+  'refused',
+  'agent_lost',
+  'expired',
+  'cancelled',
+]);
+export type ExecutionState = z.infer<typeof ExecutionState>;
+
+/** What an ended execution counts as for its request and its rollout. */
+export type ExecutionOutcome = 'success' | 'failure' | 'neutral';
+
+interface ExecutionInfo extends StateInfo<ExecutionState> {
+  /** Sent to an agent and not yet ended: counts against the rollout's concurrency. */
+  inFlight: boolean;
+  /** For terminal states: success, a failure (counts towards maxFailures), or neither (cancelled). */
+  outcome: ExecutionOutcome | null;
+}
+
+/** The agent-reported ends a job can have once it left the control plane. */
+const REPORTED_ENDS = ['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused'] as const;
+
+export const EXECUTION: Readonly<Record<ExecutionState, ExecutionInfo>> = {
+  queued: {
+    label: 'queued',
+    tone: 'neutral',
+    terminal: false,
+    inFlight: false,
+    outcome: null,
+    next: ['sent', 'refused', 'expired', 'cancelled', 'agent_lost'],
+  },
+  sent: {
+    label: 'sent',
+    tone: 'active',
+    terminal: false,
+    inFlight: true,
+    outcome: null,
+    next: ['staged', 'picked_up', ...REPORTED_ENDS, 'agent_lost', 'expired', 'cancelled'],
+  },
+  staged: {
+    label: 'staged',
+    tone: 'active',
+    terminal: false,
+    inFlight: true,
+    outcome: null,
+    next: ['picked_up', ...REPORTED_ENDS, 'agent_lost', 'cancelled'],
+  },
+  picked_up: {
+    label: 'picked up',
+    tone: 'active',
+    terminal: false,
+    inFlight: true,
+    outcome: null,
+    next: ['succeeded', 'failed', 'target_gone', 'agent_lost'],
+  },
+  succeeded: {
+    label: 'succeeded',
+    tone: 'success',
+    terminal: true,
+    inFlight: false,
+    outcome: 'success',
+    next: [],
+  },
+  failed: { label: 'failed', tone: 'failure', terminal: true, inFlight: false, outcome: 'failure', next: [] },
+  pickup_timeout: {
+    label: 'pickup timeout',
+    tone: 'warning',
+    terminal: true,
+    inFlight: false,
+    outcome: 'failure',
+    next: [],
+  },
+  target_gone: {
+    label: 'target gone',
+    tone: 'warning',
+    terminal: true,
+    inFlight: false,
+    outcome: 'failure',
+    next: [],
+  },
+  refused: {
+    label: 'refused',
+    tone: 'failure',
+    terminal: true,
+    inFlight: false,
+    outcome: 'failure',
+    next: [],
+  },
+  // Terminal-looking but correctable: the agent's durable outbox can deliver the real outcome after a
+  // reconnect, and the truth beats our guess.
+  agent_lost: {
+    label: 'agent lost',
+    tone: 'warning',
+    terminal: true,
+    inFlight: false,
+    outcome: 'failure',
+    next: [...REPORTED_ENDS],
+  },
+  expired: {
+    label: 'expired',
+    tone: 'neutral',
+    terminal: true,
+    inFlight: false,
+    outcome: 'failure',
+    next: [],
+  },
+  cancelled: {
+    label: 'cancelled',
+    tone: 'neutral',
+    terminal: true,
+    inFlight: false,
+    outcome: 'neutral',
+    next: [],
+  },
+};
+
+const executionStates = ExecutionState.options;
+
+export const TERMINAL_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set(
+  executionStates.filter((s) => EXECUTION[s].terminal),
+);
+
+/** Sent and not ended: what a rollout's concurrency counts. */
+export const IN_FLIGHT_EXECUTION_STATES: readonly ExecutionState[] = executionStates.filter(
+  (s) => EXECUTION[s].inFlight,
+);
+
+/** Whether an execution may move from `from` to `to`; anything else an agent reports is ignored, never applied. */
+export function canTransition(from: ExecutionState, to: ExecutionState): boolean {
+  return EXECUTION[from].next.includes(to);
+}
+
+/** Ended in a way that counts towards a rollout's `maxFailures` (and makes the request fail). */
+export function isFailedExecution(state: ExecutionState): boolean {
+  return EXECUTION[state].outcome === 'failure';
+}
+
+// ---- requests -------------------------------------------------------------------------------------------
+
+export const RequestState = z.enum([
+  'pending',
+  'approved',
+  'rejected',
+  'cancelled',
+  'expired',
+  'dispatching',
+  'succeeded',
+  'failed',
+]);
+export type RequestState = z.infer<typeof RequestState>;
+
+export const REQUEST: Readonly<Record<RequestState, StateInfo<RequestState>>> = {
+  pending: {
+    label: 'pending',
+    tone: 'waiting',
+    terminal: false,
+    next: ['approved', 'rejected', 'cancelled', 'expired'],
+  },
+  approved: {
+    label: 'approved',
+    tone: 'active',
+    terminal: false,
+    next: ['dispatching', 'cancelled', 'expired'],
+  },
+  // A dispatching request is cancelled by cancelling its queued executions; it then ends by its outcome.
+  dispatching: { label: 'dispatching', tone: 'active', terminal: false, next: ['succeeded', 'failed'] },
+  succeeded: { label: 'succeeded', tone: 'success', terminal: true, next: [] },
+  failed: { label: 'failed', tone: 'failure', terminal: true, next: [] },
+  rejected: { label: 'rejected', tone: 'failure', terminal: true, next: [] },
+  cancelled: { label: 'cancelled', tone: 'neutral', terminal: true, next: [] },
+  expired: { label: 'expired', tone: 'neutral', terminal: true, next: [] },
+};
+
+export const TERMINAL_REQUEST_STATES: ReadonlySet<RequestState> = new Set(
+  RequestState.options.filter((s) => REQUEST[s].terminal),
+);
+
+export function canRequestTransition(from: RequestState, to: RequestState): boolean {
+  return REQUEST[from].next.includes(to);
+}
+
+/**
+ * A dispatching request's end from how many of its executions are in each state: null while any has not
+ * ended (or there are none); `succeeded` when every one succeeded; otherwise `failed`.
+ */
+export function requestOutcome(
+  counts: ReadonlyMap<ExecutionState, number>,
+): Extract<RequestState, 'succeeded' | 'failed'> | null {
+  let total = 0;
+  let ended = 0;
+  for (const [state, n] of counts) {
+    total += n;
+    if (EXECUTION[state].terminal) ended += n;
+  }
+  if (total === 0 || ended !== total) return null;
+  return counts.get('succeeded') === total ? 'succeeded' : 'failed';
+}
+
+/** A person's word for a state (request or execution). */
+export function stateLabel(state: string): string {
+  const info =
+    (REQUEST as Record<string, StateInfo<string>>)[state] ??
+    (EXECUTION as Record<string, StateInfo<string>>)[state];
+  return info?.label ?? state.replaceAll('_', ' ');
+}
