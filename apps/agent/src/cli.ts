@@ -184,8 +184,12 @@ async function cmdRun(argv: string[]): Promise<void> {
   let running: AgentService | null = null;
   const metrics = new AgentMetrics(() => (running ? serviceHealthSource(running, kube) : null));
   const engine = instrumentEngine(podAwareEngine(realEngine, kube), metrics);
+  // Inspections are read by this same program run again as a child (the bundle needs nothing beside it).
+  const { ChildInspector, selfCommand } = await import('./inspect');
+  const inspector = new ChildInspector(selfCommand(process.execPath, process.execArgv, process.argv[1]!));
   const service = new AgentService(config, identity, engine, log, {
     onAudit: (e) => metrics.observeAudit(e),
+    inspector,
   });
   running = service;
   const health = await startHealthServer({
@@ -307,6 +311,11 @@ async function main(argv: string[]): Promise<void> {
       return cmdRun(rest);
     case 'status':
       return cmdStatus(rest);
+    case '__inspect-child': {
+      // Hidden: the reading child of an inspection job (src/inspect.ts). Not for people.
+      const { inspectChildMain } = await import('./inspect');
+      process.exit(await inspectChildMain(rest));
+    }
     case undefined:
     case '-h':
     case '--help':
