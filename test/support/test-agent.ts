@@ -91,6 +91,8 @@ export interface TestAgentOptions {
   /** Decide how to ack each dispatched job; default: verify against the pinned key and accept. */
   onJob?: (payload: JobPayload, agent: TestAgent) => JobDecision | Promise<JobDecision>;
   timeoutMs?: number;
+  /** Decide how to ack a v2 envelope (default: accept); v1 envelopes go to `onJob`. */
+  onJobV2?: (payload: JobPayloadV2, agent: TestAgent) => JobDecision | Promise<JobDecision>;
   /** Protocol version to announce at the handshake (default 1, as agents before protocol v2). */
   v?: 1 | 2;
 }
@@ -132,7 +134,8 @@ export class TestAgent {
         const any = verifyAnyJob(envelope, pinned);
         if (any.ok) ta.anyJobs.push({ version: any.version, payload: any.payload });
         if (any.ok && any.version === 2) {
-          ack({ ok: true, accepted: true } as never);
+          const d = opts.onJobV2 ? await opts.onJobV2(any.payload, ta) : { ok: true, accepted: true };
+          ack(d as never);
           return;
         }
         const check = verifyJob(envelope, pinned);

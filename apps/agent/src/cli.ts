@@ -278,6 +278,7 @@ function cmdStatus(argv: string[]): void {
     outboxDepth: depth,
     outboxOldestAgeSeconds: oldest,
     queuedJobs: running ? (status?.queuedJobs ?? []) : [],
+    protocolVersion: status?.protocolVersion ?? null,
     processes: status?.processes ?? null,
     lastJobs: jobs,
   };
@@ -290,6 +291,7 @@ function cmdStatus(argv: string[]): void {
     `connection:     ${out.connection ? `${out.connection.state} since ${out.connection.since}${out.connection.lastError ? ` (last error: ${out.connection.lastError})` : ''}` : 'never run'}`,
     `agent process:  ${out.process ? `pid ${out.process.pid} ${out.process.running ? 'running' : 'not running'}` : '-'}`,
     `outbox depth:   ${out.outboxDepth}${oldest !== null ? ` (oldest waiting ${oldest} s)` : ''}`,
+    `protocol:       ${out.protocolVersion !== null ? `v${out.protocolVersion} announced${out.protocolVersion < 2 ? ' (the control plane does not speak v2)' : ''}` : '-'}`,
     `python procs:   ${out.processes ?? '-'}`,
     `last jobs:`,
     ...(jobs.length

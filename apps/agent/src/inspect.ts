@@ -15,6 +15,7 @@
  * debugging is only read when the parent said the local policy allows it (`allowOptedOut`).
  */
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { ReportedResult, ReportErrorCode } from '@pyreach/protocol/agent';
 import { StacksReport, TasksReport } from '@pyreach/protocol/inspect';
@@ -166,6 +167,7 @@ function parseAnswer(stdout: string, what: 'stacks' | 'tasks', expectPid: number
       kind: 'invalid',
       message: `the reading child answered for pid ${String(pid)}, not ${expectPid}`,
     };
+  // The child cut it to one message already; a child that did not is cut here (a no-op when it fits).
   if (what === 'stacks') {
     const r = StacksReport.safeParse(a.data.report);
     if (!r.success)
@@ -173,7 +175,8 @@ function parseAnswer(stdout: string, what: 'stacks' | 'tasks', expectPid: number
         kind: 'invalid',
         message: `the stacks report does not parse: ${z.prettifyError(r.error).slice(0, 2048)}`,
       };
-    return { kind: 'report', what, report: r.data, note: a.data.note };
+    const fitted = fitReport(r.data);
+    return { kind: 'report', what, report: fitted.report, note: fitted.note ?? a.data.note };
   }
   const r = TasksReport.safeParse(a.data.report);
   if (!r.success)
@@ -181,7 +184,8 @@ function parseAnswer(stdout: string, what: 'stacks' | 'tasks', expectPid: number
       kind: 'invalid',
       message: `the tasks report does not parse: ${z.prettifyError(r.error).slice(0, 2048)}`,
     };
-  return { kind: 'report', what, report: r.data, note: a.data.note };
+  const fitted = fitReport(r.data);
+  return { kind: 'report', what, report: fitted.report, note: fitted.note ?? a.data.note };
 }
 
 /** Spawns the reading child per inspection and kills it at the deadline, on a cancel, or when it says too much. */
@@ -223,7 +227,17 @@ export class ChildInspector implements Inspector {
       const onAbort = (): void => kill({ kind: 'cancelled' });
       if (opts.signal.aborted) return kill({ kind: 'cancelled' });
       opts.signal.addEventListener('abort', onAbort, { once: true });
-      child.on('spawn', () => child.pid !== undefined && this.onSpawn?.(child.pid));
+      child.on('spawn', () => {
+        if (child.pid === undefined) return;
+        // If memory runs short (the agent's unit has a memory limit, and a hostile target can make a report
+        // big), the kernel kills this child first, never the agent. Raising it needs no privilege.
+        try {
+          writeFileSync(`/proc/${child.pid}/oom_score_adj`, '1000');
+        } catch {
+          /* gone already, or no /proc: the heap cap still bounds it */
+        }
+        this.onSpawn?.(child.pid);
+      });
       child.on('error', (e) =>
         finish({ kind: 'invalid', message: `the reading child could not run: ${e.message}` }),
       );
@@ -242,7 +256,7 @@ export class ChildInspector implements Inspector {
         if (code !== 0)
           return finish({
             kind: 'invalid',
-            message: `the reading child ended with ${signal ?? `exit code ${code}`} before answering${err.trim() ? `: ${err.trim().slice(-1024)}` : ''}`,
+            message: `the reading child ended with ${signal ?? `exit code ${code}`} before answering${signal === 'SIGKILL' ? ' (killed from outside: most likely the memory limit, as the kernel kills a reading child first)' : ''}${err.trim() ? `: ${err.trim().slice(-1024)}` : ''}`,
           });
         finish(parseAnswer(Buffer.concat(out).toString('utf8'), req.what, req.pid));
       });

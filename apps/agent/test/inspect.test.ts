@@ -64,6 +64,14 @@ describe('the reading child', () => {
     await gone(pid);
   });
 
+  test('the kernel kills a reading child before the agent when memory runs short', async () => {
+    let adj = '';
+    await child('setInterval(() => {}, 1000)', (p) => {
+      adj = readFileSync(`/proc/${p}/oom_score_adj`, 'utf8').trim();
+    }).inspect(request(), { deadlineMs: 300, signal: never });
+    assert.equal(adj, '1000');
+  });
+
   test('a child stopped in its tracks (as a read blocked in the kernel would be) is still killed', async () => {
     let pid = 0;
     const o = await child("process.kill(process.pid, 'SIGSTOP')", (p) => (pid = p)).inspect(request(), {
