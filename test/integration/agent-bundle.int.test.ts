@@ -8,6 +8,7 @@ import { copyFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { StacksReport } from '@pyreach/protocol/inspect';
 import { AGENT_BUNDLE, AgentProcess, FakeControlPlane } from '../support/agent-harness';
 import { REPO_ROOT, startPython, type PyTarget } from '../support/python';
 
@@ -51,4 +52,16 @@ test('the bundle enrols, reports inventory and runs a signed job to its result',
   const res = await cp.until(() => cp.resultOf(job.jobId), 30_000, 'result');
   assert.equal(res.result.status, 'succeeded');
   assert.equal(res.result.output, 'bundled\n');
+});
+
+test('the bundle reads an inspection in its own child (itself, re-executed) and reports the stacks', async () => {
+  const agentId = JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId as string;
+  const p = await cp.until(() => cp.processes.get(String(target.pid)), 30_000, 'target in inventory');
+  const job = cp.inspectJob(agentId, { pid: p.pid, startTime: p.startTime }, 'stacks');
+  assert.equal((await cp.dispatch(cp.signV2(job))).ok, true);
+  const res = await cp.until(() => cp.resultOf(job.jobId), 30_000, 'inspection result');
+  assert.equal(res.result.status, 'succeeded', JSON.stringify(res.result).slice(0, 2000));
+  const report = StacksReport.parse(res.result.result);
+  assert.equal(report.pid, target.pid);
+  assert.ok(report.threads.find((t) => t.main)!.frames.some((f) => f.file.endsWith('idle.py')));
 });

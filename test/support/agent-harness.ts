@@ -8,7 +8,7 @@
  *    own state directory and config file, collects its JSON logs, and kills it by pid.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import {
   createServer,
@@ -21,7 +21,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server, type Socket } from 'socket.io';
-import { EnrollRequest, JobEvent, type JobEvent as JobEventT } from '@pyreach/protocol/agent';
+import { AgentHandshake, EnrollRequest, JobEvent, type JobEvent as JobEventT } from '@pyreach/protocol/agent';
+import { MAX_MESSAGE_BYTES } from '@pyreach/protocol/common';
 import { InventoryDelta, InventorySnapshot, type PythonProcess } from '@pyreach/protocol/inventory';
 import {
   agentAuthMessage,
@@ -29,11 +30,16 @@ import {
   keyIdOf,
   publicKeyFromPem,
   signJob,
+  signJobV2,
+  type ExecPayloadV2,
   type JobEnvelope,
+  type JobEnvelopeV2,
   type JobPayload,
+  type JobPayloadV2,
 } from '@pyreach/protocol/job';
 
 import { jobPayload } from './jobs';
+export type InspectPayloadV2 = Extract<JobPayloadV2, { action: 'inspect' }>;
 
 const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const AGENT_CLI = join(REPO, 'apps/agent/src/cli.ts');
@@ -68,6 +74,14 @@ export class FakeControlPlane {
   port = 0;
   private lastSeq = new Map<string, number>();
   private waiters = new Set<() => void>();
+
+  /**
+   * The highest protocol version this control plane accepts at the handshake. 1 plays a control plane from
+   * before protocol v2: an agent announcing 2 is refused UNSUPPORTED_VERSION, as the real gateway does.
+   */
+  speaks: 1 | 2 = 2;
+  /** The version each connection attempt announced, in order. */
+  readonly handshakes: number[] = [];
 
   /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls: { key: string; cert: string } | null = null;
@@ -158,10 +172,22 @@ export class FakeControlPlane {
     const http: HttpServer = this.tls
       ? createHttpsServer({ key: this.tls.key, cert: this.tls.cert }, handler)
       : createServer(handler);
-    const io = new Server(http, { transports: ['websocket'] });
+    // The real server's transport limit (apps/web runtime), so a report too large for it fails here too.
+    const io = new Server(http, { transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES });
     io.of('/agents').use((socket, next) => {
-      const auth = socket.handshake.auth as { v?: number; agentId?: string };
-      if (auth.v !== 1 || !auth.agentId || !this.agents.has(auth.agentId)) {
+      const raw = socket.handshake.auth as { v?: number };
+      if (typeof raw.v === 'number') this.handshakes.push(raw.v);
+      const parsed = AgentHandshake.safeParse(raw);
+      if (typeof raw.v === 'number' && (!parsed.success || raw.v > this.speaks)) {
+        const err = new Error('unsupported version') as Error & { data?: unknown };
+        err.data = {
+          code: 'UNSUPPORTED_VERSION',
+          message: `protocol version ${raw.v} is not supported (server speaks ${this.speaks})`,
+        };
+        return next(err);
+      }
+      const auth = parsed.success ? parsed.data : { agentId: undefined };
+      if (!auth.agentId || !this.agents.has(auth.agentId)) {
         const err = new Error('unknown agent') as Error & { data?: unknown };
         err.data = { code: 'UNKNOWN_AGENT', message: 'unknown agent' };
         return next(err);
@@ -271,6 +297,85 @@ export class FakeControlPlane {
     return signJob(p, this.signing.privateKey, this.signing.publicKey);
   }
 
+  /** A protocol v2 exec payload addressed to `agentId`, valid for a minute, with two (test) approvals. */
+  jobV2(
+    agentId: string,
+    target: { pid: number; startTime: string },
+    code: string,
+    over: Partial<ExecPayloadV2> = {},
+  ): ExecPayloadV2 {
+    return {
+      v: 2,
+      jobId: `job_${randomBytes(8).toString('hex')}`,
+      agentId,
+      requestId: `req_${randomBytes(4).toString('hex')}`,
+      target,
+      contentHash: randomBytes(32).toString('hex'),
+      approvals: [`att_${randomBytes(4).toString('hex')}`, `att_${randomBytes(4).toString('hex')}`],
+      breakGlass: false,
+      issuedAt: new Date().toISOString(),
+      notAfter: new Date(Date.now() + 60_000).toISOString(),
+      action: 'exec',
+      kind: 'custom',
+      scriptId: null,
+      code,
+      codeHash: codeHash(code),
+      params: {},
+      options: {
+        inline: false,
+        budgetSeconds: 30,
+        pickupTimeoutSeconds: 10,
+        backend: 'native',
+        thread: 'main',
+        wake: false,
+      },
+      ...over,
+    };
+  }
+
+  /** A protocol v2 inspection payload (stacks or tasks) addressed to `agentId`. */
+  inspectJob(
+    agentId: string,
+    target: { pid: number; startTime: string },
+    what: 'stacks' | 'tasks',
+    over: Partial<InspectPayloadV2> = {},
+  ): InspectPayloadV2 {
+    return {
+      v: 2,
+      jobId: `job_${randomBytes(8).toString('hex')}`,
+      agentId,
+      requestId: `req_${randomBytes(4).toString('hex')}`,
+      target,
+      contentHash: randomBytes(32).toString('hex'),
+      approvals: [],
+      breakGlass: false,
+      issuedAt: new Date().toISOString(),
+      notAfter: new Date(Date.now() + 60_000).toISOString(),
+      action: 'inspect',
+      what,
+      ...over,
+    };
+  }
+
+  signV2(p: JobPayloadV2): JobEnvelopeV2 {
+    return signJobV2(p, this.signing.privateKey, this.signing.publicKey);
+  }
+
+  /**
+   * Sign any text as a v2 payload with the pinned key: what a control plane newer than the agent could send
+   * (a field the agent does not know), or one that made a mistake.
+   */
+  signV2Text(text: string): JobEnvelopeV2 {
+    return {
+      v: 2,
+      payload: text,
+      signature: sign(null, Buffer.from('pyreach-job-v2\n' + text, 'utf8'), this.signing.privateKey).toString(
+        'base64',
+      ),
+      keyId: this.keyId,
+    };
+  }
+
   /** Emit job:dispatch on the agent's connection and return its ack. */
   async dispatch(
     envelope: unknown,
@@ -285,7 +390,15 @@ export class FakeControlPlane {
       ok: boolean;
       error?: { code: string; message: string };
     };
-    const jobId = (envelope as { payload?: { jobId?: string } }).payload?.jobId ?? '?';
+    const payload = (envelope as { payload?: unknown }).payload;
+    let jobId = (payload as { jobId?: string } | undefined)?.jobId ?? '?';
+    if (typeof payload === 'string') {
+      try {
+        jobId = (JSON.parse(payload) as { jobId?: string }).jobId ?? '?';
+      } catch {
+        jobId = '?';
+      }
+    }
     this.dispatches.push({ jobId, ack });
     return ack;
   }

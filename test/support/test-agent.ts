@@ -17,9 +17,10 @@ import type { InventorySnapshot, PythonProcess } from '@pyreach/protocol/invento
 import {
   agentAuthMessage,
   publicKeyFromPem,
+  verifyAnyJob,
   verifyJob,
-  type JobEnvelope,
   type JobPayload,
+  type JobPayloadV2,
 } from '@pyreach/protocol/job';
 
 export interface AgentKeys {
@@ -90,12 +91,21 @@ export interface TestAgentOptions {
   /** Decide how to ack each dispatched job; default: verify against the pinned key and accept. */
   onJob?: (payload: JobPayload, agent: TestAgent) => JobDecision | Promise<JobDecision>;
   timeoutMs?: number;
+  /** Decide how to ack a v2 envelope (default: accept); v1 envelopes go to `onJob`. */
+  onJobV2?: (payload: JobPayloadV2, agent: TestAgent) => JobDecision | Promise<JobDecision>;
+  /** Protocol version to announce at the handshake (default 1, as agents before protocol v2). */
+  v?: 1 | 2;
 }
 
 type Ack = { ok: true; [k: string]: unknown } | { ok: false; error: { code: string; message: string } };
 
 export class TestAgent {
   readonly jobs: JobPayload[] = [];
+  /**
+   * Every job that verified, v1 or v2, in protocol v2's shape (`verifyAnyJob`): what a v2 agent sees. A v2
+   * envelope is acked by `onJob` only through this list (`jobs` holds v1 payloads).
+   */
+  readonly anyJobs: { version: 1 | 2; payload: JobPayloadV2 }[] = [];
   readonly revocations: string[] = [];
   readonly cancels: string[] = [];
   challenge: AuthChallenge | null = null;
@@ -112,15 +122,22 @@ export class TestAgent {
   static async connect(agent: EnrolledAgent, opts: TestAgentOptions = {}): Promise<TestAgent> {
     const socket: Socket<ServerToAgentEvents, AgentToServerEvents> = io(`${agent.baseUrl}/agents`, {
       transports: ['websocket'],
-      auth: { v: 1, agentId: agent.agentId },
+      auth: { v: opts.v ?? 1, agentId: agent.agentId },
       reconnection: false,
       forceNew: true,
       timeout: opts.timeoutMs ?? 5000,
     });
     const ta = new TestAgent(socket, agent);
     const pinned = publicKeyFromPem(agent.signingPublicKey);
-    socket.on('job:dispatch', (envelope: JobEnvelope, ack) => {
+    socket.on('job:dispatch', (envelope, ack) => {
       void (async () => {
+        const any = verifyAnyJob(envelope, pinned);
+        if (any.ok) ta.anyJobs.push({ version: any.version, payload: any.payload });
+        if (any.ok && any.version === 2) {
+          const d = opts.onJobV2 ? await opts.onJobV2(any.payload, ta) : { ok: true, accepted: true };
+          ack(d as never);
+          return;
+        }
         const check = verifyJob(envelope, pinned);
         let decision: JobDecision;
         if (!check.ok) decision = { ok: false, error: { code: check.code, message: check.message } };

@@ -24,7 +24,9 @@ export interface AuditEntry {
   jobId?: string | null;
   requestId?: string | null;
   codeHash?: string | null;
-  kind?: 'library' | 'custom';
+  kind?: 'library' | 'custom' | null;
+  /** exec or inspect (absent in entries of agents before protocol v2: exec). */
+  action?: 'exec' | 'inspect';
   scriptId?: string | null;
   target?: { pid: number; startTime: string; tid?: number } | null;
   /** refusal code, engine status or delivery failure */

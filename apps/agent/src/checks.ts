@@ -2,22 +2,35 @@
  * Everything a job must pass before it runs, in order. The first three steps decide whether the envelope can
  * be trusted at all; only a trusted, fresh job id is recorded in the replay guard and gets a durable refusal
  * event (an untrusted id could collide with a real job's event stream on the control plane).
+ *
+ * Both envelope versions take the same path: `verifyAnyJob` checks a v1 envelope (canonical form of the parsed
+ * payload) or a v2 one (the exact signed bytes, then a strict parse that refuses any field this agent does not
+ * know, saying to upgrade) and hands back the v2 shape, so everything after it — addressee, replay, expiry,
+ * pid reuse, policy — is one code path for both versions and both actions.
  */
 import type { KeyObject } from 'node:crypto';
 import type { JobRefusalCode } from '@pyreach/protocol/agent';
-import { verifyJob, type JobPayload } from '@pyreach/protocol/job';
+import { verifyAnyJob, type JobPayloadV2, type JobVersion } from '@pyreach/protocol/job';
 import type { PolicyConfig } from './config';
-import { checkPolicy } from './policy';
+import { checkInspectPolicy, checkOptedOut, checkPolicy } from './policy';
 import type { TargetFacts } from './procinfo';
 
 export type CheckOutcome =
-  | { ok: true; payload: JobPayload; target: TargetFacts; user: string | null }
+  | {
+      ok: true;
+      payload: JobPayloadV2;
+      /** The envelope version that arrived (the payload is in v2's shape either way). */
+      version: JobVersion;
+      target: TargetFacts;
+      user: string | null;
+    }
   | {
       ok: false;
       code: JobRefusalCode;
       message: string;
-      /** Present once the signature verified. */
-      payload: JobPayload | null;
+      /** Present once the signature verified and the payload parsed. */
+      payload: JobPayloadV2 | null;
+      version: JobVersion | null;
       /** The job id may be used for a durable `refused` event and the replay guard. */
       trusted: boolean;
     };
@@ -31,76 +44,86 @@ export interface CheckContext {
   seen: (jobId: string) => boolean;
   readTarget: (pid: number) => TargetFacts | null;
   userName: (uid: number, pid: number) => string | null;
+  /**
+   * What the latest discovery read about this process's `remote_debug` (null: not known). Only a known
+   * `false` refuses here, in the dispatch ack; the reading child checks again from the target's memory.
+   */
+  remoteDebugEnabled?: (pid: number, startTime: string) => boolean | null;
 }
+
+const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Best-effort job id of an envelope that did not verify, for logs and the local audit only. */
 export function untrustedJobId(input: unknown): string | null {
-  const id = (input as { payload?: { jobId?: unknown } } | null)?.payload?.jobId;
-  return typeof id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : null;
+  const payload = (input as { payload?: unknown } | null)?.payload;
+  let id: unknown = (payload as { jobId?: unknown } | null)?.jobId;
+  // A v2 envelope carries its payload as the signed JSON text.
+  if (typeof payload === 'string' && payload.length <= 4 * 1024 * 1024) {
+    try {
+      id = (JSON.parse(payload) as { jobId?: unknown } | null)?.jobId;
+    } catch {
+      id = undefined;
+    }
+  }
+  return typeof id === 'string' && JOB_ID.test(id) ? id : null;
 }
 
 export function checkJob(input: unknown, ctx: CheckContext): CheckOutcome {
-  const v = verifyJob(input, ctx.pinnedKey);
-  if (!v.ok) return { ok: false, code: v.code, message: v.message, payload: null, trusted: false };
+  const v = verifyAnyJob(input, ctx.pinnedKey);
+  if (!v.ok)
+    return { ok: false, code: v.code, message: v.message, payload: null, version: null, trusted: false };
   const job = v.payload;
-  if (job.agentId !== ctx.agentId) {
-    return {
-      ok: false,
-      code: 'WRONG_AGENT',
-      message: `job is addressed to agent ${job.agentId}, this is ${ctx.agentId}`,
-      payload: job,
-      trusted: false,
-    };
-  }
-  if (ctx.seen(job.jobId)) {
-    return {
-      ok: false,
-      code: 'REPLAYED',
-      message: `job ${job.jobId} was already received by this agent; a job runs at most once`,
-      payload: job,
-      trusted: false,
-    };
-  }
+  const version = v.version;
+  const refuse = (code: JobRefusalCode, message: string, trusted = true): CheckOutcome => ({
+    ok: false,
+    code,
+    message,
+    payload: job,
+    version,
+    trusted,
+  });
+  if (job.agentId !== ctx.agentId)
+    return refuse('WRONG_AGENT', `job is addressed to agent ${job.agentId}, this is ${ctx.agentId}`, false);
+  if (ctx.seen(job.jobId))
+    return refuse(
+      'REPLAYED',
+      `job ${job.jobId} was already received by this agent; a job runs at most once`,
+      false,
+    );
   const notAfter = Date.parse(job.notAfter);
-  if (!Number.isFinite(notAfter)) {
-    return {
-      ok: false,
-      code: 'MALFORMED',
-      message: `notAfter "${job.notAfter}" is not a timestamp`,
-      payload: job,
-      trusted: true,
-    };
-  }
+  if (!Number.isFinite(notAfter)) return refuse('MALFORMED', `notAfter "${job.notAfter}" is not a timestamp`);
   if (ctx.now > notAfter + ctx.clockSkewMs) {
-    return {
-      ok: false,
-      code: 'EXPIRED',
-      message: `job expired at ${job.notAfter} (agent clock ${new Date(ctx.now).toISOString()}, allowed skew ${Math.round(ctx.clockSkewMs / 1000)}s)`,
-      payload: job,
-      trusted: true,
-    };
+    return refuse(
+      'EXPIRED',
+      `job expired at ${job.notAfter} (agent clock ${new Date(ctx.now).toISOString()}, allowed skew ${Math.round(ctx.clockSkewMs / 1000)}s)`,
+    );
   }
   const target = ctx.readTarget(job.target.pid);
-  if (!target) {
-    return {
-      ok: false,
-      code: 'TARGET_CHANGED',
-      message: `target process ${job.target.pid} no longer exists`,
-      payload: job,
-      trusted: true,
-    };
-  }
+  if (!target) return refuse('TARGET_CHANGED', `target process ${job.target.pid} no longer exists`);
   if (target.startTime !== job.target.startTime) {
-    return {
-      ok: false,
-      code: 'TARGET_CHANGED',
-      message: `pid ${job.target.pid} now belongs to another process (start time ${target.startTime}, job expected ${job.target.startTime}): the target restarted or the pid was reused`,
-      payload: job,
-      trusted: true,
-    };
+    return refuse(
+      'TARGET_CHANGED',
+      `pid ${job.target.pid} now belongs to another process (start time ${target.startTime}, job expected ${job.target.startTime}): the target restarted or the pid was reused`,
+    );
   }
   const user = ctx.userName(target.uids[1], target.pid);
-  const refusal = checkPolicy(job, { uids: target.uids, user }, ctx.policy);
-  if (refusal) return { ok: false, ...refusal, payload: job, trusted: true };
-  return { ok: true, payload: job, target, user };
+  if (job.action === 'exec') {
+    // Never run without an option the approval covered: a job that needs what this engine lacks is refused.
+    if (job.options.wake) {
+      return refuse(
+        'UNSUPPORTED_OPTION',
+        "the job asks to wake a blocked target (options.wake); this agent's engine cannot wake blocked targets yet, and running without it would ignore an approved option. Nothing ran; dispatch it without wake, or upgrade the agent",
+      );
+    }
+    const refusal = checkPolicy(job, { uids: target.uids, user }, ctx.policy);
+    if (refusal) return refuse(refusal.code, refusal.message);
+  } else {
+    const refusal =
+      checkInspectPolicy({ uids: target.uids, user }, ctx.policy) ??
+      (ctx.remoteDebugEnabled?.(target.pid, target.startTime) === false
+        ? checkOptedOut(target.pid, false, ctx.policy)
+        : null);
+    if (refusal) return refuse(refusal.code, refusal.message);
+  }
+  return { ok: true, payload: job, version, target, user };
 }

@@ -184,8 +184,12 @@ async function cmdRun(argv: string[]): Promise<void> {
   let running: AgentService | null = null;
   const metrics = new AgentMetrics(() => (running ? serviceHealthSource(running, kube) : null));
   const engine = instrumentEngine(podAwareEngine(realEngine, kube), metrics);
+  // Inspections are read by this same program run again as a child (the bundle needs nothing beside it).
+  const { ChildInspector, selfCommand } = await import('./inspect');
+  const inspector = new ChildInspector(selfCommand(process.execPath, process.execArgv, process.argv[1]!));
   const service = new AgentService(config, identity, engine, log, {
     onAudit: (e) => metrics.observeAudit(e),
+    inspector,
   });
   running = service;
   const health = await startHealthServer({
@@ -274,6 +278,7 @@ function cmdStatus(argv: string[]): void {
     outboxDepth: depth,
     outboxOldestAgeSeconds: oldest,
     queuedJobs: running ? (status?.queuedJobs ?? []) : [],
+    protocolVersion: status?.protocolVersion ?? null,
     processes: status?.processes ?? null,
     lastJobs: jobs,
   };
@@ -286,6 +291,7 @@ function cmdStatus(argv: string[]): void {
     `connection:     ${out.connection ? `${out.connection.state} since ${out.connection.since}${out.connection.lastError ? ` (last error: ${out.connection.lastError})` : ''}` : 'never run'}`,
     `agent process:  ${out.process ? `pid ${out.process.pid} ${out.process.running ? 'running' : 'not running'}` : '-'}`,
     `outbox depth:   ${out.outboxDepth}${oldest !== null ? ` (oldest waiting ${oldest} s)` : ''}`,
+    `protocol:       ${out.protocolVersion !== null ? `v${out.protocolVersion} announced${out.protocolVersion < 2 ? ' (the control plane does not speak v2)' : ''}` : '-'}`,
     `python procs:   ${out.processes ?? '-'}`,
     `last jobs:`,
     ...(jobs.length
@@ -307,6 +313,11 @@ async function main(argv: string[]): Promise<void> {
       return cmdRun(rest);
     case 'status':
       return cmdStatus(rest);
+    case '__inspect-child': {
+      // Hidden: the reading child of an inspection job (src/inspect.ts). Not for people.
+      const { inspectChildMain } = await import('./inspect');
+      process.exit(await inspectChildMain(rest));
+    }
     case undefined:
     case '-h':
     case '--help':

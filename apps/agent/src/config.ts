@@ -17,6 +17,27 @@ const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'si
 /** A user a job may target: a user name, a numeric uid, or "*" for any (root still needs allowRoot). */
 const UserSpec = z.union([z.string().min(1).max(256), z.number().int().nonnegative()]);
 
+/**
+ * Who may be *inspected* (jobs with `action: inspect`: every thread's stack or the asyncio tasks, read from the
+ * process's memory from outside; no code runs in it, it is never paused). Its own section because reading is
+ * not running: a host owner may allow one and not the other.
+ */
+export const InspectPolicyConfig = z
+  .object({
+    /** Users whose processes may be inspected, by name or uid. Absent: the same as `policy.allowedUsers`. */
+    allowedUsers: z.array(UserSpec).max(1024).optional(),
+    /** Root processes may be inspected. Absent: the same as `policy.allowRoot`. */
+    allowRoot: z.boolean().optional(),
+    /**
+     * Processes that disabled remote debugging (`PYTHON_DISABLE_REMOTE_DEBUG`, `-X disable_remote_debug`) opted
+     * out of being looked into; reading their memory anyway needs this (default false: refused
+     * POLICY_OPTED_OUT). Inspection works technically either way.
+     */
+    allowOptedOut: z.boolean().default(false),
+  })
+  .strict();
+export type InspectPolicyConfig = z.infer<typeof InspectPolicyConfig>;
+
 export const PolicyConfig = z
   .object({
     /** Users whose processes may be targeted, by name or uid; ["*"] = any user. */
@@ -30,9 +51,44 @@ export const PolicyConfig = z
      */
     allowCustomCode: z.boolean().default(true),
     maxCodeBytes: z.number().int().positive().max(MAX_CODE_BYTES).default(MAX_CODE_BYTES),
+    inspect: InspectPolicyConfig.default(InspectPolicyConfig.parse({})),
   })
   .strict();
 export type PolicyConfig = z.infer<typeof PolicyConfig>;
+
+/**
+ * How inspections are read (not who may be read: that is `policy.inspect`). Each one runs in a child process
+ * of the agent, which is killed at `deadlineSeconds`: a read the kernel blocks (a target that maps a file of its
+ * own FUSE server under the reader) cannot be cut from inside the reading process.
+ */
+export const InspectionConfig = z
+  .object({
+    /** The reader's own time budget; past it the report is partial (DEADLINE_EXCEEDED), not lost. */
+    readTimeoutSeconds: z.number().min(0.1).max(600).default(5),
+    /** The child is killed this long after it was started (INSPECT_TIMEOUT). Includes the child's start-up. */
+    deadlineSeconds: z.number().min(1).max(3600).default(20),
+    /** Frames kept per thread or coroutine stack (the reader's bound, innermost first). */
+    maxFrames: z.number().int().min(1).max(4096).default(512),
+    /** Bytes the reader may read from one target for one report (its byte budget). */
+    maxReadBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
+    /** Inspections read at once (each is a child process); more are refused BUSY. */
+    maxConcurrent: z.number().int().min(1).max(16).default(2),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.deadlineSeconds <= c.readTimeoutSeconds)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['deadlineSeconds'],
+        message: `must be more than inspection.readTimeoutSeconds (${c.readTimeoutSeconds}): the child needs time to start and to answer`,
+      });
+  });
+export type InspectionConfig = z.infer<typeof InspectionConfig>;
 
 // [k8s/health] Health endpoint and Kubernetes settings (apps/agent/src/health.ts, apps/agent/src/k8s).
 export const HealthConfig = z
@@ -95,6 +151,7 @@ export const AgentConfig = z
     /** On SIGTERM: how long the job in hand may take to finish before it is cancelled and recorded. */
     shutdownGraceSeconds: z.number().min(0).max(3600).default(20),
     policy: PolicyConfig.default(PolicyConfig.parse({})),
+    inspection: InspectionConfig.default(InspectionConfig.parse({})),
     logLevel: LogLevel.default('info'),
     logPretty: z.boolean().default(false),
     // [k8s/health]
@@ -171,6 +228,8 @@ function envValue(setting: string, name: EnvName, raw: string): unknown {
       return parseLabels([raw], where);
     case 'policy.allowRoot':
     case 'policy.allowCustomCode':
+    case 'policy.inspect.allowRoot':
+    case 'policy.inspect.allowOptedOut':
     case 'logPretty': {
       const v = raw.toLowerCase();
       if (['1', 'true', 'yes', 'on'].includes(v)) return true;
@@ -178,6 +237,7 @@ function envValue(setting: string, name: EnvName, raw: string): unknown {
       throw new ConfigError(`${setting} (${where}): "${raw}" is not a boolean (true/false)`);
     }
     case 'policy.allowedUsers':
+    case 'policy.inspect.allowedUsers':
       return raw
         .split(',')
         .map((s) => s.trim())
@@ -192,6 +252,7 @@ function envValue(setting: string, name: EnvName, raw: string): unknown {
     case 'maxConcurrentJobs':
     case 'shutdownGraceSeconds':
     case 'policy.maxCodeBytes':
+    case 'inspection.deadlineSeconds':
     case 'health.readyMaxOutboxDepth': // [k8s/health]
       return num();
     default:

@@ -22,6 +22,10 @@ export const ENV_SETTINGS = {
   PYREACH_AGENT_ALLOW_ROOT: 'policy.allowRoot',
   PYREACH_AGENT_ALLOW_CUSTOM_CODE: 'policy.allowCustomCode',
   PYREACH_AGENT_MAX_CODE_BYTES: 'policy.maxCodeBytes',
+  PYREACH_AGENT_INSPECT_ALLOWED_USERS: 'policy.inspect.allowedUsers',
+  PYREACH_AGENT_INSPECT_ALLOW_ROOT: 'policy.inspect.allowRoot',
+  PYREACH_AGENT_INSPECT_ALLOW_OPTED_OUT: 'policy.inspect.allowOptedOut',
+  PYREACH_AGENT_INSPECT_DEADLINE_SECONDS: 'inspection.deadlineSeconds',
   PYREACH_AGENT_LOG_LEVEL: 'logLevel',
   PYREACH_AGENT_LOG_PRETTY: 'logPretty',
   // [k8s/health] apps/agent/src/k8s, apps/agent/src/health.ts

@@ -13,6 +13,12 @@
  * INTERRUPTED when the agent stops. So the agent's own jobs never race each other inside one target (the
  * engine's cross-process lock covers a CLI run beside the agent). Jobs for other processes run concurrently,
  * at most maxConcurrentJobs at once.
+ *
+ * Both envelope versions arrive here in v2's shape (checks.ts). Inspection jobs (`action: inspect`) read the
+ * target's memory from outside in a child process (inspect.ts) and run no code in it; they do **not** take part
+ * in the per-target queue: they never write to the target or pause it, so they cannot race an injection, and an
+ * operator inspects a target precisely while something runs in it (where is my job stuck?). They neither wait
+ * behind a running job nor hold one up; at most `inspection.maxConcurrent` are read at once.
  */
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -20,14 +26,16 @@ import { createHash } from 'node:crypto';
 import { canonicalJson } from '@pyreach/protocol/canonical';
 import type { DispatchAck, JobRefusalCode, ReportedResult } from '@pyreach/protocol/agent';
 import type { ExecResult } from '@pyreach/protocol/exec';
-import type { JobPayload } from '@pyreach/protocol/job';
+import type { ExecPayloadV2, JobPayloadV2, JobVersion } from '@pyreach/protocol/job';
 import type { AuditLog } from './audit';
-import { checkJob, untrustedJobId } from './checks';
+import { checkJob, untrustedJobId, type CheckOutcome } from './checks';
 import type { AgentConfig } from './config';
 import type { Engine } from './engine';
+import { inspectResult, type InspectOutcome, type Inspector } from './inspect';
 import type { JobRecord, Outbox } from './outbox';
+import { checkOptedOut } from './policy';
 import { readTargetFacts, type TargetFacts } from './procinfo';
-import { fitResult } from './fit';
+import { fitResult, REPORT_MAX_BYTES } from './fit';
 import { recoverJob } from './recovery';
 import { safeResult } from './safe';
 import type { SeenStore } from './seen';
@@ -56,7 +64,13 @@ export interface JobRunnerDeps {
   readTarget?: (pid: number) => TargetFacts | null;
   now?: () => number;
   procRoot?: string;
+  /** Reads inspections (a child process per read in production). Without one, inspections are refused. */
+  inspector?: Inspector;
+  /** The inventory's latest `remoteDebugEnabled` for a process (null: not known). */
+  remoteDebugEnabled?: (pid: number, startTime: string) => boolean | null;
 }
+
+type InspectPayloadV2 = Extract<JobPayloadV2, { action: 'inspect' }>;
 
 function refusalAck(code: string, message: string): DispatchAck {
   return { ok: false, error: { code, message } };
@@ -89,12 +103,13 @@ class OutputCoalescer {
 
 interface Running {
   jobId: string;
+  action: 'exec' | 'inspect';
   abort: AbortController;
   done: Promise<void>;
 }
 
 interface Waiting {
-  job: JobPayload;
+  job: ExecPayloadV2;
   jlog: Logger;
   key: string;
   timer: NodeJS.Timeout | null;
@@ -127,6 +142,12 @@ export class JobRunner {
     return this.running.size;
   }
 
+  private countRunning(action: 'exec' | 'inspect'): number {
+    let n = 0;
+    for (const r of this.running.values()) if (r.action === action) n++;
+    return n;
+  }
+
   runningIds(): string[] {
     return [...this.running.keys()];
   }
@@ -157,6 +178,7 @@ export class JobRunner {
       seen: (id) => this.d.seen.has(id) || this.d.outbox.has(id),
       readTarget: this.readTarget,
       userName: this.d.userName,
+      ...(this.d.remoteDebugEnabled ? { remoteDebugEnabled: this.d.remoteDebugEnabled } : {}),
     });
 
     if (!outcome.ok && !outcome.trusted) {
@@ -166,9 +188,10 @@ export class JobRunner {
       log.warn({ jobId, code: outcome.code }, 'job refused before it could be trusted');
       this.d.audit.write({
         event: 'refused',
+        ...(p ? this.auditFields(p, outcome.version ?? undefined) : {}),
         jobId,
         requestId: p?.requestId ?? null,
-        codeHash: p?.codeHash ?? null,
+        codeHash: p?.action === 'exec' ? p.codeHash : null,
         target: p?.target ?? null,
         outcome: 'refused',
         code: outcome.code,
@@ -179,9 +202,10 @@ export class JobRunner {
     }
 
     const job = outcome.payload!;
+    const version = outcome.version!;
     const jlog = log.child({ jobId: job.jobId, requestId: job.requestId });
     this.d.seen.add(job.jobId, job.notAfter);
-    this.d.outbox.createJob(this.recordOf(job));
+    this.d.outbox.createJob(this.recordOf(job, version));
 
     let refusal: { code: JobRefusalCode; message: string } | null = outcome.ok
       ? null
@@ -191,12 +215,14 @@ export class JobRunner {
         code: 'BUSY',
         message: 'the agent is shutting down and takes no new jobs; dispatch it again when the agent is back',
       };
+    if (job.action === 'inspect') return this.acceptInspect(job, version, outcome, refusal, jlog);
     const key = targetKey(job.target);
     const lane = this.lanes.get(key);
-    if (!refusal && !lane && this.running.size >= config.maxConcurrentJobs) {
+    const execs = this.countRunning('exec');
+    if (!refusal && !lane && execs >= config.maxConcurrentJobs) {
       refusal = {
         code: 'BUSY',
-        message: `the agent already runs ${this.running.size} jobs (maxConcurrentJobs = ${config.maxConcurrentJobs})`,
+        message: `the agent already runs ${execs} jobs (maxConcurrentJobs = ${config.maxConcurrentJobs})`,
       };
     }
     if (!refusal && lane && lane.queue.length >= MAX_WAITING_PER_TARGET) {
@@ -212,11 +238,14 @@ export class JobRunner {
 
     this.d.audit.write({
       event: 'received',
-      ...this.auditFields(job),
+      ...this.auditFields(job, version),
       user: outcome.ok ? outcome.user : null,
       uid: outcome.ok ? outcome.target.uids[1] : null,
     });
-    jlog.info({ pid: job.target.pid, kind: job.kind, scriptId: job.scriptId }, 'job accepted');
+    jlog.info(
+      { pid: job.target.pid, kind: job.kind, scriptId: job.scriptId, v: version, thread: job.options.thread },
+      'job accepted',
+    );
     if (lane) this.enqueue(job, jlog, key, lane);
     else {
       this.lanes.set(key, { running: null, recovering: new Set(), queue: [] });
@@ -225,7 +254,116 @@ export class JobRunner {
     return { ok: true, accepted: true };
   }
 
-  private refuse(job: JobPayload, refusal: { code: JobRefusalCode; message: string }, jlog: Logger): void {
+  /**
+   * An inspection: refused like any job when it must be, else read at once — it does not wait in the target's
+   * queue (see the header) — within `inspection.maxConcurrent`.
+   */
+  private acceptInspect(
+    job: InspectPayloadV2,
+    version: JobVersion,
+    outcome: CheckOutcome,
+    refusal: { code: JobRefusalCode; message: string } | null,
+    jlog: Logger,
+  ): DispatchAck {
+    const { config } = this.d;
+    const reading = this.countRunning('inspect');
+    if (!refusal && !this.d.inspector)
+      refusal = { code: 'UNSUPPORTED_OPTION', message: 'this agent process has no inspector configured' };
+    if (!refusal && reading >= config.inspection.maxConcurrent)
+      refusal = {
+        code: 'BUSY',
+        message: `the agent already reads ${reading} inspections (inspection.maxConcurrent = ${config.inspection.maxConcurrent}); dispatch it again shortly`,
+      };
+    // (A failed check always comes with a refusal: see dispatchUnsafe.)
+    if (refusal || !outcome.ok) {
+      const r = refusal!;
+      this.refuse(job, r, jlog);
+      return refusalAck(r.code, r.message);
+    }
+    this.d.audit.write({
+      event: 'received',
+      ...this.auditFields(job, version),
+      user: outcome.user,
+      uid: outcome.target.uids[1],
+    });
+    jlog.info({ pid: job.target.pid, what: job.what }, 'inspection accepted');
+    this.d.outbox.markStarted(job.jobId, new Date(this.now()));
+    const abort = new AbortController();
+    const entry: Running = { jobId: job.jobId, action: 'inspect', abort, done: Promise.resolve() };
+    entry.done = this.runInspect(job, outcome.target, abort.signal, jlog).finally(() =>
+      this.running.delete(job.jobId),
+    );
+    this.running.set(job.jobId, entry);
+    return { ok: true, accepted: true };
+  }
+
+  /** Read in the child, check the target is still the one checked, journal the honest result. */
+  private async runInspect(
+    job: InspectPayloadV2,
+    checked: TargetFacts,
+    signal: AbortSignal,
+    jlog: Logger,
+  ): Promise<void> {
+    const { config } = this.d;
+    this.d.audit.write({ event: 'started', ...this.auditFields(job) });
+    const deadlineMs = config.inspection.deadlineSeconds * 1000;
+    let outcome: InspectOutcome;
+    try {
+      outcome = await this.d.inspector!.inspect(
+        {
+          pid: job.target.pid,
+          startTime: job.target.startTime,
+          what: job.what,
+          allowOptedOut: config.policy.inspect.allowOptedOut,
+          readTimeoutMs: Math.round(config.inspection.readTimeoutSeconds * 1000),
+          maxFrames: config.inspection.maxFrames,
+          maxReadBytes: config.inspection.maxReadBytes,
+          maxReportBytes: REPORT_MAX_BYTES,
+          ...(this.d.procRoot ? { procRoot: this.d.procRoot } : {}),
+        },
+        { deadlineMs, signal },
+      );
+    } catch (e) {
+      outcome = { kind: 'invalid', message: `agent error while inspecting: ${(e as Error).message}` };
+    }
+    if (outcome.kind === 'opted_out') {
+      const refusal = checkOptedOut(job.target.pid, outcome.remoteDebugEnabled, config.policy)!;
+      this.refuse(job, refusal, jlog);
+      return;
+    }
+    if (outcome.kind === 'report') {
+      // The pid must still be the process that was checked, with the same users: a pid reused or a process that
+      // changed its uids (a set-uid exec) while it was read would report someone else's memory.
+      const now = this.readTarget(job.target.pid);
+      if (!now || now.startTime !== checked.startTime) {
+        outcome = {
+          kind: 'gone',
+          message: `process ${job.target.pid} exited while it was read; what was read is not reported`,
+        };
+      } else if (now.uids.join('/') !== checked.uids.join('/')) {
+        this.finish(
+          job.jobId,
+          {
+            status: 'failed',
+            errorCode: 'INSPECT_DISCARDED',
+            message: `process ${job.target.pid} changed its user ids while it was read (${checked.uids.join('/')} → ${now.uids.join('/')}); what was read is not reported (the local policy was checked for the old ones). Nothing ran in the target.`,
+            output: '',
+          },
+          jlog,
+          'finished',
+        );
+        return;
+      }
+    }
+    this.finish(
+      job.jobId,
+      inspectResult(job.what, outcome, config.inspection.deadlineSeconds),
+      jlog,
+      'finished',
+    );
+  }
+
+  private refuse(job: JobPayloadV2, refusal: { code: JobRefusalCode; message: string }, jlog: Logger): void {
     this.d.outbox.append(job.jobId, {
       type: 'refused',
       jobId: job.jobId,
@@ -244,7 +382,7 @@ export class JobRunner {
   }
 
   /** Wait behind the job(s) in this target process; say so, bounded by the job's own notAfter. */
-  private enqueue(job: JobPayload, jlog: Logger, key: string, lane: Lane): void {
+  private enqueue(job: ExecPayloadV2, jlog: Logger, key: string, lane: Lane): void {
     const behind = lane.running ?? [...lane.recovering][0]!;
     const ahead = lane.queue.length + 1;
     const w: Waiting = { job, jlog, key, timer: null };
@@ -259,12 +397,12 @@ export class JobRunner {
   }
 
   /** Hand a job to the engine; the target's lane is this job's until it is done, then the next one starts. */
-  private launch(job: JobPayload, jlog: Logger, key: string): void {
+  private launch(job: ExecPayloadV2, jlog: Logger, key: string): void {
     const lane = this.lanes.get(key)!;
     lane.running = job.jobId;
     this.d.outbox.markStarted(job.jobId, new Date(this.now()));
     const abort = new AbortController();
-    const entry: Running = { jobId: job.jobId, abort, done: Promise.resolve() };
+    const entry: Running = { jobId: job.jobId, action: 'exec', abort, done: Promise.resolve() };
     entry.done = this.run(job, abort.signal, jlog).finally(() => {
       this.running.delete(job.jobId);
       if (lane.running === job.jobId) lane.running = null;
@@ -344,48 +482,108 @@ export class JobRunner {
     }
   }
 
-  private recordOf(job: JobPayload): JobRecord {
-    return {
+  private recordOf(job: JobPayloadV2, version: JobVersion): JobRecord {
+    const common = {
       jobId: job.jobId,
       requestId: job.requestId,
       receivedAt: new Date(this.now()).toISOString(),
+      action: job.action,
+      v: version,
+      contentHash: job.contentHash,
+      approvals: job.approvals,
+      breakGlass: job.breakGlass,
+      notAfter: job.notAfter,
+      startedAt: null,
+    };
+    if (job.action === 'inspect')
+      return {
+        ...common,
+        what: job.what,
+        codeHash: null,
+        kind: null,
+        scriptId: null,
+        target: job.target,
+        budgetSeconds: this.d.config.inspection.deadlineSeconds,
+        pickupTimeoutSeconds: 0,
+      };
+    const t = job.options.thread;
+    return {
+      ...common,
       codeHash: job.codeHash,
       paramsHash: createHash('sha256').update(canonicalJson(job.params)).digest('hex'),
       kind: job.kind,
       scriptId: job.scriptId,
-      target: job.target,
-      notAfter: job.notAfter,
+      target: { ...job.target, ...(typeof t === 'object' ? { tid: t.tid } : {}) },
+      thread: t,
       budgetSeconds: job.options.budgetSeconds,
       pickupTimeoutSeconds: job.options.pickupTimeoutSeconds,
-      startedAt: null,
     };
   }
 
-  private auditFields(
-    job: Pick<JobPayload, 'jobId' | 'requestId' | 'codeHash' | 'kind' | 'scriptId' | 'target'>,
-  ) {
+  /**
+   * What the local audit records of a job: who asked (request), what (code hash or what is inspected), where,
+   * and — from protocol v2 — which approved content (content hash), which approvals (attestation ids) and
+   * whether it runs as break-glass. `version` is the envelope version that arrived (where known).
+   */
+  private auditFields(job: JobPayloadV2, version?: JobVersion) {
+    const v2 = {
+      contentHash: job.contentHash,
+      approvals: job.approvals,
+      breakGlass: job.breakGlass,
+      ...(version !== undefined ? { v: version } : {}),
+    };
+    if (job.action === 'inspect')
+      return {
+        jobId: job.jobId,
+        requestId: job.requestId,
+        action: 'inspect' as const,
+        what: job.what,
+        codeHash: null,
+        kind: null,
+        scriptId: null,
+        target: job.target,
+        ...v2,
+      };
     return {
       jobId: job.jobId,
       requestId: job.requestId,
+      action: 'exec' as const,
       codeHash: job.codeHash,
       kind: job.kind,
       scriptId: job.scriptId,
       target: job.target,
+      thread: job.options.thread,
+      ...v2,
     };
   }
 
-  private async run(job: JobPayload, signal: AbortSignal, jlog: Logger): Promise<void> {
+  private async run(job: ExecPayloadV2, signal: AbortSignal, jlog: Logger): Promise<void> {
     const { outbox } = this.d;
     const out = new OutputCoalescer((chunk) =>
       outbox.append(job.jobId, { type: 'output', jobId: job.jobId, chunk }),
     );
-    this.d.audit.write({ event: 'started', ...this.auditFields(job) });
+    // options.thread → the engine: { tid } → that thread; 'main' → the main thread (the engine's default);
+    // 'auto' → any thread of the main interpreter once the engine has it (issue 12, engine reach). Until then
+    // auto runs on the main thread — one of the threads the approval allowed, as a v1 agent would — and says so.
+    // TODO(engine-reach): pass the engine's any-thread mode for 'auto' (test: "thread auto is handed to the
+    // engine as any-thread", todo in test/jobs.test.ts).
+    const t = job.options.thread;
+    const tid = typeof t === 'object' ? t.tid : undefined;
+    const narrowed = t === 'auto';
+    this.d.audit.write({
+      event: 'started',
+      ...this.auditFields(job),
+      threadUsed: tid ?? 'main',
+      ...(narrowed
+        ? { note: "thread auto runs on the main thread: this agent's engine has no any-thread mode yet" }
+        : {}),
+    });
     let result: ExecResult;
     try {
       result = await this.d.engine.runInTarget({
         pid: job.target.pid,
         expectStartTime: job.target.startTime,
-        ...(job.target.tid !== undefined ? { tid: job.target.tid } : {}),
+        ...(tid !== undefined ? { tid } : {}),
         backend: job.options.backend,
         code: job.code,
         params: job.params,
@@ -411,6 +609,15 @@ export class JobRunner {
       };
     }
     out.flush();
+    if (narrowed && result.status === 'pickup_timeout')
+      result = {
+        ...result,
+        message:
+          `${result.message ?? 'the main thread did not pick the job up'} (the job asked for thread auto, which this agent's engine runs on the main thread: it cannot arm every thread yet)`.slice(
+            0,
+            4096,
+          ),
+      };
     this.finish(job.jobId, result, jlog, 'finished');
   }
 
@@ -431,10 +638,15 @@ export class JobRunner {
       event,
       jobId,
       requestId: rec?.requestId ?? null,
+      action: rec?.action ?? 'exec',
+      ...(rec?.what ? { what: rec.what } : {}),
       codeHash: rec?.codeHash ?? null,
       kind: rec?.kind,
       scriptId: rec?.scriptId ?? null,
       target: rec?.target ?? null,
+      ...(rec?.contentHash !== undefined
+        ? { contentHash: rec.contentHash, approvals: rec.approvals, breakGlass: rec.breakGlass }
+        : {}),
       outcome: result.status,
       code: result.errorCode,
       message: result.message,
@@ -451,6 +663,23 @@ export class JobRunner {
     await Promise.all(
       records.map(async (rec) => {
         const jlog = this.d.log.child({ jobId: rec.jobId, requestId: rec.requestId });
+        if (rec.action === 'inspect') {
+          // Nothing runs in the target during an inspection, so there is nothing to find there: it just ended.
+          jlog.warn('inspection was being read when the agent stopped');
+          this.finish(
+            rec.jobId,
+            {
+              status: 'failed',
+              errorCode: 'INSPECT_INTERRUPTED',
+              message:
+                'the agent restarted while this inspection was being read; no report was kept. Nothing runs in the target during an inspection; inspect again',
+              output: '',
+            },
+            jlog,
+            'recovered',
+          );
+          return;
+        }
         if (rec.startedAt === null) {
           jlog.warn('job was queued when the agent stopped; it never started');
           const message =

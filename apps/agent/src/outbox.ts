@@ -27,14 +27,29 @@ export interface JobRecord {
   jobId: string;
   requestId: string;
   receivedAt: string;
-  codeHash: string;
+  /** Run code (`exec`) or read memory (`inspect`). Absent in journals of agents before protocol v2: exec. */
+  action?: 'exec' | 'inspect';
+  /** What an inspection reads. */
+  what?: 'stacks' | 'tasks';
+  /** The envelope version that arrived (absent: an agent before protocol v2, so 1). */
+  v?: 1 | 2;
+  /** v2: the request's content hash the approvals are for, the attestation ids, break-glass. */
+  contentHash?: string;
+  approvals?: string[];
+  breakGlass?: boolean;
+  /** null for an inspection (it carries no code). */
+  codeHash: string | null;
   /** SHA-256 of the canonical JSON of params (to recognise this job's staging directory after a crash). */
   paramsHash?: string;
-  kind: 'library' | 'custom';
+  kind: 'library' | 'custom' | null;
   scriptId: string | null;
   target: { pid: number; startTime: string; tid?: number };
+  /** v2 exec: the thread the job asked for (`auto`, `main`, `{ tid }`). */
+  thread?: 'auto' | 'main' | { tid: number };
   notAfter: string;
+  /** exec: the code's time budget; inspect: the reading child's deadline. */
   budgetSeconds: number;
+  /** exec: the pickup timeout; inspect: 0 (nothing is picked up). */
   pickupTimeoutSeconds: number;
   /**
    * When the agent handed the job to the engine. `null`: accepted but not started yet (queued behind another

@@ -205,7 +205,7 @@ function findStaging(record: JobRecord, procRoot: string): Found[] {
         const st = dir.sub(n);
         if (!st) continue;
         const code = st.read('code.py', SMALL_CAP);
-        let match = code !== null && sha256(code) === record.codeHash;
+        let match = code !== null && record.codeHash !== null && sha256(code) === record.codeHash;
         if (match && record.paramsHash !== undefined) {
           const raw = st.read('params.json', SMALL_CAP);
           try {

@@ -10,16 +10,17 @@ import type { Logger } from 'pino';
 import { io, type Socket } from 'socket.io-client';
 import {
   AGENT_NAMESPACE,
+  AGENT_PROTOCOL_VERSION,
   AuthAck,
   AuthChallenge,
   isRetryableAgentError,
   JobCancel,
   Revoked,
+  type AgentProtocolVersion,
   type AgentToServerEvents,
   type JobEvent,
   type ServerToAgentEvents,
 } from '@pyreach/protocol/agent';
-import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
 import type { InventoryDelta } from '@pyreach/protocol/inventory';
 import { AuditLog, type AuditEntry } from './audit';
 import { Backoff } from './backoff';
@@ -27,6 +28,7 @@ import type { AgentConfig } from './config';
 import { writeFileDurable } from './durable';
 import type { Engine } from './engine';
 import { signChallenge, type LoadedIdentity } from './identity';
+import type { Inspector } from './inspect';
 import { hostFacts, Inventory } from './inventory';
 import { JobRunner } from './jobs';
 import { Outbox } from './outbox';
@@ -58,6 +60,11 @@ export interface AgentStatus {
   runningJobs: string[];
   queuedJobs: string[];
   processes: number;
+  /**
+   * Protocol version announced on the current (or last) connection: 2, or 1 after a control plane answered
+   * UNSUPPORTED_VERSION to 2 (it then signs v1 jobs only: no inspections, no v2 options).
+   */
+  protocolVersion: AgentProtocolVersion;
   updatedAt: string;
 }
 
@@ -66,6 +73,8 @@ export interface AgentServiceOptions {
   procRoot?: string;
   /** [health] Every local audit entry, after it is written (job metrics). */
   onAudit?: (entry: AuditEntry) => void;
+  /** Reads inspection jobs (cli.ts: the agent's own program run again as a child). None: they are refused. */
+  inspector?: Inspector;
 }
 
 type AgentSocket = Socket<ServerToAgentEvents, AgentToServerEvents>;
@@ -89,6 +98,8 @@ export class AgentService {
   private readonly ca: string | undefined;
   private readonly server: string;
   private exitCode = 0;
+  /** The version the next handshake announces (see connect_error). */
+  private announce: AgentProtocolVersion = AGENT_PROTOCOL_VERSION;
   private stoppedResolve!: (code: number) => void;
   /** Resolves with the exit code once the service has stopped (signal, revocation). */
   readonly stopped: Promise<number>;
@@ -117,6 +128,11 @@ export class AgentService {
       engine,
       log,
       userName: (uid, pid) => this.inventory.byPid(pid)?.user ?? hostUserName(uid),
+      remoteDebugEnabled: (pid, startTime) => {
+        const p = this.inventory.byPid(pid);
+        return p && p.startTime === startTime ? p.remoteDebugEnabled : null;
+      },
+      ...(opts.inspector ? { inspector: opts.inspector } : {}),
       ...(opts.procRoot ? { procRoot: opts.procRoot } : {}),
     });
     const now = new Date().toISOString();
@@ -135,6 +151,7 @@ export class AgentService {
       runningJobs: [],
       queuedJobs: [],
       processes: 0,
+      protocolVersion: AGENT_PROTOCOL_VERSION,
       updatedAt: now,
     };
     this.stopped = new Promise((r) => (this.stoppedResolve = r));
@@ -211,11 +228,13 @@ export class AgentService {
       reconnection: false,
       forceNew: true,
       timeout: 10_000,
-      auth: { v: PROTOCOL_VERSION, agentId: this.identity.agentId },
+      // The highest version this agent speaks; the control plane signs jobs per the version it reads here.
+      auth: { v: this.announce, agentId: this.identity.agentId },
       ...(this.ca ? { ca: this.ca } : {}),
     });
     this.socket = socket;
     const clog = this.log.child({ conn: gen });
+    this.status.protocolVersion = this.announce;
 
     socket.on('connect', () => {
       if (gen !== this.gen) return;
@@ -228,11 +247,21 @@ export class AgentService {
       const msg = err.data?.message ?? err.message;
       clog.warn({ code, reason: msg }, 'connection failed');
       if (code === 'AGENT_REVOKED') return this.revoked(msg);
+      if (code === 'UNSUPPORTED_VERSION' && this.announce > 1) {
+        // A control plane older than this agent: speak v1 with it (it signs v1 jobs, which this agent runs).
+        // The next connection after this one ends tries v2 again, in case the control plane was upgraded.
+        clog.warn(
+          { announced: this.announce, reason: msg },
+          'the control plane does not speak protocol v2; connecting again with v1 (no inspections or v2 job options until it is upgraded)',
+        );
+        this.announce = 1;
+      }
       this.scheduleReconnect(`${code ? code + ': ' : ''}${msg}`);
     });
     socket.on('disconnect', (reason) => {
       if (gen !== this.gen) return;
       clog.warn({ reason }, 'disconnected');
+      if (this.authed) this.announce = AGENT_PROTOCOL_VERSION;
       this.authed = false;
       this.scheduleReconnect(`disconnected: ${reason}`);
     });
@@ -275,7 +304,7 @@ export class AgentService {
           this.backoff.reset();
           this.status.lastConnectedAt = new Date().toISOString();
           this.setState('connected', null);
-          clog.info({ outboxDepth: this.outbox.depth() }, 'authenticated');
+          clog.info({ outboxDepth: this.outbox.depth(), protocolVersion: this.announce }, 'authenticated');
           void this.afterAuth(gen, clog);
         });
     });

@@ -104,3 +104,51 @@ test('allowed users from the environment accept names and uids', () => {
   const { config } = loadConfig({}, { PYREACH_AGENT_ALLOWED_USERS: 'www-data, 1001' }, noFile);
   assert.deepEqual(config.policy.allowedUsers, ['www-data', 1001]);
 });
+
+test('inspection has its own policy section: opted-out targets off by default, users and root as exec unless set', () => {
+  const { config } = loadConfig({}, {}, noFile);
+  assert.deepEqual(config.policy.inspect, { allowOptedOut: false });
+  assert.deepEqual(config.inspection, {
+    readTimeoutSeconds: 5,
+    deadlineSeconds: 20,
+    maxFrames: 512,
+    maxReadBytes: 64 * 1024 * 1024,
+    maxConcurrent: 2,
+  });
+  const file = JSON.stringify({ policy: { inspect: { allowedUsers: ['www-data'], allowRoot: true } } });
+  const fromFile = loadConfig({}, { PYREACH_AGENT_INSPECT_ALLOW_OPTED_OUT: 'yes' }, () => file).config;
+  assert.deepEqual(fromFile.policy.inspect, {
+    allowedUsers: ['www-data'],
+    allowRoot: true,
+    allowOptedOut: true,
+  });
+  const env = loadConfig(
+    {},
+    {
+      PYREACH_AGENT_INSPECT_ALLOWED_USERS: 'app,1002',
+      PYREACH_AGENT_INSPECT_ALLOW_ROOT: 'false',
+      PYREACH_AGENT_INSPECT_DEADLINE_SECONDS: '9',
+    },
+    noFile,
+  ).config;
+  assert.deepEqual(env.policy.inspect, {
+    allowedUsers: ['app', 1002],
+    allowRoot: false,
+    allowOptedOut: false,
+  });
+  assert.equal(env.inspection.deadlineSeconds, 9);
+});
+
+test('an inspection deadline that leaves the reader no time, or an unknown inspection setting, is refused', () => {
+  assert.throws(
+    () =>
+      loadConfig({}, {}, () =>
+        JSON.stringify({ inspection: { readTimeoutSeconds: 10, deadlineSeconds: 5 } }),
+      ),
+    /inspection\.deadlineSeconds \(.*\): must be more than inspection\.readTimeoutSeconds \(10\)/,
+  );
+  assert.throws(
+    () => loadConfig({}, {}, () => JSON.stringify({ policy: { inspect: { allowEverything: true } } })),
+    /policy\.inspect: unknown setting\(s\) "allowEverything"/,
+  );
+});

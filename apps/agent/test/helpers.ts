@@ -3,7 +3,15 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { codeHash, signJob, type JobPayload } from '@pyreach/protocol/job';
+import {
+  codeHash,
+  signJob,
+  signJobV2,
+  type ExecPayloadV2,
+  type JobEnvelopeV2,
+  type JobPayload,
+  type JobPayloadV2,
+} from '@pyreach/protocol/job';
 
 export function tempDir(prefix = 'pyreach-agent-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -15,11 +23,17 @@ export interface Signer {
   privateKey: KeyObject;
   publicKey: KeyObject;
   sign(p: JobPayload): ReturnType<typeof signJob>;
+  signV2(p: JobPayloadV2): JobEnvelopeV2;
 }
 
 export function signer(): Signer {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return { privateKey, publicKey, sign: (p) => signJob(p, privateKey, publicKey) };
+  return {
+    privateKey,
+    publicKey,
+    sign: (p) => signJob(p, privateKey, publicKey),
+    signV2: (p) => signJobV2(p, privateKey, publicKey),
+  };
 }
 
 let n = 0;
@@ -39,6 +53,58 @@ export function payload(over: Partial<JobPayload> = {}): JobPayload {
     options: { inline: false, budgetSeconds: 30, pickupTimeoutSeconds: 10, backend: 'native' },
     issuedAt: new Date().toISOString(),
     notAfter: new Date(Date.now() + 60_000).toISOString(),
+    ...over,
+  };
+}
+
+/** A protocol v2 exec payload (the shape every job takes inside the agent). */
+export function payloadV2(over: Partial<ExecPayloadV2> = {}): ExecPayloadV2 {
+  const code = over.code ?? 'print("hello")\nresult = 42\n';
+  return {
+    v: 2,
+    jobId: `job_${Date.now()}_${n++}`,
+    agentId: 'agent_1',
+    requestId: 'req_1',
+    target: { pid: 4242, startTime: '1000' },
+    contentHash: 'c'.repeat(64),
+    approvals: ['att_a', 'att_b'],
+    breakGlass: false,
+    issuedAt: new Date().toISOString(),
+    notAfter: new Date(Date.now() + 60_000).toISOString(),
+    action: 'exec',
+    kind: 'custom',
+    scriptId: null,
+    code,
+    codeHash: codeHash(code),
+    params: {},
+    options: {
+      inline: false,
+      budgetSeconds: 30,
+      pickupTimeoutSeconds: 10,
+      backend: 'native',
+      thread: 'main',
+      wake: false,
+    },
+    ...over,
+  };
+}
+
+export type InspectPayload = Extract<JobPayloadV2, { action: 'inspect' }>;
+
+export function inspectPayload(over: Partial<InspectPayload> = {}): InspectPayload {
+  return {
+    v: 2,
+    jobId: `job_${Date.now()}_${n++}`,
+    agentId: 'agent_1',
+    requestId: 'req_1',
+    target: { pid: 4242, startTime: '1000' },
+    contentHash: 'd'.repeat(64),
+    approvals: [],
+    breakGlass: false,
+    issuedAt: new Date().toISOString(),
+    notAfter: new Date(Date.now() + 60_000).toISOString(),
+    action: 'inspect',
+    what: 'stacks',
     ...over,
   };
 }

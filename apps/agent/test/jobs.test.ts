@@ -5,10 +5,12 @@ import type { ExecResult } from '@pyreach/protocol/exec';
 import { AuditLog, readAuditTail } from '../src/audit';
 import { AgentConfig } from '../src/config';
 import type { Engine, RunOptions } from '../src/engine';
-import { JobRunner } from '../src/jobs';
+import { JobRunner, type JobRunnerDeps } from '../src/jobs';
 import { Outbox } from '../src/outbox';
 import { SeenStore } from '../src/seen';
-import { payload, signer, silentLog, tempDir } from './helpers';
+import { StacksReport } from '@pyreach/protocol/inspect';
+import type { InspectOutcome, InspectRequest, Inspector } from '../src/inspect';
+import { inspectPayload, payload, payloadV2, signer, silentLog, tempDir } from './helpers';
 
 const cp = signer();
 
@@ -25,14 +27,20 @@ function scriptedEngine(script: (o: RunOptions) => Promise<ExecResult>): Engine 
   };
 }
 
-function open(dir: string, engine: Engine, policy: object = { allowRoot: true }) {
+function open(
+  dir: string,
+  engine: Engine,
+  policy: object = { allowRoot: true },
+  extra: Partial<JobRunnerDeps> & { settings?: object } = {},
+) {
   const outbox = new Outbox(dir);
   const unfinished = outbox.open();
   const seen = new SeenStore(dir);
   seen.open();
   const audit = new AuditLog(dir);
+  const { settings, ...deps } = extra;
   const runner = new JobRunner({
-    config: AgentConfig.parse({ stateDir: dir, policy }),
+    config: AgentConfig.parse({ stateDir: dir, policy, ...settings }),
     agentId: 'agent_1',
     pinnedKey: cp.publicKey,
     outbox,
@@ -42,6 +50,7 @@ function open(dir: string, engine: Engine, policy: object = { allowRoot: true })
     log: silentLog,
     userName: () => 'app',
     readTarget: (pid) => ({ pid, startTime: '1000', uids: [1001, 1001, 1001, 1001], gid: 1001 }),
+    ...deps,
   });
   const close = () => {
     outbox.close();
@@ -410,5 +419,370 @@ test('output and results the engine hands over un-encoded are journalled as safe
   assert.ok(res?.type === 'result');
   assert.equal(res.result.output, 'a\u{10FF00}b\n');
   assert.deepEqual(res.result.result, { s: '\u{10FFED}\u{10FFA0}\u{10FFBD}' });
+  a.close();
+});
+
+// ---- protocol v2 and inspections --------------------------------------------------------------------------
+
+const engineOk = () => scriptedEngine(async () => ({ status: 'succeeded', output: '' }));
+
+test('a v2 job runs on the thread it names: { tid } is the engine tid, main is the default thread', async () => {
+  const dir = tempDir();
+  const engine = engineOk();
+  const a = open(dir, engine);
+  const tid = payloadV2({ options: { ...payloadV2().options, thread: { tid: 77 } } });
+  const main = payloadV2({ target: { pid: 4343, startTime: '1000' } });
+  assert.equal(a.runner.dispatch(cp.signV2(tid)).ok, true);
+  assert.equal(a.runner.dispatch(cp.signV2(main)).ok, true);
+  await until(() => a.outbox.isFinal(tid.jobId) && a.outbox.isFinal(main.jobId));
+  assert.equal(engine.runs.find((r) => r.pid === 4242)!.tid, 77);
+  assert.equal(engine.runs.find((r) => r.pid === 4343)!.tid, undefined);
+  a.close();
+});
+
+test('thread auto runs on the main thread today and says so in the audit and in a pickup timeout', async () => {
+  const dir = tempDir();
+  const engine = scriptedEngine(async () => ({
+    status: 'pickup_timeout',
+    errorCode: 'PICKUP_TIMEOUT',
+    message: 'thread 4242 did not reach a safe point',
+    output: '',
+  }));
+  const a = open(dir, engine);
+  const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  assert.equal(engine.runs[0]!.tid, undefined);
+  const started = readAuditTail(dir, 10).find((e) => e.event === 'started')!;
+  assert.equal(started.threadUsed, 'main');
+  assert.match(String(started.note), /thread auto runs on the main thread/);
+  const res = a.outbox.pending().at(-1)!;
+  assert.match(res.type === 'result' ? (res.result.message ?? '') : '', /asked for thread auto/);
+  a.close();
+});
+
+test(
+  "thread auto is handed to the engine as any-thread (the engine's auto mode)",
+  { todo: 'the engine has no any-thread mode yet (issue 12, engine reach): auto runs on main until it does' },
+  async () => {
+    const dir = tempDir();
+    const engine = engineOk();
+    const a = open(dir, engine);
+    const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
+    a.runner.dispatch(cp.signV2(p));
+    await until(() => a.outbox.isFinal(p.jobId));
+    a.close();
+    assert.equal((engine.runs[0] as unknown as Record<string, unknown>).thread, 'auto');
+  },
+);
+
+test('the content hash, approvals and break-glass of a v2 job are in its journal and every audit entry', async () => {
+  const dir = tempDir();
+  const a = open(dir, engineOk());
+  const p = payloadV2({ approvals: ['att_1', 'att_2'], breakGlass: true, contentHash: 'e'.repeat(64) });
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  const rec = a.outbox.record(p.jobId)!;
+  assert.equal(rec.v, 2);
+  assert.equal(rec.contentHash, 'e'.repeat(64));
+  assert.deepEqual(rec.approvals, ['att_1', 'att_2']);
+  assert.equal(rec.breakGlass, true);
+  const audit = readAuditTail(dir, 10).filter((e) => e.jobId === p.jobId);
+  assert.deepEqual(
+    audit.map((e) => e.event),
+    ['received', 'started', 'finished'],
+  );
+  for (const e of audit) {
+    assert.equal(e.contentHash, 'e'.repeat(64), e.event);
+    assert.deepEqual(e.approvals, ['att_1', 'att_2'], e.event);
+    assert.equal(e.breakGlass, true, e.event);
+  }
+  assert.equal(audit[0]!.v, 2);
+  a.close();
+});
+
+test('a v2 job asking to wake is refused UNSUPPORTED_OPTION, durably, and never reaches the engine', () => {
+  const dir = tempDir();
+  const engine = engineOk();
+  const a = open(dir, engine);
+  const p = payloadV2({ options: { ...payloadV2().options, wake: true } });
+  const ack = a.runner.dispatch(cp.signV2(p));
+  assert.equal(!ack.ok && ack.error.code, 'UNSUPPORTED_OPTION');
+  const [ev] = a.outbox.pending();
+  assert.equal(ev?.type === 'refused' && ev.code, 'UNSUPPORTED_OPTION');
+  assert.equal(engine.runs.length, 0);
+  a.close();
+});
+
+function stacksReport(over: Partial<StacksReport> = {}): StacksReport {
+  return StacksReport.parse({
+    pid: 4242,
+    nsPid: 4242,
+    pythonVersion: '3.14.0',
+    status: 'complete',
+    readAt: new Date().toISOString(),
+    durationMs: 1.5,
+    bytesRead: 1000,
+    errors: [],
+    remoteDebugEnabled: true,
+    interpreters: [{ id: 0, threads: 1, remoteDebugEnabled: true }],
+    threads: [
+      {
+        tid: 4242,
+        hostTid: 4242,
+        name: 'python3',
+        main: true,
+        interpreterId: 0,
+        holdsGil: false,
+        state: null,
+        frames: [{ function: 'main', file: '/app.py', line: 3 }],
+        truncated: false,
+        error: null,
+      },
+    ],
+    ...over,
+  });
+}
+
+/** An inspector whose answers the test scripts (the real child is covered by inspect.test.ts and the int tests). */
+function scriptedInspector(answer: (req: InspectRequest, signal: AbortSignal) => Promise<InspectOutcome>) {
+  const reqs: InspectRequest[] = [];
+  const inspector: Inspector = {
+    inspect: (req, opts) => {
+      reqs.push(req);
+      return answer(req, opts.signal);
+    },
+  };
+  return { inspector, reqs };
+}
+
+const report = (r: StacksReport = stacksReport()): InspectOutcome => ({
+  kind: 'report',
+  what: 'stacks',
+  report: r,
+  note: null,
+});
+
+test('an inspection returns the report as its result; partial says what partial means', async () => {
+  const dir = tempDir();
+  const partial = stacksReport({
+    status: 'partial',
+    errors: [{ code: 'TORN', message: 'thread list kept changing' }],
+  });
+  const complete = stacksReport();
+  let next = report(complete);
+  const { inspector, reqs } = scriptedInspector(async () => next);
+  const engine = engineOk();
+  const a = open(dir, engine, { allowRoot: true }, { inspector });
+  const p = inspectPayload();
+  assert.deepEqual(a.runner.dispatch(cp.signV2(p)), { ok: true, accepted: true });
+  await until(() => a.outbox.isFinal(p.jobId));
+  const res = a.outbox.pending().find((e) => e.jobId === p.jobId && e.type === 'result')!;
+  assert.ok(res.type === 'result');
+  assert.equal(res.result.status, 'succeeded');
+  assert.deepEqual(res.result.result, complete as never);
+  assert.match(res.result.message ?? '', /1 thread\(s\) read from memory.*no code ran/);
+  assert.equal(engine.runs.length, 0, 'the engine never runs anything for an inspection');
+  assert.equal(reqs[0]!.allowOptedOut, false);
+  assert.equal(reqs[0]!.what, 'stacks');
+  next = report(partial);
+  const q = inspectPayload();
+  a.runner.dispatch(cp.signV2(q));
+  await until(() => a.outbox.isFinal(q.jobId));
+  const pr = a.outbox.pending().find((e) => e.jobId === q.jobId && e.type === 'result')!;
+  assert.ok(pr.type === 'result');
+  assert.equal(pr.result.status, 'succeeded');
+  assert.match(pr.result.message ?? '', /^partial report: .*what could be read is there.*TORN/);
+  const audit = readAuditTail(dir, 10).filter((e) => e.jobId === p.jobId);
+  assert.deepEqual(
+    audit.map((e) => [e.event, e.action, e.what]),
+    [
+      ['received', 'inspect', 'stacks'],
+      ['started', 'inspect', 'stacks'],
+      ['finished', 'inspect', 'stacks'],
+    ],
+  );
+  a.close();
+});
+
+test('a failed report, a timeout, an invalid answer and a target gone are honest results, never success', async () => {
+  const dir = tempDir();
+  const answers: InspectOutcome[] = [
+    report(
+      stacksReport({
+        status: 'failed',
+        threads: [],
+        errors: [{ code: 'PERMISSION_DENIED', message: 'no ptrace rights' }],
+      }),
+    ),
+    report(
+      stacksReport({ status: 'failed', threads: [], errors: [{ code: 'CORRUPT', message: 'garbage' }] }),
+    ),
+    { kind: 'timeout', afterMs: 20_000 },
+    { kind: 'invalid', message: 'the stacks report does not parse' },
+    { kind: 'gone', message: 'process 4242 has exited' },
+    { kind: 'not_python', message: 'process 4242 is not a CPython process' },
+  ];
+  const { inspector } = scriptedInspector(async () => answers.shift()!);
+  const a = open(dir, engineOk(), { allowRoot: true }, { inspector });
+  const expected = [
+    ['failed', 'PERMISSION_DENIED'],
+    ['failed', 'INSPECT_FAILED'],
+    ['failed', 'INSPECT_TIMEOUT'],
+    ['failed', 'INSPECT_INVALID'],
+    ['target_gone', 'TARGET_GONE'],
+    ['failed', 'NOT_PYTHON'],
+  ];
+  for (const [status, code] of expected) {
+    const p = inspectPayload();
+    a.runner.dispatch(cp.signV2(p));
+    await until(() => a.outbox.isFinal(p.jobId));
+    const res = a.outbox.pending().find((e) => e.jobId === p.jobId && e.type === 'result')!;
+    assert.ok(res.type === 'result');
+    assert.deepEqual([res.result.status, res.result.errorCode], [status, code]);
+    assert.match(res.result.message ?? '', /Nothing ran in the target/);
+  }
+  a.close();
+});
+
+test('an inspection does not wait behind a running job for the same target, nor hold one up', async () => {
+  const dir = tempDir();
+  const g = gatedEngine();
+  const { inspector } = scriptedInspector(async () => report());
+  const a = open(dir, g.engine, { allowRoot: true }, { inspector });
+  const running = job('first');
+  assert.equal(a.runner.dispatch(cp.sign(running)).ok, true);
+  await until(() => g.started.length === 1);
+  const p = inspectPayload();
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  assert.ok(!a.outbox.pending().some((e) => e.jobId === p.jobId && e.type === 'queued'), 'never queued');
+  assert.equal(a.outbox.isFinal(running.jobId), false, 'the job still runs');
+  g.release('first');
+  await until(() => a.outbox.isFinal(running.jobId));
+  a.close();
+});
+
+test('beyond inspection.maxConcurrent inspections are refused BUSY; a cancel kills a read in progress', async () => {
+  const dir = tempDir();
+  const { inspector } = scriptedInspector(
+    (_req, signal) =>
+      new Promise((resolve) => signal.addEventListener('abort', () => resolve({ kind: 'cancelled' }))),
+  );
+  const a = open(
+    dir,
+    engineOk(),
+    { allowRoot: true },
+    { inspector, settings: { inspection: { maxConcurrent: 1 } } },
+  );
+  const first = inspectPayload();
+  assert.equal(a.runner.dispatch(cp.signV2(first)).ok, true);
+  const second = a.runner.dispatch(cp.signV2(inspectPayload()));
+  assert.equal(!second.ok && second.error.code, 'BUSY');
+  assert.match(!second.ok ? second.error.message : '', /inspection\.maxConcurrent = 1/);
+  assert.equal(a.runner.cancel(first.jobId), true);
+  await until(() => a.outbox.isFinal(first.jobId));
+  const res = a.outbox.pending().find((e) => e.jobId === first.jobId && e.type === 'result')!;
+  assert.equal(res.type === 'result' && res.result.status, 'cancelled');
+  a.close();
+});
+
+test('a process the child finds opted out is refused POLICY_OPTED_OUT after acceptance; the policy switch is passed on', async () => {
+  const dir = tempDir();
+  const { inspector, reqs } = scriptedInspector(async (req) =>
+    req.allowOptedOut ? report() : { kind: 'opted_out', remoteDebugEnabled: false },
+  );
+  const a = open(dir, engineOk(), { allowRoot: true }, { inspector });
+  const p = inspectPayload();
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  const ev = a.outbox.pending().find((e) => e.jobId === p.jobId && e.type === 'refused')!;
+  assert.equal(ev.type === 'refused' && ev.code, 'POLICY_OPTED_OUT');
+  assert.match(ev.type === 'refused' ? ev.message : '', /allowOptedOut/);
+  a.close();
+  const dir2 = tempDir();
+  const b = open(dir2, engineOk(), { allowRoot: true, inspect: { allowOptedOut: true } }, { inspector });
+  const q = inspectPayload();
+  b.runner.dispatch(cp.signV2(q));
+  await until(() => b.outbox.isFinal(q.jobId));
+  assert.equal(reqs.at(-1)!.allowOptedOut, true);
+  const res = b.outbox.pending().find((e) => e.jobId === q.jobId && e.type === 'result')!;
+  assert.equal(res.type === 'result' && res.result.status, 'succeeded');
+  b.close();
+});
+
+test('what was read is discarded when the pid changed hands or the process changed its uids meanwhile', async () => {
+  const dir = tempDir();
+  let facts = {
+    pid: 4242,
+    startTime: '1000',
+    uids: [1001, 1001, 1001, 1001] as [number, number, number, number],
+    gid: 1001,
+  };
+  const { inspector } = scriptedInspector(async () => {
+    // While the child reads, the target runs a set-uid program (same pid, same start time, new uids).
+    facts = { ...facts, uids: [1001, 0, 0, 0] };
+    return report();
+  });
+  const a = open(dir, engineOk(), { allowRoot: false }, { inspector, readTarget: () => facts });
+  const p = inspectPayload();
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  const res = a.outbox.pending().find((e) => e.jobId === p.jobId && e.type === 'result')!;
+  assert.ok(res.type === 'result');
+  assert.equal(res.result.errorCode, 'INSPECT_DISCARDED');
+  assert.equal(res.result.result, undefined, 'nothing of the report is kept');
+  a.close();
+
+  const dir2 = tempDir();
+  let alive = true;
+  const gone = scriptedInspector(async () => {
+    alive = false;
+    return report();
+  });
+  const b = open(
+    dir2,
+    engineOk(),
+    { allowRoot: true },
+    {
+      inspector: gone.inspector,
+      readTarget: (pid) =>
+        alive ? { pid, startTime: '1000', uids: [1001, 1001, 1001, 1001], gid: 1001 } : null,
+    },
+  );
+  const q = inspectPayload();
+  b.runner.dispatch(cp.signV2(q));
+  await until(() => b.outbox.isFinal(q.jobId));
+  const r2 = b.outbox.pending().find((e) => e.jobId === q.jobId && e.type === 'result')!;
+  assert.ok(r2.type === 'result');
+  assert.deepEqual([r2.result.status, r2.result.result], ['target_gone', undefined]);
+  b.close();
+});
+
+test('an inspection in progress when the agent died ends INSPECT_INTERRUPTED on restart, never read again', async () => {
+  const dir = tempDir();
+  const { inspector } = scriptedInspector(() => new Promise<InspectOutcome>(() => undefined));
+  const a = open(dir, engineOk(), { allowRoot: true }, { inspector });
+  const p = inspectPayload();
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  a.close(); // the agent "dies": the journal has the job, no result
+  const again = scriptedInspector(async () => report());
+  const b = open(dir, engineOk(), { allowRoot: true }, { inspector: again.inspector });
+  assert.equal(b.unfinished.length, 1);
+  await b.runner.recover(b.unfinished);
+  const res = b.outbox.pending().find((e) => e.jobId === p.jobId && e.type === 'result')!;
+  assert.ok(res.type === 'result');
+  assert.equal(res.result.errorCode, 'INSPECT_INTERRUPTED');
+  assert.equal(again.reqs.length, 0);
+  const ack = b.runner.dispatch(cp.signV2(p));
+  assert.equal(!ack.ok && ack.error.code, 'REPLAYED');
+  b.close();
+});
+
+test('an agent without an inspector refuses inspections instead of pretending', () => {
+  const dir = tempDir();
+  const a = open(dir, engineOk());
+  const ack = a.runner.dispatch(cp.signV2(inspectPayload()));
+  assert.equal(!ack.ok && ack.error.code, 'UNSUPPORTED_OPTION');
   a.close();
 });

@@ -74,3 +74,82 @@ test('a heartbeat without the oldest-item age (an older agent) still parses', ()
     42,
   );
 });
+
+describe('protocol versions at the handshake', () => {
+  test('v1 agents stay valid, v2 agents are accepted, an unknown version is not', async () => {
+    const { AgentHandshake, AGENT_PROTOCOL_VERSION, jobVersionFor } = await import('./agent');
+    assert.equal(AGENT_PROTOCOL_VERSION, 2);
+    assert.equal(AgentHandshake.safeParse({ v: 1, agentId: 'agt_1' }).success, true);
+    assert.equal(AgentHandshake.safeParse({ v: 2, agentId: 'agt_1' }).success, true);
+    assert.equal(AgentHandshake.safeParse({ v: 3, agentId: 'agt_1' }).success, false);
+    assert.equal(AgentHandshake.safeParse({ agentId: 'agt_1' }).success, false);
+    assert.equal(jobVersionFor(1), 1);
+    assert.equal(jobVersionFor(2), 2);
+  });
+
+  test('job:dispatch carries either envelope version', async () => {
+    const { serverToAgentSchemas } = await import('./agent');
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { codeHash, signJob, signJobV2, toV1 } = await import('./job');
+    const k = generateKeyPairSync('ed25519');
+    const p = {
+      v: 2 as const,
+      jobId: 'job_1',
+      agentId: 'agt_1',
+      requestId: 'req_1',
+      target: { pid: 42, startTime: '1' },
+      contentHash: 'a'.repeat(64),
+      approvals: [],
+      breakGlass: false,
+      issuedAt: '2026-01-01T00:00:00.000Z',
+      notAfter: '2026-01-01T00:05:00.000Z',
+      action: 'exec' as const,
+      kind: 'custom' as const,
+      scriptId: null,
+      code: 'x',
+      codeHash: codeHash('x'),
+      params: {},
+      options: {
+        inline: false,
+        budgetSeconds: 1,
+        pickupTimeoutSeconds: 1,
+        backend: 'native' as const,
+        thread: 'main' as const,
+        wake: false,
+      },
+    };
+    const v1 = toV1(p);
+    assert.ok(v1.ok);
+    for (const env of [
+      signJobV2(p, k.privateKey, k.publicKey),
+      signJob(v1.payload, k.privateKey, k.publicKey),
+    ])
+      assert.equal(serverToAgentSchemas['job:dispatch'].safeParse(env).success, true);
+  });
+});
+
+test('results of inspection jobs carry their own codes and the report as the value', () => {
+  for (const code of [
+    'INSPECT_FAILED',
+    'INSPECT_TIMEOUT',
+    'INSPECT_INVALID',
+    'INSPECT_DISCARDED',
+    'INSPECT_INTERRUPTED',
+  ]) {
+    const ev = {
+      ...base,
+      type: 'result',
+      result: { status: 'failed', errorCode: code, message: 'm', output: '' },
+    };
+    assert.equal(JobEvent.safeParse(ev).success, true, code);
+  }
+  const report = {
+    pid: 42,
+    status: 'complete',
+    threads: [{ tid: 1, frames: [{ function: 'f', file: 'a.py', line: 1 }] }],
+  };
+  const ok = { ...base, type: 'result', result: { status: 'succeeded', output: '', result: report } };
+  assert.equal(JobEvent.safeParse(ok).success, true);
+  for (const code of ['UNSUPPORTED_VERSION', 'UNSUPPORTED_OPTION', 'POLICY_OPTED_OUT'])
+    assert.equal(JobEvent.safeParse({ ...base, type: 'refused', code, message: 'm' }).success, true);
+});

@@ -15,7 +15,7 @@ import {
 } from './common';
 import { EngineErrorCode, ExecError, ExecResult, ThreadInfo } from './exec';
 import { InventoryDelta, InventorySnapshot } from './inventory';
-import { JobEnvelope } from './job';
+import { AnyJobEnvelope, type JobVersion } from './job';
 import { SafeText } from './text';
 
 export const AGENT_NAMESPACE = '/agents';
@@ -44,12 +44,33 @@ export type EnrollResponse = z.infer<typeof EnrollResponse>;
 
 // ---- connection -----------------------------------------------------------------------------------------
 
-/** socket.io `auth` payload of the handshake. */
+/**
+ * The highest protocol version this code's agent speaks. 2: job envelopes of protocol v2 (the exact signed
+ * bytes, strict fields: content hash, approvals, break-glass, `options.thread`/`wake`) and inspection jobs.
+ * A v2 agent still verifies and runs v1 envelopes, so a control plane that signs v1 keeps working with it.
+ */
+export const AGENT_PROTOCOL_VERSION = 2 as const;
+
+/** Versions an agent may announce at its handshake: v1 agents (in the field) stay valid. */
+export const AgentProtocolVersion = z.union([z.literal(1), z.literal(2)]);
+export type AgentProtocolVersion = z.infer<typeof AgentProtocolVersion>;
+
+/**
+ * socket.io `auth` payload of the handshake. `v` is the highest protocol version the agent speaks; the control
+ * plane keeps it for the connection and signs each job in the envelope version `jobVersionFor(v)` (see
+ * `toV1` in ./job for a job a v1 agent cannot be sent). An agent announcing 2 to a control plane that answers
+ * `UNSUPPORTED_VERSION` connects again announcing 1.
+ */
 export const AgentHandshake = z.object({
-  v: z.literal(PROTOCOL_VERSION),
+  v: AgentProtocolVersion,
   agentId: Id,
 });
 export type AgentHandshake = z.infer<typeof AgentHandshake>;
+
+/** The job envelope version to sign for an agent that announced `v` at its handshake. */
+export function jobVersionFor(v: AgentProtocolVersion): JobVersion {
+  return v >= 2 ? 2 : 1;
+}
 
 export const AuthChallenge = z.object({ nonce: z.string().min(32).max(128), expiresAt: IsoTime });
 export type AuthChallenge = z.infer<typeof AuthChallenge>;
@@ -92,6 +113,19 @@ export const JobRefusalCode = z.enum([
   'POLICY_CUSTOM_CODE',
   'POLICY_CODE_TOO_LARGE',
   'BUSY',
+  /** The envelope's version is not one this agent speaks (it says to upgrade the agent). */
+  'UNSUPPORTED_VERSION',
+  /**
+   * The job asks for an option this agent's engine cannot honour (today: `options.wake`). Refused rather than
+   * run without it: an approved option is never silently ignored.
+   */
+  'UNSUPPORTED_OPTION',
+  /**
+   * An inspection of a process that disabled remote debugging (`PYTHON_DISABLE_REMOTE_DEBUG`,
+   * `-X disable_remote_debug`), which this host's policy does not allow to be read
+   * (`policy.inspect.allowOptedOut`, default false).
+   */
+  'POLICY_OPTED_OUT',
   /**
    * Accepted, but it never started: it was queued behind another job for the same target when the agent shut
    * down or restarted (a job is never run after a restart). Nothing ran; dispatch it again if still needed.
@@ -130,8 +164,23 @@ export const SafeJson: z.ZodType<Json> = z.lazy(() =>
  *   PAYLOAD_TOO_LARGE, …). The agent sends this result *in place of* the refused report (same seq) so the
  *   execution ends with an honest state; `refusedReport` says which report and why. Reports the job made
  *   after it (more output, its own result) are kept in the agent's local journal and audit log only.
+ *
+ * Results of an inspection job (`action: inspect`), which the agent reads in a child process it kills on a
+ * deadline. Nothing runs in the target in any of these cases:
+ * - INSPECT_FAILED: the reader's report has status `failed` (its `errors` say why; the report is the result).
+ * - INSPECT_TIMEOUT: the reading child did not answer within `inspection.deadlineSeconds` and was killed.
+ * - INSPECT_INVALID: the child's answer was not a report that parses with its schema (or the child died).
+ * - INSPECT_DISCARDED: the target changed its user ids while it was read; what was read is not reported.
+ * - INSPECT_INTERRUPTED: the agent restarted while the inspection was being read; nothing was kept.
  */
-export const AgentResultCode = z.enum(['REPORT_REFUSED']);
+export const AgentResultCode = z.enum([
+  'REPORT_REFUSED',
+  'INSPECT_FAILED',
+  'INSPECT_TIMEOUT',
+  'INSPECT_INVALID',
+  'INSPECT_DISCARDED',
+  'INSPECT_INTERRUPTED',
+]);
 export type AgentResultCode = z.infer<typeof AgentResultCode>;
 
 export const ReportErrorCode = z.union([EngineErrorCode, AgentResultCode]);
@@ -213,7 +262,8 @@ export interface AgentToServerEvents {
 /** Events the server emits (agent listens). */
 export interface ServerToAgentEvents {
   'auth:challenge': (challenge: AuthChallenge) => void;
-  'job:dispatch': Acked<JobEnvelope, DispatchAck>;
+  /** A v1 envelope (`JobEnvelope`) or a v2 one (`JobEnvelopeV2`, `v: 2`), as the agent's handshake allows. */
+  'job:dispatch': Acked<AnyJobEnvelope, DispatchAck>;
   'job:cancel': (msg: z.infer<typeof JobCancel>) => void;
   'agent:revoked': (msg: z.infer<typeof Revoked>) => void;
 }
@@ -226,6 +276,13 @@ export const agentToServerSchemas = {
   'inventory:delta': InventoryDelta,
   'job:event': JobEvent,
 } as const satisfies Record<keyof AgentToServerEvents, z.ZodType>;
+
+export const serverToAgentSchemas = {
+  'auth:challenge': AuthChallenge,
+  'job:dispatch': AnyJobEnvelope,
+  'job:cancel': JobCancel,
+  'agent:revoked': Revoked,
+} as const satisfies Record<keyof ServerToAgentEvents, z.ZodType>;
 
 // ---- size limits per event ------------------------------------------------------------------------------
 
