@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AgentProcess, FakeControlPlane } from '../support/agent-harness';
 import { Cgroups, cgroupMount } from '../support/cgroup';
+import { eventually } from '../support/eventually';
 import { FakeKubeApi, pod } from '../support/kube-api';
 import { startPython, type PyTarget } from '../support/python';
 
@@ -33,20 +34,6 @@ const metric = (text: string, name: string): number | null => {
   const m = new RegExp(`^${name.replace(/[{}"=]/g, (c) => '\\' + c)} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : null;
 };
-async function eventually<T>(
-  fn: () => Promise<T | null | undefined | false>,
-  what: string,
-  ms = 20_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 before(async () => {
   await cp.start();
   await kube.start();
@@ -102,7 +89,7 @@ describe('the agent in a DaemonSet-like setting', () => {
 
   it('is live at once and ready when connected', async () => {
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
-    await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, 'ready');
+    await eventually('ready', async () => (await fetch(`${base}/readyz`)).status === 200, 20_000);
   });
 
   it("reports the target's pod, namespace, container, labels and Deployment from cgroup + pod watch", async () => {
@@ -139,10 +126,10 @@ describe('the agent in a DaemonSet-like setting', () => {
     assert.equal((await cp.dispatch(cp.sign(job))).ok, true);
     const res = await cp.until(() => cp.resultOf(job.jobId), 30_000, 'the result');
     assert.equal(res.result.status, 'succeeded');
-    const text = await eventually(async () => {
+    const text = await eventually('the job in the metrics', async () => {
       const t = await (await fetch(`${base}/metrics`)).text();
       return metric(t, 'pyreach_agent_jobs_total{outcome="succeeded",code=""}') === 1 ? t : null;
-    }, 'the job in the metrics');
+    });
     assert.equal(metric(text, 'pyreach_agent_jobs_received_total'), 1);
     assert.equal(metric(text, 'pyreach_agent_job_pickup_latency_seconds_count'), 1);
     assert.ok((metric(text, 'pyreach_agent_job_pickup_latency_seconds_sum') ?? 0) > 0);
@@ -156,10 +143,10 @@ describe('the agent in a DaemonSet-like setting', () => {
 
   it('is no longer ready when the control plane goes away, and still live', async () => {
     await cp.stop();
-    const body = await eventually(async () => {
+    const body = await eventually('not ready', async () => {
       const r = await fetch(`${base}/readyz`);
       return r.status === 503 ? ((await r.json()) as { reasons: string[] }) : null;
-    }, 'not ready');
+    });
     assert.match(
       body.reasons[0] ?? '',
       /^not connected to the control plane \((disconnected|connecting|authenticating)\)$/,
