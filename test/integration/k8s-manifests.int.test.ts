@@ -292,6 +292,16 @@ describe('deploy/k8s keeps its promises', () => {
     assert.equal(mount.mountPath, env('PYREACH_AGENT_STATE_DIR').value);
   });
 
+  it('gives the agent the memory budget of the systemd unit: room for its inspection children', () => {
+    const unit = readFileSync(join(REPO_ROOT, 'apps/agent/deploy/pyreach-agent.service'), 'utf8');
+    const max = /^MemoryMax=(\d+)M$/m.exec(unit)?.[1];
+    assert.ok(max, 'the unit sets MemoryMax in megabytes');
+    for (const [name, objs] of Object.entries(rendered)) {
+      const c = podSpec(agentOf(objs)).containers[0];
+      assert.equal(c.resources.limits.memory, `${max}Mi`, `${name}: the agent's memory limit`);
+    }
+  });
+
   it('enrols from the join token Secret as a file: never on a command line, and never required once enrolled', () => {
     for (const objs of Object.values(rendered)) {
       const spec = podSpec(agentOf(objs));
