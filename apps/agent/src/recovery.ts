@@ -330,7 +330,11 @@ export async function recoverJob(record: JobRecord, opts: RecoveryOptions = {}):
 /** The engine's outcome of a recovered run, with a note that it came from recovery; staging is removed. */
 function reportStaged(run: StagedRun, r: ExecResult): ExecResult {
   const problems = run.remove();
-  const message = r.message ? `${r.message} (${NOTE})` : NOTE;
+  const note =
+    r.errorCode === 'STAGING_TAMPERED'
+      ? `${RESTART}; found when the agent read the staging back after its restart (the job was not run again)`
+      : NOTE;
+  const message = r.message ? `${r.message} (${note})` : note;
   if (problems.length && r.errorCode !== 'STAGING_TAMPERED')
     return {
       status: 'failed',
