@@ -109,6 +109,33 @@ export function makeCanaries(): Canaries {
   };
 }
 
+/**
+ * Canaries over a file that already exists and must stay secret (e.g. the agent's own `agent.key`): the
+ * attacker links to it, and nothing of it may come back or change. `secretText` is its longest line.
+ */
+export function existingCanary(path: string): Canaries {
+  const made = stateOf(path);
+  const secretText = made.content
+    .split('\n')
+    .reduce((a, b) => (b.length > a.length ? b : a), '')
+    .trim();
+  if (secretText.length < 16) throw new Error(`${path} has no line long enough to recognise a leak`);
+  return {
+    dir: dirname(path),
+    secret: path,
+    file: path,
+    secretText,
+    snapshot: () => [stateOf(path)],
+    assertIntact() {
+      const now = stateOf(path);
+      for (const k of ['content', 'uid', 'gid', 'mode', 'mtimeMs', 'ctimeMs'] as const)
+        if (made[k] !== now[k])
+          throw new Error(`${path} changed: ${k} ${JSON.stringify(made[k])} -> ${JSON.stringify(now[k])}`);
+    },
+    cleanup: () => undefined,
+  };
+}
+
 export type Attack = 'symlink' | 'fifo' | 'hardlink' | 'swap-dir' | 'swap-out' | 'link-out' | 'grow-out';
 
 export interface AttemptRecord {

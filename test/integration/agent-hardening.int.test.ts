@@ -14,21 +14,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JobEvent } from '@pyreach/protocol/agent';
 import type { JobPayload } from '@pyreach/protocol/job';
-import { resultFromReport, type HarnessReport } from '@pyreach/remote-exec';
 import { AgentProcess, FakeControlPlane } from '../support/agent-harness';
 import { startPython, type PyTarget } from '../support/python';
 
 const tmp = (name: string) => `/tmp/pyreach-agent-hard-${process.pid}-${name}`;
 const sizeOf = (p: string) => (existsSync(p) ? statSync(p).size : 0);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Until the engine reports a stopped-by-cancel run as `cancelled` (engine-hardening branch), it says
- * failed/TIME_BUDGET_EXCEEDED; the agent maps by status and never guesses. The status test is a visible todo
- * until then and turns into an ordinary test by itself once the engine does it.
- */
-const ENGINE_REPORTS_CANCELLED =
-  resultFromReport({ status: 'failed', cancelled: true } as HarnessReport, '').status === 'cancelled';
 
 describe('agent hardening: outbox, per-target queue, cancel', { timeout: 300_000 }, () => {
   const cp = new FakeControlPlane();
@@ -263,7 +254,7 @@ describe('agent hardening: outbox, per-target queue, cancel', { timeout: 300_000
     rmSync(hb, { force: true });
     const p = await run(
       host,
-      `import time\nwhile True:\n    with open(${JSON.stringify(hb)}, "a") as f:\n        f.write("x")\n    time.sleep(0.05)\n`,
+      `import time\nprint("started")\nwhile True:\n    with open(${JSON.stringify(hb)}, "a") as f:\n        f.write("x")\n    time.sleep(0.05)\n`,
       { options: { inline: false, budgetSeconds: 60, pickupTimeoutSeconds: 10, backend: 'native' } },
     );
     await cp.until(() => sizeOf(hb) > 10, 15_000, 'the job running');
@@ -271,7 +262,10 @@ describe('agent hardening: outbox, per-target queue, cancel', { timeout: 300_000
     cp.cancel(p.jobId);
     const r = await result(p.jobId);
     assert.ok(Date.now() - t0 < 5000, 'the engine reported soon after the cancel');
-    assert.notEqual(r.result.status, 'succeeded');
+    assert.equal(r.result.status, 'cancelled', JSON.stringify(r.result));
+    assert.equal(r.result.errorCode, 'CANCELLED');
+    assert.match(r.result.output, /^started\n/, 'the output so far is kept');
+    assert.equal(r.result.leftoverThread ?? null, null, 'the code stopped: no thread is left over');
     const size = sizeOf(hb);
     await sleep(1000);
     assert.equal(sizeOf(hb), size, 'the heartbeat file stopped growing: the code stopped');
@@ -279,24 +273,46 @@ describe('agent hardening: outbox, per-target queue, cancel', { timeout: 300_000
     cancelled = { jobId: p.jobId, heartbeat: hb };
   });
 
-  test(
-    'a cancelled running job is reported cancelled end to end: journal, local audit, control plane',
-    {
-      todo: ENGINE_REPORTS_CANCELLED
-        ? false
-        : 'the current engine reports a run stopped by a cancel as failed/TIME_BUDGET_EXCEEDED; green once the engine returns status cancelled',
-    },
-    () => {
-      assert.ok(cancelled, 'the previous test ran the job');
-      const r = cp.resultOf(cancelled.jobId)!;
-      assert.equal(r.result.status, 'cancelled');
-      assert.notEqual(r.result.errorCode, 'TIME_BUDGET_EXCEEDED');
-      const fin = agent.audit().find((a) => a.event === 'finished' && a.jobId === cancelled!.jobId);
+  test('a cancelled running job is reported cancelled end to end: journal, local audit, control plane', () => {
+    assert.ok(cancelled, 'the previous test ran the job');
+    const r = cp.resultOf(cancelled.jobId)!;
+    assert.equal(r.result.status, 'cancelled');
+    assert.notEqual(r.result.errorCode, 'TIME_BUDGET_EXCEEDED');
+    const fin = agent.audit().find((a) => a.event === 'finished' && a.jobId === cancelled!.jobId);
+    assert.equal(fin?.outcome, 'cancelled');
+    const journal = readFileSync(join(agent.stateDir, 'jobs', cancelled.jobId, 'events.jsonl'), 'utf8');
+    assert.match(journal, /"type":"result".*"status":"cancelled"/);
+  });
+
+  test('a cancel of code blocked in C ends cancelled, says it may still run and names the leftover thread', async () => {
+    const t = await startPython('idle.py', { style: 'host' });
+    try {
+      const p = await run(t, 'import time\nprint("blocking")\ntime.sleep(20)\n', {
+        options: { inline: false, budgetSeconds: 60, pickupTimeoutSeconds: 10, backend: 'native' },
+      });
+      await cp.until(
+        () => cp.eventsOf(p.jobId).find((e) => e.type === 'state' && e.state === 'picked_up'),
+        15_000,
+        'picked up',
+      );
+      await cp.until(() => cp.eventsOf(p.jobId).find((e) => e.type === 'output'), 10_000, 'its output');
+      cp.cancel(p.jobId);
+      const r = (await result(p.jobId)).result;
+      assert.equal(r.status, 'cancelled', JSON.stringify(r));
+      assert.equal(r.errorCode, 'CANCELLED');
+      assert.match(
+        r.message ?? '',
+        /could not be interrupted .*\(blocked in C code\?\); it may still be running in/,
+      );
+      assert.ok(r.leftoverThread && Number.isInteger(r.leftoverThread.tid), JSON.stringify(r));
+      assert.equal(r.output, 'blocking\n');
+      const fin = agent.audit().find((a) => a.event === 'finished' && a.jobId === p.jobId);
       assert.equal(fin?.outcome, 'cancelled');
-      const journal = readFileSync(join(agent.stateDir, 'jobs', cancelled.jobId, 'events.jsonl'), 'utf8');
-      assert.match(journal, /"type":"result".*"status":"cancelled"/);
-    },
-  );
+      assert.equal(fin?.message, r.message, 'the local audit says the same as the report');
+    } finally {
+      await t.kill();
+    }
+  });
 
   let stoppedAtShutdown: string | null = null;
 
@@ -329,18 +345,10 @@ describe('agent hardening: outbox, per-target queue, cancel', { timeout: 300_000
     await cp.until(() => cp.authCount > auths, 30_000, 'the restarted agent');
   });
 
-  test(
-    'a job stopped at shutdown is reported cancelled, never TIME_BUDGET_EXCEEDED',
-    {
-      todo: ENGINE_REPORTS_CANCELLED
-        ? false
-        : 'the current engine reports a run stopped by a cancel as failed/TIME_BUDGET_EXCEEDED; green once the engine returns status cancelled',
-    },
-    () => {
-      assert.ok(stoppedAtShutdown, 'the previous test ran the job');
-      const r = cp.resultOf(stoppedAtShutdown)!;
-      assert.equal(r.result.status, 'cancelled');
-      assert.notEqual(r.result.errorCode, 'TIME_BUDGET_EXCEEDED');
-    },
-  );
+  test('a job stopped at shutdown is reported cancelled, never TIME_BUDGET_EXCEEDED', () => {
+    assert.ok(stoppedAtShutdown, 'the previous test ran the job');
+    const r = cp.resultOf(stoppedAtShutdown)!;
+    assert.equal(r.result.status, 'cancelled');
+    assert.notEqual(r.result.errorCode, 'TIME_BUDGET_EXCEEDED');
+  });
 });

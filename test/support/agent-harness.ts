@@ -483,7 +483,8 @@ export function makeTestPki(): { dir: string; caFile: string; key: string; cert:
 export interface AgentProcessOptions {
   stateDir?: string;
   config?: Record<string, unknown>;
-  bundle?: boolean;
+  /** Run the built bundle (true: apps/agent/dist; a path: that copy of it) instead of the TS source. */
+  bundle?: boolean | string;
   env?: Record<string, string>;
 }
 
@@ -521,7 +522,8 @@ export class AgentProcess {
   }
 
   private command(args: string[]): string[] {
-    return this.opts.bundle ? [AGENT_BUNDLE, ...args] : ['--import', 'tsx', AGENT_CLI, ...args];
+    const bundle = this.opts.bundle === true ? AGENT_BUNDLE : this.opts.bundle;
+    return bundle ? [bundle, ...args] : ['--import', 'tsx', AGENT_CLI, ...args];
   }
 
   private env(): NodeJS.ProcessEnv {

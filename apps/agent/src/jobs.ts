@@ -36,7 +36,7 @@ import type { JobRecord, Outbox } from './outbox';
 import { checkOptedOut } from './policy';
 import { readTargetFacts, type TargetFacts } from './procinfo';
 import { fitResult, REPORT_MAX_BYTES } from './fit';
-import { recoverJob } from './recovery';
+import { recoverJob, runIdOf } from './recovery';
 import { safeResult } from './safe';
 import type { SeenStore } from './seen';
 
@@ -590,6 +590,8 @@ export class JobRunner {
         pickupTimeoutMs: job.options.pickupTimeoutSeconds * 1000,
         budgetMs: job.options.budgetSeconds * 1000,
         inline: job.options.inline,
+        // So that a restarted agent finds this run's staging again (recovery.ts).
+        runId: runIdOf(job.jobId),
         onOutput: (chunk) => out.push(chunk),
         onState: (state) => {
           out.flush();

@@ -1,9 +1,12 @@
 /**
- * What is true about a job that was running when the agent died? The engine stages each run in a private
- * directory inside the target's root (run.py, code.py, params.json, job.json; the harness adds picked.json,
- * out.txt and result.json). If that directory is still there we can tell: finished (report what the harness
- * wrote), picked up and still running (wait for it), or never picked up (remove the script so the pending
- * request can never run it, and say so). Anything else is reported as unknown. A job is never run again.
+ * What is true about a job that was running when the agent died? The engine stages each run in a private,
+ * root-owned directory inside the target's root, with the run id this agent gave it (runIdOf(jobId)) in its
+ * root-owned job.json; the harness fills picked.json, out.txt and result.json. The agent finds that run again
+ * with the engine's own findStagedRuns() and reads it with the engine's own checks: finished (report what the
+ * harness wrote, or STAGING_TAMPERED when the outputs are not what the engine made), picked up and still
+ * running (wait for it), or never picked up (remove the harness so the pending request can never run it, and
+ * say so). Directories of the legacy layout (an engine before run ids: found by the job's code and params
+ * hashes) are still read, safely. Anything else is reported as unknown. A job is never run again.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -21,7 +24,13 @@ import {
 import { canonicalJson } from '@pyreach/protocol/canonical';
 import { ExecResult } from '@pyreach/protocol/exec';
 import { encodeBytes } from '@pyreach/protocol/text';
-import { parseHarnessReport, resultFromReport, type HarnessReport } from '@pyreach/remote-exec';
+import {
+  findStagedRuns,
+  parseHarnessReport,
+  resultFromReport,
+  type HarnessReport,
+  type StagedRun,
+} from '@pyreach/remote-exec';
 import type { JobRecord } from './outbox';
 import { readTargetFacts } from './procinfo';
 
@@ -32,6 +41,14 @@ const OUTPUT_CAP = 1024 * 1024;
 const SMALL_CAP = 4 * 1024 * 1024;
 
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * The engine run id of a job (RunOptions.runId): derived from the job id, so a restarted agent finds the run
+ * of a job from its journal alone. 32 lowercase hex digits.
+ */
+export function runIdOf(jobId: string): string {
+  return sha256(`pyreach-job:${jobId}`).slice(0, 32);
+}
 
 /*
  * Everything below a target's root is space the target's user may write (a container's root, a process that
@@ -164,6 +181,7 @@ export interface RecoveryOptions {
 }
 
 const RESTART = 'the agent restarted while this job was in progress';
+const NOTE = `${RESTART}; this outcome was read from the harness's own report in the target (the job was not run again)`;
 
 function unknown(detail: string): ExecResult {
   return {
@@ -249,11 +267,10 @@ function closeAll(found: Found[]): void {
 function fromReport(f: Found, report: HarnessReport): ExecResult {
   const raw = f.dir.read('out.txt', OUTPUT_CAP);
   const output = raw ? encodeBytes(raw) : '';
-  const note = `${RESTART}; this outcome was read from the harness's own report in the target (the job was not run again)`;
   const r = resultFromReport(report, output);
   const parsed = ExecResult.safeParse({
     ...r,
-    message: r.message ? `${r.message} (${note})`.slice(0, 4096) : note,
+    message: r.message ? `${r.message} (${NOTE})`.slice(0, 4096) : NOTE,
   });
   return parsed.success ? parsed.data : unknown('the harness report could not be read');
 }
@@ -265,6 +282,23 @@ function readReport(f: Found): HarnessReport | null {
     return parseHarnessReport(raw);
   } catch {
     return null;
+  }
+}
+
+/**
+ * Picked up, in the legacy layout: the harness wrote its marker completely. An empty picked.json is not a
+ * pickup (the engine pre-creates it empty); a partial one is not either (the harness writes it in one go,
+ * newline-terminated; an older one wrote one JSON object).
+ */
+function pickedUp(f: Found): boolean {
+  const raw = f.dir.read('picked.json', 64 * 1024);
+  if (!raw || raw.length === 0) return false;
+  if (raw[raw.length - 1] === 0x0a) return true;
+  try {
+    const v: unknown = JSON.parse(raw.toString('utf8'));
+    return typeof v === 'object' && v !== null;
+  } catch {
+    return false;
   }
 }
 
@@ -282,6 +316,107 @@ export async function recoverJob(record: JobRecord, opts: RecoveryOptions = {}):
       `target process ${record.target.pid} has exited since, so its staging directory cannot be inspected`,
     );
   }
+  const staged = await stagedRunOf(record, procRoot);
+  if (staged) {
+    try {
+      return await recoverStaged(staged, record, procRoot, opts, sleep);
+    } finally {
+      staged.close();
+    }
+  }
+  return recoverLegacy(record, procRoot, opts, sleep);
+}
+
+/** The engine's outcome of a recovered run, with a note that it came from recovery; staging is removed. */
+function reportStaged(run: StagedRun, r: ExecResult): ExecResult {
+  const problems = run.remove();
+  const note =
+    r.errorCode === 'STAGING_TAMPERED'
+      ? `${RESTART}; found when the agent read the staging back after its restart (the job was not run again)`
+      : NOTE;
+  const message = r.message ? `${r.message} (${note})` : note;
+  if (problems.length && r.errorCode !== 'STAGING_TAMPERED')
+    return {
+      status: 'failed',
+      errorCode: 'STAGING_TAMPERED',
+      message: `staging was tampered with: ${problems.join('; ')} (${NOTE})`.slice(0, 4096),
+      output: '',
+    };
+  const parsed = ExecResult.safeParse({ ...r, message: message.slice(0, 4096) });
+  return parsed.success ? parsed.data : unknown('the harness report could not be read');
+}
+
+/** This job's run in the engine's layout (found by its run id), if the target still has it. */
+async function stagedRunOf(record: JobRecord, procRoot: string): Promise<StagedRun | null> {
+  let runs: StagedRun[];
+  try {
+    runs = await findStagedRuns({ pid: record.target.pid, startTime: record.target.startTime, procRoot });
+  } catch {
+    return null;
+  }
+  const id = runIdOf(record.jobId);
+  let mine: StagedRun | null = null;
+  for (const r of runs) {
+    if (!mine && r.runId === id) mine = r;
+    else r.close();
+  }
+  return mine;
+}
+
+async function recoverStaged(
+  run: StagedRun,
+  record: JobRecord,
+  procRoot: string,
+  opts: RecoveryOptions,
+  sleep: (ms: number) => Promise<void>,
+): Promise<ExecResult> {
+  if (record.codeHash !== null && sha256(run.code) !== record.codeHash) {
+    // The run id and job.json are root's; code.py is the target's own copy (0400, its to change).
+    return unknown(
+      `the staged code in ${run.dirInTarget} no longer matches the job's code hash (changed in the target)`,
+    );
+  }
+  const done = run.outcome();
+  if (done) return reportStaged(run, done);
+  if (!run.pickedUp()) {
+    // Staged, not picked up: the request may still sit in the target's thread state. Remove the harness so the
+    // target can never run it; if the harness announced itself meanwhile, it runs: wait for it below.
+    if (run.withdraw()) {
+      const problems = run.remove();
+      return {
+        status: 'pickup_timeout',
+        errorCode: 'PICKUP_TIMEOUT',
+        message:
+          `${RESTART} before the target picked the job up; the staged script was removed so it can never run. Nothing ran; submit it again if still needed.${problems.length ? ` (Removing the staging directory found: ${problems.join('; ')})` : ''}`.slice(
+            0,
+            4096,
+          ),
+        output: '',
+      };
+    }
+  }
+  // Running inside the target right now: wait for its report, within its budget (plus a margin).
+  const waitMs = Math.min(opts.maxWaitMs ?? 120_000, record.budgetSeconds * 1000 + 10_000);
+  const deadline = Date.now() + waitMs;
+  while (Date.now() < deadline) {
+    const r = run.outcome();
+    if (r) return reportStaged(run, r);
+    if (readTargetFacts(record.target.pid, procRoot)?.startTime !== record.target.startTime)
+      return unknown('the target picked the job up and then exited before reporting');
+    await sleep(100);
+  }
+  return unknown(
+    `the target picked the job up but had not reported after ${Math.round(waitMs / 1000)} s; the code may still be running in process ${record.target.pid}`,
+  );
+}
+
+/** The legacy layout (no run id): this job's directory found by its code and params hashes. */
+async function recoverLegacy(
+  record: JobRecord,
+  procRoot: string,
+  opts: RecoveryOptions,
+  sleep: (ms: number) => Promise<void>,
+): Promise<ExecResult> {
   const dirs = findStaging(record, procRoot);
   try {
     if (dirs.length === 0) {
@@ -301,7 +436,7 @@ export async function recoverJob(record: JobRecord, opts: RecoveryOptions = {}):
       removeStaging(f);
       return r;
     }
-    if (f.dir.kind('picked.json') === 'file') {
+    if (pickedUp(f)) {
       // Running inside the target right now: wait for its report, within its budget (plus a margin).
       const waitMs = Math.min(opts.maxWaitMs ?? 120_000, record.budgetSeconds * 1000 + 10_000);
       const deadline = Date.now() + waitMs;
@@ -330,7 +465,7 @@ export async function recoverJob(record: JobRecord, opts: RecoveryOptions = {}):
     } catch (e) {
       return unknown(`the staged job could not be withdrawn (${(e as Error).message})`);
     }
-    const raced = f.dir.kind('picked.json') === 'file';
+    const raced = pickedUp(f);
     f.base.remove(tomb);
     if (raced) return unknown('the target picked the job up while the agent was withdrawing it');
     return {

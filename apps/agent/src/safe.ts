@@ -39,6 +39,11 @@ export function safeResult(r: ExecResult | ReportedResult): ReportedResult {
   }
   if (r.thread)
     out.thread = { ...r.thread, name: r.thread.name == null ? r.thread.name : safeStr(r.thread.name, 256) };
+  if (r.leftoverThread)
+    out.leftoverThread = {
+      ...r.leftoverThread,
+      name: r.leftoverThread.name == null ? r.leftoverThread.name : safeStr(r.leftoverThread.name, 256),
+    };
   return out;
 }
 

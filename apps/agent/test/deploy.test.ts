@@ -34,7 +34,6 @@ test('the systemd unit grants exactly the capabilities the README justifies and 
   const caps = [
     'CAP_SYS_PTRACE',
     'CAP_DAC_OVERRIDE',
-    'CAP_DAC_READ_SEARCH',
     'CAP_CHOWN',
     'CAP_FOWNER',
     'CAP_SYS_ADMIN',
@@ -48,6 +47,14 @@ test('the systemd unit grants exactly the capabilities the README justifies and 
   assert.deepEqual(directive('ProtectHome'), ['read-only']);
   assert.deepEqual(directive('PrivateTmp'), ['no']);
   assert.ok(directive('ReadWritePaths')[0]!.split(' ').includes('/var/lib/pyreach-agent'));
+  assert.ok(
+    !directive('CapabilityBoundingSet')[0]!.includes('CAP_DAC_READ_SEARCH'),
+    'covered by DAC_OVERRIDE',
+  );
+  // ProtectSystem=strict makes /run read-only: the engine's per-target locks need /run/pyreach.
+  assert.deepEqual(directive('RuntimeDirectory'), ['pyreach']);
+  assert.deepEqual(directive('RuntimeDirectoryMode'), ['0755']);
+  assert.deepEqual(directive('RuntimeDirectoryPreserve'), ['yes']);
   assert.deepEqual(directive('KillSignal'), ['SIGTERM']);
   assert.match(directive('RestartPreventExitStatus')[0]!, /\b78\b/);
 });

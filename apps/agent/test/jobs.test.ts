@@ -7,6 +7,7 @@ import { AgentConfig } from '../src/config';
 import type { Engine, RunOptions } from '../src/engine';
 import { JobRunner, type JobRunnerDeps } from '../src/jobs';
 import { Outbox } from '../src/outbox';
+import { runIdOf } from '../src/recovery';
 import { SeenStore } from '../src/seen';
 import { StacksReport } from '@pyreach/protocol/inspect';
 import type { InspectOutcome, InspectRequest, Inspector } from '../src/inspect';
@@ -396,8 +397,12 @@ test('the engine gets no path from a job: nothing a job says can point a read at
     'params',
     'pickupTimeoutMs',
     'pid',
+    'runId',
     'signal',
   ]);
+  // The run id is derived from the job id (hex, no path), so a restarted agent finds the run again.
+  assert.equal(run.runId, runIdOf(p.jobId));
+  assert.match(run.runId ?? '', /^[0-9a-f]{32}$/);
   assert.ok(!JSON.stringify(run).includes(dir), 'no option of the run names the state directory');
   a.close();
 });

@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { canonicalJson } from '@pyreach/protocol/canonical';
 import { decodeToBytes } from '@pyreach/protocol/text';
-import { resultFromReport, type HarnessReport } from '@pyreach/remote-exec';
 import type { JobRecord } from '../src/outbox';
 import { recoverJob } from '../src/recovery';
 import { fakeProc, tempDir } from './helpers';
@@ -79,6 +78,15 @@ test('a picked-up job that does not report in time is reported as unknown, never
   assert.equal(r.status, 'failed');
   assert.equal(r.errorCode, 'HARNESS_ERROR');
   assert.match(r.message ?? '', /outcome unknown/);
+});
+
+test('an empty or partial picked.json (the engine pre-creates it empty) is not a pickup: the job is withdrawn', async () => {
+  for (const picked of ['', '{"pickedUpAt": "2026-']) {
+    const { procRoot, staging, record } = setup({ 'run.py': '# harness', 'picked.json': picked });
+    const r = await recoverJob(record, { procRoot, maxWaitMs: 300 });
+    assert.equal(r.status, 'pickup_timeout', `${JSON.stringify(picked)}: ${JSON.stringify(r)}`);
+    assert.equal(existsSync(join(staging, 'run.py')), false, 'the harness is gone');
+  }
 });
 
 test('without a staging directory or with the target gone the outcome is unknown', async () => {
@@ -156,30 +164,18 @@ test('recovered output holding NUL and invalid UTF-8 becomes safe text losslessl
   assert.deepEqual(Buffer.from(decodeToBytes(r.output)), Buffer.from([0x61, 0x00, 0xff, 0x62, 0x0a]));
 });
 
-/** Until the engine reports a cancel as `cancelled` (engine-hardening branch) this is a visible todo. */
-const ENGINE_REPORTS_CANCELLED =
-  resultFromReport({ status: 'failed', cancelled: true } as HarnessReport, '').status === 'cancelled';
-
-test(
-  'a job cancelled before the agent crashed is recovered as cancelled, never as TIME_BUDGET_EXCEEDED',
-  {
-    todo: ENGINE_REPORTS_CANCELLED
-      ? false
-      : 'the current engine reads a cancelled harness report as failed/TIME_BUDGET_EXCEEDED; green once it returns status cancelled',
-  },
-  async () => {
-    const { procRoot, record } = setup({
-      'picked.json': '{}',
-      'out.txt': 'so far\n',
-      'result.json': JSON.stringify({
-        status: 'failed',
-        cancelled: true,
-        error: { type: 'X', message: 'stop' },
-      }),
-    });
-    const r = await recoverJob(record, { procRoot });
-    assert.equal(r.status, 'cancelled');
-    assert.notEqual(r.errorCode, 'TIME_BUDGET_EXCEEDED');
-    assert.equal(r.output, 'so far\n');
-  },
-);
+test('a job cancelled before the agent crashed is recovered as cancelled, never as TIME_BUDGET_EXCEEDED', async () => {
+  const { procRoot, record } = setup({
+    'picked.json': '{}',
+    'out.txt': 'so far\n',
+    'result.json': JSON.stringify({
+      status: 'failed',
+      cancelled: true,
+      error: { type: 'X', message: 'stop' },
+    }),
+  });
+  const r = await recoverJob(record, { procRoot });
+  assert.equal(r.status, 'cancelled');
+  assert.notEqual(r.errorCode, 'TIME_BUDGET_EXCEEDED');
+  assert.equal(r.output, 'so far\n');
+});
