@@ -39,6 +39,11 @@ export function safeResult(r: ExecResult | ReportedResult): ReportedResult {
   }
   if (r.thread)
     out.thread = { ...r.thread, name: r.thread.name == null ? r.thread.name : safeStr(r.thread.name, 256) };
+  if (r.pickedUpBy)
+    out.pickedUpBy = {
+      ...r.pickedUpBy,
+      name: r.pickedUpBy.name == null ? r.pickedUpBy.name : safeStr(r.pickedUpBy.name, 256),
+    };
   return out;
 }
 

@@ -397,6 +397,7 @@ test('the engine gets no path from a job: nothing a job says can point a read at
     'pickupTimeoutMs',
     'pid',
     'signal',
+    'thread',
   ]);
   assert.ok(!JSON.stringify(run).includes(dir), 'no option of the run names the state directory');
   a.close();
@@ -440,7 +441,7 @@ test('a v2 job runs on the thread it names: { tid } is the engine tid, main is t
   a.close();
 });
 
-test('thread auto runs on the main thread today and says so in the audit and in a pickup timeout', async () => {
+test('thread auto with the sys backend runs on the main thread and says so in the audit and in a pickup timeout', async () => {
   const dir = tempDir();
   const engine = scriptedEngine(async () => ({
     status: 'pickup_timeout',
@@ -449,10 +450,11 @@ test('thread auto runs on the main thread today and says so in the audit and in 
     output: '',
   }));
   const a = open(dir, engine);
-  const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
+  const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto', backend: 'sys' } });
   assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
   await until(() => a.outbox.isFinal(p.jobId));
   assert.equal(engine.runs[0]!.tid, undefined);
+  assert.equal(engine.runs[0]!.thread, 'main');
   const started = readAuditTail(dir, 10).find((e) => e.event === 'started')!;
   assert.equal(started.threadUsed, 'main');
   assert.match(String(started.note), /thread auto runs on the main thread/);
@@ -461,20 +463,20 @@ test('thread auto runs on the main thread today and says so in the audit and in 
   a.close();
 });
 
-test(
-  "thread auto is handed to the engine as any-thread (the engine's auto mode)",
-  { todo: 'the engine has no any-thread mode yet (issue 12, engine reach): auto runs on main until it does' },
-  async () => {
-    const dir = tempDir();
-    const engine = engineOk();
-    const a = open(dir, engine);
-    const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
-    a.runner.dispatch(cp.signV2(p));
-    await until(() => a.outbox.isFinal(p.jobId));
-    a.close();
-    assert.equal((engine.runs[0] as unknown as Record<string, unknown>).thread, 'auto');
-  },
-);
+test("thread auto is handed to the engine as any-thread (the engine's auto mode), audited as such", async () => {
+  const dir = tempDir();
+  const engine = engineOk();
+  const a = open(dir, engine);
+  const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
+  a.runner.dispatch(cp.signV2(p));
+  await until(() => a.outbox.isFinal(p.jobId));
+  a.close();
+  assert.equal(engine.runs[0]!.thread, 'auto');
+  assert.equal(engine.runs[0]!.tid, undefined);
+  const started = readAuditTail(dir, 10).find((e) => e.event === 'started')!;
+  assert.equal(started.threadUsed, 'auto');
+  assert.equal(started.note, undefined);
+});
 
 test('the content hash, approvals and break-glass of a v2 job are in its journal and every audit entry', async () => {
   const dir = tempDir();

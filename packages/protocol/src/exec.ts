@@ -69,6 +69,11 @@ export const ExecResult = z.object({
   thread: ThreadInfo.nullable().optional(),
   backend: z.enum(['native', 'sys']).optional(),
   /**
+   * The thread that picked the request up (reached a safe point and claimed the run): with thread auto, the first
+   * armed thread to get there. `thread` is the one that ran the code (the same one for inline runs).
+   */
+  pickedUpBy: ThreadInfo.nullable().optional(),
+  /**
    * Set when the code could not be interrupted (blocked in C past its budget, or after a cancel): the thread
    * that may still be running it inside the target. Absent when the code stopped.
    */

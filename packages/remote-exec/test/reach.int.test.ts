@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runInTarget } from '../src/index';
+import { pythonPath, startPython, type PyTarget } from '../../../test/support/python';
+import { settledLeftovers } from './helpers';
+
+// Issue 12 (engine reach): any-thread pickup, wake. Generous timeouts: a loaded 2-core machine is slow to schedule.
+const PICKUP_MS = 15_000;
+
+before(() => {
+  pythonPath();
+});
+
+describe('thread auto: main blocked forever in join() while a worker serves', () => {
+  let t: PyTarget;
+  let mainTid = 0;
+  let workerTid = 0;
+  before(async () => {
+    t = await startPython('join_busy.py');
+    const [, m, w] = t.readyLine!.split(' ');
+    mainTid = Number(m);
+    workerTid = Number(w);
+  });
+  after(async () => {
+    await t.kill();
+  });
+
+  it('succeeds on the worker by default (auto), inline on the claiming thread, and the report names it', async () => {
+    const r = await runInTarget({
+      pid: t.pid,
+      code: 'import threading\nresult = [threading.get_native_id(), threading.current_thread().name]',
+      inline: true,
+      pickupTimeoutMs: PICKUP_MS,
+    });
+    assert.equal(r.status, 'succeeded', JSON.stringify(r));
+    assert.deepEqual(r.result, [workerTid, 'Worker-serve']);
+    assert.equal(r.pickedUpBy?.tid, workerTid);
+    assert.equal(r.pickedUpBy?.name, 'Worker-serve');
+    assert.equal(r.thread?.tid, workerTid);
+    assert.deepEqual(await settledLeftovers(t.pid), []);
+  });
+
+  it('runs the code exactly once in a fresh thread, and withdraws the main thread so a next run is not refused', async () => {
+    const r = await runInTarget({
+      pid: t.pid,
+      thread: 'auto',
+      code: 'import builtins\nbuiltins._pyreach_auto_count = getattr(builtins, "_pyreach_auto_count", 0) + 1\nresult = builtins._pyreach_auto_count',
+      pickupTimeoutMs: PICKUP_MS,
+    });
+    assert.equal(r.status, 'succeeded', JSON.stringify(r));
+    assert.equal(r.pickedUpBy?.tid, workerTid);
+    assert.match(r.thread?.name ?? '', /^pyreach-run-/);
+    // The main thread's request was withdrawn: it is not pending, so the next run is accepted (and runs once).
+    const again = await runInTarget({
+      pid: t.pid,
+      code: 'import builtins\nresult = builtins._pyreach_auto_count',
+      pickupTimeoutMs: PICKUP_MS,
+    });
+    assert.equal(again.status, 'succeeded', JSON.stringify(again));
+    assert.equal(typeof again.result, 'number');
+    assert.equal(again.result, r.result);
+  });
+
+  it('with --thread main keeps the old behaviour: pickup_timeout naming the main thread’s futex wait', async () => {
+    const r = await runInTarget({ pid: t.pid, thread: 'main', code: 'print(1)', pickupTimeoutMs: 1500 });
+    assert.equal(r.status, 'pickup_timeout', JSON.stringify(r));
+    assert.match(r.message ?? '', new RegExp(`thread ${mainTid}`));
+    assert.match(r.message ?? '', /futex/);
+    assert.match(r.message ?? '', /wake would not help/);
+    assert.deepEqual(await settledLeftovers(t.pid), []);
+  });
+
+  it('the sys backend refuses thread auto, saying it can only aim at the main thread, and writes nothing', async () => {
+    const r = await runInTarget({ pid: t.pid, backend: 'sys', thread: 'auto', code: 'print(1)' });
+    assert.equal(r.status, 'refused');
+    assert.equal(r.errorCode, 'THREAD_NOT_FOUND');
+    assert.match(r.message ?? '', /only aim at the main thread/);
+  });
+});
+
+describe('an idle asyncio service whose only thread sits in epoll_wait', () => {
+  let t: PyTarget;
+  before(async () => {
+    t = await startPython('idle_asyncio.py');
+  });
+  after(async () => {
+    await t.kill();
+  });
+
+  it('without wake ends pickup_timeout naming epoll_wait and saying --wake would help', async () => {
+    const r = await runInTarget({ pid: t.pid, code: 'print(1)', pickupTimeoutMs: 1500 });
+    assert.equal(r.status, 'pickup_timeout', JSON.stringify(r));
+    assert.match(r.message ?? '', /epoll_wait/);
+    assert.match(r.message ?? '', /--wake would help/);
+  });
+});
+
+describe('other blocked targets', () => {
+  it('a lock-blocked target ends an honest pickup_timeout naming the futex, with or without wake', async () => {
+    const t = await startPython('lock_blocked.py');
+    try {
+      {
+        const r = await runInTarget({ pid: t.pid, code: 'print(1)', pickupTimeoutMs: 1500 });
+        assert.equal(r.status, 'pickup_timeout', JSON.stringify(r));
+        assert.match(r.message ?? '', /futex/);
+        assert.match(r.message ?? '', /wake would not help/);
+      }
+      assert.deepEqual(await settledLeftovers(t.pid), []);
+    } finally {
+      await t.kill();
+    }
+  });
+});
