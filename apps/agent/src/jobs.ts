@@ -573,6 +573,7 @@ export class JobRunner {
       event: 'started',
       ...this.auditFields(job),
       threadUsed: tid ?? thread,
+      ...(job.options.wake ? { wake: true } : {}),
       ...(narrowed
         ? { note: 'thread auto runs on the main thread: the sys backend can only aim at the main thread' }
         : {}),
@@ -583,6 +584,7 @@ export class JobRunner {
         pid: job.target.pid,
         expectStartTime: job.target.startTime,
         ...(tid !== undefined ? { tid } : { thread }),
+        wake: job.options.wake,
         backend: job.options.backend,
         code: job.code,
         params: job.params,

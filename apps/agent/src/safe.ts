@@ -44,6 +44,12 @@ export function safeResult(r: ExecResult | ReportedResult): ReportedResult {
       ...r.pickedUpBy,
       name: r.pickedUpBy.name == null ? r.pickedUpBy.name : safeStr(r.pickedUpBy.name, 256),
     };
+  if (r.woken)
+    out.woken = r.woken.map((w) => ({
+      ...w,
+      name: w.name == null ? w.name : safeStr(w.name, 256),
+      syscall: safeStr(w.syscall, 64),
+    }));
   return out;
 }
 

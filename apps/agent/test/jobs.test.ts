@@ -398,6 +398,7 @@ test('the engine gets no path from a job: nothing a job says can point a read at
     'pid',
     'signal',
     'thread',
+    'wake',
   ]);
   assert.ok(!JSON.stringify(run).includes(dir), 'no option of the run names the state directory');
   a.close();
@@ -503,17 +504,30 @@ test('the content hash, approvals and break-glass of a v2 job are in its journal
   a.close();
 });
 
-test('a v2 job asking to wake is refused UNSUPPORTED_OPTION, durably, and never reaches the engine', () => {
+test('a v2 job asking to wake is refused POLICY_WAKE by default, durably, and never reaches the engine', () => {
   const dir = tempDir();
   const engine = engineOk();
   const a = open(dir, engine);
   const p = payloadV2({ options: { ...payloadV2().options, wake: true } });
   const ack = a.runner.dispatch(cp.signV2(p));
-  assert.equal(!ack.ok && ack.error.code, 'UNSUPPORTED_OPTION');
+  assert.equal(!ack.ok && ack.error.code, 'POLICY_WAKE');
   const [ev] = a.outbox.pending();
-  assert.equal(ev?.type === 'refused' && ev.code, 'UNSUPPORTED_OPTION');
+  assert.equal(ev?.type === 'refused' && ev.code, 'POLICY_WAKE');
   assert.equal(engine.runs.length, 0);
   a.close();
+});
+
+test('where the policy allows wake, the job is handed to the engine with wake and audited so', async () => {
+  const dir = tempDir();
+  const engine = engineOk();
+  const a = open(dir, engine, { allowRoot: true, allowWake: true });
+  const p = payloadV2({ options: { ...payloadV2().options, wake: true } });
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  a.close();
+  assert.equal(engine.runs[0]!.wake, true);
+  const started = readAuditTail(dir, 10).find((e) => e.event === 'started')!;
+  assert.equal(started.wake, true);
 });
 
 function stacksReport(over: Partial<StacksReport> = {}): StacksReport {

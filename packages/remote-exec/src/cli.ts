@@ -1,7 +1,7 @@
 /**
  * pyreach-exec — command-line face of the engine. Contract (stable; others script against it):
  *   pyreach-exec list [--json]
- *   pyreach-exec run --pid N [--thread auto|main] [--tid T] [--backend native|sys] (--code SRC | --file PATH)
+ *   pyreach-exec run --pid N [--thread auto|main] [--tid T] [--wake] [--backend native|sys] (--code SRC | --file PATH)
  *                    [--params-json JSON] [--timeout SECONDS] [--budget SECONDS] [--inline] [--json]
  *                    [--lock-wait SECONDS] [--lock-dir DIR] [--staging-dir DIR]...
  *   pyreach-exec stacks --pid N [--json] [--no-states] [--max-frames N] [--timeout SECONDS]   (cli-inspect.ts)
@@ -48,6 +48,10 @@ Options:
                         armed and the first to reach a safe point runs the code; main: the main thread
                         only (the sys backend's only choice)
   --tid T               Native thread id to run on (as listed by "list"); wins over --thread
+  --wake                If nothing picked up within 0.3 s, interrupt one armed thread blocked in a system
+                        call CPython retries after EINTR (epoll_wait, sleep, accept, read, select...) with
+                        ptrace, so it picks up; never a lock wait or uninterruptible sleep (native, x86-64;
+                        a C extension may not retry: see docs/security.md)
   --backend native|sys  native: our own PEP 768 writer (default); sys: spawn the target's interpreter
                         and call sys.remote_exec
   --code SRC            Python source to run
@@ -139,6 +143,7 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
       pid: { type: 'string' },
       tid: { type: 'string' },
       thread: { type: 'string' },
+      wake: { type: 'boolean' },
       backend: { type: 'string' },
       code: { type: 'string' },
       file: { type: 'string' },
@@ -207,6 +212,7 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
       pid,
       tid,
       ...(thread ? { thread } : {}),
+      wake: values.wake ?? false,
       backend,
       code,
       params,
@@ -222,6 +228,8 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
     if (values.json) out(JSON.stringify(r) + '\n');
     else {
       if (r.result !== undefined) out(`result: ${displayText(JSON.stringify(r.result))}\n`);
+      for (const w of r.woken ?? [])
+        err(`pyreach-exec: woke thread ${w.tid} (${displayText(w.name ?? '?')}) blocked in ${w.syscall}\n`);
       if (r.pickedUpBy)
         err(
           `pyreach-exec: picked up by thread ${r.pickedUpBy.tid} (${displayText(r.pickedUpBy.name ?? '?')})\n`,

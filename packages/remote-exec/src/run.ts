@@ -20,7 +20,7 @@ import {
   type RuntimeLocation,
 } from './runtime';
 import { renderHarness } from './harness';
-import { describeBlocked, surveyThreads } from './wake';
+import { chooseWake, describeBlocked, surveyThreads, wakeThread } from './wake';
 import { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 import { stage, StagingError, TamperError, type Staging } from './staging';
 
@@ -40,6 +40,14 @@ export interface RunOptions {
    * backend's only choice: asked for `auto` explicitly, it refuses).
    */
   thread?: 'auto' | 'main';
+  /**
+   * If nothing picked up within `wakeGraceMs`, interrupt an armed thread blocked in a system call CPython retries
+   * after EINTR (PTRACE_SEIZE + PTRACE_INTERRUPT, the call made to return EINTR, detach): see src/wake.ts for
+   * which calls qualify and the risk. Opt-in; native backend, x86-64 only.
+   */
+  wake?: boolean;
+  /** How long to wait for a pickup before waking. Default 300 ms. */
+  wakeGraceMs?: number;
   backend?: Backend;
   code: string;
   params?: Record<string, unknown>;
@@ -88,6 +96,7 @@ export const DEFAULTS = {
   /** Extra time after the budget for the async exception to land and the harness to report. */
   budgetGraceMs: 5_000,
   cancelGraceMs: 2_000,
+  wakeGraceMs: 300,
   lockWaitMs: 0,
   lockDir: DEFAULT_LOCK_DIR,
 } as const;
@@ -444,7 +453,7 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
   let prepared: Prepared | null = null;
   let lock: TargetLock | null = null;
   let output = '';
-  // Facts learnt on the way (who picked up) go with whatever outcome the run ends in.
+  // Facts learnt on the way (who picked up, what was woken) go with whatever outcome the run ends in.
   const attach: Partial<ExecResult> = {};
   const withBackend = (r: ExecResult): ExecResult => ({
     ...r,
@@ -479,6 +488,14 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
           'refused',
           'THREAD_NOT_FOUND',
           'the sys backend (sys.remote_exec) can only aim at the main thread, not at any thread (thread auto): ask for the main thread (--thread main) or use the native backend; nothing was written',
+        ),
+      );
+    if (opts.wake && backend === 'sys')
+      return withBackend(
+        outcome(
+          'refused',
+          'INTERNAL',
+          'wake needs the native backend (the sys backend cannot tell which thread to wake); nothing was written',
         ),
       );
     const target = resolveTarget(procRoot, opts.pid, opts.expectStartTime);
@@ -732,10 +749,15 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       }
     }
 
-    // Wait for pickup.
+    // Wait for pickup (waking a blocked thread when asked to).
     let picked: PickedMarker | null = null;
     const pickupDeadline = t0 + pickupTimeoutMs;
     let lastSlotCheck = t0;
+    const woken: NonNullable<ExecResult['woken']> = [];
+    const wakeTried = new Set<number>();
+    const wakeGraceMs = Math.max(0, opts.wakeGraceMs ?? DEFAULTS.wakeGraceMs);
+    let nextWakeAt = t0 + wakeGraceMs;
+    let wakeNote = '';
     try {
       while (!picked) {
         st.check();
@@ -755,6 +777,30 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
             );
           });
           if (active.length === 0) return finish(conflict());
+        }
+        if (opts.wake && backend === 'native' && now >= nextWakeAt && now < pickupDeadline) {
+          nextWakeAt = now + Math.max(wakeGraceMs, 200);
+          const survey = await surveyThreads({
+            procRoot,
+            pid: target.pid,
+            tids: active.map((a) => a.tid),
+          });
+          const pick = chooseWake(survey, wakeTried);
+          if (pick && !parsePicked(st.readPicked())) {
+            wakeTried.add(pick.tid);
+            const w = wakeThread(pick.hostTid, pick.syscall!.number);
+            if (w.ok) {
+              woken.push({
+                tid: pick.tid,
+                name: pick.name,
+                syscall: pick.syscall!.name ?? `syscall ${pick.syscall!.number}`,
+                interrupted: w.interrupted,
+              });
+              attach.woken = woken;
+            } else wakeNote = w.message;
+          } else if (!pick && woken.length === 0) {
+            wakeNote = 'no armed thread was blocked in a system call that wake may interrupt';
+          }
         }
         const aborted = opts.signal?.aborted === true;
         if (now >= pickupDeadline || aborted) {
@@ -795,11 +841,17 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
             prepared.mode === 'auto'
               ? `none of the ${active.length} thread(s) of the main interpreter reached a safe point`
               : `thread ${prepared.tid} did not reach a safe point`;
+          const wakeWords = opts.wake
+            ? woken.length
+              ? ` Woken: ${woken.map((w) => `thread ${w.tid} in ${w.syscall}`).join(', ')}, but it did not pick up (a C extension that does not retry, or CPython waiting again without running pending calls).`
+              : ` Wake found nothing to wake${wakeNote ? `: ${wakeNote}` : ''}.`
+            : '';
           return finish(
             outcome(
               'pickup_timeout',
               'PICKUP_TIMEOUT',
-              `${who} within ${pickupTimeoutMs} ms: ${describeBlocked(survey)}. The request was ${withdrawn} and nothing is left staged. ${prepared.mode === 'auto' ? 'Retry with' : 'Try another thread (--tid), --thread auto, or'} a longer timeout`,
+              `${who} within ${pickupTimeoutMs} ms: ${describeBlocked(survey, !!opts.wake)}.${wakeWords} The request was ${withdrawn} and nothing is left staged. ${prepared.mode === 'auto' ? 'Retry with' : 'Try another thread (--tid), --thread auto, or'} a longer timeout`,
+              {},
             ),
           );
         }

@@ -14,6 +14,7 @@
  * lock (futex): CPython's lock waits go back to waiting without running the request, so waking them is useless.
  */
 import type { ThreadRunState } from '@pyreach/protocol/inspect';
+import { ptraceCalls } from './fsat';
 import { readThreadStates } from './inspect/index';
 import { readStacks } from './inspect/stacks';
 
@@ -107,7 +108,7 @@ export function chooseWake(survey: SurveyedThread[], tried: ReadonlySet<number>)
 }
 
 /** What each thread is blocked in, and whether wake would help: for a pickup_timeout's message. */
-export function describeBlocked(survey: SurveyedThread[], wakeAsked = false): string {
+export function describeBlocked(survey: SurveyedThread[], wakeAsked: boolean): string {
   if (survey.length === 0) return 'its threads could not be looked at';
   const one = (t: SurveyedThread): string => {
     const who = `thread ${t.tid}${t.name ? ` (${t.name})` : ''}`;
@@ -127,4 +128,88 @@ export function describeBlocked(survey: SurveyedThread[], wakeAsked = false): st
   const shown = survey.slice(0, 8).map(one);
   if (survey.length > 8) shown.push(`${survey.length - 8} more thread(s)`);
   return shown.join('; ');
+}
+
+const PTRACE_GETREGS = 12;
+const PTRACE_SETREGS = 13;
+const PTRACE_DETACH = 17;
+const PTRACE_SEIZE = 0x4206;
+const PTRACE_INTERRUPT = 0x4207;
+const PTRACE_EVENT_STOP = 128;
+const WNOHANG = 1;
+const WALL = 0x40000000;
+const EINTR = 4n;
+/** Kernel-internal "restart me" returns a syscall shows in rax while stopped on its way out. */
+const RESTARTS = new Set([
+  -512n /* ERESTARTSYS */,
+  -514n /* ERESTARTNOHAND */,
+  -516n /* ERESTART_RESTARTBLOCK */,
+]);
+// x86-64 user_regs_struct: 27 unsigned longs; rax is the 11th, orig_rax the 16th.
+const REGS_SIZE = 27 * 8;
+const RAX = 10 * 8;
+const ORIG_RAX = 15 * 8;
+
+export type WakeOutcome = { ok: true; interrupted: boolean } | { ok: false; message: string };
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Interrupt thread `hostTid` (the engine's pid namespace) once, as above. Synchronous: every ptrace request must
+ * come from the thread that seized. `expectNr` is the syscall number seen blocked: rax is only changed if the
+ * stop shows that very call being restarted.
+ */
+export function wakeThread(hostTid: number, expectNr: number): WakeOutcome {
+  if (process.arch !== 'x64')
+    return { ok: false, message: `wake is implemented for x86-64 only (${process.arch})` };
+  const c = ptraceCalls();
+  const fail = (what: string): WakeOutcome => {
+    const errno = c.errno();
+    const why =
+      errno === 1
+        ? 'EPERM: the engine needs ptrace-attach rights (root or CAP_SYS_PTRACE; Yama ptrace_scope) over the target'
+        : errno === 3
+          ? 'ESRCH: the thread is gone'
+          : `errno ${errno}`;
+    return { ok: false, message: `${what} thread ${hostTid} failed: ${why}` };
+  };
+  if (Number(c.ptraceN(PTRACE_SEIZE, hostTid, 0, 0)) !== 0) return fail('PTRACE_SEIZE of');
+  const detach = (sig: number): void => {
+    c.ptraceN(PTRACE_DETACH, hostTid, 0, sig);
+  };
+  if (Number(c.ptraceN(PTRACE_INTERRUPT, hostTid, 0, 0)) !== 0) {
+    const r = fail('PTRACE_INTERRUPT of');
+    detach(0);
+    return r;
+  }
+  // The stop arrives within microseconds for a thread in interruptible sleep; bounded anyway.
+  const status = Buffer.alloc(4);
+  const deadline = Date.now() + 2000;
+  let got = 0;
+  while ((got = c.waitpid(hostTid, status, WALL | WNOHANG)) === 0 && Date.now() < deadline)
+    Atomics.wait(pause, 0, 0, 1);
+  if (got !== hostTid) {
+    detach(0);
+    return { ok: false, message: `thread ${hostTid} did not stop for PTRACE_INTERRUPT within 2 s` };
+  }
+  const st = status.readInt32LE(0);
+  if ((st & 0xff) !== 0x7f) return { ok: false, message: `thread ${hostTid} exited while being woken` };
+  // A signal-delivery stop (some signal arrived meanwhile) must hand that signal back on detach.
+  const sig = (st >> 8) & 0xff;
+  const pendingSig = st >> 16 === PTRACE_EVENT_STOP ? 0 : sig;
+  let interrupted = false;
+  try {
+    const regs = Buffer.alloc(REGS_SIZE);
+    if (Number(c.ptrace(PTRACE_GETREGS, hostTid, null, regs)) === 0) {
+      const rax = regs.readBigInt64LE(RAX);
+      const orig = regs.readBigInt64LE(ORIG_RAX);
+      if (orig === BigInt(expectNr) && RESTARTS.has(rax)) {
+        regs.writeBigInt64LE(-EINTR, RAX);
+        interrupted = Number(c.ptrace(PTRACE_SETREGS, hostTid, null, regs)) === 0;
+      } else if (orig === BigInt(expectNr) && rax === -EINTR) interrupted = true;
+    }
+  } finally {
+    detach(pendingSig);
+  }
+  return { ok: true, interrupted };
 }
