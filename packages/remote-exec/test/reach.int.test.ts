@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { runInTarget } from '../src/index';
+import { discover, runInTarget } from '../src/index';
 import { pythonPath, startPython, type PyTarget } from '../../../test/support/python';
 import { settledLeftovers, sleep } from './helpers';
 
@@ -46,6 +46,15 @@ describe('thread auto: main blocked forever in join() while a worker serves', ()
   });
   after(async () => {
     await t.kill();
+  });
+
+  it('lists each thread as a fact: native id, name and main flag (no state in the scan)', async () => {
+    const [p] = await discover({ pids: [t.pid] });
+    const byTid = new Map(p!.threads.map((x) => [x.tid, x]));
+    assert.deepEqual(byTid.get(workerTid), { tid: workerTid, main: false, name: 'Worker-serve' });
+    assert.equal(byTid.get(mainTid)?.main, true);
+    assert.match(byTid.get(mainTid)?.name ?? '', /^python/);
+    for (const th of p!.threads) assert.deepEqual(Object.keys(th).sort(), ['main', 'name', 'tid']);
   });
 
   it('succeeds on the worker by default (auto), inline on the claiming thread, and the report names it', async () => {
