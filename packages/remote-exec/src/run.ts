@@ -20,6 +20,7 @@ import {
   type RuntimeLocation,
 } from './runtime';
 import { renderHarness } from './harness';
+import { listKernelThreads } from './inspect/threads';
 import { chooseWake, describeBlocked, surveyThreads, wakeThread } from './wake';
 import { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 import { stage, StagingError, TamperError, type Staging } from './staging';
@@ -251,7 +252,12 @@ function prepare(
     const slot = threadSlot(loc, tstate!);
     if (tid === undefined && mode === 'auto') {
       // Main thread first: when several threads are at a safe point at once, it is the likeliest winner anyway.
-      const others = view.threads.filter((x) => x.tstate !== tstate && x.tid > 0);
+      // Not the threads a previous run's harness left finishing (its watchdog polls for 50 ms more): a run
+      // should land in the target's own threads. Names are the kernel's comm, as the harness sets them.
+      const kernel = listKernelThreads(procRoot, t.pid);
+      const ownHarness = (tid: number): boolean =>
+        /^pyreach-(run-|watchd)/.test(kernel.get(tid)?.comm ?? '');
+      const others = view.threads.filter((x) => x.tstate !== tstate && x.tid > 0 && !ownHarness(x.tid));
       const armed = [
         { tid: chosenTid, slot },
         ...others.map((x) => ({ tid: x.tid, slot: threadSlot(loc, x.tstate) })),

@@ -89,6 +89,8 @@ describe('thread auto: main blocked forever in join() while a worker serves', ()
       pickupTimeoutMs: PICKUP_MS,
     });
     assert.equal(again.status, 'succeeded', JSON.stringify(again));
+    // Not by the first run's harness threads (its watchdog is still ending): only the target's own are armed.
+    assert.doesNotMatch(again.pickedUpBy?.name ?? '', /^pyreach-/);
     assert.equal(typeof again.result, 'number');
     assert.equal(again.result, r.result);
   });
