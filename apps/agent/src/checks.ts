@@ -108,13 +108,8 @@ export function checkJob(input: unknown, ctx: CheckContext): CheckOutcome {
   }
   const user = ctx.userName(target.uids[1], target.pid);
   if (job.action === 'exec') {
-    // Never run without an option the approval covered: a job that needs what this engine lacks is refused.
-    if (job.options.wake) {
-      return refuse(
-        'UNSUPPORTED_OPTION',
-        "the job asks to wake a blocked target (options.wake); this agent's engine cannot wake blocked targets yet, and running without it would ignore an approved option. Nothing ran; dispatch it without wake, or upgrade the agent",
-      );
-    }
+    // Never run without an option the approval covered: wake is honoured only where the local policy allows it
+    // (checkPolicy: POLICY_WAKE), never dropped.
     const refusal = checkPolicy(job, { uids: target.uids, user }, ctx.policy);
     if (refusal) return refuse(refusal.code, refusal.message);
   } else {

@@ -51,6 +51,11 @@ export const PolicyConfig = z
      */
     allowCustomCode: z.boolean().default(true),
     maxCodeBytes: z.number().int().positive().max(MAX_CODE_BYTES).default(MAX_CODE_BYTES),
+    /**
+     * Jobs with `options.wake` may interrupt a blocked system call of a target thread (ptrace) so it picks the
+     * run up. Default false: a C extension may not retry an interrupted call (docs/security.md).
+     */
+    allowWake: z.boolean().default(false),
     inspect: InspectPolicyConfig.default(InspectPolicyConfig.parse({})),
   })
   .strict();
@@ -228,6 +233,7 @@ function envValue(setting: string, name: EnvName, raw: string): unknown {
       return parseLabels([raw], where);
     case 'policy.allowRoot':
     case 'policy.allowCustomCode':
+    case 'policy.allowWake':
     case 'policy.inspect.allowRoot':
     case 'policy.inspect.allowOptedOut':
     case 'logPretty': {

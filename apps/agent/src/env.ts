@@ -22,6 +22,7 @@ export const ENV_SETTINGS = {
   PYREACH_AGENT_ALLOW_ROOT: 'policy.allowRoot',
   PYREACH_AGENT_ALLOW_CUSTOM_CODE: 'policy.allowCustomCode',
   PYREACH_AGENT_MAX_CODE_BYTES: 'policy.maxCodeBytes',
+  PYREACH_AGENT_ALLOW_WAKE: 'policy.allowWake',
   PYREACH_AGENT_INSPECT_ALLOWED_USERS: 'policy.inspect.allowedUsers',
   PYREACH_AGENT_INSPECT_ALLOW_ROOT: 'policy.inspect.allowRoot',
   PYREACH_AGENT_INSPECT_ALLOW_OPTED_OUT: 'policy.inspect.allowOptedOut',

@@ -562,20 +562,20 @@ export class JobRunner {
     const out = new OutputCoalescer((chunk) =>
       outbox.append(job.jobId, { type: 'output', jobId: job.jobId, chunk }),
     );
-    // options.thread → the engine: { tid } → that thread; 'main' → the main thread (the engine's default);
-    // 'auto' → any thread of the main interpreter once the engine has it (issue 12, engine reach). Until then
-    // auto runs on the main thread — one of the threads the approval allowed, as a v1 agent would — and says so.
-    // TODO(engine-reach): pass the engine's any-thread mode for 'auto' (test: "thread auto is handed to the
-    // engine as any-thread", todo in test/jobs.test.ts).
+    // options.thread → the engine: { tid } → that thread; 'main' → the main thread; 'auto' → any thread of the
+    // main interpreter (the engine arms them all, the first at a safe point claims the run). The sys backend can
+    // only aim at the main thread: there auto runs on main — one of the threads the approval allowed — and says so.
     const t = job.options.thread;
     const tid = typeof t === 'object' ? t.tid : undefined;
-    const narrowed = t === 'auto';
+    const narrowed = t === 'auto' && job.options.backend === 'sys';
+    const thread: 'auto' | 'main' = t === 'auto' && !narrowed ? 'auto' : 'main';
     this.d.audit.write({
       event: 'started',
       ...this.auditFields(job),
-      threadUsed: tid ?? 'main',
+      threadUsed: tid ?? thread,
+      ...(job.options.wake ? { wake: true } : {}),
       ...(narrowed
-        ? { note: "thread auto runs on the main thread: this agent's engine has no any-thread mode yet" }
+        ? { note: 'thread auto runs on the main thread: the sys backend can only aim at the main thread' }
         : {}),
     });
     let result: ExecResult;
@@ -583,7 +583,8 @@ export class JobRunner {
       result = await this.d.engine.runInTarget({
         pid: job.target.pid,
         expectStartTime: job.target.startTime,
-        ...(tid !== undefined ? { tid } : {}),
+        ...(tid !== undefined ? { tid } : { thread }),
+        wake: job.options.wake,
         backend: job.options.backend,
         code: job.code,
         params: job.params,
@@ -615,7 +616,7 @@ export class JobRunner {
       result = {
         ...result,
         message:
-          `${result.message ?? 'the main thread did not pick the job up'} (the job asked for thread auto, which this agent's engine runs on the main thread: it cannot arm every thread yet)`.slice(
+          `${result.message ?? 'the main thread did not pick the job up'} (the job asked for thread auto, which the sys backend runs on the main thread: use the native backend to arm every thread)`.slice(
             0,
             4096,
           ),

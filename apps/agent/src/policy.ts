@@ -14,7 +14,8 @@ export type PolicyRefusal = {
     | 'POLICY_ROOT_TARGET'
     | 'POLICY_CUSTOM_CODE'
     | 'POLICY_CODE_TOO_LARGE'
-    | 'POLICY_OPTED_OUT';
+    | 'POLICY_OPTED_OUT'
+    | 'POLICY_WAKE';
   message: string;
 };
 
@@ -66,6 +67,13 @@ export function checkPolicy(
     return {
       code: 'POLICY_CODE_TOO_LARGE',
       message: `code is ${size} bytes; this host's policy allows at most ${policy.maxCodeBytes} (policy.maxCodeBytes)`,
+    };
+  }
+  if (job.options.wake && !policy.allowWake) {
+    return {
+      code: 'POLICY_WAKE',
+      message:
+        'the job asks to wake a blocked target (options.wake: the engine interrupts a blocked system call of one of its threads with ptrace), which this host\'s policy does not allow. Nothing ran. The host owner can allow it with "policy": { "allowWake": true } in the agent\'s configuration (or PYREACH_AGENT_ALLOW_WAKE=true); or dispatch the job without wake',
     };
   }
   if (!policy.allowCustomCode) {

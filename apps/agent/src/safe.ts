@@ -44,6 +44,17 @@ export function safeResult(r: ExecResult | ReportedResult): ReportedResult {
       ...r.leftoverThread,
       name: r.leftoverThread.name == null ? r.leftoverThread.name : safeStr(r.leftoverThread.name, 256),
     };
+  if (r.pickedUpBy)
+    out.pickedUpBy = {
+      ...r.pickedUpBy,
+      name: r.pickedUpBy.name == null ? r.pickedUpBy.name : safeStr(r.pickedUpBy.name, 256),
+    };
+  if (r.woken)
+    out.woken = r.woken.map((w) => ({
+      ...w,
+      name: w.name == null ? w.name : safeStr(w.name, 256),
+      syscall: safeStr(w.syscall, 64),
+    }));
   return out;
 }
 

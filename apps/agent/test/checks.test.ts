@@ -216,11 +216,14 @@ test('replayed, expired, misaddressed and pid-reused v2 jobs are refused like v1
   }
 });
 
-test('a v2 job asking to wake the target is refused UNSUPPORTED_OPTION, not run without waking', () => {
-  const r = checkJob(cp.signV2(payloadV2({ options: { ...payloadV2().options, wake: true } })), ctx());
-  assert.equal(!r.ok && r.code, 'UNSUPPORTED_OPTION');
-  assert.match(!r.ok ? r.message : '', /cannot wake blocked targets yet/);
+test('a v2 job asking to wake is refused POLICY_WAKE unless the local policy allows wake, never run without it', () => {
+  const job = cp.signV2(payloadV2({ options: { ...payloadV2().options, wake: true } }));
+  const r = checkJob(job, ctx());
+  assert.equal(!r.ok && r.code, 'POLICY_WAKE');
+  assert.match(!r.ok ? r.message : '', /policy.*allowWake/);
   assert.equal(!r.ok && r.trusted, true, 'a durable refusal reaches the control plane');
+  const allowed = checkJob(job, ctx({ policy: PolicyConfig.parse({ allowRoot: true, allowWake: true }) }));
+  assert.equal(allowed.ok, true, JSON.stringify(allowed));
 });
 
 test("an inspection is not bound by exec's code rules, but by the users and root rules (its own or exec's)", () => {

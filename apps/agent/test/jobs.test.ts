@@ -399,6 +399,8 @@ test('the engine gets no path from a job: nothing a job says can point a read at
     'pid',
     'runId',
     'signal',
+    'thread',
+    'wake',
   ]);
   // The run id is derived from the job id (hex, no path), so a restarted agent finds the run again.
   assert.equal(run.runId, runIdOf(p.jobId));
@@ -445,7 +447,7 @@ test('a v2 job runs on the thread it names: { tid } is the engine tid, main is t
   a.close();
 });
 
-test('thread auto runs on the main thread today and says so in the audit and in a pickup timeout', async () => {
+test('thread auto with the sys backend runs on the main thread and says so in the audit and in a pickup timeout', async () => {
   const dir = tempDir();
   const engine = scriptedEngine(async () => ({
     status: 'pickup_timeout',
@@ -454,10 +456,11 @@ test('thread auto runs on the main thread today and says so in the audit and in 
     output: '',
   }));
   const a = open(dir, engine);
-  const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
+  const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto', backend: 'sys' } });
   assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
   await until(() => a.outbox.isFinal(p.jobId));
   assert.equal(engine.runs[0]!.tid, undefined);
+  assert.equal(engine.runs[0]!.thread, 'main');
   const started = readAuditTail(dir, 10).find((e) => e.event === 'started')!;
   assert.equal(started.threadUsed, 'main');
   assert.match(String(started.note), /thread auto runs on the main thread/);
@@ -466,20 +469,20 @@ test('thread auto runs on the main thread today and says so in the audit and in 
   a.close();
 });
 
-test(
-  "thread auto is handed to the engine as any-thread (the engine's auto mode)",
-  { todo: 'the engine has no any-thread mode yet (issue 12, engine reach): auto runs on main until it does' },
-  async () => {
-    const dir = tempDir();
-    const engine = engineOk();
-    const a = open(dir, engine);
-    const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
-    a.runner.dispatch(cp.signV2(p));
-    await until(() => a.outbox.isFinal(p.jobId));
-    a.close();
-    assert.equal((engine.runs[0] as unknown as Record<string, unknown>).thread, 'auto');
-  },
-);
+test("thread auto is handed to the engine as any-thread (the engine's auto mode), audited as such", async () => {
+  const dir = tempDir();
+  const engine = engineOk();
+  const a = open(dir, engine);
+  const p = payloadV2({ options: { ...payloadV2().options, thread: 'auto' } });
+  a.runner.dispatch(cp.signV2(p));
+  await until(() => a.outbox.isFinal(p.jobId));
+  a.close();
+  assert.equal(engine.runs[0]!.thread, 'auto');
+  assert.equal(engine.runs[0]!.tid, undefined);
+  const started = readAuditTail(dir, 10).find((e) => e.event === 'started')!;
+  assert.equal(started.threadUsed, 'auto');
+  assert.equal(started.note, undefined);
+});
 
 test('the content hash, approvals and break-glass of a v2 job are in its journal and every audit entry', async () => {
   const dir = tempDir();
@@ -506,17 +509,30 @@ test('the content hash, approvals and break-glass of a v2 job are in its journal
   a.close();
 });
 
-test('a v2 job asking to wake is refused UNSUPPORTED_OPTION, durably, and never reaches the engine', () => {
+test('a v2 job asking to wake is refused POLICY_WAKE by default, durably, and never reaches the engine', () => {
   const dir = tempDir();
   const engine = engineOk();
   const a = open(dir, engine);
   const p = payloadV2({ options: { ...payloadV2().options, wake: true } });
   const ack = a.runner.dispatch(cp.signV2(p));
-  assert.equal(!ack.ok && ack.error.code, 'UNSUPPORTED_OPTION');
+  assert.equal(!ack.ok && ack.error.code, 'POLICY_WAKE');
   const [ev] = a.outbox.pending();
-  assert.equal(ev?.type === 'refused' && ev.code, 'UNSUPPORTED_OPTION');
+  assert.equal(ev?.type === 'refused' && ev.code, 'POLICY_WAKE');
   assert.equal(engine.runs.length, 0);
   a.close();
+});
+
+test('where the policy allows wake, the job is handed to the engine with wake and audited so', async () => {
+  const dir = tempDir();
+  const engine = engineOk();
+  const a = open(dir, engine, { allowRoot: true, allowWake: true });
+  const p = payloadV2({ options: { ...payloadV2().options, wake: true } });
+  assert.equal(a.runner.dispatch(cp.signV2(p)).ok, true);
+  await until(() => a.outbox.isFinal(p.jobId));
+  a.close();
+  assert.equal(engine.runs[0]!.wake, true);
+  const started = readAuditTail(dir, 10).find((e) => e.event === 'started')!;
+  assert.equal(started.wake, true);
 });
 
 function stacksReport(over: Partial<StacksReport> = {}): StacksReport {

@@ -116,8 +116,8 @@ export const JobRefusalCode = z.enum([
   /** The envelope's version is not one this agent speaks (it says to upgrade the agent). */
   'UNSUPPORTED_VERSION',
   /**
-   * The job asks for an option this agent's engine cannot honour (today: `options.wake`). Refused rather than
-   * run without it: an approved option is never silently ignored.
+   * The job asks for an option this agent's engine cannot honour. Refused rather than run without it: an
+   * approved option is never silently ignored. (`options.wake` is honoured since issue 12: see POLICY_WAKE.)
    */
   'UNSUPPORTED_OPTION',
   /**
@@ -126,6 +126,11 @@ export const JobRefusalCode = z.enum([
    * (`policy.inspect.allowOptedOut`, default false).
    */
   'POLICY_OPTED_OUT',
+  /**
+   * The job asks to wake a blocked target (`options.wake`: the engine interrupts a blocked system call with
+   * ptrace), which this host's policy does not allow (`policy.allowWake`, default false).
+   */
+  'POLICY_WAKE',
   /**
    * Accepted, but it never started: it was queued behind another job for the same target when the agent shut
    * down or restarted (a job is never run after a restart). Nothing ran; dispatch it again if still needed.

@@ -69,6 +69,22 @@ export const ExecResult = z.object({
   thread: ThreadInfo.nullable().optional(),
   backend: z.enum(['native', 'sys']).optional(),
   /**
+   * The thread that picked the request up (reached a safe point and claimed the run): with thread auto, the first
+   * armed thread to get there. `thread` is the one that ran the code (the same one for inline runs).
+   */
+  pickedUpBy: ThreadInfo.nullable().optional(),
+  /** With wake: the thread the engine interrupted in a blocked system call, and that call. */
+  woken: z
+    .array(
+      ThreadInfo.extend({
+        syscall: z.string().max(64),
+        /** The kernel would have restarted the call: it was made to return EINTR instead. */
+        interrupted: z.boolean(),
+      }),
+    )
+    .max(8)
+    .optional(),
+  /**
    * Set when the code could not be interrupted (blocked in C past its budget, or after a cancel): the thread
    * that may still be running it inside the target. Absent when the code stopped.
    */

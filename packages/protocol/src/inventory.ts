@@ -76,9 +76,19 @@ export const ContainerIdentity = z.object({
 });
 export type ContainerIdentity = z.infer<typeof ContainerIdentity>;
 
+/**
+ * A thread as a fact of the inventory: its native id (in the target's own pid namespace, what `run --tid` takes),
+ * its name and whether it is the interpreter's main thread. Its *state* (running, blocked in which syscall) changes
+ * constantly and is read on demand (`readThreadStates`, stacks), never sent with every scan.
+ */
 export const ProcessThread = z.object({
   tid: z.number().int().positive(),
   main: z.boolean(),
+  /**
+   * The kernel's `comm` of the thread, as safe text: CPython 3.14's `threading` sets it to the Python thread name
+   * (cut to 15 bytes); the main thread's is the program name. null when unreadable; absent from older agents.
+   */
+  name: z.string().max(64).nullable().optional(),
 });
 
 /** One Python process as discovered by the engine on a host. */

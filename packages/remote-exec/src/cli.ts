@@ -1,7 +1,7 @@
 /**
  * pyreach-exec — command-line face of the engine. Contract (stable; others script against it):
  *   pyreach-exec list [--json]
- *   pyreach-exec run --pid N [--tid T] [--backend native|sys] (--code SRC | --file PATH)
+ *   pyreach-exec run --pid N [--thread auto|main] [--tid T] [--wake] [--backend native|sys] (--code SRC | --file PATH)
  *                    [--params-json JSON] [--timeout SECONDS] [--budget SECONDS] [--inline] [--json]
  *                    [--lock-wait SECONDS] [--lock-dir DIR] [--staging-dir DIR]...
  *   pyreach-exec stacks --pid N [--json] [--no-states] [--max-frames N] [--timeout SECONDS]   (cli-inspect.ts)
@@ -44,7 +44,14 @@ value (JSON, or its repr).
 
 Options:
   --pid N               Target process id (host pid)              (required)
-  --tid T               Native thread id to run on (default: the main thread; as listed by "list")
+  --thread auto|main    auto (the native backend's default): every thread of the main interpreter is
+                        armed and the first to reach a safe point runs the code; main: the main thread
+                        only (the sys backend's only choice)
+  --tid T               Native thread id to run on (as listed by "list"); wins over --thread
+  --wake                If nothing picked up within 0.3 s, interrupt one armed thread blocked in a system
+                        call CPython retries after EINTR (epoll_wait, sleep, accept, read, select...) with
+                        ptrace, so it picks up; never a lock wait or uninterruptible sleep (native, x86-64;
+                        a C extension may not retry: see docs/security.md)
   --backend native|sys  native: our own PEP 768 writer (default); sys: spawn the target's interpreter
                         and call sys.remote_exec
   --code SRC            Python source to run
@@ -135,6 +142,8 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
     options: {
       pid: { type: 'string' },
       tid: { type: 'string' },
+      thread: { type: 'string' },
+      wake: { type: 'boolean' },
       backend: { type: 'string' },
       code: { type: 'string' },
       file: { type: 'string' },
@@ -158,6 +167,9 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
   const pid = positiveInt('pid', values.pid);
   if (pid === undefined) throw new UsageError('--pid is required');
   const tid = positiveInt('tid', values.tid);
+  const thread = values.thread;
+  if (thread !== undefined && thread !== 'auto' && thread !== 'main')
+    throw new UsageError(`--thread must be "auto" or "main", got ${JSON.stringify(thread)}`);
   const backend = values.backend ?? 'native';
   if (backend !== 'native' && backend !== 'sys')
     throw new UsageError(`--backend must be "native" or "sys", got ${JSON.stringify(backend)}`);
@@ -199,6 +211,8 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
     const r = await runInTarget({
       pid,
       tid,
+      ...(thread ? { thread } : {}),
+      wake: values.wake ?? false,
       backend,
       code,
       params,
@@ -214,6 +228,12 @@ async function cmdRun(args: string[], out: (s: string) => void, err: (s: string)
     if (values.json) out(JSON.stringify(r) + '\n');
     else {
       if (r.result !== undefined) out(`result: ${displayText(JSON.stringify(r.result))}\n`);
+      for (const w of r.woken ?? [])
+        err(`pyreach-exec: woke thread ${w.tid} (${displayText(w.name ?? '?')}) blocked in ${w.syscall}\n`);
+      if (r.pickedUpBy)
+        err(
+          `pyreach-exec: picked up by thread ${r.pickedUpBy.tid} (${displayText(r.pickedUpBy.name ?? '?')})\n`,
+        );
       if (r.status !== 'succeeded') {
         err(
           `pyreach-exec: ${r.status}${r.errorCode ? ` (${r.errorCode})` : ''}: ${displayText(r.message ?? '')}\n`,

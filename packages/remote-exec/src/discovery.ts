@@ -16,6 +16,7 @@ import {
   readStatus,
   type MapEntry,
 } from './procfs';
+import { listKernelThreads } from './inspect/threads';
 import { InspectError, locateRuntime, openMem, readMainInterpreter, runtimeCandidates } from './runtime';
 
 export interface DiscoverOptions {
@@ -166,9 +167,16 @@ export function inspectProcess(
     try {
       const view = readMainInterpreter(mem, loc, facts.nsPid);
       base.remoteDebugEnabled = view.remoteDebugEnabled;
+      // Names from /proc (as threadFacts): CPython's thread names live in Python objects no debug offset
+      // describes, but 3.14's threading copies each into the thread's comm.
+      const kernel = listKernelThreads(procRoot, pid);
       base.threads = view.threads
         .filter((t) => t.tid > 0)
-        .map((t) => ({ tid: t.tid, main: view.mainTstate === t.tstate }))
+        .map((t) => ({
+          tid: t.tid,
+          main: view.mainTstate === t.tstate,
+          name: kernel.get(t.tid)?.comm ?? null,
+        }))
         .reverse(); // thread list is newest first; report oldest (usually main) first
     } catch (e) {
       base.inspectError = (e as Error).message.slice(0, 1024);

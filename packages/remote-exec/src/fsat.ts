@@ -38,6 +38,10 @@ interface Native {
   mkdirat: (dirfd: number, path: string, mode: number) => number;
   unlinkat: (dirfd: number, path: string, flags: number) => number;
   flock: (fd: number, op: number) => number;
+  /** For wake (src/wake.ts): `ptrace` with a buffer for data (GETREGS/SETREGS), `ptraceN` with numbers. */
+  ptrace: (request: number, pid: number, addr: Buffer | null, data: Buffer | null) => number | bigint;
+  ptraceN: (request: number, pid: number, addr: number, data: number) => number | bigint;
+  waitpid: (pid: number, status: Buffer, options: number) => number;
   errno: () => number;
 }
 
@@ -70,8 +74,16 @@ export async function loadFsat(): Promise<void> {
     mkdirat: libc.func('int mkdirat(int dirfd, const char *path, uint32_t mode)') as Native['mkdirat'],
     unlinkat: libc.func('int unlinkat(int dirfd, const char *path, int flags)') as Native['unlinkat'],
     flock: libc.func('int flock(int fd, int op)') as Native['flock'],
+    ptrace: libc.func('long ptrace(int request, int pid, void *addr, void *data)') as Native['ptrace'],
+    ptraceN: libc.func('ptrace', 'long', ['int', 'int', 'intptr_t', 'intptr_t']) as Native['ptraceN'],
+    waitpid: libc.func('int waitpid(int pid, void *status, int options)') as Native['waitpid'],
     errno: () => koffi.errno(),
   };
+}
+
+/** Raw ptrace/waitpid for wake (src/wake.ts); loadFsat() must have been awaited. errno after a -1. */
+export function ptraceCalls(): Pick<Native, 'ptrace' | 'ptraceN' | 'waitpid' | 'errno'> {
+  return n();
 }
 
 export function fsatLoaded(): boolean {

@@ -11,6 +11,7 @@
  *   job.json     { runId, inline, budgetSec, capBytes }
  *   ctl          the engine writes "cancel" into it to ask the run to stop early
  * and writes, each into a file the engine created for it and owns a descriptor on:
+ *   claim.txt    the native id of each thread that picked the request up, appended; the first line wins
  *   picked.json  { pickedUpAt, tid, name, runner: { tid, name } }   once, at pickup
  *   out.txt      captured output, appended as it is produced (bytes; lone surrogates as surrogatepass)
  *   result.json  the final report, once
@@ -35,6 +36,22 @@ def _pyreach_main(_dir_hex):
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
+
+    # The engine may arm several threads (thread "auto"): the first to get here claims the run, the others
+    # return at once. The claim is an O_APPEND write of our native id into claim.txt (appends are atomic on
+    # one file); whoever's line comes first won. No state is left in the target's memory.
+    _mine = b'%d\n' % threading.get_native_id()
+    try:
+        _cfd = os.open(_join(_dir, 'claim.txt'), os.O_RDWR | os.O_APPEND | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0))
+    except OSError:
+        return  # the run is over (withdrawn, its staging removed)
+    try:
+        os.write(_cfd, _mine)
+        _first = os.pread(_cfd, 32, 0)
+    finally:
+        os.close(_cfd)
+    if _first[:len(_mine)] != _mine:
+        return
 
     picked_at = _now()
     me = threading.current_thread()

@@ -20,6 +20,8 @@ import {
   type RuntimeLocation,
 } from './runtime';
 import { renderHarness } from './harness';
+import { listKernelThreads } from './inspect/threads';
+import { chooseWake, describeBlocked, surveyThreads, wakeThread } from './wake';
 import { parseHarnessReport, resultFromReport, type HarnessReport } from './report';
 import { stage, StagingError, TamperError, type Staging } from './staging';
 
@@ -30,8 +32,23 @@ export interface RunOptions {
   pid: number;
   /** Start time from discovery: if the pid now belongs to another process, the run ends `target_gone`. */
   expectStartTime?: string;
-  /** Native thread id (as the target sees it, i.e. the `tid` discovery lists). Default: the main thread. */
+  /** Native thread id (as the target sees it, i.e. the `tid` discovery lists). Wins over `thread`. */
   tid?: number;
+  /**
+   * Which thread picks the run up when no `tid` is given. `auto` (the native backend's default) arms every thread
+   * of the main interpreter at once: the first to reach a safe point claims the run in the harness, the others
+   * return at once and the engine withdraws what is still pending. `main`: the main thread only (the sys
+   * backend's only choice: asked for `auto` explicitly, it refuses).
+   */
+  thread?: 'auto' | 'main';
+  /**
+   * If nothing picked up within `wakeGraceMs`, interrupt an armed thread blocked in a system call CPython retries
+   * after EINTR (PTRACE_SEIZE + PTRACE_INTERRUPT, the call made to return EINTR, detach): see src/wake.ts for
+   * which calls qualify and the risk. Opt-in; native backend, x86-64 only.
+   */
+  wake?: boolean;
+  /** How long to wait for a pickup before waking. Default 300 ms. */
+  wakeGraceMs?: number;
   backend?: Backend;
   code: string;
   params?: Record<string, unknown>;
@@ -80,6 +97,7 @@ export const DEFAULTS = {
   /** Extra time after the budget for the async exception to land and the harness to report. */
   budgetGraceMs: 5_000,
   cancelGraceMs: 2_000,
+  wakeGraceMs: 300,
   lockWaitMs: 0,
   lockDir: DEFAULT_LOCK_DIR,
 } as const;
@@ -168,11 +186,20 @@ function resolveTarget(procRoot: string, pid: number, expectStartTime?: string):
   };
 }
 
+interface Armed {
+  tid: number;
+  slot: ThreadSlot;
+}
+
 interface Prepared {
   mem: ProcMem;
   loc: RuntimeLocation;
+  /** The main (or the chosen) thread: what single-thread messages name. */
   slot: ThreadSlot;
   tid: number;
+  /** Every thread the request goes to: the chosen one, or (auto) each thread of the main interpreter. */
+  armed: Armed[];
+  mode: 'auto' | 'main' | 'tid';
 }
 
 function prepare(
@@ -181,6 +208,7 @@ function prepare(
   tid: number | undefined,
   writable: boolean,
   backend: Backend,
+  mode: 'auto' | 'main' = 'main',
 ): Prepared {
   let mem: ProcMem | null = null;
   try {
@@ -197,6 +225,10 @@ function prepare(
     if (tid === undefined) {
       tstate = view.mainTstate;
       chosenTid = view.threads.find((x) => x.tstate === tstate)?.tid ?? t.nsPid;
+      if (tstate === null && mode === 'auto' && view.threads.length > 0) {
+        tstate = view.threads[0]!.tstate;
+        chosenTid = view.threads[0]!.tid;
+      }
       if (tstate === null)
         refuse(
           'THREAD_NOT_FOUND',
@@ -218,7 +250,21 @@ function prepare(
       chosenTid = tid;
     }
     const slot = threadSlot(loc, tstate!);
-    return { mem, loc, slot, tid: chosenTid };
+    if (tid === undefined && mode === 'auto') {
+      // Main thread first: when several threads are at a safe point at once, it is the likeliest winner anyway.
+      // Not the threads a previous run's harness left finishing (its watchdog polls for 50 ms more): a run
+      // should land in the target's own threads. Names are the kernel's comm, as the harness sets them.
+      const kernel = listKernelThreads(procRoot, t.pid);
+      const ownHarness = (tid: number): boolean =>
+        /^pyreach-(run-|watchd)/.test(kernel.get(tid)?.comm ?? '');
+      const others = view.threads.filter((x) => x.tstate !== tstate && x.tid > 0 && !ownHarness(x.tid));
+      const armed = [
+        { tid: chosenTid, slot },
+        ...others.map((x) => ({ tid: x.tid, slot: threadSlot(loc, x.tstate) })),
+      ];
+      return { mem, loc, slot, tid: chosenTid, armed, mode: 'auto' };
+    }
+    return { mem, loc, slot, tid: chosenTid, armed: [{ tid: chosenTid, slot }], mode: tid ? 'tid' : 'main' };
   } catch (e) {
     mem?.close();
     mapInspectError(e, t.pid);
@@ -366,6 +412,8 @@ class SafeTextStream {
 
 interface PickedMarker {
   pickedUpAt: string | null;
+  /** The thread that picked the request up and claimed the run. */
+  picker: { tid: number; name: string | null } | null;
   runner: { tid: number; name: string | null } | null;
 }
 
@@ -373,17 +421,22 @@ function parsePicked(raw: Buffer | null): PickedMarker | null {
   if (!raw) return null;
   try {
     const v = JSON.parse(raw.toString('latin1')) as Record<string, unknown>;
-    const r = v.runner as Record<string, unknown> | null | undefined;
-    const runner =
+    const th = (
+      r: Record<string, unknown> | null | undefined,
+    ): { tid: number; name: string | null } | null =>
       r && Number.isInteger(r.tid) && (r.tid as number) >= 0
         ? {
             tid: r.tid as number,
             name: typeof r.name === 'string' ? encodeString(r.name).slice(0, 256) : null,
           }
         : null;
-    return { pickedUpAt: typeof v.pickedUpAt === 'string' ? v.pickedUpAt.slice(0, 64) : null, runner };
+    return {
+      pickedUpAt: typeof v.pickedUpAt === 'string' ? v.pickedUpAt.slice(0, 64) : null,
+      picker: th(v),
+      runner: th(v.runner as Record<string, unknown> | null | undefined),
+    };
   } catch {
-    return { pickedUpAt: null, runner: null };
+    return { pickedUpAt: null, picker: null, runner: null };
   }
 }
 
@@ -406,7 +459,14 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
   let prepared: Prepared | null = null;
   let lock: TargetLock | null = null;
   let output = '';
-  const withBackend = (r: ExecResult): ExecResult => ({ ...r, output: r.output || output, backend });
+  // Facts learnt on the way (who picked up, what was woken) go with whatever outcome the run ends in.
+  const attach: Partial<ExecResult> = {};
+  const withBackend = (r: ExecResult): ExecResult => ({
+    ...r,
+    ...attach,
+    output: r.output || output,
+    backend,
+  });
   const finish = (r: ExecResult): ExecResult => {
     // Whatever the run ended as, staging is removed now; what could not be (a moved directory) is tampering.
     const problems = staging?.cleanup() ?? [];
@@ -427,8 +487,25 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
     } catch (e) {
       return withBackend(outcome('refused', 'STAGING_FAILED', (e as Error).message));
     }
+    const threadMode: 'auto' | 'main' = opts.thread ?? (backend === 'native' ? 'auto' : 'main');
+    if (backend === 'sys' && threadMode === 'auto' && opts.tid === undefined)
+      return withBackend(
+        outcome(
+          'refused',
+          'THREAD_NOT_FOUND',
+          'the sys backend (sys.remote_exec) can only aim at the main thread, not at any thread (thread auto): ask for the main thread (--thread main) or use the native backend; nothing was written',
+        ),
+      );
+    if (opts.wake && backend === 'sys')
+      return withBackend(
+        outcome(
+          'refused',
+          'INTERNAL',
+          'wake needs the native backend (the sys backend cannot tell which thread to wake); nothing was written',
+        ),
+      );
     const target = resolveTarget(procRoot, opts.pid, opts.expectStartTime);
-    prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend);
+    prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend, threadMode);
     let { slot, loc } = prepared;
     const tracer = backend === 'sys' ? sysTracerCommand(procRoot, target, loc) : null;
     if (tracer) trustTracer(procRoot, target, loc, tracer.interpreter);
@@ -500,6 +577,9 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       );
     }
     lock = got.lock;
+    const alive0 = (): boolean => readStartTime(procRoot, target.pid) === target.startTime;
+    const goneNow = (): ExecResult =>
+      outcome('target_gone', 'TARGET_GONE', `process ${target.pid} no longer exists`);
     if (readStartTime(procRoot, target.pid) !== target.startTime)
       return withBackend(
         outcome('target_gone', 'TARGET_GONE', `process ${target.pid} exited while waiting for its turn`, {}),
@@ -508,24 +588,31 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       // The thread may have ended (its state freed) while we waited: look it up again before writing to it.
       prepared.mem.close();
       prepared = null;
-      prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend);
+      prepared = prepare(procRoot, target, opts.tid, backend === 'native', backend, threadMode);
       ({ slot, loc } = prepared);
     }
     {
-      let pending: number;
-      try {
-        pending = readPending(prepared.mem, slot);
-      } catch {
-        return withBackend(outcome('target_gone', 'TARGET_GONE', `process ${target.pid} no longer exists`));
+      // A thread with another tracer's request pending is left to it; with none left, the run is refused.
+      const free: Armed[] = [];
+      for (const a of prepared.armed) {
+        let pending: number;
+        try {
+          pending = readPending(prepared.mem, a.slot);
+        } catch {
+          if (!alive0()) return withBackend(goneNow());
+          continue; // that thread ended meanwhile
+        }
+        if (pending !== 1) free.push(a);
       }
-      if (pending === 1)
+      if (free.length === 0)
         return withBackend(
           outcome(
             'refused',
             'PENDING_CONFLICT',
-            `thread ${prepared.tid} of process ${target.pid} already has a remote-exec request pending (another tracer's, such as pdb -p or sys.remote_exec, not yet picked up); nothing was written, retry later`,
+            `${prepared.armed.length > 1 ? `every thread (${prepared.armed.length})` : `thread ${prepared.tid}`} of process ${target.pid} already has a remote-exec request pending (another tracer's, such as pdb -p or sys.remote_exec, not yet picked up); nothing was written, retry later`,
           ),
         );
+      prepared.armed = free;
     }
     if (opts.signal?.aborted)
       return withBackend(
@@ -572,14 +659,19 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         'TARGET_GONE',
         `process ${target.pid} exited (or its pid was reused) while the run was in progress`,
       );
-    /** Who holds our thread's request slot now: ours, pending or taken, or another tracer's path. */
-    const slotPath = (): Buffer | null => {
+    const memFor = (writable: boolean): { mem: ProcMem; done: () => void } => {
+      if (backend === 'native') return { mem: prepared!.mem, done: () => {} };
+      const mem = openMem(procRoot, target.pid, writable);
+      return { mem, done: () => mem.close() };
+    };
+    /** Who holds a thread's request slot now: ours, pending or taken, or another tracer's path. */
+    const slotPath = (s: ThreadSlot): Buffer | null => {
       try {
-        const mem = backend === 'native' ? prepared!.mem : openMem(procRoot, target.pid, false);
+        const { mem, done } = memFor(false);
         try {
-          return mem.read(slot.pathAddr, scriptPath.length + 1);
+          return mem.read(s.pathAddr, scriptPath.length + 1);
         } finally {
-          if (mem !== prepared!.mem) mem.close();
+          done();
         }
       } catch {
         return null;
@@ -590,8 +682,30 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       outcome(
         'failed',
         'PENDING_CONFLICT',
-        `another tracer (pdb -p, sys.remote_exec or another tool) replaced this run's request in thread ${prepared!.tid} of process ${target.pid} before it was picked up; this run's code did not run`,
+        `another tracer (pdb -p, sys.remote_exec or another tool) replaced this run's request in ${active.length > 1 || prepared!.mode === 'auto' ? 'every armed thread' : `thread ${prepared!.tid}`} of process ${target.pid} before it was picked up; this run's code did not run`,
       );
+    /** Withdraw the request from every armed thread; the states say which were still pending. */
+    const withdrawAll = (): ('withdrawn' | 'consumed' | 'replaced' | 'unknown')[] => {
+      const out: ('withdrawn' | 'consumed' | 'replaced' | 'unknown')[] = [];
+      let m: { mem: ProcMem; done: () => void } | null = null;
+      try {
+        m = memFor(true);
+      } catch {
+        return active.map(() => 'unknown');
+      }
+      try {
+        for (const a of active) {
+          try {
+            out.push(withdrawRequest(m.mem, a.slot, scriptPath));
+          } catch {
+            out.push('unknown');
+          }
+        }
+      } finally {
+        m.done();
+      }
+      return out;
+    };
     const tampered = (e: TamperError, extra: Partial<ExecResult> = {}): ExecResult => {
       try {
         st.requestCancel();
@@ -606,22 +720,34 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       );
     };
 
-    // Trigger.
+    // Trigger: one request per armed thread (auto: every thread of the main interpreter).
     const t0 = Date.now();
+    let active: Armed[] = [];
     if (backend === 'native') {
-      try {
-        writeRequest(prepared.mem, slot, scriptPath);
-      } catch (e) {
+      let lastError: Error | null = null;
+      for (const a of prepared.armed) {
+        try {
+          // The thread may have ended since it was listed (its state freed): write only into a state that
+          // still carries its native id.
+          if (prepared.mem.u64(a.slot.tstate + loc.offsets.tstateNativeThreadId) !== BigInt(a.tid)) continue;
+          writeRequest(prepared.mem, a.slot, scriptPath);
+          active.push(a);
+        } catch (e) {
+          lastError = e as Error;
+        }
+      }
+      if (active.length === 0) {
         if (!alive()) return finish(goneResult());
         return finish(
           outcome(
             'refused',
             'INTERNAL',
-            `writing the request into process ${target.pid} failed: ${(e as Error).message}`,
+            `writing the request into process ${target.pid} failed: ${lastError?.message ?? 'its threads ended meanwhile'}`,
           ),
         );
       }
     } else {
+      active = prepared.armed;
       const r = await runTracer(tracer!.cmd, st.scriptInTarget, Math.max(pickupTimeoutMs, 15_000));
       if (r.code !== 0) {
         if (!alive()) return finish(goneResult());
@@ -629,10 +755,15 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       }
     }
 
-    // Wait for pickup.
+    // Wait for pickup (waking a blocked thread when asked to).
     let picked: PickedMarker | null = null;
     const pickupDeadline = t0 + pickupTimeoutMs;
     let lastSlotCheck = t0;
+    const woken: NonNullable<ExecResult['woken']> = [];
+    const wakeTried = new Set<number>();
+    const wakeGraceMs = Math.max(0, opts.wakeGraceMs ?? DEFAULTS.wakeGraceMs);
+    let nextWakeAt = t0 + wakeGraceMs;
+    let wakeNote = '';
     try {
       while (!picked) {
         st.check();
@@ -642,32 +773,54 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
         const now = Date.now();
         if (now - lastSlotCheck >= 50) {
           lastSlotCheck = now;
-          const cur = slotPath();
-          if (cur && !cur.equals(ours) && readPendingSafe(prepared, procRoot, target.pid, slot) === 1)
-            return finish(conflict());
+          // A thread whose slot another tracer took over is its now: leave it alone from here on.
+          active = active.filter((a) => {
+            const cur = slotPath(a.slot);
+            return !(
+              cur &&
+              !cur.equals(ours) &&
+              readPendingSafe(prepared!, procRoot, target.pid, a.slot) === 1
+            );
+          });
+          if (active.length === 0) return finish(conflict());
+        }
+        if (opts.wake && backend === 'native' && now >= nextWakeAt && now < pickupDeadline) {
+          nextWakeAt = now + Math.max(wakeGraceMs, 200);
+          const survey = await surveyThreads({
+            procRoot,
+            pid: target.pid,
+            tids: active.map((a) => a.tid),
+          });
+          const pick = chooseWake(survey, wakeTried);
+          if (pick && !parsePicked(st.readPicked())) {
+            wakeTried.add(pick.tid);
+            const w = wakeThread(pick.hostTid, pick.syscall!.number);
+            if (w.ok) {
+              woken.push({
+                tid: pick.tid,
+                name: pick.name,
+                syscall: pick.syscall!.name ?? `syscall ${pick.syscall!.number}`,
+                interrupted: w.interrupted,
+              });
+              attach.woken = woken;
+            } else wakeNote = w.message;
+          } else if (!pick && woken.length === 0) {
+            wakeNote = 'no armed thread was blocked in a system call that wake may interrupt';
+          }
         }
         const aborted = opts.signal?.aborted === true;
         if (now >= pickupDeadline || aborted) {
           // Withdraw the request so the target never tries to open a file we are about to remove.
-          let state: 'withdrawn' | 'consumed' | 'replaced' | 'unknown' = 'unknown';
-          try {
-            const mem = backend === 'native' ? prepared.mem : openMem(procRoot, target.pid, true);
-            try {
-              state = withdrawRequest(mem, slot, scriptPath);
-            } finally {
-              if (mem !== prepared.mem) mem.close();
-            }
-          } catch {
-            state = 'unknown';
-          }
+          const states = withdrawAll();
+          const anyConsumed = states.includes('consumed');
           // Just picked up (race) or consumed: give the harness a moment to announce itself.
-          const graceEnd = Date.now() + (state === 'withdrawn' ? 300 : 2000);
+          const graceEnd = Date.now() + (anyConsumed ? 2000 : 300);
           while (Date.now() < graceEnd && !(picked = parsePicked(st.readPicked()))) await sleep(20);
           if (picked) break;
           if (!alive()) return finish(goneResult());
-          if (state === 'replaced') return finish(conflict());
-          if (state === 'consumed') {
-            const cur = slotPath();
+          if (states.length > 0 && states.every((x) => x === 'replaced')) return finish(conflict());
+          if (anyConsumed && active.length === 1) {
+            const cur = slotPath(active[0]!.slot);
             if (cur && !cur.equals(ours)) return finish(conflict());
             return finish(
               outcome(
@@ -677,20 +830,34 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
               ),
             );
           }
-          const withdrawn = state === 'withdrawn' ? 'withdrawn' : `left to the target (${state})`;
+          const withdrawn = states.every((x) => x === 'withdrawn')
+            ? 'withdrawn'
+            : `withdrawn where still pending (${states.join(', ')})`;
           if (aborted)
             return finish(
               outcome(
                 'cancelled',
                 'CANCELLED',
                 `cancelled before the target picked the request up; the request was ${withdrawn} and nothing ran`,
+                {},
               ),
             );
+          const survey = await surveyThreads({ procRoot, pid: target.pid, tids: active.map((a) => a.tid) });
+          const who =
+            prepared.mode === 'auto'
+              ? `none of the ${active.length} thread(s) of the main interpreter reached a safe point`
+              : `thread ${prepared.tid} did not reach a safe point`;
+          const wakeWords = opts.wake
+            ? woken.length
+              ? ` Woken: ${woken.map((w) => `thread ${w.tid} in ${w.syscall}`).join(', ')}, but it did not pick up (a C extension that does not retry, or CPython waiting again without running pending calls).`
+              : ` Wake found nothing to wake${wakeNote ? `: ${wakeNote}` : ''}.`
+            : '';
           return finish(
             outcome(
               'pickup_timeout',
               'PICKUP_TIMEOUT',
-              `thread ${prepared.tid} did not reach a safe point within ${pickupTimeoutMs} ms (blocked in C code, sleeping or waiting?); the request was ${withdrawn} and nothing is left staged. Try another thread (--tid) or a longer timeout`,
+              `${who} within ${pickupTimeoutMs} ms: ${describeBlocked(survey, !!opts.wake)}.${wakeWords} The request was ${withdrawn} and nothing is left staged. ${prepared.mode === 'auto' ? 'Retry with' : 'Try another thread (--tid), --thread auto, or'} a longer timeout`,
+              {},
             ),
           );
         }
@@ -699,11 +866,7 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
     } catch (e) {
       if (e instanceof TamperError) {
         try {
-          withdrawRequest(
-            backend === 'native' ? prepared.mem : openMem(procRoot, target.pid, true),
-            slot,
-            scriptPath,
-          );
+          withdrawAll();
         } catch {
           /* best effort */
         }
@@ -711,9 +874,12 @@ export async function runInTarget(opts: RunOptions): Promise<ExecResult> {
       }
       throw e;
     }
+    // The others return at once (the harness's claim); withdraw what is still pending so they never look.
+    if (active.length > 1) withdrawAll();
     opts.onState?.('picked_up');
     const runner = picked.runner;
     const pickedUpAt = picked.pickedUpAt;
+    attach.pickedUpBy = picked.picker;
 
     // Stream output until the harness reports.
     const text = new SafeTextStream();

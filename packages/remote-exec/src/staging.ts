@@ -26,7 +26,7 @@ import { procPath } from './procfs';
  *                                  what it does to them changes only what its own process runs)
  *     job.json                     settings, root-owned 0644
  *     ctl                          root-owned 0644: the engine writes "cancel" into it through its descriptor
- *     picked.json out.txt result.json   pre-created by the engine (O_EXCL), then handed to the target's uid,
+ *     claim.txt picked.json out.txt result.json   pre-created by the engine (O_EXCL), then handed to the target's uid,
  *                                        0600: the target may write their contents, never replace them
  *
  * The engine keeps a descriptor on every file it made and reads outputs only through them (size-capped), so
@@ -57,7 +57,7 @@ export interface Staging {
 export const DEFAULT_BASE_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
 export const SCRIPT_NAME = 'run.py';
 /** Outputs the target writes, pre-created by the engine. */
-export const OUTPUT_FILES = ['picked.json', 'out.txt', 'result.json'] as const;
+export const OUTPUT_FILES = ['claim.txt', 'picked.json', 'out.txt', 'result.json'] as const;
 type OutputName = (typeof OUTPUT_FILES)[number];
 
 /** Limits of what the engine ever reads from the target's files (beyond them: tampering). */

@@ -18,6 +18,43 @@ before(() => {
   pythonPath();
 });
 
+describe('pyreach-exec run --thread / --wake (issue 12)', () => {
+  it('wakes an idle target with --wake and says which thread was woken and which picked up', async () => {
+    const t = await startPython('sleep_main.py');
+    try {
+      const r = cli(['run', '--pid', String(t.pid), '--wake', '--timeout', '15', '--code', 'print("hi")']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'hi\n');
+      assert.match(r.stderr, /woke thread \d+ \(.*\) blocked in clock_nanosleep/);
+      assert.match(r.stderr, new RegExp(`picked up by thread ${t.pid} `));
+      const j = cli([
+        'run',
+        '--pid',
+        String(t.pid),
+        '--thread',
+        'main',
+        '--timeout',
+        '1',
+        '--code',
+        '1',
+        '--json',
+      ]);
+      assert.equal(j.code, 1);
+      const res = JSON.parse(j.stdout) as { status: string; message: string };
+      assert.equal(res.status, 'pickup_timeout');
+      assert.match(res.message, /clock_nanosleep, which CPython retries after EINTR: --wake would help/);
+    } finally {
+      await t.kill();
+    }
+  });
+
+  it('rejects a --thread that is neither auto nor main as a usage error', () => {
+    const r = cli(['run', '--pid', '1', '--thread', 'worker', '--code', '1']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--thread must be "auto" or "main"/);
+  });
+});
+
 describe('pyreach-exec CLI', () => {
   it('lists a running target with its version, threads and main thread in JSON', async () => {
     const t = await startPython('blocked_main.py');

@@ -84,6 +84,7 @@ for (const backend of BACKENDS) {
           'params.json': u(0o400),
           'job.json': root(0o644),
           ctl: root(0o644),
+          'claim.txt': u(0o600),
           'picked.json': u(0o600),
           'out.txt': u(0o600),
           'result.json': u(0o600),
@@ -100,7 +101,10 @@ for (const backend of BACKENDS) {
         assert.equal(p.nsPid, 1);
         assert.equal(p.pythonVersion?.startsWith('3.14.'), true);
         assert.equal(p.remoteDebugEnabled, true);
-        assert.deepEqual(p.threads, [{ tid: 1, main: true }]);
+        // Its one thread, by its id inside the namespace, named from the kernel's comm (found by NSpid).
+        assert.equal(p.threads.length, 1);
+        assert.deepEqual({ ...p.threads[0], name: null }, { tid: 1, main: true, name: null });
+        assert.match(p.threads[0]!.name ?? '', /^python/);
         const r = await runInTarget({
           pid: t.pid,
           expectStartTime: p.startTime,
@@ -237,7 +241,14 @@ for (const backend of BACKENDS) {
 
     it('ends target_gone when the target exits while the request waits', async () => {
       await withTarget(await startPython('exit_soon.py', { args: ['1.5'] }), async (t) => {
-        const r = await runInTarget({ pid: t.pid, backend, code: 'print(1)', pickupTimeoutMs: 20_000 });
+        // Aimed at the blocked main thread: with auto, the exit timer's own thread would pick the run up.
+        const r = await runInTarget({
+          pid: t.pid,
+          backend,
+          thread: 'main',
+          code: 'print(1)',
+          pickupTimeoutMs: 20_000,
+        });
         assert.equal(r.status, 'target_gone', JSON.stringify(r));
         assert.equal(r.errorCode, 'TARGET_GONE');
       });
@@ -294,9 +305,15 @@ describe('thread choice and pending requests', () => {
   });
 
   for (const backend of BACKENDS) {
-    it(`ends pickup_timeout within the timeout when the main thread is blocked, and cleans up (${backend})`, async () => {
+    it(`ends pickup_timeout within the timeout when the main thread (--thread main) is blocked, and cleans up (${backend})`, async () => {
       const started = Date.now();
-      const r = await runInTarget({ pid: t.pid, backend, code: 'print(1)', pickupTimeoutMs: 1500 });
+      const r = await runInTarget({
+        pid: t.pid,
+        backend,
+        thread: 'main',
+        code: 'print(1)',
+        pickupTimeoutMs: 1500,
+      });
       const took = Date.now() - started;
       assert.equal(r.status, 'pickup_timeout', JSON.stringify(r));
       assert.equal(r.errorCode, 'PICKUP_TIMEOUT');
@@ -306,9 +323,9 @@ describe('thread choice and pending requests', () => {
   }
 
   it('withdraws a timed-out request so the next request is not refused as pending', async () => {
-    const r = await runInTarget({ pid: t.pid, code: 'print(1)', pickupTimeoutMs: 500 });
+    const r = await runInTarget({ pid: t.pid, thread: 'main', code: 'print(1)', pickupTimeoutMs: 500 });
     assert.equal(r.status, 'pickup_timeout');
-    const again = await runInTarget({ pid: t.pid, code: 'print(1)', pickupTimeoutMs: 500 });
+    const again = await runInTarget({ pid: t.pid, thread: 'main', code: 'print(1)', pickupTimeoutMs: 500 });
     assert.equal(again.status, 'pickup_timeout', JSON.stringify(again));
   });
 
@@ -334,7 +351,7 @@ describe('thread choice and pending requests', () => {
     assert.equal(r.errorCode, 'THREAD_NOT_FOUND');
   });
 
-  it('refuses with PENDING_CONFLICT when another request is still pending on the chosen thread', async () => {
+  it('refuses with PENDING_CONFLICT when another request is still pending on the chosen thread (auto skips it)', async () => {
     // Leave a request of "another tracer" pending on the blocked main thread, then try ours.
     const { openMem, locateRuntime, readMainInterpreter } = await import('../src/runtime');
     const { threadSlot, writeRequest, withdrawRequest } = await import('../src/native');
@@ -346,10 +363,21 @@ describe('thread choice and pending requests', () => {
     writeRequest(mem, slot, foreign);
     try {
       let staged = false;
-      const r = await runInTarget({ pid: t.pid, code: 'print(1)', onState: () => (staged = true) });
+      const r = await runInTarget({
+        pid: t.pid,
+        thread: 'main',
+        code: 'print(1)',
+        onState: () => (staged = true),
+      });
       assert.equal(r.status, 'refused');
       assert.equal(r.errorCode, 'PENDING_CONFLICT');
       assert.equal(staged, false);
+      // thread auto leaves that thread to the other tracer and runs on another one; its request stays.
+      const auto = await runInTarget({ pid: t.pid, code: 'result = 1', pickupTimeoutMs: PICKUP_MS });
+      assert.equal(auto.status, 'succeeded', JSON.stringify(auto));
+      assert.equal(auto.pickedUpBy?.tid, workerTid);
+      assert.equal(mem.i32(slot.pendingAddr), 1);
+      assert.ok(mem.read(slot.pathAddr, foreign.length).equals(foreign));
     } finally {
       withdrawRequest(mem, slot, foreign);
       mem.close();

@@ -287,7 +287,7 @@ describe('a request slot taken over by another tracer', () => {
   it('ends PENDING_CONFLICT (not HARNESS_ERROR) when another tracer replaces our pending request', async () => {
     const t = await startPython('blocked_main.py');
     try {
-      const run = runInTarget({ pid: t.pid, code: 'print(1)', pickupTimeoutMs: 5000 });
+      const run = runInTarget({ pid: t.pid, thread: 'main', code: 'print(1)', pickupTimeoutMs: 5000 });
       await sleep(300);
       const mem = openMem('/proc', t.pid, true);
       const loc = locateRuntime('/proc', t.pid, mem);
@@ -451,6 +451,7 @@ describe('cancel', () => {
       const ac = new AbortController();
       const r = await runInTarget({
         pid: b.pid,
+        thread: 'main',
         code: 'print(1)',
         pickupTimeoutMs: PICKUP_MS,
         signal: ac.signal,
