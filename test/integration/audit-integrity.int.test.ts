@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { createPublicKey } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
@@ -20,7 +21,7 @@ import {
   type AuditCheckpoint as Checkpoint,
 } from '@pyreach/protocol/audit';
 import { ApiClient } from '../support/api';
-import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
+import { REPO_ROOT, startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
 import { eventually } from '../support/eventually';
 
 type Row = {
@@ -219,6 +220,21 @@ describe('audit integrity (PostgreSQL, separate owner and app roles)', () => {
     const rc = verifyAuditExport(cut, keys);
     assert.equal(rc.valid, false);
     assert.match(!rc.valid ? rc.reason : '', /cut off/);
+    // The CLI path does the same from files: exit 0 for the export, 1 for the edited copy.
+    await writeFile(path.join(sinkDir!, 'export.jsonl'), res.text);
+    await writeFile(path.join(sinkDir!, 'edited.jsonl'), edited);
+    const cli = (file: string) =>
+      spawnSync(
+        path.join(REPO_ROOT, 'node_modules/.bin/tsx'),
+        ['apps/web/scripts/verify-audit-export.ts', path.join(sinkDir!, file), keyFile],
+        { cwd: REPO_ROOT, encoding: 'utf8' },
+      );
+    const good = cli('export.jsonl');
+    assert.equal(good.status, 0, good.stderr);
+    assert.equal((JSON.parse(good.stdout) as { valid: boolean }).valid, true);
+    const bad = cli('edited.jsonl');
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /NOT verified: event \d+ does not match its hash/);
     // A checkpoint signed by another key proves nothing.
     const other = [
       createPublicKey(await readFile(path.join(cp.env.PYREACH_DATA_DIR!, 'keys', 'signing.pem'))),
@@ -299,5 +315,28 @@ describe('audit integrity (PostgreSQL, separate owner and app roles)', () => {
       .split('\n')
       .map((l) => (JSON.parse(l) as Checkpoint).seq);
     assert.ok(fileSeqs.includes(v2.checkpointSeq!));
+  });
+});
+
+describe('audit integrity on embedded PGlite (demo)', () => {
+  let cp: ControlPlane;
+  before(async () => {
+    cp = await startControlPlane('pglite', { PYREACH_AUDIT_CHECKPOINT_INTERVAL_MS: '300' });
+  });
+  after(async () => {
+    await cp?.cleanup();
+  });
+
+  it('health says pglite and why that does not protect the audit; checkpoints are still signed', async () => {
+    const h = await new ApiClient(cp.baseUrl).get<{
+      audit: { protection: string; reasons: string[]; lastCheckpoint: { seq: string } | null };
+    }>('/api/health');
+    assert.ok(h.body.ok);
+    assert.equal(h.body.audit.protection, 'pglite');
+    assert.match(h.body.audit.reasons.join(' '), /single superuser/);
+    await eventually('a checkpoint on PGlite', async () => {
+      const r = await new ApiClient(cp.baseUrl).get<{ audit: { lastCheckpoint: unknown } }>('/api/health');
+      return r.body.ok && r.body.audit.lastCheckpoint;
+    });
   });
 });
