@@ -83,9 +83,18 @@ export async function runSeed(
 export async function startControlPlane(
   kind: DbKind,
   extraEnv: Record<string, string> = {},
+  opts: {
+    /**
+     * PostgreSQL: `'separate'` runs the server as production does — migrating as the owner role
+     * (DATABASE_MIGRATION_URL = db.ownerLocation) and connecting as an app role that may only INSERT and
+     * SELECT on the audit trail (DATABASE_URL = db.location). Default `'single'`: one role does everything.
+     */
+    roles?: 'single' | 'separate';
+  } = {},
 ): Promise<ControlPlane> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'pyreach-web-'));
-  const db = kind === 'postgres' ? await createTestDatabase('postgres', { poolSize: 2 }) : null;
+  const db =
+    kind === 'postgres' ? await createTestDatabase('postgres', { poolSize: 2, roles: opts.roles }) : null;
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const env: NodeJS.ProcessEnv = {
@@ -105,6 +114,7 @@ export async function startControlPlane(
       Object.entries(USERS).map(([k, email]) => ({ email, name: k, role: k.replace(/\d+$/, '') })),
     ),
     ...(db ? { DATABASE_URL: db.location } : {}),
+    ...(db && opts.roles === 'separate' ? { DATABASE_MIGRATION_URL: db.ownerLocation } : {}),
     ...extraEnv,
   };
   const seeded = await runSeed(env);

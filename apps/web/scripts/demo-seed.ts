@@ -27,7 +27,9 @@ async function main(): Promise<void> {
   }
   const log = createLogger({ level: 'warn', pretty: false });
   const db = await openDatabase(
-    env.databaseUrl ? { url: env.databaseUrl } : { dataDir: path.join(env.dataDir, 'pglite') },
+    env.databaseUrl
+      ? { url: env.databaseUrl, migrationUrl: env.databaseMigrationUrl }
+      : { dataDir: path.join(env.dataDir, 'pglite') },
   );
   try {
     const auth = createAuth({ env, prisma: db.prisma, log });

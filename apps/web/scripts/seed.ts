@@ -20,7 +20,9 @@ async function main(): Promise<number> {
   const password = env.seedPassword;
   const users = env.seedUsersJson ? SeedUsers.parse(JSON.parse(env.seedUsersJson)) : DEFAULT_SEED_USERS;
   const db = await openDatabase(
-    env.databaseUrl ? { url: env.databaseUrl, poolSize: 2 } : { dataDir: path.join(env.dataDir, 'pglite') },
+    env.databaseUrl
+      ? { url: env.databaseUrl, migrationUrl: env.databaseMigrationUrl, poolSize: 2 }
+      : { dataDir: path.join(env.dataDir, 'pglite') },
   );
   try {
     const auth = createAuth({ env, prisma: db.prisma, log });

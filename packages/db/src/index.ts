@@ -29,6 +29,7 @@ export type {
   Execution,
   SigningKey,
   AuditEvent,
+  AuditCheckpoint,
 } from './generated/client';
 export {
   migrate,

@@ -8,7 +8,7 @@
 import type { SqlConnection } from './sql';
 
 /** Tables whose rows are history: the app role may add and read them, never change or remove them. */
-export const APPEND_ONLY_TABLES = ['audit_event'] as const;
+export const APPEND_ONLY_TABLES = ['audit_event', 'audit_checkpoint'] as const;
 
 /** `"name"` with embedded quotes doubled: a role name as a SQL identifier, whatever it contains. */
 export function quoteIdent(name: string): string {

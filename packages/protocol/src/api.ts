@@ -497,8 +497,39 @@ export const Me = z.object({
 });
 export type Me = z.infer<typeof Me>;
 
+/**
+ * /api/health's word on the audit trail. `protection`: `protected` (the app's role may only INSERT and SELECT
+ * on the append-only tables), `unprotected: <reasons>` (it could rewrite them: e.g. it owns audit_event), or
+ * `pglite` (one embedded superuser: tampering is detected by the hash chain and checkpoints, not prevented).
+ */
+export const AuditHealth = z.object({
+  protection: z.string(),
+  role: z.string(),
+  reasons: z.array(z.string()),
+  /** The newest signed checkpoint, or null before the first. */
+  lastCheckpoint: z.object({ seq: z.string(), at: z.string() }).nullable(),
+});
+export type AuditHealth = z.infer<typeof AuditHealth>;
+
+/**
+ * The chain walked from seq 1 and compared with every signed checkpoint (the database's and the file sink's).
+ * `checkpointSeq` names the checkpoint the chain disagrees with (cut off after it, or rewritten before it).
+ */
 export const AuditVerification = z.union([
-  z.object({ valid: z.literal(true), count: z.number().int(), lastSeq: z.string() }),
-  z.object({ valid: z.literal(false), count: z.number().int(), brokenAt: z.string(), reason: z.string() }),
+  z.object({
+    valid: z.literal(true),
+    count: z.number().int(),
+    lastSeq: z.string(),
+    checkpoints: z.number().int(),
+    lastCheckpoint: z.object({ seq: z.string(), at: z.string() }).nullable(),
+  }),
+  z.object({
+    valid: z.literal(false),
+    count: z.number().int(),
+    brokenAt: z.string(),
+    reason: z.string(),
+    checkpoints: z.number().int(),
+    checkpointSeq: z.string().optional(),
+  }),
 ]);
 export type AuditVerification = z.infer<typeof AuditVerification>;

@@ -10,6 +10,7 @@ import { Id, Labels } from './common';
 import {
   AgentRow,
   AuditEventRow,
+  AuditHealth,
   AuditVerification,
   CreateJoinToken,
   CreateRequest,
@@ -92,10 +93,14 @@ export const routes = {
   health: defineRoute({
     method: 'GET',
     path: '/api/health',
-    summary: 'Liveness and database reachability',
+    summary: 'Liveness, database reachability and whether the audit trail is protected from the app role',
     tag: 'system',
     auth: 'public',
-    response: z.object({ db: z.enum(['pglite', 'postgres']), uptimeSeconds: z.number() }),
+    response: z.object({
+      db: z.enum(['pglite', 'postgres']),
+      uptimeSeconds: z.number(),
+      audit: AuditHealth,
+    }),
   }),
   openapi: defineRoute({
     method: 'GET',

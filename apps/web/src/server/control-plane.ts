@@ -35,6 +35,7 @@ import type { Logger } from './logger';
 import { Publisher, WakeSignal } from './publisher';
 import { createServices } from './services';
 import { asAppError } from './services/errors';
+import { fileSink, webhookSink, type CheckpointSink } from './services/audit-checkpoint';
 import { loadOrCreateSigningKey } from './services/signing';
 import { recordSignIn } from './services/users';
 
@@ -87,12 +88,24 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
 
   // 1. The database.
   const db = await openDatabase(
-    env.databaseUrl ? { url: env.databaseUrl } : { dataDir: path.join(env.dataDir, 'pglite') },
+    env.databaseUrl
+      ? { url: env.databaseUrl, migrationUrl: env.databaseMigrationUrl }
+      : { dataDir: path.join(env.dataDir, 'pglite') },
   );
   log.info({ db: db.kind, migrations: db.migrations }, 'database ready');
+  if (!db.auditProtection.protected)
+    log.warn(
+      { role: db.auditProtection.role, reasons: db.auditProtection.reasons },
+      'the audit trail is not protected from the application role (see docs/operations.md, database roles)',
+    );
 
   // 2. Auth and the bound services. Sign-ins are audited through the service module itself: auth comes first.
   const signing = await loadOrCreateSigningKey({ keyFile: env.signingKeyFile, db: db.prisma });
+  // The checkpoint key: same file discipline as the job key, a different file, never in the database.
+  const auditKey = await loadOrCreateSigningKey({ keyFile: env.audit.keyFile });
+  const sinks: CheckpointSink[] = [];
+  if (env.audit.sinkFile) sinks.push(fileSink(env.audit.sinkFile));
+  if (env.audit.sinkWebhook) sinks.push(webhookSink(env.audit.sinkWebhook, env.audit.webhookAllow));
   const auth = createAuth({
     env,
     prisma: db.prisma,
@@ -103,7 +116,15 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
   const services = createServices({
     prisma: db.prisma,
     dbKind: db.kind,
+    auditProtection: db.auditProtection,
     signing,
+    checkpoints: {
+      key: auditKey,
+      trusted: [auditKey.publicKey],
+      sinks,
+      sinkFile: env.audit.sinkFile,
+      sinkFailed: (sink, err) => log.error({ err, sink }, 'audit checkpoint sink failed'),
+    },
     auth: {
       getSession: (headers) => auth.api.getSession({ headers }),
       hashPassword: async (password) => (await auth.$context).password.hash(password),
@@ -256,6 +277,14 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
   // The cluster names them `remote:<why>`, so they are never broadcast again.
   await cluster.begin((why) => publisher.wakes.wake(why as `remote:${string}`));
   dispatcher.start();
+  // Signed checkpoints of the audit head, periodically (each replica may; one per head is stored).
+  const takeCheckpoint = () =>
+    void track(services.audit.checkpoint()).catch((err: unknown) =>
+      log.error({ err }, 'audit checkpoint failed'),
+    );
+  const checkpointTimer =
+    env.audit.checkpointIntervalMs > 0 ? setInterval(takeCheckpoint, env.audit.checkpointIntervalMs) : null;
+  checkpointTimer?.unref();
   log.info({ port, host: env.host, mode, db: db.kind }, 'pyreach control plane listening');
 
   let stopping: Promise<void> | null = null;
@@ -266,6 +295,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       // 1. Stop accepting: no new HTTP connections, no new socket connections, no new dispatches.
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       dispatcher.stop();
+      if (checkpointTimer) clearInterval(checkpointTimer);
       http.closeIdleConnections();
       // 2. Let in-flight HTTP requests, socket handlers (acks) and dispatches finish.
       const drained = await inflight.idle(10_000);

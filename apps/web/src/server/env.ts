@@ -28,8 +28,33 @@ const RawEnv = z
         'DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for embedded PGlite)',
       )
       .optional(),
+    /**
+     * PostgreSQL URL of the role that owns the schema and runs migrations. When set, DATABASE_URL's role is
+     * granted only INSERT and SELECT on the audit trail (packages/db roles.ts) and cannot rewrite it.
+     */
+    DATABASE_MIGRATION_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'DATABASE_MIGRATION_URL must be a postgres:// or postgresql:// URL')
+      .optional(),
     PYREACH_DATA_DIR: z.string().min(1).default('./data'),
     PYREACH_SIGNING_KEY_FILE: z.string().min(1).optional(),
+    /** Ed25519 key that signs audit checkpoints (kept off the database; generated when missing). */
+    PYREACH_AUDIT_KEY_FILE: z.string().min(1).optional(),
+    /** How often a signed checkpoint of the audit head is taken (when the head moved); 0 turns the timer off. */
+    PYREACH_AUDIT_CHECKPOINT_INTERVAL_MS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(24 * 3600_000)
+      .default(300_000),
+    /** Off-box copy of every checkpoint: a file appended to as JSON lines. */
+    PYREACH_AUDIT_SINK_FILE: z.string().min(1).optional(),
+    /** Off-box copy of every checkpoint: an http(s) URL each is POSTed to as JSON. */
+    PYREACH_AUDIT_SINK_WEBHOOK: z
+      .url({ message: 'PYREACH_AUDIT_SINK_WEBHOOK must be an http(s) URL' })
+      .optional(),
+    /** Hosts (names or IP addresses, comma separated) the webhook may reach although loopback or private. */
+    PYREACH_AUDIT_SINK_WEBHOOK_ALLOW: z.string().optional(),
     BETTER_AUTH_SECRET: z
       .string()
       .min(32, 'BETTER_AUTH_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)')
@@ -89,6 +114,20 @@ const RawEnv = z
         message: 'BETTER_AUTH_SECRET is required in production (at least 32 random characters)',
       });
     }
+    if (env.DATABASE_MIGRATION_URL && !env.DATABASE_URL) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DATABASE_MIGRATION_URL'],
+        message: 'DATABASE_MIGRATION_URL needs DATABASE_URL (the application role) as well',
+      });
+    }
+    if (env.PYREACH_AUDIT_SINK_WEBHOOK && !/^https?:/.test(env.PYREACH_AUDIT_SINK_WEBHOOK)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['PYREACH_AUDIT_SINK_WEBHOOK'],
+        message: 'PYREACH_AUDIT_SINK_WEBHOOK must be an http:// or https:// URL',
+      });
+    }
     if (env.NODE_ENV === 'production' && !env.PUBLIC_URL) {
       ctx.addIssue({
         code: 'custom',
@@ -113,8 +152,17 @@ export interface Env {
   publicUrl: string;
   secureCookies: boolean;
   databaseUrl: string | undefined;
+  /** Owner role's URL for migrations; undefined: databaseUrl's role migrates (and owns the audit). */
+  databaseMigrationUrl: string | undefined;
   dataDir: string;
   signingKeyFile: string;
+  audit: {
+    keyFile: string;
+    checkpointIntervalMs: number;
+    sinkFile: string | undefined;
+    sinkWebhook: string | undefined;
+    webhookAllow: string[];
+  };
   authSecret: string;
   redisUrl: string | undefined;
   redisPrefix: string;
@@ -166,8 +214,19 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     publicUrl: publicUrl.replace(/\/$/, ''),
     secureCookies: publicUrl.startsWith('https:'),
     databaseUrl: e.DATABASE_URL,
+    databaseMigrationUrl: e.DATABASE_MIGRATION_URL,
     dataDir,
     signingKeyFile: path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem')),
+    audit: {
+      keyFile: path.resolve(e.PYREACH_AUDIT_KEY_FILE ?? path.join(dataDir, 'keys', 'audit.pem')),
+      checkpointIntervalMs: e.PYREACH_AUDIT_CHECKPOINT_INTERVAL_MS,
+      sinkFile: e.PYREACH_AUDIT_SINK_FILE ? path.resolve(e.PYREACH_AUDIT_SINK_FILE) : undefined,
+      sinkWebhook: e.PYREACH_AUDIT_SINK_WEBHOOK,
+      webhookAllow: (e.PYREACH_AUDIT_SINK_WEBHOOK_ALLOW ?? '')
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter(Boolean),
+    },
     authSecret: e.BETTER_AUTH_SECRET ?? devSecret(dataDir),
     redisUrl: e.REDIS_URL,
     redisPrefix: e.PYREACH_REDIS_PREFIX,

@@ -1,11 +1,11 @@
-import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
+import { canonicalJson } from '@pyreach/protocol/canonical';
+import { GENESIS_HASH, auditHash, type AuditHashFields } from '@pyreach/protocol/audit';
 import type { JsonObject } from '@pyreach/protocol/common';
 import type { AuditEvent, Db, PrismaClient, Tx } from '@pyreach/db';
 import { actorColumns, type Actor } from './actor';
 import { AppError } from './errors';
 
-/** prevHash of the first event. */
-export const GENESIS_HASH = '0'.repeat(64);
+export { GENESIS_HASH, auditHash, type AuditHashFields };
 
 /**
  * Transaction-scoped advisory lock serialising appends, so two writers never read the same head and fork the
@@ -21,29 +21,6 @@ export interface AuditInput {
   subjectId?: string;
   /** JSON object (normalised through canonical JSON before storing, so it hashes the same when read back). */
   data?: JsonObject | Record<string, unknown>;
-}
-
-/** The fields the hash covers, exactly as hashed. */
-export interface AuditHashFields {
-  seq: string;
-  at: string;
-  actorType: string;
-  actorId: string | null;
-  actorName: string | null;
-  action: string;
-  subjectType: string | null;
-  subjectId: string | null;
-  data: unknown;
-}
-
-/**
- * The chain link: `hash = SHA-256 hex( prevHash || canonicalJson(fields) )` where the string concatenation is
- * of the 64-char lowercase hex prevHash and the canonical JSON (keys sorted, no spaces) of
- * `{action, actorId, actorName, actorType, at, data, seq, subjectId, subjectType}`; `seq` is the decimal string,
- * `at` is ISO 8601 UTC with milliseconds (`2026-01-01T00:00:00.000Z`), absent values are `null`.
- */
-export function auditHash(prevHash: string, fields: AuditHashFields): string {
-  return sha256Hex(prevHash + canonicalJson(fields));
 }
 
 /**
@@ -74,8 +51,11 @@ export async function appendAuditMany(tx: Tx, inputs: AuditInput[], now: Date = 
 
 type ChainHead = { seq: bigint; hash: string; at: Date } | null;
 
-/** Takes the append lock (held until `tx` ends) and reads the chain's last event. */
-async function lockHead(tx: Tx): Promise<ChainHead> {
+/**
+ * Takes the append lock (held until `tx` ends) and reads the chain's last event: no event is appended until
+ * `tx` ends, so a checkpoint taken inside it signs a head that is still the head.
+ */
+export async function lockHead(tx: Tx): Promise<ChainHead> {
   await tx.$queryRawUnsafe('SELECT pg_advisory_xact_lock($1::bigint) IS NULL AS locked', AUDIT_LOCK_KEY);
   return tx.auditEvent.findFirst({ orderBy: { seq: 'desc' }, select: { seq: true, hash: true, at: true } });
 }
@@ -120,15 +100,34 @@ export async function recordAudit(prisma: PrismaClient, input: AuditInput): Prom
 
 export type VerifyResult =
   | { ok: true; count: number; lastSeq: bigint }
-  | { ok: false; brokenAt: bigint; reason: string; count: number };
+  | {
+      ok: false;
+      brokenAt: bigint;
+      reason: string;
+      count: number;
+      /** Set when the chain holds together but disagrees with this (validly signed) checkpoint. */
+      checkpointSeq?: bigint;
+    };
+
+/** A checkpoint as the chain walk compares it: its seq and the head hash it signed. */
+export interface CheckpointClaim {
+  seq: bigint;
+  headHash: string;
+  /** How to name it in a report, e.g. `checkpoint of 2026-…Z (seq 41)`. */
+  label: string;
+}
 
 /**
  * Recomputes the whole chain in seq order, in batches (keyset on seq, constant memory), and names the first
  * event that does not hold: a gap in seq, a prevHash that is not the previous hash, or a hash that does not
  * match the event's fields (an edit made behind the triggers' back).
  */
-export async function verifyAuditChain(db: Db, opts: { batchSize?: number } = {}): Promise<VerifyResult> {
+export async function verifyAuditChain(
+  db: Db,
+  opts: { batchSize?: number; checkpoints?: readonly CheckpointClaim[] } = {},
+): Promise<VerifyResult> {
   const batchSize = opts.batchSize ?? 5000;
+  const claims = new Map((opts.checkpoints ?? []).map((c) => [c.seq, c]));
   let prevHash = GENESIS_HASH;
   let expected = 1n;
   let count = 0;
@@ -165,13 +164,35 @@ export async function verifyAuditChain(db: Db, opts: { batchSize?: number } = {}
           count,
         };
       }
+      const claim = claims.get(e.seq);
+      if (claim && claim.headHash !== e.hash) {
+        return {
+          ok: false,
+          brokenAt: e.seq,
+          reason: `event ${e.seq} differs from the ${claim.label}: events up to ${e.seq} were rewritten (and their hashes recomputed)`,
+          count,
+          checkpointSeq: claim.seq,
+        };
+      }
       prevHash = e.hash;
       expected += 1n;
       count += 1;
     }
     if (rows.length < batchSize) break;
   }
-  return { ok: true, count, lastSeq: expected - 1n };
+  const lastSeq = expected - 1n;
+  const beyond = [...claims.values()].filter((c) => c.seq > lastSeq).sort((a, b) => (a.seq < b.seq ? 1 : -1));
+  const longest = beyond[0];
+  if (longest) {
+    return {
+      ok: false,
+      brokenAt: lastSeq + 1n,
+      reason: `the chain ends at event ${lastSeq} but the ${longest.label} covers ${longest.seq}: events ${lastSeq + 1n}..${longest.seq} were cut off`,
+      count,
+      checkpointSeq: longest.seq,
+    };
+  }
+  return { ok: true, count, lastSeq };
 }
 
 function hashFieldsOf(e: AuditEvent): AuditHashFields {
@@ -238,6 +259,8 @@ interface PageOpts {
   before?: bigint;
   /** asc: seq > after. */
   after?: bigint;
+  /** seq <= upTo. */
+  upTo?: bigint;
   limit: number;
 }
 
@@ -295,6 +318,7 @@ async function fetchPage(db: Db, f: AuditFilter, p: PageOpts): Promise<AuditEven
   if (bounds.hi !== undefined) add('"seq" <= ?::bigint', bounds.hi.toString());
   if (p.before !== undefined) add('"seq" < ?::bigint', p.before.toString());
   if (p.after !== undefined) add('"seq" > ?::bigint', p.after.toString());
+  if (p.upTo !== undefined) add('"seq" <= ?::bigint', p.upTo.toString());
   if (f.text !== undefined) {
     const q = toPrefixQuery(f.text);
     if (q === null) throw new AppError('VALIDATION', 'text search needs at least one word');
@@ -356,14 +380,14 @@ export async function* exportAudit(
   db: Db,
   filter: AuditFilter,
   format: 'jsonl' | 'csv',
-  opts: { batchSize?: number } = {},
+  opts: { batchSize?: number; upTo?: bigint; trailer?: string } = {},
 ): AsyncIterable<string> {
   const batchSize = opts.batchSize ?? 2000;
   if (format === 'csv') yield `${CSV_COLUMNS.join(',')}\r\n`;
   let after: bigint | undefined;
   for (;;) {
-    const rows = await fetchPage(db, filter, { order: 'asc', after, limit: batchSize });
-    if (rows.length === 0) return;
+    const rows = await fetchPage(db, filter, { order: 'asc', after, upTo: opts.upTo, limit: batchSize });
+    if (rows.length === 0) break;
     let chunk = '';
     for (const e of rows) {
       const rec = exportRecord(e);
@@ -374,7 +398,8 @@ export async function* exportAudit(
       }
     }
     yield chunk;
-    if (rows.length < batchSize) return;
+    if (rows.length < batchSize) break;
     after = rows.at(-1)!.seq;
   }
+  if (opts.trailer !== undefined) yield opts.trailer;
 }

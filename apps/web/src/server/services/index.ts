@@ -18,10 +18,12 @@ import {
 import type { EnrollRequest, Heartbeat, JobEvent } from '@pyreach/protocol/agent';
 import type { Failure } from '@pyreach/protocol/common';
 import type { InventoryDelta, InventorySnapshot } from '@pyreach/protocol/inventory';
-import type { PrismaClient } from '@pyreach/db';
+import type { KeyObject } from 'node:crypto';
+import type { AuditProtection, PrismaClient } from '@pyreach/db';
 import { type Actor } from './actor';
 import * as agents from './agents';
 import * as audit from './audit';
+import * as checkpoints from './audit-checkpoint';
 import * as executions from './executions';
 import { outcome, type Outcome } from './effects';
 import * as inventory from './inventory';
@@ -47,7 +49,18 @@ export interface AuthPort {
 export interface ServiceDeps {
   prisma: PrismaClient;
   dbKind: 'pglite' | 'postgres';
+  /** Whether the app's database role could rewrite the audit trail (checked at open). */
+  auditProtection: AuditProtection;
   signing: SigningKeyPair;
+  /** Audit checkpoints: the signing key (a file, not the database), keys verify trusts, off-box sinks. */
+  checkpoints: {
+    key: checkpoints.CheckpointKey;
+    trusted: readonly KeyObject[];
+    sinks: readonly checkpoints.CheckpointSink[];
+    /** The file sink, read back by verify (a checkpoint deleted from the database still counts). */
+    sinkFile?: string;
+    sinkFailed(sink: string, err: unknown): void;
+  };
   auth: AuthPort;
   presence: Presence;
   clock: () => Date;
@@ -93,11 +106,42 @@ export function createServices(d: ServiceDeps) {
     return { type: 'agent', id: agentId, name: a?.name ?? agentId };
   };
 
+  const protection = d.auditProtection;
+  const protectionWord =
+    d.dbKind === 'pglite'
+      ? 'pglite'
+      : protection.protected
+        ? 'protected'
+        : `unprotected: ${protection.reasons.join('; ')}`;
+  /** Signs the head when it moved since the last checkpoint and copies a new checkpoint to every sink. */
+  const checkpoint = async () => {
+    const r = await checkpoints.takeCheckpoint(db, d.checkpoints.key, clock());
+    const c = r.checkpoint;
+    if (r.created && c) {
+      await Promise.all(
+        d.checkpoints.sinks.map((s) =>
+          s.write(c).catch((err: unknown) => d.checkpoints.sinkFailed(s.name, err)),
+        ),
+      );
+    }
+    return r;
+  };
+
   return {
     system: {
       async health() {
         await db.$queryRaw`SELECT 1`;
-        return { db: d.dbKind, uptimeSeconds: Math.round((clock().getTime() - startedAt.getTime()) / 1000) };
+        const last = await checkpoints.latestCheckpoint(db);
+        return {
+          db: d.dbKind,
+          uptimeSeconds: Math.round((clock().getTime() - startedAt.getTime()) / 1000),
+          audit: {
+            protection: protectionWord,
+            role: protection.role,
+            reasons: protection.reasons,
+            lastCheckpoint: last ? { seq: last.seq, at: last.at } : null,
+          },
+        };
       },
       publicUrl: d.config.publicUrl,
     },
@@ -245,12 +289,30 @@ export function createServices(d: ServiceDeps) {
         const page = await audit.queryAudit(db, withDates(q));
         return { events: page.items, nextCursor: page.nextCursor };
       },
+      /** The chain, every checkpoint's signature, and the chain against the checkpoints (db + file sink). */
       async verify() {
-        const r = await audit.verifyAuditChain(db);
+        const extra = d.checkpoints.sinkFile ? await checkpoints.readFileSink(d.checkpoints.sinkFile) : [];
+        const v = await checkpoints.verifyWithCheckpoints(db, d.checkpoints.trusted, { extra });
+        const r = v.chain;
+        const latest = v.latest ? { seq: v.latest.seq, at: v.latest.at } : null;
         return r.ok
-          ? { valid: true as const, count: r.count, lastSeq: r.lastSeq.toString() }
-          : { valid: false as const, count: r.count, brokenAt: r.brokenAt.toString(), reason: r.reason };
+          ? {
+              valid: true as const,
+              count: r.count,
+              lastSeq: r.lastSeq.toString(),
+              checkpoints: v.checkpoints,
+              lastCheckpoint: latest,
+            }
+          : {
+              valid: false as const,
+              count: r.count,
+              brokenAt: r.brokenAt.toString(),
+              reason: r.reason,
+              checkpoints: v.checkpoints,
+              ...(r.checkpointSeq !== undefined ? { checkpointSeq: r.checkpointSeq.toString() } : {}),
+            };
       },
+      checkpoint,
       /** Records who took the export (before the first byte), then streams the matching events. */
       async export(
         actor: Actor,
@@ -262,7 +324,14 @@ export function createServices(d: ServiceDeps) {
         },
       ) {
         await audit.recordAudit(db, { actor, action: 'audit.export', data: { format, ...filter } });
-        return audit.exportAudit(db, withDates(filter), format);
+        // A checkpoint over the head that includes this export's own event; the export stops there, and (JSON
+        // Lines) ends with it, so the file can be verified offline (verifyAuditExport).
+        const { checkpoint: c } = await checkpoint();
+        const chunks = audit.exportAudit(db, withDates(filter), format, {
+          upTo: c ? BigInt(c.seq) : undefined,
+          trailer: c && format === 'jsonl' ? `${JSON.stringify({ checkpoint: c })}\n` : undefined,
+        });
+        return { checkpoint: c, chunks };
       },
     },
 

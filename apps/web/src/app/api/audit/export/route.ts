@@ -2,7 +2,8 @@ import { handle } from '../../../../server/http/handler';
 import { routes } from '@pyreach/protocol/routes';
 
 export const GET = handle(routes.exportAudit, async ({ services, plane, actor, query }) => {
-  const chunks = (await services.audit.export(actor, query))[Symbol.asyncIterator]();
+  const exported = await services.audit.export(actor, query);
+  const chunks = exported.chunks[Symbol.asyncIterator]();
   const encoder = new TextEncoder();
   // Streamed: constant memory however many events match; the shutdown drain waits for it to finish.
   const end = plane.inflight.begin();
@@ -32,6 +33,8 @@ export const GET = handle(routes.exportAudit, async ({ services, plane, actor, q
         query.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
       'content-disposition': `attachment; filename="pyreach-audit-${stamp}.${query.format}"`,
       'cache-control': 'no-store',
+      // The signed checkpoint the export stops at (CSV has no room for it in the body).
+      ...(exported.checkpoint ? { 'x-pyreach-audit-checkpoint': JSON.stringify(exported.checkpoint) } : {}),
     },
   });
 });
