@@ -420,8 +420,10 @@ export class AgentService {
       if (gen !== this.gen) return;
       const key = `${ev.jobId}:${ev.seq}`;
       const code = res === 'timeout' ? 'ACK_TIMEOUT' : res.ok ? null : res.error.code;
-      // No answer or a garbled one decides nothing (the agent's own codes); the rest are the control plane's.
-      if (code === 'ACK_TIMEOUT' || code === 'BAD_ACK' || (code !== null && isRetryableAgentError(code))) {
+      // One table says what is worth sending again (protocol errors.ts, through isRetryableAgentError): the
+      // control plane's INTERNAL/SHUTTING_DOWN/UNAUTHENTICATED, and no answer or a garbled one (ACK_TIMEOUT,
+      // BAD_ACK: nothing was decided). Everything else it answers is final for this report.
+      if (code !== null && isRetryableAgentError(code)) {
         // Not applied, and trying again can succeed: hold back this job only.
         const n = (attempts.get(key) ?? 0) + 1;
         attempts.set(key, n);

@@ -7,6 +7,7 @@ import {
   JobEvent,
   RETRYABLE_AGENT_ERROR_CODES,
 } from './agent';
+import { isRetryable } from './errors';
 import { encodeBytes } from './text';
 
 const base = { jobId: 'job_1', seq: 1, at: new Date().toISOString() };
@@ -56,14 +57,22 @@ describe('job events', () => {
 });
 
 test('only codes the control plane sends are retried, and all of them are AgentErrorCodes', () => {
-  for (const c of RETRYABLE_AGENT_ERROR_CODES.options) assert.ok(AgentErrorCode.options.includes(c));
-  assert.deepEqual([...RETRYABLE_AGENT_ERROR_CODES.options].sort(), [
-    'INTERNAL',
-    'SHUTTING_DOWN',
-    'UNAUTHENTICATED',
-  ]);
-  for (const c of ['VALIDATION', 'PAYLOAD_TOO_LARGE', 'NOT_FOUND', 'OUT_OF_ORDER', 'RATE_LIMITED', 'BUSY'])
+  for (const c of RETRYABLE_AGENT_ERROR_CODES) assert.ok(AgentErrorCode.options.includes(c));
+  assert.deepEqual([...RETRYABLE_AGENT_ERROR_CODES].sort(), ['INTERNAL', 'SHUTTING_DOWN', 'UNAUTHENTICATED']);
+  for (const c of RETRYABLE_AGENT_ERROR_CODES) assert.equal(isRetryable(c), true, `${c} in the one table`);
+  for (const c of [
+    'VALIDATION',
+    'PAYLOAD_TOO_LARGE',
+    'UNSTORABLE',
+    'NOT_FOUND',
+    'OUT_OF_ORDER',
+    'RATE_LIMITED',
+    'BUSY',
+  ])
     assert.equal(isRetryableAgentError(c), false, c);
+  // No answer, or a garbled one, decides nothing: the agent's own verdicts, retried.
+  assert.equal(isRetryableAgentError('ACK_TIMEOUT'), true);
+  assert.equal(isRetryableAgentError('BAD_ACK'), true);
 });
 
 test('a heartbeat without the oldest-item age (an older agent) still parses', () => {

@@ -13,6 +13,7 @@ import {
   PROTOCOL_VERSION,
   type Json,
 } from './common';
+import { isRetryable } from './errors';
 import { EngineErrorCode, ExecError, ExecResult, ThreadInfo } from './exec';
 import { InventoryDelta, InventorySnapshot } from './inventory';
 import { AnyJobEnvelope, type JobVersion } from './job';
@@ -308,6 +309,7 @@ export const AGENT_EVENT_MAX_BYTES = {
 export const AgentErrorCode = z.enum([
   'VALIDATION',
   'PAYLOAD_TOO_LARGE',
+  'UNSTORABLE',
   'UNAUTHENTICATED',
   'UNKNOWN_AGENT',
   'AGENT_REVOKED',
@@ -325,18 +327,24 @@ export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
 /**
  * The codes after which the agent sends the same report again later (the report was not applied, and trying
- * again can succeed): INTERNAL (the server could not process it now, e.g. its database was unreachable),
+ * again can succeed): those of AgentErrorCode that protocol's one error table (errors.ts `isRetryable`) marks
+ * retryable — INTERNAL (the server could not process it now, e.g. its database was unreachable),
  * SHUTTING_DOWN, UNAUTHENTICATED (after the next successful authentication). Every other answer to a
- * `job:event` — VALIDATION, PAYLOAD_TOO_LARGE, or a service refusal such as NOT_FOUND — is final for that
- * report: the agent records it and never sends it again.
+ * `job:event` — VALIDATION, PAYLOAD_TOO_LARGE, UNSTORABLE (the database refused the data), or a service
+ * refusal such as NOT_FOUND — is final for that report: the agent records it and never sends it again. The
+ * agent's own ACK_TIMEOUT and BAD_ACK (no answer, a garbled one) are retryable in the same table.
  */
-export const RETRYABLE_AGENT_ERROR_CODES = AgentErrorCode.extract([
-  'INTERNAL',
-  'SHUTTING_DOWN',
-  'UNAUTHENTICATED',
-]);
-export type RetryableAgentErrorCode = z.infer<typeof RETRYABLE_AGENT_ERROR_CODES>;
+export const RETRYABLE_AGENT_ERROR_CODES: readonly AgentErrorCode[] = AgentErrorCode.options.filter((c) =>
+  isRetryable(c),
+);
 
+/** What the agent itself concludes about a delivery with no usable answer: nothing was decided, try again. */
+export const DELIVERY_TRANSPORT_CODES = ['ACK_TIMEOUT', 'BAD_ACK'] as const;
+
+/** Whether an answer to a `job:event` (or the lack of one) means: send the same report again later. */
 export function isRetryableAgentError(code: string): boolean {
-  return (RETRYABLE_AGENT_ERROR_CODES.options as readonly string[]).includes(code);
+  const known =
+    (AgentErrorCode.options as readonly string[]).includes(code) ||
+    (DELIVERY_TRANSPORT_CODES as readonly string[]).includes(code);
+  return known && isRetryable(code);
 }

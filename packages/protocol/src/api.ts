@@ -248,6 +248,21 @@ export const UserRow = z.object({
 });
 export type UserRow = z.infer<typeof UserRow>;
 
+/**
+ * An agent whose oldest undelivered report is older than this is flagged as backlogged (fleet API and view): a
+ * healthy agent delivers within seconds, so minutes mean its reports are not getting through.
+ */
+export const OUTBOX_BACKLOG_SECONDS = 120;
+
+/** Whether an agent's outbox counts as a backlog (one rule for the API and the dashboard). */
+export function isBacklogged(agent: { outboxDepth: number; outboxOldestAgeSeconds: number | null }): boolean {
+  return (
+    agent.outboxDepth > 0 &&
+    agent.outboxOldestAgeSeconds !== null &&
+    agent.outboxOldestAgeSeconds >= OUTBOX_BACKLOG_SECONDS
+  );
+}
+
 export const AgentRow = z.object({
   id: Id,
   name: z.string(),
@@ -256,7 +271,12 @@ export const AgentRow = z.object({
   status: z.enum(['online', 'offline']),
   lastSeenAt: Time.nullable(),
   connectedAt: Time.nullable(),
+  /** Reports waiting in the agent's durable outbox at its last heartbeat. */
   outboxDepth: z.number().int(),
+  /** Age of the oldest of them (null: none waiting, or an agent too old to say). */
+  outboxOldestAgeSeconds: z.number().int().nullable(),
+  /** The oldest waiting report is older than OUTBOX_BACKLOG_SECONDS: delivery is stuck, not just busy. */
+  backlog: z.boolean(),
   revokedAt: Time.nullable(),
   revokedReason: z.string().nullable(),
   enrolledAt: Time,
@@ -328,6 +348,9 @@ export const FleetHost = z.object({
     revokedAt: true,
     enrolledAt: true,
     connectedHere: true,
+    outboxDepth: true,
+    outboxOldestAgeSeconds: true,
+    backlog: true,
   }),
   processes: z.array(FleetProcess),
 });
@@ -409,6 +432,8 @@ export const RequestRow = z.object({
   approvedAt: Time.nullable(),
   approvalExpiresAt: Time.nullable(),
   dispatchedAt: Time.nullable(),
+  /** A cancel asked for while executions ran: it ends `cancelled` once the agents reported them stopped. */
+  cancelRequestedAt: Time.nullable(),
   completedAt: Time.nullable(),
 });
 export type RequestRow = z.infer<typeof RequestRow>;
@@ -444,6 +469,19 @@ export const ExecutionDetail = ExecutionSummary.extend({
     .object({ type: z.string().optional(), message: z.string().optional(), traceback: z.string().optional() })
     .nullable(),
   thread: z.unknown(),
+  /**
+   * Waiting on the agent behind another job for the same target process (the agent runs one at a time):
+   * that job, the request it belongs to (null when it is not one this control plane knows), and how many
+   * jobs are ahead. Null once it started or ended.
+   */
+  queuedBehind: z
+    .object({ jobId: Id, requestId: Id.nullable(), ahead: z.number().int().positive() })
+    .nullable(),
+  /**
+   * The code could not be interrupted (blocked in C past its budget, or after a cancel): the thread inside
+   * the target that may still be running it. Null when the code stopped.
+   */
+  leftoverThread: z.object({ tid: z.number().int(), name: z.string().nullable().optional() }).nullable(),
   queuedAt: Time,
   sentAt: Time.nullable(),
   stagedAt: Time.nullable(),

@@ -26,6 +26,12 @@ const ERRORS = {
   INVALID_STATE: { status: 409, retryable: false },
   OUT_OF_ORDER: { status: 409, retryable: false },
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
+  /**
+   * The database refused the data itself (a value it cannot hold: a NUL or an invalid sequence that slipped
+   * past validation, a value past a column's limit). Not the connection: sending the same message again can
+   * never succeed, so an agent's report answered with it is final (REPORT_REFUSED on the agent).
+   */
+  UNSTORABLE: { status: 422, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },
   /** better-auth refused a sign-in call without saying more. */
   AUTH_ERROR: { status: 400, retryable: false },

@@ -92,5 +92,18 @@ export const ExecResult = z.object({
 });
 export type ExecResult = z.infer<typeof ExecResult>;
 
+/**
+ * The one hint for code that could not be interrupted (blocked in C past its budget, or after a cancel), shown
+ * under the engine's headline ("… could not be interrupted … may still be running in thread …") wherever a
+ * result is shown: it never says the code "was stopped".
+ */
+export function uninterruptedHint(thread: { tid: number; name?: string | null }): string {
+  const where = thread.name ? `thread ${thread.name} (tid ${thread.tid})` : `thread tid ${thread.tid}`;
+  return (
+    `The code could not be interrupted (blocked in C code?) and may still be running in ${where} inside the ` +
+    'target. It ends when that call returns; restart the process if it must stop now.'
+  );
+}
+
 // The execution state machine lives in the one state table (states.ts); re-exported for existing importers.
 export { ExecutionState, TERMINAL_EXECUTION_STATES, canTransition } from './states';

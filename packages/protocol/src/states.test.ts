@@ -10,6 +10,7 @@ import {
   TERMINAL_REQUEST_STATES,
   canRequestTransition,
   canTransition,
+  CORRECTABLE_EXECUTION_STATES,
   isFailedExecution,
   requestOutcome,
   stateLabel,
@@ -27,25 +28,33 @@ describe('the state table', () => {
       for (const n of REQUEST[s].next) assert.ok(RequestState.options.includes(n), `${s} → ${n}`);
   });
 
-  it('never leaves a terminal state except agent_lost, which the real outcome may still replace', () => {
+  it('never leaves a terminal state except agent_lost and expired, which the real outcome may still replace', () => {
     for (const s of TERMINAL_EXECUTION_STATES)
-      if (s !== 'agent_lost') assert.deepEqual(EXECUTION[s].next, [], `${s} is final`);
+      if (!CORRECTABLE_EXECUTION_STATES.has(s)) assert.deepEqual(EXECUTION[s].next, [], `${s} is final`);
+    assert.deepEqual([...CORRECTABLE_EXECUTION_STATES].sort(), ['agent_lost', 'expired']);
     assert.equal(canTransition('succeeded', 'failed'), false);
-    assert.equal(canTransition('agent_lost', 'succeeded'), true);
-    assert.equal(canTransition('agent_lost', 'cancelled'), false);
+    for (const guess of CORRECTABLE_EXECUTION_STATES) {
+      // Every end the engine can report replaces the guess; nothing the control plane concludes itself does.
+      for (const s of EngineStatus.options) assert.equal(canTransition(guess, s), true, `${guess} → ${s}`);
+      assert.equal(canTransition(guess, 'agent_lost'), false);
+      assert.equal(canTransition(guess, 'expired'), false);
+      assert.equal(canTransition(guess, 'picked_up'), false);
+    }
     assert.equal(canTransition('queued', 'succeeded'), false, 'nothing succeeds without being sent');
     for (const s of TERMINAL_REQUEST_STATES) assert.deepEqual(REQUEST[s].next, [], `${s} is final`);
   });
 
-  it('lets a running execution end only by what the target or the agent reports (no cancel once picked up yet)', () => {
+  it('lets a running execution end by what the target or the agent reports, a cancel the agent carried out included', () => {
     assert.deepEqual([...EXECUTION.picked_up.next].sort(), [
       'agent_lost',
+      'cancelled',
       'failed',
       'succeeded',
       'target_gone',
     ]);
     assert.equal(canTransition('staged', 'cancelled'), true);
-    assert.equal(canTransition('picked_up', 'cancelled'), false);
+    assert.equal(canTransition('picked_up', 'cancelled'), true);
+    assert.equal(canTransition('sent', 'cancelled'), true, 'cancelled while queued on the agent');
   });
 
   it('can hold every engine status as an execution state', () => {
@@ -68,8 +77,8 @@ describe('the state table', () => {
     assert.equal(canRequestTransition('approved', 'dispatching'), true);
     assert.equal(
       canRequestTransition('dispatching', 'cancelled'),
-      false,
-      'a dispatching request ends by outcome',
+      true,
+      'a cancelled dispatching request ends cancelled once its executions stopped',
     );
     assert.equal(canRequestTransition('rejected', 'approved'), false);
     assert.equal(canRequestTransition('pending', 'dispatching'), false, 'never dispatched unapproved');
@@ -82,6 +91,13 @@ describe('the state table', () => {
     assert.equal(requestOutcome(counts({ succeeded: 2, failed: 1 })), 'failed');
     assert.equal(requestOutcome(counts({ succeeded: 1, cancelled: 1 })), 'failed', 'not all of it ran');
     assert.equal(requestOutcome(counts({ agent_lost: 1 })), 'failed', 'a lost agent is known-bad now');
+  });
+
+  it('ends a cancelled request cancelled, but only once every execution stopped', () => {
+    const cancel = { cancelRequested: true };
+    assert.equal(requestOutcome(counts({ cancelled: 1, picked_up: 1 }), cancel), null, 'one still running');
+    assert.equal(requestOutcome(counts({ cancelled: 1, succeeded: 1 }), cancel), 'cancelled');
+    assert.equal(requestOutcome(counts({}), cancel), 'cancelled', 'nothing was sent yet');
   });
 
   it('gives every state a label a person reads', () => {

@@ -53,8 +53,18 @@ interface ExecutionInfo extends StateInfo<ExecutionState> {
   outcome: ExecutionOutcome | null;
 }
 
-/** The agent-reported ends a job can have once it left the control plane. */
-const REPORTED_ENDS = ['succeeded', 'failed', 'pickup_timeout', 'target_gone', 'refused'] as const;
+/**
+ * The agent-reported ends a job can have once it left the control plane (every engine status: a cancel the
+ * agent carried out ends `cancelled`, with the output so far).
+ */
+const REPORTED_ENDS = [
+  'succeeded',
+  'failed',
+  'pickup_timeout',
+  'target_gone',
+  'refused',
+  'cancelled',
+] as const;
 
 export const EXECUTION: Readonly<Record<ExecutionState, ExecutionInfo>> = {
   queued: {
@@ -87,7 +97,9 @@ export const EXECUTION: Readonly<Record<ExecutionState, ExecutionInfo>> = {
     terminal: false,
     inFlight: true,
     outcome: null,
-    next: ['succeeded', 'failed', 'target_gone', 'agent_lost'],
+    // A cancel of running code is `job:cancel` to the agent; the execution ends `cancelled` when the agent
+    // reports that the engine stopped it (or could not: then the result names the leftover thread).
+    next: ['succeeded', 'failed', 'target_gone', 'cancelled', 'agent_lost'],
   },
   succeeded: {
     label: 'succeeded',
@@ -123,7 +135,7 @@ export const EXECUTION: Readonly<Record<ExecutionState, ExecutionInfo>> = {
     next: [],
   },
   // Terminal-looking but correctable: the agent's durable outbox can deliver the real outcome after a
-  // reconnect, and the truth beats our guess.
+  // reconnect, and the truth beats our guess (audited as `execution.correct` with both states).
   agent_lost: {
     label: 'agent lost',
     tone: 'warning',
@@ -132,13 +144,15 @@ export const EXECUTION: Readonly<Record<ExecutionState, ExecutionInfo>> = {
     outcome: 'failure',
     next: [...REPORTED_ENDS],
   },
+  // Our guess too (not picked up in time, as far as the control plane heard): a real result the agent still
+  // delivers replaces it, audited as a correction.
   expired: {
     label: 'expired',
     tone: 'neutral',
     terminal: true,
     inFlight: false,
     outcome: 'failure',
-    next: [],
+    next: [...REPORTED_ENDS],
   },
   cancelled: {
     label: 'cancelled',
@@ -160,6 +174,9 @@ export const TERMINAL_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set(
 export const IN_FLIGHT_EXECUTION_STATES: readonly ExecutionState[] = executionStates.filter(
   (s) => EXECUTION[s].inFlight,
 );
+
+/** Ended states the control plane concluded itself, which a real result from the agent may still replace. */
+export const CORRECTABLE_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set(['agent_lost', 'expired']);
 
 /** Whether an execution may move from `from` to `to`; anything else an agent reports is ignored, never applied. */
 export function canTransition(from: ExecutionState, to: ExecutionState): boolean {
@@ -198,8 +215,15 @@ export const REQUEST: Readonly<Record<RequestState, StateInfo<RequestState>>> = 
     terminal: false,
     next: ['dispatching', 'cancelled', 'expired'],
   },
-  // A dispatching request is cancelled by cancelling its queued executions; it then ends by its outcome.
-  dispatching: { label: 'dispatching', tone: 'active', terminal: false, next: ['succeeded', 'failed'] },
+  // Cancelling a dispatching request cancels its queued executions and sends `job:cancel` for the running ones;
+  // it stays dispatching until each has ended (the agent reports them `cancelled`, with their output so far),
+  // then ends `cancelled` (requestOutcome's `cancelRequested`).
+  dispatching: {
+    label: 'dispatching',
+    tone: 'active',
+    terminal: false,
+    next: ['succeeded', 'failed', 'cancelled'],
+  },
   succeeded: { label: 'succeeded', tone: 'success', terminal: true, next: [] },
   failed: { label: 'failed', tone: 'failure', terminal: true, next: [] },
   rejected: { label: 'rejected', tone: 'failure', terminal: true, next: [] },
@@ -217,18 +241,22 @@ export function canRequestTransition(from: RequestState, to: RequestState): bool
 
 /**
  * A dispatching request's end from how many of its executions are in each state: null while any has not
- * ended (or there are none); `succeeded` when every one succeeded; otherwise `failed`.
+ * ended (or there are none, unless it was cancelled); `cancelled` once all ended after a cancel was asked for;
+ * `succeeded` when every one succeeded; otherwise `failed`.
  */
 export function requestOutcome(
   counts: ReadonlyMap<ExecutionState, number>,
-): Extract<RequestState, 'succeeded' | 'failed'> | null {
+  opts: { cancelRequested?: boolean } = {},
+): Extract<RequestState, 'succeeded' | 'failed' | 'cancelled'> | null {
   let total = 0;
   let ended = 0;
   for (const [state, n] of counts) {
     total += n;
     if (EXECUTION[state].terminal) ended += n;
   }
-  if (total === 0 || ended !== total) return null;
+  if (ended !== total) return null;
+  if (opts.cancelRequested) return 'cancelled';
+  if (total === 0) return null;
   return counts.get('succeeded') === total ? 'succeeded' : 'failed';
 }
 

@@ -178,6 +178,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       snapshot: (agentId, snap) => services.fleet.snapshot(agentId, snap),
       delta: (agentId, delta) => services.fleet.delta(agentId, delta),
       jobEvent: (agentId, ev) => services.jobs.apply(agentId, ev),
+      reportRefused: (agentId, report, refusal) => services.jobs.reportRefused(agentId, report, refusal),
       publish,
       track,
       isShuttingDown: () => shuttingDown,

@@ -1,6 +1,6 @@
 /**
  * The one place that turns what services changed (services/effects.ts) into what others must hear: /ui pushes
- * to browsers, the revocation of an agent's connections, and dispatcher wake-ups. Applied after the service's
+ * to browsers, the revocation of an agent's connections, `job:cancel` to agents, and dispatcher wake-ups. Applied after the service's
  * transaction committed, by whoever made the call (route handler, agent gateway, dispatcher).
  */
 import type { Effect, WakeReason } from './services/effects';
@@ -30,7 +30,7 @@ export class Publisher {
       UiGateway,
       'fleetChanged' | 'requestChanged' | 'executionUpdate' | 'executionOutput'
     >,
-    private readonly agents: Pick<AgentRooms, 'revoke'>,
+    private readonly agents: Pick<AgentRooms, 'revoke' | 'cancel'>,
     readonly wakes: WakeSignal,
   ) {}
 
@@ -58,6 +58,9 @@ export class Publisher {
           break;
         case 'fleet':
           this.ui.fleetChanged({ hostId: e.hostId });
+          break;
+        case 'cancel-job':
+          this.agents.cancel(e.agentId, e.jobId);
           break;
         case 'agent-revoked':
           this.agents.revoke(e.agentId, e.reason);

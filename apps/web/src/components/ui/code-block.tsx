@@ -1,9 +1,48 @@
 import type { ReactNode } from 'react';
+import { segments } from '@pyreach/protocol/text';
 import { cn } from '../../lib/client/utils';
 
+/** Bidirectional-override controls: valid text, but they reorder what is displayed (Trojan Source). */
+const BIDI = /([\u202a-\u202e\u2066-\u2069])/;
+
 /**
- * Monospace text. Content is always rendered as a React text node — never as HTML — because it may come from
- * a target process or from another user.
+ * Safe text (protocol text.ts) as React nodes: each escape (a byte that was NUL, a control character, ESC,
+ * invalid UTF-8 …) is a visible badge `\xNN`, a bidi control a visible `<U+XXXX>` badge; never the raw
+ * character, so nothing a target printed can clear, recolour or reorder what an operator reads.
+ */
+export function SafeTextView({ text }: { text: string }): ReactNode {
+  const badge = (key: string, label: string, title: string) => (
+    <span
+      key={key}
+      data-testid="text-escape"
+      title={title}
+      className="mx-px rounded-sm bg-warning/25 px-0.5 text-[0.9em] text-warning ring-1 ring-warning/40"
+    >
+      {label}
+    </span>
+  );
+  return segments(text).map((seg, i) => {
+    if ('byte' in seg) {
+      const hex = seg.byte.toString(16).padStart(2, '0');
+      return badge(`b${i}`, `\\x${hex}`, `byte 0x${hex} (not printable as text)`);
+    }
+    return seg.text
+      .split(BIDI)
+      .map((part, j) =>
+        BIDI.test(part) && part.length === 1
+          ? badge(
+              `t${i}-${j}`,
+              `<U+${part.charCodeAt(0).toString(16).toUpperCase()}>`,
+              'bidirectional control character',
+            )
+          : part,
+      );
+  });
+}
+
+/**
+ * Monospace text. Content is always rendered as React text nodes — never as HTML — because it may come from
+ * a target process or from another user; escapes of safe text are shown as visible badges (SafeTextView).
  */
 export function CodeBlock({
   children,
@@ -34,7 +73,7 @@ export function CodeBlock({
           className,
         )}
       >
-        {children}
+        <SafeTextView text={children} />
       </pre>
     </div>
   );

@@ -17,6 +17,7 @@ import {
   type ServerToAgentEvents,
 } from '@pyreach/protocol/agent';
 import { fail, jsonBytes, type Failure } from '@pyreach/protocol/common';
+import { isRetryable } from '@pyreach/protocol/errors';
 import type { InventoryDelta, InventorySnapshot } from '@pyreach/protocol/inventory';
 import { agentAuthMessage, publicKeyFromPem, type JobEnvelope } from '@pyreach/protocol/job';
 import type { JobEvent, Heartbeat } from '@pyreach/protocol/agent';
@@ -39,6 +40,12 @@ export interface AgentGatewayPorts {
   snapshot(agentId: string, snap: InventorySnapshot): Promise<Outcome<unknown>>;
   delta(agentId: string, delta: InventoryDelta): Promise<Outcome<unknown>>;
   jobEvent(agentId: string, ev: JobEvent): Promise<Outcome<unknown>>;
+  /** A job report refused for good (malformed, unstorable): recorded with the reason on this side too. */
+  reportRefused(
+    agentId: string,
+    report: { jobId: string; seq: number; type: string },
+    refusal: { code: string; message: string },
+  ): Promise<unknown>;
   /** After the commit: what the call changed, to the Publisher. */
   publish(effects: readonly Effect[]): void;
   /** Runs a piece of in-flight work so shutdown can wait for it. */
@@ -80,6 +87,13 @@ type AgentSocket = Socket<AgentToServerEvents, ServerToAgentEvents, Record<strin
 type AgentNamespace = Namespace<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
 
 const refuse = (code: AgentErrorCode, message: string) => new AppError(code, message);
+
+/** What names a job report, read leniently from a payload that may have been refused as a whole. */
+const ReportId = z.object({
+  jobId: z.string().min(1).max(64),
+  seq: z.number().int().positive(),
+  type: z.string().max(32),
+});
 
 function describeIssues(error: z.ZodError): string {
   return error.issues
@@ -136,6 +150,29 @@ export class AgentGateway {
     } catch {
       return fail('ACK_TIMEOUT', `agent did not acknowledge the job within ${timeoutMs} ms`);
     }
+  }
+
+  /**
+   * A job report answered with a final refusal: the agent will never send it again (it sends a REPORT_REFUSED
+   * result in its place), so the reason is recorded here too, against the job it names. Service refusals about
+   * the sender or the order (unknown job, another agent's, a duplicate, out of order) are not a bad report.
+   */
+  private recordRefusal(
+    agentId: string,
+    payload: unknown,
+    error: { code: string; message: string },
+    log: Logger,
+  ): void {
+    if (['NOT_FOUND', 'FORBIDDEN', 'OUT_OF_ORDER'].includes(error.code)) return;
+    const named = ReportId.safeParse(payload);
+    log.warn(
+      { code: error.code, reason: error.message, report: named.success ? named.data : null },
+      'job report refused for good',
+    );
+    if (!named.success) return;
+    void this.ports
+      .track(this.ports.reportRefused(agentId, named.data, error))
+      .catch((err: unknown) => log.error({ err }, 'recording a refused job report failed'));
   }
 
   async close(): Promise<void> {
@@ -230,6 +267,8 @@ export class AgentGateway {
       socket.on(name, ((payload: unknown, ack: unknown) => {
         const reply = (res: { ok: true } | Failure) => {
           if (typeof ack === 'function') (ack as (r: unknown) => void)(res);
+          if (name === 'job:event' && !res.ok && socket.data.authenticated && !isRetryable(res.error.code))
+            this.recordRefusal(agentId, payload, res.error, log);
         };
         if (typeof ack !== 'function') {
           log.warn({ event: name }, 'agent event without an ack callback ignored');

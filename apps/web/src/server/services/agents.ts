@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { publicKeyFromPem } from '@pyreach/protocol/job';
-import { CreateJoinToken } from '@pyreach/protocol/api';
+import { CreateJoinToken, isBacklogged } from '@pyreach/protocol/api';
 import type { Labels } from '@pyreach/protocol/common';
 import type { EnrollRequest } from '@pyreach/protocol/agent';
 import { IN_FLIGHT_EXECUTION_STATES } from '@pyreach/protocol/states';
@@ -12,10 +12,20 @@ import { AppError, parseInput } from './errors';
 import { newId } from './ids';
 import { labelsOf } from './rows';
 
-/** An agent row with its labels parsed; the public key stays out of what the API shows. */
-export function agentOf(row: Agent) {
+/**
+ * An agent row with its labels parsed; the public key stays out of what the API shows. The outbox's oldest
+ * age is the heartbeat's plus the time since (a wedged or silent agent's backlog keeps ageing), and `backlog`
+ * flags it past OUTBOX_BACKLOG_SECONDS (protocol api.ts, the one rule the dashboard shows too).
+ */
+export function agentOf(row: Agent, now: Date = new Date()) {
   const { publicKey: _publicKey, labels, ...rest } = row;
-  return { ...rest, labels: labelsOf(labels) };
+  const since = row.lastSeenAt
+    ? Math.max(0, Math.floor((now.getTime() - row.lastSeenAt.getTime()) / 1000))
+    : 0;
+  const outboxOldestAgeSeconds =
+    row.outboxDepth > 0 && row.outboxOldestAgeSeconds !== null ? row.outboxOldestAgeSeconds + since : null;
+  const outbox = { outboxDepth: row.outboxDepth, outboxOldestAgeSeconds };
+  return { ...rest, labels: labelsOf(labels), ...outbox, backlog: isBacklogged(outbox) };
 }
 export type AgentView = ReturnType<typeof agentOf>;
 
@@ -210,7 +220,7 @@ export async function listAgents(
     },
     orderBy: { enrolledAt: 'desc' },
   });
-  return agents.map(agentOf);
+  return agents.map((a) => agentOf(a));
 }
 
 /**
@@ -278,12 +288,16 @@ export async function markDisconnected(
 export async function recordHeartbeat(
   db: Db,
   agentId: string,
-  hb: { outboxDepth?: number },
+  hb: { outboxDepth?: number; outboxOldestAgeSeconds?: number | null },
   now: Date = new Date(),
 ): Promise<void> {
   const res = await db.agent.updateMany({
     where: { id: agentId, revokedAt: null },
-    data: { lastSeenAt: now, outboxDepth: hb.outboxDepth ?? 0 },
+    data: {
+      lastSeenAt: now,
+      outboxDepth: hb.outboxDepth ?? 0,
+      outboxOldestAgeSeconds: hb.outboxOldestAgeSeconds ?? null,
+    },
   });
   if (res.count !== 1)
     throw new AppError('FORBIDDEN', `heartbeat from unknown or revoked agent ${agentId}`, {

@@ -365,8 +365,13 @@ export async function completeIfDone(
   now: Date = new Date(),
 ): Promise<RequestState | null> {
   const counts = await countStates(tx, requestId);
+  const req = await tx.injectionRequest.findUnique({
+    where: { id: requestId },
+    select: { cancelRequestedAt: true },
+  });
   // agent_lost is terminal-looking but may still move; the request completes anyway (its outcome is known-bad now).
-  const state = requestOutcome(counts);
+  // A request cancelled while executions ran ends `cancelled` once the last of them stopped.
+  const state = requestOutcome(counts, { cancelRequested: !!req?.cancelRequestedAt });
   if (!state) return null;
   const res = await tx.injectionRequest.updateMany({
     where: { id: requestId, state: 'dispatching' },
@@ -377,7 +382,7 @@ export async function completeIfDone(
     tx,
     {
       actor: SYSTEM,
-      action: `request.${state === 'succeeded' ? 'succeed' : 'fail'}`,
+      action: `request.${state === 'succeeded' ? 'succeed' : state === 'failed' ? 'fail' : 'cancelled'}`,
       subjectType: 'request',
       subjectId: requestId,
       data: { executions: Object.fromEntries(counts) },

@@ -32,6 +32,8 @@ export type Effect =
   | { kind: 'output'; requestId: string; executionId: string; seq: number; chunk: string }
   /** Hosts, agents or their processes changed. */
   | { kind: 'fleet'; hostId: string | null }
+  /** A running (or agent-queued) job must stop: `job:cancel` to its agent, wherever it is connected. */
+  | { kind: 'cancel-job'; agentId: string; jobId: string }
   /** An agent was revoked: tell it and drop its connections on every replica. */
   | { kind: 'agent-revoked'; agentId: string; reason: string }
   /** There may be work to dispatch. */

@@ -1,6 +1,12 @@
 import { DEFAULT_OUTPUT_CAP_BYTES } from '@pyreach/protocol/common';
 import type { JobEvent } from '@pyreach/protocol/agent';
-import { IN_FLIGHT_EXECUTION_STATES, canTransition, type ExecutionState } from '@pyreach/protocol/states';
+import { encodeString } from '@pyreach/protocol/text';
+import {
+  CORRECTABLE_EXECUTION_STATES,
+  IN_FLIGHT_EXECUTION_STATES,
+  canTransition,
+  type ExecutionState,
+} from '@pyreach/protocol/states';
 import type { Execution, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
@@ -46,7 +52,10 @@ function appendCapped(
  * - `seq` must be lastSeq + 1; lower is a duplicate (acknowledge), higher is OUT_OF_ORDER (the agent resends in order);
  * - state changes only along canTransition (an impossible move consumes the seq but changes nothing);
  * - output is appended up to `outputCapBytes` with a visible marker;
- * - a result sets the state from its status — `succeeded` only when the harness said so;
+ * - a result sets the state from its status — `succeeded` only when the harness said so; a result for an
+ *   execution the control plane had given up on (`expired`, `agent_lost`: our guess) replaces the guess and is
+ *   audited as `execution.correct` with both states;
+ * - a `queued` report (the agent runs one job per target process at a time) records the job it waits behind;
  * - pickup, result and refusal are audited; the request completes when its last execution ends.
  * Refusals are AppErrors (NOT_FOUND, FORBIDDEN, OUT_OF_ORDER) that change nothing. The effects say what changed
  * (the execution, its output, its request, a freed rollout slot), read in the same transaction: whoever pushes
@@ -80,8 +89,17 @@ export async function applyJobEvent(
         to = ev.state;
         if (canTransition(from, to)) {
           data.state = to;
+          data.queuedBehindJobId = null;
+          data.queuedAhead = null;
           if (to === 'staged') data.stagedAt = now;
           else data.pickedUpAt = now;
+        }
+        break;
+      case 'queued':
+        // Only while it has not started: a late duplicate must not make a running job look queued again.
+        if (from === 'sent') {
+          data.queuedBehindJobId = ev.behindJobId;
+          data.queuedAhead = ev.ahead;
         }
         break;
       case 'output': {
@@ -100,6 +118,9 @@ export async function applyJobEvent(
           data.errorMessage = r.message ?? r.error?.message ?? null;
           data.error = r.error ?? undefined;
           data.thread = r.thread ?? undefined;
+          data.leftoverThread = r.leftoverThread ?? undefined;
+          data.queuedBehindJobId = null;
+          data.queuedAhead = null;
           data.finishedAt = r.finishedAt ? new Date(r.finishedAt) : now;
           if (r.pickedUpAt && !ex.pickedUpAt) data.pickedUpAt = new Date(r.pickedUpAt);
           // The result carries the whole captured output; it supersedes the streamed chunks.
@@ -124,8 +145,10 @@ export async function applyJobEvent(
     }
     await tx.execution.update({ where: { id: ex.id }, data });
     if (data.state !== undefined) {
-      const action =
-        ev.type === 'refused'
+      const corrected = CORRECTABLE_EXECUTION_STATES.has(from);
+      const action = corrected
+        ? 'execution.correct'
+        : ev.type === 'refused'
           ? 'execution.refuse'
           : ev.type === 'result'
             ? 'execution.result'
@@ -145,6 +168,13 @@ export async function applyJobEvent(
             from,
             to,
             errorCode: (data.errorCode as string | null | undefined) ?? null,
+            ...(corrected ? { correction: `${from} → ${to}: the agent delivered the real outcome` } : {}),
+            ...(ev.type === 'result' && ev.result.refusedReport
+              ? { refusedReport: ev.result.refusedReport }
+              : {}),
+            ...(ev.type === 'result' && ev.result.leftoverThread
+              ? { leftoverThread: ev.result.leftoverThread }
+              : {}),
           },
         },
         now,
@@ -170,6 +200,48 @@ export async function applyJobEvent(
       // A finished job frees a rollout slot.
       finished && { kind: 'wake', why: 'job-finished' },
     ]);
+  });
+}
+
+/**
+ * The control plane refused one of an agent's reports for good (malformed, or data the database cannot hold):
+ * audited as `execution.report_refused` with the reason, so the refusal is on record on this side too (the
+ * agent records it and sends a REPORT_REFUSED result in its place). Nothing else changes here; an unknown job
+ * or another agent's is not recorded (that refusal is about the sender, not the job).
+ */
+export async function recordReportRefusal(
+  db: PrismaClient,
+  agentId: string,
+  report: { jobId: string; seq: number; type: string },
+  refusal: { code: string; message: string },
+  now: Date = new Date(),
+): Promise<Outcome<boolean>> {
+  return db.$transaction(async (tx) => {
+    const ex = await tx.execution.findUnique({
+      where: { jobId: report.jobId },
+      select: { id: true, agentId: true, requestId: true, jobId: true, agent: { select: { name: true } } },
+    });
+    if (!ex || ex.agentId !== agentId) return outcome(false);
+    await appendAudit(
+      tx,
+      {
+        actor: { type: 'agent', id: agentId, name: ex.agent.name },
+        action: 'execution.report_refused',
+        subjectType: 'execution',
+        subjectId: ex.id,
+        data: {
+          jobId: ex.jobId,
+          requestId: ex.requestId,
+          seq: report.seq,
+          type: report.type.slice(0, 32),
+          code: refusal.code.slice(0, 64),
+          // The reason may quote what was refused: stored as safe text (no NUL or raw control characters).
+          message: encodeString(refusal.message.slice(0, 1024)),
+        },
+      },
+      now,
+    );
+    return outcome(true);
   });
 }
 

@@ -340,6 +340,12 @@ export function createServices(d: ServiceDeps) {
       /** One report, exactly once and in order (at most APPLY_CONCURRENCY at once). */
       apply: (agentId: string, ev: JobEvent) =>
         applyGate.run(() => executions.applyJobEvent(db, agentId, ev, { now: clock() })),
+      /** A report refused for good (malformed, unstorable): audited against its job. */
+      reportRefused: (
+        agentId: string,
+        report: { jobId: string; seq: number; type: string },
+        refusal: { code: string; message: string },
+      ) => executions.recordReportRefusal(db, agentId, report, refusal, clock()),
       nextWave: (connectedAgentIds: readonly string[]) =>
         jobs.nextWave(db, d.signing, connectedAgentIds, clock),
       dispatchFailed: (job: Pick<jobs.PlannedJob, 'agentId' | 'jobId'>, failure: Failure) =>

@@ -8,17 +8,18 @@ import {
 } from '@pyreach/protocol/api';
 import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
 import { type JsonObject, type Labels } from '@pyreach/protocol/common';
-import { canRequestTransition } from '@pyreach/protocol/states';
+import { IN_FLIGHT_EXECUTION_STATES, canRequestTransition } from '@pyreach/protocol/states';
 import type { Db, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
 import { requireUser, type Actor } from './actor';
 import { appendAudit } from './audit';
-import { outcome, requestChanged, type Outcome } from './effects';
+import { completeIfDone } from './dispatch';
+import { outcome, requestChanged, type Effect, type Outcome } from './effects';
 import { AppError, isUniqueViolation, parseInput } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
 import { checkScriptParams, getScript } from '@pyreach/scripts';
 import { resolvePolicy, type EffectivePolicy } from './policy';
-import { decisionOf, execErrorOf, executionStateOf, labelsOf, requestOf } from './rows';
+import { decisionOf, execErrorOf, executionStateOf, labelsOf, leftoverThreadOf, requestOf } from './rows';
 
 export { MAX_ROLLOUT_CONCURRENCY } from '@pyreach/protocol/api';
 
@@ -372,8 +373,12 @@ export async function reviewRequest(
 }
 
 /**
- * Cancels a request: its requester or an admin. Pending/approved requests end as `cancelled`; a dispatching
- * one has its queued executions cancelled (in-flight ones finish) and completes when they do. Audited.
+ * Cancels a request: its requester or an admin. Pending/approved requests end as `cancelled`. A dispatching
+ * one has its queued executions cancelled and every in-flight one (sent, staged, picked up) told to stop:
+ * `job:cancel` to its agent (a `cancel-job` effect), which stops running code the way the time budget does and
+ * reports the execution `cancelled` with its output so far (or that the code could not be interrupted, naming
+ * the leftover thread). The request stays dispatching until each has ended, then ends `cancelled`; with
+ * nothing in flight it ends at once. Cancelling again re-sends the cancels. Audited.
  */
 export async function cancelRequest(
   db: PrismaClient,
@@ -383,14 +388,15 @@ export async function cancelRequest(
   now: Date = new Date(),
 ): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:cancel');
-  const row = await db.$transaction(async (tx) => {
+  const { row, stopping } = await db.$transaction(async (tx) => {
     const req = await lockRequest(tx, id);
     if (req.requesterId !== user.id && user.role !== 'admin')
       throw new AppError('FORBIDDEN', `user ${user.id} may not cancel ${id}`, {
         userMessage: 'only the requester or an admin may cancel a request',
       });
     let updated: InjectionRequest;
-    if (canRequestTransition(requestOf(req).state, 'cancelled')) {
+    let stopping: { agentId: string; jobId: string }[] = [];
+    if (canRequestTransition(requestOf(req).state, 'cancelled') && req.state !== 'dispatching') {
       updated = await tx.injectionRequest.update({
         where: { id },
         data: { state: 'cancelled', completedAt: now },
@@ -398,9 +404,23 @@ export async function cancelRequest(
     } else if (req.state === 'dispatching') {
       await tx.execution.updateMany({
         where: { requestId: id, state: 'queued' },
-        data: { state: 'cancelled', finishedAt: now },
+        data: {
+          state: 'cancelled',
+          errorCode: 'CANCELLED',
+          errorMessage: 'cancelled before it was sent',
+          finishedAt: now,
+        },
       });
-      updated = req;
+      stopping = await tx.execution.findMany({
+        where: { requestId: id, state: { in: [...IN_FLIGHT_EXECUTION_STATES] } },
+        select: { agentId: true, jobId: true },
+      });
+      await tx.injectionRequest.update({
+        where: { id },
+        data: { cancelRequestedAt: req.cancelRequestedAt ?? now },
+      });
+      await completeIfDone(tx, id, now);
+      updated = await tx.injectionRequest.findUniqueOrThrow({ where: { id } });
     } else {
       throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, {
         userMessage: `a ${req.state} request cannot be cancelled`,
@@ -413,15 +433,23 @@ export async function cancelRequest(
         action: 'request.cancel',
         subjectType: 'request',
         subjectId: id,
-        data: { reason: reason ?? null, from: req.state },
+        data: {
+          reason: reason ?? null,
+          from: req.state,
+          ...(req.state === 'dispatching' ? { stopping: stopping.map((e) => e.jobId) } : {}),
+        },
       },
       now,
     );
-    return updated;
+    return { row: updated, stopping };
   });
   const result = requestOf(row);
-  // A dispatching request stays so until its in-flight executions end; freed work may wake the dispatcher.
-  return outcome(result, [requestChanged(result), { kind: 'wake', why: 'cancelled' }]);
+  // A dispatching request stays so until its in-flight executions report they stopped.
+  return outcome(result, [
+    requestChanged(result),
+    ...stopping.map((e): Effect => ({ kind: 'cancel-job', agentId: e.agentId, jobId: e.jobId })),
+    { kind: 'wake', why: 'cancelled' },
+  ]);
 }
 
 const EXECUTION_DETAIL = {
@@ -438,6 +466,9 @@ const EXECUTION_DETAIL = {
   errorMessage: true,
   error: true,
   thread: true,
+  queuedBehindJobId: true,
+  queuedAhead: true,
+  leftoverThread: true,
   queuedAt: true,
   sentAt: true,
   stagedAt: true,
@@ -456,13 +487,33 @@ export async function getRequest(db: Db, id: string) {
   });
   if (!req) throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
   const current = req.reviews.filter((r) => r.contentHash === req.contentHash);
+  // "Queued behind job X": the request that job belongs to, when it is one of ours.
+  const behind = req.executions.flatMap((e) => (e.queuedBehindJobId ? [e.queuedBehindJobId] : []));
+  const behindRequest = new Map(
+    behind.length === 0
+      ? []
+      : (
+          await db.execution.findMany({
+            where: { jobId: { in: behind } },
+            select: { jobId: true, requestId: true },
+          })
+        ).map((e) => [e.jobId, e.requestId]),
+  );
   return {
     ...requestOf(req),
     reviews: req.reviews.map((r) => ({ ...r, decision: decisionOf(r.decision) })),
-    executions: req.executions.map((e) => ({
+    executions: req.executions.map(({ queuedBehindJobId, queuedAhead, leftoverThread, ...e }) => ({
       ...e,
       state: executionStateOf(e.state),
       error: execErrorOf(e.error),
+      queuedBehind: queuedBehindJobId
+        ? {
+            jobId: queuedBehindJobId,
+            requestId: behindRequest.get(queuedBehindJobId) ?? null,
+            ahead: queuedAhead ?? 1,
+          }
+        : null,
+      leftoverThread: leftoverThreadOf(leftoverThread),
     })),
     /** Approvals cast on the current content hash (the only ones that count). */
     approvals: current.filter((r) => r.decision === 'approve').length,

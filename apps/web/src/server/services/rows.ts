@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ReviewDecision, Rollout, Role, Targets } from '@pyreach/protocol/api';
-import { ExecError } from '@pyreach/protocol/exec';
+import { ExecError, ThreadInfo } from '@pyreach/protocol/exec';
 import { JsonObject, Labels } from '@pyreach/protocol/common';
 import { JobOptions } from '@pyreach/protocol/options';
 import { ExecutionState, RequestState } from '@pyreach/protocol/states';
@@ -38,6 +38,7 @@ export const executionStateOf = column(ExecutionState, 'execution state');
 export const requestStateOf = column(RequestState, 'request state');
 export const execErrorOf = column(ExecError.nullable(), 'execution error');
 export const decisionOf = column(ReviewDecision, 'review decision');
+export const leftoverThreadOf = column(ThreadInfo.nullable(), 'leftover thread');
 
 /** A request row with its JSON columns parsed (what the API returns and the services reason about). */
 export function requestOf<

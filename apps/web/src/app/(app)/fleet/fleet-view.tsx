@@ -240,6 +240,18 @@ export function FleetView() {
                   last seen {relativeTime(host.agent.lastSeenAt)}
                 </span>
                 <span className="text-xs text-muted-foreground">agent {host.agent.version}</span>
+                {host.agent.backlog ? (
+                  <Badge
+                    variant="warning"
+                    data-testid="agent-backlog"
+                    title={`reports waiting in the agent's outbox; the oldest for ${host.agent.outboxOldestAgeSeconds ?? '?'} s`}
+                  >
+                    backlog: {host.agent.outboxDepth} waiting, oldest{' '}
+                    {host.agent.outboxOldestAgeSeconds ?? '?'} s
+                  </Badge>
+                ) : host.agent.outboxDepth > 0 ? (
+                  <span className="text-xs text-muted-foreground">outbox {host.agent.outboxDepth}</span>
+                ) : null}
                 <span className="text-xs text-muted-foreground">
                   {host.os} · {host.kernel} · {host.arch}
                 </span>

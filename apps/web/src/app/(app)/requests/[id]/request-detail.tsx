@@ -10,12 +10,13 @@ import { Alert } from '../../../../components/ui/alert';
 import { Badge } from '../../../../components/ui/badge';
 import { Button } from '../../../../components/ui/button';
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '../../../../components/ui/card';
-import { CodeBlock } from '../../../../components/ui/code-block';
+import { CodeBlock, SafeTextView } from '../../../../components/ui/code-block';
 import { EmptyState, ErrorState, LoadingRows } from '../../../../components/ui/states';
 import { api, errorMessage, isApiError, useCall, useHostnames, useNames } from '../../../../lib/client/api';
 import { useUser } from '../../../../lib/client/session';
 import { useRequestSubscription, useUiEvent } from '../../../../lib/client/socket';
 import { mayReview, type ExecutionDetail as Execution } from '@pyreach/protocol/api';
+import { uninterruptedHint } from '@pyreach/protocol/exec';
 import { EXECUTION } from '@pyreach/protocol/states';
 import { formatTime, relativeTime } from '../../../../lib/client/utils';
 
@@ -31,12 +32,22 @@ const ERROR_HINTS: Record<string, string> = {
   TARGET_GONE: 'The process exited (or was replaced) before the code ran.',
   TIME_BUDGET_EXCEEDED:
     'The code ran longer than its time budget and was stopped. Raise the budget or make it do less.',
+  CANCELLED: 'The run was cancelled and its code was stopped; the output so far is kept.',
+  REPORT_REFUSED:
+    'The control plane refused one of this job’s reports for good (the reason is above); the agent keeps the rest in its local journal.',
   USER_EXCEPTION: 'The code raised an exception inside the target; see the traceback.',
 };
+
+/** The hint under an execution's error: one text for code that could not be interrupted, whatever ended it. */
+function hintOf(e: Execution): string | null {
+  if (e.leftoverThread) return uninterruptedHint(e.leftoverThread);
+  return e.errorCode ? (ERROR_HINTS[e.errorCode] ?? null) : null;
+}
 
 function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string; live: string }) {
   const output = (e.output ?? '') + live;
   const running = !EXECUTION[e.state].terminal;
+  const hint = hintOf(e);
   return (
     <Card data-testid="execution" data-execution-id={e.id} data-state={e.state}>
       <CardHeader className="flex-row flex-wrap items-center gap-x-3 gap-y-1">
@@ -45,7 +56,27 @@ function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string;
           {hostname ?? e.agentId.slice(0, 8)} · pid {e.pid}
         </h3>
         <ExecutionBadge state={e.state} />
-        {running ? <span className="text-xs text-muted-foreground animate-pulse">running…</span> : null}
+        {running && !e.queuedBehind ? (
+          <span className="text-xs text-muted-foreground animate-pulse">running…</span>
+        ) : null}
+        {e.queuedBehind ? (
+          <span data-testid="execution-queued-behind" className="text-xs text-muted-foreground">
+            queued behind job{' '}
+            {e.queuedBehind.requestId ? (
+              <Link className="underline" href={`/requests/${e.queuedBehind.requestId}`}>
+                {e.queuedBehind.jobId}
+              </Link>
+            ) : (
+              e.queuedBehind.jobId
+            )}
+            {e.queuedBehind.ahead > 1 ? ` (${e.queuedBehind.ahead} ahead)` : ''}
+          </span>
+        ) : null}
+        {e.leftoverThread ? (
+          <Badge variant="warning" data-testid="execution-leftover-thread">
+            may still be running · tid {e.leftoverThread.tid}
+          </Badge>
+        ) : null}
         <span className="ml-auto text-xs text-muted-foreground">
           {e.pickedUpAt
             ? `picked up ${formatTime(e.pickedUpAt)}`
@@ -64,10 +95,10 @@ function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string;
             <div className="grid gap-1">
               {e.errorMessage ? (
                 <p data-testid="execution-error-message" className="whitespace-pre-wrap text-foreground">
-                  {e.errorMessage}
+                  <SafeTextView text={e.errorMessage} />
                 </p>
               ) : null}
-              {e.errorCode && ERROR_HINTS[e.errorCode] ? <p>{ERROR_HINTS[e.errorCode]}</p> : null}
+              {hint ? <p data-testid="execution-error-hint">{hint}</p> : null}
             </div>
           </Alert>
         ) : null}
