@@ -1,7 +1,7 @@
 import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
 import type { JsonObject } from '@pyreach/protocol/common';
 import type { AuditEvent, Db, PrismaClient, Tx } from '@pyreach/db';
-import { actorColumns, type Actor } from './actor';
+import { actorColumns, actorData, type Actor } from './actor';
 import { AppError } from './errors';
 
 /** prevHash of the first event. */
@@ -86,7 +86,7 @@ function chainLink(head: ChainHead, input: AuditInput, now: Date) {
   const at = new Date(Math.max(now.getTime(), head?.at.getTime() ?? 0));
   const prevHash = head?.hash ?? GENESIS_HASH;
   const actor = actorColumns(input.actor);
-  const data = JSON.parse(canonicalJson(input.data ?? {})) as JsonObject;
+  const data = JSON.parse(canonicalJson({ ...input.data, ...actorData(input.actor) })) as JsonObject;
   const fields: AuditHashFields = {
     seq: seq.toString(),
     at: at.toISOString(),

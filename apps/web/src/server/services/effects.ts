@@ -34,6 +34,8 @@ export type Effect =
   | { kind: 'fleet'; hostId: string | null }
   /** An agent was revoked: tell it and drop its connections on every replica. */
   | { kind: 'agent-revoked'; agentId: string; reason: string }
+  /** An API token was revoked: drop the /ui sockets opened with it, on every replica. */
+  | { kind: 'token-revoked'; tokenId: string }
   /** There may be work to dispatch. */
   | { kind: 'wake'; why: WakeReason };
 
