@@ -20,6 +20,8 @@ export type {
   Verification,
   RateLimit,
   JoinToken,
+  ServiceAccount,
+  ApiToken,
   Agent,
   Host,
   PythonProcess,

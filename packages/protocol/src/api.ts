@@ -231,6 +231,37 @@ export const CreateJoinToken = z
   .strict();
 export type CreateJoinToken = z.infer<typeof CreateJoinToken>;
 
+// ---- service accounts and API tokens ------------------------------------------------------------------------
+
+/** Every API token starts with this (secret scanners recognise it; a CLI never reads it as an option). */
+export const API_TOKEN_PREFIX = 'pyr_';
+export const DEFAULT_TOKEN_TTL_DAYS = 90;
+export const MAX_TOKEN_TTL_DAYS = 365;
+
+/** POST /api/service-accounts. The owner (default: the admin creating it) counts as requester for four-eyes. */
+export const CreateServiceAccount = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[a-z0-9][a-z0-9._-]*$/, 'lowercase letters, digits, dot, dash and underscore'),
+    role: Role,
+    ownerId: z.string().min(1).max(128).optional(),
+    description: z.string().max(500).optional(),
+  })
+  .strict();
+export type CreateServiceAccount = z.infer<typeof CreateServiceAccount>;
+
+/** POST /api/service-accounts/{id}/tokens. */
+export const CreateApiToken = z
+  .object({
+    ttlDays: z.number().int().min(1).max(MAX_TOKEN_TTL_DAYS).optional(),
+    note: z.string().max(500).optional(),
+  })
+  .strict();
+export type CreateApiToken = z.infer<typeof CreateApiToken>;
+
 /** POST /api/ui/policy-preview: which policy a request on these targets would fall under. */
 export const PolicyPreviewBody = z.object({ targets: Targets, kind: RequestKind.optional() }).strict();
 
@@ -503,7 +534,8 @@ export type RequestDetail = z.infer<typeof RequestDetail>;
 export const AuditEventRow = z.object({
   seq: z.string(),
   at: Time,
-  actorType: z.enum(['user', 'agent', 'system']),
+  /** `service`: a service account acting through an API token (the token's id is in `data.tokenId`). */
+  actorType: z.enum(['user', 'agent', 'system', 'service']),
   actorId: z.string().nullable(),
   actorName: z.string().nullable(),
   action: z.string(),
@@ -514,6 +546,34 @@ export const AuditEventRow = z.object({
   hash: z.string(),
 });
 export type AuditEventRow = z.infer<typeof AuditEventRow>;
+
+export const ServiceAccountRow = z.object({
+  id: Id,
+  name: z.string(),
+  role: Role,
+  ownerId: z.string(),
+  description: z.string().nullable(),
+  createdById: z.string(),
+  createdAt: Time,
+  /** Tokens neither revoked nor expired. */
+  activeTokens: z.number().int(),
+  lastUsedAt: Time.nullable(),
+});
+export type ServiceAccountRow = z.infer<typeof ServiceAccountRow>;
+
+/** A token as listed: never its secret (that is shown once, at creation). */
+export const ApiTokenRow = z.object({
+  id: Id,
+  serviceAccountId: Id,
+  note: z.string().nullable(),
+  createdById: z.string(),
+  createdAt: Time,
+  expiresAt: Time,
+  revokedAt: Time.nullable(),
+  lastUsedAt: Time.nullable(),
+  status: z.enum(['active', 'expired', 'revoked']),
+});
+export type ApiTokenRow = z.infer<typeof ApiTokenRow>;
 
 export const PolicyPreview = z.object({
   matched: z.number().int(),

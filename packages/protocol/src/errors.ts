@@ -33,6 +33,12 @@ const ERRORS = {
    */
   UNSTORABLE: { status: 422, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },
+  // API tokens (service accounts): a bearer token that is not one of ours (or a wrong secret), one past its
+  // expiry, one revoked; and an action only a person with a recent sign-in may take (reviews).
+  TOKEN_INVALID: { status: 401, retryable: false },
+  TOKEN_EXPIRED: { status: 401, retryable: false },
+  TOKEN_REVOKED: { status: 401, retryable: false },
+  PERSON_REQUIRED: { status: 403, retryable: false },
   /** better-auth refused a sign-in call without saying more. */
   AUTH_ERROR: { status: 400, retryable: false },
   INTERNAL: { status: 500, retryable: true },

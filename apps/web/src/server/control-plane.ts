@@ -156,6 +156,10 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     io,
     {
       authenticate: (cookie) => services.sessions.fromCookie(cookie),
+      authenticateToken: async (token) => {
+        const sa = await services.serviceAccounts.authenticate(token);
+        return { id: sa.id, role: sa.role, tokenId: sa.tokenId };
+      },
       canRead: (user) => can(user.role, 'request:read'),
     },
     log.child({ component: 'ui' }),

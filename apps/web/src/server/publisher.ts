@@ -28,7 +28,7 @@ export class Publisher {
   constructor(
     private readonly ui: Pick<
       UiGateway,
-      'fleetChanged' | 'requestChanged' | 'executionUpdate' | 'executionOutput'
+      'fleetChanged' | 'requestChanged' | 'executionUpdate' | 'executionOutput' | 'tokenRevoked'
     >,
     private readonly agents: Pick<AgentRooms, 'revoke' | 'cancel'>,
     readonly wakes: WakeSignal,
@@ -64,6 +64,9 @@ export class Publisher {
           break;
         case 'agent-revoked':
           this.agents.revoke(e.agentId, e.reason);
+          break;
+        case 'token-revoked':
+          this.ui.tokenRevoked(e.tokenId);
           break;
         case 'wake':
           this.wakes.wake(e.why);

@@ -1,6 +1,8 @@
 /**
  * The /ui namespace: browsers get live fleet, request and execution updates. Authenticated by the same
- * session cookie as the pages (checked once in the middleware); output chunks go to a room per request that
+ * session cookie as the pages (checked once in the middleware), or by a service account's API token (the
+ * CLI's `request watch`: `auth: { token }` in the handshake or `Authorization: Bearer`; such sockets sit in a
+ * room per token, dropped on every replica when it is revoked); output chunks go to a room per request that
  * a client joins with `subscribe` after a read-permission check. Only the Publisher calls the push methods.
  */
 import type { Namespace, Server } from 'socket.io';
@@ -11,11 +13,15 @@ import { AppError, errorBody } from '../services/errors';
 export interface UiUser {
   id: string;
   role: string;
+  /** Set when the socket authenticated with an API token. */
+  tokenId?: string;
 }
 
 export interface UiGatewayPorts {
   /** Resolves the session from the handshake's cookie header; null when not signed in. */
   authenticate(cookie: string | undefined): Promise<UiUser | null>;
+  /** Resolves an API token; throws the AppError (TOKEN_INVALID/EXPIRED/REVOKED) that refuses it. */
+  authenticateToken?(token: string): Promise<UiUser>;
   canRead(user: UiUser, requestId: string): boolean | Promise<boolean>;
 }
 
@@ -23,6 +29,18 @@ type UiNamespace = Namespace<UiToServerEvents, ServerToUiEvents, Record<string, 
 
 const FLEET_ROOM = 'fleet';
 const requestRoom = (id: string) => `request:${id}`;
+const tokenRoom = (id: string) => `token:${id}`;
+
+/** The API token a handshake presents (socket.io `auth: { token }`, or an Authorization: Bearer header). */
+function handshakeToken(h: {
+  auth: Record<string, unknown>;
+  headers: Record<string, unknown>;
+}): string | null {
+  if (typeof h.auth.token === 'string') return h.auth.token;
+  const header = h.headers.authorization;
+  if (typeof header !== 'string') return null;
+  return /^Bearer +(\S+) *$/i.exec(header)?.[1] ?? '';
+}
 
 /** An Error socket.io sends as `connect_error`, its `data` the error's JSON form. */
 export function connectError(err: unknown): Error & { data: unknown } {
@@ -36,7 +54,14 @@ export class UiGateway {
   constructor(io: Server, ports: UiGatewayPorts, log: Logger) {
     this.nsp = io.of('/ui') as UiNamespace;
     this.nsp.use((socket, next) => {
-      ports.authenticate(socket.handshake.headers.cookie).then(
+      const token = handshakeToken(socket.handshake);
+      const who =
+        token === null
+          ? ports.authenticate(socket.handshake.headers.cookie)
+          : ports.authenticateToken
+            ? ports.authenticateToken(token)
+            : Promise.reject(new AppError('TOKEN_INVALID', 'API tokens are not accepted here'));
+      who.then(
         (user) => {
           if (!user) {
             next(connectError(new AppError('UNAUTHENTICATED', 'sign in first')));
@@ -46,13 +71,15 @@ export class UiGateway {
           next();
         },
         (err: unknown) => {
-          log.error({ err }, 'ui socket authentication failed');
+          if (!(err instanceof AppError) || err.status >= 500)
+            log.error({ err }, 'ui socket authentication failed');
           next(connectError(err));
         },
       );
     });
     this.nsp.on('connection', (socket) => {
       void socket.join(FLEET_ROOM);
+      if (socket.data.user.tokenId) void socket.join(tokenRoom(socket.data.user.tokenId));
       socket.on('subscribe', (msg, ack) => {
         const reply = typeof ack === 'function' ? ack : () => undefined;
         const parsed = Subscribe.safeParse(msg);
@@ -89,6 +116,11 @@ export class UiGateway {
 
   executionOutput(msg: UiEvent<'execution:output'>): void {
     this.nsp.to(requestRoom(msg.requestId)).emit('execution:output', msg);
+  }
+
+  /** Drops the sockets opened with a revoked token, on every replica. */
+  tokenRevoked(tokenId: string): void {
+    this.nsp.in(tokenRoom(tokenId)).disconnectSockets(true);
   }
 
   async close(): Promise<void> {

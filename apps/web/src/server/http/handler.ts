@@ -8,11 +8,12 @@ import { z } from 'zod';
 import { can } from '@pyreach/protocol/api';
 import { httpStatusOf, type ApiFailure, type ErrorCode } from '@pyreach/protocol/errors';
 import type { RouteSpec } from '@pyreach/protocol/routes';
-import { userActor, type Actor } from '../services/actor';
+import type { Actor } from '../services/actor';
 import { isOutcome } from '../services/effects';
 import { AppError, bodyOf, type Classified } from '../services/app-error';
 import type { SessionUser } from '../services/sessions';
 import { BodyTooLarge, readBodyText } from './body';
+import { authenticateCaller, type Caller } from './caller';
 import { httpPlane, type HttpPlane } from './plane';
 
 export type { SessionUser };
@@ -112,11 +113,25 @@ export function handle<S extends RouteSpec>(
       if (plane.isShuttingDown())
         return errorResponse('SHUTTING_DOWN', 'the server is shutting down; retry shortly');
 
-      let user: SessionUser | null = null;
+      const services = plane.services;
+      let caller: Caller | null = null;
       if (spec.auth !== 'public' || spec.optionalSession)
-        user = await plane.services.sessions.fromHeaders(req.headers);
+        caller = await authenticateCaller(req, {
+          fromHeaders: (h) => services.sessions.fromHeaders(h),
+          fromToken: (t) => services.serviceAccounts.authenticate(t),
+        });
+      const user = caller?.user ?? null;
       if (spec.auth !== 'public') {
-        if (!user) return errorResponse('UNAUTHENTICATED', 'sign in first');
+        if (!caller || !user) return errorResponse('UNAUTHENTICATED', 'sign in first');
+        if (
+          spec.auth !== 'session' &&
+          caller.actor.type === 'service' &&
+          spec.auth.action === 'request:review'
+        )
+          return errorResponse(
+            'PERSON_REQUIRED',
+            'reviews need a person signed in recently; API tokens can never approve or reject',
+          );
         if (spec.auth !== 'session' && !can(user.role, spec.auth.action)) {
           return errorResponse('FORBIDDEN', `role '${user.role}' may not ${spec.auth.action}`);
         }
@@ -158,7 +173,7 @@ export function handle<S extends RouteSpec>(
         body = b.data;
       }
 
-      const actor = user ? userActor(user) : null;
+      const actor = caller?.actor ?? null;
       const out = await impl({
         services: plane.services,
         plane,

@@ -2,7 +2,7 @@ import { canonicalJson } from '@pyreach/protocol/canonical';
 import { GENESIS_HASH, auditHash, type AuditHashFields } from '@pyreach/protocol/audit';
 import type { JsonObject } from '@pyreach/protocol/common';
 import type { AuditEvent, Db, PrismaClient, Tx } from '@pyreach/db';
-import { actorColumns, type Actor } from './actor';
+import { actorColumns, actorData, type Actor } from './actor';
 import { AppError } from './errors';
 
 export { GENESIS_HASH, auditHash, type AuditHashFields };
@@ -66,7 +66,7 @@ function chainLink(head: ChainHead, input: AuditInput, now: Date) {
   const at = new Date(Math.max(now.getTime(), head?.at.getTime() ?? 0));
   const prevHash = head?.hash ?? GENESIS_HASH;
   const actor = actorColumns(input.actor);
-  const data = JSON.parse(canonicalJson(input.data ?? {})) as JsonObject;
+  const data = JSON.parse(canonicalJson({ ...input.data, ...actorData(input.actor) })) as JsonObject;
   const fields: AuditHashFields = {
     seq: seq.toString(),
     at: at.toISOString(),

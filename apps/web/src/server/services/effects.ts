@@ -36,6 +36,8 @@ export type Effect =
   | { kind: 'cancel-job'; agentId: string; jobId: string }
   /** An agent was revoked: tell it and drop its connections on every replica. */
   | { kind: 'agent-revoked'; agentId: string; reason: string }
+  /** An API token was revoked: drop the /ui sockets opened with it, on every replica. */
+  | { kind: 'token-revoked'; tokenId: string }
   /** There may be work to dispatch. */
   | { kind: 'wake'; why: WakeReason };
 

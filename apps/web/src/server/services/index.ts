@@ -8,8 +8,10 @@ import { SCRIPTS, describeScript } from '@pyreach/scripts';
 import {
   Role,
   ScriptSummary,
+  type CreateApiToken,
   type CreateJoinToken,
   type CreateRequest,
+  type CreateServiceAccount,
   type CreateUser,
   type PolicyInput,
   type TargetsInput,
@@ -30,6 +32,7 @@ import * as inventory from './inventory';
 import * as jobs from './jobs';
 import * as policy from './policy';
 import * as requests from './requests';
+import * as serviceAccounts from './service-accounts';
 import * as sessions from './sessions';
 import type { SigningKeyPair } from './signing';
 import * as users from './users';
@@ -171,6 +174,26 @@ export function createServices(d: ServiceDeps) {
       },
       names: async (ids: string[]) => ({ users: await users.namesOf(db, ids) }),
       ensure: (input: CreateUser) => users.ensureUser(db, input, d.auth.hashPassword),
+    },
+
+    serviceAccounts: {
+      authenticate: (token: string) => serviceAccounts.authenticateToken(db, token, clock()),
+      list: async (actor: Actor) => ({
+        serviceAccounts: await serviceAccounts.listServiceAccounts(db, actor, clock()),
+      }),
+      create: async (actor: Actor, body: CreateServiceAccount) =>
+        outcome({ serviceAccount: await serviceAccounts.createServiceAccount(db, actor, body, clock()) }),
+      listTokens: async (actor: Actor, id: string) => ({
+        tokens: await serviceAccounts.listApiTokens(db, actor, id, clock()),
+      }),
+      async createToken(actor: Actor, id: string, body: CreateApiToken) {
+        const t = await serviceAccounts.createApiToken(db, actor, id, body, clock());
+        return outcome({ token: t.token, tokenId: t.tokenId, expiresAt: t.expiresAt.toISOString() });
+      },
+      async revokeToken(actor: Actor, tokenId: string) {
+        const token = await serviceAccounts.revokeApiToken(db, actor, tokenId, clock());
+        return outcome({ token }, [{ kind: 'token-revoked', tokenId }]);
+      },
     },
 
     agents: {

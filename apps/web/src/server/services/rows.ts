@@ -34,6 +34,7 @@ export const labelsOf = column(Labels, 'labels');
 export const cmdlineOf = column(z.array(z.string()), 'command line');
 export const threadsOf = column(z.array(z.object({ tid: z.number().int(), main: z.boolean() })), 'threads');
 export const rolesOf = column(z.array(Role), 'roles');
+export const roleOf = column(Role, 'role');
 export const executionStateOf = column(ExecutionState, 'execution state');
 export const requestStateOf = column(RequestState, 'request state');
 export const execErrorOf = column(ExecError.nullable(), 'execution error');
