@@ -184,9 +184,13 @@ export function createServices(d: ServiceDeps) {
         const processes = await inventory.matchSelector(db, selector, { limit: limit ?? 1000 });
         return { count: processes.length, processes };
       },
-      view: async (filter: { includeRevoked?: boolean }) => ({
-        hosts: await inventory.fleetView(db, filter, (id) => presence.isConnectedHere(id)),
-      }),
+      view: ({
+        label,
+        ...filter
+      }: Omit<inventory.FleetFilter, 'labels'> & { label?: Record<string, string> }) =>
+        inventory.fleetView(db, { ...filter, labels: label }, (id) => presence.isConnectedHere(id)),
+      process: (id: string) =>
+        inventory.processDetail(db, id, (agentId) => presence.isConnectedHere(agentId)),
       snapshot: (agentId: string, snap: InventorySnapshot) =>
         inventory.saveSnapshot(db, agentId, snap, clock()),
       delta: (agentId: string, delta: InventoryDelta) => inventory.applyDelta(db, agentId, delta, clock()),
