@@ -509,6 +509,8 @@ export const AuditEventRow = z.object({
   action: z.string(),
   subjectType: z.string().nullable(),
   subjectId: z.string().nullable(),
+  /** The subject's current name (a user, agent, policy, request...), resolved when read; null if gone. */
+  subjectName: z.string().nullable(),
   data: z.unknown(),
   prevHash: z.string(),
   hash: z.string(),

@@ -80,6 +80,8 @@ const LabelsQuery = z
   .pipe(Labels);
 const AuditFilter = {
   actorId: z.string().max(128).optional(),
+  /** Who acted, as a person types it: a user's or agent's name, or a user's e-mail (case-insensitive). */
+  actor: z.string().min(1).max(256).optional(),
   action: z.string().max(128).optional(),
   subjectType: z.string().max(64).optional(),
   subjectId: z.string().max(128).optional(),
@@ -394,6 +396,8 @@ export const routes = {
       .object({
         format: z.enum(['jsonl', 'csv']).default('jsonl'),
         ...AuditFilter,
+        /** The same free text as the explorer's: an export holds exactly the rows the filters show. */
+        text: z.string().max(256).optional(),
       })
       .strict(),
   }),

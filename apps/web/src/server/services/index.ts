@@ -247,7 +247,7 @@ export function createServices(d: ServiceDeps) {
     audit: {
       async query(q: AuditQueryInput) {
         const page = await audit.queryAudit(db, withDates(q));
-        return { events: page.items, nextCursor: page.nextCursor };
+        return { events: await audit.withSubjectNames(db, page.items), nextCursor: page.nextCursor };
       },
       async verify() {
         const r = await audit.verifyAuditChain(db);
@@ -261,7 +261,7 @@ export function createServices(d: ServiceDeps) {
         {
           format,
           ...filter
-        }: Omit<AuditQueryInput, 'cursor' | 'limit' | 'text'> & {
+        }: Omit<AuditQueryInput, 'cursor' | 'limit'> & {
           format: 'jsonl' | 'csv';
         },
       ) {
