@@ -293,7 +293,7 @@ export function FleetView() {
                                 title={cmd}
                                 data-testid="process-cmdline"
                               >
-                                {middleEllipsis(cmd, 90)}
+                                {middleEllipsis(cmd, 56)}
                               </code>
                               {container ? (
                                 <span
