@@ -137,6 +137,7 @@ describe('script library against a real CPython 3.14 target', () => {
     const res = await runScript('interpreter.info', {});
     assertSucceeded(res);
     assert.deepEqual(res.result.versionInfo.slice(0, 2), [3, 14]);
+    assert.match(res.output, /^Python 3\.14\.\d+ \(cpython\)/, 'a dotted version, not [3, 14, 10]');
     assert.equal(res.result.pid, target.pid);
     assert.equal(res.result.remoteDebugEnabled, true);
     assert.ok(res.result.modules.includes('asyncio'));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AgentErrorCode } from './agent';
-import { CreateRequest, PERMISSIONS, PolicyInput, ROLES, Targets, UpdateRequest, can } from './api';
+import { CreateRequest, PERMISSIONS, PolicyInput, ROLES, Review, Targets, UpdateRequest, can } from './api';
 import { ApiFailure, ErrorCode, httpStatusOf, isRetryable } from './errors';
 import { routes } from './routes';
 
@@ -71,6 +71,21 @@ describe('request shapes', () => {
     assert.equal(r.success, false);
     assert.match(r.error?.issues[0]?.message ?? '', /approver role/);
     assert.equal(PolicyInput.safeParse({ name: 'x', requiredApprovals: 0, approverRoles: [] }).success, true);
+  });
+});
+
+describe('reviews', () => {
+  it('a rejection needs a comment, named as the failing field; an approval does not', () => {
+    for (const comment of [undefined, '', '   ']) {
+      const r = Review.safeParse({ decision: 'reject', ...(comment === undefined ? {} : { comment }) });
+      assert.equal(r.success, false);
+      assert.deepEqual(
+        r.error?.issues.map((i) => i.path),
+        [['comment']],
+      );
+    }
+    assert.ok(Review.safeParse({ decision: 'reject', comment: 'wrong logger' }).success);
+    assert.ok(Review.safeParse({ decision: 'approve' }).success);
   });
 });
 

@@ -179,9 +179,14 @@ export const UpdateRequest = z
 export type UpdateRequest = z.input<typeof UpdateRequest>;
 
 export const ReviewDecision = z.enum(['approve', 'reject']);
+/** A vote. A rejection must say why (the requester needs to know what to change): `comment` is required. */
 export const Review = z
   .object({ decision: ReviewDecision, comment: z.string().max(2000).optional() })
-  .strict();
+  .strict()
+  .refine((r) => r.decision !== 'reject' || (r.comment ?? '').trim().length > 0, {
+    path: ['comment'],
+    message: 'a rejection needs a comment saying why',
+  });
 export type Review = z.infer<typeof Review>;
 
 // ---- policies -----------------------------------------------------------------------------------------------
@@ -387,6 +392,39 @@ export const FleetHost = z.object({
 });
 export type FleetHost = z.infer<typeof FleetHost>;
 
+/** One page of the fleet view: hosts holding the page's processes (in host, pid order) and fleet-wide totals. */
+export const FleetPage = z.object({
+  hosts: z.array(FleetHost),
+  /** Processes matching the filters: `total` of them, this page is [offset, offset + limit). */
+  page: z.object({ offset: z.number().int(), limit: z.number().int(), total: z.number().int() }),
+  /** The whole fleet, whatever the filters: for the header line. */
+  totals: z.object({ hosts: z.number().int(), online: z.number().int(), processes: z.number().int() }),
+  /** Every `key=value` label of the fleet's agents, sorted (the label filter's choices). */
+  labels: z.array(z.string()),
+});
+export type FleetPage = z.infer<typeof FleetPage>;
+
+/** A request that ran (or is to run) on one process, newest first: the fleet drawer's "recent requests". */
+export const ProcessRequestRow = z.object({
+  requestId: Id,
+  kind: z.string(),
+  scriptId: z.string().nullable(),
+  reason: z.string(),
+  requestState: RequestState,
+  executionState: ExecutionState,
+  queuedAt: Time,
+  finishedAt: Time.nullable(),
+});
+export type ProcessRequestRow = z.infer<typeof ProcessRequestRow>;
+
+/** One process with its host and the requests on it (the fleet's detail drawer). */
+export const FleetProcessDetail = z.object({
+  host: FleetHost.omit({ processes: true }),
+  process: FleetProcess,
+  recentRequests: z.array(ProcessRequestRow),
+});
+export type FleetProcessDetail = z.infer<typeof FleetProcessDetail>;
+
 /** The JSON Schema (2020-12) of a library script's parameters, as far as the dashboard's form reads it. */
 export interface JsonSchema {
   type?: string | string[];
@@ -541,6 +579,8 @@ export const AuditEventRow = z.object({
   action: z.string(),
   subjectType: z.string().nullable(),
   subjectId: z.string().nullable(),
+  /** The subject's current name (a user, agent, policy, request...), resolved when read; null if gone. */
+  subjectName: z.string().nullable(),
   data: z.unknown(),
   prevHash: z.string(),
   hash: z.string(),

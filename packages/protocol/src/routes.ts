@@ -18,7 +18,8 @@ import {
   CreateJoinToken,
   CreateRequest,
   CreateUser,
-  FleetHost,
+  FleetPage,
+  FleetProcessDetail,
   HostSummary,
   Me,
   PolicyInput,
@@ -84,6 +85,8 @@ const LabelsQuery = z
   .pipe(Labels);
 const AuditFilter = {
   actorId: z.string().max(128).optional(),
+  /** Who acted, as a person types it: a user's or agent's name, or a user's e-mail (case-insensitive). */
+  actor: z.string().min(1).max(256).optional(),
   action: z.string().max(128).optional(),
   subjectType: z.string().max(64).optional(),
   subjectId: z.string().max(128).optional(),
@@ -450,6 +453,8 @@ export const routes = {
       .object({
         format: z.enum(['jsonl', 'csv']).default('jsonl'),
         ...AuditFilter,
+        /** The same free text as the explorer's: an export holds exactly the rows the filters show. */
+        text: z.string().max(256).optional(),
       })
       .strict(),
   }),
@@ -463,11 +468,33 @@ export const routes = {
   uiFleet: defineRoute({
     method: 'GET',
     path: '/api/ui/fleet',
-    summary: 'Hosts with agent facts and full process snapshots (dashboard)',
+    summary: 'One page of processes (filtered on the server) with their hosts, and fleet totals (dashboard)',
     tag: 'fleet',
     auth: { action: 'fleet:read' },
-    query: z.object({ includeRevoked: Bool.optional() }).strict(),
-    response: z.object({ hosts: z.array(FleetHost) }),
+    query: z
+      .object({
+        includeRevoked: Bool.optional(),
+        /** Words that must all appear in hostname, pid, user, executable, command line, container or version. */
+        q: z.string().max(256).optional(),
+        /** Hosts whose agent has all these labels (`key=value,...`). */
+        label: LabelsQuery.optional(),
+        status: z.enum(['online', 'offline']).optional(),
+        debug: z.enum(['on', 'off', 'unknown']).optional(),
+        offset: z.coerce.number().int().min(0).max(1_000_000).optional(),
+        limit: z.coerce.number().int().min(1).max(500).optional(),
+      })
+      .strict(),
+    response: FleetPage,
+  }),
+  /** The fleet's detail drawer: one process, its host, and the latest requests that targeted it. */
+  uiFleetProcess: defineRoute({
+    method: 'GET',
+    path: '/api/ui/fleet/processes/{id}',
+    summary: 'One process with its host and recent requests on it (dashboard)',
+    tag: 'fleet',
+    auth: { action: 'fleet:read' },
+    params: IdParam,
+    response: FleetProcessDetail,
   }),
   /** Display names for user ids: approvers see who asked and who voted (/api/users is the admin's list). */
   uiNames: defineRoute({

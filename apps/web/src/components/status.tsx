@@ -66,3 +66,20 @@ export function LabelList({ labels }: { labels: Record<string, string> | null | 
     </span>
   );
 }
+
+/** A process's `sys.remote_exec` availability as the agent last saw it (unknown: why, on hover). */
+export function RemoteDebugBadge({
+  p,
+}: {
+  p: { remoteDebugEnabled: boolean | null; inspectError?: string | null };
+}) {
+  return p.remoteDebugEnabled === true ? (
+    <Badge variant="success">on</Badge>
+  ) : p.remoteDebugEnabled === false ? (
+    <Badge variant="destructive">off</Badge>
+  ) : (
+    <Badge variant="muted" title={p.inspectError ?? undefined}>
+      unknown
+    </Badge>
+  );
+}

@@ -7,7 +7,7 @@ const params = z.object({
 
 export const interpreterInfo: ScriptDefinition<typeof params> = {
   id: 'interpreter.info',
-  version: 2,
+  version: 3,
   title: 'Interpreter facts',
   description:
     'Version, executable, flags, GIL state, loaded modules and sys.path of the running interpreter.',
@@ -40,7 +40,7 @@ facts = {
 }
 if params.get("includeModules", True):
     facts["modules"] = sorted(sys.modules)
-print(f"Python {facts['versionInfo']} ({facts['implementation']}) at {facts['executable']}, pid {facts['pid']}")
+print(f"Python {'.'.join(map(str, facts['versionInfo']))} ({facts['implementation']}) at {facts['executable']}, pid {facts['pid']}")
 print(f"GIL enabled: {gil}; remote debugging: {facts['remoteDebugEnabled']}; threads: {facts['threads']}")
 print(f"{facts['moduleCount']} modules loaded; sys.path:")
 for p in facts["path"]:

@@ -26,6 +26,7 @@ type Decision = 'approve' | 'reject';
 export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 'id'>; onDone: () => void }) {
   const user = useUser();
   const [comment, setComment] = useState('');
+  const [commentError, setCommentError] = useState<string | null>(null);
   const [busy, setBusy] = useState<Decision | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [reauthFor, setReauthFor] = useState<Decision | null>(null);
@@ -34,6 +35,11 @@ export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 
   const [reauthBusy, setReauthBusy] = useState(false);
 
   async function vote(decision: Decision) {
+    if (decision === 'reject' && !comment.trim()) {
+      setCommentError('Say why you reject it: the requester sees this comment.');
+      return;
+    }
+    setCommentError(null);
     setBusy(decision);
     setError(null);
     try {
@@ -78,7 +84,8 @@ export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 
       <Field
         id={`review-comment-${request.id}`}
         label="Comment"
-        hint="Shown to the requester and kept in the audit log."
+        hint="Shown to the requester and kept in the audit log. Required to reject."
+        error={commentError}
       >
         <Textarea
           id={`review-comment-${request.id}`}

@@ -211,6 +211,8 @@ function hashFieldsOf(e: AuditEvent): AuditHashFields {
 
 export interface AuditFilter {
   actorId?: string;
+  /** A user's or agent's name, or a user's e-mail, case-insensitive (the explorer's actor box). */
+  actor?: string;
   action?: string;
   subjectType?: string;
   subjectId?: string;
@@ -306,9 +308,18 @@ async function fetchPage(db: Db, f: AuditFilter, p: PageOpts): Promise<AuditEven
   const params: unknown[] = [];
   const add = (sql: string, value: unknown) => {
     params.push(value);
-    where.push(sql.replace('?', `$${params.length}`));
+    where.push(sql.replaceAll('?', `$${params.length}`));
   };
   if (f.actorId !== undefined) add('"actorId" = ?', f.actorId);
+  if (f.actor !== undefined) {
+    // The name recorded with the event (as it was then), or whoever has that name or e-mail now.
+    add(
+      `(lower("actorName") = lower(?) OR "actorId" IN (
+         SELECT "id" FROM "user" WHERE lower("email") = lower(?) OR lower("name") = lower(?)
+         UNION ALL SELECT "id" FROM "agent" WHERE lower("name") = lower(?)))`,
+      f.actor,
+    );
+  }
   if (f.action !== undefined) add('"action" = ?', f.action);
   if (f.subjectType !== undefined) add('"subjectType" = ?', f.subjectType);
   if (f.subjectId !== undefined) add('"subjectId" = ?', f.subjectId);
@@ -333,6 +344,56 @@ async function fetchPage(db: Db, f: AuditFilter, p: PageOpts): Promise<AuditEven
       ORDER BY "seq" ${p.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $${params.length}`;
   const rows = await db.$queryRawUnsafe<AuditEvent[]>(sql, ...params);
   return rows.map((r) => ({ ...r, seq: BigInt(r.seq), at: new Date(r.at) }));
+}
+
+/** How each subject type is named for a person, as SQL over the page's ids (a JSON array in $1). */
+const SUBJECT_NAMES: Record<string, string> = {
+  user: `SELECT 'user' AS t, "id", "name" || ' <' || "email" || '>' AS name FROM "user"`,
+  agent: `SELECT 'agent' AS t, "id", "name" AS name FROM "agent"`,
+  policy: `SELECT 'policy' AS t, "id", "name" AS name FROM "policy"`,
+  request: `SELECT 'request' AS t, "id", coalesce("scriptId", 'custom code') || ': ' || left("reason", 80) AS name
+              FROM "injection_request"`,
+  execution: `SELECT 'execution' AS t, e."id", 'pid ' || e."pid" || ' on ' || a."name" AS name
+                FROM "execution" e JOIN "agent" a ON a."id" = e."agentId"`,
+  join_token: `SELECT 'join_token' AS t, "id", coalesce("note", 'join token') AS name FROM "join_token"`,
+};
+
+/**
+ * The events with their subject's current name next to the id (`subjectName`, null when the subject is gone
+ * or of a type without names), resolved for the whole page in one query.
+ */
+export async function withSubjectNames<E extends Pick<AuditEvent, 'subjectType' | 'subjectId'>>(
+  db: Db,
+  events: E[],
+): Promise<(E & { subjectName: string | null })[]> {
+  const byType = new Map<string, Set<string>>();
+  for (const e of events) {
+    if (e.subjectType && e.subjectId && SUBJECT_NAMES[e.subjectType])
+      (byType.get(e.subjectType) ?? byType.set(e.subjectType, new Set()).get(e.subjectType)!).add(
+        e.subjectId,
+      );
+  }
+  const names = new Map<string, string>();
+  if (byType.size > 0) {
+    const parts: string[] = [];
+    const params: string[] = [];
+    for (const [type, ids] of byType) {
+      params.push(JSON.stringify([...ids]));
+      const idCol = type === 'execution' ? 'e."id"' : '"id"';
+      parts.push(
+        `${SUBJECT_NAMES[type]} WHERE ${idCol} IN (SELECT jsonb_array_elements_text($${params.length}::jsonb))`,
+      );
+    }
+    const rows = await db.$queryRawUnsafe<{ t: string; id: string; name: string }[]>(
+      parts.join(' UNION ALL '),
+      ...params,
+    );
+    for (const r of rows) names.set(`${r.t}:${r.id}`, r.name);
+  }
+  return events.map((e) => ({
+    ...e,
+    subjectName: (e.subjectType && e.subjectId && names.get(`${e.subjectType}:${e.subjectId}`)) || null,
+  }));
 }
 
 const CSV_COLUMNS = [

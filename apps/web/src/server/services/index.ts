@@ -251,9 +251,13 @@ export function createServices(d: ServiceDeps) {
         const processes = await inventory.matchSelector(db, selector, { limit: limit ?? 1000 });
         return { count: processes.length, processes };
       },
-      view: async (filter: { includeRevoked?: boolean }) => ({
-        hosts: await inventory.fleetView(db, filter, (id) => presence.isConnectedHere(id)),
-      }),
+      view: ({
+        label,
+        ...filter
+      }: Omit<inventory.FleetFilter, 'labels'> & { label?: Record<string, string> }) =>
+        inventory.fleetView(db, { ...filter, labels: label }, (id) => presence.isConnectedHere(id)),
+      process: (id: string) =>
+        inventory.processDetail(db, id, (agentId) => presence.isConnectedHere(agentId)),
       snapshot: (agentId: string, snap: InventorySnapshot) =>
         inventory.saveSnapshot(db, agentId, snap, clock()),
       delta: (agentId: string, delta: InventoryDelta) => inventory.applyDelta(db, agentId, delta, clock()),
@@ -310,7 +314,7 @@ export function createServices(d: ServiceDeps) {
     audit: {
       async query(q: AuditQueryInput) {
         const page = await audit.queryAudit(db, withDates(q));
-        return { events: page.items, nextCursor: page.nextCursor };
+        return { events: await audit.withSubjectNames(db, page.items), nextCursor: page.nextCursor };
       },
       /** The chain, every checkpoint's signature, and the chain against the checkpoints (db + file sink). */
       async verify() {
@@ -342,7 +346,7 @@ export function createServices(d: ServiceDeps) {
         {
           format,
           ...filter
-        }: Omit<AuditQueryInput, 'cursor' | 'limit' | 'text'> & {
+        }: Omit<AuditQueryInput, 'cursor' | 'limit'> & {
           format: 'jsonl' | 'csv';
         },
       ) {

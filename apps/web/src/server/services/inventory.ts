@@ -5,12 +5,12 @@ import type {
   InventorySnapshot,
   PythonProcess as WireProcess,
 } from '@pyreach/protocol/inventory';
-import type { Db, Host, PrismaClient, PythonProcess, Tx } from '@pyreach/db';
+import type { Agent, Db, Host, PrismaClient, PythonProcess, Tx } from '@pyreach/db';
 import { agentOf } from './agents';
 import { outcome, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
-import { cmdlineOf, labelsOf, threadsOf } from './rows';
+import { cmdlineOf, executionStateOf, labelsOf, requestStateOf, threadsOf } from './rows';
 
 /** Which processes a selector names: hosts by label (all must match) and processes by substring. */
 export interface Selector {
@@ -241,21 +241,22 @@ export async function matchSelector(
   return listProcesses(db, { labels: selector.labels, ...selector.process, limit: opts.limit ?? 10_000 });
 }
 
-/**
- * The dashboard's fleet view: every host with its agent and its full process snapshot, in one read.
- * `connectedHere` says whether the agent holds a connection to this replica.
- */
-export async function fleetView(
-  db: Db,
-  filter: { includeRevoked?: boolean },
-  connectedHere: (agentId: string) => boolean,
-) {
-  const hosts = await db.host.findMany({
-    where: filter.includeRevoked ? {} : { agent: { revokedAt: null } },
-    orderBy: { hostname: 'asc' },
-    include: { agent: true, processes: { orderBy: { pid: 'asc' } } },
-  });
-  return hosts.map((h) => ({
+export interface FleetFilter {
+  includeRevoked?: boolean;
+  /** Words (whitespace-separated, case-insensitive) that must all appear in a process's searchable text. */
+  q?: string;
+  labels?: Labels;
+  status?: 'online' | 'offline';
+  debug?: 'on' | 'off' | 'unknown';
+  offset?: number;
+  /** Page size, 1..500 (default 100). */
+  limit?: number;
+}
+
+type HostWithAgent = Host & { agent: Agent };
+
+function fleetHostOf(h: HostWithAgent, connectedHere: (agentId: string) => boolean) {
+  return {
     id: h.id,
     hostname: h.hostname,
     os: h.os,
@@ -263,10 +264,142 @@ export async function fleetView(
     arch: h.arch,
     scannedAt: h.scannedAt,
     agent: { ...agentOf(h.agent), connectedHere: connectedHere(h.agent.id) },
-    processes: h.processes.map(({ hostId: _hostId, ...p }) => ({
-      ...p,
-      cmdline: cmdlineOf(p.cmdline),
-      threads: threadsOf(p.threads),
+  };
+}
+
+function fleetProcessOf({ hostId: _hostId, ...p }: PythonProcess) {
+  return { ...p, cmdline: cmdlineOf(p.cmdline), threads: threadsOf(p.threads) };
+}
+
+/** The text a fleet search looks in, as one lower-cased SQL expression over p (process) and h (host). */
+const SEARCH_TEXT = `lower(concat_ws(' ', h."hostname", p."pid"::text, p."user", p."exe",
+  array_to_string(ARRAY(SELECT jsonb_array_elements_text(p."cmdline")), ' '), p."container", p."pythonVersion"))`;
+
+/**
+ * The dashboard's fleet view, one page at a time: the processes matching every filter, ordered by hostname
+ * then pid, with the hosts they run on. Filters run in the database (one count, one page of ids), so the cost
+ * follows the page size, not the fleet's. Hosts with no process at all appear on the first page when their
+ * host-level filters match (so a fresh host is visible). `connectedHere`: whether this replica holds the agent.
+ */
+export async function fleetView(db: Db, filter: FleetFilter, connectedHere: (agentId: string) => boolean) {
+  const offset = Math.max(Math.trunc(filter.offset ?? 0), 0);
+  const limit = Math.min(Math.max(Math.trunc(filter.limit ?? 100), 1), 500);
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (sql: string, v: unknown) => {
+    params.push(v);
+    where.push(sql.replaceAll('?', `$${params.length}`));
+  };
+  if (!filter.includeRevoked) where.push('a."revokedAt" IS NULL');
+  if (filter.labels && Object.keys(filter.labels).length > 0)
+    add('a."labels" @> ?::jsonb', JSON.stringify(filter.labels));
+  if (filter.status === 'online') where.push(`a."status" = 'online'`);
+  if (filter.status === 'offline') where.push(`a."status" <> 'online'`);
+  const hostWhere = [...where];
+  const hostParams = [...params];
+  if (filter.debug === 'on') where.push('p."remoteDebugEnabled" = true');
+  if (filter.debug === 'off') where.push('p."remoteDebugEnabled" = false');
+  if (filter.debug === 'unknown') where.push('p."remoteDebugEnabled" IS NULL');
+  const words = (filter.q ?? '').toLowerCase().split(/\s+/).filter(Boolean).slice(0, 16);
+  for (const w of words) add(`strpos(${SEARCH_TEXT}, ?) > 0`, w);
+  const from = `FROM "python_process" p JOIN "host" h ON h."id" = p."hostId" JOIN "agent" a ON a."id" = h."agentId"`;
+  const cond = where.length ? `WHERE ${where.join(' AND ')}` : '';
+  const [counted] = await db.$queryRawUnsafe<{ n: bigint | number }[]>(
+    `SELECT count(*) AS n ${from} ${cond}`,
+    ...params,
+  );
+  const ids = await db.$queryRawUnsafe<{ id: string }[]>(
+    `SELECT p."id" ${from} ${cond} ORDER BY h."hostname", h."id", p."pid", p."startTime"
+      LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+    ...params,
+    limit,
+    offset,
+  );
+  const rows = ids.length
+    ? await db.pythonProcess.findMany({ where: { id: { in: ids.map((r) => r.id) } } })
+    : [];
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const page = ids.flatMap((r) => byId.get(r.id) ?? []);
+  // Empty hosts: only when no process-level filter could have excluded them, and only on the first page.
+  let emptyHostIds: string[] = [];
+  if (offset === 0 && filter.debug === undefined) {
+    const hostCond = [
+      ...hostWhere,
+      'NOT EXISTS (SELECT 1 FROM "python_process" p WHERE p."hostId" = h."id")',
+    ];
+    const hp = [...hostParams];
+    for (const w of words) {
+      hp.push(w);
+      hostCond.push(`strpos(lower(h."hostname"), $${hp.length}) > 0`);
+    }
+    emptyHostIds = (
+      await db.$queryRawUnsafe<{ id: string }[]>(
+        `SELECT h."id" FROM "host" h JOIN "agent" a ON a."id" = h."agentId" WHERE ${hostCond.join(' AND ')}
+          ORDER BY h."hostname" LIMIT 100`,
+        ...hp,
+      )
+    ).map((r) => r.id);
+  }
+  const hostIds = [...new Set([...page.map((p) => p.hostId), ...emptyHostIds])];
+  const hosts = await db.host.findMany({
+    where: { id: { in: hostIds } },
+    include: { agent: true },
+    orderBy: [{ hostname: 'asc' }, { id: 'asc' }],
+  });
+  const all = await db.host.findMany({
+    where: filter.includeRevoked ? {} : { agent: { revokedAt: null } },
+    select: { agent: { select: { status: true, labels: true } }, _count: { select: { processes: true } } },
+  });
+  const labelSet = new Set<string>();
+  for (const h of all)
+    for (const [k, v] of Object.entries(labelsOf(h.agent.labels))) labelSet.add(`${k}=${v}`);
+  return {
+    hosts: hosts.map((h) => ({
+      ...fleetHostOf(h, connectedHere),
+      processes: page.filter((p) => p.hostId === h.id).map(fleetProcessOf),
     })),
-  }));
+    page: { offset, limit, total: Number(counted?.n ?? 0) },
+    totals: {
+      hosts: all.length,
+      online: all.filter((h) => h.agent.status === 'online').length,
+      processes: all.reduce((n, h) => n + h._count.processes, 0),
+    },
+    labels: [...labelSet].sort(),
+  };
+}
+
+/** One process for the fleet's drawer: its host and the latest `recent` requests that targeted it. */
+export async function processDetail(
+  db: Db,
+  id: string,
+  connectedHere: (agentId: string) => boolean,
+  opts: { recent?: number } = {},
+) {
+  const p = await db.pythonProcess.findUnique({
+    where: { id },
+    include: { host: { include: { agent: true } } },
+  });
+  if (!p)
+    throw new AppError('NOT_FOUND', `no process ${id}`, { userMessage: 'this process is no longer known' });
+  const executions = await db.execution.findMany({
+    where: { agentId: p.host.agentId, pid: p.pid, startTime: p.startTime },
+    orderBy: { queuedAt: 'desc' },
+    take: opts.recent ?? 10,
+    include: { request: { select: { id: true, kind: true, scriptId: true, reason: true, state: true } } },
+  });
+  const { host, ...proc } = p;
+  return {
+    host: fleetHostOf(host, connectedHere),
+    process: fleetProcessOf(proc),
+    recentRequests: executions.map((e) => ({
+      requestId: e.request.id,
+      kind: e.request.kind,
+      scriptId: e.request.scriptId,
+      reason: e.request.reason,
+      requestState: requestStateOf(e.request.state),
+      executionState: executionStateOf(e.state),
+      queuedAt: e.queuedAt,
+      finishedAt: e.finishedAt,
+    })),
+  };
 }

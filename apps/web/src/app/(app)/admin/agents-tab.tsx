@@ -81,7 +81,12 @@ export function AgentsTab() {
                   <TD className="whitespace-nowrap text-muted-foreground">{formatTime(a.enrolledAt)}</TD>
                   <TD className="text-right">
                     {!a.revokedAt ? (
-                      <Button size="sm" variant="outline" onClick={() => setRevoking(a)}>
+                      <Button
+                        size="sm"
+                        variant="outline"
+                        aria-label={`Revoke ${a.name} (${a.id})`}
+                        onClick={() => setRevoking(a)}
+                      >
                         Revoke
                       </Button>
                     ) : null}
@@ -235,6 +240,19 @@ function RevokeDialog({
               token.
             </DialogDescription>
           </DialogHeader>
+          {/* Two agents may share a name: say exactly which one this is. */}
+          {agent ? (
+            <dl className="grid grid-cols-[auto_1fr] gap-x-3 gap-y-1 text-sm" data-testid="revoke-identity">
+              <dt className="text-muted-foreground">Agent id</dt>
+              <dd className="font-mono text-xs break-all">{agent.id}</dd>
+              <dt className="text-muted-foreground">Last seen</dt>
+              <dd title={agent.lastSeenAt ?? undefined}>{relativeTime(agent.lastSeenAt)}</dd>
+              <dt className="text-muted-foreground">Enrolled</dt>
+              <dd>{formatTime(agent.enrolledAt)}</dd>
+              <dt className="text-muted-foreground">Version</dt>
+              <dd className="font-mono text-xs">{agent.version}</dd>
+            </dl>
+          ) : null}
           <Field id="revoke-reason" label="Reason">
             <Input
               id="revoke-reason"

@@ -1,6 +1,7 @@
 'use client';
+import Link from 'next/link';
 import { useRouter, useSearchParams } from 'next/navigation';
-import { Fragment, useState, type FormEvent } from 'react';
+import { useState, type FormEvent } from 'react';
 import { DownloadIcon, SearchIcon, ShieldAlertIcon, ShieldCheckIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
 import { Alert } from '../../../components/ui/alert';
@@ -8,6 +9,13 @@ import { Badge } from '../../../components/ui/badge';
 import { Button } from '../../../components/ui/button';
 import { Card } from '../../../components/ui/card';
 import { CodeBlock } from '../../../components/ui/code-block';
+import {
+  Dialog,
+  DialogContent,
+  DialogDescription,
+  DialogHeader,
+  DialogTitle,
+} from '../../../components/ui/dialog';
 import { Input } from '../../../components/ui/input';
 import { Field } from '../../../components/ui/label';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
@@ -15,8 +23,9 @@ import { Table, TBody, TD, TH, THead, TR } from '../../../components/ui/table';
 import { useCall } from '../../../lib/client/api';
 import { useUser } from '../../../lib/client/session';
 import { formatTime } from '../../../lib/client/utils';
+import type { AuditEventRow } from '@pyreach/protocol/api';
 
-const FILTERS = ['actorId', 'action', 'subjectType', 'subjectId', 'from', 'to', 'text'] as const;
+const FILTERS = ['actor', 'actorId', 'action', 'subjectType', 'subjectId', 'from', 'to', 'text'] as const;
 type Filter = (typeof FILTERS)[number];
 
 /** datetime-local value → ISO with offset (the API wants an offset), and back. */
@@ -42,8 +51,8 @@ export function AuditExplorer() {
 
   const qs = new URLSearchParams();
   for (const f of FILTERS) if (applied[f]) qs.set(f, applied[f]);
-  const exportQs = new URLSearchParams(qs);
-  exportQs.delete('text');
+  // Exports take exactly the filters on screen, free text included.
+  const exportQs = qs;
   const cursor = cursors.at(-1);
   const { data, error, loading, reload } = useCall('queryAudit', {
     query: { ...Object.fromEntries(qs), limit: 50, ...(cursor ? { cursor } : {}) },
@@ -63,6 +72,18 @@ export function AuditExplorer() {
     router.replace('/audit');
   }
   const mayExport = user.role === 'approver' || user.role === 'admin';
+  /** Applies `patch` on top of the applied filters (an empty value removes that filter). */
+  function filterBy(patch: Partial<Record<Filter, string>>) {
+    const next = new URLSearchParams(qs);
+    for (const [k, v] of Object.entries(patch)) {
+      if (v) next.set(k, v);
+      else next.delete(k);
+    }
+    setDraft({ ...draft, ...patch });
+    setCursors([]);
+    router.replace(`/audit${next.size ? `?${next}` : ''}`);
+  }
+  const opened = data?.events.find((ev) => ev.seq === open) ?? null;
 
   return (
     <>
@@ -126,12 +147,12 @@ export function AuditExplorer() {
               placeholder="review.approve"
             />
           </Field>
-          <Field id="f-actor" label="Actor id">
+          <Field id="f-actor" label="Actor">
             <Input
               id="f-actor"
-              className="font-mono"
-              value={draft.actorId}
-              onChange={(e) => setDraft({ ...draft, actorId: e.target.value })}
+              value={draft.actor}
+              onChange={(e) => setDraft({ ...draft, actor: e.target.value })}
+              placeholder="name or e-mail"
             />
           </Field>
           <div className="grid grid-cols-2 gap-2">
@@ -200,8 +221,13 @@ export function AuditExplorer() {
             ) : null}
           </div>
         </form>
-        {applied.text && mayExport ? (
-          <p className="mt-2 text-xs text-muted-foreground">Exports apply every filter except free text.</p>
+        {applied.actorId ? (
+          <p className="mt-2 flex items-center gap-2 text-xs text-muted-foreground">
+            Only events by actor <code className="font-mono">{applied.actorId}</code>
+            <button type="button" className="underline" onClick={() => filterBy({ actorId: '' })}>
+              remove
+            </button>
+          </p>
         ) : null}
       </Card>
 
@@ -225,75 +251,48 @@ export function AuditExplorer() {
               </TR>
             </THead>
             <TBody>
-              {data.events.map((ev) => {
-                const k = String(ev.seq);
-                const isOpen = open === k;
-                return (
-                  <Fragment key={k}>
-                    <TR data-testid="audit-row" data-action={ev.action}>
-                      <TD className="font-mono tabular-nums text-muted-foreground">{k}</TD>
-                      <TD className="whitespace-nowrap">
-                        <time dateTime={ev.at}>{formatTime(ev.at)}</time>
-                      </TD>
-                      <TD>
-                        <span className="font-medium">{ev.actorName ?? '—'}</span>{' '}
-                        <Badge variant="muted">{ev.actorType}</Badge>
-                      </TD>
-                      <TD>
-                        <button
-                          type="button"
-                          className="font-mono text-xs underline-offset-2 hover:underline focus-visible:outline-2 focus-visible:outline-ring"
-                          aria-expanded={isOpen}
-                          onClick={() => setOpen(isOpen ? null : k)}
-                        >
-                          {ev.action}
-                        </button>
-                      </TD>
-                      <TD className="font-mono text-xs">
-                        {ev.subjectType ? (
-                          <button
-                            type="button"
-                            className="hover:underline"
-                            title="Filter by this target"
-                            onClick={() => {
-                              setDraft({
-                                ...draft,
-                                subjectType: ev.subjectType ?? '',
-                                subjectId: ev.subjectId ?? '',
-                              });
-                              const next = new URLSearchParams(qs);
-                              next.set('subjectType', ev.subjectType ?? '');
-                              if (ev.subjectId) next.set('subjectId', ev.subjectId);
-                              setCursors([]);
-                              router.replace(`/audit?${next}`);
-                            }}
-                          >
-                            {ev.subjectType}:{ev.subjectId}
-                          </button>
-                        ) : (
-                          '—'
-                        )}
-                      </TD>
-                      <TD className="font-mono text-xs text-muted-foreground" title={ev.hash}>
-                        {ev.hash.slice(0, 10)}…
-                      </TD>
-                    </TR>
-                    {isOpen ? (
-                      <TR>
-                        <TD colSpan={6} className="bg-muted/30">
-                          <CodeBlock label={`Event #${k} data (prev ${ev.prevHash.slice(0, 12)}…)`}>
-                            {JSON.stringify(ev.data, null, 2)}
-                          </CodeBlock>
-                        </TD>
-                      </TR>
-                    ) : null}
-                  </Fragment>
-                );
-              })}
+              {data.events.map((ev) => (
+                <TR
+                  key={ev.seq}
+                  data-testid="audit-row"
+                  data-action={ev.action}
+                  className="cursor-pointer"
+                  onClick={() => setOpen(ev.seq)}
+                >
+                  <TD className="font-mono tabular-nums text-muted-foreground">{ev.seq}</TD>
+                  <TD className="whitespace-nowrap">
+                    <time dateTime={ev.at}>{formatTime(ev.at)}</time>
+                  </TD>
+                  <TD onClick={(e) => e.stopPropagation()}>
+                    <ActorCell ev={ev} onFilter={filterBy} />
+                  </TD>
+                  <TD>
+                    <button
+                      type="button"
+                      className="font-mono text-xs underline-offset-2 hover:underline focus-visible:outline-2 focus-visible:outline-ring"
+                      aria-haspopup="dialog"
+                      data-testid="open-event"
+                      onClick={(e) => {
+                        e.stopPropagation();
+                        setOpen(ev.seq);
+                      }}
+                    >
+                      {ev.action}
+                    </button>
+                  </TD>
+                  <TD className="max-w-80" onClick={(e) => e.stopPropagation()}>
+                    <SubjectCell ev={ev} onFilter={filterBy} />
+                  </TD>
+                  <TD className="font-mono text-xs text-muted-foreground" title={ev.hash}>
+                    {ev.hash.slice(0, 10)}…
+                  </TD>
+                </TR>
+              ))}
             </TBody>
           </Table>
         </Card>
       )}
+      <EventDialog ev={opened} onClose={() => setOpen(null)} onFilter={filterBy} />
       <div className="mt-3 flex items-center gap-2">
         <Button
           variant="outline"
@@ -314,5 +313,126 @@ export function AuditExplorer() {
         <span className="text-xs text-muted-foreground">page {cursors.length + 1}</span>
       </div>
     </>
+  );
+}
+
+type OnFilter = (patch: Partial<Record<Filter, string>>) => void;
+
+/** Where a subject lives in the dashboard, when it has a page. */
+function subjectHref(type: string | null, id: string | null): string | null {
+  if (!type || !id) return null;
+  if (type === 'request') return `/requests/${encodeURIComponent(id)}`;
+  if (type === 'agent') return '/admin?tab=agents';
+  if (type === 'policy') return '/admin?tab=policies';
+  if (type === 'user') return '/admin?tab=users';
+  return null;
+}
+
+function ActorCell({ ev, onFilter }: { ev: AuditEventRow; onFilter: OnFilter }) {
+  return (
+    <span className="flex flex-wrap items-center gap-1">
+      {ev.actorId ? (
+        <button
+          type="button"
+          className="font-medium underline-offset-2 hover:underline"
+          title={`Only events by ${ev.actorName ?? ev.actorId} (${ev.actorId})`}
+          data-testid="actor-link"
+          onClick={() => onFilter({ actorId: ev.actorId ?? '', actor: '' })}
+        >
+          {ev.actorName ?? ev.actorId}
+        </button>
+      ) : (
+        <span className="font-medium">{ev.actorName ?? '—'}</span>
+      )}
+      <Badge variant="muted">{ev.actorType}</Badge>
+    </span>
+  );
+}
+
+function SubjectCell({ ev, onFilter }: { ev: AuditEventRow; onFilter: OnFilter }) {
+  if (!ev.subjectType) return <span className="text-muted-foreground">—</span>;
+  const href = subjectHref(ev.subjectType, ev.subjectId);
+  const label = ev.subjectName ?? ev.subjectId ?? '';
+  return (
+    <span className="flex min-w-0 flex-wrap items-center gap-1 text-sm">
+      <Badge variant="outline" className="font-mono font-normal">
+        {ev.subjectType}
+      </Badge>
+      {href ? (
+        <Link
+          href={href}
+          className="min-w-0 truncate underline-offset-2 hover:underline"
+          title={ev.subjectId ?? undefined}
+          data-testid="subject-link"
+        >
+          {label}
+        </Link>
+      ) : (
+        <span className="min-w-0 truncate" title={ev.subjectId ?? undefined}>
+          {label}
+        </span>
+      )}
+      <button
+        type="button"
+        className="text-xs text-muted-foreground underline-offset-2 hover:underline"
+        title="Filter by this target"
+        onClick={() => onFilter({ subjectType: ev.subjectType ?? '', subjectId: ev.subjectId ?? '' })}
+      >
+        filter
+      </button>
+    </span>
+  );
+}
+
+/** One event, whole: who, what, on what, when, its data and its place in the hash chain. */
+function EventDialog({
+  ev,
+  onClose,
+  onFilter,
+}: {
+  ev: AuditEventRow | null;
+  onClose: () => void;
+  onFilter: OnFilter;
+}) {
+  return (
+    <Dialog open={ev !== null} onOpenChange={(o) => !o && onClose()}>
+      <DialogContent className="max-h-[90dvh] max-w-3xl overflow-y-auto" data-testid="event-dialog">
+        {ev ? (
+          <>
+            <DialogHeader>
+              <DialogTitle className="font-mono">
+                #{ev.seq} {ev.action}
+              </DialogTitle>
+              <DialogDescription>
+                <time dateTime={ev.at}>{formatTime(ev.at)}</time>
+              </DialogDescription>
+            </DialogHeader>
+            <dl className="grid grid-cols-[auto_minmax(0,1fr)] gap-x-4 gap-y-1.5 text-sm">
+              <dt className="text-muted-foreground">Actor</dt>
+              <dd>
+                <ActorCell ev={ev} onFilter={onFilter} />
+                {ev.actorId ? (
+                  <span className="block font-mono text-xs text-muted-foreground">{ev.actorId}</span>
+                ) : null}
+              </dd>
+              <dt className="text-muted-foreground">Target</dt>
+              <dd>
+                <SubjectCell ev={ev} onFilter={onFilter} />
+                {ev.subjectId ? (
+                  <span className="block font-mono text-xs text-muted-foreground">{ev.subjectId}</span>
+                ) : null}
+              </dd>
+              <dt className="text-muted-foreground">Hash</dt>
+              <dd className="font-mono text-xs break-all">{ev.hash}</dd>
+              <dt className="text-muted-foreground">Previous</dt>
+              <dd className="font-mono text-xs break-all">{ev.prevHash}</dd>
+            </dl>
+            <CodeBlock label="Data" testId="event-data">
+              {JSON.stringify(ev.data, null, 2)}
+            </CodeBlock>
+          </>
+        ) : null}
+      </DialogContent>
+    </Dialog>
   );
 }

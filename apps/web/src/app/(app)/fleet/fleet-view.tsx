@@ -1,9 +1,9 @@
 'use client';
 import Link from 'next/link';
-import { useMemo, useRef, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { CpuIcon, PlayIcon, SearchIcon, ServerIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
-import { LabelList, OnlineBadge } from '../../../components/status';
+import { LabelList, OnlineBadge, RemoteDebugBadge } from '../../../components/status';
 import { Badge } from '../../../components/ui/badge';
 import { Button } from '../../../components/ui/button';
 import { Card, CardContent, CardHeader } from '../../../components/ui/card';
@@ -11,43 +11,53 @@ import { Checkbox } from '../../../components/ui/checkbox';
 import { Input, NativeSelect } from '../../../components/ui/input';
 import { Label } from '../../../components/ui/label';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
-import { Table, TBody, TD, TH, THead, TR } from '../../../components/ui/table';
+import { TBody, TD, TH, THead, TR } from '../../../components/ui/table';
 import { useCall } from '../../../lib/client/api';
+import { containerOf, middleEllipsis, plural, processName } from '../../../lib/client/process';
 import { canDo, useUser } from '../../../lib/client/session';
 import { useUiEvent } from '../../../lib/client/socket';
 import type { FleetProcess } from '@pyreach/protocol/api';
 import { relativeTime } from '../../../lib/client/utils';
+import { ProcessDrawer } from './process-drawer';
 
-function processMatches(p: FleetProcess, q: string): boolean {
-  if (!q) return true;
-  const hay = [
-    String(p.pid),
-    p.user ?? '',
-    p.exe,
-    p.cmdline.join(' '),
-    p.container ?? '',
-    p.pythonVersion ?? '',
-  ]
-    .join(' ')
-    .toLowerCase();
-  return q
-    .toLowerCase()
-    .split(/\s+/)
-    .filter(Boolean)
-    .every((w) => hay.includes(w));
-}
-
+const PAGE = 100;
 const targetKey = (agentId: string, p: FleetProcess) => `${agentId}:${p.pid}:${p.startTime}`;
+
+/** The search box's value, settled: the server filters, so it is asked once typing pauses. */
+function useDebounced<T>(value: T, ms: number): T {
+  const [v, setV] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setV(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return v;
+}
 
 export function FleetView() {
   const user = useUser();
-  const { data, error, loading, reload } = useCall('uiFleet', {});
   const [query, setQuery] = useState('');
   const [status, setStatus] = useState<'all' | 'online' | 'offline'>('all');
   const [label, setLabel] = useState('');
-  const [debug, setDebug] = useState<'any' | 'on' | 'off'>('any');
+  const [debug, setDebug] = useState<'any' | 'on' | 'off' | 'unknown'>('any');
+  const [offset, setOffset] = useState(0);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [updatedAt, setUpdatedAt] = useState<number | null>(null);
+  const [drawer, setDrawer] = useState<string | null>(null);
+  const q = useDebounced(query.trim(), 250);
+
+  // A filter change goes back to the first page.
+  useEffect(() => setOffset(0), [q, status, label, debug]);
+
+  const { data, error, loading, reload } = useCall('uiFleet', {
+    query: {
+      ...(q ? { q } : {}),
+      ...(label ? { label } : {}),
+      ...(status !== 'all' ? { status } : {}),
+      ...(debug !== 'any' ? { debug } : {}),
+      ...(offset ? { offset } : {}),
+      limit: PAGE,
+    },
+  });
 
   // Inventory changes arrive as bursts; coalesce them into one refetch.
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
@@ -59,44 +69,10 @@ export function FleetView() {
     }, 300);
   });
 
-  const hosts = useMemo(() => data?.hosts ?? [], [data]);
-  const allLabels = useMemo(() => {
-    const s = new Set<string>();
-    for (const h of hosts) for (const [k, v] of Object.entries(h.agent.labels ?? {})) s.add(`${k}=${v}`);
-    return [...s].sort();
-  }, [hosts]);
-
-  const filtered = useMemo(() => {
-    return hosts
-      .filter(
-        (h) =>
-          status === 'all' ||
-          (status === 'online' ? h.agent.status === 'online' : h.agent.status !== 'online'),
-      )
-      .filter((h) => {
-        if (!label) return true;
-        const [k, v] = label.split('=');
-        return k !== undefined && h.agent.labels?.[k] === v;
-      })
-      .map((h) => {
-        const hostHit = query && h.hostname.toLowerCase().includes(query.toLowerCase());
-        const processes = h.processes
-          .filter(
-            (p) =>
-              debug === 'any' ||
-              (debug === 'on' ? p.remoteDebugEnabled === true : p.remoteDebugEnabled === false),
-          )
-          .filter((p) => hostHit || processMatches(p, query));
-        return { host: h, processes, hostHit };
-      })
-      .filter(({ processes, hostHit }) =>
-        !query && debug === 'any' ? true : processes.length > 0 || hostHit,
-      );
-  }, [hosts, status, label, debug, query]);
-
-  const online = hosts.filter((h) => h.agent.status === 'online').length;
-  const processCount = hosts.reduce((n, h) => n + h.processes.length, 0);
+  const hosts = data?.hosts ?? [];
+  const total = data?.page.total ?? 0;
   const mayRequest = canDo(user.role, 'request:create');
+  const filtering = !!(q || label || status !== 'all' || debug !== 'any');
 
   function toggle(key: string, on: boolean) {
     setSelected((prev) => {
@@ -113,8 +89,9 @@ export function FleetView() {
         title="Fleet"
         description={
           data ? (
-            <span aria-live="polite">
-              {hosts.length} hosts · {online} online · {processCount} Python processes
+            <span aria-live="polite" data-testid="fleet-totals">
+              {plural(data.totals.hosts, 'host')} · {data.totals.online} online ·{' '}
+              {plural(data.totals.processes, 'Python process', 'Python processes')}
               {updatedAt ? ` · updated ${relativeTime(new Date(updatedAt))}` : ''}
             </span>
           ) : (
@@ -141,7 +118,7 @@ export function FleetView() {
       />
 
       <div
-        className="mb-4 grid gap-3 sm:grid-cols-[1fr_auto_auto_auto]"
+        className="mb-4 grid gap-3 sm:grid-cols-[minmax(0,1fr)_auto_auto_auto]"
         role="search"
         aria-label="Filter the fleet"
       >
@@ -156,7 +133,7 @@ export function FleetView() {
           <Input
             id="fleet-search"
             type="search"
-            placeholder="Search host, pid, user, command line…"
+            placeholder="Search host, pid, user, script, command line…"
             className="pl-8"
             value={query}
             onChange={(e) => setQuery(e.target.value)}
@@ -182,7 +159,7 @@ export function FleetView() {
           </Label>
           <NativeSelect id="fleet-label" value={label} onChange={(e) => setLabel(e.target.value)}>
             <option value="">Any label</option>
-            {allLabels.map((l) => (
+            {(data?.labels ?? []).map((l) => (
               <option key={l} value={l}>
                 {l}
               </option>
@@ -201,6 +178,7 @@ export function FleetView() {
             <option value="any">Remote debug: any</option>
             <option value="on">Remote debug: on</option>
             <option value="off">Remote debug: off</option>
+            <option value="unknown">Remote debug: unknown</option>
           </NativeSelect>
         </div>
       </div>
@@ -209,7 +187,7 @@ export function FleetView() {
         <ErrorState error={error} onRetry={reload} title="Could not load the fleet" />
       ) : loading && !data ? (
         <LoadingRows rows={5} label="Loading the fleet" />
-      ) : hosts.length === 0 ? (
+      ) : data && data.totals.hosts === 0 ? (
         <EmptyState title="No hosts yet" icon={<ServerIcon />}>
           Hosts appear here when an agent enrols.{' '}
           {canDo(user.role, 'user:manage') ? (
@@ -224,12 +202,12 @@ export function FleetView() {
             'Ask an admin for a join token.'
           )}
         </EmptyState>
-      ) : filtered.length === 0 ? (
+      ) : hosts.length === 0 && filtering ? (
         <EmptyState title="Nothing matches these filters" icon={<SearchIcon />} />
       ) : (
-        <div className="grid gap-4" data-testid="fleet-hosts">
-          {filtered.map(({ host, processes }) => (
-            <Card key={host.id} data-testid="host-card" data-hostname={host.hostname}>
+        <div className="grid min-w-0 gap-4" data-testid="fleet-hosts" aria-busy={loading}>
+          {hosts.map((host) => (
+            <Card key={host.id} data-testid="host-card" data-hostname={host.hostname} className="min-w-0">
               <CardHeader className="flex-row flex-wrap items-center gap-x-3 gap-y-1">
                 <h2 className="flex items-center gap-2 font-semibold">
                   <ServerIcon aria-hidden="true" className="size-4 text-muted-foreground" />
@@ -255,45 +233,53 @@ export function FleetView() {
                 <span className="text-xs text-muted-foreground">
                   {host.os} · {host.kernel} · {host.arch}
                 </span>
-                <span className="ml-auto">
+                <span className="ml-auto min-w-0">
                   <LabelList labels={host.agent.labels} />
                 </span>
               </CardHeader>
-              <CardContent>
-                {processes.length === 0 ? (
+              <CardContent className="min-w-0">
+                {host.processes.length === 0 ? (
                   <p className="py-3 text-sm text-muted-foreground">
-                    No Python processes {host.processes.length ? 'match' : 'found on this host'}.
+                    No Python processes found on this host.
                   </p>
                 ) : (
-                  <Table aria-label={`Python processes on ${host.hostname}`}>
+                  // table-fixed with explicit widths: long command lines shrink (cut in the middle) instead of
+                  // pushing the table wider than the page.
+                  <table
+                    className="w-full table-fixed caption-bottom text-sm"
+                    aria-label={`Python processes on ${host.hostname}`}
+                  >
                     <THead>
                       <TR>
                         {mayRequest ? (
-                          <TH className="w-8">
+                          <TH className="w-10">
                             <span className="sr-only">Select</span>
                           </TH>
                         ) : null}
-                        <TH>PID</TH>
-                        <TH>User</TH>
-                        <TH>Python</TH>
-                        <TH>Remote debug</TH>
-                        <TH>Container</TH>
-                        <TH>Command line</TH>
-                        <TH className="text-right">Threads</TH>
+                        <TH>Process</TH>
+                        <TH className="w-28">PID</TH>
+                        <TH className="w-28">User</TH>
+                        <TH className="w-32">Python</TH>
+                        <TH className="w-32">Remote debug</TH>
+                        <TH className="w-24 text-right">Threads</TH>
                       </TR>
                     </THead>
                     <TBody>
-                      {processes.map((p) => {
+                      {host.processes.map((p) => {
                         const key = targetKey(host.agent.id, p);
                         const cmd = p.cmdline.join(' ');
+                        const container = containerOf(p);
                         return (
                           <TR
                             key={p.id}
                             data-testid="process-row"
+                            data-process-id={p.id}
                             data-state={selected.has(key) ? 'selected' : undefined}
+                            className="cursor-pointer"
+                            onClick={() => setDrawer(p.id)}
                           >
                             {mayRequest ? (
-                              <TD>
+                              <TD onClick={(e) => e.stopPropagation()}>
                                 <Checkbox
                                   aria-label={`Select pid ${p.pid} on ${host.hostname}`}
                                   checked={selected.has(key)}
@@ -301,13 +287,44 @@ export function FleetView() {
                                 />
                               </TD>
                             ) : null}
+                            <TD className="min-w-0">
+                              <button
+                                type="button"
+                                className="block max-w-full truncate text-left font-medium hover:underline focus-visible:outline-2 focus-visible:outline-ring"
+                                data-testid="process-name"
+                                aria-label={`Details of ${processName(p)}, pid ${p.pid} on ${host.hostname}`}
+                                onClick={(e) => {
+                                  e.stopPropagation();
+                                  setDrawer(p.id);
+                                }}
+                              >
+                                {processName(p)}
+                              </button>
+                              <code
+                                className="block truncate font-mono text-xs text-muted-foreground"
+                                title={cmd}
+                                data-testid="process-cmdline"
+                              >
+                                {middleEllipsis(cmd, 56)}
+                              </code>
+                              {container ? (
+                                <span
+                                  className="block truncate text-xs text-muted-foreground"
+                                  title={container}
+                                >
+                                  container {container}
+                                </span>
+                              ) : null}
+                            </TD>
                             <TD className="font-mono tabular-nums whitespace-nowrap">
                               {p.pid}
                               {p.inContainer && p.nsPid !== p.pid ? (
-                                <span className="text-muted-foreground"> ({p.nsPid} in ns)</span>
+                                <span className="block text-xs text-muted-foreground">{p.nsPid} in ns</span>
                               ) : null}
                             </TD>
-                            <TD>{p.user ?? `uid ${p.uid}`}</TD>
+                            <TD className="truncate" title={p.user ?? undefined}>
+                              {p.user ?? `uid ${p.uid}`}
+                            </TD>
                             <TD className="whitespace-nowrap">
                               {p.pythonVersion ?? <span className="text-muted-foreground">unknown</span>}
                               {p.freeThreaded ? (
@@ -317,27 +334,7 @@ export function FleetView() {
                               ) : null}
                             </TD>
                             <TD>
-                              {p.remoteDebugEnabled === true ? (
-                                <Badge variant="success">on</Badge>
-                              ) : p.remoteDebugEnabled === false ? (
-                                <Badge variant="destructive">off</Badge>
-                              ) : (
-                                <Badge variant="muted" title={p.inspectError ?? undefined}>
-                                  unknown
-                                </Badge>
-                              )}
-                            </TD>
-                            <TD className="max-w-40 truncate" title={p.container ?? undefined}>
-                              {p.inContainer ? (
-                                (p.container ?? 'yes')
-                              ) : (
-                                <span className="text-muted-foreground">—</span>
-                              )}
-                            </TD>
-                            <TD className="max-w-md">
-                              <code className="block truncate font-mono text-xs" title={cmd}>
-                                {cmd}
-                              </code>
+                              <RemoteDebugBadge p={p} />
                             </TD>
                             <TD className="text-right tabular-nums">
                               <span className="inline-flex items-center gap-1">
@@ -349,13 +346,39 @@ export function FleetView() {
                         );
                       })}
                     </TBody>
-                  </Table>
+                  </table>
                 )}
               </CardContent>
             </Card>
           ))}
         </div>
       )}
+      {data && total > 0 ? (
+        <nav className="mt-3 flex items-center gap-2" aria-label="Fleet pages" data-testid="fleet-pager">
+          <Button
+            variant="outline"
+            size="sm"
+            disabled={offset === 0}
+            onClick={() => setOffset(Math.max(offset - PAGE, 0))}
+          >
+            Previous
+          </Button>
+          <Button
+            variant="outline"
+            size="sm"
+            disabled={offset + PAGE >= total}
+            onClick={() => setOffset(offset + PAGE)}
+          >
+            Next
+          </Button>
+          <span className="text-xs text-muted-foreground" data-testid="fleet-range">
+            {Math.min(offset + 1, total)}–{Math.min(offset + PAGE, total)} of{' '}
+            {plural(total, 'process', 'processes')}
+            {filtering ? ' matching' : ''}
+          </span>
+        </nav>
+      ) : null}
+      <ProcessDrawer id={drawer} onClose={() => setDrawer(null)} />
     </>
   );
 }

@@ -1,0 +1,258 @@
+/**
+ * Issue 16 items 1, 5 and 6 in Chromium at 1280×800 and 1920×1080, against the real server: a fleet of 5,000
+ * processes reported by real socket.io test agents (paged, filtered on the server, a detail drawer, no
+ * horizontal overflow), the audit explorer (an event opens whole, names not ids, actor by name, exports equal
+ * to the screen), and the small fixes (favicon, plurals, Reject needs a comment, unambiguous revoke dialog).
+ */
+import { expect, test, type Page } from '@playwright/test';
+import type { PythonProcess } from '@pyreach/protocol/inventory';
+import { ApiClient } from '../support/api';
+import { USERS } from '../support/control-plane';
+import { enroll, fakeProcess, TestAgent } from '../support/test-agent';
+import { shot, signedIn } from './helpers';
+
+const base = () => process.env.PYREACH_E2E_URL!;
+const VIEWPORTS = [
+  { width: 1280, height: 800 },
+  { width: 1920, height: 1080 },
+] as const;
+const PY = '/root/.cache/pyreach/cpython-3.14/root/usr/bin/python3.14-host';
+const DEMO_CMD = [PY, '-u', '/work/pyreach/demo/service.py', '--port', '8080', '--log-level', 'error'];
+
+let admin: ApiClient;
+let operatorApi: ApiClient;
+const agents: TestAgent[] = [];
+let demoAgentId = '';
+
+test.describe.configure({ mode: 'serial' });
+
+async function agentWith(hostname: string, labels: Record<string, string>, processes: PythonProcess[]) {
+  const { joinToken } = await admin.ok(
+    admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels }),
+  );
+  const enrolled = await enroll(base(), joinToken.token, { hostname, labels });
+  const ta = await TestAgent.connect(enrolled);
+  agents.push(ta);
+  const ack = await ta.snapshot(processes, labels, hostname);
+  expect(ack.ok, JSON.stringify(ack)).toBe(true);
+  return enrolled.agentId;
+}
+
+test.beforeAll(async () => {
+  test.setTimeout(300_000);
+  admin = await ApiClient.signIn(base(), USERS.admin);
+  operatorApi = await ApiClient.signIn(base(), USERS.operator);
+  demoAgentId = await agentWith('demo-vm', { env: 'demo', team: 'payments-platform-observability' }, [
+    fakeProcess(4242, {
+      cmdline: DEMO_CMD,
+      exe: PY,
+      user: 'svc-demo',
+      threads: [
+        { tid: 4242, main: true },
+        { tid: 4243, main: false },
+        { tid: 4244, main: false },
+      ],
+    }),
+    fakeProcess(4300, {
+      cmdline: ['python3.14', '-m', 'celery', 'worker', '--concurrency', '4'],
+      inContainer: true,
+      container: 'docker:9f2c1ab3e4d5',
+      nsPid: 1,
+    }),
+  ]);
+  // 5,000 more processes on 10 hosts (500 each: one inventory snapshot per agent).
+  for (let h = 0; h < 10; h++) {
+    await agentWith(
+      `fleet-${String(h).padStart(2, '0')}`,
+      { env: h % 2 ? 'prod' : 'staging' },
+      Array.from({ length: 500 }, (_, i) =>
+        fakeProcess(10_000 + i, {
+          cmdline: [PY, `/srv/svc/worker-${h * 500 + i}.py`, '--queue', `q${i % 7}`],
+          remoteDebugEnabled: i % 50 === 3 ? false : true,
+        }),
+      ),
+    );
+  }
+  // Two agents with the same name (the revoke dialog must tell them apart).
+  await agentWith('twin-vm', { env: 'twin' }, []);
+  await agentWith('twin-vm', { env: 'twin' }, []);
+});
+
+test.afterAll(() => {
+  for (const a of agents) a.close();
+});
+
+async function noHorizontalOverflow(page: Page, what: string) {
+  // A string: this tsconfig has no DOM types; it runs in the page.
+  const { scroll, client } = await page.evaluate<{ scroll: number; client: number }>(
+    '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })',
+  );
+  expect(scroll, `${what}: page wider than the window`).toBeLessThanOrEqual(client);
+}
+
+test('the fleet leads with the script, pages 5,000 processes, filters on the server and opens a drawer', async ({
+  browser,
+}) => {
+  const { context, page } = await signedIn(browser, USERS.operator);
+  for (const vp of VIEWPORTS) {
+    await page.setViewportSize(vp);
+    await page.goto('/fleet');
+    // The first page load on two shared cores can take a while; later steps are server round trips.
+    await expect(page.getByTestId('fleet-totals')).toContainText('Python processes', { timeout: 90_000 });
+    await expect(page.getByTestId('fleet-totals')).toContainText(/\d+ hosts · /);
+    await expect(page.getByTestId('fleet-range')).toContainText(/1–100 of [\d,]+ processes/);
+    expect(await page.getByTestId('process-row').count()).toBe(100);
+
+    const search = page.getByLabel('Search hosts and processes');
+    await search.fill('service.py');
+    await expect(page.getByTestId('fleet-range')).toContainText('1–1 of 1 process matching');
+    const row = page.getByTestId('process-row');
+    await expect(row.getByTestId('process-name')).toHaveText('demo/service.py');
+    const cmd = row.getByTestId('process-cmdline');
+    await expect(cmd).toHaveAttribute('title', DEMO_CMD.join(' '));
+    const shown = (await cmd.textContent()) ?? '';
+    expect(shown, 'cut in the middle: both ends kept').toContain('…');
+    expect(shown.endsWith('--log-level error')).toBe(true);
+    await noHorizontalOverflow(page, `fleet ${vp.width}`);
+    await shot(page, `fleet-search-${vp.width}x${vp.height}`);
+
+    await row.click();
+    const drawer = page.getByTestId('process-drawer');
+    await expect(drawer.getByTestId('drawer-cmdline')).toHaveText(DEMO_CMD.join(' '));
+    await expect(drawer.getByTestId('drawer-facts')).toContainText('svc-demo');
+    await expect(drawer.getByTestId('drawer-facts')).toContainText('none (host process)');
+    await expect(drawer.getByTestId('drawer-threads').getByRole('listitem')).toHaveCount(3);
+    await expect(drawer.getByTestId('drawer-threads')).toContainText('tid 4242 · main');
+    await expect(drawer).toContainText('Recent requests on this process');
+    await shot(page, `fleet-drawer-${vp.width}x${vp.height}`);
+    await page.keyboard.press('Escape');
+    await expect(drawer).toBeHidden();
+
+    await search.fill('celery');
+    await expect(page.getByTestId('process-name')).toHaveText('celery');
+    await expect(page.getByTestId('process-row')).toContainText('container docker:9f2c1ab3e4d5');
+
+    await search.fill('');
+    await page.getByLabel('Remote debugging').selectOption('off');
+    await expect(page.getByTestId('fleet-range')).toContainText('1–100 of 100 processes matching');
+    await page.getByLabel('Label').selectOption('env=prod');
+    await expect(page.getByTestId('fleet-range')).toContainText('of 50 processes matching');
+    await page.getByLabel('Remote debugging').selectOption('any');
+    await page.getByLabel('Label').selectOption('');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await expect(page.getByTestId('fleet-range')).toContainText(/101–200 of/);
+    await noHorizontalOverflow(page, `fleet page 2 ${vp.width}`);
+    await shot(page, `fleet-${vp.width}x${vp.height}`);
+  }
+  await context.close();
+});
+
+test('the fleet API answers 400 naming the field for a bad filter', async () => {
+  const r = await operatorApi.request('GET', '/api/ui/fleet?debug=maybe');
+  expect(r.status).toBe(400);
+  expect(JSON.stringify(r.body)).toContain('debug');
+});
+
+test('audit events open whole, show names, filter by actor name, and export exactly what is shown', async ({
+  browser,
+}) => {
+  for (let i = 0; i < 5; i++)
+    await admin.ok(admin.post('/api/join-tokens', { labels: {}, note: `zebracorn rotation ${i}` }));
+  const { context, page } = await signedIn(browser, USERS.admin);
+  for (const vp of VIEWPORTS) {
+    await page.setViewportSize(vp);
+    await page.goto('/audit');
+    await page.getByLabel('Text').fill('zebracorn');
+    await page.getByLabel('Actor').fill('ADMIN');
+    // The action too: each export is itself audited, with these very filters in its data.
+    await page.getByLabel('Action').fill('agent.join_token.create');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect(page.getByTestId('audit-row')).toHaveCount(5);
+    await expect(page.getByTestId('audit-row').first()).toContainText(/zebracorn rotation \d/);
+    await expect(page.getByTestId('audit-row').first()).not.toContainText('join_token:');
+
+    for (const format of ['jsonl', 'csv'] as const) {
+      const href = await page.getByTestId(`export-${format}`).getAttribute('href');
+      expect(href).toContain('text=zebracorn');
+      const res = await page.request.get(href!);
+      expect(res.status()).toBe(200);
+      const lines = (await res.text()).trim().split('\n');
+      expect(lines.length, `${format} export = the rows on screen`).toBe(format === 'csv' ? 6 : 5);
+    }
+
+    await page.getByTestId('open-event').first().click();
+    const dialog = page.getByTestId('event-dialog');
+    await expect(dialog).toContainText('agent.join_token.create');
+    await expect(dialog.getByTestId('event-data')).toContainText('"note": "zebracorn rotation');
+    await expect(dialog).toContainText('admin');
+    await noHorizontalOverflow(page, `audit ${vp.width}`);
+    await shot(page, `audit-event-${vp.width}x${vp.height}`);
+    await page.keyboard.press('Escape');
+    await noHorizontalOverflow(page, `audit ${vp.width}`);
+    await shot(page, `audit-${vp.width}x${vp.height}`);
+  }
+  await context.close();
+});
+
+test('favicon, plurals, a revoke dialog that names the agent, and Reject that needs a comment', async ({
+  browser,
+}) => {
+  const { context, page } = await signedIn(browser, USERS.admin);
+  const icon = await page.request.get('/icon.svg');
+  expect(icon.status()).toBe(200);
+  expect(icon.headers()['content-type']).toContain('image/svg+xml');
+  const favicon404s: string[] = [];
+  page.on('response', (r) => {
+    if (/favicon|icon/.test(r.url()) && r.status() >= 400) favicon404s.push(r.url());
+  });
+
+  await page.goto('/fleet');
+  await page.getByLabel('Label').selectOption('env=demo');
+  await expect(page.getByTestId('host-card')).toHaveCount(1);
+  await expect(page.getByTestId('fleet-totals')).not.toContainText(/\b1 hosts\b/);
+
+  for (const vp of VIEWPORTS) {
+    await page.setViewportSize(vp);
+    await page.goto('/admin?tab=agents');
+    const twins = page.getByRole('button', { name: /^Revoke twin-vm \(/ });
+    await expect(twins).toHaveCount(2);
+    await twins.first().click();
+    const identity = page.getByTestId('revoke-identity');
+    await expect(identity).toContainText('Agent id');
+    await expect(identity).toContainText('Last seen');
+    await shot(page, `revoke-dialog-${vp.width}x${vp.height}`);
+    await page.getByRole('button', { name: 'Keep it' }).click();
+  }
+  expect(favicon404s).toEqual([]);
+  await context.close();
+
+  const created = await operatorApi.ok(
+    operatorApi.post<{ request: { id: string } }>('/api/requests', {
+      kind: 'library',
+      scriptId: 'interpreter.info',
+      targets: { type: 'processes', processes: [{ agentId: demoAgentId, pid: 4242, startTime: '104242' }] },
+      reason: 'E2E: a rejection must say why',
+    }),
+  );
+  const approver = await ApiClient.signIn(base(), USERS.approver);
+  const bare = await approver.request('POST', `/api/requests/${created.request.id}/reviews`, {
+    decision: 'reject',
+  });
+  expect(bare.status).toBe(400);
+  expect(JSON.stringify(bare.body)).toContain('comment');
+
+  const ap = await signedIn(browser, USERS.approver);
+  for (const vp of VIEWPORTS) {
+    await ap.page.setViewportSize(vp);
+    await ap.page.goto('/approvals');
+    const card = ap.page.getByTestId('pending-request').filter({ hasText: 'E2E: a rejection must say why' });
+    await card.getByRole('button', { name: 'Reject' }).click();
+    await expect(card.getByRole('alert')).toContainText('Say why you reject it');
+    await shot(ap.page, `reject-needs-comment-${vp.width}x${vp.height}`);
+  }
+  const still = await admin.ok(
+    admin.get<{ request: { state: string } }>(`/api/requests/${created.request.id}`),
+  );
+  expect(still.request.state).toBe('pending');
+  await ap.context.close();
+});
