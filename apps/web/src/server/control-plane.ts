@@ -93,6 +93,9 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
 
   // 2. Auth and the bound services. Sign-ins are audited through the service module itself: auth comes first.
   const signing = await loadOrCreateSigningKey({ keyFile: env.signingKeyFile, db: db.prisma });
+  // The vote-attestation key: a file next to the signing key, never in the database (a database writer without
+  // it can forge no vote dispatch would count).
+  const attestation = await loadOrCreateSigningKey({ keyFile: env.attestationKeyFile });
   const auth = createAuth({
     env,
     prisma: db.prisma,
@@ -104,6 +107,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     prisma: db.prisma,
     dbKind: db.kind,
     signing,
+    attestation,
     auth: {
       getSession: (headers) => auth.api.getSession({ headers }),
       hashPassword: async (password) => (await auth.$context).password.hash(password),
@@ -169,7 +173,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     {
       connectedAgentIds: () => local.ids(),
       deliver: (agentId, envelope, timeoutMs) => agents.dispatch(agentId, envelope, timeoutMs),
-      nextWave: (connected) => services.jobs.nextWave(connected),
+      nextWave: (connected) => services.jobs.nextWave(connected, (id) => local.versionOf(id)),
       dispatchFailed: (job, failure) => services.jobs.dispatchFailed(job, failure),
       housekeeping: () => services.jobs.housekeeping((agentId) => agents.isConnectedAnywhere(agentId)),
       publish,

@@ -30,6 +30,8 @@ const RawEnv = z
       .optional(),
     PYREACH_DATA_DIR: z.string().min(1).default('./data'),
     PYREACH_SIGNING_KEY_FILE: z.string().min(1).optional(),
+    /** Ed25519 key the control plane signs vote attestations with (default: attestation.pem beside the signing key). */
+    PYREACH_ATTESTATION_KEY_FILE: z.string().min(1).optional(),
     BETTER_AUTH_SECRET: z
       .string()
       .min(32, 'BETTER_AUTH_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)')
@@ -115,6 +117,7 @@ export interface Env {
   databaseUrl: string | undefined;
   dataDir: string;
   signingKeyFile: string;
+  attestationKeyFile: string;
   authSecret: string;
   redisUrl: string | undefined;
   redisPrefix: string;
@@ -168,6 +171,13 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     databaseUrl: e.DATABASE_URL,
     dataDir,
     signingKeyFile: path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem')),
+    attestationKeyFile: path.resolve(
+      e.PYREACH_ATTESTATION_KEY_FILE ??
+        path.join(
+          path.dirname(path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem'))),
+          'attestation.pem',
+        ),
+    ),
     authSecret: e.BETTER_AUTH_SECRET ?? devSecret(dataDir),
     redisUrl: e.REDIS_URL,
     redisPrefix: e.PYREACH_REDIS_PREFIX,

@@ -14,8 +14,8 @@ import { labelsOf } from './rows';
 
 /** An agent row with its labels parsed; the public key stays out of what the API shows. */
 export function agentOf(row: Agent) {
-  const { publicKey: _publicKey, labels, ...rest } = row;
-  return { ...rest, labels: labelsOf(labels) };
+  const { publicKey: _publicKey, labels, reportedLabels, ...rest } = row;
+  return { ...rest, labels: labelsOf(labels), reportedLabels: labelsOf(reportedLabels) };
 }
 export type AgentView = ReturnType<typeof agentOf>;
 
@@ -80,8 +80,8 @@ export async function createJoinToken(
 
 /**
  * Enrols an agent: the token must exist, be unexpired and unused; it is consumed atomically (a conditional
- * update, so two agents racing with one token cannot both win). Labels are the agent's claims overlaid by the
- * token's labels, which win. The public key must be Ed25519. Failures are UNAUTHENTICATED with one message
+ * update, so two agents racing with one token cannot both win). The labels that decide policy are the token's
+ * only; what the agent claims is kept as `reportedLabels` (shown, never matched). The public key must be Ed25519. Failures are UNAUTHENTICATED with one message
  * that does not tell an attacker which check failed.
  */
 export async function enrollAgent(
@@ -110,13 +110,14 @@ export async function enrollAgent(
       data: { usedAt: now, usedByAgentId: id },
     });
     if (consumed.count !== 1) throw refused(`token ${token.id} consumed concurrently`);
-    const labels = { ...req.labels, ...labelsOf(token.labels) };
+    const labels = labelsOf(token.labels);
     const agent = await tx.agent.create({
       data: {
         id,
         name: req.hostname,
         publicKey: req.publicKey,
         labels,
+        reportedLabels: req.labels,
         version: req.agentVersion,
         enrolledAt: now,
       },
@@ -128,7 +129,7 @@ export async function enrollAgent(
         action: 'agent.enroll',
         subjectType: 'agent',
         subjectId: id,
-        data: { joinTokenId: token.id, labels, version: req.agentVersion },
+        data: { joinTokenId: token.id, labels, reportedLabels: req.labels, version: req.agentVersion },
       },
       now,
     );

@@ -48,6 +48,8 @@ export interface ServiceDeps {
   prisma: PrismaClient;
   dbKind: 'pglite' | 'postgres';
   signing: SigningKeyPair;
+  /** Signs vote attestations; a key file next to the signing key, never in the database. */
+  attestation: SigningKeyPair;
   auth: AuthPort;
   presence: Presence;
   clock: () => Date;
@@ -221,9 +223,10 @@ export function createServices(d: ServiceDeps) {
             authenticatedAt: user.authenticatedAt,
             reauthWindowMinutes: d.config.reauthMinutes,
             now: clock(),
+            attestation: d.attestation,
           }),
         ),
-      previewPolicy: (input: { targets: TargetsInput; kind?: 'library' | 'custom' }) =>
+      previewPolicy: (input: { targets: TargetsInput; kind?: 'library' | 'custom'; scriptId?: string }) =>
         requests.previewPolicy(db, input),
     },
 
@@ -271,8 +274,14 @@ export function createServices(d: ServiceDeps) {
       /** One report, exactly once and in order (at most APPLY_CONCURRENCY at once). */
       apply: (agentId: string, ev: JobEvent) =>
         applyGate.run(() => executions.applyJobEvent(db, agentId, ev, { now: clock() })),
-      nextWave: (connectedAgentIds: readonly string[]) =>
-        jobs.nextWave(db, d.signing, connectedAgentIds, clock),
+      nextWave: (connectedAgentIds: readonly string[], versionOf?: (agentId: string) => 1 | 2) =>
+        jobs.nextWave(
+          db,
+          { signing: d.signing, attestation: d.attestation },
+          connectedAgentIds,
+          clock,
+          versionOf,
+        ),
       dispatchFailed: (job: Pick<jobs.PlannedJob, 'agentId' | 'jobId'>, failure: Failure) =>
         jobs.dispatchFailed(db, job, failure, clock()),
       housekeeping: (connectedAnywhere: (agentId: string) => Promise<boolean>) =>
