@@ -50,8 +50,9 @@ describeEachDatabase('what services say they changed', (db) => {
     });
     const op = await seedUser(prisma, 'operator');
     const input = {
-      kind: 'custom' as const,
-      code: 'print("hi")',
+      // A read-only, non-sensitive library script: the only kind a 0-approval policy runs (no one alone).
+      kind: 'library' as const,
+      scriptId: 'gc.stats',
       targets: {
         type: 'processes' as const,
         processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }],
@@ -233,8 +234,8 @@ describeEachDatabase('the Publisher', (db) => {
     });
     const op = await seedUser(prisma, 'operator');
     const { result: req } = await createRequest(prisma, op, {
-      kind: 'custom',
-      code: 'print(1)',
+      kind: 'library',
+      scriptId: 'gc.stats',
       targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }] },
       reason: 'pushes',
     });
