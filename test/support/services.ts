@@ -5,6 +5,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe } from 'node:test';
 import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
+import { keyIdOf } from '@pyreach/protocol/job';
 import type { InventorySnapshot, PythonProcess } from '@pyreach/protocol/inventory';
 import type { PrismaClient } from '@pyreach/db';
 import { DATABASE_KINDS, createTestDatabase, type TestDatabase } from '@pyreach/db/testing';
@@ -13,6 +14,22 @@ import { createJoinToken, enrollAgent } from '../../apps/web/src/server/services
 import { newId } from '../../apps/web/src/server/services/ids';
 import { saveSnapshot } from '../../apps/web/src/server/services/inventory';
 import { fakeProcess } from './test-agent';
+
+/** A key pair as the control plane loads one (signing.ts), made in memory for a test. */
+export function testKeyPair() {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    privateKey,
+    publicKey,
+    keyId: keyIdOf(publicKey),
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+}
+
+/** The job-signing and vote-attestation keys of one test control plane. */
+export function testKeys() {
+  return { signing: testKeyPair(), attestation: testKeyPair() };
+}
 
 /** Runs `body` once per database kind, each with a fresh migrated database shared by the suite's tests. */
 export function describeEachDatabase(name: string, body: (db: () => TestDatabase) => void): void {

@@ -191,12 +191,34 @@ export type Review = z.infer<typeof Review>;
 
 // ---- policies -----------------------------------------------------------------------------------------------
 
+/**
+ * What a request does, that a policy may match on besides host labels: custom code or library scripts, which
+ * scripts, which risk levels. A field left out matches everything; `{}` matches every action.
+ */
+export const PolicyAction = z
+  .object({
+    kinds: z
+      .array(z.enum(['library', 'custom']))
+      .min(1)
+      .max(2)
+      .optional(),
+    scripts: z.array(z.string().min(1).max(128)).min(1).max(100).optional(),
+    risks: z
+      .array(z.enum(['low', 'medium', 'high']))
+      .min(1)
+      .max(3)
+      .optional(),
+  })
+  .strict();
+export type PolicyAction = z.infer<typeof PolicyAction>;
+
 /** POST /api/policies, PUT /api/policies/{id}: a policy's rules (defaults fill what is left out). */
 export const PolicyInput = z
   .object({
     name: z.string().min(1).max(100),
     description: z.string().max(1000).nullable().optional(),
     matchLabels: Labels.default({}),
+    matchAction: PolicyAction.default({}),
     priority: z.number().int().min(-100_000).max(100_000).default(0),
     requiredApprovals: z.number().int().min(0).max(10).default(1),
     approverRoles: z.array(Role).max(4).default(['approver', 'admin']),
@@ -268,7 +290,14 @@ export const CreateApiToken = z
 export type CreateApiToken = z.infer<typeof CreateApiToken>;
 
 /** POST /api/ui/policy-preview: which policy a request on these targets would fall under. */
-export const PolicyPreviewBody = z.object({ targets: Targets, kind: RequestKind.optional() }).strict();
+export const PolicyPreviewBody = z
+  .object({
+    targets: Targets,
+    kind: RequestKind.optional(),
+    /** The library script, for policies that match on the action (and whether it may run unapproved). */
+    scriptId: z.string().min(1).max(128).optional(),
+  })
+  .strict();
 
 // ---- responses (JSON as the browser receives it) -----------------------------------------------------------
 
@@ -302,7 +331,10 @@ export function isBacklogged(agent: { outboxDepth: number; outboxOldestAgeSecond
 export const AgentRow = z.object({
   id: Id,
   name: z.string(),
+  /** The labels policies and selectors match: set by the join token (or an admin), never by the agent. */
   labels: Labels,
+  /** What the agent reports about itself: shown as "reported", never matched by a policy. */
+  reportedLabels: Labels.default({}),
   version: z.string(),
   status: z.enum(['online', 'offline']),
   lastSeenAt: Time.nullable(),
@@ -470,6 +502,7 @@ export const PolicyRow = z.object({
   name: z.string(),
   description: z.string().nullable(),
   matchLabels: Labels,
+  matchAction: PolicyAction,
   priority: z.number().int(),
   requiredApprovals: z.number().int(),
   approverRoles: z.array(Role),

@@ -29,6 +29,7 @@ interface StateInfo<S extends string> {
 /** Control-plane view of one target of a request. */
 export const ExecutionState = z.enum([
   'queued',
+  'awaiting_approval',
   'sent',
   'staged',
   'picked_up',
@@ -73,7 +74,17 @@ export const EXECUTION: Readonly<Record<ExecutionState, ExecutionInfo>> = {
     terminal: false,
     inFlight: false,
     outcome: null,
-    next: ['sent', 'refused', 'expired', 'cancelled', 'agent_lost'],
+    next: ['sent', 'awaiting_approval', 'refused', 'expired', 'cancelled', 'agent_lost'],
+  },
+  // Held at dispatch: the policy for its host, resolved again right before signing, needs more approvals than
+  // the request has (the request keeps collecting votes while its other executions run). Owned by gov-approvals.
+  awaiting_approval: {
+    label: 'awaiting approval',
+    tone: 'waiting',
+    terminal: false,
+    inFlight: false,
+    outcome: null,
+    next: ['sent', 'refused', 'expired', 'cancelled'],
   },
   sent: {
     label: 'sent',

@@ -106,6 +106,9 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
   const sinks: CheckpointSink[] = [];
   if (env.audit.sinkFile) sinks.push(fileSink(env.audit.sinkFile));
   if (env.audit.sinkWebhook) sinks.push(webhookSink(env.audit.sinkWebhook, env.audit.webhookAllow));
+  // The vote-attestation key: a file next to the signing key, never in the database (a database writer without
+  // it can forge no vote dispatch would count).
+  const attestation = await loadOrCreateSigningKey({ keyFile: env.attestationKeyFile });
   const auth = createAuth({
     env,
     prisma: db.prisma,
@@ -125,6 +128,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       sinkFile: env.audit.sinkFile,
       sinkFailed: (sink, err) => log.error({ err, sink }, 'audit checkpoint sink failed'),
     },
+    attestation,
     auth: {
       getSession: (headers) => auth.api.getSession({ headers }),
       hashPassword: async (password) => (await auth.$context).password.hash(password),
@@ -195,7 +199,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     {
       connectedAgentIds: () => local.ids(),
       deliver: (agentId, envelope, timeoutMs) => agents.dispatch(agentId, envelope, timeoutMs),
-      nextWave: (connected) => services.jobs.nextWave(connected),
+      nextWave: (connected) => services.jobs.nextWave(connected, (id) => local.versionOf(id)),
       dispatchFailed: (job, failure) => services.jobs.dispatchFailed(job, failure),
       housekeeping: () => services.jobs.housekeeping((agentId) => agents.isConnectedAnywhere(agentId)),
       publish,

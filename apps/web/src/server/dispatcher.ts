@@ -9,7 +9,7 @@
  * or lost job freeing a rollout slot) are also sent to the other replicas; housekeeping (expiry, agent_lost
  * after the grace period) runs only on the replica holding the leader lease (see cluster.ts).
  */
-import type { JobEnvelope } from '@pyreach/protocol/job';
+import type { AnyJobEnvelope } from '@pyreach/protocol/job';
 import type { Failure } from '@pyreach/protocol/common';
 import type { Logger } from './logger';
 import type { WakeSignal } from './publisher';
@@ -26,7 +26,7 @@ export interface DispatcherPorts {
   /** Agents connected to this process: the only ones it sends to. */
   connectedAgentIds(): string[];
   /** Emits a signed job on the agent's connection and waits for its ack (or a timeout). */
-  deliver(agentId: string, envelope: JobEnvelope, timeoutMs: number): Promise<{ ok: true } | Failure>;
+  deliver(agentId: string, envelope: AnyJobEnvelope, timeoutMs: number): Promise<{ ok: true } | Failure>;
   /** Plans approved requests and claims the next wave of signed jobs for these agents (services/jobs.ts). */
   nextWave(connectedAgentIds: string[]): Promise<Outcome<PlannedJob[]>>;
   /** The agent refused a dispatch or did not answer. */

@@ -55,6 +55,8 @@ const RawEnv = z
       .optional(),
     /** Hosts (names or IP addresses, comma separated) the webhook may reach although loopback or private. */
     PYREACH_AUDIT_SINK_WEBHOOK_ALLOW: z.string().optional(),
+    /** Ed25519 key the control plane signs vote attestations with (default: attestation.pem beside the signing key). */
+    PYREACH_ATTESTATION_KEY_FILE: z.string().min(1).optional(),
     BETTER_AUTH_SECRET: z
       .string()
       .min(32, 'BETTER_AUTH_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)')
@@ -163,6 +165,7 @@ export interface Env {
     sinkWebhook: string | undefined;
     webhookAllow: string[];
   };
+  attestationKeyFile: string;
   authSecret: string;
   redisUrl: string | undefined;
   redisPrefix: string;
@@ -227,6 +230,13 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
         .map((s) => s.trim().toLowerCase())
         .filter(Boolean),
     },
+    attestationKeyFile: path.resolve(
+      e.PYREACH_ATTESTATION_KEY_FILE ??
+        path.join(
+          path.dirname(path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem'))),
+          'attestation.pem',
+        ),
+    ),
     authSecret: e.BETTER_AUTH_SECRET ?? devSecret(dataDir),
     redisUrl: e.REDIS_URL,
     redisPrefix: e.PYREACH_REDIS_PREFIX,

@@ -14,7 +14,13 @@ import { after, before, test } from 'node:test';
 import { Server } from 'socket.io';
 import { io as connect, type Socket } from 'socket.io-client';
 import { uiEventSchemas, type UiEventName } from '@pyreach/protocol/ui';
-import { describeEachDatabase, pyProcess, seedAgent, seedUser } from '../../../../test/support/services';
+import {
+  testKeyPair,
+  describeEachDatabase,
+  pyProcess,
+  seedAgent,
+  seedUser,
+} from '../../../../test/support/services';
 import { AgentRooms } from './gateway/agent-rooms';
 import { UiGateway } from './gateway/ui';
 import { createLogger } from './logger';
@@ -27,6 +33,7 @@ import { createPolicy } from './services/policy';
 import { cancelRequest, createRequest, reviewRequest } from './services/requests';
 import { loadOrCreateSigningKey } from './services/signing';
 
+const ATTEST = testKeyPair();
 const kinds = (effects: Effect[]) => effects.map((e) => (e.kind === 'wake' ? `wake:${e.why}` : e.kind));
 
 describeEachDatabase('what services say they changed', (db) => {
@@ -43,8 +50,9 @@ describeEachDatabase('what services say they changed', (db) => {
     });
     const op = await seedUser(prisma, 'operator');
     const input = {
-      kind: 'custom' as const,
-      code: 'print("hi")',
+      // A read-only, non-sensitive library script: the only kind a 0-approval policy runs (no one alone).
+      kind: 'library' as const,
+      scriptId: 'gc.stats',
       targets: {
         type: 'processes' as const,
         processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }],
@@ -66,6 +74,7 @@ describeEachDatabase('what services say they changed', (db) => {
       { decision: 'approve' },
       {
         authenticatedAt: new Date(),
+        attestation: ATTEST,
       },
     );
     assert.deepEqual(approved.effects, [
@@ -85,7 +94,7 @@ describeEachDatabase('what services say they changed', (db) => {
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const wave = await sendWave(w.prisma, id, keys, () => true);
+    const wave = await sendWave(w.prisma, id, { signing: keys, attestation: ATTEST }, () => true);
     const ex = wave.result[0]!.execution;
     assert.deepEqual(wave.effects, [
       { kind: 'execution', requestId: id, executionId: ex.id, state: 'sent', errorCode: null },
@@ -135,7 +144,8 @@ describeEachDatabase('what services say they changed', (db) => {
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const [job] = (await sendWave(w.prisma, req.id, keys, () => true)).result;
+    const [job] = (await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true))
+      .result;
     const silent = await recordDispatchRefusal(w.prisma, w.agent.id, job!.execution.jobId, {
       code: 'ACK_TIMEOUT',
       message: 'no answer',
@@ -224,8 +234,8 @@ describeEachDatabase('the Publisher', (db) => {
     });
     const op = await seedUser(prisma, 'operator');
     const { result: req } = await createRequest(prisma, op, {
-      kind: 'custom',
-      code: 'print(1)',
+      kind: 'library',
+      scriptId: 'gc.stats',
       targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }] },
       reason: 'pushes',
     });
@@ -233,7 +243,7 @@ describeEachDatabase('the Publisher', (db) => {
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const [job] = (await sendWave(prisma, req.id, keys, () => true)).result;
+    const [job] = (await sendWave(prisma, req.id, { signing: keys, attestation: ATTEST }, () => true)).result;
     const ex = job!.execution;
     const got = await browser(req.id);
     const other = await browser('req_someone_else');

@@ -13,13 +13,14 @@ import {
   AgentHandshake,
   agentToServerSchemas,
   type AgentErrorCode,
+  type AgentProtocolVersion,
   type AgentToServerEvents,
   type ServerToAgentEvents,
 } from '@pyreach/protocol/agent';
 import { fail, jsonBytes, type Failure } from '@pyreach/protocol/common';
 import { isRetryable } from '@pyreach/protocol/errors';
 import type { InventoryDelta, InventorySnapshot } from '@pyreach/protocol/inventory';
-import { agentAuthMessage, publicKeyFromPem, type JobEnvelope } from '@pyreach/protocol/job';
+import { agentAuthMessage, publicKeyFromPem, type AnyJobEnvelope } from '@pyreach/protocol/job';
 import type { JobEvent, Heartbeat } from '@pyreach/protocol/agent';
 import type { Logger } from '../logger';
 import type { Effect, Outcome } from '../services/effects';
@@ -56,8 +57,17 @@ export interface AgentGatewayPorts {
 /** The agents connected to this process (read by the services for `connectedHere`, by the dispatcher to send). */
 export class LocalAgents {
   private readonly sockets = new Map<string, unknown>();
+  private readonly versions = new Map<string, AgentProtocolVersion>();
   ids(): string[] {
     return [...this.sockets.keys()];
+  }
+  /** The protocol version the agent announced on its current connection here (1 if unknown). */
+  versionOf(agentId: string): AgentProtocolVersion {
+    return this.versions.get(agentId) ?? 1;
+  }
+  /** @internal the gateway's bookkeeping */
+  setVersion(agentId: string, v: AgentProtocolVersion): void {
+    this.versions.set(agentId, v);
   }
   isConnectedHere(agentId: string): boolean {
     return this.sockets.has(agentId);
@@ -71,6 +81,7 @@ export class LocalAgents {
   }
   delete(agentId: string): void {
     this.sockets.delete(agentId);
+    this.versions.delete(agentId);
   }
 }
 
@@ -81,6 +92,8 @@ interface SocketData {
   usedNonces: string[];
   authenticated: boolean;
   connectedAt: Date | null;
+  /** The highest protocol version the agent announced at its handshake. */
+  protocolVersion: AgentProtocolVersion;
 }
 
 type AgentSocket = Socket<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
@@ -134,7 +147,11 @@ export class AgentGateway {
   }
 
   /** Sends a signed job and waits for the agent's ack (or a timeout). */
-  async dispatch(agentId: string, envelope: JobEnvelope, timeoutMs: number): Promise<{ ok: true } | Failure> {
+  async dispatch(
+    agentId: string,
+    envelope: AnyJobEnvelope,
+    timeoutMs: number,
+  ): Promise<{ ok: true } | Failure> {
     const socket = this.local.get<AgentSocket>(agentId);
     if (!socket) return fail('AGENT_OFFLINE', 'agent is not connected to this server');
     try {
@@ -191,7 +208,7 @@ export class AgentGateway {
       if (v !== undefined && v !== 1)
         throw refuse(
           'UNSUPPORTED_VERSION',
-          `protocol version ${String(v)} is not supported (server speaks 1)`,
+          `protocol version ${String(v)} is not supported (server speaks 1 and 2)`,
         );
       throw refuse('VALIDATION', `handshake auth is invalid: ${describeIssues(parsed.error)}`);
     }
@@ -213,6 +230,7 @@ export class AgentGateway {
       usedNonces: [],
       authenticated: false,
       connectedAt: null,
+      protocolVersion: parsed.data.v,
     };
   }
 
@@ -376,6 +394,7 @@ export class AgentGateway {
     const previous = this.local.get<AgentSocket>(d.agentId);
     // Registered before the old socket is dropped, so its disconnect handler sees it is no longer current.
     this.local.set(d.agentId, socket);
+    this.local.setVersion(d.agentId, d.protocolVersion);
     if (previous && previous !== socket) {
       log.info('agent reconnected; dropping its previous connection');
       previous.disconnect(true);

@@ -60,12 +60,13 @@ describeEachDatabase('agents and inventory', (db) => {
     assert.ok(!JSON.stringify(row).includes(t.token));
   });
 
-  test('an agent enrols once with a token; the token labels override the labels it claims', async () => {
+  test('an agent enrols once with a token; only the token labels decide, what it claims is kept as reported', async () => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
     const t = await createJoinToken(prisma, admin, { labels: { env: 'prod' } });
     const agent = await enrol(t.token, { env: 'dev', team: 'payments' });
-    assert.deepEqual(agent.labels, { env: 'prod', team: 'payments' });
+    assert.deepEqual(agent.labels, { env: 'prod' });
+    assert.deepEqual(agent.reportedLabels, { env: 'dev', team: 'payments' });
     await assert.rejects(enrol(t.token), code('UNAUTHENTICATED'), 'reused token');
     const tok = await prisma.joinToken.findUniqueOrThrow({ where: { id: t.id } });
     assert.equal(tok.usedByAgentId, agent.id);
@@ -144,9 +145,10 @@ describeEachDatabase('agents and inventory', (db) => {
     );
     assert.deepEqual(
       (await getAgent(prisma, agent.id)).labels,
-      { env: 'stage', role: 'api' },
-      'token label env wins',
+      { env: 'stage' },
+      'only the token decides the labels policies match',
     );
+    assert.deepEqual((await getAgent(prisma, agent.id)).reportedLabels, { env: 'prod', role: 'api' });
     await applyDelta(prisma, agent.id, {
       upserted: [pyProcess(4)],
       removed: [{ pid: 2, startTime: '1002' }],

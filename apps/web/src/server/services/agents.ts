@@ -15,17 +15,24 @@ import { labelsOf } from './rows';
 /**
  * An agent row with its labels parsed; the public key stays out of what the API shows. The outbox's oldest
  * age is the heartbeat's plus the time since (a wedged or silent agent's backlog keeps ageing), and `backlog`
- * flags it past OUTBOX_BACKLOG_SECONDS (protocol api.ts, the one rule the dashboard shows too).
+ * flags it past OUTBOX_BACKLOG_SECONDS (protocol api.ts, the one rule the dashboard shows too). Labels are the
+ * join token's (they decide policy); what the agent claims is kept apart as `reportedLabels`.
  */
 export function agentOf(row: Agent, now: Date = new Date()) {
-  const { publicKey: _publicKey, labels, ...rest } = row;
+  const { publicKey: _publicKey, labels, reportedLabels, ...rest } = row;
   const since = row.lastSeenAt
     ? Math.max(0, Math.floor((now.getTime() - row.lastSeenAt.getTime()) / 1000))
     : 0;
   const outboxOldestAgeSeconds =
     row.outboxDepth > 0 && row.outboxOldestAgeSeconds !== null ? row.outboxOldestAgeSeconds + since : null;
   const outbox = { outboxDepth: row.outboxDepth, outboxOldestAgeSeconds };
-  return { ...rest, labels: labelsOf(labels), ...outbox, backlog: isBacklogged(outbox) };
+  return {
+    ...rest,
+    labels: labelsOf(labels),
+    reportedLabels: labelsOf(reportedLabels),
+    ...outbox,
+    backlog: isBacklogged(outbox),
+  };
 }
 export type AgentView = ReturnType<typeof agentOf>;
 
@@ -90,8 +97,8 @@ export async function createJoinToken(
 
 /**
  * Enrols an agent: the token must exist, be unexpired and unused; it is consumed atomically (a conditional
- * update, so two agents racing with one token cannot both win). Labels are the agent's claims overlaid by the
- * token's labels, which win. The public key must be Ed25519. Failures are UNAUTHENTICATED with one message
+ * update, so two agents racing with one token cannot both win). The labels that decide policy are the token's
+ * only; what the agent claims is kept as `reportedLabels` (shown, never matched). The public key must be Ed25519. Failures are UNAUTHENTICATED with one message
  * that does not tell an attacker which check failed.
  */
 export async function enrollAgent(
@@ -120,13 +127,14 @@ export async function enrollAgent(
       data: { usedAt: now, usedByAgentId: id },
     });
     if (consumed.count !== 1) throw refused(`token ${token.id} consumed concurrently`);
-    const labels = { ...req.labels, ...labelsOf(token.labels) };
+    const labels = labelsOf(token.labels);
     const agent = await tx.agent.create({
       data: {
         id,
         name: req.hostname,
         publicKey: req.publicKey,
         labels,
+        reportedLabels: req.labels,
         version: req.agentVersion,
         enrolledAt: now,
       },
@@ -138,7 +146,7 @@ export async function enrollAgent(
         action: 'agent.enroll',
         subjectType: 'agent',
         subjectId: id,
-        data: { joinTokenId: token.id, labels, version: req.agentVersion },
+        data: { joinTokenId: token.id, labels, reportedLabels: req.labels, version: req.agentVersion },
       },
       now,
     );

@@ -1,6 +1,16 @@
+import type { AgentProtocolVersion } from '@pyreach/protocol/agent';
 import type { Targets } from '@pyreach/protocol/api';
 import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
-import { codeHash, signJob, type JobEnvelope } from '@pyreach/protocol/job';
+import {
+  codeHash,
+  signJob,
+  signJobV2,
+  toV1,
+  JobPayloadV2,
+  type AnyJobEnvelope,
+  type ExecPayloadV2,
+  type JobEnvelope,
+} from '@pyreach/protocol/job';
 import {
   IN_FLIGHT_EXECUTION_STATES,
   isFailedExecution,
@@ -10,13 +20,24 @@ import {
 } from '@pyreach/protocol/states';
 import type { Execution, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM } from './actor';
+import { countApprovals, policyAtDispatch, type ApprovalCount } from './approvals';
+import type { AttestationKey } from './attest';
 import { appendAudit, appendAuditMany } from './audit';
 import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
-import { executionStateOf, optionsOf, paramsOf, rolloutOf, targetsOf } from './rows';
+import { executionStateOf, labelsOf, optionsOf, paramsOf, rolloutOf, targetsOf } from './rows';
 import type { SigningKeyPair } from './signing';
+
+/** The keys dispatch needs: the job-signing key, and the attestation key's public half to check votes with. */
+export interface DispatchKeys {
+  signing: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>;
+  attestation: Pick<AttestationKey, 'publicKey' | 'keyId'>;
+}
+
+/** The envelope version an agent announced at its handshake (1 when unknown). */
+export type AgentVersionOf = (agentId: string) => AgentProtocolVersion;
 
 export interface ConcreteTarget {
   agentId: string;
@@ -140,7 +161,7 @@ export async function planExecutions(
 /** A claimed job: the execution (now `sent`) and the signed envelope to emit for it. */
 export interface SentJob {
   execution: Execution;
-  envelope: JobEnvelope;
+  envelope: AnyJobEnvelope;
 }
 
 /**
@@ -152,28 +173,68 @@ export interface SentJob {
  * execution ended. Returns only what this call claimed — emit exactly these; a job another replica or pass
  * claimed first is left out, so it goes out at most once — and, as effects, each sent execution and the
  * request's end when it ended.
+ *
+ * Right before signing, each execution passes the gate (`gateExecution`): the policy of its host resolved
+ * again, the content hash recomputed, the attested votes counted. One that needs more approvals waits
+ * (`awaiting_approval`, audited with why) and is sent once they are there; custom code its host's policy forbids
+ * is `refused` (POLICY_DENIED, audited). Nothing is signed on the strength of a state column. Agents that
+ * announced protocol v2 get v2 envelopes carrying the content hash and the attestation ids; v1 agents get v1.
  */
 export async function sendWave(
   db: PrismaClient,
   requestId: string,
-  signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
+  keys: DispatchKeys,
   addressable: (agentId: string) => boolean,
   now: Date = new Date(),
+  versionOf: AgentVersionOf = () => 1,
 ): Promise<Outcome<SentJob[]>> {
   return db.$transaction(async (tx) => {
     const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
     if (!req || req.state !== 'dispatching') return outcome([]);
+    const effects: Effect[] = [];
+    const gate = gateFor(tx, req, keys, now);
     const step = await rolloutStep(tx, req, now);
     if (step.ended) return outcome([], [{ kind: 'request', requestId, state: step.ended }]);
-    const wave = step.queued.filter((e) => addressable(e.agentId));
+    const toSign: { execution: Execution; approvals: ApprovalCount; approvalUntil: Date | null }[] = [];
+    let room = step.room;
+    for (const execution of step.candidates) {
+      const g = await gate(execution);
+      if (g.kind === 'pass') {
+        if (room > 0 && addressable(execution.agentId)) {
+          toSign.push({ execution, approvals: g.approvals, approvalUntil: g.approvalUntil });
+          room--;
+        }
+        continue;
+      }
+      const moved = await holdOrRefuse(tx, execution, g, now);
+      if (moved) effects.push(moved);
+    }
     // Signed before the claim, so no row lock is held while signing.
-    const signed = wave.map((execution) => ({
-      execution,
-      envelope: buildEnvelope(execution, req, signer, now),
-    }));
+    const signed: { execution: Execution; envelope: AnyJobEnvelope; notAfter: string }[] = [];
+    for (const j of toSign) {
+      const built = buildEnvelopeFor(
+        j.execution,
+        req,
+        keys.signing,
+        { attestationIds: j.approvals.attestationIds, approvalUntil: j.approvalUntil },
+        versionOf(j.execution.agentId),
+        now,
+      );
+      if (built.ok)
+        signed.push({ execution: j.execution, envelope: built.envelope, notAfter: built.notAfter });
+      else {
+        const moved = await holdOrRefuse(
+          tx,
+          j.execution,
+          { kind: 'refuse', code: 'AGENT_UPGRADE_REQUIRED', message: built.message },
+          now,
+        );
+        if (moved) effects.push(moved);
+      }
+    }
     const claimed = await claimSent(
       tx,
-      signed.map((j) => ({ executionId: j.execution.id, envelope: j.envelope })),
+      signed.map((j) => ({ executionId: j.execution.id, envelope: j.envelope, notAfter: j.notAfter, req })),
       now,
     );
     const sent = signed
@@ -183,48 +244,199 @@ export async function sendWave(
           ...j.execution,
           state: 'sent',
           sentAt: now,
-          notAfter: new Date(j.envelope.payload.notAfter),
+          notAfter: new Date(j.notAfter),
         },
         envelope: j.envelope,
       }));
-    return outcome(
-      sent,
-      sent.map(({ execution: e }): Effect => ({
+    if (effects.length) {
+      const ended = await completeIfDone(tx, requestId, now);
+      if (ended) effects.push({ kind: 'request', requestId, state: ended });
+    }
+    return outcome(sent, [
+      ...effects,
+      ...sent.map(({ execution: e }): Effect => ({
         kind: 'execution',
         requestId,
         executionId: e.id,
         state: 'sent',
         errorCode: null,
       })),
-    );
+    ]);
   });
+}
+
+/** What the gate decided for one execution. */
+type Gate =
+  | { kind: 'pass'; approvals: ApprovalCount; approvalUntil: Date | null }
+  | {
+      kind: 'hold';
+      code: 'APPROVAL_REQUIRED';
+      message: string;
+      needed: number;
+      counted: number;
+      forged: number;
+    }
+  | { kind: 'expire'; code: 'EXPIRED'; message: string }
+  | { kind: 'refuse'; code: 'POLICY_DENIED' | 'AGENT_UPGRADE_REQUIRED'; message: string };
+
+/**
+ * The check right before signing, per execution (cached per host: one policy resolution and one count of the
+ * votes per distinct policy in a wave).
+ */
+function gateFor(tx: Tx, req: InjectionRequest, keys: DispatchKeys, now: Date) {
+  const labels = new Map<string, Promise<Record<string, string> | null>>();
+  const counts = new Map<string, Promise<ApprovalCount>>();
+  const labelsOfAgent = (agentId: string) => {
+    let p = labels.get(agentId);
+    if (!p) {
+      p = tx.agent
+        .findUnique({ where: { id: agentId }, select: { labels: true, revokedAt: true } })
+        .then((a) => (a && !a.revokedAt ? labelsOf(a.labels) : null));
+      labels.set(agentId, p);
+    }
+    return p;
+  };
+  return async (execution: Execution): Promise<Gate> => {
+    const hostLabels = await labelsOfAgent(execution.agentId);
+    if (!hostLabels)
+      return { kind: 'refuse', code: 'POLICY_DENIED', message: 'the target agent is unknown or revoked' };
+    const policy = await policyAtDispatch(tx, req, hostLabels);
+    if (!policy.ok) return { kind: 'refuse', code: policy.code, message: policy.message };
+    const p = policy.policy;
+    const key = JSON.stringify([p.requiredApprovals, p.approverRoles, p.approvalValidMinutes]);
+    let count = counts.get(key);
+    if (!count) {
+      count = countApprovals(tx, req, p, keys.attestation, now);
+      counts.set(key, count);
+    }
+    const approvals = await count;
+    if (approvals.ok) {
+      const times = await approvalTimes(tx, approvals.attestationIds);
+      const approvalUntil = times.length
+        ? new Date(Math.min(...times) + p.approvalValidMinutes * 60_000)
+        : req.approvalExpiresAt;
+      return { kind: 'pass', approvals, approvalUntil };
+    }
+    if (execution.queuedAt.getTime() + p.approvalValidMinutes * 60_000 <= now.getTime())
+      return {
+        kind: 'expire',
+        code: 'EXPIRED',
+        message: `the approvals this host’s policy needs did not arrive within ${p.approvalValidMinutes} minutes`,
+      };
+    return {
+      kind: 'hold',
+      code: 'APPROVAL_REQUIRED',
+      message: approvals.reason ?? 'needs more approvals',
+      needed: approvals.needed,
+      counted: approvals.attestationIds.length,
+      forged: approvals.forged,
+    };
+  };
+}
+
+async function approvalTimes(tx: Tx, ids: string[]): Promise<number[]> {
+  if (ids.length === 0) return [];
+  const rows = await tx.review.findMany({ where: { id: { in: ids } }, select: { createdAt: true } });
+  return rows.map((r) => r.createdAt.getTime());
+}
+
+/**
+ * Moves an execution the gate stopped: `awaiting_approval` (once, audited; a held one stays), `refused` or
+ * `expired` (audited). Returns its execution effect when its state changed.
+ */
+async function holdOrRefuse(
+  tx: Tx,
+  execution: Execution,
+  g: Exclude<Gate, { kind: 'pass' }>,
+  now: Date,
+): Promise<Effect | null> {
+  if (g.kind === 'hold' && execution.state === 'awaiting_approval') {
+    // Still held: the reason shown follows what was counted (audited once, when it was first held).
+    if (execution.errorMessage !== g.message)
+      await tx.execution.updateMany({
+        where: { id: execution.id, state: 'awaiting_approval' },
+        data: { errorMessage: g.message },
+      });
+    return null;
+  }
+  const state: ExecutionState =
+    g.kind === 'hold' ? 'awaiting_approval' : g.kind === 'expire' ? 'expired' : 'refused';
+  const res = await tx.execution.updateMany({
+    where: { id: execution.id, state: execution.state },
+    data: {
+      state,
+      errorCode: g.code,
+      errorMessage: g.message,
+      ...(state === 'awaiting_approval' ? {} : { finishedAt: now }),
+    },
+  });
+  if (res.count !== 1) return null;
+  await appendAudit(
+    tx,
+    {
+      actor: SYSTEM,
+      action:
+        g.kind === 'hold'
+          ? 'execution.await_approval'
+          : g.kind === 'expire'
+            ? 'execution.expire'
+            : 'execution.dispatch_refuse',
+      subjectType: 'execution',
+      subjectId: execution.id,
+      data: {
+        requestId: execution.requestId,
+        agentId: execution.agentId,
+        jobId: execution.jobId,
+        code: g.code,
+        reason: g.message,
+        ...(g.kind === 'hold' ? { needed: g.needed, counted: g.counted, forged: g.forged } : {}),
+      },
+    },
+    now,
+  );
+  return {
+    kind: 'execution',
+    requestId: execution.requestId,
+    executionId: execution.id,
+    state,
+    errorCode: g.code,
+  };
 }
 
 /**
  * Inside a transaction on a dispatching request: stops the rollout once failures reach `maxFailures`, completes
- * the request when nothing is queued and all has ended (`ended`: its new state), else returns the queued
- * executions there is room for. Counts states with one aggregate query instead of loading every execution, so a
- * step costs the same for a request of 5 targets or 5,000.
+ * the request when nothing is queued or held and all has ended (`ended`: its new state), else returns the room
+ * the rollout leaves and the candidates to gate: every execution held for approvals (they may pass now) and the
+ * queued ones there is room for. Counts states with one aggregate query instead of loading every execution, so
+ * a step costs the same for a request of 5 targets or 5,000.
  */
 async function rolloutStep(
   tx: Tx,
   req: InjectionRequest,
   now: Date,
-): Promise<{ queued: Execution[]; ended: RequestState | null }> {
+): Promise<{ candidates: Execution[]; room: number; ended: RequestState | null }> {
   const rollout = rolloutOf(req.rollout);
   const counts = await countStates(tx, req.id);
   const failures = sumStates(counts, isFailedExecution);
   if (failures >= rollout.maxFailures)
-    return { queued: [], ended: await stopRollout(tx, req.id, failures, now) };
-  if (!counts.get('queued')) return { queued: [], ended: await completeIfDone(tx, req.id, now) };
+    return { candidates: [], room: 0, ended: await stopRollout(tx, req.id, failures, now) };
+  if (!counts.get('queued') && !counts.get('awaiting_approval'))
+    return { candidates: [], room: 0, ended: await completeIfDone(tx, req.id, now) };
   const room = rollout.concurrency - sumStates(counts, (s) => IN_FLIGHT_EXECUTION_STATES.includes(s));
-  if (room <= 0) return { queued: [], ended: null };
+  if (room <= 0) return { candidates: [], room: 0, ended: null };
+  const held = counts.get('awaiting_approval')
+    ? await tx.execution.findMany({
+        where: { requestId: req.id, state: 'awaiting_approval' },
+        orderBy: { queuedAt: 'asc' },
+      })
+    : [];
   const queued = await tx.execution.findMany({
     where: { requestId: req.id, state: 'queued' },
     orderBy: { queuedAt: 'asc' },
     take: room,
   });
-  return { queued, ended: null };
+  const candidates = [...held, ...queued].sort((a, b) => a.queuedAt.getTime() - b.queuedAt.getTime());
+  return { candidates, room, ended: null };
 }
 
 /** Cancels what is still queued once the failure limit is reached (audited once), then completes if all ended. */
@@ -235,7 +447,7 @@ async function stopRollout(
   now: Date,
 ): Promise<RequestState | null> {
   const stopped = await tx.execution.updateMany({
-    where: { requestId, state: 'queued' },
+    where: { requestId, state: { in: ['queued', 'awaiting_approval'] } },
     data: {
       state: 'cancelled',
       errorCode: 'ROLLOUT_STOPPED',
@@ -314,27 +526,84 @@ export function buildEnvelope(
 }
 
 /**
- * The at-most-once claim for many jobs inside `tx`: `queued → sent` with `WHERE state = 'queued'` (one statement
- * per distinct notAfter — one for a wave signed at one instant), then one `execution.send` audit event per
- * execution actually claimed, appended together. Returns the ids claimed.
+ * The signed job for one execution in the version its agent speaks. v2 carries the content hash and the ids of
+ * the attestations dispatch just verified; notAfter is the earlier of the approvals' validity and now + pickup
+ * timeout + budget + slack. A v1 agent gets the v1 form when the job has one, else `ok: false` with a message
+ * that says to upgrade the agent.
+ */
+export function buildEnvelopeFor(
+  execution: Execution,
+  request: InjectionRequest,
+  signer: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
+  approvals: { attestationIds: string[]; approvalUntil: Date | null },
+  version: AgentProtocolVersion,
+  now: Date = new Date(),
+): { ok: true; envelope: AnyJobEnvelope; notAfter: string } | { ok: false; message: string } {
+  const options = optionsOf(request.options);
+  const horizon =
+    now.getTime() + (options.pickupTimeoutSeconds + options.budgetSeconds) * 1000 + ENVELOPE_SLACK_MS;
+  const notAfter = new Date(Math.min(horizon, approvals.approvalUntil?.getTime() ?? horizon)).toISOString();
+  const payload: ExecPayloadV2 = {
+    v: 2,
+    action: 'exec',
+    jobId: execution.jobId,
+    agentId: execution.agentId,
+    requestId: request.id,
+    target: { pid: execution.pid, startTime: execution.startTime },
+    contentHash: request.contentHash,
+    approvals: approvals.attestationIds.slice(0, 16),
+    breakGlass: false,
+    kind: request.kind === 'library' ? 'library' : 'custom',
+    scriptId: request.scriptId,
+    code: request.code,
+    codeHash: codeHash(request.code),
+    params: paramsOf(request.params),
+    options: {
+      inline: options.inline,
+      budgetSeconds: options.budgetSeconds,
+      pickupTimeoutSeconds: options.pickupTimeoutSeconds,
+      backend: options.backend,
+      thread: execution.tid ? { tid: execution.tid } : 'main',
+      wake: false,
+    },
+    issuedAt: now.toISOString(),
+    notAfter,
+  };
+  if (version >= 2)
+    return { ok: true, envelope: signJobV2(payload, signer.privateKey, signer.publicKey), notAfter };
+  const v1 = toV1(payload);
+  if (!v1.ok) return { ok: false, message: `${v1.message}: upgrade the agent` };
+  return { ok: true, envelope: signJob(v1.payload, signer.privateKey, signer.publicKey), notAfter };
+}
+
+/**
+ * The at-most-once claim for many jobs inside `tx`: `queued|awaiting_approval → sent` guarded by the state it was
+ * gated in (one statement per distinct notAfter — one for a wave signed at one instant), then one
+ * `execution.send` audit event per execution actually claimed (with the content hash and the attestations it
+ * went out on), appended together. Returns the ids claimed.
  */
 async function claimSent(
   tx: Tx,
-  jobs: { executionId: string; envelope: Pick<JobEnvelope, 'payload'> }[],
+  jobs: {
+    executionId: string;
+    envelope: AnyJobEnvelope;
+    notAfter: string;
+    req: Pick<InjectionRequest, 'id' | 'contentHash'>;
+  }[],
   now: Date,
 ): Promise<Set<string>> {
   const byNotAfter = new Map<string, string[]>();
   for (const j of jobs) {
-    const ids = byNotAfter.get(j.envelope.payload.notAfter) ?? [];
+    const ids = byNotAfter.get(j.notAfter) ?? [];
     ids.push(j.executionId);
-    byNotAfter.set(j.envelope.payload.notAfter, ids);
+    byNotAfter.set(j.notAfter, ids);
   }
   const claimed = new Set<string>();
   for (const [notAfter, ids] of byNotAfter) {
     const rows = await tx.execution.updateManyAndReturn({
-      where: { id: { in: ids }, state: 'queued' },
-      data: { state: 'sent', sentAt: now, notAfter: new Date(notAfter) },
-      select: { id: true },
+      where: { id: { in: ids }, state: { in: ['queued', 'awaiting_approval'] } },
+      data: { state: 'sent', sentAt: now, notAfter: new Date(notAfter), errorCode: null, errorMessage: null },
+      select: { id: true, jobId: true, agentId: true },
     });
     for (const r of rows) claimed.add(r.id);
   }
@@ -342,16 +611,41 @@ async function claimSent(
     tx,
     jobs
       .filter((j) => claimed.has(j.executionId))
-      .map(({ executionId, envelope: { payload: p } }) => ({
-        actor: SYSTEM,
-        action: 'execution.send',
-        subjectType: 'execution',
-        subjectId: executionId,
-        data: { jobId: p.jobId, agentId: p.agentId, requestId: p.requestId, notAfter: p.notAfter },
-      })),
+      .map((j) => {
+        const p = envelopeFacts(j.envelope);
+        return {
+          actor: SYSTEM,
+          action: 'execution.send',
+          subjectType: 'execution',
+          subjectId: j.executionId,
+          data: {
+            jobId: p.jobId,
+            agentId: p.agentId,
+            requestId: j.req.id,
+            notAfter: j.notAfter,
+            envelope: p.v,
+            contentHash: j.req.contentHash,
+            attestationIds: p.approvals,
+          },
+        };
+      }),
     now,
   );
   return claimed;
+}
+
+/** The facts of a signed envelope of either version, for the audit record. */
+function envelopeFacts(env: AnyJobEnvelope): {
+  v: 1 | 2;
+  jobId: string;
+  agentId: string;
+  approvals: string[] | null;
+} {
+  if ('v' in env) {
+    const p = JobPayloadV2.parse(JSON.parse(env.payload));
+    return { v: 2, jobId: p.jobId, agentId: p.agentId, approvals: p.approvals };
+  }
+  return { v: 1, jobId: env.payload.jobId, agentId: env.payload.agentId, approvals: null };
 }
 
 /**

@@ -20,7 +20,15 @@ import * as executions from './executions';
 import { createPolicy } from './policy';
 import * as requests from './requests';
 import { loadOrCreateSigningKey } from './signing';
-import { describeEachDatabase, pyProcess, seedAgent, seedUser } from '../../../../../test/support/services';
+import {
+  describeEachDatabase,
+  pyProcess,
+  seedAgent,
+  seedUser,
+  testKeyPair,
+} from '../../../../../test/support/services';
+
+const ATTEST = testKeyPair();
 
 const at = () => new Date().toISOString();
 const result = (jobId: string, seq: number, r: Partial<ReportedResult>): JobEvent => ({
@@ -72,10 +80,12 @@ describeEachDatabase('cancel, corrections, refused reports, queue and backlog', 
         ap,
         req.id,
         { decision: 'approve' },
-        { authenticatedAt: new Date() },
+        { authenticatedAt: new Date(), attestation: ATTEST },
       );
       await dispatch.planExecutions(prisma, req.id);
-      const sent = (await dispatch.sendWave(prisma, req.id, keys, () => true)).result.map((j) => j.execution);
+      const sent = (
+        await dispatch.sendWave(prisma, req.id, { signing: keys, attestation: ATTEST }, () => true)
+      ).result.map((j) => j.execution);
       return { req, sent };
     };
     return { prisma, admin, agent, op, dispatched };

@@ -64,6 +64,8 @@ export interface ServiceDeps {
     sinkFile?: string;
     sinkFailed(sink: string, err: unknown): void;
   };
+  /** Signs vote attestations; a key file next to the signing key, never in the database. */
+  attestation: SigningKeyPair;
   auth: AuthPort;
   presence: Presence;
   clock: () => Date;
@@ -292,9 +294,10 @@ export function createServices(d: ServiceDeps) {
             authenticatedAt: user.authenticatedAt,
             reauthWindowMinutes: d.config.reauthMinutes,
             now: clock(),
+            attestation: d.attestation,
           }),
         ),
-      previewPolicy: (input: { targets: TargetsInput; kind?: 'library' | 'custom' }) =>
+      previewPolicy: (input: { targets: TargetsInput; kind?: 'library' | 'custom'; scriptId?: string }) =>
         requests.previewPolicy(db, input),
     },
 
@@ -373,8 +376,14 @@ export function createServices(d: ServiceDeps) {
         report: { jobId: string; seq: number; type: string },
         refusal: { code: string; message: string },
       ) => executions.recordReportRefusal(db, agentId, report, refusal, clock()),
-      nextWave: (connectedAgentIds: readonly string[]) =>
-        jobs.nextWave(db, d.signing, connectedAgentIds, clock),
+      nextWave: (connectedAgentIds: readonly string[], versionOf?: (agentId: string) => 1 | 2) =>
+        jobs.nextWave(
+          db,
+          { signing: d.signing, attestation: d.attestation },
+          connectedAgentIds,
+          clock,
+          versionOf,
+        ),
       dispatchFailed: (job: Pick<jobs.PlannedJob, 'agentId' | 'jobId'>, failure: Failure) =>
         jobs.dispatchFailed(db, job, failure, clock()),
       housekeeping: (connectedAnywhere: (agentId: string) => Promise<boolean>) =>

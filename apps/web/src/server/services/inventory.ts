@@ -5,7 +5,7 @@ import type {
   InventorySnapshot,
   PythonProcess as WireProcess,
 } from '@pyreach/protocol/inventory';
-import type { Agent, Db, Host, PrismaClient, PythonProcess, Tx } from '@pyreach/db';
+import type { Agent, Db, Host, PrismaClient, PythonProcess } from '@pyreach/db';
 import { agentOf } from './agents';
 import { outcome, type Outcome } from './effects';
 import { AppError } from './errors';
@@ -45,15 +45,11 @@ function scannedAtOf(s: string, now: Date): Date {
   return Number.isNaN(d.getTime()) ? now : d;
 }
 
-async function tokenLabels(tx: Tx, agentId: string): Promise<Labels> {
-  const token = await tx.joinToken.findFirst({ where: { usedByAgentId: agentId }, select: { labels: true } });
-  return token ? labelsOf(token.labels) : {};
-}
-
 /**
- * Stores a full inventory: upserts the host, replaces its process rows, refreshes the agent's version and
- * labels (claimed labels overlaid by the join token's, which always win). Not audited: it is an observation,
- * not a decision.
+ * Stores a full inventory: upserts the host, replaces its process rows, refreshes the agent's version and the
+ * labels it reports (`reportedLabels`: shown, never matched by a policy or a selector — the labels that decide
+ * are the join token's or an admin's, in `labels`, and an agent cannot change them). Not audited: it is an
+ * observation, not a decision.
  */
 export async function saveSnapshot(
   db: PrismaClient,
@@ -68,10 +64,9 @@ export async function saveSnapshot(
       throw new AppError('FORBIDDEN', `inventory from unknown or revoked agent ${agentId}`, {
         userMessage: 'this agent is not allowed',
       });
-    const labels = { ...snap.host.labels, ...(await tokenLabels(tx, agentId)) };
     await tx.agent.update({
       where: { id: agentId },
-      data: { labels, version: snap.host.agentVersion, lastSeenAt: now },
+      data: { reportedLabels: snap.host.labels, version: snap.host.agentVersion, lastSeenAt: now },
     });
     const facts = {
       hostname: snap.host.hostname,

@@ -4,15 +4,14 @@
  * only times them and puts the signed jobs on the wire.
  */
 import type { Failure } from '@pyreach/protocol/common';
-import type { JobEnvelope } from '@pyreach/protocol/job';
+import type { AnyJobEnvelope } from '@pyreach/protocol/job';
 import { IN_FLIGHT_EXECUTION_STATES } from '@pyreach/protocol/states';
 import type { PrismaClient } from '@pyreach/db';
 import { markDisconnected } from './agents';
-import { planExecutions, sendWave } from './dispatch';
+import { planExecutions, sendWave, type AgentVersionOf, type DispatchKeys } from './dispatch';
 import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { expireOverdue, markAgentLost, recordDispatchRefusal } from './executions';
-import type { SigningKeyPair } from './signing';
 
 /** A signed job claimed as sent, to emit on the agent's connection. */
 export interface PlannedJob {
@@ -20,7 +19,7 @@ export interface PlannedJob {
   agentId: string;
   requestId: string;
   executionId: string;
-  envelope: JobEnvelope;
+  envelope: AnyJobEnvelope;
 }
 
 /** Approved requests planned per pass, and dispatching requests stepped per pass (oldest first). */
@@ -30,13 +29,15 @@ const WAVE_BATCH = 200;
 /**
  * One dispatch pass's database work: approved requests become executions (guarded in planExecutions: one
  * replica wins), then per dispatching request one wave — what its rollout allows now for the agents connected to
- * this process, signed and claimed queued → sent in one transaction. Only what this replica claimed comes back.
+ * this process, gated (policy again, attested votes), signed in the envelope version each agent announced and
+ * claimed queued → sent in one transaction. Only what this replica claimed comes back.
  */
 export async function nextWave(
   db: PrismaClient,
-  signing: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>,
+  keys: DispatchKeys,
   connectedAgentIds: readonly string[],
   now: () => Date = () => new Date(),
+  versionOf: AgentVersionOf = () => 1,
 ): Promise<Outcome<PlannedJob[]>> {
   const here = new Set(connectedAgentIds);
   const effects: Effect[] = [];
@@ -62,7 +63,7 @@ export async function nextWave(
   });
   const jobs: PlannedJob[] = [];
   for (const req of dispatching) {
-    const wave = await sendWave(db, req.id, signing, (agentId) => here.has(agentId), now());
+    const wave = await sendWave(db, req.id, keys, (agentId) => here.has(agentId), now(), versionOf);
     effects.push(...wave.effects);
     for (const { execution: ex, envelope } of wave.result)
       jobs.push({ jobId: ex.jobId, agentId: ex.agentId, requestId: req.id, executionId: ex.id, envelope });

@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { verifyJob } from '@pyreach/protocol/job';
+import { verifyAnyJob, verifyJob } from '@pyreach/protocol/job';
 import { verifyAuditChain } from './audit';
 import * as dispatch from './dispatch';
 import type { Outcome } from './effects';
@@ -14,7 +14,13 @@ import * as requests from './requests';
 import { getRequest } from './requests';
 import { loadOrCreateSigningKey } from './signing';
 import { setRole } from './users';
-import { describeEachDatabase, pyProcess, seedAgent, seedUser } from '../../../../../test/support/services';
+import {
+  testKeyPair,
+  describeEachDatabase,
+  pyProcess,
+  seedAgent,
+  seedUser,
+} from '../../../../../test/support/services';
 import { getScript } from '@pyreach/scripts';
 
 // These tests are about results and rows; what each call changed (its effects) is tested in effects.int.test.ts.
@@ -35,7 +41,8 @@ const expireOverdue = resultOf(executions.expireOverdue);
 const { buildEnvelope } = dispatch;
 
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
-const fresh = () => ({ authenticatedAt: new Date() });
+const ATTEST = testKeyPair();
+const fresh = () => ({ authenticatedAt: new Date(), attestation: ATTEST });
 const result = (jobId: string, seq: number, status: 'succeeded' | 'failed') => ({
   type: 'result' as const,
   jobId,
@@ -104,14 +111,19 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const [job] = await sendWave(w.prisma, req.id, keys, () => true);
+    const [job] = await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true);
     const reqRow = await w.prisma.injectionRequest.findUniqueOrThrow({ where: { id: req.id } });
     const env = buildEnvelope(job!.execution, reqRow, keys);
     assert.equal(verifyJob(job!.envelope, keys.publicKey).ok, true);
     assert.equal(verifyJob(env, keys.publicKey).ok, true);
     assert.equal(env.payload.jobId, ex!.jobId);
-    assert.equal(job!.envelope.payload.jobId, ex!.jobId);
-    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => true), [], 'a job id is sent at most once');
+    const sent = verifyAnyJob(job!.envelope, keys.publicKey);
+    assert.equal(sent.ok && sent.payload.jobId, ex!.jobId);
+    assert.deepEqual(
+      await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true),
+      [],
+      'a job id is sent at most once',
+    );
     const at = new Date().toISOString();
     assert.equal(
       await applyJobEvent(w.prisma, w.agent.id, {
@@ -172,7 +184,7 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
         w.ap1,
         req.id,
         { decision: 'approve' },
-        { authenticatedAt: new Date(Date.now() - 6 * 60_000) },
+        { authenticatedAt: new Date(Date.now() - 6 * 60_000), attestation: ATTEST },
       ),
       code('STALE_AUTH'),
     );
@@ -364,11 +376,15 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       reason: 'ack',
       rollout: { concurrency: 2, maxFailures: 5 },
     });
+    // No one alone: a 0-approval policy still needs a second person for custom code.
+    await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req.id);
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const [a, b] = (await sendWave(w.prisma, req.id, keys, () => true)).map((j) => j.execution);
+    const [a, b] = (await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true)).map(
+      (j) => j.execution,
+    );
 
     const other = await seedAgent(w.prisma, w.admin);
     assert.equal(
@@ -430,11 +446,16 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       reason: 'roll',
       rollout: { concurrency: 2, maxFailures: 2 },
     });
+    // No one alone: a 0-approval policy still needs a second person for custom code.
+    await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req.id);
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const send = async () => (await sendWave(w.prisma, req.id, keys, () => true)).map((j) => j.execution);
+    const send = async () =>
+      (await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true)).map(
+        (j) => j.execution,
+      );
     const first = await send();
     assert.equal(first.length, 2);
     assert.equal((await send()).length, 0, 'no room while two are in flight');
@@ -471,29 +492,31 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       reason: 'wave',
       rollout: { concurrency: 3, maxFailures: 1 },
     });
+    // No one alone: a 0-approval policy still needs a second person for custom code.
+    await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req.id);
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
     assert.deepEqual(
-      await sendWave(w.prisma, req.id, keys, () => false),
+      await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => false),
       [],
       'nothing for agents connected elsewhere',
     );
     // Two passes at once (two replicas, or a pass and a wake-up) claim each job once between them.
     const [x, y] = await Promise.all([
-      sendWave(w.prisma, req.id, keys, (id) => id === w.agent.id),
-      sendWave(w.prisma, req.id, keys, (id) => id === w.agent.id),
+      sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, (id) => id === w.agent.id),
+      sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, (id) => id === w.agent.id),
     ]);
     const first = [...x!, ...y!];
     assert.equal(first.length, 3);
     assert.equal(new Set(first.map((j) => j.execution.jobId)).size, 3, 'a job id is sent at most once');
     for (const j of first) {
-      assert.equal(verifyJob(j.envelope, keys.publicKey).ok, true);
-      assert.equal(j.envelope.payload.jobId, j.execution.jobId);
+      const v = verifyAnyJob(j.envelope, keys.publicKey);
+      assert.equal(v.ok && v.payload.jobId, j.execution.jobId);
     }
     assert.deepEqual(
-      await sendWave(w.prisma, req.id, keys, () => true),
+      await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true),
       [],
       'no room while three are in flight',
     );
@@ -502,10 +525,14 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     });
     assert.equal(sends.length, 3, 'one audit event per claimed execution');
     await applyJobEvent(w.prisma, w.agent.id, result(first[0]!.execution.jobId, 1, 'succeeded'));
-    const second = await sendWave(w.prisma, req.id, keys, () => true);
+    const second = await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true);
     assert.equal(second.length, 1, 'a finished job frees one slot');
     await applyJobEvent(w.prisma, w.agent.id, result(first[1]!.execution.jobId, 1, 'failed'));
-    assert.deepEqual(await sendWave(w.prisma, req.id, keys, () => true), [], 'stopped after 1 failure');
+    assert.deepEqual(
+      await sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true),
+      [],
+      'stopped after 1 failure',
+    );
     for (const j of [first[2]!, second[0]!])
       await applyJobEvent(w.prisma, w.agent.id, result(j.execution.jobId, 1, 'succeeded'));
     const detail = await getRequest(w.prisma, req.id);
@@ -547,7 +574,9 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
     });
-    const [a, b] = (await sendWave(w.prisma, req2.id, keys, () => true)).map((j) => j.execution);
+    const [a, b] = (
+      await sendWave(w.prisma, req2.id, { signing: keys, attestation: ATTEST }, () => true)
+    ).map((j) => j.execution);
     assert.ok(b, 'both jobs of the wave went out');
     await applyJobEvent(w.prisma, w.agent.id, {
       type: 'state',

@@ -6,12 +6,13 @@ import {
   type Targets,
   type TargetsInput,
 } from '@pyreach/protocol/api';
-import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
 import { type JsonObject, type Labels } from '@pyreach/protocol/common';
 import { IN_FLIGHT_EXECUTION_STATES, canRequestTransition } from '@pyreach/protocol/states';
 import type { Db, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
 import { requireUser, type Actor } from './actor';
+import { attestVote, type AttestationKey } from './attest';
 import { appendAudit } from './audit';
+import { contentHashOf } from './content';
 import { completeIfDone } from './dispatch';
 import { outcome, requestChanged, type Effect, type Outcome } from './effects';
 import { AppError, isUniqueViolation, parseInput } from './errors';
@@ -26,10 +27,7 @@ export { MAX_ROLLOUT_CONCURRENCY } from '@pyreach/protocol/api';
 /** A request as the services and the API see it: the row with its JSON columns parsed. */
 export type Request = ReturnType<typeof requestOf<InjectionRequest>>;
 
-/** SHA-256 hex of the canonical JSON of {code, params, targets}: what approvers approve. */
-export function contentHashOf(v: { code: string; params: unknown; targets: unknown }): string {
-  return sha256Hex(canonicalJson({ code: v.code, params: v.params, targets: v.targets }));
-}
+export { contentHashOf, type RequestContent } from './content';
 
 /**
  * Host labels of every target: explicit processes → their agents; selector → matching hosts + the selector.
@@ -114,7 +112,10 @@ export async function createRequest(
     parsed.kind === 'library'
       ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params) }
       : { ...parsed, code: parsed.code! };
-  const policy = await resolvePolicy(db, await labelsOfTargets(db, data.targets));
+  const policy = await resolvePolicy(db, await labelsOfTargets(db, data.targets), {
+    kind: data.kind,
+    scriptId: data.scriptId ?? null,
+  });
   checkCustomCode(data.kind, policy);
   const auto = policy.requiredApprovals === 0;
   return db.$transaction(async (tx) => {
@@ -128,7 +129,7 @@ export async function createRequest(
         targets: data.targets,
         options: data.options,
         rollout: data.rollout,
-        contentHash: contentHashOf(data),
+        contentHash: contentHashOf({ ...data, scriptId: data.scriptId ?? null }),
         reason: data.reason,
         state: auto ? 'approved' : 'pending',
         requiredApprovals: policy.requiredApprovals,
@@ -185,9 +186,9 @@ async function lockRequest(tx: Tx, id: string): Promise<InjectionRequest> {
 }
 
 /**
- * Edits a pending request (its requester only). A change to code, params or targets changes the content hash,
- * bumps the revision and so voids every earlier approval (approvals count only on the current hash); the
- * policy is resolved again. Audited.
+ * Edits a pending request (its requester only). A change to code, params, targets, any job option or the
+ * rollout changes the content hash, bumps the revision and so voids every earlier approval (approvals count
+ * only on the current hash); the reason alone does not. The policy is resolved again. Audited.
  */
 export async function updateRequest(
   db: PrismaClient,
@@ -202,7 +203,10 @@ export async function updateRequest(
   if (!current)
     throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
   const targets: Targets = data.targets ?? requestOf(current).targets;
-  const policy = await resolvePolicy(db, await labelsOfTargets(db, targets));
+  const policy = await resolvePolicy(db, await labelsOfTargets(db, targets), {
+    kind: current.kind,
+    scriptId: current.scriptId,
+  });
   checkCustomCode(current.kind, policy);
   return db.$transaction(async (tx) => {
     const row = await lockRequest(tx, id);
@@ -215,10 +219,16 @@ export async function updateRequest(
       throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, {
         userMessage: `a ${req.state} request cannot be edited`,
       });
-    const next =
-      req.kind === 'library'
-        ? { ...libraryContent(req.scriptId ?? '', data.code, data.params ?? req.params), targets }
-        : { code: data.code ?? req.code, params: data.params ?? req.params, targets };
+    const next = {
+      kind: req.kind,
+      scriptId: req.scriptId,
+      ...(req.kind === 'library'
+        ? libraryContent(req.scriptId ?? '', data.code, data.params ?? req.params)
+        : { code: data.code ?? req.code, params: data.params ?? req.params }),
+      targets,
+      options: data.options ?? req.options,
+      rollout: data.rollout ?? req.rollout,
+    };
     const contentHash = contentHashOf(next);
     const changed = contentHash !== req.contentHash;
     const updated = await tx.injectionRequest.update({
@@ -230,8 +240,8 @@ export async function updateRequest(
         contentHash,
         revision: changed ? req.revision + 1 : req.revision,
         reason: data.reason ?? req.reason,
-        rollout: data.rollout ?? req.rollout,
-        options: data.options ?? req.options,
+        rollout: next.rollout,
+        options: next.options,
         requiredApprovals: policy.requiredApprovals,
         approverRoles: policy.approverRoles,
         approvalValidMinutes: policy.approvalValidMinutes,
@@ -269,7 +279,13 @@ export async function reviewRequest(
   actor: Actor,
   id: string,
   input: ReviewInput,
-  auth: { authenticatedAt: Date; reauthWindowMinutes?: number; now?: Date },
+  auth: {
+    authenticatedAt: Date;
+    reauthWindowMinutes?: number;
+    now?: Date;
+    /** The key the vote's attestation is signed with (held outside the database). */
+    attestation: AttestationKey;
+  },
 ): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:review');
   const now = auth.now ?? new Date();
@@ -283,7 +299,11 @@ export async function reviewRequest(
   try {
     const row = await db.$transaction(async (tx) => {
       const req = await lockRequest(tx, id);
-      if (req.state !== 'pending')
+      // A partly dispatched request collects further votes for the executions a stricter policy holds back.
+      const awaiting =
+        req.state === 'dispatching' &&
+        (await tx.execution.count({ where: { requestId: id, state: 'awaiting_approval' } })) > 0;
+      if (req.state !== 'pending' && !awaiting)
         throw new AppError('INVALID_STATE', `request ${id} is ${req.state}`, {
           userMessage: `a ${req.state} request cannot be reviewed`,
         });
@@ -303,15 +323,29 @@ export async function reviewRequest(
         throw new AppError('ALREADY_VOTED', `user ${user.id} already voted on ${id} rev ${req.revision}`, {
           userMessage: 'you already reviewed this revision',
         });
+      const reviewId = newId('rev');
+      // Stored times have millisecond precision: the attestation covers the time as it will read back.
+      const at = new Date(now.getTime());
       await tx.review.create({
         data: {
-          id: newId('rev'),
+          id: reviewId,
           requestId: id,
           reviewerId: user.id,
           decision: vote.decision,
           comment: vote.comment ?? null,
           contentHash: req.contentHash,
-          createdAt: now,
+          createdAt: at,
+          role: user.role,
+          ...attestVote(auth.attestation, {
+            reviewId,
+            requestId: id,
+            contentHash: req.contentHash,
+            reviewerId: user.id,
+            role: user.role,
+            decision: vote.decision,
+            at: at.toISOString(),
+            requesterId: req.requesterId,
+          }),
         },
       });
       await appendAudit(
@@ -321,11 +355,31 @@ export async function reviewRequest(
           action: `review.${vote.decision}`,
           subjectType: 'request',
           subjectId: id,
-          data: { revision: req.revision, contentHash: req.contentHash, comment: vote.comment ?? null },
+          data: {
+            revision: req.revision,
+            contentHash: req.contentHash,
+            comment: vote.comment ?? null,
+            attestationId: reviewId,
+            role: user.role,
+          },
         },
         now,
       );
+      if (awaiting && vote.decision === 'approve') return req;
       if (vote.decision === 'reject') {
+        if (awaiting) {
+          // Executions held for more approvals will not get them: they end cancelled; the rest finish.
+          await tx.execution.updateMany({
+            where: { requestId: id, state: 'awaiting_approval' },
+            data: { state: 'cancelled', errorCode: 'REJECTED', finishedAt: now },
+          });
+          await appendAudit(
+            tx,
+            { actor, action: 'request.reject', subjectType: 'request', subjectId: id },
+            now,
+          );
+          return req;
+        }
         const r = await tx.injectionRequest.update({
           where: { id },
           data: { state: 'rejected', completedAt: now },
@@ -361,7 +415,7 @@ export async function reviewRequest(
     const result = requestOf(row);
     return outcome(result, [
       requestChanged(result),
-      result.state === 'approved' && { kind: 'wake', why: 'approved' },
+      (result.state === 'approved' || result.state === 'dispatching') && { kind: 'wake', why: 'approved' },
     ]);
   } catch (err) {
     if (isUniqueViolation(err))
@@ -403,7 +457,7 @@ export async function cancelRequest(
       });
     } else if (req.state === 'dispatching') {
       await tx.execution.updateMany({
-        where: { requestId: id, state: 'queued' },
+        where: { requestId: id, state: { in: ['queued', 'awaiting_approval'] } },
         data: {
           state: 'cancelled',
           errorCode: 'CANCELLED',
@@ -546,12 +600,15 @@ export async function listRequests(
  * creation (the labels of every target host), answered without storing anything, so the form can say "needs 2
  * approvals from approver/admin" up front.
  */
-export async function previewPolicy(db: Db, input: { targets: TargetsInput; kind?: 'library' | 'custom' }) {
-  const { targets, kind } = parseInput(PolicyPreviewBody, input, 'policy preview');
+export async function previewPolicy(
+  db: Db,
+  input: { targets: TargetsInput; kind?: 'library' | 'custom'; scriptId?: string },
+) {
+  const { targets, kind, scriptId } = parseInput(PolicyPreviewBody, input, 'policy preview');
   const labels = await labelsOfTargets(db, targets);
   // For a selector the labels are its own, then one entry per matching process.
   const matched = targets.type === 'processes' ? targets.processes.length : labels.length - 1;
-  const eff = await resolvePolicy(db, labels);
+  const eff = await resolvePolicy(db, labels, { kind: kind ?? 'custom', scriptId: scriptId ?? null });
   const policies = await db.policy.findMany({
     where: { id: { in: eff.policyIds } },
     select: { id: true, name: true, description: true },

@@ -12,7 +12,15 @@ import {
   listServiceAccounts,
   revokeApiToken,
 } from './service-accounts';
-import { describeEachDatabase, pyProcess, seedAgent, seedUser } from '../../../../../test/support/services';
+import {
+  describeEachDatabase,
+  pyProcess,
+  seedAgent,
+  seedUser,
+  testKeyPair,
+} from '../../../../../test/support/services';
+
+const ATTEST = testKeyPair();
 
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
 const DAY = 24 * 60 * 60_000;
@@ -133,11 +141,23 @@ describeEachDatabase('service accounts and API tokens', (db) => {
     ).result;
     assert.equal(req.requesterId, owner.id, "the owner is the request's requester");
     await assert.rejects(
-      requests.reviewRequest(prisma, bot, req.id, { decision: 'approve' }, { authenticatedAt: new Date() }),
+      requests.reviewRequest(
+        prisma,
+        bot,
+        req.id,
+        { decision: 'approve' },
+        { authenticatedAt: new Date(), attestation: ATTEST },
+      ),
       code('PERSON_REQUIRED'),
     );
     await assert.rejects(
-      requests.reviewRequest(prisma, owner, req.id, { decision: 'approve' }, { authenticatedAt: new Date() }),
+      requests.reviewRequest(
+        prisma,
+        owner,
+        req.id,
+        { decision: 'approve' },
+        { authenticatedAt: new Date(), attestation: ATTEST },
+      ),
       code('SELF_APPROVAL'),
       'four-eyes: the owner counts as requester',
     );

@@ -33,6 +33,7 @@ const EMPTY: PolicyDraft = {
   name: '',
   description: '',
   matchLabels: '',
+  matchAction: {},
   priority: 0,
   requiredApprovals: 1,
   approverRoles: ['approver', 'admin'],
@@ -44,6 +45,8 @@ const draftOf = (p: PolicyRow): PolicyDraft => ({
   name: p.name,
   description: p.description ?? '',
   matchLabels: formatLabels(p.matchLabels),
+  // Kept as it is when the rules are edited here (the API sets it: script ids, risk, custom vs library).
+  matchAction: p.matchAction,
   priority: p.priority,
   requiredApprovals: p.requiredApprovals,
   approverRoles: p.approverRoles,

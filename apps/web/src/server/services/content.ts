@@ -1,0 +1,33 @@
+import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
+
+/** Everything that changes what runs, where or how: what approvers approve and what the hash covers. */
+export interface RequestContent {
+  kind: string;
+  scriptId: string | null;
+  code: string;
+  params: unknown;
+  targets: unknown;
+  options: unknown;
+  rollout: unknown;
+}
+
+/**
+ * SHA-256 hex of the canonical JSON of everything that changes what runs, where or how: kind, script, code,
+ * params, targets (or selector), every job option (the whole parsed object, so a new option is covered the day
+ * it is added) and the rollout. Any change is a new hash, and votes count only on the hash they were cast on.
+ * Dispatch recomputes it from the row before it signs, so a row edited behind the service's back is refused.
+ */
+export function contentHashOf(v: RequestContent): string {
+  return sha256Hex(
+    canonicalJson({
+      v: 2,
+      kind: v.kind,
+      scriptId: v.scriptId,
+      code: v.code,
+      params: v.params,
+      targets: v.targets,
+      options: v.options,
+      rollout: v.rollout,
+    }),
+  );
+}
