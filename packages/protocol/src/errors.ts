@@ -19,6 +19,8 @@ const ERRORS = {
   FORBIDDEN: { status: 403, retryable: false },
   SELF_APPROVAL: { status: 403, retryable: false },
   POLICY_DENIED: { status: 403, retryable: false },
+  /** A cookie-authenticated state-changing call whose Origin / Sec-Fetch-Site is not PUBLIC_URL. */
+  CROSS_ORIGIN: { status: 403, retryable: false },
   NOT_FOUND: { status: 404, retryable: false },
   METHOD_NOT_ALLOWED: { status: 405, retryable: false },
   CONFLICT: { status: 409, retryable: false },
@@ -26,6 +28,8 @@ const ERRORS = {
   INVALID_STATE: { status: 409, retryable: false },
   OUT_OF_ORDER: { status: 409, retryable: false },
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
+  /** A body that is not application/json. */
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },
   /** better-auth refused a sign-in call without saying more. */
   AUTH_ERROR: { status: 400, retryable: false },

@@ -85,6 +85,8 @@ const AuditFilter = {
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
 };
+/** Audit sequence numbers are PostgreSQL bigint. */
+const MAX_SEQ = 2n ** 63n - 1n;
 const RequestEnvelope = z.object({ request: RequestRow });
 const PolicyEnvelope = z.object({ policy: PolicyRow });
 
@@ -367,7 +369,8 @@ export const routes = {
         text: z.string().max(256).optional(),
         cursor: z
           .string()
-          .regex(/^\d{1,19}$/)
+          .regex(/^\d{1,19}$/, 'cursor is an audit sequence number (the nextCursor of the previous page)')
+          .refine((c) => BigInt(c) <= MAX_SEQ, 'cursor is past the largest sequence number (2^63-1)')
           .optional(),
         limit: z.coerce.number().int().min(1).max(500).optional(),
       })

@@ -13,6 +13,7 @@ import { isOutcome } from '../services/effects';
 import { AppError, bodyOf, type Classified } from '../services/app-error';
 import type { SessionUser } from '../services/sessions';
 import { BodyTooLarge, readBodyText } from './body';
+import { checkContentType, checkOrigin, findUnsafeValue, isStateChanging } from './boundary';
 import { httpPlane, type HttpPlane } from './plane';
 
 export type { SessionUser };
@@ -112,6 +113,14 @@ export function handle<S extends RouteSpec>(
       if (plane.isShuttingDown())
         return errorResponse('SHUTTING_DOWN', 'the server is shutting down; retry shortly');
 
+      // The browser boundary (http/boundary.ts): every non-public route is cookie-authenticated.
+      if (spec.auth !== 'public' && isStateChanging(req.method)) {
+        const refused =
+          checkOrigin(req.headers, plane.services.system.publicUrl) ??
+          checkContentType(req.headers, spec.body !== undefined);
+        if (refused) return errorResponse(refused.code, refused.message);
+      }
+
       let user: SessionUser | null = null;
       if (spec.auth !== 'public' || spec.optionalSession)
         user = await plane.services.sessions.fromHeaders(req.headers);
@@ -132,7 +141,10 @@ export function handle<S extends RouteSpec>(
       let query: unknown = {};
       if (spec.query) {
         const url = new URL(req.url);
-        const q = spec.query.safeParse(Object.fromEntries(url.searchParams));
+        const raw = Object.fromEntries(url.searchParams);
+        const unsafe = findUnsafeValue(raw, 'query');
+        if (unsafe) return errorResponse(unsafe.code, unsafe.message);
+        const q = spec.query.safeParse(raw);
         if (!q.success) return errorResponse('VALIDATION', describe('query', q.error));
         query = q.data;
       }
@@ -153,6 +165,8 @@ export function handle<S extends RouteSpec>(
         } catch {
           return errorResponse('VALIDATION', 'body: not valid JSON');
         }
+        const unsafe = findUnsafeValue(json, 'body');
+        if (unsafe) return errorResponse(unsafe.code, unsafe.message);
         const b = spec.body.safeParse(json);
         if (!b.success) return errorResponse('VALIDATION', describe('body', b.error));
         body = b.data;
