@@ -242,6 +242,20 @@ export const CreateUser = z
   .strict();
 export type CreateUser = z.infer<typeof CreateUser>;
 
+/** POST /api/users/{id}/disable: disable (sessions revoked, sockets closed) or enable again. */
+export const SetUserDisabled = z
+  .object({ disabled: z.boolean(), reason: z.string().trim().min(3).max(500).optional() })
+  .strict()
+  .refine((b) => !b.disabled || b.reason !== undefined, {
+    message: 'say why the user is disabled (reason, 3-500 characters)',
+    path: ['reason'],
+  });
+export type SetUserDisabled = z.infer<typeof SetUserDisabled>;
+
+/** POST /api/users/{id}/password: a temporary password the user must change at the next sign-in. */
+export const SetTemporaryPassword = z.object({ password: z.string().min(12).max(256) }).strict();
+export type SetTemporaryPassword = z.infer<typeof SetTemporaryPassword>;
+
 export const CreateJoinToken = z
   .object({
     labels: Labels.optional(),
@@ -511,6 +525,8 @@ export type PolicyPreview = z.infer<typeof PolicyPreview>;
 
 export const Me = z.object({
   user: z.object({ id: z.string(), email: z.string(), name: z.string(), role: Role }),
+  /** An admin set a temporary password: every other call is refused until the user changes it. */
+  mustChangePassword: z.boolean().default(false),
   authenticatedAt: Time,
   freshUntil: Time,
   fresh: z.boolean(),

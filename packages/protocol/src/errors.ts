@@ -21,6 +21,8 @@ const ERRORS = {
   POLICY_DENIED: { status: 403, retryable: false },
   /** A cookie-authenticated state-changing call whose Origin / Sec-Fetch-Site is not PUBLIC_URL. */
   CROSS_ORIGIN: { status: 403, retryable: false },
+  /** Signed in with a temporary password: change it (POST /api/auth/change-password) first. */
+  PASSWORD_CHANGE_REQUIRED: { status: 403, retryable: false },
   NOT_FOUND: { status: 404, retryable: false },
   METHOD_NOT_ALLOWED: { status: 405, retryable: false },
   CONFLICT: { status: 409, retryable: false },

@@ -22,6 +22,8 @@ import {
   PolicyPreviewBody,
   PolicyRow,
   RequestDetail,
+  SetTemporaryPassword,
+  SetUserDisabled,
   RequestRow,
   Review,
   Role,
@@ -142,6 +144,27 @@ export const routes = {
     params: z.object({ id: z.string().min(1).max(128) }),
     body: z.object({ role: Role }).strict(),
     response: z.object({ user: z.object({ id: z.string(), role: Role }) }),
+  }),
+
+  setUserDisabled: defineRoute({
+    method: 'POST',
+    path: '/api/users/{id}/disable',
+    summary: 'Disable a user (sessions revoked, live sockets closed at once) or enable them again',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: z.object({ id: z.string().min(1).max(128) }),
+    body: SetUserDisabled,
+    response: z.object({ user: z.object({ id: z.string(), disabled: z.boolean() }) }),
+  }),
+  setTemporaryPassword: defineRoute({
+    method: 'POST',
+    path: '/api/users/{id}/password',
+    summary: 'Set a temporary password the user must change at the next sign-in (their sessions end)',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: z.object({ id: z.string().min(1).max(128) }),
+    body: SetTemporaryPassword,
+    response: z.object({ user: z.object({ id: z.string(), mustChangePassword: z.literal(true) }) }),
   }),
 
   createJoinToken: defineRoute({

@@ -28,7 +28,7 @@ export class Publisher {
   constructor(
     private readonly ui: Pick<
       UiGateway,
-      'fleetChanged' | 'requestChanged' | 'executionUpdate' | 'executionOutput'
+      'fleetChanged' | 'requestChanged' | 'executionUpdate' | 'executionOutput' | 'closeSessions'
     >,
     private readonly agents: Pick<AgentRooms, 'revoke'>,
     readonly wakes: WakeSignal,
@@ -61,6 +61,9 @@ export class Publisher {
           break;
         case 'agent-revoked':
           this.agents.revoke(e.agentId, e.reason);
+          break;
+        case 'sessions-closed':
+          this.ui.closeSessions(e.userId, e.sessionId);
           break;
         case 'wake':
           this.wakes.wake(e.why);

@@ -11,6 +11,8 @@ import { AppError, errorBody } from '../services/errors';
 export interface UiUser {
   id: string;
   role: string;
+  /** The session the socket was opened with: sign-out closes exactly its sockets. */
+  sessionId?: string;
 }
 
 export interface UiGatewayPorts {
@@ -23,6 +25,8 @@ type UiNamespace = Namespace<UiToServerEvents, ServerToUiEvents, Record<string, 
 
 const FLEET_ROOM = 'fleet';
 const requestRoom = (id: string) => `request:${id}`;
+const userRoom = (id: string) => `user:${id}`;
+const sessionRoom = (id: string) => `session:${id}`;
 
 /** An Error socket.io sends as `connect_error`, its `data` the error's JSON form. */
 export function connectError(err: unknown): Error & { data: unknown } {
@@ -52,7 +56,8 @@ export class UiGateway {
       );
     });
     this.nsp.on('connection', (socket) => {
-      void socket.join(FLEET_ROOM);
+      const { id, sessionId } = socket.data.user;
+      void socket.join([FLEET_ROOM, userRoom(id), ...(sessionId ? [sessionRoom(sessionId)] : [])]);
       socket.on('subscribe', (msg, ack) => {
         const reply = typeof ack === 'function' ? ack : () => undefined;
         const parsed = Subscribe.safeParse(msg);
@@ -89,6 +94,11 @@ export class UiGateway {
 
   executionOutput(msg: UiEvent<'execution:output'>): void {
     this.nsp.to(requestRoom(msg.requestId)).emit('execution:output', msg);
+  }
+
+  /** Closes a person's /ui sockets (one session's, or all of theirs) on every replica (the adapter relays it). */
+  closeSessions(userId: string, sessionId?: string): void {
+    this.nsp.in(sessionId ? sessionRoom(sessionId) : userRoom(userId)).disconnectSockets(true);
   }
 
   async close(): Promise<void> {

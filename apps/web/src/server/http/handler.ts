@@ -108,6 +108,7 @@ export function handle<S extends RouteSpec>(
 ): (req: Request, ctx: NextCtx) => Promise<Response> {
   return async (req, ctx) => {
     let plane: HttpPlane | null = null;
+    let denied: Denied | null = null;
     try {
       plane = httpPlane();
       if (plane.isShuttingDown())
@@ -126,8 +127,16 @@ export function handle<S extends RouteSpec>(
         user = await plane.services.sessions.fromHeaders(req.headers);
       if (spec.auth !== 'public') {
         if (!user) return errorResponse('UNAUTHENTICATED', 'sign in first');
+        denied = { actor: userActor(user), method: req.method, path: spec.path };
+        if (user.mustChangePassword && spec.path !== '/api/me')
+          return await refused(
+            plane,
+            denied,
+            'PASSWORD_CHANGE_REQUIRED',
+            'you signed in with a temporary password: change it first (POST /api/auth/change-password)',
+          );
         if (spec.auth !== 'session' && !can(user.role, spec.auth.action)) {
-          return errorResponse('FORBIDDEN', `role '${user.role}' may not ${spec.auth.action}`);
+          return await refused(plane, denied, 'FORBIDDEN', `role '${user.role}' may not ${spec.auth.action}`);
         }
       }
 
@@ -191,7 +200,40 @@ export function handle<S extends RouteSpec>(
       }
       return jsonResponse({ ok: true, ...(out as object) }, spec.status ?? 200);
     } catch (err) {
-      return toErrorResponse(err, plane);
+      const response = toErrorResponse(err, plane);
+      if (plane && denied && AUDITED_DENIALS.has(bodyOf(plane.classify(err).error).code))
+        await auditDenied(plane, denied, bodyOf(plane.classify(err).error));
+      return response;
     }
   };
+}
+
+/** Refusals of a signed-in person that the audit trail keeps: who tried what, and why it was refused. */
+const AUDITED_DENIALS = new Set<ErrorCode>([
+  'FORBIDDEN',
+  'SELF_APPROVAL',
+  'STALE_AUTH',
+  'POLICY_DENIED',
+  'CROSS_ORIGIN',
+  'PASSWORD_CHANGE_REQUIRED',
+]);
+
+interface Denied {
+  actor: Actor;
+  method: string;
+  path: string;
+}
+
+/** Best effort: a failing audit write is logged and never turns the refusal into a 500. */
+async function auditDenied(plane: HttpPlane, d: Denied, e: { code: string; message: string }): Promise<void> {
+  try {
+    await plane.services.users.recordDenied(d.actor, { ...d, code: e.code, message: e.message });
+  } catch (err) {
+    plane.log.error({ err, code: e.code }, 'could not audit a denied action');
+  }
+}
+
+async function refused(plane: HttpPlane, d: Denied, code: ErrorCode, message: string): Promise<Response> {
+  await auditDenied(plane, d, { code, message });
+  return errorResponse(code, message);
 }

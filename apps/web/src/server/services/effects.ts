@@ -34,6 +34,11 @@ export type Effect =
   | { kind: 'fleet'; hostId: string | null }
   /** An agent was revoked: tell it and drop its connections on every replica. */
   | { kind: 'agent-revoked'; agentId: string; reason: string }
+  /**
+   * A person's sessions ended (disabled, temporary password, role change) or one session did (sign-out): close
+   * their live /ui sockets on every replica now, not at the next reconnect.
+   */
+  | { kind: 'sessions-closed'; userId: string; sessionId?: string; reason: string }
   /** There may be work to dispatch. */
   | { kind: 'wake'; why: WakeReason };
 
