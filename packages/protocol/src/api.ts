@@ -6,7 +6,16 @@
  * takes its types from them. Browser-safe: zod only.
  */
 import { z } from 'zod';
-import { Id, IsoTime, JsonObject, Labels, MAX_CODE_BYTES, MAX_PARAMS_BYTES, jsonBytes } from './common';
+import {
+  Id,
+  IsoTime,
+  JsonObject,
+  Labels,
+  MAX_CODE_BYTES,
+  MAX_PARAMS_BYTES,
+  jsonBytes,
+  utf8Bytes,
+} from './common';
 import { PythonProcess } from './inventory';
 import { JobOptions } from './options';
 import { ExecutionState, RequestState } from './states';
@@ -132,7 +141,13 @@ export type Rollout = z.infer<typeof Rollout>;
 export const RequestKind = z.enum(['library', 'custom']);
 export type RequestKind = z.infer<typeof RequestKind>;
 
-const Code = z.string().min(1).max(MAX_CODE_BYTES);
+/** Counted in UTF-8 bytes, as the agent counts it (policy.maxCodeBytes defaults to the same MAX_CODE_BYTES). */
+const Code = z
+  .string()
+  .min(1)
+  .refine((c) => c.length <= MAX_CODE_BYTES && utf8Bytes(c) <= MAX_CODE_BYTES, {
+    message: `code is larger than ${MAX_CODE_BYTES} bytes of UTF-8 (the agents' limit); shorten it`,
+  });
 const Params = JsonObject.refine((p) => jsonBytes(p) <= MAX_PARAMS_BYTES, 'params are too large');
 const Reason = z.string().trim().min(3).max(2000);
 const DEFAULT_OPTIONS: JobOptions = {
@@ -234,6 +249,11 @@ export const PolicyInput = z
   .refine((p) => p.requiredApprovals === 0 || p.approverRoles.length > 0, {
     message: 'a policy that needs approvals must name at least one approver role',
     path: ['approverRoles'],
+  })
+  // A role without request:review can never cast a vote: listing it would make a policy nobody can satisfy.
+  .refine((p) => p.approverRoles.every((r) => can(r, 'request:review')), {
+    message: `approver roles must be roles that may review requests (${PERMISSIONS['request:review'].join(', ')})`,
+    path: ['approverRoles'],
   });
 export type PolicyInput = z.input<typeof PolicyInput>;
 
@@ -248,6 +268,20 @@ export const CreateUser = z
   })
   .strict();
 export type CreateUser = z.infer<typeof CreateUser>;
+
+/** POST /api/users/{id}/disable: disable (sessions revoked, sockets closed) or enable again. */
+export const SetUserDisabled = z
+  .object({ disabled: z.boolean(), reason: z.string().trim().min(3).max(500).optional() })
+  .strict()
+  .refine((b) => !b.disabled || b.reason !== undefined, {
+    message: 'say why the user is disabled (reason, 3-500 characters)',
+    path: ['reason'],
+  });
+export type SetUserDisabled = z.infer<typeof SetUserDisabled>;
+
+/** POST /api/users/{id}/password: a temporary password the user must change at the next sign-in. */
+export const SetTemporaryPassword = z.object({ password: z.string().min(12).max(256) }).strict();
+export type SetTemporaryPassword = z.infer<typeof SetTemporaryPassword>;
 
 export const CreateJoinToken = z
   .object({
@@ -662,6 +696,8 @@ export type PolicyPreview = z.infer<typeof PolicyPreview>;
 
 export const Me = z.object({
   user: z.object({ id: z.string(), email: z.string(), name: z.string(), role: Role }),
+  /** An admin set a temporary password: every other call is refused until the user changes it. */
+  mustChangePassword: z.boolean().default(false),
   authenticatedAt: Time,
   freshUntil: Time,
   fresh: z.boolean(),

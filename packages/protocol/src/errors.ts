@@ -19,6 +19,10 @@ const ERRORS = {
   FORBIDDEN: { status: 403, retryable: false },
   SELF_APPROVAL: { status: 403, retryable: false },
   POLICY_DENIED: { status: 403, retryable: false },
+  /** A cookie-authenticated state-changing call whose Origin / Sec-Fetch-Site is not PUBLIC_URL. */
+  CROSS_ORIGIN: { status: 403, retryable: false },
+  /** Signed in with a temporary password: change it (POST /api/auth/change-password) first. */
+  PASSWORD_CHANGE_REQUIRED: { status: 403, retryable: false },
   NOT_FOUND: { status: 404, retryable: false },
   METHOD_NOT_ALLOWED: { status: 405, retryable: false },
   CONFLICT: { status: 409, retryable: false },
@@ -32,6 +36,8 @@ const ERRORS = {
    * never succeed, so an agent's report answered with it is final (REPORT_REFUSED on the agent).
    */
   UNSTORABLE: { status: 422, retryable: false },
+  /** A body that is not application/json. */
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },
   // API tokens (service accounts): a bearer token that is not one of ours (or a wrong secret), one past its
   // expiry, one revoked; and an action only a person with a recent sign-in may take (reviews).

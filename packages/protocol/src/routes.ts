@@ -27,6 +27,8 @@ import {
   PolicyPreviewBody,
   PolicyRow,
   RequestDetail,
+  SetTemporaryPassword,
+  SetUserDisabled,
   RequestRow,
   Review,
   Role,
@@ -93,6 +95,8 @@ const AuditFilter = {
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
 };
+/** Audit sequence numbers are PostgreSQL bigint. */
+const MAX_SEQ = 2n ** 63n - 1n;
 const RequestEnvelope = z.object({ request: RequestRow });
 const PolicyEnvelope = z.object({ policy: PolicyRow });
 
@@ -200,6 +204,26 @@ export const routes = {
     auth: { action: 'user:manage' },
     params: z.object({ tokenId: Id }),
     response: z.object({ token: ApiTokenRow }),
+  }),
+  setUserDisabled: defineRoute({
+    method: 'POST',
+    path: '/api/users/{id}/disable',
+    summary: 'Disable a user (sessions revoked, live sockets closed at once) or enable them again',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: z.object({ id: z.string().min(1).max(128) }),
+    body: SetUserDisabled,
+    response: z.object({ user: z.object({ id: z.string(), disabled: z.boolean() }) }),
+  }),
+  setTemporaryPassword: defineRoute({
+    method: 'POST',
+    path: '/api/users/{id}/password',
+    summary: 'Set a temporary password the user must change at the next sign-in (their sessions end)',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: z.object({ id: z.string().min(1).max(128) }),
+    body: SetTemporaryPassword,
+    response: z.object({ user: z.object({ id: z.string(), mustChangePassword: z.literal(true) }) }),
   }),
 
   createJoinToken: defineRoute({
@@ -427,7 +451,8 @@ export const routes = {
         text: z.string().max(256).optional(),
         cursor: z
           .string()
-          .regex(/^\d{1,19}$/)
+          .regex(/^\d{1,19}$/, 'cursor is an audit sequence number (the nextCursor of the previous page)')
+          .refine((c) => BigInt(c) <= MAX_SEQ, 'cursor is past the largest sequence number (2^63-1)')
           .optional(),
         limit: z.coerce.number().int().min(1).max(500).optional(),
       })

@@ -255,8 +255,7 @@ function prepare(
       // Not the threads a previous run's harness left finishing (its watchdog polls for 50 ms more): a run
       // should land in the target's own threads. Names are the kernel's comm, as the harness sets them.
       const kernel = listKernelThreads(procRoot, t.pid);
-      const ownHarness = (tid: number): boolean =>
-        /^pyreach-(run-|watchd)/.test(kernel.get(tid)?.comm ?? '');
+      const ownHarness = (tid: number): boolean => /^pyreach-(run-|watchd)/.test(kernel.get(tid)?.comm ?? '');
       const others = view.threads.filter((x) => x.tstate !== tstate && x.tid > 0 && !ownHarness(x.tid));
       const armed = [
         { tid: chosenTid, slot },

@@ -27,6 +27,10 @@ const DISABLED_PATHS = [
   '/admin/stop-impersonating',
   '/admin/ban-user',
   '/admin/unban-user',
+  // Self-service profile changes: a renamed approver would be shown to colleagues under a name nobody checked.
+  '/update-user',
+  '/change-email',
+  '/delete-user',
 ];
 
 type PrismaLike = Parameters<typeof prismaAdapter>[0];
@@ -45,6 +49,12 @@ export function createAuth(opts: { env: Env; prisma: PrismaLike; log: Logger; ho
     trustedOrigins: [env.publicUrl],
     database: prismaAdapter(opts.prisma, { provider: 'postgresql' }),
     disabledPaths: DISABLED_PATHS,
+    user: {
+      // Read with every session (sessions.ts); written only by the users service (temporary passwords).
+      additionalFields: {
+        mustChangePassword: { type: 'boolean', required: false, defaultValue: false, input: false },
+      },
+    },
     emailAndPassword: { enabled: true, disableSignUp: true, minPasswordLength: 12, maxPasswordLength: 256 },
     session: {
       expiresIn: 12 * 60 * 60,

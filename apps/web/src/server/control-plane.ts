@@ -26,6 +26,7 @@ import type { Env } from './env';
 import { AgentRooms } from './gateway/agent-rooms';
 import { AgentGateway, LocalAgents } from './gateway/agents';
 import { UiGateway } from './gateway/ui';
+import { gateApiRoute } from './http/boundary';
 import { FsRouter } from './http/fs-router';
 import { errorResponse } from './http/handler';
 import { sendWebResponse, toWebRequest } from './http/node-bridge';
@@ -72,6 +73,19 @@ function clientIp(req: IncomingMessage, env: Env): string {
     if (fwd) return fwd.replace(/^::ffff:/, '');
   }
   return peer;
+}
+
+/**
+ * Headers on every answer. Pages get their nonce-based Content-Security-Policy from src/proxy.ts (it needs a
+ * fresh nonce per request, which Next.js then puts on its own scripts); API answers are data and get a CSP
+ * that allows nothing. frame-ancestors / X-Frame-Options: no page of Pyreach may be framed (clickjacking).
+ */
+function setSecurityHeaders(res: ServerResponse, url: string): void {
+  res.setHeader('x-content-type-options', 'nosniff');
+  res.setHeader('referrer-policy', 'same-origin');
+  res.setHeader('x-frame-options', 'DENY');
+  if (url.startsWith('/api/'))
+    res.setHeader('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
 }
 
 export interface ControlPlane {
@@ -250,11 +264,26 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
         res.end(JSON.stringify({ ok: false, error: { code: 'INTERNAL', message: 'internal error' } }));
       } else res.destroy();
     };
+    setSecurityHeaders(res, req.url ?? '/');
+    const url = req.url ?? '/';
+    if (url.startsWith('/api/')) {
+      // Unknown routes and methods answer JSON (Next.js would answer an HTML page and an empty 405).
+      const gate = gateApiRoute(req.method ?? 'GET', new URL(url, 'http://x').pathname);
+      if (gate.kind !== 'ok') {
+        req.resume();
+        const response =
+          gate.kind === 'not-found'
+            ? errorResponse('NOT_FOUND', gate.message)
+            : errorResponse('METHOD_NOT_ALLOWED', gate.message);
+        if (gate.kind === 'method') response.headers.set('allow', gate.allow.join(', '));
+        void sendWebResponse(res, response).catch(fail);
+        return;
+      }
+    }
     if (nextHandle) {
       nextHandle(req, res).catch(fail);
       return;
     }
-    const url = req.url ?? '/';
     const origin = `http://${req.headers.host ?? 'localhost'}`;
     void (async () => {
       const response = url.startsWith('/api/') ? await router.handle(toWebRequest(req, origin)) : null;

@@ -28,7 +28,12 @@ export class Publisher {
   constructor(
     private readonly ui: Pick<
       UiGateway,
-      'fleetChanged' | 'requestChanged' | 'executionUpdate' | 'executionOutput' | 'tokenRevoked'
+      | 'fleetChanged'
+      | 'requestChanged'
+      | 'executionUpdate'
+      | 'executionOutput'
+      | 'tokenRevoked'
+      | 'closeSessions'
     >,
     private readonly agents: Pick<AgentRooms, 'revoke' | 'cancel'>,
     readonly wakes: WakeSignal,
@@ -67,6 +72,9 @@ export class Publisher {
           break;
         case 'token-revoked':
           this.ui.tokenRevoked(e.tokenId);
+          break;
+        case 'sessions-closed':
+          this.ui.closeSessions(e.userId, e.sessionId);
           break;
         case 'wake':
           this.wakes.wake(e.why);

@@ -7,6 +7,7 @@ import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '../..
 import { Input } from '../../components/ui/input';
 import { Label } from '../../components/ui/label';
 import { ThemeToggle } from '../../components/theme-toggle';
+import { safeNext } from '../../lib/safe-next';
 
 export default function SignInPage() {
   const [error, setError] = useState<string | null>(null);
@@ -32,7 +33,7 @@ export default function SignInPage() {
     setBusy(false);
     if (res.ok) {
       const next = new URLSearchParams(window.location.search).get('next');
-      window.location.assign(next && next.startsWith('/') && !next.startsWith('//') ? next : '/');
+      window.location.assign(safeNext(next, window.location.origin));
       return;
     }
     setError(

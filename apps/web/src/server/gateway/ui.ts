@@ -15,6 +15,8 @@ export interface UiUser {
   role: string;
   /** Set when the socket authenticated with an API token. */
   tokenId?: string;
+  /** The session the socket was opened with: sign-out closes exactly its sockets. */
+  sessionId?: string;
 }
 
 export interface UiGatewayPorts {
@@ -41,6 +43,9 @@ function handshakeToken(h: {
   if (typeof header !== 'string') return null;
   return /^Bearer +(\S+) *$/i.exec(header)?.[1] ?? '';
 }
+
+const userRoom = (id: string) => `user:${id}`;
+const sessionRoom = (id: string) => `session:${id}`;
 
 /** An Error socket.io sends as `connect_error`, its `data` the error's JSON form. */
 export function connectError(err: unknown): Error & { data: unknown } {
@@ -78,8 +83,13 @@ export class UiGateway {
       );
     });
     this.nsp.on('connection', (socket) => {
-      void socket.join(FLEET_ROOM);
-      if (socket.data.user.tokenId) void socket.join(tokenRoom(socket.data.user.tokenId));
+      const { id, sessionId, tokenId } = socket.data.user;
+      void socket.join([
+        FLEET_ROOM,
+        userRoom(id),
+        ...(sessionId ? [sessionRoom(sessionId)] : []),
+        ...(tokenId ? [tokenRoom(tokenId)] : []),
+      ]);
       socket.on('subscribe', (msg, ack) => {
         const reply = typeof ack === 'function' ? ack : () => undefined;
         const parsed = Subscribe.safeParse(msg);
@@ -121,6 +131,11 @@ export class UiGateway {
   /** Drops the sockets opened with a revoked token, on every replica. */
   tokenRevoked(tokenId: string): void {
     this.nsp.in(tokenRoom(tokenId)).disconnectSockets(true);
+  }
+
+  /** Closes a person's /ui sockets (one session's, or all of theirs) on every replica (the adapter relays it). */
+  closeSessions(userId: string, sessionId?: string): void {
+    this.nsp.in(sessionId ? sessionRoom(sessionId) : userRoom(userId)).disconnectSockets(true);
   }
 
   async close(): Promise<void> {

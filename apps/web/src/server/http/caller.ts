@@ -37,6 +37,7 @@ export function tokenCaller(actor: ServiceActor): Caller {
       role: actor.role,
       authenticatedAt: new Date(0),
       sessionId: `token:${actor.tokenId}`,
+      mustChangePassword: false,
     },
   };
 }

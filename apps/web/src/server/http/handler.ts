@@ -13,6 +13,7 @@ import { isOutcome } from '../services/effects';
 import { AppError, bodyOf, type Classified } from '../services/app-error';
 import type { SessionUser } from '../services/sessions';
 import { BodyTooLarge, readBodyText } from './body';
+import { checkContentType, checkOrigin, findUnsafeValue, isStateChanging } from './boundary';
 import { authenticateCaller, type Caller } from './caller';
 import { httpPlane, type HttpPlane } from './plane';
 
@@ -108,12 +109,25 @@ export function handle<S extends RouteSpec>(
 ): (req: Request, ctx: NextCtx) => Promise<Response> {
   return async (req, ctx) => {
     let plane: HttpPlane | null = null;
+    let denied: Denied | null = null;
     try {
       plane = httpPlane();
       if (plane.isShuttingDown())
         return errorResponse('SHUTTING_DOWN', 'the server is shutting down; retry shortly');
 
       const services = plane.services;
+      // The browser boundary (http/boundary.ts): a cookie-authenticated write must come from the public origin
+      // with a JSON body. A bearer-token call carries no ambient credential (a page on another origin cannot
+      // set Authorization without a CORS grant, which is never given, and a bad bearer is never downgraded to
+      // the cookie: http/caller.ts), so for it only the body's type is checked.
+      if (spec.auth !== 'public' && isStateChanging(req.method)) {
+        const bearer = req.headers.has('authorization');
+        const refusal =
+          (bearer ? null : checkOrigin(req.headers, services.system.publicUrl)) ??
+          checkContentType(req.headers, spec.body !== undefined);
+        if (refusal) return errorResponse(refusal.code, refusal.message);
+      }
+
       let caller: Caller | null = null;
       if (spec.auth !== 'public' || spec.optionalSession)
         caller = await authenticateCaller(req, {
@@ -123,17 +137,27 @@ export function handle<S extends RouteSpec>(
       const user = caller?.user ?? null;
       if (spec.auth !== 'public') {
         if (!caller || !user) return errorResponse('UNAUTHENTICATED', 'sign in first');
+        denied = { actor: caller.actor, method: req.method, path: spec.path };
+        if (user.mustChangePassword && spec.path !== '/api/me')
+          return await refused(
+            plane,
+            denied,
+            'PASSWORD_CHANGE_REQUIRED',
+            'you signed in with a temporary password: change it first (POST /api/auth/change-password)',
+          );
         if (
           spec.auth !== 'session' &&
           caller.actor.type === 'service' &&
           spec.auth.action === 'request:review'
         )
-          return errorResponse(
+          return await refused(
+            plane,
+            denied,
             'PERSON_REQUIRED',
             'reviews need a person signed in recently; API tokens can never approve or reject',
           );
         if (spec.auth !== 'session' && !can(user.role, spec.auth.action)) {
-          return errorResponse('FORBIDDEN', `role '${user.role}' may not ${spec.auth.action}`);
+          return await refused(plane, denied, 'FORBIDDEN', `role '${user.role}' may not ${spec.auth.action}`);
         }
       }
 
@@ -147,7 +171,10 @@ export function handle<S extends RouteSpec>(
       let query: unknown = {};
       if (spec.query) {
         const url = new URL(req.url);
-        const q = spec.query.safeParse(Object.fromEntries(url.searchParams));
+        const raw = Object.fromEntries(url.searchParams);
+        const unsafe = findUnsafeValue(raw, 'query');
+        if (unsafe) return errorResponse(unsafe.code, unsafe.message);
+        const q = spec.query.safeParse(raw);
         if (!q.success) return errorResponse('VALIDATION', describe('query', q.error));
         query = q.data;
       }
@@ -168,6 +195,8 @@ export function handle<S extends RouteSpec>(
         } catch {
           return errorResponse('VALIDATION', 'body: not valid JSON');
         }
+        const unsafe = findUnsafeValue(json, 'body');
+        if (unsafe) return errorResponse(unsafe.code, unsafe.message);
         const b = spec.body.safeParse(json);
         if (!b.success) return errorResponse('VALIDATION', describe('body', b.error));
         body = b.data;
@@ -192,7 +221,41 @@ export function handle<S extends RouteSpec>(
       }
       return jsonResponse({ ok: true, ...(out as object) }, spec.status ?? 200);
     } catch (err) {
-      return toErrorResponse(err, plane);
+      const response = toErrorResponse(err, plane);
+      if (plane && denied && AUDITED_DENIALS.has(bodyOf(plane.classify(err).error).code))
+        await auditDenied(plane, denied, bodyOf(plane.classify(err).error));
+      return response;
     }
   };
+}
+
+/** Refusals of a signed-in person that the audit trail keeps: who tried what, and why it was refused. */
+const AUDITED_DENIALS = new Set<ErrorCode>([
+  'FORBIDDEN',
+  'SELF_APPROVAL',
+  'STALE_AUTH',
+  'POLICY_DENIED',
+  'CROSS_ORIGIN',
+  'PASSWORD_CHANGE_REQUIRED',
+  'PERSON_REQUIRED',
+]);
+
+interface Denied {
+  actor: Actor;
+  method: string;
+  path: string;
+}
+
+/** Best effort: a failing audit write is logged and never turns the refusal into a 500. */
+async function auditDenied(plane: HttpPlane, d: Denied, e: { code: string; message: string }): Promise<void> {
+  try {
+    await plane.services.users.recordDenied(d.actor, { ...d, code: e.code, message: e.message });
+  } catch (err) {
+    plane.log.error({ err, code: e.code }, 'could not audit a denied action');
+  }
+}
+
+async function refused(plane: HttpPlane, d: Denied, code: ErrorCode, message: string): Promise<Response> {
+  await auditDenied(plane, d, { code, message });
+  return errorResponse(code, message);
 }

@@ -411,9 +411,17 @@ const CSV_COLUMNS = [
 ] as const;
 
 /** RFC 4180 field: quoted when it holds a comma, quote, CR or LF (or edge spaces); quotes doubled. */
+/**
+ * A spreadsheet runs a cell starting with = + - @ (and, in some, tab or CR) as a formula: `=HYPERLINK(…)` in a
+ * request's reason would become a link in the auditor's spreadsheet. Such cells get a leading apostrophe, which
+ * spreadsheets show as text and never evaluate (OWASP's CSV-injection advice); the JSON Lines export is exact.
+ */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 export function csvField(value: string | null): string {
   if (value === null) return '';
-  return /[",\r\n]|^\s|\s$/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+  const text = FORMULA_START.test(value) ? `'${value}` : value;
+  return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 function exportRecord(e: AuditEvent): Record<(typeof CSV_COLUMNS)[number], string | null> {

@@ -38,6 +38,11 @@ export type Effect =
   | { kind: 'agent-revoked'; agentId: string; reason: string }
   /** An API token was revoked: drop the /ui sockets opened with it, on every replica. */
   | { kind: 'token-revoked'; tokenId: string }
+  /**
+   * A person's sessions ended (disabled, temporary password, role change) or one session did (sign-out): close
+   * their live /ui sockets on every replica now, not at the next reconnect.
+   */
+  | { kind: 'sessions-closed'; userId: string; sessionId?: string; reason: string }
   /** There may be work to dispatch. */
   | { kind: 'wake'; why: WakeReason };
 

@@ -13,6 +13,8 @@ import {
   type CreateRequest,
   type CreateServiceAccount,
   type CreateUser,
+  type SetTemporaryPassword,
+  type SetUserDisabled,
   type PolicyInput,
   type TargetsInput,
   type UpdateRequest,
@@ -22,7 +24,7 @@ import type { Failure } from '@pyreach/protocol/common';
 import type { InventoryDelta, InventorySnapshot } from '@pyreach/protocol/inventory';
 import type { KeyObject } from 'node:crypto';
 import type { AuditProtection, PrismaClient } from '@pyreach/db';
-import { type Actor } from './actor';
+import { userActor, type Actor } from './actor';
 import * as agents from './agents';
 import * as audit from './audit';
 import * as checkpoints from './audit-checkpoint';
@@ -172,8 +174,29 @@ export function createServices(d: ServiceDeps) {
         outcome({ user: await users.createUser(db, actor, body, d.auth.hashPassword, clock()) }),
       async setRole(actor: Actor, userId: string, role: string) {
         const u = await users.setRole(db, actor, userId, role);
-        return outcome({ user: { id: u.id, role: Role.parse(u.role) } });
+        // The user's open /ui sockets carry the old role: closed, they reconnect with the new one.
+        return outcome({ user: { id: u.id, role: Role.parse(u.role) } }, [
+          { kind: 'sessions-closed', userId: u.id, reason: 'role changed' },
+        ]);
       },
+      setDisabled: (actor: Actor, userId: string, body: SetUserDisabled) =>
+        users.setDisabled(db, actor, userId, body),
+      setTemporaryPassword: (actor: Actor, userId: string, body: SetTemporaryPassword) =>
+        users.setTemporaryPassword(db, actor, userId, body.password, d.auth.hashPassword),
+      passwordChanged: (user: sessions.SessionUser) => users.passwordChanged(db, userActor(user)),
+      recordAuthEvent: (
+        event:
+          | { kind: 'sign_in_failed'; email: string; ip: string | null; status: number }
+          | { kind: 'sign_out'; user: sessions.SessionUser; ip: string | null },
+      ) =>
+        users.recordAuthEvent(
+          db,
+          event.kind === 'sign_out'
+            ? { kind: 'sign_out', actor: userActor(event.user), ip: event.ip }
+            : event,
+        ),
+      recordDenied: (actor: Actor, denied: Parameters<typeof users.recordDenied>[2]) =>
+        users.recordDenied(db, actor, denied),
       names: async (ids: string[]) => ({ users: await users.namesOf(db, ids) }),
       ensure: (input: CreateUser) => users.ensureUser(db, input, d.auth.hashPassword),
     },

@@ -10,11 +10,20 @@ export interface SessionUser {
   /** When this session was created by a sign-in (the re-authentication clock). */
   authenticatedAt: Date;
   sessionId: string;
+  /** Signed in with an admin-set temporary password: only /api/me and change-password until it is changed. */
+  mustChangePassword: boolean;
 }
 
 /** What the auth library tells about a session (better-auth's getSession, narrowed to what we read). */
 export interface SessionRecord {
-  user: { id: string; email: string; name: string; role?: string | null; banned?: boolean | null };
+  user: {
+    id: string;
+    email: string;
+    name: string;
+    role?: string | null;
+    banned?: boolean | null;
+    mustChangePassword?: boolean | null;
+  };
   session: { id: string; createdAt: Date | string };
 }
 
@@ -28,6 +37,7 @@ export function sessionUserOf(s: SessionRecord | null): SessionUser | null {
     role: isRole(s.user.role) ? s.user.role : 'viewer',
     authenticatedAt: new Date(s.session.createdAt),
     sessionId: s.session.id,
+    mustChangePassword: s.user.mustChangePassword === true,
   };
 }
 
@@ -36,6 +46,7 @@ export function describeSession(user: SessionUser, reauthMinutes: number, now: D
   const freshUntil = new Date(user.authenticatedAt.getTime() + reauthMinutes * 60_000);
   return {
     user: { id: user.id, email: user.email, name: user.name, role: user.role },
+    mustChangePassword: user.mustChangePassword,
     authenticatedAt: user.authenticatedAt.toISOString(),
     freshUntil: freshUntil.toISOString(),
     fresh: freshUntil.getTime() > now.getTime(),

@@ -4,6 +4,7 @@ import { requireUser, SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
 import { AppError, isUniqueViolation, parseInput } from './errors';
 import { newId } from './ids';
+import { outcome, type Outcome } from './effects';
 
 /** Turns a clear password into what the auth library stores (its own scrypt), so it can check it at sign-in. */
 export type HashPassword = (password: string) => Promise<string>;
@@ -146,6 +147,150 @@ export async function recordSignIn(db: PrismaClient, userId: string, ip: string 
       subjectType: 'user',
       subjectId: userId,
       data: { ip },
+    }),
+  );
+}
+
+const notFound = (userId: string) =>
+  new AppError('NOT_FOUND', `user ${userId} not found`, { userMessage: 'user not found' });
+
+/**
+ * Disables a user (admin only, audited) or enables them again. Disabling deletes every session of theirs in the
+ * same transaction (the auth library refuses banned users too) and closes their live sockets; an admin cannot
+ * disable themself, nor the last enabled admin.
+ */
+export async function setDisabled(
+  db: PrismaClient,
+  actor: Actor,
+  userId: string,
+  input: { disabled: boolean; reason?: string },
+): Promise<Outcome<{ user: { id: string; disabled: boolean } }>> {
+  const user = requireUser(actor, 'user:manage');
+  if (input.disabled && user.id === userId)
+    throw new AppError('CONFLICT', 'refusing self-disable', { userMessage: 'you cannot disable yourself' });
+  return db.$transaction(async (tx) => {
+    const admins = await tx.$queryRawUnsafe<{ id: string }[]>(
+      `SELECT id FROM "user" WHERE role = 'admin' AND NOT banned ORDER BY id FOR UPDATE`,
+    );
+    const target = await tx.user.findUnique({ where: { id: userId } });
+    if (!target) throw notFound(userId);
+    if (input.disabled && target.role === 'admin' && !target.banned && admins.length <= 1)
+      throw new AppError('CONFLICT', `refusing to disable ${userId}, the last admin`, {
+        userMessage: 'the last admin cannot be disabled',
+      });
+    await tx.user.update({
+      where: { id: userId },
+      data: { banned: input.disabled, banReason: input.disabled ? (input.reason ?? null) : null },
+    });
+    const ended = input.disabled ? (await tx.session.deleteMany({ where: { userId } })).count : 0;
+    await appendAudit(tx, {
+      actor,
+      action: input.disabled ? 'user.disable' : 'user.enable',
+      subjectType: 'user',
+      subjectId: userId,
+      data: { email: target.email, reason: input.reason ?? null, sessionsEnded: ended },
+    });
+    return outcome({ user: { id: userId, disabled: input.disabled } }, [
+      input.disabled && { kind: 'sessions-closed', userId, reason: 'disabled' },
+    ]);
+  });
+}
+
+/**
+ * Sets a temporary password (admin only, audited; the password itself never is): the credential is replaced,
+ * every session of the user ends, and until they change it every call but /api/me is refused.
+ */
+export async function setTemporaryPassword(
+  db: PrismaClient,
+  actor: Actor,
+  userId: string,
+  password: string,
+  hashPassword: HashPassword,
+): Promise<Outcome<{ user: { id: string; mustChangePassword: true } }>> {
+  requireUser(actor, 'user:manage');
+  const hash = await hashPassword(password);
+  return db.$transaction(async (tx) => {
+    const target = await tx.user.findUnique({ where: { id: userId } });
+    if (!target) throw notFound(userId);
+    const updated = await tx.account.updateMany({
+      where: { userId, providerId: 'credential' },
+      data: { password: hash },
+    });
+    if (updated.count === 0)
+      await tx.account.create({
+        data: { id: newId('acc'), userId, accountId: userId, providerId: 'credential', password: hash },
+      });
+    await tx.user.update({ where: { id: userId }, data: { mustChangePassword: true } });
+    const ended = (await tx.session.deleteMany({ where: { userId } })).count;
+    await appendAudit(tx, {
+      actor,
+      action: 'user.password.temporary',
+      subjectType: 'user',
+      subjectId: userId,
+      data: { email: target.email, sessionsEnded: ended },
+    });
+    return outcome({ user: { id: userId, mustChangePassword: true as const } }, [
+      { kind: 'sessions-closed', userId, reason: 'temporary password' },
+    ]);
+  });
+}
+
+/** The user changed their password through the auth library: the temporary-password flag goes, audited. */
+export async function passwordChanged(db: PrismaClient, actor: Actor): Promise<void> {
+  if (actor.type !== 'user') return;
+  await db.$transaction(async (tx) => {
+    await tx.user.update({ where: { id: actor.id }, data: { mustChangePassword: false } });
+    await appendAudit(tx, {
+      actor,
+      action: 'user.password.changed',
+      subjectType: 'user',
+      subjectId: actor.id,
+    });
+  });
+}
+
+/**
+ * Sign-in failures and sign-outs, audited. A failed sign-in has no person yet: the system actor `auth`
+ * records the address tried (cut to 320 characters) and the client IP; these are bounded by the sign-in rate
+ * limits in front of the auth library (per IP + email, and per IP).
+ */
+export async function recordAuthEvent(
+  db: PrismaClient,
+  event:
+    | { kind: 'sign_in_failed'; email: string; ip: string | null; status: number }
+    | { kind: 'sign_out'; actor: Actor; ip: string | null },
+): Promise<void> {
+  await db.$transaction((tx) =>
+    event.kind === 'sign_in_failed'
+      ? appendAudit(tx, {
+          actor: { ...SYSTEM, name: 'auth' },
+          action: 'auth.sign_in_failed',
+          subjectType: 'user',
+          data: { email: event.email.slice(0, 320), ip: event.ip, status: event.status },
+        })
+      : appendAudit(tx, {
+          actor: event.actor,
+          action: 'auth.sign_out',
+          subjectType: 'user',
+          subjectId: event.actor.type === 'user' ? event.actor.id : undefined,
+          data: { ip: event.ip },
+        }),
+  );
+}
+
+/** A refused action (403 of any kind, STALE_AUTH) by a signed-in person, audited with the route and the code. */
+export async function recordDenied(
+  db: PrismaClient,
+  actor: Actor,
+  denied: { code: string; method: string; path: string; message: string },
+): Promise<void> {
+  await db.$transaction((tx) =>
+    appendAudit(tx, {
+      actor,
+      action: 'access.denied',
+      subjectType: 'route',
+      subjectId: `${denied.method} ${denied.path}`.slice(0, 200),
+      data: { code: denied.code, message: denied.message.slice(0, 500) },
     }),
   );
 }

@@ -23,7 +23,25 @@ async function auth(req: Request): Promise<Response> {
       const limited = await plane.services.sessions.checkLoginRate({ ip, email: await signInEmail(req) });
       if (limited) return errorResponse('RATE_LIMITED', `too many sign-in attempts; retry in ${limited} s`);
     }
+    const path = new URL(req.url).pathname;
+    const ip = req.headers.get(CLIENT_IP_HEADER) ?? null;
+    // Who is signing out or changing a password: read before the auth library ends or replaces the session.
+    const before =
+      req.method === 'POST' && (path.endsWith('/sign-out') || path.endsWith('/change-password'))
+        ? await plane.services.sessions.fromHeaders(req.headers)
+        : null;
+    const email = req.method === 'POST' && path.endsWith('/sign-in/email') ? await signInEmail(req) : null;
     const res = await plane.authHandler(req);
+    if (email !== null && res.status >= 400 && res.status !== 429)
+      await plane.services.users.recordAuthEvent({ kind: 'sign_in_failed', email, ip, status: res.status });
+    if (before && res.ok && path.endsWith('/sign-out')) {
+      await plane.services.users.recordAuthEvent({ kind: 'sign_out', user: before, ip });
+      plane.publish([
+        { kind: 'sessions-closed', userId: before.id, sessionId: before.sessionId, reason: 'signed out' },
+      ]);
+    }
+    if (before && res.ok && path.endsWith('/change-password'))
+      await plane.services.users.passwordChanged(before);
     if (res.status >= 400 && !(res.headers.get('content-type') ?? '').includes('json')) {
       // better-auth's plain-text refusals, in the one error shape (the status stays its own).
       const code = res.status === 404 ? 'NOT_FOUND' : 'AUTH_ERROR';
