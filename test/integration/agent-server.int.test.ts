@@ -143,13 +143,13 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     );
   });
 
-  test("the agent announced protocol v2, and today's control plane (it signs v1 envelopes) ran its job end to end", () => {
+  test('the agent announced protocol v2, and the control plane signed its jobs as v2 envelopes bound to the approval', () => {
     const status = JSON.parse(readFileSync(join(agent.stateDir, 'status.json'), 'utf8'));
     assert.equal(status.protocolVersion, 2, 'v2 at the handshake, accepted by the real gateway');
     const received = agent.audit().filter((a) => a.event === 'received');
     assert.ok(received.length > 0);
     assert.ok(
-      received.every((a) => a.v === 1 && a.action === 'exec'),
+      received.every((a) => a.v === 2 && a.action === 'exec'),
       JSON.stringify(received),
     );
     assert.ok(agent.audit().some((a) => a.event === 'finished' && a.outcome === 'succeeded'));

@@ -5,7 +5,7 @@
  * cannot honour are refused; inspections return what the target itself sees of its stacks and asyncio tasks,
  * honour the local policy for targets that opted out, are killed at their deadline when the read hangs, fit the
  * wire for a thousand-thread target, and never wait behind a running job. The same agent against the real
- * control plane (which signs v1 today) is in agent-server.int.test.ts.
+ * control plane (which signs v2 for a v2 agent) is in agent-server.int.test.ts.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
