@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { jobPayload } from '../../../test/support/jobs';
 import {
   codeHash,
   signJob,
@@ -37,25 +38,8 @@ export function signer(): Signer {
 }
 
 let n = 0;
-export function payload(over: Partial<JobPayload> = {}): JobPayload {
-  const code = over.code ?? 'print("hello")\nresult = 42\n';
-  return {
-    v: 1,
-    jobId: `job_${Date.now()}_${n++}`,
-    agentId: 'agent_1',
-    requestId: 'req_1',
-    target: { pid: 4242, startTime: '1000' },
-    kind: 'custom',
-    scriptId: null,
-    code,
-    codeHash: codeHash(code),
-    params: {},
-    options: { inline: false, budgetSeconds: 30, pickupTimeoutSeconds: 10, backend: 'native' },
-    issuedAt: new Date().toISOString(),
-    notAfter: new Date(Date.now() + 60_000).toISOString(),
-    ...over,
-  };
-}
+/** The one job-payload factory of the tests (test/support/jobs.ts): a valid v1 custom job for a minute. */
+export const payload: (over?: Partial<JobPayload>) => JobPayload = jobPayload;
 
 /** A protocol v2 exec payload (the shape every job takes inside the agent). */
 export function payloadV2(over: Partial<ExecPayloadV2> = {}): ExecPayloadV2 {
