@@ -45,6 +45,8 @@ describe('the typed API client', () => {
     lastSeenAt: '2026-01-01T00:00:00.000Z',
     connectedAt: null,
     outboxDepth: 0,
+    outboxOldestAgeSeconds: null,
+    backlog: false,
     revokedAt: null,
     revokedReason: null,
     enrolledAt: '2026-01-01T00:00:00.000Z',
