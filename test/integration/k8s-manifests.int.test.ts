@@ -346,6 +346,37 @@ describe('deploy/k8s keeps its promises', () => {
     }
   });
 
+  it('gives every control-plane replica the same signing, attestation and audit keys, from one Secret', () => {
+    // A vote attested on one replica must verify on the replica that dispatches, agents pin one signing key,
+    // and verify must trust every replica's checkpoints: none of the three may be generated per pod.
+    const files = {
+      PYREACH_SIGNING_KEY_FILE: 'signing.pem',
+      PYREACH_ATTESTATION_KEY_FILE: 'attestation.pem',
+      PYREACH_AUDIT_KEY_FILE: 'audit.pem',
+    };
+    for (const [name, objs] of Object.entries(rendered)) {
+      const spec = podSpec(webOf(objs));
+      const env = spec.containers[0].env as { name: string; value?: string }[];
+      const secret = spec.volumes.find((v: Obj) => v.name === 'signing-key-secret').secret;
+      const copy = spec.initContainers.find((c: Obj) => c.name === 'signing-key').command.join(' ');
+      for (const [setting, file] of Object.entries(files)) {
+        assert.equal(
+          env.find((e) => e.name === setting)?.value,
+          `/var/lib/pyreach/keys/${file}`,
+          `${name}: ${setting}`,
+        );
+        assert.ok(
+          secret.items.some((i: Obj) => i.key === file),
+          `${name}: ${file} comes from the Secret ${secret.secretName}`,
+        );
+        assert.ok(
+          copy.includes(`/etc/pyreach/signing-key/${file}`),
+          `${name}: ${file} is copied for the server`,
+        );
+      }
+    }
+  });
+
   it('selects the control plane consistently (Service, PodDisruptionBudget) and runs two replicas in production', () => {
     for (const [name, objs] of Object.entries(rendered)) {
       const web = webOf(objs);
