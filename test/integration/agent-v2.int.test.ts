@@ -1,8 +1,8 @@
 /**
  * Job protocol v2 and inspection jobs, end to end: the real agent process (CLI through tsx), a control plane
  * speaking the real /agents protocol with a signing key the test holds (test/support/agent-harness.ts), and real
- * CPython 3.14 targets. v1 and v2 envelopes both run; a v2 field the agent does not know, a replay and a wake it
- * cannot honour are refused; inspections return what the target itself sees of its stacks and asyncio tasks,
+ * CPython 3.14 targets. v1 and v2 envelopes both run; a v2 field the agent does not know, a replay and a wake its
+ * local policy does not allow are refused; inspections return what the target itself sees of its stacks and asyncio tasks,
  * honour the local policy for targets that opted out, are killed at their deadline when the read hangs, fit the
  * wire for a thousand-thread target, and never wait behind a running job. The same agent against the real
  * control plane (which signs v2 for a v2 agent) is in agent-server.int.test.ts.
@@ -197,7 +197,7 @@ describe('agent speaking job protocol v2', { timeout: 600_000 }, () => {
     );
   });
 
-  test('a replayed v2 job is refused and runs once; a v2 job asking to wake is refused, never run without it', async () => {
+  test('a replayed v2 job is refused and runs once; a v2 job asking to wake is refused by the default policy, never run without it', async () => {
     const t = await target(host);
     const f = sideEffect('replay-v2');
     files.push(f);
@@ -213,14 +213,14 @@ describe('agent speaking job protocol v2', { timeout: 600_000 }, () => {
     files.push(w);
     const p = cp.jobV2(agentId, t, appendCode(w));
     const wake = await cp.dispatch(cp.signV2({ ...p, options: { ...p.options, wake: true } }));
-    assert.equal(wake.error?.code, 'UNSUPPORTED_OPTION');
-    assert.match(wake.error?.message ?? '', /cannot wake blocked targets yet/);
+    assert.equal(wake.error?.code, 'POLICY_WAKE');
+    assert.match(wake.error?.message ?? '', /does not allow.*allowWake/);
     const ev = await cp.until(
       () => cp.eventsOf(p.jobId).find((e) => e.type === 'refused'),
       10_000,
       'durable refusal',
     );
-    assert.ok(ev.type === 'refused' && ev.code === 'UNSUPPORTED_OPTION');
+    assert.ok(ev.type === 'refused' && ev.code === 'POLICY_WAKE');
     assert.equal(lines(w), 0);
   });
 
