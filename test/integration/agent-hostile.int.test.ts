@@ -191,6 +191,55 @@ describe('hostile target through the real agent and the real control plane', { t
       });
     }
 
+  test('cancel path through the control plane: a running job under attack, cancelled through the API, stops and ends cancelled (or STAGING_TAMPERED)', async () => {
+    const target = await hostileTarget(false);
+    const canaries = makeCanaries();
+    let attacker: Attacker | null = null;
+    try {
+      attacker = await startAttacker({
+        bases: [target.tmp],
+        mode: 'inotify',
+        attacks: ['symlink', 'fifo', 'hardlink', 'swap-out'],
+        canaries,
+      });
+      // The heartbeat is written in the target's own /tmp (its private root's, watched from the host side).
+      const hbInTarget = `/tmp/hb-cp-cancel-${Date.now()}.txt`;
+      const hb = join(target.tmp, hbInTarget.slice('/tmp/'.length));
+      const req = await approved(
+        target.t,
+        `import time\nprint("so far")\nwhile True:\n    with open(${JSON.stringify(hbInTarget)}, "a") as f:\n        f.write("x")\n    time.sleep(0.05)\n`,
+        'hostile cancel through the control plane',
+      );
+      await eventually('the job running', () => sizeOf(hb) > 10, 30_000);
+      await operator.ok(operator.post(`/api/requests/${req.id}/cancel`, {}));
+      const done = await finished(req.id);
+      const size = sizeOf(hb);
+      await sleep(1000);
+      assert.equal(sizeOf(hb), size, 'the heartbeat stopped growing: the code stopped');
+      const ex = done.executions![0]!;
+      const landed = attacker.attempts().filter((a) => a.ok);
+      const fin = agent.audit().find((a) => a.event === 'finished' && a.jobId === ex.jobId);
+      assertHostileOutcome(
+        {
+          status: ex.state,
+          ...(ex.errorCode ? { errorCode: ex.errorCode } : {}),
+          ...(ex.errorMessage ? { message: ex.errorMessage } : {}),
+        },
+        landed,
+        canaries,
+        { everything: { done, fin }, expectedStatus: 'cancelled' },
+      );
+      if (!landed.length) {
+        assert.equal(done.state, 'cancelled');
+        assert.match(ex.output ?? '', /^so far\n/, 'cancelled with its output so far');
+      }
+    } finally {
+      await attacker?.kill();
+      await target.kill();
+      canaries.cleanup();
+    }
+  });
+
   test("the agent's own agent.key as the attacker's link target: nothing of it comes back, it is untouched", async () => {
     const target = await hostileTarget(true);
     const key = existingCanary(join(agent.stateDir, 'agent.key'));
