@@ -236,7 +236,10 @@ export const REQUEST: Readonly<Record<RequestState, StateInfo<RequestState>>> = 
     next: ['succeeded', 'failed', 'cancelled'],
   },
   succeeded: { label: 'succeeded', tone: 'success', terminal: true, next: [] },
-  failed: { label: 'failed', tone: 'failure', terminal: true, next: [] },
+  // A request ends `failed` when an execution was given up on (`agent_lost`, `expired`: the control plane's
+  // guess); if the agent's durable outbox later delivers the real outcomes and every execution did succeed, the
+  // request is corrected to `succeeded` (audited `request.correct`), so request and executions tell one story.
+  failed: { label: 'failed', tone: 'failure', terminal: true, next: ['succeeded'] },
   rejected: { label: 'rejected', tone: 'failure', terminal: true, next: [] },
   cancelled: { label: 'cancelled', tone: 'neutral', terminal: true, next: [] },
   expired: { label: 'expired', tone: 'neutral', terminal: true, next: [] },

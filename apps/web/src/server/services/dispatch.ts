@@ -13,6 +13,7 @@ import {
 } from '@pyreach/protocol/job';
 import {
   IN_FLIGHT_EXECUTION_STATES,
+  canRequestTransition,
   isFailedExecution,
   requestOutcome,
   type ExecutionState,
@@ -646,6 +647,48 @@ function envelopeFacts(env: AnyJobEnvelope): {
     return { v: 2, jobId: p.jobId, agentId: p.agentId, approvals: p.approvals };
   }
   return { v: 1, jobId: env.payload.jobId, agentId: env.payload.agentId, approvals: null };
+}
+
+/**
+ * After a late real result corrected one of its executions: a request that ended `failed` on the control
+ * plane's guess (an execution `agent_lost` or `expired`) and whose executions now all succeeded is corrected to
+ * `succeeded`, audited `request.correct` with both states. Returns the new state, or null when nothing changed.
+ */
+export async function correctCompleted(
+  tx: Tx,
+  requestId: string,
+  now: Date = new Date(),
+): Promise<RequestState | null> {
+  const req = await tx.injectionRequest.findUnique({
+    where: { id: requestId },
+    select: { state: true, cancelRequestedAt: true },
+  });
+  if (!req || req.state !== 'failed') return null;
+  const counts = await countStates(tx, requestId);
+  const state = requestOutcome(counts, { cancelRequested: !!req.cancelRequestedAt });
+  if (state !== 'succeeded' || !canRequestTransition('failed', state)) return null;
+  const res = await tx.injectionRequest.updateMany({
+    where: { id: requestId, state: 'failed' },
+    data: { state, completedAt: now },
+  });
+  if (res.count !== 1) return null;
+  await appendAudit(
+    tx,
+    {
+      actor: SYSTEM,
+      action: 'request.correct',
+      subjectType: 'request',
+      subjectId: requestId,
+      data: {
+        from: 'failed',
+        to: state,
+        correction: 'the agent delivered the real outcomes of executions given up on',
+        executions: Object.fromEntries(counts),
+      },
+    },
+    now,
+  );
+  return state;
 }
 
 /**

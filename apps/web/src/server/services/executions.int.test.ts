@@ -214,6 +214,41 @@ describeEachDatabase('cancel, corrections, refused reports, queue and backlog', 
     assert.equal((await verifyAuditChain(w.prisma)).ok, true);
   });
 
+  test('a request that failed on a guess is corrected to succeeded when the real outcome arrives, audited as such', async () => {
+    const w = await world('late-request', 1);
+    const { req, sent } = await w.dispatched(1);
+    const job = sent[0]!;
+    await executions.applyJobEvent(w.prisma, w.agent.id, {
+      type: 'state',
+      jobId: job.jobId,
+      seq: 1,
+      at: at(),
+      state: 'picked_up',
+    });
+    await w.prisma.agent.update({ where: { id: w.agent.id }, data: { status: 'offline' } });
+    await executions.markAgentLost(w.prisma, w.agent.id);
+    assert.equal((await requests.getRequest(w.prisma, req.id)).state, 'failed', 'known-bad for now');
+    const applied = await executions.applyJobEvent(
+      w.prisma,
+      w.agent.id,
+      result(job.jobId, 2, { output: 'real\n' }),
+    );
+    const detail = await requests.getRequest(w.prisma, req.id);
+    assert.equal(detail.state, 'succeeded', 'request and execution tell the same story');
+    assert.equal(detail.executions[0]!.state, 'succeeded');
+    assert.ok(
+      applied.effects.some((e) => e.kind === 'request' && e.state === 'succeeded'),
+      'the correction is pushed',
+    );
+    const audit = await w.prisma.auditEvent.findMany({
+      where: { action: 'request.correct', subjectId: req.id },
+    });
+    assert.equal(audit.length, 1);
+    assert.deepEqual((audit[0]!.data as { from: string; to: string }).from, 'failed');
+    assert.deepEqual((audit[0]!.data as { from: string; to: string }).to, 'succeeded');
+    assert.equal((await verifyAuditChain(w.prisma)).ok, true);
+  });
+
   test('a report the database refuses is answered with a final code, changes nothing, and is recorded', async () => {
     const w = await world('poison', 1);
     const { sent } = await w.dispatched(1);

@@ -10,7 +10,7 @@ import {
 import type { Execution, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
-import { completeIfDone } from './dispatch';
+import { completeIfDone, correctCompleted } from './dispatch';
 import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { executionStateOf, requestStateOf } from './rows';
@@ -181,8 +181,12 @@ export async function applyJobEvent(
       );
     }
     const finished = ev.type === 'result' || ev.type === 'refused';
-    const completed =
-      data.state !== undefined && finished ? await completeIfDone(tx, ex.requestId, now) : null;
+    const changed = data.state !== undefined && finished;
+    const completed = !changed
+      ? null
+      : CORRECTABLE_EXECUTION_STATES.has(from)
+        ? ((await completeIfDone(tx, ex.requestId, now)) ?? (await correctCompleted(tx, ex.requestId, now)))
+        : await completeIfDone(tx, ex.requestId, now);
     return outcome<Applied>('applied', [
       ev.type === 'output' && {
         kind: 'output',
