@@ -127,7 +127,8 @@ describe('hostile target through the real agent and the real control plane', { t
         admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'hostile-it' } }),
       )
     ).joinToken.token;
-    agent = new AgentProcess({ config: { server: cp.baseUrl } });
+    // A short shutdown grace: the SIGTERM test waits it out.
+    agent = new AgentProcess({ config: { server: cp.baseUrl, shutdownGraceSeconds: 1 } });
     const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'env=hostile-it']);
     assert.equal(enrolled.code, 0, enrolled.stderr + enrolled.stdout);
     agentId = JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId;
@@ -191,7 +192,8 @@ describe('hostile target through the real agent and the real control plane', { t
       });
     }
 
-  test('cancel path through the control plane: a running job under attack, cancelled through the API, stops and ends cancelled (or STAGING_TAMPERED)', async () => {
+  /** A job under attack, running (a heartbeat file grows), then stopped by `stop`: judged like the others. */
+  async function stoppedUnderAttack(how: string, stop: (requestId: string) => Promise<void>) {
     const target = await hostileTarget(false);
     const canaries = makeCanaries();
     let attacker: Attacker | null = null;
@@ -203,15 +205,15 @@ describe('hostile target through the real agent and the real control plane', { t
         canaries,
       });
       // The heartbeat is written in the target's own /tmp (its private root's, watched from the host side).
-      const hbInTarget = `/tmp/hb-cp-cancel-${Date.now()}.txt`;
+      const hbInTarget = `/tmp/hb-cp-${how}-${Date.now()}.txt`;
       const hb = join(target.tmp, hbInTarget.slice('/tmp/'.length));
       const req = await approved(
         target.t,
         `import time\nprint("so far")\nwhile True:\n    with open(${JSON.stringify(hbInTarget)}, "a") as f:\n        f.write("x")\n    time.sleep(0.05)\n`,
-        'hostile cancel through the control plane',
+        `hostile ${how} through the control plane`,
       );
       await eventually('the job running', () => sizeOf(hb) > 10, 30_000);
-      await operator.ok(operator.post(`/api/requests/${req.id}/cancel`, {}));
+      await stop(req.id);
       const done = await finished(req.id);
       const size = sizeOf(hb);
       await sleep(1000);
@@ -229,15 +231,28 @@ describe('hostile target through the real agent and the real control plane', { t
         canaries,
         { everything: { done, fin }, expectedStatus: 'cancelled' },
       );
-      if (!landed.length) {
-        assert.equal(done.state, 'cancelled');
-        assert.match(ex.output ?? '', /^so far\n/, 'cancelled with its output so far');
-      }
+      if (!landed.length) assert.match(ex.output ?? '', /^so far\n/, 'cancelled with its output so far');
+      return { done, landed };
     } finally {
       await attacker?.kill();
       await target.kill();
       canaries.cleanup();
     }
+  }
+
+  test('cancel path through the control plane: a running job under attack, cancelled through the API, stops and ends cancelled (or STAGING_TAMPERED)', async () => {
+    const { done, landed } = await stoppedUnderAttack('cancel', async (id) => {
+      await operator.ok(operator.post(`/api/requests/${id}/cancel`, {}));
+    });
+    if (!landed.length) assert.equal(done.state, 'cancelled');
+  });
+
+  test('agent-SIGTERM path through the control plane: a job running past the grace under attack is stopped, and its end reaches the control plane', async () => {
+    await stoppedUnderAttack('sigterm', async () => {
+      assert.equal(await agent.kill('SIGTERM'), 0, 'a clean exit');
+      // The result waits in the durable outbox; the restarted agent delivers it.
+      agent.start();
+    });
   });
 
   test("the agent's own agent.key as the attacker's link target: nothing of it comes back, it is untouched", async () => {
