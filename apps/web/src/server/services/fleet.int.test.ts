@@ -38,7 +38,14 @@ describeEachDatabase('fleet view (paged, filtered on the server)', (db) => {
         hostname: 'batch-1',
         labels: { env: 'staging' },
         processes: [
-          pyProcess(50, { cmdline: ['python3.14', '-m', 'celery', 'worker'], user: 'celery' }),
+          pyProcess(50, {
+            cmdline: ['python3.14', '-m', 'celery', 'worker'],
+            user: 'celery',
+            threads: [
+              { tid: 50, main: true, name: 'celery' },
+              { tid: 53, main: false, name: 'Worker-1' },
+            ],
+          }),
           pyProcess(51, { remoteDebugEnabled: null, inspectError: 'EPERM' }),
           pyProcess(52, {
             cmdline: ['python3.14', 'demo/service.py'],
@@ -113,6 +120,14 @@ describeEachDatabase('fleet view (paged, filtered on the server)', (db) => {
     const d = await processDetail(prisma, id, here);
     assert.equal(d.host.hostname, 'batch-1');
     assert.deepEqual(d.process.cmdline, ['python3.14', '-m', 'celery', 'worker']);
+    assert.deepEqual(
+      d.process.threads,
+      [
+        { tid: 50, main: true, name: 'celery' },
+        { tid: 53, main: false, name: 'Worker-1' },
+      ],
+      'thread names as the agent reported them (issue 12: threads as facts)',
+    );
     assert.deepEqual(d.recentRequests, []);
     await assert.rejects(
       processDetail(prisma, 'proc_nope', here),

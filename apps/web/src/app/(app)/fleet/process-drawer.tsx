@@ -1,4 +1,5 @@
 'use client';
+import { displayText } from '@pyreach/protocol/text';
 import Link from 'next/link';
 import {
   ExecutionBadge,
@@ -114,7 +115,7 @@ export function ProcessDrawer({ id, onClose }: { id: string | null; onClose: () 
                   {d.process.threads.map((t) => (
                     <li key={t.tid}>
                       <Badge variant={t.main ? 'default' : 'outline'} className="font-mono font-normal">
-                        tid {t.tid}
+                        {t.name ? `${displayText(t.name)} · ` : ''}tid {t.tid}
                         {t.main ? ' · main' : ''}
                       </Badge>
                     </li>
