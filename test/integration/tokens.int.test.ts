@@ -165,11 +165,19 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
           reason: 'for the approver-role token',
         }),
       );
-      const review = await bot.post(`/api/requests/${pending.request.id}/reviews`, { decision: 'reject' });
+      const review = await bot.post(`/api/requests/${pending.request.id}/reviews`, {
+        decision: 'reject',
+        comment: 'not from a token',
+      });
       assert.equal(!review.body.ok && review.body.error.code, 'PERSON_REQUIRED');
       // A person still can.
       assert.equal(
-        (await approver.post(`/api/requests/${pending.request.id}/reviews`, { decision: 'reject' })).status,
+        (
+          await approver.post(`/api/requests/${pending.request.id}/reviews`, {
+            decision: 'reject',
+            comment: 'a reject needs its reason',
+          })
+        ).status,
         200,
       );
     });
