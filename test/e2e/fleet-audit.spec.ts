@@ -104,7 +104,9 @@ test('the fleet leads with the script, pages 5,000 processes, filters on the ser
     expect(await page.getByTestId('process-row').count()).toBe(100);
 
     const search = page.getByLabel('Search hosts and processes');
-    await search.fill('service.py');
+    // Every word must match (host, script, user, container): the host narrows it to this spec's service, not
+    // the real demo service another spec's agent reports.
+    await search.fill('demo-vm service.py');
     await expect(page.getByTestId('fleet-range')).toContainText('1–1 of 1 process matching');
     const row = page.getByTestId('process-row');
     await expect(row.getByTestId('process-name')).toHaveText('demo/service.py');
