@@ -633,6 +633,8 @@ export const RequestDetail = RequestRow.extend({
   /** Reviews cast on an earlier revision, voided by an edit. */
   voidedReviews: z.number().int(),
   executions: z.array(ExecutionDetail),
+  /** How many of its executions are in each state, every state present (0 where none). */
+  executionCounts: z.record(ExecutionState, z.number().int().nonnegative()),
 });
 export type RequestDetail = z.infer<typeof RequestDetail>;
 

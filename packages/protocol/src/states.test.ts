@@ -13,6 +13,7 @@ import {
   CORRECTABLE_EXECUTION_STATES,
   isFailedExecution,
   requestOutcome,
+  executionStateCounts,
   stateLabel,
 } from './states';
 import { EngineStatus } from './exec';
@@ -42,9 +43,11 @@ describe('the state table', () => {
     }
     assert.equal(canTransition('queued', 'succeeded'), false, 'nothing succeeds without being sent');
     for (const s of TERMINAL_REQUEST_STATES)
-      if (s !== 'failed') assert.deepEqual(REQUEST[s].next, [], `${s} is final`);
-    // A request failed on a guess becomes succeeded when the real outcomes say so; nothing else moves.
-    assert.deepEqual(REQUEST.failed.next, ['succeeded']);
+      if (s !== 'failed' && s !== 'partially_succeeded')
+        assert.deepEqual(REQUEST[s].next, [], `${s} is final`);
+    // A request ended on a guess becomes what the real outcomes say; nothing else moves.
+    assert.deepEqual(REQUEST.failed.next, ['succeeded', 'partially_succeeded']);
+    assert.deepEqual(REQUEST.partially_succeeded.next, ['succeeded']);
   });
 
   it('lets a running execution end by what the target or the agent reports, a cancel the agent carried out included', () => {
@@ -91,9 +94,31 @@ describe('the state table', () => {
     assert.equal(requestOutcome(counts({})), null, 'no executions: nothing to conclude');
     assert.equal(requestOutcome(counts({ succeeded: 2, picked_up: 1 })), null);
     assert.equal(requestOutcome(counts({ succeeded: 3 })), 'succeeded');
-    assert.equal(requestOutcome(counts({ succeeded: 2, failed: 1 })), 'failed');
-    assert.equal(requestOutcome(counts({ succeeded: 1, cancelled: 1 })), 'failed', 'not all of it ran');
+    assert.equal(requestOutcome(counts({ succeeded: 2, failed: 1 })), 'partially_succeeded');
+    assert.equal(
+      requestOutcome(counts({ succeeded: 1, cancelled: 1 })),
+      'partially_succeeded',
+      'not all of it ran',
+    );
+    assert.equal(requestOutcome(counts({ failed: 2, refused: 1 })), 'failed', 'none succeeded');
     assert.equal(requestOutcome(counts({ agent_lost: 1 })), 'failed', 'a lost agent is known-bad now');
+  });
+
+  it('counts executions per state, every state present', () => {
+    const c = executionStateCounts(['succeeded', 'failed', 'succeeded']);
+    assert.equal(c.succeeded, 2);
+    assert.equal(c.failed, 1);
+    assert.equal(c.queued, 0);
+    assert.deepEqual(Object.keys(c).sort(), [...ExecutionState.options].sort());
+  });
+
+  it('ends partially_succeeded terminal, correctable to succeeded, reachable from dispatching and failed', () => {
+    assert.equal(TERMINAL_REQUEST_STATES.has('partially_succeeded'), true);
+    assert.equal(canRequestTransition('dispatching', 'partially_succeeded'), true);
+    assert.equal(canRequestTransition('failed', 'partially_succeeded'), true);
+    assert.equal(canRequestTransition('partially_succeeded', 'succeeded'), true);
+    assert.equal(canRequestTransition('partially_succeeded', 'failed'), false);
+    assert.equal(stateLabel('partially_succeeded'), 'partially succeeded');
   });
 
   it('ends a cancelled request cancelled, but only once every execution stopped', () => {

@@ -209,6 +209,7 @@ export const RequestState = z.enum([
   'expired',
   'dispatching',
   'succeeded',
+  'partially_succeeded',
   'failed',
 ]);
 export type RequestState = z.infer<typeof RequestState>;
@@ -233,13 +234,23 @@ export const REQUEST: Readonly<Record<RequestState, StateInfo<RequestState>>> = 
     label: 'dispatching',
     tone: 'active',
     terminal: false,
-    next: ['succeeded', 'failed', 'cancelled'],
+    next: ['succeeded', 'partially_succeeded', 'failed', 'cancelled'],
   },
   succeeded: { label: 'succeeded', tone: 'success', terminal: true, next: [] },
-  // A request ends `failed` when an execution was given up on (`agent_lost`, `expired`: the control plane's
-  // guess); if the agent's durable outbox later delivers the real outcomes and every execution did succeed, the
-  // request is corrected to `succeeded` (audited `request.correct`), so request and executions tell one story.
-  failed: { label: 'failed', tone: 'failure', terminal: true, next: ['succeeded'] },
+  // Some targets succeeded, the others did not (failed, refused, gone, lost, cancelled one by one): what ran
+  // where it could. Correctable like `failed`: a late real result of an execution given up on may show that
+  // every one succeeded after all.
+  partially_succeeded: {
+    label: 'partially succeeded',
+    tone: 'warning',
+    terminal: true,
+    next: ['succeeded'],
+  },
+  // A request ends `failed` when no target succeeded, e.g. every execution was given up on (`agent_lost`,
+  // `expired`: the control plane's guess); if the agent's durable outbox later delivers the real outcomes, the
+  // request is corrected to what they show (`succeeded` or `partially_succeeded`, audited `request.correct`), so
+  // request and executions tell one story.
+  failed: { label: 'failed', tone: 'failure', terminal: true, next: ['succeeded', 'partially_succeeded'] },
   rejected: { label: 'rejected', tone: 'failure', terminal: true, next: [] },
   cancelled: { label: 'cancelled', tone: 'neutral', terminal: true, next: [] },
   expired: { label: 'expired', tone: 'neutral', terminal: true, next: [] },
@@ -256,12 +267,13 @@ export function canRequestTransition(from: RequestState, to: RequestState): bool
 /**
  * A dispatching request's end from how many of its executions are in each state: null while any has not
  * ended (or there are none, unless it was cancelled); `cancelled` once all ended after a cancel was asked for;
- * `succeeded` when every one succeeded; otherwise `failed`.
+ * `succeeded` when every one succeeded; `partially_succeeded` when some did and some did not; `failed` when
+ * none did.
  */
 export function requestOutcome(
   counts: ReadonlyMap<ExecutionState, number>,
   opts: { cancelRequested?: boolean } = {},
-): Extract<RequestState, 'succeeded' | 'failed' | 'cancelled'> | null {
+): Extract<RequestState, 'succeeded' | 'partially_succeeded' | 'failed' | 'cancelled'> | null {
   let total = 0;
   let ended = 0;
   for (const [state, n] of counts) {
@@ -271,7 +283,15 @@ export function requestOutcome(
   if (ended !== total) return null;
   if (opts.cancelRequested) return 'cancelled';
   if (total === 0) return null;
-  return counts.get('succeeded') === total ? 'succeeded' : 'failed';
+  const ok = counts.get('succeeded') ?? 0;
+  return ok === total ? 'succeeded' : ok > 0 ? 'partially_succeeded' : 'failed';
+}
+
+/** How many executions are in each state, every state present (0 where none): the per-state counts. */
+export function executionStateCounts(states: Iterable<ExecutionState>): Record<ExecutionState, number> {
+  const out = Object.fromEntries(executionStates.map((s) => [s, 0])) as Record<ExecutionState, number>;
+  for (const s of states) out[s] += 1;
+  return out;
 }
 
 /** A person's word for a state (request or execution). */

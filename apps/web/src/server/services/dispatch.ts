@@ -650,9 +650,10 @@ function envelopeFacts(env: AnyJobEnvelope): {
 }
 
 /**
- * After a late real result corrected one of its executions: a request that ended `failed` on the control
- * plane's guess (an execution `agent_lost` or `expired`) and whose executions now all succeeded is corrected to
- * `succeeded`, audited `request.correct` with both states. Returns the new state, or null when nothing changed.
+ * After a late real result corrected one of its executions: a request that ended `failed` or
+ * `partially_succeeded` on the control plane's guess (an execution `agent_lost` or `expired`) is corrected to
+ * what its executions now show (`succeeded`, or `partially_succeeded` from `failed`), audited `request.correct`
+ * with both states. Returns the new state, or null when nothing changed.
  */
 export async function correctCompleted(
   tx: Tx,
@@ -663,12 +664,13 @@ export async function correctCompleted(
     where: { id: requestId },
     select: { state: true, cancelRequestedAt: true },
   });
-  if (!req || req.state !== 'failed') return null;
+  if (!req || (req.state !== 'failed' && req.state !== 'partially_succeeded')) return null;
+  const from: RequestState = req.state;
   const counts = await countStates(tx, requestId);
   const state = requestOutcome(counts, { cancelRequested: !!req.cancelRequestedAt });
-  if (state !== 'succeeded' || !canRequestTransition('failed', state)) return null;
+  if (!state || state === from || !canRequestTransition(from, state)) return null;
   const res = await tx.injectionRequest.updateMany({
-    where: { id: requestId, state: 'failed' },
+    where: { id: requestId, state: from },
     data: { state, completedAt: now },
   });
   if (res.count !== 1) return null;
@@ -680,7 +682,7 @@ export async function correctCompleted(
       subjectType: 'request',
       subjectId: requestId,
       data: {
-        from: 'failed',
+        from,
         to: state,
         correction: 'the agent delivered the real outcomes of executions given up on',
         executions: Object.fromEntries(counts),
@@ -690,6 +692,14 @@ export async function correctCompleted(
   );
   return state;
 }
+
+/** The audit action a request's completion is recorded as. */
+const COMPLETE_ACTION = {
+  succeeded: 'succeed',
+  partially_succeeded: 'partially_succeed',
+  failed: 'fail',
+  cancelled: 'cancelled',
+} as const;
 
 /**
  * Completes a dispatching request once every execution is terminal, with the outcome the state table derives
@@ -719,7 +729,7 @@ export async function completeIfDone(
     tx,
     {
       actor: SYSTEM,
-      action: `request.${state === 'succeeded' ? 'succeed' : state === 'failed' ? 'fail' : 'cancelled'}`,
+      action: `request.${COMPLETE_ACTION[state]}`,
       subjectType: 'request',
       subjectId: requestId,
       data: { executions: Object.fromEntries(counts) },

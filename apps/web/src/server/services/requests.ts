@@ -7,7 +7,11 @@ import {
   type TargetsInput,
 } from '@pyreach/protocol/api';
 import { type JsonObject, type Labels } from '@pyreach/protocol/common';
-import { IN_FLIGHT_EXECUTION_STATES, canRequestTransition } from '@pyreach/protocol/states';
+import {
+  IN_FLIGHT_EXECUTION_STATES,
+  canRequestTransition,
+  executionStateCounts,
+} from '@pyreach/protocol/states';
 import type { Db, InjectionRequest, PrismaClient, Tx } from '@pyreach/db';
 import { requireUser, type Actor } from './actor';
 import { attestVote, type AttestationKey } from './attest';
@@ -553,22 +557,24 @@ export async function getRequest(db: Db, id: string) {
           })
         ).map((e) => [e.jobId, e.requestId]),
   );
+  const executions = req.executions.map(({ queuedBehindJobId, queuedAhead, leftoverThread, ...e }) => ({
+    ...e,
+    state: executionStateOf(e.state),
+    error: execErrorOf(e.error),
+    queuedBehind: queuedBehindJobId
+      ? {
+          jobId: queuedBehindJobId,
+          requestId: behindRequest.get(queuedBehindJobId) ?? null,
+          ahead: queuedAhead ?? 1,
+        }
+      : null,
+    leftoverThread: leftoverThreadOf(leftoverThread),
+  }));
   return {
     ...requestOf(req),
     reviews: req.reviews.map((r) => ({ ...r, decision: decisionOf(r.decision) })),
-    executions: req.executions.map(({ queuedBehindJobId, queuedAhead, leftoverThread, ...e }) => ({
-      ...e,
-      state: executionStateOf(e.state),
-      error: execErrorOf(e.error),
-      queuedBehind: queuedBehindJobId
-        ? {
-            jobId: queuedBehindJobId,
-            requestId: behindRequest.get(queuedBehindJobId) ?? null,
-            ahead: queuedAhead ?? 1,
-          }
-        : null,
-      leftoverThread: leftoverThreadOf(leftoverThread),
-    })),
+    executions,
+    executionCounts: executionStateCounts(executions.map((e) => e.state)),
     /** Approvals cast on the current content hash (the only ones that count). */
     approvals: current.filter((r) => r.decision === 'approve').length,
     /** Reviews cast on an earlier revision, voided by an edit. */

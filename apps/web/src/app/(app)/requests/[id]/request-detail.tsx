@@ -4,6 +4,7 @@ import { useCallback, useRef, useState } from 'react';
 import { BanIcon, ClockIcon, ServerIcon, UserIcon } from 'lucide-react';
 import { PageHeader } from '../../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../../components/requests/code-and-params';
+import { ExecutionCounts } from '../../../../components/requests/execution-counts';
 import { ReviewControls } from '../../../../components/requests/review-controls';
 import { ExecutionBadge, RequestBadge } from '../../../../components/status';
 import { Alert } from '../../../../components/ui/alert';
@@ -258,6 +259,7 @@ export function RequestDetail({ id }: { id: string }) {
                 </span>
               ) : null}
             </h2>
+            <ExecutionCounts states={executions.map((e) => e.state)} />
             {executions.length === 0 ? (
               <EmptyState
                 title={
