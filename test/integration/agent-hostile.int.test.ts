@@ -44,7 +44,8 @@ type Req = { id: string; state: string; executions?: Exec[] };
 type Proc = { pid: number; startTime: string; agentId: string };
 
 const ALL: Attack[] = ['symlink', 'fifo', 'hardlink', 'swap-dir', 'swap-out', 'link-out', 'grow-out'];
-const terminal = (s: string) => ['succeeded', 'failed', 'cancelled', 'refused', 'expired'].includes(s);
+const terminal = (s: string) =>
+  ['succeeded', 'partially_succeeded', 'failed', 'cancelled', 'refused', 'expired'].includes(s);
 const sizeOf = (p: string) => (existsSync(p) ? statSync(p).size : 0);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -70,7 +70,8 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
   };
   const agent_id = (): string =>
     JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId;
-  const terminal = (r: Req) => ['succeeded', 'failed', 'cancelled', 'refused', 'expired'].includes(r.state);
+  const terminal = (r: Req) =>
+    ['succeeded', 'partially_succeeded', 'failed', 'cancelled', 'refused', 'expired'].includes(r.state);
 
   before(async () => {
     [host, container] = await Promise.all([

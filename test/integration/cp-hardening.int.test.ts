@@ -74,7 +74,9 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
         `request ${id} to end`,
         async () => {
           const r = await getReq(id);
-          return ['succeeded', 'failed', 'cancelled', 'expired'].includes(r.state) && r;
+          return (
+            ['succeeded', 'partially_succeeded', 'failed', 'cancelled', 'expired'].includes(r.state) && r
+          );
         },
         90_000,
       );

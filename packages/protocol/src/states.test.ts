@@ -101,6 +101,11 @@ describe('the state table', () => {
       'not all of it ran',
     );
     assert.equal(requestOutcome(counts({ failed: 2, refused: 1 })), 'failed', 'none succeeded');
+    assert.equal(
+      requestOutcome(counts({ succeeded: 2, failed: 2, cancelled: 1 }), { rolloutStopped: true }),
+      'failed',
+      'a rollout stopped at its failure limit failed, whatever ran before',
+    );
     assert.equal(requestOutcome(counts({ agent_lost: 1 })), 'failed', 'a lost agent is known-bad now');
   });
 

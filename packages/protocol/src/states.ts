@@ -268,11 +268,12 @@ export function canRequestTransition(from: RequestState, to: RequestState): bool
  * A dispatching request's end from how many of its executions are in each state: null while any has not
  * ended (or there are none, unless it was cancelled); `cancelled` once all ended after a cancel was asked for;
  * `succeeded` when every one succeeded; `partially_succeeded` when some did and some did not; `failed` when
- * none did.
+ * none did, or when its rollout stopped at its failure limit before reaching every target (`rolloutStopped`:
+ * the operator's own threshold said the change is bad, whatever ran before).
  */
 export function requestOutcome(
   counts: ReadonlyMap<ExecutionState, number>,
-  opts: { cancelRequested?: boolean } = {},
+  opts: { cancelRequested?: boolean; rolloutStopped?: boolean } = {},
 ): Extract<RequestState, 'succeeded' | 'partially_succeeded' | 'failed' | 'cancelled'> | null {
   let total = 0;
   let ended = 0;
@@ -284,7 +285,8 @@ export function requestOutcome(
   if (opts.cancelRequested) return 'cancelled';
   if (total === 0) return null;
   const ok = counts.get('succeeded') ?? 0;
-  return ok === total ? 'succeeded' : ok > 0 ? 'partially_succeeded' : 'failed';
+  if (ok === total) return 'succeeded';
+  return ok > 0 && !opts.rolloutStopped ? 'partially_succeeded' : 'failed';
 }
 
 /** How many executions are in each state, every state present (0 where none): the per-state counts. */

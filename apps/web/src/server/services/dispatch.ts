@@ -472,6 +472,11 @@ async function stopRollout(
   return completeIfDone(tx, requestId, now);
 }
 
+/** Whether the request's rollout stopped at its failure limit (stopRollout cancelled what was left). */
+async function rolloutStopped(tx: Tx, requestId: string): Promise<boolean> {
+  return (await tx.execution.count({ where: { requestId, errorCode: 'ROLLOUT_STOPPED' } })) > 0;
+}
+
 /** How many of a request's executions are in each state: one GROUP BY, never the rows. */
 async function countStates(tx: Tx, requestId: string): Promise<Map<ExecutionState, number>> {
   const groups = await tx.execution.groupBy({ by: ['state'], where: { requestId }, _count: { _all: true } });
@@ -667,7 +672,10 @@ export async function correctCompleted(
   if (!req || (req.state !== 'failed' && req.state !== 'partially_succeeded')) return null;
   const from: RequestState = req.state;
   const counts = await countStates(tx, requestId);
-  const state = requestOutcome(counts, { cancelRequested: !!req.cancelRequestedAt });
+  const state = requestOutcome(counts, {
+    cancelRequested: !!req.cancelRequestedAt,
+    rolloutStopped: await rolloutStopped(tx, requestId),
+  });
   if (!state || state === from || !canRequestTransition(from, state)) return null;
   const res = await tx.injectionRequest.updateMany({
     where: { id: requestId, state: from },
@@ -718,7 +726,10 @@ export async function completeIfDone(
   });
   // agent_lost is terminal-looking but may still move; the request completes anyway (its outcome is known-bad now).
   // A request cancelled while executions ran ends `cancelled` once the last of them stopped.
-  const state = requestOutcome(counts, { cancelRequested: !!req?.cancelRequestedAt });
+  const state = requestOutcome(counts, {
+    cancelRequested: !!req?.cancelRequestedAt,
+    rolloutStopped: await rolloutStopped(tx, requestId),
+  });
   if (!state) return null;
   const res = await tx.injectionRequest.updateMany({
     where: { id: requestId, state: 'dispatching' },
