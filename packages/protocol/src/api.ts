@@ -43,6 +43,7 @@ export const ACTIONS = [
   'user:manage',
   'policy:read',
   'policy:manage',
+  'process:inspect',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -64,7 +65,21 @@ export const PERMISSIONS: Readonly<Record<Action, readonly Role[]>> = {
   'user:manage': ['admin'],
   'policy:read': ['viewer', 'operator', 'approver', 'admin'],
   'policy:manage': ['admin'],
+  // Reading a process's stacks or asyncio tasks from outside runs no code in it: operators may, without an
+  // approval (always audited). Viewers may not: stacks show what a service is doing, with file paths.
+  'process:inspect': ['operator', 'approver', 'admin'],
 };
+
+/** `POST /api/fleet/processes/inspect`: read one process's thread stacks or asyncio tasks through its agent. */
+export const InspectProcessBody = z
+  .object({
+    agentId: z.string().min(1).max(64),
+    pid: z.number().int().positive(),
+    startTime: z.string().min(1).max(32),
+    what: z.enum(['stacks', 'tasks']),
+  })
+  .strict();
+export type InspectProcessBody = z.infer<typeof InspectProcessBody>;
 
 /** Whether `role` (any string: unknown roles may nothing) may perform `action`. */
 export function can(role: string, action: Action): boolean {
