@@ -16,6 +16,7 @@ import {
   jsonBytes,
   utf8Bytes,
 } from './common';
+import { StacksReport, TasksReport } from './inspect';
 import { PythonProcess } from './inventory';
 import { JobOptions } from './options';
 import { ExecutionState, RequestState } from './states';
@@ -80,6 +81,24 @@ export const InspectProcessBody = z
   })
   .strict();
 export type InspectProcessBody = z.infer<typeof InspectProcessBody>;
+
+/** One inspection as stored: `result` is the agent's report, parsed with its schema on read (null until then). */
+export const InspectionView = z.object({
+  id: z.string(),
+  agentId: z.string(),
+  pid: z.number().int(),
+  startTime: z.string(),
+  what: z.enum(['stacks', 'tasks']),
+  requestedBy: z.string(),
+  state: z.enum(['sent', 'succeeded', 'failed', 'refused']),
+  stacks: StacksReport.nullable(),
+  tasks: TasksReport.nullable(),
+  errorCode: z.string().nullable(),
+  message: z.string().nullable(),
+  createdAt: z.string(),
+  finishedAt: z.string().nullable(),
+});
+export type InspectionView = z.infer<typeof InspectionView>;
 
 /** Whether `role` (any string: unknown roles may nothing) may perform `action`. */
 export function can(role: string, action: Action): boolean {
