@@ -16,6 +16,7 @@ import {
   jsonBytes,
   utf8Bytes,
 } from './common';
+import { StacksReport, TasksReport } from './inspect';
 import { PythonProcess } from './inventory';
 import { JobOptions } from './options';
 import { ExecutionState, RequestState } from './states';
@@ -43,6 +44,7 @@ export const ACTIONS = [
   'user:manage',
   'policy:read',
   'policy:manage',
+  'process:inspect',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -64,7 +66,39 @@ export const PERMISSIONS: Readonly<Record<Action, readonly Role[]>> = {
   'user:manage': ['admin'],
   'policy:read': ['viewer', 'operator', 'approver', 'admin'],
   'policy:manage': ['admin'],
+  // Reading a process's stacks or asyncio tasks from outside runs no code in it: operators may, without an
+  // approval (always audited). Viewers may not: stacks show what a service is doing, with file paths.
+  'process:inspect': ['operator', 'approver', 'admin'],
 };
+
+/** `POST /api/fleet/processes/inspect`: read one process's thread stacks or asyncio tasks through its agent. */
+export const InspectProcessBody = z
+  .object({
+    agentId: z.string().min(1).max(64),
+    pid: z.number().int().positive(),
+    startTime: z.string().min(1).max(32),
+    what: z.enum(['stacks', 'tasks']),
+  })
+  .strict();
+export type InspectProcessBody = z.infer<typeof InspectProcessBody>;
+
+/** One inspection as stored: `result` is the agent's report, parsed with its schema on read (null until then). */
+export const InspectionView = z.object({
+  id: z.string(),
+  agentId: z.string(),
+  pid: z.number().int(),
+  startTime: z.string(),
+  what: z.enum(['stacks', 'tasks']),
+  requestedBy: z.string(),
+  state: z.enum(['sent', 'succeeded', 'failed', 'refused']),
+  stacks: StacksReport.nullable(),
+  tasks: TasksReport.nullable(),
+  errorCode: z.string().nullable(),
+  message: z.string().nullable(),
+  createdAt: z.string(),
+  finishedAt: z.string().nullable(),
+});
+export type InspectionView = z.infer<typeof InspectionView>;
 
 /** Whether `role` (any string: unknown roles may nothing) may perform `action`. */
 export function can(role: string, action: Action): boolean {

@@ -6,8 +6,24 @@ import { AppError, toFailure } from './errors';
 /** The whole permission matrix, written out so a change to PERMISSIONS is a visible change here. */
 const EXPECTED: Record<Role, readonly Action[]> = {
   viewer: ['fleet:read', 'request:read', 'audit:read', 'policy:read'],
-  operator: ['fleet:read', 'request:read', 'request:create', 'request:cancel', 'audit:read', 'policy:read'],
-  approver: ['fleet:read', 'request:read', 'request:review', 'audit:read', 'audit:export', 'policy:read'],
+  operator: [
+    'fleet:read',
+    'request:read',
+    'request:create',
+    'request:cancel',
+    'audit:read',
+    'policy:read',
+    'process:inspect',
+  ],
+  approver: [
+    'fleet:read',
+    'request:read',
+    'request:review',
+    'audit:read',
+    'audit:export',
+    'policy:read',
+    'process:inspect',
+  ],
   admin: [...ACTIONS],
 };
 
