@@ -10,9 +10,10 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AgentProcess } from '../support/agent-harness';
+import type { InspectionView } from '@pyreach/protocol/api';
 import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
-import { startPython, type PyTarget } from '../support/python';
+import { knownStacks, startPython, type PyTarget } from '../support/python';
 import { eventually } from '../support/eventually';
 
 type Exec = {
@@ -36,11 +37,12 @@ const lines = (path: string) =>
 
 describe('agent against the real control plane', { timeout: 600_000 }, () => {
   let cp: ControlPlane;
-  let admin: ApiClient, operator: ApiClient, approver: ApiClient;
+  let admin: ApiClient, operator: ApiClient, approver: ApiClient, viewer: ApiClient;
   let agent: AgentProcess;
   let host: PyTarget;
   let container: PyTarget;
   const files: string[] = [];
+  const extra: PyTarget[] = [];
 
   const proc = async (t: PyTarget): Promise<Proc> =>
     eventually(`pid ${t.pid} in /api/fleet/processes`, async () => {
@@ -80,9 +82,9 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     ]);
     cp = await startControlPlane('postgres');
     const clients = await Promise.all(
-      [USERS.admin, USERS.operator, USERS.approver].map((u) => ApiClient.signIn(cp.baseUrl, u)),
+      [USERS.admin, USERS.operator, USERS.approver, USERS.viewer].map((u) => ApiClient.signIn(cp.baseUrl, u)),
     );
-    [admin, operator, approver] = clients as [ApiClient, ApiClient, ApiClient];
+    [admin, operator, approver, viewer] = clients as [ApiClient, ApiClient, ApiClient, ApiClient];
     await admin.ok(
       admin.post('/api/policies', {
         name: 'agent-it',
@@ -108,7 +110,7 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
   after(async () => {
     await agent?.kill('SIGKILL');
     await cp?.cleanup();
-    await Promise.all([host?.kill(), container?.kill()]);
+    await Promise.all([host?.kill(), container?.kill(), ...extra.map((t) => t.kill())]);
     for (const f of files) rmSync(f, { force: true });
   });
 
@@ -270,6 +272,63 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     assert.equal(ex.result, 7);
     assert.equal(lines(file), 1, 'the code ran exactly once');
     assert.ok(agent.audit().some((a) => a.jobId === ex.jobId && a.event === 'recovered'));
+  });
+
+  test('process:inspect through the fleet: an operator reads the stacks the target itself sees, without approval, audited', async () => {
+    const { t, view } = await knownStacks();
+    extra.push(t);
+    const p = await proc(t);
+    const body = { agentId: agent_id(), pid: p.pid, startTime: p.startTime, what: 'stacks' };
+    const refused = await viewer.post('/api/fleet/processes/inspect', body);
+    assert.equal(refused.status, 403, 'a viewer may not inspect');
+    const started = await operator.ok(
+      operator.post<{ inspection: InspectionView }>('/api/fleet/processes/inspect', body),
+    );
+    assert.ok(['queued', 'sent'].includes(started.inspection.state), started.inspection.state);
+    const done = await eventually('the inspection to end', async () => {
+      const r = await operator.ok(
+        operator.get<{ inspection: InspectionView }>(`/api/fleet/inspections/${started.inspection.id}`),
+      );
+      return !['queued', 'sent'].includes(r.inspection.state) && r.inspection;
+    });
+    assert.equal(done.state, 'succeeded', JSON.stringify(done).slice(0, 2000));
+    const byTid = new Map(done.stacks!.threads.map((x) => [x.tid, x]));
+    for (const v of view.threads) {
+      assert.deepEqual(
+        byTid.get(v.tid)?.frames,
+        v.frames.map(({ function: fn, file, line }) => ({ function: fn, file, line })),
+        `stack of ${v.name}`,
+      );
+      assert.equal(byTid.get(v.tid)?.main, v.main);
+    }
+    const audit = await admin.ok(
+      admin.get<{ events: { action: string; actorId: string; data: { jobId?: string } }[] }>(
+        '/api/audit?action=process.inspect',
+      ),
+    );
+    assert.ok(
+      audit.events.some((e) => e.data.jobId === started.inspection.id),
+      'the inspection is in the audit trail',
+    );
+    assert.ok(
+      agent.audit().some((a) => a.jobId === started.inspection.id && a.event === 'finished'),
+      "and in the agent's own audit log",
+    );
+    const tasks = await operator.ok(
+      operator.post<{ inspection: InspectionView }>('/api/fleet/processes/inspect', {
+        ...body,
+        what: 'tasks',
+      }),
+    );
+    const taskDone = await eventually('the tasks inspection to end', async () => {
+      const r = await operator.ok(
+        operator.get<{ inspection: InspectionView }>(`/api/fleet/inspections/${tasks.inspection.id}`),
+      );
+      return !['queued', 'sent'].includes(r.inspection.state) && r.inspection;
+    });
+    // stacks_known.py runs no event loop: the reader says so rather than inventing tasks.
+    assert.ok(['succeeded', 'failed'].includes(taskDone.state), JSON.stringify(taskDone).slice(0, 1000));
+    assert.equal(taskDone.stacks, null);
   });
 
   test('a local policy refusal reaches the control plane with its reason', async () => {

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AGENT_EVENT_MAX_BYTES } from '@pyreach/protocol/agent';
 import { canonicalJson } from '@pyreach/protocol/canonical';
@@ -18,7 +18,14 @@ import { jsonBytes } from '@pyreach/protocol/common';
 import { StacksReport, TasksReport } from '@pyreach/protocol/inspect';
 import { ChildInspector, selfCommand } from '../../apps/agent/src/inspect';
 import { AGENT_CLI, AgentProcess, FakeControlPlane } from '../support/agent-harness';
-import { startPython, type PyTarget, type StartOptions } from '../support/python';
+import {
+  besideScript,
+  knownStacks,
+  startPython,
+  type PyTarget,
+  type StartOptions,
+  type ViewFrame,
+} from '../support/python';
 
 const sideEffect = (name: string) => `/tmp/pyreach-agent-v2-${process.pid}-${name}.txt`;
 const appendCode = (file: string, extra = '') =>
@@ -26,27 +33,6 @@ const appendCode = (file: string, extra = '') =>
 const lines = (path: string) =>
   existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).length : 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface ViewFrame {
-  function: string;
-  file: string;
-  line: number;
-}
-
-/** Host path of a file the target wrote beside its script. */
-function besideScript(t: PyTarget, name: string): string {
-  return (t.rootOnHost === '/' ? '' : t.rootOnHost) + `${dirname(t.scriptInTarget)}/${name}`;
-}
-
-/** stacks_known.py once only its three parked threads are left, with the interpreter's own view of them. */
-async function knownStacks(opts: StartOptions = {}) {
-  const t = await startPython('stacks_known.py', opts);
-  for (let i = 0; i < 500 && readdirSync(`/proc/${t.pid}/task`).length !== 3; i++) await sleep(10);
-  const view = JSON.parse(readFileSync(besideScript(t, 'view.json'), 'utf8')) as {
-    threads: { tid: number; name: string; main: boolean; frames: ViewFrame[] }[];
-  };
-  return { t, view };
-}
 
 function contextSwitches(pid: number): string {
   return readdirSync(`/proc/${pid}/task`)

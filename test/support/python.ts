@@ -8,7 +8,16 @@
  * PYREACH_PYTHON_ROOT, else derived from the provisioned interpreter's path.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -473,4 +482,26 @@ export function userOwnedPython(user: TestUser): {
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   return { root, python, sitePackages, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+export interface ViewFrame {
+  function: string;
+  file: string;
+  line: number;
+}
+
+/** Host path of a file the target wrote beside its script. */
+export function besideScript(t: PyTarget, name: string): string {
+  return (t.rootOnHost === '/' ? '' : t.rootOnHost) + `${dirname(t.scriptInTarget)}/${name}`;
+}
+
+/** stacks_known.py once only its three parked threads are left, with the interpreter's own view of them. */
+export async function knownStacks(opts: StartOptions = {}) {
+  const t = await startPython('stacks_known.py', opts);
+  for (let i = 0; i < 500 && readdirSync(`/proc/${t.pid}/task`).length !== 3; i++)
+    await new Promise((r) => setTimeout(r, 10));
+  const view = JSON.parse(readFileSync(besideScript(t, 'view.json'), 'utf8')) as {
+    threads: { tid: number; name: string; main: boolean; frames: ViewFrame[] }[];
+  };
+  return { t, view };
 }

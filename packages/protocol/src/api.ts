@@ -19,7 +19,7 @@ import {
 import { StacksReport, TasksReport } from './inspect';
 import { PythonProcess } from './inventory';
 import { JobOptions } from './options';
-import { ExecutionState, RequestState } from './states';
+import { ExecutionState, InspectionState, RequestState } from './states';
 
 // ---- who may do what -------------------------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ export const InspectionView = z.object({
   startTime: z.string(),
   what: z.enum(['stacks', 'tasks']),
   requestedBy: z.string(),
-  state: z.enum(['sent', 'succeeded', 'failed', 'refused']),
+  state: InspectionState,
   stacks: StacksReport.nullable(),
   tasks: TasksReport.nullable(),
   errorCode: z.string().nullable(),

@@ -15,6 +15,9 @@ import {
   requestOutcome,
   executionStateCounts,
   stateLabel,
+  INSPECTION,
+  InspectionState,
+  inspectionStatesBefore,
 } from './states';
 import { EngineStatus } from './exec';
 
@@ -138,5 +141,17 @@ describe('the state table', () => {
     assert.equal(stateLabel('agent_lost'), 'agent lost');
     assert.equal(stateLabel('dispatching'), 'dispatching');
     for (const s of [...ExecutionState.options, ...RequestState.options]) assert.ok(stateLabel(s).length > 0);
+  });
+});
+
+describe('the inspection states', () => {
+  it('queued → sent → an end; every end final; expiry reaches an undelivered or unanswered one', () => {
+    for (const s of InspectionState.options) {
+      for (const n of INSPECTION[s].next) assert.ok(InspectionState.options.includes(n), `${s} → ${n}`);
+      if (INSPECTION[s].terminal) assert.deepEqual(INSPECTION[s].next, [], `${s} is final`);
+    }
+    assert.deepEqual(inspectionStatesBefore('expired'), ['queued', 'sent']);
+    // Only a sent job can be read: the agent never had a queued one.
+    assert.deepEqual(inspectionStatesBefore('succeeded'), ['sent']);
   });
 });

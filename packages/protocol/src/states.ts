@@ -296,6 +296,39 @@ export function executionStateCounts(states: Iterable<ExecutionState>): Record<E
   return out;
 }
 
+// ---- inspections ----------------------------------------------------------------------------------------
+
+/**
+ * One `process:inspect` (nothing runs in the target): its signed job waits `queued` until the replica holding the
+ * agent's connection claims it `sent`; the agent's report ends it, or its job's notAfter does (`expired`).
+ */
+export const InspectionState = z.enum(['queued', 'sent', 'succeeded', 'failed', 'refused', 'expired']);
+export type InspectionState = z.infer<typeof InspectionState>;
+
+export const INSPECTION: Readonly<Record<InspectionState, StateInfo<InspectionState>>> = {
+  queued: {
+    label: 'queued',
+    tone: 'waiting',
+    terminal: false,
+    next: ['sent', 'refused', 'failed', 'expired'],
+  },
+  sent: {
+    label: 'reading',
+    tone: 'active',
+    terminal: false,
+    next: ['succeeded', 'failed', 'refused', 'expired'],
+  },
+  succeeded: { label: 'read', tone: 'success', terminal: true, next: [] },
+  failed: { label: 'failed', tone: 'failure', terminal: true, next: [] },
+  refused: { label: 'refused', tone: 'failure', terminal: true, next: [] },
+  expired: { label: 'expired', tone: 'warning', terminal: true, next: [] },
+};
+
+/** Inspection states an ending may leave (every state whose `next` holds `to`). */
+export function inspectionStatesBefore(to: InspectionState): InspectionState[] {
+  return InspectionState.options.filter((s) => INSPECTION[s].next.includes(to));
+}
+
 /** A person's word for a state (request or execution). */
 export function stateLabel(state: string): string {
   const info =

@@ -1,7 +1,7 @@
 /** The /ui namespace: live updates pushed to browsers. Browser-safe (no node imports). */
 import { z } from 'zod';
 import { Id } from './common';
-import { ExecutionState, RequestState } from './states';
+import { ExecutionState, InspectionState, RequestState } from './states';
 
 export const FleetChanged = z.object({ hostId: Id.nullable() });
 export const RequestChanged = z.object({ requestId: Id, state: RequestState });
@@ -17,6 +17,8 @@ export const ExecutionOutput = z.object({
   seq: z.number().int().positive(),
   chunk: z.string(),
 });
+/** An inspection moved (the browser that asked reads it again with GET /api/fleet/inspections/{id}). */
+export const InspectionChanged = z.object({ inspectionId: Id, state: InspectionState });
 export const Subscribe = z.object({ requestId: Id });
 export const SubscribeAck = z.object({ ok: z.boolean() });
 
@@ -26,6 +28,7 @@ export const uiEventSchemas = {
   'request:changed': RequestChanged,
   'execution:update': ExecutionUpdate,
   'execution:output': ExecutionOutput,
+  'inspection:changed': InspectionChanged,
 } as const;
 
 export type UiEventName = keyof typeof uiEventSchemas;

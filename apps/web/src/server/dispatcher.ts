@@ -19,7 +19,7 @@ import type { HousekeepingReport, PlannedJob } from './services/jobs';
 export const DISPATCH_ACK_TIMEOUT_MS = 10_000;
 
 /** Wake-ups other replicas must hear: the work they free or create may belong to agents connected to them. */
-const CLUSTER_WAKES = new Set<WakeReason>(['approved', 'cancelled', 'job-finished', 'agent-lost']);
+const CLUSTER_WAKES = new Set<WakeReason>(['approved', 'cancelled', 'job-finished', 'agent-lost', 'inspect']);
 
 /** What the dispatcher needs, and nothing more. */
 export interface DispatcherPorts {

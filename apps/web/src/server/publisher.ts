@@ -32,6 +32,7 @@ export class Publisher {
       | 'requestChanged'
       | 'executionUpdate'
       | 'executionOutput'
+      | 'inspectionChanged'
       | 'tokenRevoked'
       | 'closeSessions'
     >,
@@ -63,6 +64,9 @@ export class Publisher {
           break;
         case 'fleet':
           this.ui.fleetChanged({ hostId: e.hostId });
+          break;
+        case 'inspection':
+          this.ui.inspectionChanged({ inspectionId: e.inspectionId, state: e.state });
           break;
         case 'cancel-job':
           this.agents.cancel(e.agentId, e.jobId);

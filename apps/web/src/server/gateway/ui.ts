@@ -128,6 +128,10 @@ export class UiGateway {
     this.nsp.to(requestRoom(msg.requestId)).emit('execution:output', msg);
   }
 
+  inspectionChanged(msg: UiEvent<'inspection:changed'>): void {
+    this.nsp.to(FLEET_ROOM).emit('inspection:changed', msg);
+  }
+
   /** Drops the sockets opened with a revoked token, on every replica. */
   tokenRevoked(tokenId: string): void {
     this.nsp.in(tokenRoom(tokenId)).disconnectSockets(true);

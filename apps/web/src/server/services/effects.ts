@@ -3,7 +3,7 @@
  * turns these into /ui pushes, agent commands and dispatcher wake-ups after the transaction committed. Nothing
  * else pushes or wakes, and no caller reads the database again to find out what happened.
  */
-import type { ExecutionState, RequestState } from '@pyreach/protocol/states';
+import type { ExecutionState, InspectionState, RequestState } from '@pyreach/protocol/states';
 
 /** Why the dispatcher should look for work now (the ones in CLUSTER_WAKES also wake the other replicas). */
 export type WakeReason =
@@ -12,6 +12,7 @@ export type WakeReason =
   | 'job-finished'
   | 'agent-lost'
   | 'agent-ready'
+  | 'inspect'
   | 'timer'
   | 'start'
   | 'again'
@@ -30,6 +31,8 @@ export type Effect =
     }
   /** An agent reported output for an execution. */
   | { kind: 'output'; requestId: string; executionId: string; seq: number; chunk: string }
+  /** An inspection moved (its job queued, sent, or answered). */
+  | { kind: 'inspection'; inspectionId: string; state: InspectionState }
   /** Hosts, agents or their processes changed. */
   | { kind: 'fleet'; hostId: string | null }
   /** A running (or agent-queued) job must stop: `job:cancel` to its agent, wherever it is connected. */

@@ -250,7 +250,8 @@ export async function recordReportRefusal(
 }
 
 /** Ack codes that are not a decision of the agent: the job may well have arrived, so nothing is concluded. */
-const TRANSPORT_FAILURES = new Set(['ACK_TIMEOUT', 'AGENT_OFFLINE', 'BAD_ACK']);
+/** Dispatch failures that say nothing about the agent's decision (no ack, or an ack that could not be read). */
+export const TRANSPORT_FAILURES = new Set(['ACK_TIMEOUT', 'AGENT_OFFLINE', 'BAD_ACK']);
 
 /**
  * The agent answered `job:dispatch` with a refusal (bad signature, unknown key, replay, wrong agent, expired,

@@ -13,6 +13,7 @@ import {
   type CreateRequest,
   type CreateServiceAccount,
   type CreateUser,
+  type InspectProcessBody,
   type SetTemporaryPassword,
   type SetUserDisabled,
   type PolicyInput,
@@ -30,6 +31,7 @@ import * as audit from './audit';
 import * as checkpoints from './audit-checkpoint';
 import * as executions from './executions';
 import { outcome, type Outcome } from './effects';
+import * as inspect from './inspect';
 import * as inventory from './inventory';
 import * as jobs from './jobs';
 import * as policy from './policy';
@@ -43,6 +45,8 @@ import { Gate } from '../gate';
 /** Which agents hold a connection to this process (kept by the agent gateway; read for `connectedHere`). */
 export interface Presence {
   isConnectedHere(agentId: string): boolean;
+  /** The job protocol version the agent announced on its connection here (meaningful only when connected here). */
+  versionOf(agentId: string): 1 | 2;
 }
 
 /** What the services need from the auth library. */
@@ -272,6 +276,24 @@ export function createServices(d: ServiceDeps) {
       processes: async (filter: inventory.ProcessFilter) => ({
         processes: await inventory.listProcesses(db, filter),
       }),
+      /** `process:inspect`: a signed inspect job queued for the process's agent, audited (services/inspect.ts). */
+      async inspect(actor: Actor, body: InspectProcessBody) {
+        const started = await inspect.startInspection(
+          db,
+          actor,
+          body,
+          {
+            signing: d.signing,
+            agentVersionOf: (id) => (presence.isConnectedHere(id) ? presence.versionOf(id) : null),
+          },
+          clock(),
+        );
+        const view = await inspect.inspectionView(db, actor, started.result.jobId);
+        return outcome({ inspection: view }, started.effects);
+      },
+      inspection: async (actor: Actor, id: string) => ({
+        inspection: await inspect.inspectionView(db, actor, id),
+      }),
       async preview({ limit, ...selector }: inventory.Selector & { limit?: number }) {
         const processes = await inventory.matchSelector(db, selector, { limit: limit ?? 1000 });
         return { count: processes.length, processes };
@@ -392,7 +414,9 @@ export function createServices(d: ServiceDeps) {
     jobs: {
       /** One report, exactly once and in order (at most APPLY_CONCURRENCY at once). */
       apply: (agentId: string, ev: JobEvent) =>
-        applyGate.run(() => executions.applyJobEvent(db, agentId, ev, { now: clock() })),
+        inspect.isInspectionJob(ev.jobId)
+          ? inspect.recordInspectionEvent(db, agentId, ev, clock())
+          : applyGate.run(() => executions.applyJobEvent(db, agentId, ev, { now: clock() })),
       /** A report refused for good (malformed, unstorable): audited against its job. */
       reportRefused: (
         agentId: string,

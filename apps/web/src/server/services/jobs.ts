@@ -11,14 +11,15 @@ import { markDisconnected } from './agents';
 import { planExecutions, sendWave, type AgentVersionOf, type DispatchKeys } from './dispatch';
 import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
-import { expireOverdue, markAgentLost, recordDispatchRefusal } from './executions';
+import { expireOverdue, markAgentLost, recordDispatchRefusal, TRANSPORT_FAILURES } from './executions';
+import { claimInspections, expireInspections, inspectionDispatchRefused, isInspectionJob } from './inspect';
 
-/** A signed job claimed as sent, to emit on the agent's connection. */
+/** A signed job claimed as sent, to emit on the agent's connection: an execution's, or an inspection's (both null). */
 export interface PlannedJob {
   jobId: string;
   agentId: string;
-  requestId: string;
-  executionId: string;
+  requestId: string | null;
+  executionId: string | null;
   envelope: AnyJobEnvelope;
 }
 
@@ -30,7 +31,8 @@ const WAVE_BATCH = 200;
  * One dispatch pass's database work: approved requests become executions (guarded in planExecutions: one
  * replica wins), then per dispatching request one wave — what its rollout allows now for the agents connected to
  * this process, gated (policy again, attested votes), signed in the envelope version each agent announced and
- * claimed queued → sent in one transaction. Only what this replica claimed comes back.
+ * claimed queued → sent in one transaction. Inspections of these agents come first (a person waits for each,
+ * and they run no code). Only what this replica claimed comes back.
  */
 export async function nextWave(
   db: PrismaClient,
@@ -41,6 +43,11 @@ export async function nextWave(
 ): Promise<Outcome<PlannedJob[]>> {
   const here = new Set(connectedAgentIds);
   const effects: Effect[] = [];
+  const jobs: PlannedJob[] = [];
+  const inspections = await claimInspections(db, connectedAgentIds, versionOf, now());
+  effects.push(...inspections.effects);
+  for (const i of inspections.result)
+    jobs.push({ jobId: i.jobId, agentId: i.agentId, requestId: null, executionId: null, envelope: i.envelope });
   const approved = await db.injectionRequest.findMany({
     where: { state: 'approved' },
     select: { id: true },
@@ -61,7 +68,6 @@ export async function nextWave(
     orderBy: { dispatchedAt: 'asc' },
     take: WAVE_BATCH,
   });
-  const jobs: PlannedJob[] = [];
   for (const req of dispatching) {
     const wave = await sendWave(db, req.id, keys, (agentId) => here.has(agentId), now(), versionOf);
     effects.push(...wave.effects);
@@ -83,6 +89,17 @@ export async function dispatchFailed(
   failure: Failure,
   now: Date = new Date(),
 ): Promise<Outcome<{ refused: boolean }>> {
+  if (isInspectionJob(job.jobId)) {
+    const i = await inspectionDispatchRefused(
+      db,
+      job.agentId,
+      job.jobId,
+      failure.error,
+      TRANSPORT_FAILURES.has(failure.error.code),
+      now,
+    );
+    return outcome({ refused: i.result }, i.effects);
+  }
   const r = await recordDispatchRefusal(db, job.agentId, job.jobId, failure.error, now);
   return outcome({ refused: r.result !== null }, r.effects);
 }
@@ -95,7 +112,7 @@ export interface HousekeepingPorts {
 }
 
 export interface HousekeepingReport {
-  expired: { requests: number; executions: number };
+  expired: { requests: number; executions: number; inspections: number };
   /** Agents recorded as disconnected because no replica held their connection. */
   disconnected: string[];
   /** Agents whose in-flight jobs became agent_lost, with how many. */
@@ -109,10 +126,15 @@ export async function housekeeping(
   now: Date = new Date(),
 ): Promise<Outcome<HousekeepingReport>> {
   const expired = await expireOverdue(db, now);
+  const inspections = await expireInspections(db, now);
   const swept = await sweepLostAgents(db, ports, now);
   return outcome(
-    { expired: expired.result, disconnected: swept.result.disconnected, lost: swept.result.lost },
-    [...expired.effects, ...swept.effects],
+    {
+      expired: { ...expired.result, inspections: inspections.result },
+      disconnected: swept.result.disconnected,
+      lost: swept.result.lost,
+    },
+    [...expired.effects, ...inspections.effects, ...swept.effects],
   );
 }
 
