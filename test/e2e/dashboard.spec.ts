@@ -74,6 +74,39 @@ test('the fleet shows the enrolled host and its live Python process', async ({ b
   await context.close();
 });
 
+test('an operator reads the live stacks of a process (no approval, nothing runs in it) and requests on its thread', async ({
+  browser,
+}) => {
+  const { context, page } = await signedIn(browser, USERS.operator);
+  await page.goto('/fleet');
+  await page
+    .getByTestId('process-row')
+    .filter({ hasText: String(target.pid) })
+    .click();
+  const drawer = page.getByTestId('process-drawer');
+  await drawer.getByTestId('inspect-stacks').click();
+  await expect(drawer.getByTestId('inspection-state')).toHaveText('read');
+  const main = drawer.getByTestId('stack-thread').filter({ hasText: `tid ${target.pid}` });
+  await expect(main).toContainText('main');
+  // log_service.py sleeps in its loop at module level: innermost first, the module frame of the script.
+  await expect(main.getByTestId('stack-frame').first()).toContainText('log_service.py');
+  await expect(drawer.getByTestId('inspect-stacks')).toHaveText(/Refresh stacks/);
+  await shot(page, 'fleet-stacks');
+  await main.getByTestId('request-on-thread').click();
+  await expect(page).toHaveURL(new RegExp(`/requests/new\\?targets=.*&tid=${target.pid}$`));
+  await expect(page.getByTestId('thread-choice')).toContainText(`On thread ${target.pid}`);
+  await context.close();
+  const viewer = await signedIn(browser, USERS.viewer);
+  await viewer.page.goto('/fleet');
+  await viewer.page
+    .getByTestId('process-row')
+    .filter({ hasText: String(target.pid) })
+    .click();
+  await expect(viewer.page.getByTestId('drawer-facts')).toBeVisible();
+  await expect(viewer.page.getByTestId('stacks-panel')).toHaveCount(0);
+  await viewer.context.close();
+});
+
 test('a viewer cannot request: no form, and the API refuses', async ({ browser }) => {
   const { context, page } = await signedIn(browser, USERS.viewer);
   await expect(page.getByRole('link', { name: 'New request' })).toHaveCount(0);

@@ -21,6 +21,7 @@ import { ErrorState, LoadingRows } from '../../../components/ui/states';
 import { useCall } from '../../../lib/client/api';
 import { containerOf, processName } from '../../../lib/client/process';
 import { formatTime, relativeTime } from '../../../lib/client/utils';
+import { StacksPanel } from './stacks-panel';
 
 /** The fleet's detail drawer: everything known about one process, and the requests that targeted it. */
 export function ProcessDrawer({ id, onClose }: { id: string | null; onClose: () => void }) {
@@ -123,6 +124,12 @@ export function ProcessDrawer({ id, onClose }: { id: string | null; onClose: () 
                 </ul>
               )}
             </section>
+            {d.host.agent.status === 'online' && !d.host.agent.revokedAt ? (
+              <StacksPanel
+                key={d.process.id}
+                target={{ agentId: d.host.agent.id, pid: d.process.pid, startTime: d.process.startTime }}
+              />
+            ) : null}
             <section className="grid gap-1.5">
               <h3 className="text-sm font-semibold">Recent requests on this process</h3>
               {d.recentRequests.length === 0 ? (

@@ -29,6 +29,11 @@ import {
 import { ReasonAndRollout } from './rollout-fields';
 import { TargetPicker } from './target-picker';
 
+/** `?tid=` from "Request on this thread" (the process's live stacks): a positive integer, else none. */
+function threadParam(v: string | null): number | null {
+  return v && /^[1-9]\d{0,9}$/.test(v) ? Number(v) : null;
+}
+
 export function NewRequestForm() {
   const user = useUser();
   const router = useRouter();
@@ -39,6 +44,7 @@ export function NewRequestForm() {
     defaultValues: emptyDraft({
       targets: (search.get('targets') ?? '').split(',').filter(Boolean),
       scriptId: search.get('script') ?? '',
+      tid: threadParam(search.get('tid')),
     }),
   });
   const { control, register, setValue, handleSubmit, formState } = form;
@@ -103,6 +109,20 @@ export function NewRequestForm() {
             processes={processes}
             error={shown?.targets ?? null}
           />
+          {draft.tid !== null && draft.targetMode === 'processes' ? (
+            <Alert
+              variant={draft.selected?.length === 1 ? 'default' : 'warning'}
+              title={`On thread ${draft.tid}`}
+              data-testid="thread-choice"
+            >
+              {draft.selected?.length === 1
+                ? 'Picked from the live stacks: the code runs on this thread of the chosen process (it is part of what approvers approve).'
+                : 'A thread applies to one process only: with several chosen, the engine picks the thread.'}{' '}
+              <Button type="button" variant="link" size="sm" onClick={() => setValue('tid', null)}>
+                Any thread
+              </Button>
+            </Alert>
+          ) : null}
           <CodePicker
             control={control}
             scripts={scripts}

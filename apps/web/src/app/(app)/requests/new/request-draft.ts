@@ -14,6 +14,11 @@ export interface RequestDraft {
   targetMode: TargetMode;
   /** Keys (processKey) of the chosen processes. */
   selected: string[];
+  /**
+   * A thread to run on (its native tid in the target), picked from the process's live stacks: applies while
+   * exactly one process is chosen; otherwise the engine picks the thread.
+   */
+  tid: number | null;
   selector: { labels: string; cmdlineContains: string; user: string; exeContains: string };
   codeMode: CodeMode;
   scriptId: string;
@@ -34,10 +39,15 @@ result = {"version": sys.version, "modules": len(sys.modules)}
 print("hello from", sys.argv[0] if sys.argv else "?")
 `;
 
-export function emptyDraft(init: { targets?: string[]; scriptId?: string }): RequestDraft {
+export function emptyDraft(init: {
+  targets?: string[];
+  scriptId?: string;
+  tid?: number | null;
+}): RequestDraft {
   return {
     targetMode: 'processes',
     selected: init.targets ?? [],
+    tid: init.tid ?? null,
     selector: { labels: '', cmdlineContains: '', user: '', exeContains: '' },
     codeMode: 'library',
     scriptId: init.scriptId ?? '',
@@ -71,9 +81,10 @@ export function selectorOf(draft: Pick<RequestDraft, 'selector'>): {
 export function targetsOf(draft: RequestDraft, processes: TargetProcess[]): TargetsInput | null {
   if (draft.targetMode === 'processes') {
     const chosen = new Set(draft.selected);
+    const onThread = draft.selected.length === 1 && draft.tid !== null ? { tid: draft.tid } : {};
     const picked = processes
       .filter((p) => chosen.has(processKey(p)))
-      .map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime }));
+      .map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime, ...onThread }));
     return picked.length ? { type: 'processes', processes: picked } : null;
   }
   const sel = selectorOf(draft);
