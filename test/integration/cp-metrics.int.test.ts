@@ -6,16 +6,20 @@
  *    the outbox gauges follow the agent rows;
  *  - readiness with Redis (the real one on 127.0.0.1:6379) reached through a small TCP proxy of this test:
  *    the proxy closed → /api/health/ready 503 NOT_READY naming redis while /api/health/live stays 200;
- *    reopened → 200 again, without restarting anything.
+ *    reopened → 200 again, without restarting anything;
+ *  - the two database roles as deploy/k8s runs them: `npm run -w apps/web migrate` as the owner (the init
+ *    container), the runtime with only the application role's URL, the audit trail protected from it.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createClient } from 'redis';
 import { AgentProcess } from '../support/agent-harness';
 import { ApiClient } from '../support/api';
-import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
+import { REPO_ROOT, startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
 import { eventually } from '../support/eventually';
 import { startPython, type PyTarget } from '../support/python';
 
@@ -298,5 +302,47 @@ describe('control-plane readiness follows Redis (through a TCP proxy to the real
     const r = await fetch(`${cp.baseUrl}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
     assert.equal(r.status, 404);
     assert.doesNotMatch(await r.text(), /pyreach_/);
+  });
+});
+
+describe('two database roles as the Kubernetes manifests run them', () => {
+  let cp: ControlPlane;
+  before(async () => {
+    // The owner migrates (the init container: `npm run -w apps/web migrate`); the runtime gets only the app
+    // role's URL (an empty DATABASE_MIGRATION_URL is unset).
+    cp = await startControlPlane('postgres', { DATABASE_MIGRATION_URL: '' }, { roles: 'separate' });
+  });
+  after(async () => {
+    await cp?.cleanup();
+  });
+
+  it('the migrate command runs as the owner and exits; the runtime with only the app role serves, audit protected', async () => {
+    const r = spawnSync(join(REPO_ROOT, 'node_modules/.bin/tsx'), ['scripts/migrate.ts'], {
+      cwd: join(REPO_ROOT, 'apps/web'),
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: cp.db!.location,
+        DATABASE_MIGRATION_URL: cp.db!.ownerLocation,
+      },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /"msg":"migrations done".*"auditProtection":"protected"/);
+    assert.doesNotMatch(r.stdout + r.stderr, /postgres(ql)?:\/\//, 'no URL (password) printed');
+    const bad = spawnSync(join(REPO_ROOT, 'node_modules/.bin/tsx'), ['scripts/migrate.ts'], {
+      cwd: join(REPO_ROOT, 'apps/web'),
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: 'mysql://x' },
+      encoding: 'utf8',
+    });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /DATABASE_URL/);
+
+    assert.equal(cp.env.DATABASE_MIGRATION_URL, '');
+    const health = (await (await fetch(`${cp.baseUrl}/api/health`)).json()) as {
+      audit: { protection: string };
+    };
+    assert.equal(health.audit.protection, 'protected');
+    assert.equal((await fetch(`${cp.baseUrl}/api/health/ready`)).status, 200);
   });
 });

@@ -197,6 +197,25 @@ export interface Env {
   seedUsersJson: string | undefined;
 }
 
+/**
+ * `npm run -w apps/web migrate` (an init container, before the runtime starts): only the two database URLs —
+ * it needs neither the auth secret nor the public URL, so it is not given them.
+ */
+export function parseMigrationEnv(source: NodeJS.ProcessEnv = process.env): {
+  databaseUrl: string;
+  databaseMigrationUrl: string | undefined;
+} {
+  const url = z.string().regex(/^postgres(ql)?:\/\//);
+  const r = z
+    .object({ DATABASE_URL: url, DATABASE_MIGRATION_URL: url.optional() })
+    .safeParse(Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== '')));
+  if (!r.success)
+    throw new EnvError(
+      `invalid environment:\n${r.error.issues.map((i) => `  - ${i.path.join('.')}: a postgres:// or postgresql:// URL is required`).join('\n')}`,
+    );
+  return { databaseUrl: r.data.DATABASE_URL, databaseMigrationUrl: r.data.DATABASE_MIGRATION_URL };
+}
+
 export class EnvError extends Error {
   override name = 'EnvError';
 }
