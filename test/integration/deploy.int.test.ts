@@ -121,6 +121,30 @@ describe('docker-compose.yml', () => {
     assert.match(JSON.stringify(agent.healthcheck?.test), /127\.0\.0\.1:9476\/readyz/);
   });
 
+  it("documents the same minimal docker run in the README's Kubernetes section, each right justified", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('**Docker without Kubernetes**'));
+    const run = section.slice(
+      section.indexOf('docker run'),
+      section.indexOf('```', section.indexOf('docker run')),
+    );
+    const caps = [...run.matchAll(/--cap-add=([A-Z_]+)/g)].map((m) => m[1]!).sort();
+    // The compose service's set (asserted above) and the README's are one set.
+    assert.deepEqual(caps, [...(service(loadCompose(), 'agent').cap_add ?? [])].sort());
+    assert.doesNotMatch(run, /--privileged|--cap-add=ALL|--token\b/);
+    for (const flag of [
+      '--pid=host',
+      '--cap-drop=ALL',
+      '--read-only',
+      'no-new-privileges',
+      'PYREACH_AGENT_JOIN_TOKEN_FILE',
+    ])
+      assert.ok(run.includes(flag), flag);
+    const why = section.slice(section.indexOf('```', section.indexOf('docker run')));
+    for (const right of ['--pid=host', ...caps, 'apparmor=unconfined'])
+      assert.match(why, new RegExp(`\`${right}\`[^.]*:`), `${right} is justified`);
+  });
+
   it('documents the same minimal docker run in the agent image', () => {
     const dockerfile = readFileSync(join(root, 'apps/agent/Dockerfile'), 'utf8');
     const run = dockerfile.slice(dockerfile.indexOf('docker run'), dockerfile.indexOf('pyreach-agent run'));

@@ -92,7 +92,7 @@ describe('web image final stage', () => {
       .map((l) => l.trim().split(/\s+/));
     assert.ok(copies.length > 0);
     const allowed =
-      /^\/src\/(package\.json|package-lock\.json|tsconfig\.base\.json|prisma\.config\.ts|node_modules|prisma|packages\/(protocol|db|scripts)|apps\/web\/(package\.json|server\.ts|next\.config\.ts|tsconfig\.json|src|\.next))$/;
+      /^\/src\/(package\.json|package-lock\.json|tsconfig\.base\.json|prisma\.config\.ts|node_modules|prisma|packages\/(protocol|db|scripts)|apps\/web\/(package\.json|server\.ts|next\.config\.ts|tsconfig\.json|src|\.next|scripts\/migrate\.ts))$/;
     for (const words of copies) {
       assert.equal(
         words[1],

@@ -17,6 +17,8 @@ import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../apps/agent/src/config';
 import { ENV_SETTINGS } from '../../apps/agent/src/env';
+import { parseEnv } from '../../apps/web/src/server/env';
+import { routes } from '@pyreach/protocol/routes';
 import { REPO_ROOT } from '../support/python';
 
 const K8S = join(REPO_ROOT, 'deploy/k8s');
@@ -394,5 +396,103 @@ describe('deploy/k8s keeps its promises', () => {
       (e: { name: string }) => e.name === 'REDIS_URL',
     );
     assert.equal(redis.valueFrom.secretKeyRef.optional, false, 'several replicas need Redis');
+  });
+});
+
+describe('deploy/k8s runs the control plane as it is built to run', () => {
+  const web = (name: string): Obj => webOf(rendered[name]!);
+  const container = (o: Obj, name: string): Obj =>
+    [...(podSpec(o).initContainers ?? []), ...podSpec(o).containers].find((c: Obj) => c.name === name);
+  const envOf = (c: Obj): Map<string, Obj> =>
+    new Map((c.env as Obj[]).map((e) => [e.name as unknown as string, e]));
+
+  it("probes the control plane's own liveness and readiness routes (routes of the table)", () => {
+    const paths = new Set(Object.values(routes).map((r) => r.path));
+    assert.ok(paths.has(routes.healthLive.path) && paths.has(routes.healthReady.path));
+    for (const [name] of Object.entries(rendered)) {
+      const c = container(web(name), 'web');
+      assert.deepEqual(c.livenessProbe.httpGet, { path: routes.healthLive.path, port: 'http' }, name);
+      assert.deepEqual(c.startupProbe.httpGet, { path: routes.healthLive.path, port: 'http' }, name);
+      assert.deepEqual(c.readinessProbe.httpGet, { path: routes.healthReady.path, port: 'http' }, name);
+    }
+  });
+
+  it('migrates as the owner in an init container; the server holds only the application role', () => {
+    const scripts = (
+      JSON.parse(readFileSync(join(REPO_ROOT, 'apps/web/package.json'), 'utf8')) as {
+        scripts: Record<string, string>;
+      }
+    ).scripts;
+    const dockerfile = readFileSync(join(REPO_ROOT, 'apps/web/Dockerfile'), 'utf8');
+    for (const name of Object.keys(rendered)) {
+      const spec = podSpec(web(name));
+      assert.equal(spec.initContainers[0].name, 'migrate', `${name}: migrations run before anything else`);
+      const migrate = container(web(name), 'migrate');
+      assert.deepEqual(migrate.command, ['npm', 'run', '--workspace', 'apps/web', 'migrate']);
+      assert.match(scripts.migrate ?? '', /^tsx (scripts\/migrate\.ts)$/);
+      assert.match(dockerfile, /^COPY --from=build \/src\/apps\/web\/scripts\/migrate\.ts /m, 'in the image');
+      const menv = envOf(migrate);
+      assert.deepEqual(menv.get('DATABASE_MIGRATION_URL')!.valueFrom.secretKeyRef, {
+        name: 'pyreach-web',
+        key: 'database-migration-url',
+      });
+      assert.equal(menv.get('DATABASE_URL')!.valueFrom.secretKeyRef.key, 'database-url');
+      const wenv = envOf(container(web(name), 'web'));
+      assert.equal(wenv.get('DATABASE_URL')!.valueFrom.secretKeyRef.key, 'database-url');
+      assert.equal(
+        wenv.has('DATABASE_MIGRATION_URL'),
+        false,
+        `${name}: the owner's URL stays out of the server`,
+      );
+      assert.ok(
+        !JSON.stringify(container(web(name), 'web')).includes('database-migration-url'),
+        `${name}: nor its Secret key`,
+      );
+      // Writable places for npm and tsx under a read-only root.
+      const mounts = (migrate.volumeMounts as Obj[]).map((m) => m.mountPath as unknown as string);
+      assert.ok(mounts.includes('/var/lib/pyreach') && mounts.includes('/tmp'), name);
+    }
+  });
+
+  it('gives the server settings it accepts: metrics token, checkpoint sink, Redis — secrets from the Secret', () => {
+    const fake: Record<string, string> = {
+      'database-url': 'postgresql://pyreach_app:x@db:5432/pyreach',
+      'auth-secret': 'a'.repeat(48),
+      'redis-url': 'redis://redis:6379',
+      'metrics-token': 'm'.repeat(32),
+      'audit-sink-webhook': 'https://checkpoints.example.com/pyreach',
+    };
+    for (const [name, objs] of Object.entries(rendered)) {
+      const c = container(web(name), 'web');
+      const cm = one(objs, 'ConfigMap', 'pyreach-web');
+      const env: Record<string, string> = {};
+      for (const e of c.env as Obj[]) {
+        const from = e.valueFrom as Obj | undefined;
+        const value =
+          (e as unknown as { value?: string }).value ??
+          (from?.secretKeyRef ? fake[from.secretKeyRef.key] : undefined) ??
+          (from?.configMapKeyRef ? cm.data[from.configMapKeyRef.key] : undefined) ??
+          (from?.fieldRef ? 'pyreach-web-0' : undefined);
+        assert.ok(value !== undefined, `${name}: ${e.name} resolves (${JSON.stringify(from)})`);
+        if (from?.secretKeyRef) assert.equal(from.secretKeyRef.name, 'pyreach-web', `${name}: ${e.name}`);
+        env[e.name as unknown as string] = value;
+      }
+      const parsed = parseEnv(env);
+      assert.equal(parsed.nodeEnv, 'production');
+      assert.equal(parsed.metricsToken, fake['metrics-token'], `${name}: /metrics behind the Secret's token`);
+      assert.equal(
+        parsed.audit.sinkWebhook,
+        fake['audit-sink-webhook'],
+        `${name}: checkpoints copied off-box`,
+      );
+      assert.ok(parsed.audit.checkpointIntervalMs > 0, `${name}: checkpoints taken periodically`);
+      assert.equal(parsed.redisUrl, fake['redis-url']);
+      const optional = (key: string): boolean | undefined =>
+        (c.env as Obj[]).find((e) => e.valueFrom?.secretKeyRef?.key === key)?.valueFrom.secretKeyRef.optional;
+      assert.equal(optional('metrics-token'), true, 'a cluster without Prometheus needs no token');
+      assert.equal(optional('audit-sink-webhook'), true);
+      assert.notEqual(optional('database-url'), true);
+      assert.notEqual(optional('auth-secret'), true);
+    }
   });
 });

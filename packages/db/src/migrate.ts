@@ -85,7 +85,12 @@ export async function migrate(conn: SqlConnection, opts: { dir?: string } = {}):
   const migrations = await loadMigrations(opts.dir);
   await conn.query('SELECT pg_advisory_lock($1::bigint) IS NULL AS locked', [MIGRATION_LOCK_KEY.toString()]);
   try {
-    await conn.exec(BOOKKEEPING);
+    // Created only when missing: an application role that may not CREATE in the schema (a runtime whose
+    // migrations an init container ran as the owner) then opens an up-to-date database without error.
+    const [book] = await conn.query<{ exists: boolean }>(
+      `SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS "exists"`,
+    );
+    if (!book?.exists) await conn.exec(BOOKKEEPING);
     const rows = await conn.query<AppliedRow>(
       'SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations" ORDER BY started_at',
     );

@@ -82,6 +82,35 @@ describe('audit_event with separate owner and app roles (PostgreSQL)', () => {
   });
 });
 
+describe('a runtime with only the application role (migrations run by the owner beforehand)', () => {
+  test('opens an up-to-date database without CREATE rights, still protected; refuses one with pending migrations', async () => {
+    const db = await createTestDatabase('postgres', { roles: 'separate', poolSize: 1 });
+    try {
+      const { openDatabase } = await import('./index');
+      const app = await openDatabase({ url: db.location, poolSize: 1 });
+      try {
+        assert.deepEqual(app.migrations.applied, []);
+        assert.ok(app.migrations.alreadyApplied.length > 0);
+        assert.equal(app.auditProtection.protected, true, app.auditProtection.reasons.join('; '));
+      } finally {
+        await app.close();
+      }
+      // A migration not yet applied: the app role may not apply it (no CREATE), so the start fails loudly.
+      await asRole(db.ownerLocation, (c) =>
+        c.query(
+          `DELETE FROM "_prisma_migrations" WHERE migration_name = (SELECT max(migration_name) FROM "_prisma_migrations")`,
+        ),
+      );
+      await assert.rejects(
+        openDatabase({ url: db.location, poolSize: 1 }),
+        /permission denied|must be owner|already exists/,
+      );
+    } finally {
+      await db.cleanup();
+    }
+  });
+});
+
 describe('audit protection report', () => {
   test('one role that owns everything is reported unprotected, saying why', async () => {
     const db = await createTestDatabase('postgres');

@@ -776,3 +776,32 @@ export const AuditVerification = z.union([
   }),
 ]);
 export type AuditVerification = z.infer<typeof AuditVerification>;
+
+/** One dependency's answer to a readiness check: `error` says what failed (never a secret: no URL, no password). */
+export const ReadyCheck = z.object({
+  ok: z.boolean(),
+  latencyMs: z.number().optional(),
+  error: z.string().optional(),
+});
+export type ReadyCheck = z.infer<typeof ReadyCheck>;
+
+/**
+ * /api/health/ready: whether this replica can serve — the database answers, and Redis when configured (a
+ * replica without it cannot reach the others). 200 with this body when ready; 503 NOT_READY with it in
+ * `error.details` (and the failing checks named in the message) when not.
+ */
+export const Readiness = z.object({
+  ready: z.boolean(),
+  checks: z.object({
+    database: ReadyCheck,
+    redis: ReadyCheck.extend({ configured: z.boolean() }),
+  }),
+});
+export type Readiness = z.infer<typeof Readiness>;
+
+/** /api/health/live: the process answers (no dependency is asked: an outage must not restart every replica). */
+export const Liveness = z.object({
+  alive: z.literal(true),
+  uptimeSeconds: z.number(),
+});
+export type Liveness = z.infer<typeof Liveness>;

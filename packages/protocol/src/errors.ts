@@ -49,6 +49,8 @@ const ERRORS = {
   AUTH_ERROR: { status: 400, retryable: false },
   INTERNAL: { status: 500, retryable: true },
   SHUTTING_DOWN: { status: 503, retryable: true },
+  /** Readiness: a dependency of this replica (the database, Redis) does not answer; details name it. */
+  NOT_READY: { status: 503, retryable: true },
   // The /agents namespace (AgentErrorCode in agent.ts is this subset).
   UNKNOWN_AGENT: { status: 401, retryable: false },
   AGENT_REVOKED: { status: 403, retryable: false },

@@ -36,6 +36,12 @@ export interface LeaderState {
   housekeepingRuns: number;
 }
 
+/** Whether Redis answers (readiness); `configured: false` when this deployment runs without it. */
+export type RedisReadiness =
+  | { configured: false; ok: true }
+  | { configured: true; ok: true; latencyMs: number }
+  | { configured: true; ok: false; error: string };
+
 export class Cluster {
   private leader = false;
   private since: Date | null = null;
@@ -112,6 +118,39 @@ export class Cluster {
       acquisitions: this.acquisitions,
       housekeepingRuns: this.housekeepingRuns,
     };
+  }
+
+  /**
+   * Readiness of the Redis side: both connections up (the adapter's pub and sub) and PING answered within
+   * `timeoutMs`. Without Redis configured there is nothing to check (`configured: false`). A replica whose
+   * Redis is gone cannot broadcast /ui pushes or wake-ups to the others, nor know who leads: out of the load
+   * balancer until it answers again (the client reconnects by itself).
+   */
+  async redisReady(timeoutMs: number): Promise<RedisReadiness> {
+    if (!this.redis) return { configured: false, ok: true };
+    const { pub, sub } = this.redis;
+    const started = Date.now();
+    if (!pub.isReady || !sub.isReady)
+      return {
+        configured: true,
+        ok: false,
+        error: `not connected (${[!pub.isReady && 'pub', !sub.isReady && 'sub'].filter(Boolean).join(', ')})`,
+      };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const answer = await Promise.race([
+        pub.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no PING answer in ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+      if (answer !== 'PONG') return { configured: true, ok: false, error: `PING answered ${String(answer)}` };
+      return { configured: true, ok: true, latencyMs: Date.now() - started };
+    } catch (err) {
+      return { configured: true, ok: false, error: err instanceof Error ? err.message : String(err) };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   countHousekeeping(): void {

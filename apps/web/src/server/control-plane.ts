@@ -33,7 +33,9 @@ import { sendWebResponse, toWebRequest } from './http/node-bridge';
 import { CLIENT_IP_HEADER, installHttpPlane } from './http/plane';
 import { Inflight } from './inflight';
 import type { Logger } from './logger';
+import { ControlPlaneMetrics } from './metrics';
 import { Publisher, WakeSignal } from './publisher';
+import { checkReadiness } from './readiness';
 import { createServices } from './services';
 import { asAppError } from './services/errors';
 import { fileSink, webhookSink, type CheckpointSink } from './services/audit-checkpoint';
@@ -183,7 +185,16 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     log.child({ component: 'ui' }),
   );
   const rooms = new AgentRooms(io);
-  const publisher = new Publisher(ui, rooms, new WakeSignal());
+  // Prometheus metrics: a registry of this plane's own (never prom-client's global one), fed by the Publisher.
+  const metrics = new ControlPlaneMetrics(
+    {
+      connectedHere: () => local.ids().length,
+      snapshot: () => services.system.metrics(),
+      isLeader: () => cluster.isLeader(),
+    },
+    log.child({ component: 'metrics' }),
+  );
+  const publisher = new Publisher(ui, rooms, new WakeSignal(), metrics);
   const publish = (effects: Parameters<Publisher['apply']>[0]) => publisher.apply(effects);
   const track = <T>(work: Promise<T>) => inflight.track(work);
 
@@ -235,6 +246,12 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     log,
     classify: asAppError,
     isShuttingDown: () => shuttingDown,
+    readiness: () =>
+      checkReadiness({
+        database: () => services.system.ping(),
+        redis: (ms) => cluster.redisReady(ms),
+        timeoutMs: env.readyTimeoutMs,
+      }),
   });
   let nextHandle: NextHandle | null = null;
   let nextUpgrade: NextUpgrade | null = null;
@@ -266,6 +283,11 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     };
     setSecurityHeaders(res, req.url ?? '/');
     const url = req.url ?? '/';
+    // Prometheus: outside /api (not a JSON route of the table), before Next.js; 404 unless a token is set.
+    if (url === '/metrics' || url.startsWith('/metrics?')) {
+      void metrics.serve(req, res, env.metricsToken).catch(fail);
+      return;
+    }
     if (url.startsWith('/api/')) {
       // Unknown routes and methods answer JSON (Next.js would answer an HTML page and an empty 405).
       const gate = gateApiRoute(req.method ?? 'GET', new URL(url, 'http://x').pathname);

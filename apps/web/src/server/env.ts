@@ -74,6 +74,17 @@ const RawEnv = z
     PYREACH_LEADER_LEASE_MS: z.coerce.number().int().min(300).max(600_000).default(15_000),
     /** This replica's name in the leader lease and logs (default host:pid). */
     PYREACH_REPLICA_ID: z.string().min(1).max(200).optional(),
+    /**
+     * Bearer token Prometheus scrapes `GET /metrics` with; unset: no /metrics at all (404). At least 16
+     * characters (e.g. `openssl rand -hex 24`).
+     */
+    PYREACH_METRICS_TOKEN: z
+      .string()
+      .min(16, 'PYREACH_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)')
+      .regex(/^[\x21-\x7e]+$/, 'PYREACH_METRICS_TOKEN: printable ASCII without spaces')
+      .optional(),
+    /** How long readiness waits for Redis to answer PING before the replica counts as not ready. */
+    PYREACH_READY_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(1000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
     /** Approving needs a sign-in at most this many minutes old. */
     PYREACH_REAUTH_MINUTES: z.coerce
@@ -171,6 +182,8 @@ export interface Env {
   redisPrefix: string;
   leaderLeaseMs: number;
   replicaId: string;
+  metricsToken: string | undefined;
+  readyTimeoutMs: number;
   logLevel: string;
   reauthMinutes: number;
   loginRateLimit: number;
@@ -182,6 +195,25 @@ export interface Env {
   seedForce: boolean;
   seedPassword: string;
   seedUsersJson: string | undefined;
+}
+
+/**
+ * `npm run -w apps/web migrate` (an init container, before the runtime starts): only the two database URLs —
+ * it needs neither the auth secret nor the public URL, so it is not given them.
+ */
+export function parseMigrationEnv(source: NodeJS.ProcessEnv = process.env): {
+  databaseUrl: string;
+  databaseMigrationUrl: string | undefined;
+} {
+  const url = z.string().regex(/^postgres(ql)?:\/\//);
+  const r = z
+    .object({ DATABASE_URL: url, DATABASE_MIGRATION_URL: url.optional() })
+    .safeParse(Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== '')));
+  if (!r.success)
+    throw new EnvError(
+      `invalid environment:\n${r.error.issues.map((i) => `  - ${i.path.join('.')}: a postgres:// or postgresql:// URL is required`).join('\n')}`,
+    );
+  return { databaseUrl: r.data.DATABASE_URL, databaseMigrationUrl: r.data.DATABASE_MIGRATION_URL };
 }
 
 export class EnvError extends Error {
@@ -242,6 +274,8 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     redisPrefix: e.PYREACH_REDIS_PREFIX,
     leaderLeaseMs: e.PYREACH_LEADER_LEASE_MS,
     replicaId: e.PYREACH_REPLICA_ID ?? `${hostname()}:${process.pid}`,
+    metricsToken: e.PYREACH_METRICS_TOKEN,
+    readyTimeoutMs: e.PYREACH_READY_TIMEOUT_MS,
     logLevel:
       e.LOG_LEVEL ?? (e.NODE_ENV === 'production' ? 'info' : e.NODE_ENV === 'test' ? 'warn' : 'debug'),
     reauthMinutes: e.PYREACH_REAUTH_MINUTES,

@@ -96,8 +96,19 @@ describeEachDatabase('what services say they changed', (db) => {
     });
     const wave = await sendWave(w.prisma, id, { signing: keys, attestation: ATTEST }, () => true);
     const ex = wave.result[0]!.execution;
+    // The send ends the dispatch stage: planned → sent, timed for the metrics' histogram.
+    const sentEffect = wave.effects[0] as Extract<Effect, { kind: 'execution' }>;
+    const dispatchSeconds = sentEffect.timings?.dispatchSeconds;
+    assert.ok(dispatchSeconds !== undefined && dispatchSeconds >= 0 && dispatchSeconds < 60);
     assert.deepEqual(wave.effects, [
-      { kind: 'execution', requestId: id, executionId: ex.id, state: 'sent', errorCode: null },
+      {
+        kind: 'execution',
+        requestId: id,
+        executionId: ex.id,
+        state: 'sent',
+        errorCode: null,
+        timings: { dispatchSeconds },
+      },
     ]);
     const at = new Date().toISOString();
     const output = await applyJobEvent(w.prisma, w.agent.id, {

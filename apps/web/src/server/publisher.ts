@@ -1,7 +1,8 @@
 /**
  * The one place that turns what services changed (services/effects.ts) into what others must hear: /ui pushes
  * to browsers, the revocation of an agent's connections, `job:cancel` to agents, and dispatcher wake-ups. Applied after the service's
- * transaction committed, by whoever made the call (route handler, agent gateway, dispatcher).
+ * transaction committed, by whoever made the call (route handler, agent gateway, dispatcher). The metrics see
+ * the same effects on the way (execution timings feed the latency histograms).
  */
 import type { Effect, WakeReason } from './services/effects';
 import type { UiGateway } from './gateway/ui';
@@ -38,9 +39,12 @@ export class Publisher {
     >,
     private readonly agents: Pick<AgentRooms, 'revoke' | 'cancel'>,
     readonly wakes: WakeSignal,
+    /** Sees every effect first (the latency histograms of ../metrics.ts); never changes what is pushed. */
+    private readonly observer?: { observe(effects: readonly Effect[]): void },
   ) {}
 
   apply(effects: readonly Effect[]): void {
+    this.observer?.observe(effects);
     for (const e of effects) {
       switch (e.kind) {
         case 'request':

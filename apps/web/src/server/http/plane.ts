@@ -5,6 +5,7 @@
  * directory. So the composition root (../control-plane.ts) installs this narrow view once, on globalThis, and
  * route modules read it through `httpPlane()`; they import only this file and types from the server.
  */
+import type { Readiness } from '@pyreach/protocol/api';
 import type { Logger } from '../logger';
 import type { Inflight } from '../inflight';
 import type { Services } from '../services';
@@ -26,6 +27,8 @@ export interface HttpPlane {
   /** What anything thrown stands for, as an AppError (services/errors.ts: it knows the database's errors). */
   classify(err: unknown): Classified;
   isShuttingDown(): boolean;
+  /** This replica's readiness: the database, and Redis when configured (../readiness.ts). */
+  readiness(): Promise<Readiness>;
 }
 
 const KEY = Symbol.for('pyreach.httpPlane');

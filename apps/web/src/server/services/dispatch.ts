@@ -24,7 +24,7 @@ import { SYSTEM } from './actor';
 import { countApprovals, policyAtDispatch, type ApprovalCount } from './approvals';
 import type { AttestationKey } from './attest';
 import { appendAudit, appendAuditMany } from './audit';
-import { outcome, type Effect, type Outcome } from './effects';
+import { outcome, secondsBetween, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
@@ -261,6 +261,7 @@ export async function sendWave(
         executionId: e.id,
         state: 'sent',
         errorCode: null,
+        timings: { dispatchSeconds: secondsBetween(e.queuedAt, now) },
       })),
     ]);
   });

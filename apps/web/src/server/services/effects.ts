@@ -18,6 +18,25 @@ export type WakeReason =
   | 'again'
   | `remote:${string}`;
 
+/**
+ * Seconds an execution spent in a stage, told once, by the transition that ends it: `dispatch` planned (queued)
+ * → sent, `pickup` sent → picked up by the target, `run` picked up → finished (any end).
+ */
+export interface ExecutionTimings {
+  dispatchSeconds?: number;
+  pickupSeconds?: number;
+  runSeconds?: number;
+}
+
+/** Seconds from `from` to `to`, never negative (an agent's clock may run behind ours); undefined without both. */
+export function secondsBetween(
+  from: Date | null | undefined,
+  to: Date | null | undefined,
+): number | undefined {
+  if (!from || !to) return undefined;
+  return Math.max(0, (to.getTime() - from.getTime()) / 1000);
+}
+
 export type Effect =
   /** A request's state (or what it shows) changed. */
   | { kind: 'request'; requestId: string; state: RequestState }
@@ -28,6 +47,8 @@ export type Effect =
       executionId: string;
       state: ExecutionState;
       errorCode: string | null;
+      /** Set on the transition that ends an interval (the latency histograms of server/metrics.ts). */
+      timings?: ExecutionTimings;
     }
   /** An agent reported output for an execution. */
   | { kind: 'output'; requestId: string; executionId: string; seq: number; chunk: string }

@@ -11,7 +11,7 @@ import type { Execution, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
 import { completeIfDone, correctCompleted } from './dispatch';
-import { outcome, type Effect, type Outcome } from './effects';
+import { outcome, secondsBetween, type Effect, type ExecutionTimings, type Outcome } from './effects';
 import { AppError } from './errors';
 import { executionStateOf, requestStateOf } from './rows';
 
@@ -20,13 +20,33 @@ export const OUTPUT_TRUNCATED_MARKER = '\n[pyreach: output truncated by the cont
 /** One agent report: applied now, or seen before (acknowledge, change nothing). */
 export type Applied = 'applied' | 'duplicate';
 
-const executionChanged = (ex: Pick<Execution, 'id' | 'requestId' | 'state' | 'errorCode'>): Effect => ({
+const executionChanged = (
+  ex: Pick<Execution, 'id' | 'requestId' | 'state' | 'errorCode'>,
+  timings?: ExecutionTimings,
+): Effect => ({
   kind: 'execution',
   requestId: ex.requestId,
   executionId: ex.id,
   state: executionStateOf(ex.state),
   errorCode: ex.errorCode,
+  ...(timings ? { timings } : {}),
 });
+
+/**
+ * The stages a real transition of `ex` ends (the metrics' latency histograms): picked up ends the pickup, an
+ * end from a picked-up job ends its run (and its pickup too when the result is the first word of it).
+ */
+function timingsOf(
+  ex: Pick<Execution, 'sentAt' | 'pickedUpAt'>,
+  data: { state?: unknown; pickedUpAt?: unknown; finishedAt?: unknown },
+): ExecutionTimings | undefined {
+  if (data.state === undefined) return undefined;
+  const pickedUp = (data.pickedUpAt as Date | undefined) ?? ex.pickedUpAt;
+  const t: ExecutionTimings = {};
+  if (data.pickedUpAt && !ex.pickedUpAt) t.pickupSeconds = secondsBetween(ex.sentAt, pickedUp);
+  if (data.finishedAt) t.runSeconds = secondsBetween(pickedUp, data.finishedAt as Date);
+  return t.pickupSeconds === undefined && t.runSeconds === undefined ? undefined : t;
+}
 
 function appendCapped(
   current: string,
@@ -195,11 +215,14 @@ export async function applyJobEvent(
         seq: ev.seq,
         chunk: ev.chunk,
       },
-      executionChanged({
-        ...ex,
-        state: (data.state as string | undefined) ?? ex.state,
-        errorCode: data.errorCode === undefined ? ex.errorCode : (data.errorCode as string | null),
-      }),
+      executionChanged(
+        {
+          ...ex,
+          state: (data.state as string | undefined) ?? ex.state,
+          errorCode: data.errorCode === undefined ? ex.errorCode : (data.errorCode as string | null),
+        },
+        timingsOf(ex, data),
+      ),
       { kind: 'request', requestId: ex.requestId, state: completed ?? requestStateOf(ex.request.state) },
       // A finished job frees a rollout slot.
       finished && { kind: 'wake', why: 'job-finished' },

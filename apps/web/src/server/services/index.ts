@@ -34,6 +34,7 @@ import { outcome, type Outcome } from './effects';
 import * as inspect from './inspect';
 import * as inventory from './inventory';
 import * as jobs from './jobs';
+import * as metrics from './metrics';
 import * as policy from './policy';
 import * as requests from './requests';
 import * as serviceAccounts from './service-accounts';
@@ -154,7 +155,16 @@ export function createServices(d: ServiceDeps) {
           },
         };
       },
+      /** Liveness: this process answers; nothing else is asked. */
+      live: () => ({
+        alive: true as const,
+        uptimeSeconds: Math.round((clock().getTime() - startedAt.getTime()) / 1000),
+      }),
+      /** Readiness' database check: one round trip. */
+      ping: () => db.$queryRaw`SELECT 1`,
       publicUrl: d.config.publicUrl,
+      /** What a Prometheus scrape reads from the database (server/metrics.ts). */
+      metrics: () => metrics.metricsSnapshot(db, clock()),
     },
 
     sessions: {
