@@ -205,6 +205,8 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     {
       getAgent: (agentId) => services.agents.credentials(agentId),
       authFailed: (agentId, reason, ip) => services.agents.authFailed(agentId, reason, ip ?? null),
+      authFailures: (summary) => services.agents.authFailures(summary),
+      clientIp: (req) => clientIp(req, env),
       connected: (agentId, info) => services.agents.connected(agentId, info.at),
       disconnected: (agentId, info) => services.agents.disconnected(agentId, info.connectedAt),
       heartbeat: (agentId, hb) => services.agents.heartbeat(agentId, hb),
@@ -217,6 +219,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       isShuttingDown: () => shuttingDown,
     },
     log.child({ component: 'agents' }),
+    env.agentHandshakes,
   );
 
   // 5. The dispatcher: only the ports it needs.

@@ -95,6 +95,11 @@ const RawEnv = z
       .default(10),
     /** Sign-in attempts per IP + email per minute. */
     PYREACH_LOGIN_RATE_LIMIT: z.coerce.number().int().min(1).max(1000).default(5),
+    /** /agents handshakes that may fail (or stay unproven) per source in a burst; refilled per minute. */
+    PYREACH_AGENT_HANDSHAKE_BURST: z.coerce.number().int().min(1).max(100_000).default(30),
+    PYREACH_AGENT_HANDSHAKE_REFILL_PER_MINUTE: z.coerce.number().min(0.1).max(100_000).default(30),
+    /** Failed /agents handshakes are audited as one event per source per this many seconds. */
+    PYREACH_AGENT_AUTH_AUDIT_WINDOW_SECONDS: z.coerce.number().min(1).max(86_400).default(60),
     /** Seconds a disconnected agent's in-flight jobs wait before they are declared agent_lost. */
     PYREACH_AGENT_GRACE_SECONDS: z.coerce.number().min(0).max(3600).default(30),
     /** Dispatcher safety-net timer (it is also woken by approvals, connects and completions). */
@@ -191,6 +196,7 @@ export interface Env {
   dispatchIntervalMs: number;
   ui: 'auto' | 'next' | 'api';
   trustedProxies: string[];
+  agentHandshakes: { burst: number; refillPerMinute: number; windowMs: number };
   oidc: { issuer: string; clientId: string; clientSecret: string; providerId: string } | null;
   seedForce: boolean;
   seedPassword: string;
@@ -287,6 +293,11 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),
+    agentHandshakes: {
+      burst: e.PYREACH_AGENT_HANDSHAKE_BURST,
+      refillPerMinute: e.PYREACH_AGENT_HANDSHAKE_REFILL_PER_MINUTE,
+      windowMs: e.PYREACH_AGENT_AUTH_AUDIT_WINDOW_SECONDS * 1000,
+    },
     oidc:
       e.OIDC_ISSUER && e.OIDC_CLIENT_ID && e.OIDC_CLIENT_SECRET
         ? {

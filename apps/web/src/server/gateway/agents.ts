@@ -3,9 +3,11 @@
  * middleware; then a fresh single-use nonce is sent and nothing else is served until `auth:prove` verifies
  * an Ed25519 signature over it with the agent's enrolled key. Every later payload is size-checked and parsed
  * with its schema from @pyreach/protocol before a port is called; failures are acked with a typed error and
- * change nothing. Handlers never throw into socket.io.
+ * change nothing. Handlers never throw into socket.io. Unauthenticated handshakes are rate limited per source
+ * and their failures audited once per source and window (handshake-guard.ts).
  */
 import { randomBytes, verify } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Namespace, Socket } from 'socket.io';
 import { z } from 'zod';
 import {
@@ -26,6 +28,7 @@ import type { Logger } from '../logger';
 import type { Effect, Outcome } from '../services/effects';
 import { AppError, asAppError, toFailure } from '../services/errors';
 import { agentRoom, type AgentRooms } from './agent-rooms';
+import { HandshakeGuard, type FailureSummary, type HandshakeGuardOptions } from './handshake-guard';
 import { connectError } from './ui';
 
 export const CHALLENGE_TTL_MS = 10_000;
@@ -33,7 +36,12 @@ export const CHALLENGE_TTL_MS = 10_000;
 /** What the gateway needs from the rest of the server (bound services, the Publisher, the drain counter). */
 export interface AgentGatewayPorts {
   getAgent(agentId: string): Promise<{ id: string; publicKey: string; revokedAt: Date | null } | null>;
-  authFailed(agentId: string, reason: string, ip: string | undefined): Promise<void>;
+  /** The first failed handshake of a source's window (agentId null when the handshake named none). */
+  authFailed(agentId: string | null, reason: string, ip: string | undefined): Promise<void>;
+  /** The rest of a source's window of failed handshakes, as one event. */
+  authFailures(summary: FailureSummary): Promise<void>;
+  /** The client address of a handshake (X-Forwarded-For only from a trusted proxy). */
+  clientIp(req: IncomingMessage): string | undefined;
   /** `at` identifies this connection: a later disconnect only marks the agent offline if it is still the current one. */
   connected(agentId: string, info: { ip: string | undefined; at: Date }): Promise<unknown>;
   disconnected(agentId: string, info: { connectedAt: Date | null }): Promise<void>;
@@ -94,6 +102,11 @@ interface SocketData {
   connectedAt: Date | null;
   /** The highest protocol version the agent announced at its handshake. */
   protocolVersion: AgentProtocolVersion;
+  /** The rate-limit source of this connection, and its client address. */
+  source: string;
+  ip: string | undefined;
+  /** Set once this connection's failure was counted (a refusal, then its disconnect, count once). */
+  failed: boolean;
 }
 
 type AgentSocket = Socket<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, SocketData>;
@@ -119,6 +132,7 @@ export class AgentGateway {
   readonly nsp: AgentNamespace;
   /** Nonces already answered (kept past their expiry), so a replay is named as such. */
   private readonly spentNonces = new Map<string, number>();
+  private readonly guard: HandshakeGuard;
 
   constructor(
     private readonly rooms: AgentRooms,
@@ -126,14 +140,47 @@ export class AgentGateway {
     private readonly local: LocalAgents,
     private readonly ports: AgentGatewayPorts,
     private readonly log: Logger,
+    handshakes: HandshakeGuardOptions = { burst: 30, refillPerMinute: 30, windowMs: 60_000 },
   ) {
     this.nsp = rooms.nsp as AgentNamespace;
+    this.guard = new HandshakeGuard(
+      handshakes,
+      {
+        first: (f) => this.ports.authFailed(f.agentId, f.reason, f.ip),
+        summary: (s) => this.ports.authFailures(s),
+      },
+      (err: unknown) => this.log.error({ err }, 'audit of failed agent handshakes failed'),
+    );
     this.nsp.use((socket, next) => {
-      void this.admit(socket).then(
+      const ip = this.ports.clientIp(socket.request);
+      const admitted = this.guard.admit(ip);
+      if (!admitted.ok) {
+        next(
+          connectError(
+            new AppError(
+              'RATE_LIMITED',
+              `too many failed agent handshakes from this address; retry in ${admitted.retryAfterSeconds} s`,
+              { details: { retryAfterSeconds: admitted.retryAfterSeconds } },
+            ),
+          ),
+        );
+        return;
+      }
+      void this.admit(socket, admitted.source, ip).then(
         () => next(),
-        (err: unknown) => {
+        async (err: unknown) => {
           const { error, expected } = asAppError(err);
           if (!expected) this.log.error({ err }, 'agent connection refused by an internal error');
+          if (error.code === 'SHUTTING_DOWN') this.guard.succeeded(admitted.source);
+          else {
+            const named = (socket.handshake.auth as { agentId?: unknown } | null)?.agentId;
+            await this.guard.failed(
+              admitted.source,
+              ip,
+              typeof named === 'string' ? named.slice(0, 64) : null,
+              expected ? error.code : 'INTERNAL',
+            );
+          }
           next(connectError(expected ? error : new AppError('INTERNAL', 'connection refused')));
         },
       );
@@ -194,11 +241,25 @@ export class AgentGateway {
 
   async close(): Promise<void> {
     for (const s of this.nsp.sockets.values()) s.disconnect(true);
+    await this.guard.close();
+  }
+
+  /** Counts this connection's failed handshake once (refusal, timeout or a disconnect before the proof). */
+  private handshakeFailed(socket: AgentSocket, reason: string): Promise<void> {
+    const d = socket.data;
+    // An authenticated agent misbehaving (a second proof) is one event, then its connection ends.
+    if (d.authenticated)
+      return this.ports.authFailed(d.agentId, reason, d.ip).catch((err: unknown) => {
+        this.log.error({ err }, 'audit of failed agent auth failed');
+      });
+    if (d.failed) return Promise.resolve();
+    d.failed = true;
+    return this.guard.failed(d.source, d.ip, d.agentId, reason);
   }
 
   // ---- connection ---------------------------------------------------------------------------------------
 
-  private async admit(socket: AgentSocket): Promise<void> {
+  private async admit(socket: AgentSocket, source: string, ip: string | undefined): Promise<void> {
     if (this.ports.isShuttingDown()) throw refuse('SHUTTING_DOWN', 'server is shutting down; retry shortly');
     const auth = socket.handshake.auth as unknown;
     if (jsonBytes(auth) > 4096) throw refuse('PAYLOAD_TOO_LARGE', 'handshake auth is larger than 4096 bytes');
@@ -213,16 +274,9 @@ export class AgentGateway {
       throw refuse('VALIDATION', `handshake auth is invalid: ${describeIssues(parsed.error)}`);
     }
     const agent = await this.ports.getAgent(parsed.data.agentId);
-    if (!agent) {
-      await this.ports
-        .authFailed(parsed.data.agentId, 'UNKNOWN_AGENT', socket.handshake.address)
-        .catch(() => undefined);
-      throw refuse('UNKNOWN_AGENT', 'no enrolled agent has this id; enrol again with a join token');
-    }
-    if (agent.revokedAt) {
-      await this.ports.authFailed(agent.id, 'AGENT_REVOKED', socket.handshake.address).catch(() => undefined);
+    if (!agent) throw refuse('UNKNOWN_AGENT', 'no enrolled agent has this id; enrol again with a join token');
+    if (agent.revokedAt)
       throw refuse('AGENT_REVOKED', 'this agent was revoked; enrol it again with a new join token');
-    }
     socket.data = {
       agentId: agent.id,
       nonce: null,
@@ -231,6 +285,9 @@ export class AgentGateway {
       authenticated: false,
       connectedAt: null,
       protocolVersion: parsed.data.v,
+      source,
+      ip,
+      failed: false,
     };
   }
 
@@ -243,7 +300,7 @@ export class AgentGateway {
     const authTimer = setTimeout(() => {
       if (!socket.data.authenticated) {
         log.info({ code: 'AUTH_TIMEOUT' }, 'agent did not prove its identity in time');
-        socket.disconnect(true);
+        void this.handshakeFailed(socket, 'AUTH_TIMEOUT').finally(() => socket.disconnect(true));
       }
     }, CHALLENGE_TTL_MS + 1000);
     authTimer.unref();
@@ -336,7 +393,10 @@ export class AgentGateway {
 
     socket.on('disconnect', (reason) => {
       clearTimeout(authTimer);
-      if (!socket.data.authenticated) return;
+      if (!socket.data.authenticated) {
+        void this.handshakeFailed(socket, 'NO_PROOF');
+        return;
+      }
       if (this.local.get(agentId) === socket) {
         this.local.delete(agentId);
         log.info({ reason }, 'agent disconnected');
@@ -357,9 +417,7 @@ export class AgentGateway {
     const d = socket.data;
     const refuse = async (code: AgentErrorCode, message: string): Promise<Failure> => {
       log.warn({ code }, 'agent authentication failed');
-      await this.ports
-        .authFailed(d.agentId, code, socket.handshake.address)
-        .catch((err: unknown) => log.error({ err }, 'audit of failed agent auth failed'));
+      await this.handshakeFailed(socket, code);
       // The ack is written before the disconnect packet; engine.io flushes its buffer before closing.
       setImmediate(() => socket.disconnect(true));
       return fail(code, message);
@@ -391,6 +449,7 @@ export class AgentGateway {
     }
     if (!good) return refuse('BAD_SIGNATURE', 'signature does not verify against the enrolled public key');
     d.authenticated = true;
+    this.guard.succeeded(d.source);
     const previous = this.local.get<AgentSocket>(d.agentId);
     // Registered before the old socket is dropped, so its disconnect handler sees it is no longer current.
     this.local.set(d.agentId, socket);

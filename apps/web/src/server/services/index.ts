@@ -263,14 +263,44 @@ export function createServices(d: ServiceDeps) {
           where: { id: agentId },
           select: { id: true, publicKey: true, revokedAt: true },
         }),
-      async authFailed(agentId: string, reason: string, ip: string | null) {
-        const known = await db.agent.findUnique({ where: { id: agentId }, select: { id: true } });
+      /** The first failed /agents handshake of a source's window (the gateway aggregates the rest). */
+      async authFailed(agentId: string | null, reason: string, ip: string | null) {
+        const known = agentId
+          ? await db.agent.findUnique({ where: { id: agentId }, select: { id: true } })
+          : null;
         await audit.recordAudit(db, {
-          actor: known ? await agentActor(agentId) : { type: 'system', name: 'agent-gateway' },
+          actor: known && agentId ? await agentActor(agentId) : { type: 'system', name: 'agent-gateway' },
           action: 'agent.auth_failed',
           subjectType: 'agent',
-          subjectId: agentId,
+          subjectId: agentId ?? undefined,
           data: { reason, ip },
+        });
+      },
+      /** The rest of a source's window of failed handshakes: one event, however many attempts. */
+      async authFailures(s: {
+        source: string;
+        count: number;
+        firstAt: Date;
+        lastAt: Date;
+        reasons: Record<string, number>;
+        agentIds: string[];
+        windowSeconds: number;
+      }) {
+        await audit.recordAudit(db, {
+          actor: { type: 'system', name: 'agent-gateway' },
+          action: 'agent.auth_failed',
+          subjectType: 'source',
+          subjectId: s.source,
+          data: {
+            aggregated: true,
+            source: s.source,
+            count: s.count,
+            firstAt: s.firstAt.toISOString(),
+            lastAt: s.lastAt.toISOString(),
+            reasons: s.reasons,
+            agentIds: s.agentIds,
+            windowSeconds: s.windowSeconds,
+          },
         });
       },
       connected: (agentId: string, at: Date) => agents.markConnected(db, agentId, at),
