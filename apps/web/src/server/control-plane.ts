@@ -39,6 +39,7 @@ import { createServices } from './services';
 import { asAppError } from './services/errors';
 import { fileSink, webhookSink, type CheckpointSink } from './services/audit-checkpoint';
 import { parseAllowList } from './services/notifications-net';
+import { secretBoxFrom } from './services/notifications-secrets';
 import { NotificationWorker } from './services/notifications-worker';
 import { loadOrCreateSigningKey } from './services/signing';
 import { recordSignIn } from './services/users';
@@ -158,6 +159,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       agentGraceSeconds: env.agentGraceSeconds,
       publicUrl: env.publicUrl,
       notifications: {
+        box: secretBoxFrom((await loadOrCreateSigningKey({ keyFile: env.notify.keyFile })).privateKey),
         allow: parseAllowList(env.notify.allow),
         leaseMs: env.notify.leaseMs,
         timeoutMs: env.notify.timeoutMs,

@@ -90,6 +90,8 @@ const RawEnv = z
     PYREACH_DISPATCH_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
     /** Notification destinations allowed although loopback/private: `host`, `host:port` or CIDR, comma separated. */
     PYREACH_NOTIFY_ALLOW: z.string().optional(),
+    /** The key rules' URLs and secrets are sealed with (default: notify.pem beside the signing key). */
+    PYREACH_NOTIFY_KEY_FILE: z.string().min(1).optional(),
     /** How often the outbox worker looks for due deliveries when idle; 0 turns delivery off on this replica. */
     PYREACH_NOTIFY_INTERVAL_MS: z.coerce.number().int().min(0).max(600_000).default(1000),
     /** How long a claimed delivery belongs to its worker (a killed one's are taken again after this). */
@@ -193,6 +195,7 @@ export interface Env {
   seedPassword: string;
   seedUsersJson: string | undefined;
   notify: {
+    keyFile: string;
     allow: string[];
     intervalMs: number;
     leaseMs: number;
@@ -284,6 +287,15 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     seedPassword: e.PYREACH_SEED_PASSWORD,
     seedUsersJson: e.PYREACH_SEED_USERS,
     notify: {
+      keyFile: path.resolve(
+        e.PYREACH_NOTIFY_KEY_FILE ??
+          path.join(
+            path.dirname(
+              path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem')),
+            ),
+            'notify.pem',
+          ),
+      ),
       allow: (e.PYREACH_NOTIFY_ALLOW ?? '')
         .split(',')
         .map((x) => x.trim().toLowerCase())

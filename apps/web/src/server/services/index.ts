@@ -81,7 +81,8 @@ export interface ServiceDeps {
     agentGraceSeconds: number;
     publicUrl: string;
     /** Notification delivery (allow-list, lease, retries); defaults: DEFAULT_NOTIFY, nothing private allowed. */
-    notifications?: Partial<Omit<notifications.NotifyConfig, 'publicUrl'>>;
+    notifications: Partial<Omit<notifications.NotifyConfig, 'publicUrl' | 'box'>> &
+      Pick<notifications.NotifyConfig, 'box'>;
   };
 }
 
@@ -403,11 +404,11 @@ export function createServices(d: ServiceDeps) {
 
     /** Notification rules (admins), their delivery logs, and the outbox worker's pass (services/notifications.ts). */
     notifications: {
-      list: async (actor: Actor) => ({ rules: await notifications.listRules(db, actor) }),
+      list: async (actor: Actor) => ({ rules: await notifications.listRules(db, actor, notify.box) }),
       create: async (actor: Actor, body: CreateNotificationRule) =>
         outcome(await notifications.createRule(db, actor, body, notify, clock())),
       update: async (actor: Actor, id: string, body: UpdateNotificationRule) =>
-        outcome({ rule: await notifications.updateRule(db, actor, id, body, clock()) }),
+        outcome({ rule: await notifications.updateRule(db, actor, id, body, notify.box, clock()) }),
       remove: async (actor: Actor, id: string) =>
         outcome(await notifications.deleteRule(db, actor, id, clock())),
       deliveries: async (

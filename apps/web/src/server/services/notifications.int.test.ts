@@ -5,7 +5,7 @@
  * worker only deliver a row, Slack's format, and the delivery log.
  */
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { after, before, test } from 'node:test';
 import type { Outcome } from './effects';
@@ -13,6 +13,7 @@ import { appendAudit } from './audit';
 import { AppError } from './errors';
 import * as n from './notifications';
 import { parseAllowList, type Resolver } from './notifications-net';
+import { secretBoxFrom } from './notifications-secrets';
 import { createPolicy } from './policy';
 import * as requests from './requests';
 import {
@@ -24,6 +25,7 @@ import {
 } from '../../../../../test/support/services';
 
 const ATTEST = testKeyPair();
+const box = secretBoxFrom(generateKeyPairSync('ed25519').privateKey);
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
 const resultOf =
   <A extends unknown[], T>(f: (...a: A) => Promise<Outcome<T>>) =>
@@ -84,6 +86,7 @@ after(() => rx.close());
 describeEachDatabase('notifications', (db) => {
   const cfg = (extra: Partial<n.NotifyConfig> = {}): n.NotifyConfig => ({
     ...n.DEFAULT_NOTIFY,
+    box,
     allow: parseAllowList([`127.0.0.1:${rx.port}`]),
     publicUrl: 'https://pyreach.example',
     backoffMs: 10,
@@ -121,7 +124,7 @@ describeEachDatabase('notifications', (db) => {
   test('the SSRF guard refuses loopback, metadata, private and names resolving to them, naming url (400)', async () => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
-    const strict = { allow: parseAllowList([]) };
+    const strict = { allow: parseAllowList([]), box };
     const toLoopback: Resolver = async () => [{ address: '127.0.0.1', family: 4 }];
     const toPrivate: Resolver = async () => [
       { address: '93.184.216.34', family: 4 },
@@ -138,7 +141,7 @@ describeEachDatabase('notifications', (db) => {
       ['http://hooks.example.com/', { ...strict, resolve: toLoopback }],
       ['http://hooks.example.com/', { ...strict, resolve: toPrivate }],
       // Allow-listed for another port only.
-      [`http://127.0.0.1:${rx.port + 1}/`, { allow: parseAllowList([`127.0.0.1:${rx.port}`]) }],
+      [`http://127.0.0.1:${rx.port + 1}/`, { allow: parseAllowList([`127.0.0.1:${rx.port}`]), box }],
     ];
     for (const [url, c] of cases) {
       await assert.rejects(
@@ -187,7 +190,7 @@ describeEachDatabase('notifications', (db) => {
       prisma,
       admin,
       { name: `cidr-${admin.id}`.toLowerCase(), events: ['request.filed'], url: 'http://10.9.8.7/' },
-      { allow: parseAllowList(['10.9.0.0/16']) },
+      { allow: parseAllowList(['10.9.0.0/16']), box },
     );
     const op = await seedUser(prisma, 'operator');
     await assert.rejects(
@@ -218,7 +221,13 @@ describeEachDatabase('notifications', (db) => {
       cfg(),
     );
     assert.match(secret ?? '', /^whsec_/);
-    assert.ok(!JSON.stringify(await n.listRules(w.prisma, w.admin)).includes(secret!), 'never listed again');
+    const stored = await w.prisma.notificationRule.findUniqueOrThrow({ where: { id: rule.id } });
+    assert.ok(!stored.secret.includes(secret!) && !stored.url.includes('/tx'), 'URL and secret are sealed');
+    assert.equal(n.unseal(box, stored).secret, secret);
+    assert.ok(
+      !JSON.stringify(await n.listRules(w.prisma, w.admin, box)).includes(secret!),
+      'never listed again',
+    );
     const other = await n.createRule(
       w.prisma,
       w.admin,
@@ -306,11 +315,18 @@ describeEachDatabase('notifications', (db) => {
     const log = await n.listDeliveries(w.prisma, w.admin, rule.id);
     assert.equal(log.length, 4);
     assert.ok(log.every((d) => d.status === 'delivered' && d.attempts === 1 && d.requestId === req.id));
-    assert.deepEqual((await n.listRules(w.prisma, w.admin)).find((r) => r.id === rule.id)?.deliveries, {
+    assert.deepEqual((await n.listRules(w.prisma, w.admin, box)).find((r) => r.id === rule.id)?.deliveries, {
       pending: 0,
       delivered: 4,
       failed: 0,
     });
+    // A database writer moving one rule's sealed URL and secret onto another gets a rule that cannot be opened.
+    const moved = await w.prisma.notificationRule.findUniqueOrThrow({ where: { id: other.rule.id } });
+    await w.prisma.notificationRule.update({
+      where: { id: rule.id },
+      data: { url: moved.url, secret: moved.secret },
+    });
+    assert.throws(() => n.unseal(box, { ...moved, id: rule.id }));
     await w.prisma.notificationRule.deleteMany({ where: { id: { in: [rule.id, other.rule.id] } } });
   });
 

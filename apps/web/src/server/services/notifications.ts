@@ -43,9 +43,12 @@ import {
   type Resolver,
 } from './notifications-net';
 import { labelsOf } from './rows';
+import type { SecretBox } from './notifications-secrets';
 
 export interface NotifyConfig {
   allow: NotifyAllowList;
+  /** Seals each rule's URL and secret in the database (notifications-secrets.ts). */
+  box: SecretBox;
   /** The dashboard's public URL, for deep links. */
   publicUrl: string;
   /** How long a claimed delivery is this worker's; must exceed timeoutMs. */
@@ -59,7 +62,7 @@ export interface NotifyConfig {
   resolve?: Resolver;
 }
 
-export const DEFAULT_NOTIFY: Omit<NotifyConfig, 'allow' | 'publicUrl'> = {
+export const DEFAULT_NOTIFY: Omit<NotifyConfig, 'allow' | 'publicUrl' | 'box'> = {
   leaseMs: 60_000,
   timeoutMs: 10_000,
   maxAttempts: 10,
@@ -75,13 +78,18 @@ export function maskUrl(url: string): string {
 
 type Counts = { pending: number; delivered: number; failed: number };
 
-function ruleView(r: NotificationRule, counts: Counts): NotificationRuleRow {
+/** A rule's URL and secret, unsealed (only for delivery and for masking). */
+export function unseal(box: SecretBox, r: Pick<NotificationRule, 'id' | 'url' | 'secret'>) {
+  return { url: box.open(r.url, `${r.id}:url`), secret: box.open(r.secret, `${r.id}:secret`) };
+}
+
+function ruleView(box: SecretBox, r: NotificationRule, counts: Counts): NotificationRuleRow {
   return {
     id: r.id,
     name: r.name,
     events: r.events.map((e) => NotificationEvent.parse(e)),
     channel: r.channel === 'slack' ? 'slack' : 'webhook',
-    url: maskUrl(r.url),
+    url: maskUrl(unseal(box, r).url),
     policyId: r.policyId,
     targetLabels: labelsOf(r.targetLabels),
     states: r.states,
@@ -120,7 +128,7 @@ export async function createRule(
   db: PrismaClient,
   actor: Actor,
   body: CreateNotificationRuleInput,
-  cfg: Pick<NotifyConfig, 'allow' | 'resolve'>,
+  cfg: Pick<NotifyConfig, 'allow' | 'resolve' | 'box'>,
   now: Date = new Date(),
 ): Promise<{ rule: NotificationRuleRow; secret: string | null }> {
   const admin = requireUser(actor, 'notification:manage');
@@ -141,15 +149,16 @@ export async function createRule(
     });
   const secret = input.channel === 'webhook' ? `whsec_${randomBytes(32).toString('base64url')}` : null;
   try {
+    const id = newId('nrule');
     const row = await db.$transaction(async (tx) => {
       const r = await tx.notificationRule.create({
         data: {
-          id: newId('nrule'),
+          id,
           name: input.name,
           events: [...new Set(input.events)],
           channel: input.channel,
-          url: input.url,
-          secret: secret ?? '',
+          url: cfg.box.seal(input.url, `${id}:url`),
+          secret: cfg.box.seal(secret ?? '', `${id}:secret`),
           policyId: input.policyId ?? null,
           targetLabels: input.targetLabels ?? {},
           states: [...new Set(input.states ?? [])],
@@ -170,7 +179,7 @@ export async function createRule(
             name: r.name,
             events: r.events,
             channel: r.channel,
-            url: maskUrl(r.url),
+            url: maskUrl(input.url),
             policyId: r.policyId,
             targetLabels: input.targetLabels ?? {},
             states: r.states,
@@ -180,7 +189,7 @@ export async function createRule(
       );
       return r;
     });
-    return { rule: ruleView(row, { pending: 0, delivered: 0, failed: 0 }), secret };
+    return { rule: ruleView(cfg.box, row, { pending: 0, delivered: 0, failed: 0 }), secret };
   } catch (err) {
     if (isUniqueViolation(err))
       throw new AppError('CONFLICT', `notification rule ${input.name} exists`, {
@@ -190,14 +199,18 @@ export async function createRule(
   }
 }
 
-export async function listRules(db: PrismaClient, actor: Actor): Promise<NotificationRuleRow[]> {
+export async function listRules(
+  db: PrismaClient,
+  actor: Actor,
+  box: SecretBox,
+): Promise<NotificationRuleRow[]> {
   requireUser(actor, 'notification:manage');
   const rows = await db.notificationRule.findMany({ orderBy: { createdAt: 'asc' } });
   const counts = await countsOf(
     db,
     rows.map((r) => r.id),
   );
-  return rows.map((r) => ruleView(r, counts.get(r.id)!));
+  return rows.map((r) => ruleView(box, r, counts.get(r.id)!));
 }
 
 async function ruleOrThrow(db: PrismaClient, id: string): Promise<NotificationRule> {
@@ -214,6 +227,7 @@ export async function updateRule(
   actor: Actor,
   id: string,
   body: UpdateNotificationRule,
+  box: SecretBox,
   now: Date = new Date(),
 ): Promise<NotificationRuleRow> {
   requireUser(actor, 'notification:manage');
@@ -237,7 +251,7 @@ export async function updateRule(
     );
     return r;
   });
-  return ruleView(row, (await countsOf(db, [id])).get(id)!);
+  return ruleView(box, row, (await countsOf(db, [id])).get(id)!);
 }
 
 export async function deleteRule(db: PrismaClient, actor: Actor, id: string, now: Date = new Date()) {
@@ -402,7 +416,15 @@ export async function deliverOne(
   let error: string | null = null;
   let permanent = false;
   try {
-    const addresses = await checkDestination(o.rule.url, cfg.allow, cfg.resolve);
+    let dest: { url: string; secret: string };
+    try {
+      dest = unseal(cfg.box, o.rule);
+    } catch {
+      throw new DestinationRefused(
+        'the rule cannot be unsealed with this PYREACH_NOTIFY_KEY_FILE (another key?); recreate the rule',
+      );
+    }
+    const addresses = await checkDestination(dest.url, cfg.allow, cfg.resolve);
     const ts = String(Math.floor(clock().getTime() / 1000));
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -415,9 +437,9 @@ export async function deliverOne(
     else {
       body = JSON.stringify(payload);
       headers[NOTIFICATION_TIMESTAMP_HEADER] = ts;
-      headers[NOTIFICATION_SIGNATURE_HEADER] = `sha256=${signBody(o.rule.secret, ts, body)}`;
+      headers[NOTIFICATION_SIGNATURE_HEADER] = `sha256=${signBody(dest.secret, ts, body)}`;
     }
-    const res = await postTo(o.rule.url, addresses, headers, body, cfg.timeoutMs);
+    const res = await postTo(dest.url, addresses, headers, body, cfg.timeoutMs);
     status = res.status;
     if (res.status >= 300 && res.status < 400) {
       error = `answered ${res.status}: redirects are not followed`;
