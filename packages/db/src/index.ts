@@ -32,6 +32,8 @@ export type {
   SigningKey,
   AuditEvent,
   AuditCheckpoint,
+  NotificationRule,
+  NotificationOutbox,
 } from './generated/client';
 export {
   migrate,

@@ -45,6 +45,7 @@ export const ACTIONS = [
   'policy:read',
   'policy:manage',
   'process:inspect',
+  'notification:manage',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -69,6 +70,8 @@ export const PERMISSIONS: Readonly<Record<Action, readonly Role[]>> = {
   // Reading a process's stacks or asyncio tasks from outside runs no code in it: operators may, without an
   // approval (always audited). Viewers may not: stacks show what a service is doing, with file paths.
   'process:inspect': ['operator', 'approver', 'admin'],
+  // Rules send request details off the box to a URL of the admin's choosing.
+  'notification:manage': ['admin'],
 };
 
 /** `POST /api/fleet/processes/inspect`: read one process's thread stacks or asyncio tasks through its agent. */
@@ -805,3 +808,132 @@ export const Liveness = z.object({
   uptimeSeconds: z.number(),
 });
 export type Liveness = z.infer<typeof Liveness>;
+// ---- notifications (issue 13) ------------------------------------------------------------------------------
+
+/**
+ * What a notification rule can be told about. `request.finished` carries the request's final state (filter with
+ * `states`); `break_glass.used` is sent for any audited break-glass action.
+ */
+export const NOTIFICATION_EVENTS = [
+  'request.filed',
+  'request.awaiting_approval',
+  'request.approved',
+  'request.rejected',
+  'request.finished',
+  'break_glass.used',
+] as const;
+export const NotificationEvent = z.enum(NOTIFICATION_EVENTS);
+export type NotificationEvent = z.infer<typeof NotificationEvent>;
+
+/** Final request states `request.finished` can be filtered on. */
+export const FINISHED_REQUEST_STATES = [
+  'succeeded',
+  'partially_succeeded',
+  'failed',
+  'cancelled',
+  'expired',
+  'rejected',
+] as const;
+
+export const NotificationChannel = z.enum(['webhook', 'slack']);
+export type NotificationChannel = z.infer<typeof NotificationChannel>;
+
+/** The signature header of a generic webhook: `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`. */
+export const NOTIFICATION_SIGNATURE_HEADER = 'x-pyreach-signature';
+/** Unix seconds the signature was made at; receivers refuse old ones (replay). */
+export const NOTIFICATION_TIMESTAMP_HEADER = 'x-pyreach-timestamp';
+/** The delivery's id, the same on every retry: receivers dedupe on it. */
+export const NOTIFICATION_IDEMPOTENCY_HEADER = 'idempotency-key';
+export const NOTIFICATION_EVENT_HEADER = 'x-pyreach-event';
+
+/** POST /api/notifications/rules. */
+export const CreateNotificationRule = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[a-z0-9][a-z0-9._-]*$/, 'lowercase letters, digits, dot, dash and underscore'),
+    events: z.array(NotificationEvent).min(1).max(NOTIFICATION_EVENTS.length),
+    channel: NotificationChannel.default('webhook'),
+    /** http(s) only; loopback, link-local, private and metadata addresses are refused unless allow-listed. */
+    url: z
+      .url({ protocol: /^https?$/, message: 'an http(s) URL' })
+      .max(2048)
+      .refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), { message: 'no credentials in the URL' }),
+    /** Only requests under this policy. */
+    policyId: Id.optional(),
+    /** Only requests with a target whose host labels include all of these. */
+    targetLabels: Labels.optional(),
+    /** request.finished only in these final states (default: all). */
+    states: z.array(z.enum(FINISHED_REQUEST_STATES)).max(FINISHED_REQUEST_STATES.length).optional(),
+    enabled: z.boolean().optional(),
+  })
+  .strict();
+export type CreateNotificationRule = z.infer<typeof CreateNotificationRule>;
+export type CreateNotificationRuleInput = z.input<typeof CreateNotificationRule>;
+
+/** PATCH /api/notifications/rules/{id}: turn a rule on or off. */
+export const UpdateNotificationRule = z.object({ enabled: z.boolean() }).strict();
+export type UpdateNotificationRule = z.infer<typeof UpdateNotificationRule>;
+
+/** A rule as listed: the URL masked (a Slack webhook URL is itself a credential), never the secret. */
+export const NotificationRuleRow = z.object({
+  id: Id,
+  name: z.string(),
+  events: z.array(NotificationEvent),
+  channel: NotificationChannel,
+  /** Scheme, host and port; the path is masked. */
+  url: z.string(),
+  policyId: z.string().nullable(),
+  targetLabels: Labels,
+  states: z.array(z.string()),
+  enabled: z.boolean(),
+  createdById: z.string(),
+  createdAt: Time,
+  deliveries: z.object({ pending: z.number().int(), delivered: z.number().int(), failed: z.number().int() }),
+});
+export type NotificationRuleRow = z.infer<typeof NotificationRuleRow>;
+
+/** One event for one rule in its delivery log. */
+export const NotificationDeliveryRow = z.object({
+  /** The idempotency key the receiver saw. */
+  id: Id,
+  ruleId: Id,
+  kind: NotificationEvent,
+  status: z.enum(['pending', 'delivered', 'failed']),
+  attempts: z.number().int(),
+  lastStatus: z.number().int().nullable(),
+  lastError: z.string().nullable(),
+  createdAt: Time,
+  nextAttemptAt: Time,
+  deliveredAt: Time.nullable(),
+  requestId: z.string().nullable(),
+});
+export type NotificationDeliveryRow = z.infer<typeof NotificationDeliveryRow>;
+
+/** The JSON body a generic webhook receives (Slack gets blocks built from it). */
+export const NotificationPayload = z.object({
+  /** Same as the Idempotency-Key header. */
+  id: z.string(),
+  event: NotificationEvent,
+  at: z.string(),
+  actor: z.object({ type: z.string(), name: z.string() }),
+  request: z
+    .object({
+      id: z.string(),
+      state: RequestState,
+      kind: z.string(),
+      scriptId: z.string().nullable(),
+      reason: z.string(),
+      policyId: z.string().nullable(),
+      requesterId: z.string(),
+      requiredApprovals: z.number().int(),
+      approverRoles: z.array(z.string()),
+      /** Deep link to the request's page. */
+      url: z.string(),
+    })
+    .nullable(),
+  data: z.record(z.string(), z.unknown()),
+});
+export type NotificationPayload = z.infer<typeof NotificationPayload>;

@@ -42,6 +42,10 @@ import {
   TargetProcess,
   UpdateRequest,
   UserRow,
+  CreateNotificationRule,
+  NotificationDeliveryRow,
+  NotificationRuleRow,
+  UpdateNotificationRule,
   type Action,
 } from './api';
 
@@ -581,6 +585,62 @@ export const routes = {
     maxBodyBytes: 256 * 1024,
     body: PolicyPreviewBody,
     response: PolicyPreview,
+  }),
+
+  // ---- notifications (issue 13) ----
+  listNotificationRules: defineRoute({
+    method: 'GET',
+    path: '/api/notifications/rules',
+    summary: 'Notification rules (URLs masked, secrets never shown)',
+    tag: 'notifications',
+    auth: { action: 'notification:manage' },
+    response: z.object({ rules: z.array(NotificationRuleRow) }),
+  }),
+  createNotificationRule: defineRoute({
+    method: 'POST',
+    path: '/api/notifications/rules',
+    summary:
+      'Create a rule sending events to a signed webhook or Slack; the signing secret is returned once (SSRF-guarded URL)',
+    tag: 'notifications',
+    auth: { action: 'notification:manage' },
+    status: 201,
+    maxBodyBytes: 16 * 1024,
+    body: CreateNotificationRule,
+    response: z.object({ rule: NotificationRuleRow, secret: z.string().nullable() }),
+  }),
+  updateNotificationRule: defineRoute({
+    method: 'PATCH',
+    path: '/api/notifications/rules/{id}',
+    summary: 'Turn a notification rule on or off',
+    tag: 'notifications',
+    auth: { action: 'notification:manage' },
+    params: IdParam,
+    body: UpdateNotificationRule,
+    response: z.object({ rule: NotificationRuleRow }),
+  }),
+  deleteNotificationRule: defineRoute({
+    method: 'DELETE',
+    path: '/api/notifications/rules/{id}',
+    summary: 'Delete a notification rule and its delivery log',
+    tag: 'notifications',
+    auth: { action: 'notification:manage' },
+    params: IdParam,
+    response: z.object({ deleted: z.literal(true) }),
+  }),
+  listNotificationDeliveries: defineRoute({
+    method: 'GET',
+    path: '/api/notifications/rules/{id}/deliveries',
+    summary: "A rule's delivery log, newest first: status, attempts, last error",
+    tag: 'notifications',
+    auth: { action: 'notification:manage' },
+    params: IdParam,
+    query: z
+      .object({
+        status: z.enum(['pending', 'delivered', 'failed']).optional(),
+        limit: z.coerce.number().int().min(1).max(500).optional(),
+      })
+      .strict(),
+    response: z.object({ deliveries: z.array(NotificationDeliveryRow) }),
   }),
 };
 

@@ -5,6 +5,7 @@
  * shutdown of the one process: Next.js (or the API-only router), socket.io (/agents, /ui) and the dispatcher on
  * one HTTP port.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
   createServer,
@@ -39,6 +40,9 @@ import { checkReadiness } from './readiness';
 import { createServices } from './services';
 import { asAppError } from './services/errors';
 import { fileSink, webhookSink, type CheckpointSink } from './services/audit-checkpoint';
+import { parseAllowList } from './services/notifications-net';
+import { secretBoxFrom } from './services/notifications-secrets';
+import { NotificationWorker } from './services/notifications-worker';
 import { loadOrCreateSigningKey } from './services/signing';
 import { recordSignIn } from './services/users';
 
@@ -156,6 +160,14 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       loginRateLimit: env.loginRateLimit,
       agentGraceSeconds: env.agentGraceSeconds,
       publicUrl: env.publicUrl,
+      notifications: {
+        box: secretBoxFrom((await loadOrCreateSigningKey({ keyFile: env.notify.keyFile })).privateKey),
+        allow: parseAllowList(env.notify.allow),
+        leaseMs: env.notify.leaseMs,
+        timeoutMs: env.notify.timeoutMs,
+        backoffMs: env.notify.backoffMs,
+        maxAttempts: env.notify.maxAttempts,
+      },
     },
   });
 
@@ -239,6 +251,16 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     },
     log.child({ component: 'dispatcher' }),
   );
+
+  // 5b. The notification outbox worker (rows are written with the changes; this only delivers them).
+  const notifierId = `${env.replicaId}#${randomBytes(4).toString('hex')}`;
+  const notifier = new NotificationWorker({
+    // A fresh owner per process: a restarted replica never mistakes its dead predecessor's leases for its own.
+    pass: () => services.notifications.deliverDue(notifierId),
+    intervalMs: env.notify.intervalMs,
+    track,
+    onError: (err) => log.error({ err }, 'notification delivery pass failed'),
+  });
 
   // 6. HTTP: route modules reach the services through the one accessor (see http/plane.ts for why).
   installHttpPlane({
@@ -340,6 +362,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
   // The cluster names them `remote:<why>`, so they are never broadcast again.
   await cluster.begin((why) => publisher.wakes.wake(why as `remote:${string}`));
   dispatcher.start();
+  notifier.start();
   // Signed checkpoints of the audit head, periodically (each replica may; one per head is stored).
   const takeCheckpoint = () =>
     void track(services.audit.checkpoint()).catch((err: unknown) =>
@@ -358,12 +381,14 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       // 1. Stop accepting: no new HTTP connections, no new socket connections, no new dispatches.
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       dispatcher.stop();
+      const notifierStopped = notifier.stop();
       if (checkpointTimer) clearInterval(checkpointTimer);
       http.closeIdleConnections();
       // 2. Let in-flight HTTP requests, socket handlers (acks) and dispatches finish.
       const drained = await inflight.idle(10_000);
       if (!drained)
         log.warn({ inflight: inflight.size }, 'in-flight work did not finish in 10 s; closing anyway');
+      await notifierStopped;
       // 3. Close sockets, Next, the HTTP server, then the database.
       await agents.close();
       await ui.close();

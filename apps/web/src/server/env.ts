@@ -104,6 +104,18 @@ const RawEnv = z
     PYREACH_AGENT_GRACE_SECONDS: z.coerce.number().min(0).max(3600).default(30),
     /** Dispatcher safety-net timer (it is also woken by approvals, connects and completions). */
     PYREACH_DISPATCH_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
+    /** Notification destinations allowed although loopback/private: `host`, `host:port` or CIDR, comma separated. */
+    PYREACH_NOTIFY_ALLOW: z.string().optional(),
+    /** The key rules' URLs and secrets are sealed with (default: notify.pem beside the signing key). */
+    PYREACH_NOTIFY_KEY_FILE: z.string().min(1).optional(),
+    /** How often the outbox worker looks for due deliveries when idle; 0 turns delivery off on this replica. */
+    PYREACH_NOTIFY_INTERVAL_MS: z.coerce.number().int().min(0).max(600_000).default(1000),
+    /** How long a claimed delivery belongs to its worker (a killed one's are taken again after this). */
+    PYREACH_NOTIFY_LEASE_MS: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
+    PYREACH_NOTIFY_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+    /** First retry delay (doubles per attempt, up to an hour). */
+    PYREACH_NOTIFY_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(5000),
+    PYREACH_NOTIFY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
     /** `api` serves only /api and the sockets (no Next.js); `auto` uses the Next build when present. */
     PYREACH_UI: z.enum(['auto', 'next', 'api']).default('auto'),
     /** Behind a reverse proxy: trust X-Forwarded-For from these CIDRs (comma separated). */
@@ -201,6 +213,15 @@ export interface Env {
   seedForce: boolean;
   seedPassword: string;
   seedUsersJson: string | undefined;
+  notify: {
+    keyFile: string;
+    allow: string[];
+    intervalMs: number;
+    leaseMs: number;
+    timeoutMs: number;
+    backoffMs: number;
+    maxAttempts: number;
+  };
 }
 
 /**
@@ -310,5 +331,26 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     seedForce: e.PYREACH_SEED_FORCE,
     seedPassword: e.PYREACH_SEED_PASSWORD,
     seedUsersJson: e.PYREACH_SEED_USERS,
+    notify: {
+      keyFile: path.resolve(
+        e.PYREACH_NOTIFY_KEY_FILE ??
+          path.join(
+            path.dirname(
+              path.resolve(e.PYREACH_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'signing.pem')),
+            ),
+            'notify.pem',
+          ),
+      ),
+      allow: (e.PYREACH_NOTIFY_ALLOW ?? '')
+        .split(',')
+        .map((x) => x.trim().toLowerCase())
+        .filter(Boolean),
+      intervalMs: e.PYREACH_NOTIFY_INTERVAL_MS,
+      leaseMs: e.PYREACH_NOTIFY_LEASE_MS,
+      // A delivery must end (answer or timeout) well inside its lease.
+      timeoutMs: Math.min(e.PYREACH_NOTIFY_TIMEOUT_MS, Math.floor(e.PYREACH_NOTIFY_LEASE_MS / 2)),
+      backoffMs: e.PYREACH_NOTIFY_BACKOFF_MS,
+      maxAttempts: e.PYREACH_NOTIFY_MAX_ATTEMPTS,
+    },
   };
 }

@@ -4,6 +4,7 @@ import type { JsonObject } from '@pyreach/protocol/common';
 import type { AuditEvent, Db, PrismaClient, Tx } from '@pyreach/db';
 import { actorColumns, actorData, type Actor } from './actor';
 import { AppError } from './errors';
+import { enqueueNotifications } from './notifications-outbox';
 
 export { GENESIS_HASH, auditHash, type AuditHashFields };
 
@@ -30,7 +31,10 @@ export interface AuditInput {
  */
 export async function appendAudit(tx: Tx, input: AuditInput, now: Date = new Date()): Promise<AuditEvent> {
   const head = await lockHead(tx);
-  return tx.auditEvent.create({ data: chainLink(head, input, now) });
+  const event = await tx.auditEvent.create({ data: chainLink(head, input, now) });
+  // Notifications this change causes enter the outbox in the same transaction (notifications-outbox.ts).
+  await enqueueNotifications(tx, [event]);
+  return event;
 }
 
 /**
@@ -46,7 +50,9 @@ export async function appendAuditMany(tx: Tx, inputs: AuditInput[], now: Date = 
     head = { seq: row.seq, hash: row.hash, at: row.at };
     return row;
   });
-  return (await tx.auditEvent.createMany({ data: rows })).count;
+  const count = (await tx.auditEvent.createMany({ data: rows })).count;
+  await enqueueNotifications(tx, rows);
+  return count;
 }
 
 type ChainHead = { seq: bigint; hash: string; at: Date } | null;

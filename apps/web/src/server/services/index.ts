@@ -10,6 +10,8 @@ import {
   ScriptSummary,
   type CreateApiToken,
   type CreateJoinToken,
+  type CreateNotificationRule,
+  type UpdateNotificationRule,
   type CreateRequest,
   type CreateServiceAccount,
   type CreateUser,
@@ -35,6 +37,8 @@ import * as inspect from './inspect';
 import * as inventory from './inventory';
 import * as jobs from './jobs';
 import * as metrics from './metrics';
+import * as notifications from './notifications';
+import { NO_ALLOW_LIST } from './notifications-net';
 import * as policy from './policy';
 import * as requests from './requests';
 import * as serviceAccounts from './service-accounts';
@@ -81,6 +85,9 @@ export interface ServiceDeps {
     loginRateLimit: number;
     agentGraceSeconds: number;
     publicUrl: string;
+    /** Notification delivery (allow-list, lease, retries); defaults: DEFAULT_NOTIFY, nothing private allowed. */
+    notifications: Partial<Omit<notifications.NotifyConfig, 'publicUrl' | 'box'>> &
+      Pick<notifications.NotifyConfig, 'box'>;
   };
 }
 
@@ -116,6 +123,13 @@ export function createServices(d: ServiceDeps) {
   const agentActor = async (agentId: string): Promise<Actor> => {
     const a = await db.agent.findUnique({ where: { id: agentId }, select: { name: true } });
     return { type: 'agent', id: agentId, name: a?.name ?? agentId };
+  };
+
+  const notify: notifications.NotifyConfig = {
+    ...notifications.DEFAULT_NOTIFY,
+    allow: NO_ALLOW_LIST,
+    ...d.config.notifications,
+    publicUrl: d.config.publicUrl,
   };
 
   const protection = d.auditProtection;
@@ -448,6 +462,25 @@ export function createServices(d: ServiceDeps) {
         });
         return { checkpoint: c, chunks };
       },
+    },
+
+    /** Notification rules (admins), their delivery logs, and the outbox worker's pass (services/notifications.ts). */
+    notifications: {
+      list: async (actor: Actor) => ({ rules: await notifications.listRules(db, actor, notify.box) }),
+      create: async (actor: Actor, body: CreateNotificationRule) =>
+        outcome(await notifications.createRule(db, actor, body, notify, clock())),
+      update: async (actor: Actor, id: string, body: UpdateNotificationRule) =>
+        outcome({ rule: await notifications.updateRule(db, actor, id, body, notify.box, clock()) }),
+      remove: async (actor: Actor, id: string) =>
+        outcome(await notifications.deleteRule(db, actor, id, clock())),
+      deliveries: async (
+        actor: Actor,
+        id: string,
+        query: { status?: 'pending' | 'delivered' | 'failed'; limit?: number },
+      ) => ({ deliveries: await notifications.listDeliveries(db, actor, id, query) }),
+      /** One pass of the outbox worker as `owner` (a replica id): claim what is due, deliver, record. */
+      deliverDue: (owner: string) => notifications.deliverDue(db, owner, notify, clock),
+      config: notify,
     },
 
     /** The agents' job reports and the dispatcher's database work (services/jobs.ts). */
