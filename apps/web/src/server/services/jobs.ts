@@ -47,7 +47,13 @@ export async function nextWave(
   const inspections = await claimInspections(db, connectedAgentIds, versionOf, now());
   effects.push(...inspections.effects);
   for (const i of inspections.result)
-    jobs.push({ jobId: i.jobId, agentId: i.agentId, requestId: null, executionId: null, envelope: i.envelope });
+    jobs.push({
+      jobId: i.jobId,
+      agentId: i.agentId,
+      requestId: null,
+      executionId: null,
+      envelope: i.envelope,
+    });
   const approved = await db.injectionRequest.findMany({
     where: { state: 'approved' },
     select: { id: true },
