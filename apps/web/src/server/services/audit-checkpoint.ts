@@ -9,7 +9,8 @@ import { lookup } from 'node:dns/promises';
 import { appendFile, readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
+import { isNonPublicAddress } from './notifications-net';
 import type { KeyObject } from 'node:crypto';
 import {
   AuditCheckpoint,
@@ -161,42 +162,13 @@ export async function readFileSink(file: string): Promise<Checkpoint[]> {
   return out;
 }
 
-const PRIVATE = new BlockList();
-for (const [net, bits] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const)
-  PRIVATE.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['::ffff:0:0', 96],
-  ['64:ff9b::', 96],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-] as const)
-  PRIVATE.addSubnet(net, bits, 'ipv6');
-
-/** True for loopback, private, link-local, CGNAT, multicast and other non-public addresses. */
+/**
+ * True for loopback, private, link-local, CGNAT, multicast and other non-public addresses (and anything not an IP):
+ * the one list of them, kept with the notification guard (notifications-net.ts), which also unmaps every
+ * IPv4-mapped and translated spelling.
+ */
 export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return PRIVATE.check(address, 'ipv4');
-  if (family === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped?.[1]) return PRIVATE.check(mapped[1], 'ipv4');
-    return PRIVATE.check(address, 'ipv6');
-  }
-  return true;
+  return isNonPublicAddress(address);
 }
 
 export class WebhookRefused extends Error {
