@@ -157,6 +157,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     clock,
     config: {
       reauthMinutes: env.reauthMinutes,
+      inspectRoles: env.inspectRoles,
       loginRateLimit: env.loginRateLimit,
       agentGraceSeconds: env.agentGraceSeconds,
       publicUrl: env.publicUrl,

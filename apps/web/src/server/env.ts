@@ -86,6 +86,31 @@ const RawEnv = z
     /** How long readiness waits for Redis to answer PING before the replica counts as not ready. */
     PYREACH_READY_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(1000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+    /**
+     * Who may read a process's stacks or tasks (`process:inspect`, no approval: nothing runs in the target):
+     * a comma list of roles among operator, approver, admin, or `none` to switch inspection off.
+     */
+    PYREACH_INSPECT_ROLES: z
+      .string()
+      .default('operator,approver,admin')
+      .transform((v, ctx) => {
+        const list =
+          v.trim() === 'none'
+            ? []
+            : v
+                .split(',')
+                .map((r) => r.trim())
+                .filter(Boolean);
+        const bad = list.filter((r) => !['operator', 'approver', 'admin'].includes(r));
+        if (bad.length) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `unknown or not allowed role(s) ${bad.join(', ')}: use operator, approver, admin, or none`,
+          });
+          return z.NEVER;
+        }
+        return list as ('operator' | 'approver' | 'admin')[];
+      }),
     /** Approving needs a sign-in at most this many minutes old. */
     PYREACH_REAUTH_MINUTES: z.coerce
       .number()
@@ -203,6 +228,7 @@ export interface Env {
   readyTimeoutMs: number;
   logLevel: string;
   reauthMinutes: number;
+  inspectRoles: ('operator' | 'approver' | 'admin')[];
   loginRateLimit: number;
   agentGraceSeconds: number;
   dispatchIntervalMs: number;
@@ -306,6 +332,7 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     logLevel:
       e.LOG_LEVEL ?? (e.NODE_ENV === 'production' ? 'info' : e.NODE_ENV === 'test' ? 'warn' : 'debug'),
     reauthMinutes: e.PYREACH_REAUTH_MINUTES,
+    inspectRoles: e.PYREACH_INSPECT_ROLES,
     loginRateLimit: e.PYREACH_LOGIN_RATE_LIMIT,
     agentGraceSeconds: e.PYREACH_AGENT_GRACE_SECONDS,
     dispatchIntervalMs: e.PYREACH_DISPATCH_INTERVAL_MS,

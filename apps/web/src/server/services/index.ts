@@ -82,6 +82,8 @@ export interface ServiceDeps {
   clock: () => Date;
   config: {
     reauthMinutes: number;
+    /** Roles allowed `process:inspect` on this control plane (PYREACH_INSPECT_ROLES; empty: off). */
+    inspectRoles?: readonly string[];
     loginRateLimit: number;
     agentGraceSeconds: number;
     publicUrl: string;
@@ -339,6 +341,7 @@ export function createServices(d: ServiceDeps) {
           {
             signing: d.signing,
             agentVersionOf: (id) => (presence.isConnectedHere(id) ? presence.versionOf(id) : null),
+            ...(d.config.inspectRoles ? { allowedRoles: d.config.inspectRoles } : {}),
           },
           clock(),
         );

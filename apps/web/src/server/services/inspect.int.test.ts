@@ -275,4 +275,24 @@ describeEachDatabase('process:inspect (sign an inspection job, audited, no appro
     assert.equal(refused.result, true);
     assert.equal((await inspectionView(g.prisma, g.op, g.jobId)).state, 'refused');
   });
+
+  test('the deployment can narrow who inspects (PYREACH_INSPECT_ROLES) or switch it off; refused before anything is signed', async () => {
+    const { prisma, agent, proc } = await fleet();
+    const op = await seedUser(prisma, 'operator');
+    const admin = await seedUser(prisma, 'admin', 'admin-insp');
+    const body = { agentId: agent.id, pid: 4242, startTime: proc.startTime, what: 'stacks' as const };
+    await assert.rejects(
+      startInspection(prisma, op, body, { ...v2, allowedRoles: ['admin'] }),
+      (e: unknown) =>
+        e instanceof AppError && e.code === 'FORBIDDEN' && /limited to admin/.test(e.userMessage ?? ''),
+    );
+    await assert.rejects(
+      startInspection(prisma, admin, body, { ...v2, allowedRoles: [] }),
+      (e: unknown) =>
+        e instanceof AppError && e.code === 'FORBIDDEN' && /switched off/.test(e.userMessage ?? ''),
+    );
+    assert.equal(await prisma.processInspection.count({ where: { agentId: agent.id } }), 0);
+    const ok = await startInspection(prisma, admin, body, { ...v2, allowedRoles: ['admin'] });
+    assert.equal(ok.result.agentId, agent.id);
+  });
 });

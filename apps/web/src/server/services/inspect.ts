@@ -52,10 +52,21 @@ export async function startInspection(
   db: PrismaClient,
   actor: Actor,
   body: InspectProcessBody,
-  deps: { signing: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>; agentVersionOf: ConnectedVersionOf },
+  deps: {
+    signing: Pick<SigningKeyPair, 'privateKey' | 'publicKey'>;
+    agentVersionOf: ConnectedVersionOf;
+    /** The deployment's own narrowing of who may inspect (PYREACH_INSPECT_ROLES); absent: every allowed role. */
+    allowedRoles?: readonly string[];
+  },
   now: Date = new Date(),
 ): Promise<Outcome<Inspection>> {
   assertCan(actor, 'process:inspect');
+  if (deps.allowedRoles && 'role' in actor && !deps.allowedRoles.includes(actor.role))
+    throw new AppError('FORBIDDEN', `role ${actor.role} may not inspect on this control plane`, {
+      userMessage: deps.allowedRoles.length
+        ? `inspection is limited to ${deps.allowedRoles.join(', ')} on this control plane (PYREACH_INSPECT_ROLES)`
+        : 'inspection is switched off on this control plane (PYREACH_INSPECT_ROLES=none)',
+    });
   return db.$transaction(async (tx) => {
     const proc = await tx.pythonProcess.findFirst({
       where: { pid: body.pid, startTime: body.startTime, host: { agentId: body.agentId } },
