@@ -1,7 +1,9 @@
 import {
   EXECUTION,
+  INSPECTION,
   REQUEST,
   type ExecutionState,
+  type InspectionState,
   type RequestState,
   type StateTone,
 } from '@pyreach/protocol/states';
@@ -31,6 +33,14 @@ export function RequestBadge({ state }: { state: RequestState }) {
   return (
     <Badge variant={TONE[REQUEST[state].tone]} data-testid="request-state">
       {REQUEST[state].label}
+    </Badge>
+  );
+}
+
+export function InspectionBadge({ state }: { state: InspectionState }) {
+  return (
+    <Badge variant={TONE[INSPECTION[state].tone]} data-testid="inspection-state">
+      {INSPECTION[state].label}
     </Badge>
   );
 }

@@ -235,14 +235,15 @@ describeEachDatabase('process:inspect (sign an inspection job, audited, no appro
     assert.equal(v.errorCode, 'MALFORMED_REPORT');
     assert.equal(v.stacks, null);
     const g = await sent('tasks');
-    const refusal = {
-      type: 'refused' as const,
+    const refusal = JobEvent.parse({
+      type: 'refused',
       jobId: g.jobId,
       seq: 1,
+      at: new Date().toISOString(),
       code: 'POLICY',
       message: 'opted out',
-    };
-    await recordInspectionEvent(g.prisma, g.agent.id, refusal as never);
+    });
+    await recordInspectionEvent(g.prisma, g.agent.id, refusal);
     const w = await inspectionView(g.prisma, g.op, g.jobId);
     assert.deepEqual([w.state, w.errorCode, w.message], ['refused', 'POLICY', 'opted out']);
   });

@@ -11,6 +11,7 @@ import { displayText } from '@pyreach/protocol/text';
 import { RefreshCwIcon } from 'lucide-react';
 import Link from 'next/link';
 import { useCallback, useState } from 'react';
+import { InspectionBadge } from '../../../components/status';
 import { Badge } from '../../../components/ui/badge';
 import { Button } from '../../../components/ui/button';
 import { api, errorMessage } from '../../../lib/client/api';
@@ -107,24 +108,10 @@ export function StacksPanel({ target }: { target: InspectTarget }) {
 }
 
 function InspectionResult({ inspection, target }: { inspection: InspectionView; target: InspectTarget }) {
-  const info = INSPECTION[inspection.state];
   return (
     <div className="grid gap-2" aria-live="polite">
       <div className="flex flex-wrap items-center gap-2 text-xs text-muted-foreground">
-        <Badge
-          variant={
-            info.tone === 'success'
-              ? 'success'
-              : info.tone === 'failure'
-                ? 'destructive'
-                : info.tone === 'warning'
-                  ? 'warning'
-                  : 'secondary'
-          }
-          data-testid="inspection-state"
-        >
-          {info.label}
-        </Badge>
+        <InspectionBadge state={inspection.state} />
         <span>asked {formatTime(inspection.createdAt)}</span>
       </div>
       {inspection.errorCode || inspection.message ? (
