@@ -3,10 +3,9 @@
  * container-style root, and an attacker of the same uid (test/hostile/kit.ts) planting links, FIFOs and hard
  * links (polling and inotify) in every staging directory the engine makes there, swapping and growing what it
  * can — while jobs go through the real agent process.
- *  - read/write/cleanup paths: through the REAL control plane (request → approval → dispatch → result);
- *  - cancel and agent-SIGTERM paths: through the job channel of the protocol test server
- *    (test/support/agent-harness.ts), since cancelling running executions from the control plane is another
- *    branch's part.
+ * Every path goes through the REAL control plane (request → approval → dispatch → result): read, write and
+ * cleanup; cancel through the API; the agent SIGTERMed past its grace (the end reaches the control plane from
+ * the restarted agent's durable outbox).
  * The verdict is the kit's: nothing outside the staging directory is read, written or chowned, nothing secret
  * comes back, and a run ends STAGING_TAMPERED exactly when an attempt landed — recorded with what was found.
  * Also: six concurrent jobs into one target, and the agent's own key as the attacker's link target.
@@ -23,9 +22,8 @@ import {
   startAttacker,
   type Attack,
   type Attacker,
-  type Canaries,
 } from '../hostile/kit';
-import { AgentProcess, FakeControlPlane } from '../support/agent-harness';
+import { AgentProcess } from '../support/agent-harness';
 import { ApiClient } from '../support/api';
 import { startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
 import { eventually } from '../support/eventually';
@@ -312,96 +310,6 @@ describe('hostile target through the real agent and the real control plane', { t
         assert.ok(jobIds.has(String(q.behind)), `queued behind one of the six: ${q.behind}`);
     } finally {
       await target.kill();
-    }
-  });
-});
-
-describe('hostile target: cancel and agent SIGTERM through the real agent', { timeout: 300_000 }, () => {
-  const fake = new FakeControlPlane();
-  let agent: AgentProcess;
-  let agentId: string;
-  const target = (t: PyTarget) =>
-    fake
-      .until(() => fake.processes.get(String(t.pid)), 30_000, `pid ${t.pid}`)
-      .then((p) => ({
-        pid: p.pid,
-        startTime: p.startTime,
-      }));
-  // The heartbeat is written in the target's own /tmp (its private root's, watched from the host side).
-  const loop = (file: string) =>
-    `import time\nprint("so far")\nwhile True:\n    with open(${JSON.stringify(file)}, "a") as f:\n        f.write("x")\n    time.sleep(0.05)\n`;
-
-  before(async () => {
-    await fake.start();
-    agent = new AgentProcess({ config: { server: fake.url, shutdownGraceSeconds: 1, heartbeatSeconds: 1 } });
-    const enrolled = await agent.cli(['enroll', '--token', fake.newToken()]);
-    assert.equal(enrolled.code, 0, enrolled.stderr);
-    agentId = JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')).agentId;
-    agent.start();
-  });
-  after(async () => {
-    await agent?.kill('SIGKILL');
-    await fake.stop();
-  });
-
-  async function judged(
-    how: 'cancel' | 'sigterm',
-    canaries: Canaries,
-    go: (jobId: string) => Promise<void>,
-  ): Promise<void> {
-    const t = await hostileTarget(false);
-    let attacker: Attacker | null = null;
-    try {
-      attacker = await startAttacker({
-        bases: [t.tmp],
-        mode: 'inotify',
-        attacks: ['symlink', 'fifo', 'hardlink', 'swap-out'],
-        canaries,
-      });
-      const hbInTarget = `/tmp/hb-${how}-${Date.now()}.txt`;
-      const hb = join(t.tmp, hbInTarget.slice('/tmp/'.length));
-      const job = fake.job(agentId, await target(t.t), loop(hbInTarget), {
-        options: { inline: false, budgetSeconds: 60, pickupTimeoutSeconds: 10, backend: 'native' },
-      });
-      assert.equal((await fake.dispatch(fake.sign(job))).ok, true);
-      await fake.until(() => sizeOf(hb) > 10, 20_000, 'the job running');
-      await go(job.jobId);
-      const r = (await fake.until(() => fake.resultOf(job.jobId), 30_000, 'result')).result;
-      const size = sizeOf(hb);
-      await sleep(1000);
-      assert.equal(sizeOf(hb), size, 'the heartbeat stopped growing: the code stopped');
-      const landed = attacker.attempts().filter((a) => a.ok);
-      assertHostileOutcome(r, landed, canaries, {
-        everything: fake.eventsOf(job.jobId),
-        expectedStatus: 'cancelled',
-      });
-      if (!landed.length) assert.match(r.output, /^so far\n/, 'cancelled with its output so far');
-    } finally {
-      await attacker?.kill();
-      await t.kill();
-    }
-  }
-
-  test('cancel path: a running job under attack is stopped and ends cancelled (or STAGING_TAMPERED)', async () => {
-    const canaries = makeCanaries();
-    try {
-      await judged('cancel', canaries, async (jobId) => fake.cancel(jobId));
-    } finally {
-      canaries.cleanup();
-    }
-  });
-
-  test('agent-SIGTERM path: a job running past the grace under attack is stopped before the agent exits', async () => {
-    const canaries = makeCanaries();
-    try {
-      await judged('sigterm', canaries, async () => {
-        assert.equal(await agent.kill('SIGTERM'), 0, 'a clean exit');
-      });
-    } finally {
-      canaries.cleanup();
-      const auths = fake.authCount;
-      agent.start();
-      await fake.until(() => fake.authCount > auths, 30_000, 'the restarted agent');
     }
   });
 });
