@@ -141,6 +141,8 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     dbKind: db.kind,
     auditProtection: db.auditProtection,
     signing,
+    reportBatchRefused: (err, reports) =>
+      log.warn({ err, reports }, 'the database refused a batch of agent reports; applying them one by one'),
     checkpoints: {
       key: auditKey,
       trusted: [auditKey.publicKey],

@@ -346,6 +346,81 @@ describeEachDatabase('cancel, corrections, refused reports, queue and backlog', 
     assert.equal(ex.queuedBehind, null);
   });
 
+  test('a batch of reports is one transaction in report order; a poisoned one fails alone, never its batch-mates', async () => {
+    const w = await world('batch', 4);
+    const { req, sent } = await w.dispatched(4);
+    const [a, b, c, d] = sent.map((e) => e.jobId) as [string, string, string, string];
+    const other = await seedAgent(w.prisma, w.admin, {});
+    const refused: number[] = [];
+    const apply = (reports: executions.JobReport[]) =>
+      executions.applyJobEvents(w.prisma, reports, { onBatchRefused: (_e, n) => refused.push(n) });
+    const auditBefore = await w.prisma.auditEvent.count();
+    // One job's pickup, chunk and result share the batch with other jobs' reports and refusals on their merits.
+    const good = await apply([
+      { agentId: w.agent.id, ev: { type: 'state', jobId: a, seq: 1, at: at(), state: 'picked_up' } },
+      { agentId: w.agent.id, ev: { type: 'output', jobId: a, seq: 2, at: at(), chunk: 'a so far\n' } },
+      { agentId: w.agent.id, ev: { type: 'output', jobId: c, seq: 3, at: at(), chunk: 'early' } },
+      { agentId: other.id, ev: result(b, 1, { output: 'not mine' }) },
+      { agentId: w.agent.id, ev: result('job_0000000000000000', 1, {}) },
+      { agentId: w.agent.id, ev: result(a, 3, { output: 'a so far\nall of a\n' }) },
+      { agentId: w.agent.id, ev: result(a, 2, {}) },
+    ]);
+    assert.deepEqual(refused, [], 'applied as one batch');
+    const codes = good.map((v) => (v.ok ? v.outcome.result : asAppError(v.error).error.code));
+    assert.deepEqual(codes, [
+      'applied',
+      'applied',
+      'OUT_OF_ORDER',
+      'FORBIDDEN',
+      'NOT_FOUND',
+      'applied',
+      'duplicate',
+    ]);
+    const rowA = await w.prisma.execution.findUniqueOrThrow({ where: { jobId: a } });
+    assert.equal(rowA.state, 'succeeded');
+    assert.equal(rowA.lastSeq, 3);
+    assert.equal(rowA.output, 'a so far\nall of a\n');
+    for (const j of [b, c])
+      assert.equal((await w.prisma.execution.findUniqueOrThrow({ where: { jobId: j } })).lastSeq, 0);
+    const appended = await w.prisma.auditEvent.findMany({
+      where: { seq: { gt: BigInt(auditBefore) } },
+      orderBy: { seq: 'asc' },
+    });
+    assert.deepEqual(
+      appended.map((e) => e.action),
+      ['execution.pickup', 'execution.result'],
+      'audited in report order, once each',
+    );
+    const last = good[5]!;
+    assert.ok(last.ok);
+    assert.deepEqual(
+      last.outcome.effects.find((e) => e.kind === 'request'),
+      { kind: 'request', requestId: req.id, state: 'dispatching' },
+      'three executions still in flight',
+    );
+
+    // A report the database refuses (a raw NUL that slipped past the gateway) makes the batch fall back to one
+    // transaction per report: it alone fails, UNSTORABLE; the others land, and the request completes.
+    const mixed = await apply([
+      { agentId: w.agent.id, ev: result(b, 1, { output: 'b\n' }) },
+      { agentId: w.agent.id, ev: { type: 'output', jobId: c, seq: 1, at: at(), chunk: 'c\0' } },
+      { agentId: w.agent.id, ev: result(d, 1, { output: 'd\n' }) },
+    ]);
+    assert.deepEqual(refused, [3], 'the refused batch was reported once');
+    assert.deepEqual(
+      mixed.map((v) => (v.ok ? v.outcome.result : asAppError(v.error).error.code)),
+      ['applied', 'UNSTORABLE', 'applied'],
+    );
+    assert.equal((await w.prisma.execution.findUniqueOrThrow({ where: { jobId: c } })).lastSeq, 0);
+    const [cEnd] = await apply([{ agentId: w.agent.id, ev: result(c, 1, { output: 'c\n' }) }]);
+    assert.ok(cEnd?.ok);
+    assert.deepEqual(
+      cEnd.outcome.effects.find((e) => e.kind === 'request'),
+      { kind: 'request', requestId: req.id, state: 'succeeded' },
+    );
+    assert.equal((await verifyAuditChain(w.prisma)).ok, true);
+  });
+
   test('an agent whose oldest outbox item is older than the threshold is flagged, with its depth', async () => {
     const w = await world('backlog', 0);
     const now = new Date();

@@ -6,10 +6,11 @@ import {
   IN_FLIGHT_EXECUTION_STATES,
   canTransition,
   type ExecutionState,
+  type RequestState,
 } from '@pyreach/protocol/states';
 import type { Execution, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM, type Actor } from './actor';
-import { appendAudit } from './audit';
+import { appendAudit, appendAuditMany, type AuditInput } from './audit';
 import { completeIfDone, correctCompleted } from './dispatch';
 import { outcome, secondsBetween, type Effect, type ExecutionTimings, type Outcome } from './effects';
 import { AppError } from './errors';
@@ -66,6 +67,18 @@ function appendCapped(
   return { output: current + cut + OUTPUT_TRUNCATED_MARKER, bytes: cap };
 }
 
+/** One agent report, as the gateway received it. */
+export interface JobReport {
+  agentId: string;
+  ev: JobEvent;
+}
+
+/** What became of one report of a batch: applied (or seen before) with what it changed, or refused. */
+export type ReportVerdict = { ok: true; outcome: Outcome<Applied> } | { ok: false; error: unknown };
+
+type Loaded = Execution & { request: { state: string }; agent: { name: string } };
+type ExecutionData = Parameters<Tx['execution']['update']>[0]['data'];
+
 /**
  * Applies one report from an agent about one of its jobs, exactly once and in order:
  * - only the agent the execution was sent to (FORBIDDEN otherwise; NOT_FOUND for an unknown job);
@@ -79,7 +92,7 @@ function appendCapped(
  * - pickup, result and refusal are audited; the request completes when its last execution ends.
  * Refusals are AppErrors (NOT_FOUND, FORBIDDEN, OUT_OF_ORDER) that change nothing. The effects say what changed
  * (the execution, its output, its request, a freed rollout slot), read in the same transaction: whoever pushes
- * them to browsers needs no second trip to the database.
+ * them to browsers needs no second trip to the database. A batch of one of `applyJobEvents`.
  */
 export async function applyJobEvent(
   db: PrismaClient,
@@ -87,147 +100,245 @@ export async function applyJobEvent(
   ev: JobEvent,
   opts: { outputCapBytes?: number; now?: Date } = {},
 ): Promise<Outcome<Applied>> {
+  const [v] = await applyJobEvents(db, [{ agentId, ev }], opts);
+  if (!v!.ok) throw v!.error;
+  return v!.outcome;
+}
+
+/**
+ * Applies reports waiting at the gate in ONE transaction (issue 15): the executions they name locked in id order
+ * (two replicas' batches never deadlock), each report judged in arrival order against the state its
+ * predecessors in the batch left (so a job's output chunks and its result may share a batch), one update per
+ * execution, ONE multi-row audit append (chain order = report order), then each touched request's completion.
+ * A report refused on its merits (unknown job, another agent's, out of order) fails alone inside the batch. If
+ * the database refuses the batch as a whole (one report's data it cannot store, a lost connection), nothing of
+ * it was written: every report is applied again in a transaction of its own, so the bad one fails alone and its
+ * batch-mates land. The verdicts come back in the order of `reports`, all after the commit: a caller that
+ * acknowledges a report only after its verdict never acknowledges what was not stored.
+ */
+export async function applyJobEvents(
+  db: PrismaClient,
+  reports: readonly JobReport[],
+  opts: {
+    outputCapBytes?: number;
+    now?: Date;
+    /** The database refused a batch of several as a whole (it is being applied one by one): for the log. */
+    onBatchRefused?: (err: unknown, reports: number) => void;
+  } = {},
+): Promise<ReportVerdict[]> {
+  if (reports.length === 0) return [];
+  try {
+    return await db.$transaction((tx) => applyInTx(tx, reports, opts), {
+      timeout: 30_000 + reports.length * 20,
+    });
+  } catch (err) {
+    if (reports.length === 1) return [{ ok: false, error: err }];
+    opts.onBatchRefused?.(err, reports.length);
+    const verdicts: ReportVerdict[] = [];
+    for (const r of reports) verdicts.push(...(await applyJobEvents(db, [r], opts)));
+    return verdicts;
+  }
+}
+
+async function applyInTx(
+  tx: Tx,
+  reports: readonly JobReport[],
+  opts: { outputCapBytes?: number; now?: Date },
+): Promise<ReportVerdict[]> {
   const now = opts.now ?? new Date();
   const cap = opts.outputCapBytes ?? DEFAULT_OUTPUT_CAP_BYTES;
-  return db.$transaction(async (tx): Promise<Outcome<Applied>> => {
-    await tx.$queryRawUnsafe('SELECT id FROM "execution" WHERE "jobId" = $1 FOR UPDATE', ev.jobId);
-    const ex = await tx.execution.findUnique({
-      where: { jobId: ev.jobId },
-      include: { request: { select: { state: true } }, agent: { select: { name: true } } },
-    });
-    if (!ex) throw new AppError('NOT_FOUND', `unknown job ${ev.jobId}`);
-    if (ex.agentId !== agentId) throw new AppError('FORBIDDEN', `job ${ev.jobId} was not sent to this agent`);
-    if (ev.seq <= ex.lastSeq) return outcome('duplicate');
-    if (ev.seq > ex.lastSeq + 1)
-      throw new AppError('OUT_OF_ORDER', `expected seq ${ex.lastSeq + 1} for job ${ev.jobId}, got ${ev.seq}`);
-    const agent: Actor = { type: 'agent', id: agentId, name: ex.agent.name };
-    const from = executionStateOf(ex.state);
-    const data: Parameters<typeof tx.execution.update>[0]['data'] = { lastSeq: ev.seq };
-    let to: ExecutionState | null = null;
-    switch (ev.type) {
-      case 'state':
-        to = ev.state;
-        if (canTransition(from, to)) {
-          data.state = to;
-          data.queuedBehindJobId = null;
-          data.queuedAhead = null;
-          if (to === 'staged') data.stagedAt = now;
-          else data.pickedUpAt = now;
-        }
-        break;
-      case 'queued':
-        // Only while it has not started: a late duplicate must not make a running job look queued again.
-        if (from === 'sent') {
-          data.queuedBehindJobId = ev.behindJobId;
-          data.queuedAhead = ev.ahead;
-        }
-        break;
-      case 'output': {
-        const out = appendCapped(ex.output, ex.outputBytes, ev.chunk, cap);
-        data.output = out.output;
-        data.outputBytes = out.bytes;
-        break;
-      }
-      case 'result': {
-        const r = ev.result;
-        to = r.status;
-        if (canTransition(from, to)) {
-          data.state = to;
-          data.result = r.result === undefined ? undefined : (r.result as object);
-          data.errorCode = r.status === 'succeeded' ? null : (r.errorCode ?? 'INTERNAL');
-          data.errorMessage = r.message ?? r.error?.message ?? null;
-          data.error = r.error ?? undefined;
-          data.thread = r.thread ?? undefined;
-          data.leftoverThread = r.leftoverThread ?? undefined;
-          data.queuedBehindJobId = null;
-          data.queuedAhead = null;
-          data.finishedAt = r.finishedAt ? new Date(r.finishedAt) : now;
-          if (r.pickedUpAt && !ex.pickedUpAt) data.pickedUpAt = new Date(r.pickedUpAt);
-          // The result carries the whole captured output; it supersedes the streamed chunks.
-          if (r.output.length > 0 || ex.output.length === 0) {
-            const out = appendCapped('', 0, r.output, cap);
-            data.output =
-              r.outputTruncated && out.bytes < cap ? out.output + OUTPUT_TRUNCATED_MARKER : out.output;
-            data.outputBytes = out.bytes;
-          }
-        }
-        break;
-      }
-      case 'refused':
-        to = 'refused';
-        if (canTransition(from, to)) {
-          data.state = 'refused';
-          data.errorCode = ev.code;
-          data.errorMessage = ev.message;
-          data.finishedAt = now;
-        }
-        break;
-    }
-    await tx.execution.update({ where: { id: ex.id }, data });
-    if (data.state !== undefined) {
-      const corrected = CORRECTABLE_EXECUTION_STATES.has(from);
-      const action = corrected
-        ? 'execution.correct'
-        : ev.type === 'refused'
-          ? 'execution.refuse'
-          : ev.type === 'result'
-            ? 'execution.result'
-            : to === 'picked_up'
-              ? 'execution.pickup'
-              : 'execution.stage';
-      await appendAudit(
-        tx,
-        {
-          actor: agent,
-          action,
-          subjectType: 'execution',
-          subjectId: ex.id,
-          data: {
-            jobId: ex.jobId,
-            requestId: ex.requestId,
-            from,
-            to,
-            errorCode: (data.errorCode as string | null | undefined) ?? null,
-            ...(corrected ? { correction: `${from} → ${to}: the agent delivered the real outcome` } : {}),
-            ...(ev.type === 'result' && ev.result.refusedReport
-              ? { refusedReport: ev.result.refusedReport }
-              : {}),
-            ...(ev.type === 'result' && ev.result.leftoverThread
-              ? { leftoverThread: ev.result.leftoverThread }
-              : {}),
-          },
-        },
-        now,
-      );
-    }
-    const finished = ev.type === 'result' || ev.type === 'refused';
-    const changed = data.state !== undefined && finished;
-    const completed = !changed
-      ? null
-      : CORRECTABLE_EXECUTION_STATES.has(from)
-        ? ((await completeIfDone(tx, ex.requestId, now)) ?? (await correctCompleted(tx, ex.requestId, now)))
-        : await completeIfDone(tx, ex.requestId, now);
-    return outcome<Applied>('applied', [
-      ev.type === 'output' && {
-        kind: 'output',
-        requestId: ex.requestId,
-        executionId: ex.id,
-        seq: ev.seq,
-        chunk: ev.chunk,
-      },
-      executionChanged(
-        {
-          ...ex,
-          state: (data.state as string | undefined) ?? ex.state,
-          errorCode: data.errorCode === undefined ? ex.errorCode : (data.errorCode as string | null),
-        },
-        timingsOf(ex, data),
-      ),
-      { kind: 'request', requestId: ex.requestId, state: completed ?? requestStateOf(ex.request.state) },
-      // A finished job frees a rollout slot.
-      finished && { kind: 'wake', why: 'job-finished' },
-    ]);
+  const jobIds = [...new Set(reports.map((r) => r.ev.jobId))].sort();
+  await tx.$queryRawUnsafe(
+    'SELECT id FROM "execution" WHERE "jobId" = ANY($1::text[]) ORDER BY id FOR UPDATE',
+    jobIds,
+  );
+  const rows: Loaded[] = await tx.execution.findMany({
+    where: { jobId: { in: jobIds } },
+    include: { request: { select: { state: true } }, agent: { select: { name: true } } },
   });
+  const byJob = new Map(rows.map((ex) => [ex.jobId, { ex, cur: { ...ex }, data: {} as ExecutionData }]));
+  const audits: AuditInput[] = [];
+  const verdicts: (ReportVerdict | { pending: Effect[]; requestId: string })[] = [];
+  /** Requests with an execution that just ended, and whether one of those ends corrected our guess. */
+  const ended = new Map<string, { corrected: boolean }>();
+
+  for (const { agentId, ev } of reports) {
+    const e = byJob.get(ev.jobId);
+    if (!e) {
+      verdicts.push({ ok: false, error: new AppError('NOT_FOUND', `unknown job ${ev.jobId}`) });
+      continue;
+    }
+    const { ex, cur } = e;
+    if (ex.agentId !== agentId) {
+      verdicts.push({
+        ok: false,
+        error: new AppError('FORBIDDEN', `job ${ev.jobId} was not sent to this agent`),
+      });
+      continue;
+    }
+    if (ev.seq <= cur.lastSeq) {
+      verdicts.push({ ok: true, outcome: outcome<Applied>('duplicate') });
+      continue;
+    }
+    if (ev.seq > cur.lastSeq + 1) {
+      verdicts.push({
+        ok: false,
+        error: new AppError(
+          'OUT_OF_ORDER',
+          `expected seq ${cur.lastSeq + 1} for job ${ev.jobId}, got ${ev.seq}`,
+        ),
+      });
+      continue;
+    }
+    const before = { ...cur };
+    const from = executionStateOf(cur.state);
+    const data = judge(cur, ev, now, cap);
+    Object.assign(e.data, data);
+    Object.assign(cur, data);
+    const to = data.state as ExecutionState | undefined;
+    const corrected = to !== undefined && CORRECTABLE_EXECUTION_STATES.has(from);
+    if (to !== undefined)
+      audits.push({
+        actor: { type: 'agent', id: agentId, name: ex.agent.name },
+        action: corrected
+          ? 'execution.correct'
+          : ev.type === 'refused'
+            ? 'execution.refuse'
+            : ev.type === 'result'
+              ? 'execution.result'
+              : to === 'picked_up'
+                ? 'execution.pickup'
+                : 'execution.stage',
+        subjectType: 'execution',
+        subjectId: ex.id,
+        data: {
+          jobId: ex.jobId,
+          requestId: ex.requestId,
+          from,
+          to,
+          errorCode: (data.errorCode as string | null | undefined) ?? null,
+          ...(corrected ? { correction: `${from} → ${to}: the agent delivered the real outcome` } : {}),
+          ...(ev.type === 'result' && ev.result.refusedReport
+            ? { refusedReport: ev.result.refusedReport }
+            : {}),
+          ...(ev.type === 'result' && ev.result.leftoverThread
+            ? { leftoverThread: ev.result.leftoverThread }
+            : {}),
+        },
+      });
+    const finished = ev.type === 'result' || ev.type === 'refused';
+    if (to !== undefined && finished) {
+      const was = ended.get(ex.requestId);
+      ended.set(ex.requestId, { corrected: (was?.corrected ?? false) || corrected });
+    }
+    verdicts.push({
+      requestId: ex.requestId,
+      pending: [
+        ev.type === 'output' && {
+          kind: 'output',
+          requestId: ex.requestId,
+          executionId: ex.id,
+          seq: ev.seq,
+          chunk: ev.chunk,
+        },
+        executionChanged(
+          { ...ex, state: cur.state, errorCode: cur.errorCode },
+          timingsOf(before, data as { state?: unknown; pickedUpAt?: unknown; finishedAt?: unknown }),
+        ),
+        // A finished job frees a rollout slot.
+        finished && { kind: 'wake', why: 'job-finished' },
+      ].filter((x): x is Effect => !!x),
+    });
+  }
+
+  for (const { ex, data } of byJob.values())
+    if (Object.keys(data).length) await tx.execution.update({ where: { id: ex.id }, data });
+  await appendAuditMany(tx, audits, now);
+  const completed = new Map<string, RequestState | null>();
+  for (const [requestId, { corrected }] of [...ended].sort(([a], [b]) => a.localeCompare(b)))
+    completed.set(
+      requestId,
+      corrected
+        ? ((await completeIfDone(tx, requestId, now)) ?? (await correctCompleted(tx, requestId, now)))
+        : await completeIfDone(tx, requestId, now),
+    );
+  const requestStateBefore = new Map(rows.map((ex) => [ex.requestId, requestStateOf(ex.request.state)]));
+  return verdicts.map((v) => {
+    if (!('pending' in v)) return v;
+    const state = completed.get(v.requestId) ?? requestStateBefore.get(v.requestId)!;
+    return {
+      ok: true,
+      outcome: outcome<Applied>('applied', [
+        ...v.pending,
+        { kind: 'request', requestId: v.requestId, state },
+      ]),
+    };
+  });
+}
+
+/** What one in-order report changes on an execution whose current state is `cur` (no database work). */
+function judge(cur: Execution, ev: JobEvent, now: Date, cap: number): ExecutionData {
+  const from = executionStateOf(cur.state);
+  const data: ExecutionData = { lastSeq: ev.seq };
+  switch (ev.type) {
+    case 'state':
+      if (canTransition(from, ev.state)) {
+        data.state = ev.state;
+        data.queuedBehindJobId = null;
+        data.queuedAhead = null;
+        if (ev.state === 'staged') data.stagedAt = now;
+        else data.pickedUpAt = now;
+      }
+      break;
+    case 'queued':
+      // Only while it has not started: a late duplicate must not make a running job look queued again.
+      if (from === 'sent') {
+        data.queuedBehindJobId = ev.behindJobId;
+        data.queuedAhead = ev.ahead;
+      }
+      break;
+    case 'output': {
+      const out = appendCapped(cur.output, cur.outputBytes, ev.chunk, cap);
+      data.output = out.output;
+      data.outputBytes = out.bytes;
+      break;
+    }
+    case 'result': {
+      const r = ev.result;
+      if (canTransition(from, r.status)) {
+        data.state = r.status;
+        data.result = r.result === undefined ? undefined : (r.result as object);
+        data.errorCode = r.status === 'succeeded' ? null : (r.errorCode ?? 'INTERNAL');
+        data.errorMessage = r.message ?? r.error?.message ?? null;
+        data.error = r.error ?? undefined;
+        data.thread = r.thread ?? undefined;
+        data.leftoverThread = r.leftoverThread ?? undefined;
+        data.queuedBehindJobId = null;
+        data.queuedAhead = null;
+        data.finishedAt = r.finishedAt ? new Date(r.finishedAt) : now;
+        if (r.pickedUpAt && !cur.pickedUpAt) data.pickedUpAt = new Date(r.pickedUpAt);
+        // The result carries the whole captured output; it supersedes the streamed chunks.
+        if (r.output.length > 0 || cur.output.length === 0) {
+          const out = appendCapped('', 0, r.output, cap);
+          data.output =
+            r.outputTruncated && out.bytes < cap ? out.output + OUTPUT_TRUNCATED_MARKER : out.output;
+          data.outputBytes = out.bytes;
+        }
+      }
+      break;
+    }
+    case 'refused':
+      if (canTransition(from, 'refused')) {
+        data.state = 'refused';
+        data.errorCode = ev.code;
+        data.errorMessage = ev.message;
+        data.finishedAt = now;
+      }
+      break;
+  }
+  // undefined means "leave as is" to Prisma; keep it out of the in-memory copy too.
+  for (const k of Object.keys(data) as (keyof ExecutionData)[]) if (data[k] === undefined) delete data[k];
+  return data;
 }
 
 /**

@@ -45,7 +45,7 @@ import * as serviceAccounts from './service-accounts';
 import * as sessions from './sessions';
 import type { SigningKeyPair } from './signing';
 import * as users from './users';
-import { Gate } from '../gate';
+import { Batcher } from '../batcher';
 
 /** Which agents hold a connection to this process (kept by the agent gateway; read for `connectedHere`). */
 export interface Presence {
@@ -62,6 +62,8 @@ export interface AuthPort {
 
 export interface ServiceDeps {
   prisma: PrismaClient;
+  /** A batch of agent reports the database refused as a whole (then applied one by one): for the log. */
+  reportBatchRefused?: (err: unknown, reports: number) => void;
   dbKind: 'pglite' | 'postgres';
   /** Whether the app's database role could rewrite the audit trail (checked at open). */
   auditProtection: AuditProtection;
@@ -94,12 +96,12 @@ export interface ServiceDeps {
 }
 
 /**
- * Agent reports applied at once. Each is an audited transaction and appends serialise on the audit lock anyway,
- * so more at once only wait inside the database holding pool connections: a wave of a thousand results (a
- * fan-out finishing) would take the whole pool, starve dispatch and the API, and fail transactions that wait
- * too long for a connection. Beyond this they wait here, in memory, in arrival order.
+ * Agent reports per batch (issue 15). Reports that arrive while a batch commits wait in memory, in arrival order,
+ * and go together in the next one: one transaction and one audit append for a wave of results instead of a
+ * transaction each behind the audit lock — and one pool connection, so a fan-out finishing never starves
+ * dispatch and the API.
  */
-const APPLY_CONCURRENCY = 4;
+const REPORT_BATCH_MAX = 500;
 
 type AuditQueryInput = Omit<audit.AuditQuery, 'from' | 'to'> & { from?: string; to?: string };
 
@@ -119,7 +121,16 @@ export function createServices(d: ServiceDeps) {
   const { prisma: db, clock, presence } = d;
   // The library's summaries, parsed once with the API's shape (their parameter schemas are generated JSON Schema).
   const scripts = ScriptSummary.array().parse(SCRIPTS.map(describeScript));
-  const applyGate = new Gate(APPLY_CONCURRENCY);
+  const reports = new Batcher<executions.JobReport, Outcome<executions.Applied>>(
+    async (batch) =>
+      (
+        await executions.applyJobEvents(db, batch, {
+          now: clock(),
+          ...(d.reportBatchRefused ? { onBatchRefused: d.reportBatchRefused } : {}),
+        })
+      ).map((v) => (v.ok ? { ok: true, value: v.outcome } : v)),
+    REPORT_BATCH_MAX,
+  );
   const startedAt = clock();
   const here = <A extends { id: string }>(a: A) => ({ ...a, connectedHere: presence.isConnectedHere(a.id) });
   const agentActor = async (agentId: string): Promise<Actor> => {
@@ -488,11 +499,11 @@ export function createServices(d: ServiceDeps) {
 
     /** The agents' job reports and the dispatcher's database work (services/jobs.ts). */
     jobs: {
-      /** One report, exactly once and in order (at most APPLY_CONCURRENCY at once). */
+      /** One report, exactly once and in order; settles after the batch it joined committed. */
       apply: (agentId: string, ev: JobEvent) =>
         inspect.isInspectionJob(ev.jobId)
           ? inspect.recordInspectionEvent(db, agentId, ev, clock())
-          : applyGate.run(() => executions.applyJobEvent(db, agentId, ev, { now: clock() })),
+          : reports.submit({ agentId, ev }),
       /** A report refused for good (malformed, unstorable): audited against its job. */
       reportRefused: (
         agentId: string,
