@@ -42,8 +42,16 @@ export function codeHash(code: string): string {
   return sha256Hex(code);
 }
 
+const keyIds = new WeakMap<KeyObject, string>();
+
+/** The key's id (SHA-256 of its SPKI DER), computed once per key object: every signed and verified job asks. */
 export function keyIdOf(publicKey: KeyObject): string {
-  return sha256Hex(publicKey.export({ type: 'spki', format: 'der' }));
+  let id = keyIds.get(publicKey);
+  if (id === undefined) {
+    id = sha256Hex(publicKey.export({ type: 'spki', format: 'der' }));
+    keyIds.set(publicKey, id);
+  }
+  return id;
 }
 
 export function publicKeyFromPem(pem: string): KeyObject {

@@ -162,6 +162,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       inspectRoles: env.inspectRoles,
       loginRateLimit: env.loginRateLimit,
       agentGraceSeconds: env.agentGraceSeconds,
+      reportBatchMax: env.reportBatchMax,
       publicUrl: env.publicUrl,
       notifications: {
         box: secretBoxFrom((await loadOrCreateSigningKey({ keyFile: env.notify.keyFile })).privateKey),

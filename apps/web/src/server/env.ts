@@ -127,6 +127,8 @@ const RawEnv = z
     PYREACH_AGENT_AUTH_AUDIT_WINDOW_SECONDS: z.coerce.number().min(1).max(86_400).default(60),
     /** Seconds a disconnected agent's in-flight jobs wait before they are declared agent_lost. */
     PYREACH_AGENT_GRACE_SECONDS: z.coerce.number().min(0).max(3600).default(30),
+    /** Agent reports applied together in one transaction at most (those arriving while a batch commits). */
+    PYREACH_REPORT_BATCH_MAX: z.coerce.number().int().min(1).max(5000).default(500),
     /** Dispatcher safety-net timer (it is also woken by approvals, connects and completions). */
     PYREACH_DISPATCH_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
     /** Notification destinations allowed although loopback/private: `host`, `host:port` or CIDR, comma separated. */
@@ -231,6 +233,7 @@ export interface Env {
   inspectRoles: ('operator' | 'approver' | 'admin')[];
   loginRateLimit: number;
   agentGraceSeconds: number;
+  reportBatchMax: number;
   dispatchIntervalMs: number;
   ui: 'auto' | 'next' | 'api';
   trustedProxies: string[];
@@ -335,6 +338,7 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     inspectRoles: e.PYREACH_INSPECT_ROLES,
     loginRateLimit: e.PYREACH_LOGIN_RATE_LIMIT,
     agentGraceSeconds: e.PYREACH_AGENT_GRACE_SECONDS,
+    reportBatchMax: e.PYREACH_REPORT_BATCH_MAX,
     dispatchIntervalMs: e.PYREACH_DISPATCH_INTERVAL_MS,
     ui: e.PYREACH_UI,
     trustedProxies: (e.PYREACH_TRUSTED_PROXIES ?? '')

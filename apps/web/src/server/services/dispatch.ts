@@ -1,6 +1,7 @@
 import type { AgentProtocolVersion } from '@pyreach/protocol/agent';
 import type { Targets } from '@pyreach/protocol/api';
 import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
+import { canonicalJson } from '@pyreach/protocol/canonical';
 import {
   codeHash,
   signJob,
@@ -286,8 +287,11 @@ type Gate =
  * votes per distinct policy in a wave).
  */
 function gateFor(tx: Tx, req: InjectionRequest, keys: DispatchKeys, now: Date) {
+  // A wave gates up to a thousand executions over few distinct hosts and policies: each lookup once per wave.
   const labels = new Map<string, Promise<Record<string, string> | null>>();
+  const policies = new Map<string, ReturnType<typeof policyAtDispatch>>();
   const counts = new Map<string, Promise<ApprovalCount>>();
+  const times = new Map<string, Promise<number[]>>();
   const labelsOfAgent = (agentId: string) => {
     let p = labels.get(agentId);
     if (!p) {
@@ -302,7 +306,13 @@ function gateFor(tx: Tx, req: InjectionRequest, keys: DispatchKeys, now: Date) {
     const hostLabels = await labelsOfAgent(execution.agentId);
     if (!hostLabels)
       return { kind: 'refuse', code: 'POLICY_DENIED', message: 'the target agent is unknown or revoked' };
-    const policy = await policyAtDispatch(tx, req, hostLabels);
+    const labelsKey = canonicalJson(hostLabels);
+    let pending = policies.get(labelsKey);
+    if (!pending) {
+      pending = policyAtDispatch(tx, req, hostLabels);
+      policies.set(labelsKey, pending);
+    }
+    const policy = await pending;
     if (!policy.ok) return { kind: 'refuse', code: policy.code, message: policy.message };
     const p = policy.policy;
     const key = JSON.stringify([p.requiredApprovals, p.approverRoles, p.approvalValidMinutes]);
@@ -313,9 +323,15 @@ function gateFor(tx: Tx, req: InjectionRequest, keys: DispatchKeys, now: Date) {
     }
     const approvals = await count;
     if (approvals.ok) {
-      const times = await approvalTimes(tx, approvals.attestationIds);
-      const approvalUntil = times.length
-        ? new Date(Math.min(...times) + p.approvalValidMinutes * 60_000)
+      const idsKey = approvals.attestationIds.join(',');
+      let at = times.get(idsKey);
+      if (!at) {
+        at = approvalTimes(tx, approvals.attestationIds);
+        times.set(idsKey, at);
+      }
+      const when = await at;
+      const approvalUntil = when.length
+        ? new Date(Math.min(...when) + p.approvalValidMinutes * 60_000)
         : req.approvalExpiresAt;
       return { kind: 'pass', approvals, approvalUntil };
     }

@@ -88,6 +88,8 @@ export interface ServiceDeps {
     inspectRoles?: readonly string[];
     loginRateLimit: number;
     agentGraceSeconds: number;
+    /** Agent reports per batch at most (PYREACH_REPORT_BATCH_MAX; default REPORT_BATCH_MAX). */
+    reportBatchMax?: number;
     publicUrl: string;
     /** Notification delivery (allow-list, lease, retries); defaults: DEFAULT_NOTIFY, nothing private allowed. */
     notifications: Partial<Omit<notifications.NotifyConfig, 'publicUrl' | 'box'>> &
@@ -129,7 +131,7 @@ export function createServices(d: ServiceDeps) {
           ...(d.reportBatchRefused ? { onBatchRefused: d.reportBatchRefused } : {}),
         })
       ).map((v) => (v.ok ? { ok: true, value: v.outcome } : v)),
-    REPORT_BATCH_MAX,
+    d.config.reportBatchMax ?? REPORT_BATCH_MAX,
   );
   const startedAt = clock();
   const here = <A extends { id: string }>(a: A) => ({ ...a, connectedHere: presence.isConnectedHere(a.id) });
