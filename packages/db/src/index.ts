@@ -34,6 +34,7 @@ export type {
   AuditCheckpoint,
   NotificationRule,
   NotificationOutbox,
+  GovernanceChange,
 } from './generated/client';
 export {
   migrate,

@@ -582,6 +582,46 @@ export const PolicyRow = z.object({
 });
 export type PolicyRow = z.infer<typeof PolicyRow>;
 
+// ---- governance (second-admin confirmation) ----------------------------------------------------------------
+
+export const GOVERNANCE_CHANGE_KINDS = [
+  'user.create',
+  'user.role',
+  'policy.create',
+  'policy.update',
+  'policy.delete',
+] as const;
+export const GovernanceChangeKind = z.enum(GOVERNANCE_CHANGE_KINDS);
+export type GovernanceChangeKind = z.infer<typeof GovernanceChangeKind>;
+
+/**
+ * A change that widens who may approve: `pending` (not applied; a second admin must confirm), `unconfirmed`
+ * (applied where no second admin existed; the requests it affects are flagged), `confirmed`, `rejected`.
+ */
+export const GovernanceChangeState = z.enum(['pending', 'unconfirmed', 'confirmed', 'rejected']);
+export type GovernanceChangeState = z.infer<typeof GovernanceChangeState>;
+
+export const GovernanceChangeRow = z.object({
+  id: Id,
+  kind: GovernanceChangeKind,
+  subjectType: z.enum(['user', 'policy']),
+  subjectId: z.string(),
+  data: z.record(z.string(), z.unknown()),
+  /** Why it counts as widening, for the admin who confirms it. */
+  reasons: z.array(z.string()),
+  state: GovernanceChangeState,
+  requestedById: z.string(),
+  createdAt: IsoTime,
+  decidedById: z.string().nullable(),
+  decidedAt: IsoTime.nullable(),
+  decisionComment: z.string().nullable(),
+});
+export type GovernanceChangeRow = z.infer<typeof GovernanceChangeRow>;
+
+/** POST /api/governance/changes/{id}/confirm | /reject. */
+export const DecideGovernanceChange = z.object({ comment: z.string().trim().max(2000).optional() }).strict();
+export type DecideGovernanceChange = z.infer<typeof DecideGovernanceChange>;
+
 export const RequestRow = z.object({
   id: Id,
   kind: RequestKind,
@@ -608,6 +648,11 @@ export const RequestRow = z.object({
   /** A cancel asked for while executions ran: it ends `cancelled` once the agents reported them stopped. */
   cancelRequestedAt: Time.nullable(),
   completedAt: Time.nullable(),
+  /**
+   * The request rests on a governance change no second admin confirmed (filed under an unconfirmed policy, or
+   * approved by someone whose approver/admin role is unconfirmed): computed on reads (list and detail).
+   */
+  unconfirmedGovernance: z.boolean().optional(),
 });
 export type RequestRow = z.infer<typeof RequestRow>;
 

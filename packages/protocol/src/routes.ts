@@ -18,6 +18,8 @@ import {
   CreateJoinToken,
   CreateRequest,
   CreateUser,
+  DecideGovernanceChange,
+  GovernanceChangeRow,
   FleetPage,
   FleetProcessDetail,
   HostSummary,
@@ -106,6 +108,10 @@ const AuditFilter = {
 /** Audit sequence numbers are PostgreSQL bigint. */
 const MAX_SEQ = 2n ** 63n - 1n;
 const RequestEnvelope = z.object({ request: RequestRow });
+/** A widening change that waits for a second admin (or took effect unconfirmed): null when none was needed. */
+const Change = GovernanceChangeRow.nullable();
+/** A policy write: the policy as it is now (null: a create that waits for a second admin) and its change. */
+const PolicyWrite = z.object({ policy: PolicyRow.nullable(), change: Change });
 const PolicyEnvelope = z.object({ policy: PolicyRow });
 
 export const routes = {
@@ -169,7 +175,11 @@ export const routes = {
     auth: { action: 'user:manage' },
     status: 201,
     body: CreateUser,
-    response: z.object({ user: UserRow.pick({ id: true, email: true, name: true, role: true }) }),
+    // A user made approver or admin starts as a viewer until a second admin confirms the role (`change`).
+    response: z.object({
+      user: UserRow.pick({ id: true, email: true, name: true, role: true }),
+      change: Change,
+    }),
   }),
   setUserRole: defineRoute({
     method: 'PATCH',
@@ -179,7 +189,38 @@ export const routes = {
     auth: { action: 'user:manage' },
     params: z.object({ id: z.string().min(1).max(128) }),
     body: z.object({ role: Role }).strict(),
-    response: z.object({ user: z.object({ id: z.string(), role: Role }) }),
+    // A promotion to approver or admin waits for a second admin: `user.role` is the role in effect now.
+    response: z.object({ user: z.object({ id: z.string(), role: Role }), change: Change }),
+  }),
+  listGovernanceChanges: defineRoute({
+    method: 'GET',
+    path: '/api/governance/changes',
+    summary: 'Changes that widen who may approve: pending, unconfirmed, confirmed, rejected (newest first)',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    query: z.object({ open: Bool.optional() }).strict(),
+    response: z.object({ changes: z.array(GovernanceChangeRow) }),
+  }),
+  confirmGovernanceChange: defineRoute({
+    method: 'POST',
+    path: '/api/governance/changes/{id}/confirm',
+    summary:
+      'Confirm a change as a second admin (recent sign-in; never your own): a pending one takes effect',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: IdParam,
+    body: DecideGovernanceChange,
+    response: z.object({ change: GovernanceChangeRow }),
+  }),
+  rejectGovernanceChange: defineRoute({
+    method: 'POST',
+    path: '/api/governance/changes/{id}/reject',
+    summary: 'Reject a pending change as a second admin: it never takes effect',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: IdParam,
+    body: DecideGovernanceChange,
+    response: z.object({ change: GovernanceChangeRow }),
   }),
 
   listServiceAccounts: defineRoute({
@@ -451,7 +492,7 @@ export const routes = {
     auth: { action: 'policy:manage' },
     status: 201,
     body: PolicyInput,
-    response: PolicyEnvelope,
+    response: PolicyWrite,
   }),
   getPolicy: defineRoute({
     method: 'GET',
@@ -470,7 +511,7 @@ export const routes = {
     auth: { action: 'policy:manage' },
     params: IdParam,
     body: PolicyInput,
-    response: PolicyEnvelope,
+    response: PolicyWrite,
   }),
   deletePolicy: defineRoute({
     method: 'DELETE',
@@ -479,7 +520,8 @@ export const routes = {
     tag: 'policies',
     auth: { action: 'policy:manage' },
     params: IdParam,
-    response: z.object({ deleted: Id }),
+    // `deleted` is null while the deletion waits for a second admin (it would loosen some target's policy).
+    response: z.object({ deleted: Id.nullable(), change: Change }),
   }),
 
   queryAudit: defineRoute({

@@ -37,6 +37,23 @@ export function RequestBadge({ state }: { state: RequestState }) {
   );
 }
 
+/**
+ * What a request rests on that nobody else checked: a governance change no second admin confirmed (its policy, or
+ * an approver's role). Shown wherever the request is, beside its state.
+ */
+export function RequestMarks({ request }: { request: { unconfirmedGovernance?: boolean } }) {
+  if (!request.unconfirmedGovernance) return null;
+  return (
+    <Badge
+      variant="warning"
+      data-testid="unconfirmed-governance"
+      title="Filed under a policy, or approved by someone whose role, that a second admin has not confirmed"
+    >
+      unconfirmed governance
+    </Badge>
+  );
+}
+
 export function InspectionBadge({ state }: { state: InspectionState }) {
   return (
     <Badge variant={TONE[INSPECTION[state].tone]} data-testid="inspection-state">

@@ -15,6 +15,7 @@ import {
   type CreateRequest,
   type CreateServiceAccount,
   type CreateUser,
+  type DecideGovernanceChange,
   type InspectProcessBody,
   type SetTemporaryPassword,
   type SetUserDisabled,
@@ -32,6 +33,8 @@ import * as agents from './agents';
 import * as audit from './audit';
 import * as checkpoints from './audit-checkpoint';
 import * as executions from './executions';
+import * as governance from './governance';
+import { APPLIERS } from './governance-apply';
 import { outcome, type Outcome } from './effects';
 import * as inspect from './inspect';
 import * as inventory from './inventory';
@@ -201,12 +204,13 @@ export function createServices(d: ServiceDeps) {
     users: {
       list: () => users.listUsers(db),
       create: async (actor: Actor, body: CreateUser) =>
-        outcome({ user: await users.createUser(db, actor, body, d.auth.hashPassword, clock()) }),
+        outcome(await users.createUser(db, actor, body, d.auth.hashPassword, clock(), d.attestation)),
       async setRole(actor: Actor, userId: string, role: string) {
-        const u = await users.setRole(db, actor, userId, role);
-        // The user's open /ui sockets carry the old role: closed, they reconnect with the new one.
-        return outcome({ user: { id: u.id, role: Role.parse(u.role) } }, [
-          { kind: 'sessions-closed', userId: u.id, reason: 'role changed' },
+        const { user: u, change } = await users.setRole(db, actor, userId, role, d.attestation, clock());
+        // The user's open /ui sockets carry the old role: closed, they reconnect with the new one (a pending
+        // promotion changed nothing yet).
+        return outcome({ user: { id: u.id, role: Role.parse(u.role) }, change }, [
+          change?.state !== 'pending' && { kind: 'sessions-closed', userId: u.id, reason: 'role changed' },
         ]);
       },
       setDisabled: (actor: Actor, userId: string, body: SetUserDisabled) =>
@@ -407,13 +411,36 @@ export function createServices(d: ServiceDeps) {
       list: async () => ({ policies: await policy.listPolicies(db) }),
       get: async (id: string) => ({ policy: await policy.getPolicy(db, id) }),
       create: async (actor: Actor, input: PolicyInput) =>
-        outcome({ policy: await policy.createPolicy(db, actor, input) }),
+        outcome(await policy.createPolicy(db, actor, input, d.attestation, clock())),
       update: async (actor: Actor, id: string, input: PolicyInput) =>
-        outcome({ policy: await policy.updatePolicy(db, actor, id, input) }),
-      async remove(actor: Actor, id: string) {
-        await policy.deletePolicy(db, actor, id);
-        return outcome({ deleted: id });
-      },
+        outcome(await policy.updatePolicy(db, actor, id, input, d.attestation, clock())),
+      remove: async (actor: Actor, id: string) =>
+        outcome(await policy.deletePolicy(db, actor, id, d.attestation, clock())),
+    },
+
+    governance: {
+      list: async (filter: { open?: boolean }) => ({ changes: await governance.listChanges(db, filter) }),
+      /** Like a vote: the session's creation time is the last real sign-in, and it must be recent. */
+      decide: (
+        actor: Actor,
+        user: sessions.SessionUser,
+        id: string,
+        decision: 'confirm' | 'reject',
+        body: DecideGovernanceChange,
+      ) =>
+        governance.decideChange(
+          db,
+          actor,
+          id,
+          { decision, comment: body.comment },
+          {
+            authenticatedAt: user.authenticatedAt,
+            reauthWindowMinutes: d.config.reauthMinutes,
+            now: clock(),
+            attestation: d.attestation,
+          },
+          APPLIERS,
+        ),
     },
 
     audit: {

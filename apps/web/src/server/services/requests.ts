@@ -20,6 +20,7 @@ import { contentHashOf } from './content';
 import { completeIfDone } from './dispatch';
 import { outcome, requestChanged, type Effect, type Outcome } from './effects';
 import { AppError, isUniqueViolation, parseInput } from './errors';
+import { unconfirmedGovernanceOf } from './governance';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
 import { checkScriptParams, getScript } from '@pyreach/scripts';
@@ -570,8 +571,10 @@ export async function getRequest(db: Db, id: string) {
       : null,
     leftoverThread: leftoverThreadOf(leftoverThread),
   }));
+  const flagged = await unconfirmedGovernanceOf(db, [req]);
   return {
     ...requestOf(req),
+    unconfirmedGovernance: flagged.has(req.id),
     reviews: req.reviews.map((r) => ({ ...r, decision: decisionOf(r.decision) })),
     executions,
     executionCounts: executionStateCounts(executions.map((e) => e.state)),
@@ -587,7 +590,7 @@ export type RequestDetail = Awaited<ReturnType<typeof getRequest>>;
 export async function listRequests(
   db: Db,
   filter: { state?: string; requesterId?: string; cursor?: string; limit?: number } = {},
-): Promise<{ items: Request[]; nextCursor: string | null }> {
+): Promise<{ items: (Request & { unconfirmedGovernance: boolean })[]; nextCursor: string | null }> {
   const limit = Math.min(Math.max(filter.limit ?? 50, 1), 200);
   const items = await db.injectionRequest.findMany({
     where: {
@@ -598,7 +601,11 @@ export async function listRequests(
     take: limit,
     ...(filter.cursor ? { cursor: { id: filter.cursor }, skip: 1 } : {}),
   });
-  return { items: items.map(requestOf), nextCursor: items.length === limit ? items.at(-1)!.id : null };
+  const flagged = await unconfirmedGovernanceOf(db, items);
+  return {
+    items: items.map((r) => ({ ...requestOf(r), unconfirmedGovernance: flagged.has(r.id) })),
+    nextCursor: items.length === limit ? items.at(-1)!.id : null,
+  };
 }
 
 /**

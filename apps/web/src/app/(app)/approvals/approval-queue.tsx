@@ -4,7 +4,7 @@ import { CheckCheckIcon, ExternalLinkIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../components/requests/code-and-params';
 import { ReviewControls } from '../../../components/requests/review-controls';
-import { RequestBadge } from '../../../components/status';
+import { RequestBadge, RequestMarks } from '../../../components/status';
 import { Alert } from '../../../components/ui/alert';
 import { Badge } from '../../../components/ui/badge';
 import { Card, CardContent, CardHeader } from '../../../components/ui/card';
@@ -65,6 +65,7 @@ export function ApprovalQueue() {
                     {r.kind === 'library' ? (script?.title ?? r.scriptId) : 'Custom code'}
                   </h2>
                   <RequestBadge state={r.state} />
+                  <RequestMarks request={r} />
                   {own ? <Badge variant="outline">your request</Badge> : null}
                   <span className="text-xs text-muted-foreground" title={formatTime(r.createdAt)}>
                     by <span data-testid="requester">{names[r.requesterId]?.name ?? '…'}</span> ·{' '}
