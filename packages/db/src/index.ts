@@ -35,6 +35,7 @@ export type {
   NotificationRule,
   NotificationOutbox,
   GovernanceChange,
+  BreakGlassGrant,
 } from './generated/client';
 export {
   migrate,

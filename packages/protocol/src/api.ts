@@ -19,7 +19,7 @@ import {
 import { StacksReport, TasksReport } from './inspect';
 import { PythonProcess } from './inventory';
 import { JobOptions } from './options';
-import { ExecutionState, InspectionState, RequestState } from './states';
+import { AfterReviewState, ExecutionState, InspectionState, RequestState } from './states';
 
 // ---- who may do what -------------------------------------------------------------------------------------
 
@@ -205,8 +205,22 @@ export const CreateRequest = z
     reason: Reason,
     rollout: Rollout.default({ concurrency: 1, maxFailures: 1 }),
     options: JobOptions.default(DEFAULT_OPTIONS),
+    /**
+     * Break-glass: run at once without votes, under the filer's break-glass grant; marked everywhere and queued
+     * for a review afterwards. The reason is part of the content hash.
+     */
+    emergency: z.boolean().optional(),
+    emergencyReason: z.string().trim().min(10).max(2000).optional(),
   })
   .strict()
+  .refine((r) => !r.emergency || r.emergencyReason !== undefined, {
+    message: 'an emergency request needs emergencyReason (10-2000 characters): what is on fire',
+    path: ['emergencyReason'],
+  })
+  .refine((r) => r.emergency || r.emergencyReason === undefined, {
+    message: 'emergencyReason is only for emergency requests',
+    path: ['emergencyReason'],
+  })
   .refine((r) => (r.kind === 'library') === Boolean(r.scriptId), {
     message: 'scriptId is required for library requests and only for them',
     path: ['scriptId'],
@@ -618,6 +632,35 @@ export const GovernanceChangeRow = z.object({
 });
 export type GovernanceChangeRow = z.infer<typeof GovernanceChangeRow>;
 
+// ---- break-glass --------------------------------------------------------------------------------------------
+
+/** POST /api/break-glass/grants: a person may file emergency requests (until `expiresAt`, or until revoked). */
+export const CreateBreakGlassGrant = z
+  .object({
+    userId: z.string().min(1).max(128),
+    reason: z.string().trim().min(3).max(500),
+    expiresAt: IsoTime.optional(),
+  })
+  .strict();
+export type CreateBreakGlassGrant = z.infer<typeof CreateBreakGlassGrant>;
+
+export const BreakGlassGrantRow = z.object({
+  id: Id,
+  userId: z.string(),
+  grantedById: z.string(),
+  reason: z.string(),
+  createdAt: IsoTime,
+  expiresAt: IsoTime.nullable(),
+  revokedAt: IsoTime.nullable(),
+  revokedById: z.string().nullable(),
+  status: z.enum(['active', 'expired', 'revoked']),
+});
+export type BreakGlassGrantRow = z.infer<typeof BreakGlassGrantRow>;
+
+/** POST /api/requests/{id}/after-review: a second person closes a break-glass request's review afterwards. */
+export const CloseAfterReview = z.object({ comment: z.string().trim().min(3).max(2000) }).strict();
+export type CloseAfterReview = z.infer<typeof CloseAfterReview>;
+
 /** POST /api/governance/changes/{id}/confirm | /reject. */
 export const DecideGovernanceChange = z.object({ comment: z.string().trim().max(2000).optional() }).strict();
 export type DecideGovernanceChange = z.infer<typeof DecideGovernanceChange>;
@@ -653,6 +696,14 @@ export const RequestRow = z.object({
    * approved by someone whose approver/admin role is unconfirmed): computed on reads (list and detail).
    */
   unconfirmedGovernance: z.boolean().optional(),
+  /** Break-glass: ran without votes under `breakGlassGrantId`; `afterReview` open until a second person closes it. */
+  emergency: z.boolean(),
+  emergencyReason: z.string().nullable(),
+  breakGlassGrantId: z.string().nullable(),
+  afterReview: AfterReviewState.nullable(),
+  afterReviewById: z.string().nullable(),
+  afterReviewAt: Time.nullable(),
+  afterReviewComment: z.string().nullable(),
 });
 export type RequestRow = z.infer<typeof RequestRow>;
 

@@ -18,6 +18,9 @@ import {
   CreateJoinToken,
   CreateRequest,
   CreateUser,
+  BreakGlassGrantRow,
+  CloseAfterReview,
+  CreateBreakGlassGrant,
   DecideGovernanceChange,
   GovernanceChangeRow,
   FleetPage,
@@ -191,6 +194,42 @@ export const routes = {
     body: z.object({ role: Role }).strict(),
     // A promotion to approver or admin waits for a second admin: `user.role` is the role in effect now.
     response: z.object({ user: z.object({ id: z.string(), role: Role }), change: Change }),
+  }),
+  listBreakGlassGrants: defineRoute({
+    method: 'GET',
+    path: '/api/break-glass/grants',
+    summary: 'Break-glass grants: who may file emergency requests that run without votes',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    response: z.object({ grants: z.array(BreakGlassGrantRow) }),
+  }),
+  createBreakGlassGrant: defineRoute({
+    method: 'POST',
+    path: '/api/break-glass/grants',
+    summary: 'Grant a person break-glass (optional expiry; replaces their active grant; never yourself)',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    status: 201,
+    body: CreateBreakGlassGrant,
+    response: z.object({ grant: BreakGlassGrantRow }),
+  }),
+  revokeBreakGlassGrant: defineRoute({
+    method: 'POST',
+    path: '/api/break-glass/grants/{id}/revoke',
+    summary: 'Revoke a break-glass grant: emergency requests under it that were not sent yet are refused',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: IdParam,
+    body: z.object({}).strict(),
+    response: z.object({ grant: BreakGlassGrantRow }),
+  }),
+  myBreakGlass: defineRoute({
+    method: 'GET',
+    path: '/api/break-glass/mine',
+    summary: 'Your active break-glass grant, if any (the request form offers an emergency only then)',
+    tag: 'users',
+    auth: 'session',
+    response: z.object({ grant: BreakGlassGrantRow.nullable() }),
   }),
   listGovernanceChanges: defineRoute({
     method: 'GET',
@@ -420,6 +459,8 @@ export const routes = {
       .object({
         state: z.string().max(32).optional(),
         requesterId: z.string().max(128).optional(),
+        /** `after`: break-glass requests whose review afterwards is still open (the approvals page's queue). */
+        review: z.enum(['after']).optional(),
         cursor: Id.optional(),
         limit: z.coerce.number().int().min(1).max(200).optional(),
       })
@@ -463,6 +504,16 @@ export const routes = {
     auth: { action: 'request:cancel' },
     params: IdParam,
     body: z.object({ reason: z.string().max(2000).optional() }).strict(),
+    response: RequestEnvelope,
+  }),
+  closeAfterReview: defineRoute({
+    method: 'POST',
+    path: '/api/requests/{id}/after-review',
+    summary: 'Close the review afterwards of a break-glass request (a second person: not its requester)',
+    tag: 'requests',
+    auth: { action: 'request:review' },
+    params: IdParam,
+    body: CloseAfterReview,
     response: RequestEnvelope,
   }),
   reviewRequest: defineRoute({

@@ -15,6 +15,8 @@ import {
   type CreateRequest,
   type CreateServiceAccount,
   type CreateUser,
+  type CloseAfterReview,
+  type CreateBreakGlassGrant,
   type DecideGovernanceChange,
   type InspectProcessBody,
   type SetTemporaryPassword,
@@ -32,6 +34,7 @@ import { userActor, type Actor } from './actor';
 import * as agents from './agents';
 import * as audit from './audit';
 import * as checkpoints from './audit-checkpoint';
+import * as breakGlass from './break-glass';
 import * as executions from './executions';
 import * as governance from './governance';
 import { APPLIERS } from './governance-apply';
@@ -376,13 +379,21 @@ export function createServices(d: ServiceDeps) {
     },
 
     requests: {
-      async list(filter: { state?: string; requesterId?: string; cursor?: string; limit?: number }) {
+      async list(filter: {
+        state?: string;
+        requesterId?: string;
+        review?: 'after';
+        cursor?: string;
+        limit?: number;
+      }) {
         const page = await requests.listRequests(db, filter);
         return { requests: page.items, nextCursor: page.nextCursor };
       },
       get: async (id: string) => ({ request: await requests.getRequest(db, id) }),
       create: async (actor: Actor, input: CreateRequest) =>
-        named('request', await requests.createRequest(db, actor, input, clock())),
+        named('request', await requests.createRequest(db, actor, input, clock(), d.attestation)),
+      closeAfterReview: async (actor: Actor, id: string, body: CloseAfterReview) =>
+        named('request', await breakGlass.closeAfterReview(db, actor, id, body, clock())),
       update: async (actor: Actor, id: string, patch: UpdateRequest) =>
         named('request', await requests.updateRequest(db, actor, id, patch, clock())),
       cancel: async (actor: Actor, id: string, reason?: string) =>
@@ -416,6 +427,18 @@ export function createServices(d: ServiceDeps) {
         outcome(await policy.updatePolicy(db, actor, id, input, d.attestation, clock())),
       remove: async (actor: Actor, id: string) =>
         outcome(await policy.deletePolicy(db, actor, id, d.attestation, clock())),
+    },
+
+    breakGlass: {
+      list: async () => ({ grants: await breakGlass.listGrants(db, clock()) }),
+      grant: (actor: Actor, body: CreateBreakGlassGrant) =>
+        breakGlass.grantBreakGlass(db, actor, body, d.attestation, clock()),
+      revoke: (actor: Actor, id: string) => breakGlass.revokeBreakGlass(db, actor, id, clock()),
+      async mine(user: sessions.SessionUser) {
+        const now = clock();
+        const g = await breakGlass.activeGrant(db, d.attestation, user.id, now);
+        return { grant: g ? breakGlass.grantRowOf(g, now) : null };
+      },
     },
 
     governance: {

@@ -21,6 +21,37 @@ export function UsersTab() {
   const me = useUser();
   const { data, error, loading, reload } = useCall('listUsers', {});
   const changes = useCall('listGovernanceChanges', { query: { open: 'true' } });
+  const grants = useCall('listBreakGlassGrants', {});
+  const activeGrant = (userId: string) =>
+    grants.data?.grants.find((g) => g.userId === userId && g.status === 'active') ?? null;
+  async function grantBreakGlass(id: string, email: string) {
+    const reason = window.prompt(`Why may ${email} run emergency requests without approval?`);
+    if (!reason) return;
+    const hours = window.prompt('For how many hours? (empty: until revoked)', '24');
+    setMsg(null);
+    try {
+      const expiresAt =
+        hours && Number(hours) > 0
+          ? new Date(Date.now() + Number(hours) * 3_600_000).toISOString()
+          : undefined;
+      await api('createBreakGlassGrant', {
+        body: { userId: id, reason, ...(expiresAt ? { expiresAt } : {}) },
+      });
+      setMsg({ ok: true, text: `Break-glass granted to ${email}` });
+      grants.reload();
+    } catch (err) {
+      setMsg({ ok: false, text: errorMessage(err) });
+    }
+  }
+  async function revokeBreakGlass(grantId: string) {
+    setMsg(null);
+    try {
+      await api('revokeBreakGlassGrant', { params: { id: grantId }, body: {} });
+      grants.reload();
+    } catch (err) {
+      setMsg({ ok: false, text: errorMessage(err) });
+    }
+  }
   const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
   // The API's own body schema checks the form (email, 12+ character password) before anything is sent.
   const form = useForm<CreateUser>({ defaultValues: EMPTY, resolver: zodResolver(CreateUser) });
@@ -114,6 +145,7 @@ export function UsersTab() {
                 <TH>Email</TH>
                 <TH>Role</TH>
                 <TH>Since</TH>
+                <TH>Break-glass</TH>
               </TR>
             </THead>
             <TBody>
@@ -138,6 +170,34 @@ export function UsersTab() {
                     </NativeSelect>
                   </TD>
                   <TD className="text-muted-foreground">{formatTime(u.createdAt)}</TD>
+                  <TD>
+                    {(() => {
+                      const g = activeGrant(u.id);
+                      if (g)
+                        return (
+                          <span className="flex items-center gap-2">
+                            <Badge variant="destructive" title={g.reason}>
+                              {g.expiresAt ? `until ${formatTime(g.expiresAt)}` : 'until revoked'}
+                            </Badge>
+                            <Button size="sm" variant="outline" onClick={() => void revokeBreakGlass(g.id)}>
+                              Revoke
+                            </Button>
+                          </span>
+                        );
+                      if (u.id === me.id || u.banned || (u.role !== 'operator' && u.role !== 'admin'))
+                        return null;
+                      return (
+                        <Button
+                          size="sm"
+                          variant="outline"
+                          aria-label={`Grant break-glass to ${u.email}`}
+                          onClick={() => void grantBreakGlass(u.id, u.email)}
+                        >
+                          Grant
+                        </Button>
+                      );
+                    })()}
+                  </TD>
                 </TR>
               ))}
             </TBody>

@@ -5,6 +5,7 @@ import { BanIcon, ClockIcon, ServerIcon, UserIcon } from 'lucide-react';
 import { PageHeader } from '../../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../../components/requests/code-and-params';
 import { ExecutionCounts } from '../../../../components/requests/execution-counts';
+import { AfterReview } from '../../../../components/requests/after-review';
 import { ReviewControls } from '../../../../components/requests/review-controls';
 import { ExecutionBadge, RequestBadge, RequestMarks } from '../../../../components/status';
 import { Alert } from '../../../../components/ui/alert';
@@ -291,6 +292,7 @@ export function RequestDetail({ id }: { id: string }) {
         </div>
 
         <aside className="grid content-start gap-5">
+          <AfterReview request={r} onDone={reloadAll} />
           {reviewable ? (
             <Card className="border-primary/40">
               <CardHeader>
