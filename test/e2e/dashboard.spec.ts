@@ -342,3 +342,49 @@ test('an approval after the re-authentication window asks for the password first
     return r.request.state !== 'pending' && r.request.state;
   });
 });
+
+test('break-glass: a granted operator runs an emergency without votes, marked everywhere; an approver reviews it afterwards', async ({
+  browser,
+}) => {
+  const users = (await admin.ok(admin.get<{ users: { id: string; email: string }[] }>('/api/users'))).users;
+  const opId = users.find((u) => u.email === USERS.operator)!.id;
+  const { grant } = await admin.ok(
+    admin.post<{ grant: { id: string } }>('/api/break-glass/grants', {
+      userId: opId,
+      reason: 'E2E: on call',
+    }),
+  );
+  const op = await signedIn(browser, USERS.operator);
+  const page = op.page;
+  await page.goto('/requests/new');
+  await page.getByLabel('Filter processes').fill(String(target.pid));
+  await page.getByRole('checkbox', { name: new RegExp(`Target pid ${target.pid} `) }).click();
+  await page.getByLabel('Script', { exact: true }).selectOption('logging.set_level');
+  await page.locator('#param-logger').fill('main');
+  await page.locator('#param-level').selectOption('INFO');
+  await page.getByLabel(/^Reason/).fill('E2E: break-glass, back to INFO');
+  await page.getByLabel('Emergency (break-glass)').check();
+  await expect(page.getByText('Runs at once, without approval')).toBeVisible();
+  await page.getByLabel('What is on fire').fill('DEBUG logging is filling the disk right now');
+  await page.getByRole('button', { name: 'Run now (break-glass)' }).click();
+  await page.waitForURL(/\/requests\/req_/);
+  const id = page.url().split('/').pop()!;
+  await expect(page.getByTestId('break-glass-badge')).toBeVisible();
+  await expect(page.getByTestId('after-review-state')).toHaveText('needs review afterwards');
+  // Nobody voted: it ran on the break-glass grant alone.
+  await expect(page.getByTestId('execution')).toHaveAttribute('data-state', 'succeeded', { timeout: 90_000 });
+  await expect(page.getByTestId('timeline')).toContainText('request.break_glass');
+
+  const ap = await signedIn(browser, USERS.approver);
+  await ap.page.goto('/approvals');
+  const item = ap.page.locator(`[data-testid="after-review-item"][data-request-id="${id}"]`);
+  await expect(item.getByTestId('break-glass-badge')).toBeVisible();
+  await item.getByLabel('What you checked').fill('E2E: output checked, disk is fine again');
+  await item.getByRole('button', { name: 'Close review afterwards' }).click();
+  await expect(item).toHaveCount(0);
+  await page.reload();
+  await expect(page.getByTestId('after-review-state')).toHaveText('reviewed afterwards');
+  await admin.ok(admin.post(`/api/break-glass/grants/${grant.id}/revoke`, {}));
+  await op.context.close();
+  await ap.context.close();
+});

@@ -13,6 +13,8 @@ import type { Actor, Role } from '../../apps/web/src/server/services/actor';
 import { createJoinToken, enrollAgent } from '../../apps/web/src/server/services/agents';
 import { newId } from '../../apps/web/src/server/services/ids';
 import { saveSnapshot } from '../../apps/web/src/server/services/inventory';
+import { policyOf } from '../../apps/web/src/server/services/policy';
+import { PolicyInput } from '@pyreach/protocol/api';
 import { fakeProcess } from './test-agent';
 
 /** A key pair as the control plane loads one (signing.ts), made in memory for a test. */
@@ -55,6 +57,20 @@ export async function seedUser(prisma: PrismaClient, role: Role, name: string = 
   const id = newId('u');
   await prisma.user.create({ data: { id, name, email: `${id}@example.test`, role } });
   return { type: 'user', id, name, role };
+}
+
+/**
+ * Inserts a policy as configuration (defaults filled by the API's schema), the way seedUser inserts a user: for
+ * tests about requests under a policy, not about who may change policies (governance.ts has those, through the
+ * service and its second-admin confirmation).
+ */
+export async function seedPolicy(prisma: PrismaClient, input: PolicyInput) {
+  const data = PolicyInput.parse(input);
+  return policyOf(
+    await prisma.policy.create({
+      data: { id: newId('pol'), ...data, description: data.description ?? null },
+    }),
+  );
 }
 
 export function agentKeyPem(): string {

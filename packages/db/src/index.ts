@@ -34,6 +34,8 @@ export type {
   AuditCheckpoint,
   NotificationRule,
   NotificationOutbox,
+  GovernanceChange,
+  BreakGlassGrant,
 } from './generated/client';
 export {
   migrate,

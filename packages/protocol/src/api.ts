@@ -19,7 +19,7 @@ import {
 import { StacksReport, TasksReport } from './inspect';
 import { PythonProcess } from './inventory';
 import { JobOptions } from './options';
-import { ExecutionState, InspectionState, RequestState } from './states';
+import { AfterReviewState, ExecutionState, InspectionState, RequestState } from './states';
 
 // ---- who may do what -------------------------------------------------------------------------------------
 
@@ -205,8 +205,22 @@ export const CreateRequest = z
     reason: Reason,
     rollout: Rollout.default({ concurrency: 1, maxFailures: 1 }),
     options: JobOptions.default(DEFAULT_OPTIONS),
+    /**
+     * Break-glass: run at once without votes, under the filer's break-glass grant; marked everywhere and queued
+     * for a review afterwards. The reason is part of the content hash.
+     */
+    emergency: z.boolean().optional(),
+    emergencyReason: z.string().trim().min(10).max(2000).optional(),
   })
   .strict()
+  .refine((r) => !r.emergency || r.emergencyReason !== undefined, {
+    message: 'an emergency request needs emergencyReason (10-2000 characters): what is on fire',
+    path: ['emergencyReason'],
+  })
+  .refine((r) => r.emergency || r.emergencyReason === undefined, {
+    message: 'emergencyReason is only for emergency requests',
+    path: ['emergencyReason'],
+  })
   .refine((r) => (r.kind === 'library') === Boolean(r.scriptId), {
     message: 'scriptId is required for library requests and only for them',
     path: ['scriptId'],
@@ -582,6 +596,75 @@ export const PolicyRow = z.object({
 });
 export type PolicyRow = z.infer<typeof PolicyRow>;
 
+// ---- governance (second-admin confirmation) ----------------------------------------------------------------
+
+export const GOVERNANCE_CHANGE_KINDS = [
+  'user.create',
+  'user.role',
+  'policy.create',
+  'policy.update',
+  'policy.delete',
+] as const;
+export const GovernanceChangeKind = z.enum(GOVERNANCE_CHANGE_KINDS);
+export type GovernanceChangeKind = z.infer<typeof GovernanceChangeKind>;
+
+/**
+ * A change that widens who may approve: `pending` (not applied; a second admin must confirm), `unconfirmed`
+ * (applied where no second admin existed; the requests it affects are flagged), `confirmed`, `rejected`.
+ */
+export const GovernanceChangeState = z.enum(['pending', 'unconfirmed', 'confirmed', 'rejected']);
+export type GovernanceChangeState = z.infer<typeof GovernanceChangeState>;
+
+export const GovernanceChangeRow = z.object({
+  id: Id,
+  kind: GovernanceChangeKind,
+  subjectType: z.enum(['user', 'policy']),
+  subjectId: z.string(),
+  data: z.record(z.string(), z.unknown()),
+  /** Why it counts as widening, for the admin who confirms it. */
+  reasons: z.array(z.string()),
+  state: GovernanceChangeState,
+  requestedById: z.string(),
+  createdAt: IsoTime,
+  decidedById: z.string().nullable(),
+  decidedAt: IsoTime.nullable(),
+  decisionComment: z.string().nullable(),
+});
+export type GovernanceChangeRow = z.infer<typeof GovernanceChangeRow>;
+
+// ---- break-glass --------------------------------------------------------------------------------------------
+
+/** POST /api/break-glass/grants: a person may file emergency requests (until `expiresAt`, or until revoked). */
+export const CreateBreakGlassGrant = z
+  .object({
+    userId: z.string().min(1).max(128),
+    reason: z.string().trim().min(3).max(500),
+    expiresAt: IsoTime.optional(),
+  })
+  .strict();
+export type CreateBreakGlassGrant = z.infer<typeof CreateBreakGlassGrant>;
+
+export const BreakGlassGrantRow = z.object({
+  id: Id,
+  userId: z.string(),
+  grantedById: z.string(),
+  reason: z.string(),
+  createdAt: IsoTime,
+  expiresAt: IsoTime.nullable(),
+  revokedAt: IsoTime.nullable(),
+  revokedById: z.string().nullable(),
+  status: z.enum(['active', 'expired', 'revoked']),
+});
+export type BreakGlassGrantRow = z.infer<typeof BreakGlassGrantRow>;
+
+/** POST /api/requests/{id}/after-review: a second person closes a break-glass request's review afterwards. */
+export const CloseAfterReview = z.object({ comment: z.string().trim().min(3).max(2000) }).strict();
+export type CloseAfterReview = z.infer<typeof CloseAfterReview>;
+
+/** POST /api/governance/changes/{id}/confirm | /reject. */
+export const DecideGovernanceChange = z.object({ comment: z.string().trim().max(2000).optional() }).strict();
+export type DecideGovernanceChange = z.infer<typeof DecideGovernanceChange>;
+
 export const RequestRow = z.object({
   id: Id,
   kind: RequestKind,
@@ -608,6 +691,19 @@ export const RequestRow = z.object({
   /** A cancel asked for while executions ran: it ends `cancelled` once the agents reported them stopped. */
   cancelRequestedAt: Time.nullable(),
   completedAt: Time.nullable(),
+  /**
+   * The request rests on a governance change no second admin confirmed (filed under an unconfirmed policy, or
+   * approved by someone whose approver/admin role is unconfirmed): computed on reads (list and detail).
+   */
+  unconfirmedGovernance: z.boolean().optional(),
+  /** Break-glass: ran without votes under `breakGlassGrantId`; `afterReview` open until a second person closes it. */
+  emergency: z.boolean(),
+  emergencyReason: z.string().nullable(),
+  breakGlassGrantId: z.string().nullable(),
+  afterReview: AfterReviewState.nullable(),
+  afterReviewById: z.string().nullable(),
+  afterReviewAt: Time.nullable(),
+  afterReviewComment: z.string().nullable(),
 });
 export type RequestRow = z.infer<typeof RequestRow>;
 

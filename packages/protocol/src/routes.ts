@@ -18,6 +18,11 @@ import {
   CreateJoinToken,
   CreateRequest,
   CreateUser,
+  BreakGlassGrantRow,
+  CloseAfterReview,
+  CreateBreakGlassGrant,
+  DecideGovernanceChange,
+  GovernanceChangeRow,
   FleetPage,
   FleetProcessDetail,
   HostSummary,
@@ -106,6 +111,10 @@ const AuditFilter = {
 /** Audit sequence numbers are PostgreSQL bigint. */
 const MAX_SEQ = 2n ** 63n - 1n;
 const RequestEnvelope = z.object({ request: RequestRow });
+/** A widening change that waits for a second admin (or took effect unconfirmed): null when none was needed. */
+const Change = GovernanceChangeRow.nullable();
+/** A policy write: the policy as it is now (null: a create that waits for a second admin) and its change. */
+const PolicyWrite = z.object({ policy: PolicyRow.nullable(), change: Change });
 const PolicyEnvelope = z.object({ policy: PolicyRow });
 
 export const routes = {
@@ -169,7 +178,11 @@ export const routes = {
     auth: { action: 'user:manage' },
     status: 201,
     body: CreateUser,
-    response: z.object({ user: UserRow.pick({ id: true, email: true, name: true, role: true }) }),
+    // A user made approver or admin starts as a viewer until a second admin confirms the role (`change`).
+    response: z.object({
+      user: UserRow.pick({ id: true, email: true, name: true, role: true }),
+      change: Change,
+    }),
   }),
   setUserRole: defineRoute({
     method: 'PATCH',
@@ -179,7 +192,74 @@ export const routes = {
     auth: { action: 'user:manage' },
     params: z.object({ id: z.string().min(1).max(128) }),
     body: z.object({ role: Role }).strict(),
-    response: z.object({ user: z.object({ id: z.string(), role: Role }) }),
+    // A promotion to approver or admin waits for a second admin: `user.role` is the role in effect now.
+    response: z.object({ user: z.object({ id: z.string(), role: Role }), change: Change }),
+  }),
+  listBreakGlassGrants: defineRoute({
+    method: 'GET',
+    path: '/api/break-glass/grants',
+    summary: 'Break-glass grants: who may file emergency requests that run without votes',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    response: z.object({ grants: z.array(BreakGlassGrantRow) }),
+  }),
+  createBreakGlassGrant: defineRoute({
+    method: 'POST',
+    path: '/api/break-glass/grants',
+    summary: 'Grant a person break-glass (optional expiry; replaces their active grant; never yourself)',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    status: 201,
+    body: CreateBreakGlassGrant,
+    response: z.object({ grant: BreakGlassGrantRow }),
+  }),
+  revokeBreakGlassGrant: defineRoute({
+    method: 'POST',
+    path: '/api/break-glass/grants/{id}/revoke',
+    summary: 'Revoke a break-glass grant: emergency requests under it that were not sent yet are refused',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: IdParam,
+    body: z.object({}).strict(),
+    response: z.object({ grant: BreakGlassGrantRow }),
+  }),
+  myBreakGlass: defineRoute({
+    method: 'GET',
+    path: '/api/break-glass/mine',
+    summary: 'Your active break-glass grant, if any (the request form offers an emergency only then)',
+    tag: 'users',
+    auth: 'session',
+    response: z.object({ grant: BreakGlassGrantRow.nullable() }),
+  }),
+  listGovernanceChanges: defineRoute({
+    method: 'GET',
+    path: '/api/governance/changes',
+    summary: 'Changes that widen who may approve: pending, unconfirmed, confirmed, rejected (newest first)',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    query: z.object({ open: Bool.optional() }).strict(),
+    response: z.object({ changes: z.array(GovernanceChangeRow) }),
+  }),
+  confirmGovernanceChange: defineRoute({
+    method: 'POST',
+    path: '/api/governance/changes/{id}/confirm',
+    summary:
+      'Confirm a change as a second admin (recent sign-in; never your own): a pending one takes effect',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: IdParam,
+    body: DecideGovernanceChange,
+    response: z.object({ change: GovernanceChangeRow }),
+  }),
+  rejectGovernanceChange: defineRoute({
+    method: 'POST',
+    path: '/api/governance/changes/{id}/reject',
+    summary: 'Reject a pending change as a second admin: it never takes effect',
+    tag: 'users',
+    auth: { action: 'user:manage' },
+    params: IdParam,
+    body: DecideGovernanceChange,
+    response: z.object({ change: GovernanceChangeRow }),
   }),
 
   listServiceAccounts: defineRoute({
@@ -379,6 +459,8 @@ export const routes = {
       .object({
         state: z.string().max(32).optional(),
         requesterId: z.string().max(128).optional(),
+        /** `after`: break-glass requests whose review afterwards is still open (the approvals page's queue). */
+        review: z.enum(['after']).optional(),
         cursor: Id.optional(),
         limit: z.coerce.number().int().min(1).max(200).optional(),
       })
@@ -424,6 +506,16 @@ export const routes = {
     body: z.object({ reason: z.string().max(2000).optional() }).strict(),
     response: RequestEnvelope,
   }),
+  closeAfterReview: defineRoute({
+    method: 'POST',
+    path: '/api/requests/{id}/after-review',
+    summary: 'Close the review afterwards of a break-glass request (a second person: not its requester)',
+    tag: 'requests',
+    auth: { action: 'request:review' },
+    params: IdParam,
+    body: CloseAfterReview,
+    response: RequestEnvelope,
+  }),
   reviewRequest: defineRoute({
     method: 'POST',
     path: '/api/requests/{id}/reviews',
@@ -451,7 +543,7 @@ export const routes = {
     auth: { action: 'policy:manage' },
     status: 201,
     body: PolicyInput,
-    response: PolicyEnvelope,
+    response: PolicyWrite,
   }),
   getPolicy: defineRoute({
     method: 'GET',
@@ -470,7 +562,7 @@ export const routes = {
     auth: { action: 'policy:manage' },
     params: IdParam,
     body: PolicyInput,
-    response: PolicyEnvelope,
+    response: PolicyWrite,
   }),
   deletePolicy: defineRoute({
     method: 'DELETE',
@@ -479,7 +571,8 @@ export const routes = {
     tag: 'policies',
     auth: { action: 'policy:manage' },
     params: IdParam,
-    response: z.object({ deleted: Id }),
+    // `deleted` is null while the deletion waits for a second admin (it would loosen some target's policy).
+    response: z.object({ deleted: Id.nullable(), change: Change }),
   }),
 
   queryAudit: defineRoute({

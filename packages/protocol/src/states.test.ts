@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  AFTER_REVIEW,
+  AfterReviewState,
   EXECUTION,
   ExecutionState,
   IN_FLIGHT_EXECUTION_STATES,
@@ -153,5 +155,14 @@ describe('the inspection states', () => {
     assert.deepEqual(inspectionStatesBefore('expired'), ['queued', 'sent']);
     // Only a sent job can be read: the agent never had a queued one.
     assert.deepEqual(inspectionStatesBefore('succeeded'), ['sent']);
+  });
+});
+
+describe('the after-review states of a break-glass request', () => {
+  it('open → closed, and closed is final: a closed review cannot be reopened or closed twice', () => {
+    assert.deepEqual(AfterReviewState.options, ['open', 'closed']);
+    assert.deepEqual(AFTER_REVIEW.open.next, ['closed']);
+    assert.equal(AFTER_REVIEW.closed.terminal, true);
+    assert.deepEqual(AFTER_REVIEW.closed.next, []);
   });
 });

@@ -329,6 +329,18 @@ export function inspectionStatesBefore(to: InspectionState): InspectionState[] {
   return InspectionState.options.filter((s) => INSPECTION[s].next.includes(to));
 }
 
+/**
+ * A break-glass request's review afterwards: `open` from filing (it ran without votes) until a second person —
+ * not the requester, an approver or admin — closes it with a comment. Not break-glass: no after-review at all.
+ */
+export const AfterReviewState = z.enum(['open', 'closed']);
+export type AfterReviewState = z.infer<typeof AfterReviewState>;
+
+export const AFTER_REVIEW: Readonly<Record<AfterReviewState, StateInfo<AfterReviewState>>> = {
+  open: { label: 'needs review afterwards', tone: 'warning', terminal: false, next: ['closed'] },
+  closed: { label: 'reviewed afterwards', tone: 'success', terminal: true, next: [] },
+};
+
 /** A person's word for a state (request or execution). */
 export function stateLabel(state: string): string {
   const info =

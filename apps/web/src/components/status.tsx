@@ -1,7 +1,9 @@
 import {
+  AFTER_REVIEW,
   EXECUTION,
   INSPECTION,
   REQUEST,
+  type AfterReviewState,
   type ExecutionState,
   type InspectionState,
   type RequestState,
@@ -34,6 +36,44 @@ export function RequestBadge({ state }: { state: RequestState }) {
     <Badge variant={TONE[REQUEST[state].tone]} data-testid="request-state">
       {REQUEST[state].label}
     </Badge>
+  );
+}
+
+/**
+ * What a request rests on that nobody else checked: a governance change no second admin confirmed (its policy, or
+ * an approver's role). Shown wherever the request is, beside its state.
+ */
+export function RequestMarks({
+  request,
+}: {
+  request: { unconfirmedGovernance?: boolean; emergency?: boolean; afterReview?: AfterReviewState | null };
+}) {
+  return (
+    <>
+      {request.emergency ? (
+        <Badge
+          variant="destructive"
+          data-testid="break-glass-badge"
+          title="Filed as an emergency under a break-glass grant: it ran without approval"
+        >
+          break-glass
+        </Badge>
+      ) : null}
+      {request.afterReview ? (
+        <Badge variant={TONE[AFTER_REVIEW[request.afterReview].tone]} data-testid="after-review-state">
+          {AFTER_REVIEW[request.afterReview].label}
+        </Badge>
+      ) : null}
+      {request.unconfirmedGovernance ? (
+        <Badge
+          variant="warning"
+          data-testid="unconfirmed-governance"
+          title="Filed under a policy, or approved by someone whose role, that a second admin has not confirmed"
+        >
+          unconfirmed governance
+        </Badge>
+      ) : null}
+    </>
   );
 }
 

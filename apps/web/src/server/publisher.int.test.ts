@@ -20,6 +20,7 @@ import {
   pyProcess,
   seedAgent,
   seedUser,
+  seedPolicy,
 } from '../../../../test/support/services';
 import { AgentRooms } from './gateway/agent-rooms';
 import { UiGateway } from './gateway/ui';
@@ -29,7 +30,6 @@ import { revokeAgent } from './services/agents';
 import { planExecutions, sendWave } from './services/dispatch';
 import type { Effect, WakeReason } from './services/effects';
 import { applyJobEvent, recordDispatchRefusal } from './services/executions';
-import { createPolicy } from './services/policy';
 import { cancelRequest, createRequest, reviewRequest } from './services/requests';
 import { loadOrCreateSigningKey } from './services/signing';
 
@@ -41,7 +41,7 @@ describeEachDatabase('what services say they changed', (db) => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
     const agent = await seedAgent(prisma, admin, { labels: { env: label }, processes: [pyProcess(100)] });
-    await createPolicy(prisma, admin, {
+    await seedPolicy(prisma, {
       name: `p-${label}-${agent.id}`,
       matchLabels: { env: label },
       priority: 10,
@@ -236,7 +236,7 @@ describeEachDatabase('the Publisher', (db) => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
     const agent = await seedAgent(prisma, admin, { labels: { env: 'pub' }, processes: [pyProcess(100)] });
-    await createPolicy(prisma, admin, {
+    await seedPolicy(prisma, {
       name: `pub-${agent.id}`,
       matchLabels: { env: 'pub' },
       priority: 10,

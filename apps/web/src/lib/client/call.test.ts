@@ -60,7 +60,7 @@ describe('the typed API client', () => {
     assert.equal('publicKey' in r.agent, false, 'what the schema does not name is not passed on');
     assert.deepEqual(seen.at(-1), { method: 'GET', url: '/api/agents/ag_1', body: '' });
 
-    answer = { status: 201, body: JSON.stringify({ ok: true, deleted: 'pol_1' }) };
+    answer = { status: 201, body: JSON.stringify({ ok: true, deleted: 'pol_1', change: null }) };
     await call('deletePolicy', { params: { id: 'a b/c' } }, { baseUrl });
     assert.equal(seen.at(-1)!.url, '/api/policies/a%20b%2Fc', 'path parameters are encoded');
 

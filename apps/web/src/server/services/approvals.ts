@@ -10,6 +10,7 @@ import { ROLES, type Role } from './actor';
 import { verifyVote, type AttestationKey } from './attest';
 import { contentHashOf } from './content';
 import { AppError } from './errors';
+import { reviewersBacked } from './governance';
 import { resolvePolicy, type EffectivePolicy } from './policy';
 import { optionsOf, paramsOf, rolesOf, rolloutOf, targetsOf } from './rows';
 
@@ -133,15 +134,27 @@ export async function countApprovals(
       v,
     ),
   );
+  // A vote counts only where the reviewer's role is one no second admin is still asked to confirm, and whose
+  // governance record the control plane signed (a writer flipping a pending promotion to confirmed fails here).
+  const backing = await reviewersBacked(
+    tx,
+    key,
+    attested.map((v) => v.reviewerId),
+  );
   const forged = votes.length - attested.length;
   if (attested.some((v) => v.decision === 'reject'))
     return { ok: false, attestationIds: [], needed, forged, reason: 'a reviewer rejected this content' };
   const validFrom = now.getTime() - policy.approvalValidMinutes * 60_000;
   const seen = new Set<string>();
   const counted: string[] = [];
+  const unbacked: string[] = [];
   for (const v of attested) {
     if (v.decision !== 'approve' || v.reviewerId === req.requesterId || seen.has(v.reviewerId)) continue;
     if (!policy.approverRoles.some((r) => r === v.role)) continue;
+    if (backing.refused.has(v.reviewerId)) {
+      unbacked.push(`${v.reviewerId}: ${backing.refused.get(v.reviewerId)}`);
+      continue;
+    }
     if (v.createdAt.getTime() <= validFrom) continue;
     seen.add(v.reviewerId);
     counted.push(v.id);
@@ -155,6 +168,7 @@ export async function countApprovals(
     reason: ok
       ? null
       : `needs ${needed} valid approval(s) from ${policy.approverRoles.join(' or ')}; ${counted.length} counted` +
-        (forged ? ` (${forged} vote row(s) without a valid attestation ignored)` : ''),
+        (forged ? ` (${forged} vote row(s) without a valid attestation ignored)` : '') +
+        (unbacked.length ? ` (not counted, role not confirmed: ${unbacked.join('; ')})` : ''),
   };
 }

@@ -9,8 +9,7 @@ import {
   withSubjectNames,
   type AuditFilter,
 } from './audit';
-import { createPolicy } from './policy';
-import { describeEachDatabase, seedAgent, seedUser } from '../../../../../test/support/services';
+import { describeEachDatabase, seedAgent, seedUser, seedPolicy } from '../../../../../test/support/services';
 
 /** What the export route does with a query string: parse it with the route's schema, then stream. */
 async function exported(db: Parameters<typeof exportAudit>[0], query: Record<string, string>) {
@@ -81,7 +80,7 @@ describeEachDatabase('audit explorer reads', (db) => {
     const { prisma } = db();
     const erin = await seedUser(prisma, 'admin', 'Erin');
     const agent = await seedAgent(prisma, erin, { hostname: 'vm-names' });
-    const policy = await createPolicy(prisma, erin, {
+    const policy = await seedPolicy(prisma, {
       name: 'prod-two-person',
       matchLabels: { env: 'prod' },
     });

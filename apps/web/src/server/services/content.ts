@@ -9,6 +9,8 @@ export interface RequestContent {
   targets: unknown;
   options: unknown;
   rollout: unknown;
+  /** Break-glass: the emergency's reason is part of what was filed (absent or null for every other request). */
+  emergencyReason?: string | null;
 }
 
 /**
@@ -28,6 +30,8 @@ export function contentHashOf(v: RequestContent): string {
       targets: v.targets,
       options: v.options,
       rollout: v.rollout,
+      // Only emergencies carry it, so every other request's hash is what it always was.
+      ...(v.emergencyReason ? { emergency: { reason: v.emergencyReason } } : {}),
     }),
   );
 }

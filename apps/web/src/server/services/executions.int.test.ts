@@ -17,7 +17,6 @@ import { verifyAuditChain } from './audit';
 import * as dispatch from './dispatch';
 import { asAppError } from './errors';
 import * as executions from './executions';
-import { createPolicy } from './policy';
 import * as requests from './requests';
 import { loadOrCreateSigningKey } from './signing';
 import {
@@ -26,6 +25,7 @@ import {
   seedAgent,
   seedUser,
   testKeyPair,
+  seedPolicy,
 } from '../../../../../test/support/services';
 
 const ATTEST = testKeyPair();
@@ -47,7 +47,7 @@ describeEachDatabase('cancel, corrections, refused reports, queue and backlog', 
       labels: { env },
       processes: Array.from({ length: n }, (_, i) => pyProcess(100 + i)),
     });
-    await createPolicy(prisma, admin, {
+    await seedPolicy(prisma, {
       name: `p-${agent.id}`,
       matchLabels: { env },
       priority: 10,

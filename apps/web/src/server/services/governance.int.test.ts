@@ -10,7 +10,6 @@ import * as dispatch from './dispatch';
 import type { Outcome } from './effects';
 import { AppError } from './errors';
 import { saveSnapshot } from './inventory';
-import { createPolicy } from './policy';
 import * as requests from './requests';
 import { getRequest } from './requests';
 import {
@@ -20,6 +19,7 @@ import {
   seedAgent,
   seedUser,
   snapshot,
+  seedPolicy,
 } from '../../../../../test/support/services';
 
 const resultOf =
@@ -66,7 +66,7 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
   }
 
   async function twoVotePolicy(w: Awaited<ReturnType<typeof world>>, label: string) {
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `two-${w.agent.id}`,
       matchLabels: { env: label },
       priority: 10,
@@ -219,7 +219,7 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
     const op = await seedUser(prisma, 'operator');
     const ap1 = await seedUser(prisma, 'approver');
     const ap2 = await seedUser(prisma, 'approver');
-    await createPolicy(prisma, admin, {
+    await seedPolicy(prisma, {
       name: `strict-${tier}`,
       matchLabels: { tier },
       priority: 100,
@@ -283,14 +283,14 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
     const sandbox = `yes-${uniq()}`;
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
-    await createPolicy(prisma, admin, {
+    await seedPolicy(prisma, {
       name: `sandbox-${sandbox}`,
       matchLabels: { sandbox },
       priority: 500,
       requiredApprovals: 0,
       allowCustomCode: true,
     });
-    await createPolicy(prisma, admin, {
+    await seedPolicy(prisma, {
       name: `prod-${tier}`,
       matchLabels: { tier },
       priority: 100,
@@ -317,7 +317,7 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
   test('no one alone: a 0-approval policy covers only read-only, non-sensitive library scripts', async () => {
     const env = `zero-${uniq()}`;
     const w = await world({ env });
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `zero-${env}`,
       matchLabels: { env },
       priority: 100,
@@ -350,7 +350,7 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
   test('policies match on the action: script id, risk, custom vs library', async () => {
     const env = `act-${uniq()}`;
     const w = await world({ env });
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `custom-${env}`,
       matchLabels: { env },
       matchAction: { kinds: ['custom'] },
@@ -358,7 +358,7 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
       requiredApprovals: 3,
       allowCustomCode: true,
     });
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `stats-${env}`,
       matchLabels: { env },
       matchAction: { scripts: ['gc.stats'] },

@@ -15,6 +15,9 @@ import {
   type CreateRequest,
   type CreateServiceAccount,
   type CreateUser,
+  type CloseAfterReview,
+  type CreateBreakGlassGrant,
+  type DecideGovernanceChange,
   type InspectProcessBody,
   type SetTemporaryPassword,
   type SetUserDisabled,
@@ -31,7 +34,10 @@ import { userActor, type Actor } from './actor';
 import * as agents from './agents';
 import * as audit from './audit';
 import * as checkpoints from './audit-checkpoint';
+import * as breakGlass from './break-glass';
 import * as executions from './executions';
+import * as governance from './governance';
+import { APPLIERS } from './governance-apply';
 import { outcome, type Outcome } from './effects';
 import * as inspect from './inspect';
 import * as inventory from './inventory';
@@ -214,12 +220,13 @@ export function createServices(d: ServiceDeps) {
     users: {
       list: () => users.listUsers(db),
       create: async (actor: Actor, body: CreateUser) =>
-        outcome({ user: await users.createUser(db, actor, body, d.auth.hashPassword, clock()) }),
+        outcome(await users.createUser(db, actor, body, d.auth.hashPassword, clock(), d.attestation)),
       async setRole(actor: Actor, userId: string, role: string) {
-        const u = await users.setRole(db, actor, userId, role);
-        // The user's open /ui sockets carry the old role: closed, they reconnect with the new one.
-        return outcome({ user: { id: u.id, role: Role.parse(u.role) } }, [
-          { kind: 'sessions-closed', userId: u.id, reason: 'role changed' },
+        const { user: u, change } = await users.setRole(db, actor, userId, role, d.attestation, clock());
+        // The user's open /ui sockets carry the old role: closed, they reconnect with the new one (a pending
+        // promotion changed nothing yet).
+        return outcome({ user: { id: u.id, role: Role.parse(u.role) }, change }, [
+          change?.state !== 'pending' && { kind: 'sessions-closed', userId: u.id, reason: 'role changed' },
         ]);
       },
       setDisabled: (actor: Actor, userId: string, body: SetUserDisabled) =>
@@ -385,13 +392,21 @@ export function createServices(d: ServiceDeps) {
     },
 
     requests: {
-      async list(filter: { state?: string; requesterId?: string; cursor?: string; limit?: number }) {
+      async list(filter: {
+        state?: string;
+        requesterId?: string;
+        review?: 'after';
+        cursor?: string;
+        limit?: number;
+      }) {
         const page = await requests.listRequests(db, filter);
         return { requests: page.items, nextCursor: page.nextCursor };
       },
       get: async (id: string) => ({ request: await requests.getRequest(db, id) }),
       create: async (actor: Actor, input: CreateRequest) =>
-        named('request', await requests.createRequest(db, actor, input, clock())),
+        named('request', await requests.createRequest(db, actor, input, clock(), d.attestation)),
+      closeAfterReview: async (actor: Actor, id: string, body: CloseAfterReview) =>
+        named('request', await breakGlass.closeAfterReview(db, actor, id, body, clock())),
       update: async (actor: Actor, id: string, patch: UpdateRequest) =>
         named('request', await requests.updateRequest(db, actor, id, patch, clock())),
       cancel: async (actor: Actor, id: string, reason?: string) =>
@@ -420,13 +435,48 @@ export function createServices(d: ServiceDeps) {
       list: async () => ({ policies: await policy.listPolicies(db) }),
       get: async (id: string) => ({ policy: await policy.getPolicy(db, id) }),
       create: async (actor: Actor, input: PolicyInput) =>
-        outcome({ policy: await policy.createPolicy(db, actor, input) }),
+        outcome(await policy.createPolicy(db, actor, input, d.attestation, clock())),
       update: async (actor: Actor, id: string, input: PolicyInput) =>
-        outcome({ policy: await policy.updatePolicy(db, actor, id, input) }),
-      async remove(actor: Actor, id: string) {
-        await policy.deletePolicy(db, actor, id);
-        return outcome({ deleted: id });
+        outcome(await policy.updatePolicy(db, actor, id, input, d.attestation, clock())),
+      remove: async (actor: Actor, id: string) =>
+        outcome(await policy.deletePolicy(db, actor, id, d.attestation, clock())),
+    },
+
+    breakGlass: {
+      list: async () => ({ grants: await breakGlass.listGrants(db, clock()) }),
+      grant: (actor: Actor, body: CreateBreakGlassGrant) =>
+        breakGlass.grantBreakGlass(db, actor, body, d.attestation, clock()),
+      revoke: (actor: Actor, id: string) => breakGlass.revokeBreakGlass(db, actor, id, clock()),
+      async mine(user: sessions.SessionUser) {
+        const now = clock();
+        const g = await breakGlass.activeGrant(db, d.attestation, user.id, now);
+        return { grant: g ? breakGlass.grantRowOf(g, now) : null };
       },
+    },
+
+    governance: {
+      list: async (filter: { open?: boolean }) => ({ changes: await governance.listChanges(db, filter) }),
+      /** Like a vote: the session's creation time is the last real sign-in, and it must be recent. */
+      decide: (
+        actor: Actor,
+        user: sessions.SessionUser,
+        id: string,
+        decision: 'confirm' | 'reject',
+        body: DecideGovernanceChange,
+      ) =>
+        governance.decideChange(
+          db,
+          actor,
+          id,
+          { decision, comment: body.comment },
+          {
+            authenticatedAt: user.authenticatedAt,
+            reauthWindowMinutes: d.config.reauthMinutes,
+            now: clock(),
+            attestation: d.attestation,
+          },
+          APPLIERS,
+        ),
     },
 
     audit: {

@@ -14,7 +14,6 @@ import { AppError } from './errors';
 import * as n from './notifications';
 import { parseAllowList, type Resolver } from './notifications-net';
 import { secretBoxFrom } from './notifications-secrets';
-import { createPolicy } from './policy';
 import * as requests from './requests';
 import {
   describeEachDatabase,
@@ -22,6 +21,7 @@ import {
   seedAgent,
   seedUser,
   testKeyPair,
+  seedPolicy,
 } from '../../../../../test/support/services';
 
 const ATTEST = testKeyPair();
@@ -202,7 +202,7 @@ describeEachDatabase('notifications', (db) => {
 
   test('events enter the outbox in the transaction of the change; a rolled-back change leaves none', async () => {
     const w = await world({ env: 'ntf-tx' });
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `one-${w.agent.id}`,
       matchLabels: { env: 'ntf-tx' },
       priority: 10,

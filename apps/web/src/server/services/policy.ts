@@ -1,6 +1,8 @@
-import { PolicyAction, PolicyInput, type PolicyRow } from '@pyreach/protocol/api';
+import { PolicyAction, PolicyInput, type GovernanceChangeRow, type PolicyRow } from '@pyreach/protocol/api';
 import type { Labels } from '@pyreach/protocol/common';
-import type { Db, Policy, PrismaClient } from '@pyreach/db';
+import type { Db, GovernanceChange, Policy, PrismaClient, Tx } from '@pyreach/db';
+import type { AttestationKey } from './attest';
+import { changeRowOf, policyLoosening, propose, type ProposedChange } from './governance';
 import { ROLES, requireUser, type Actor, type Role } from './actor';
 import { appendAudit } from './audit';
 import { AppError, isUniqueViolation, parseInput } from './errors';
@@ -75,73 +77,209 @@ export interface EffectivePolicy {
 
 const parse = (input: unknown) => parseInput(PolicyInput, input, 'policy');
 
-/** Creates a policy (admin only). Name conflicts are CONFLICT. */
-export async function createPolicy(db: PrismaClient, actor: Actor, input: PolicyInput): Promise<PolicyRow> {
-  requireUser(actor, 'policy:manage');
-  const data = parse(input);
-  try {
-    return await db.$transaction(async (tx) => {
-      const p = await tx.policy.create({
-        data: { id: newId('pol'), ...data, description: data.description ?? null },
-      });
-      await appendAudit(tx, {
-        actor,
-        action: 'policy.create',
-        subjectType: 'policy',
-        subjectId: p.id,
-        data: { ...data },
-      });
-      return policyOf(p);
-    });
-  } catch (err) {
-    if (isUniqueViolation(err))
-      throw new AppError('CONFLICT', `policy ${data.name} exists`, {
-        userMessage: 'a policy with this name exists',
-      });
-    throw err;
-  }
+/** A policy write: the policy as it is now (null while a create waits) and the change a second admin must see. */
+export interface PolicyWrite {
+  policy: PolicyRow | null;
+  change: GovernanceChangeRow | null;
 }
 
-/** Replaces a policy's rules (admin only). Requests already created keep the rules they were created under. */
-export async function updatePolicy(
-  db: PrismaClient,
-  actor: Actor,
-  id: string,
-  input: PolicyInput,
-): Promise<PolicyRow> {
-  requireUser(actor, 'policy:manage');
-  const data = parse(input);
-  return db.$transaction(async (tx) => {
-    const before = await tx.policy.findUnique({ where: { id } });
-    if (!before)
-      throw new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
-    const p = await tx.policy.update({
-      where: { id },
-      data: { ...data, description: data.description ?? null },
+type Rules = ReturnType<typeof parse>;
+/** A stored policy's rules, as its input (what a governance change records as `before`). */
+const rulesOf = (p: PolicyRow) => ({
+  name: p.name,
+  description: p.description,
+  matchLabels: p.matchLabels,
+  matchAction: p.matchAction,
+  priority: p.priority,
+  requiredApprovals: p.requiredApprovals,
+  approverRoles: p.approverRoles,
+  allowCustomCode: p.allowCustomCode,
+  approvalValidMinutes: p.approvalValidMinutes,
+});
+const columns = (data: Rules) => ({ ...data, description: data.description ?? null });
+const nameTaken = (name: string) =>
+  new AppError('CONFLICT', `policy ${name} exists`, { userMessage: 'a policy with this name exists' });
+const policyNotFound = (id: string) =>
+  new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
+
+/** The writes themselves, audited; also what a confirmed governance change applies. */
+export const policyAppliers = {
+  async createPolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId?: string) {
+    const data = parse(rules);
+    const p = await tx.policy.create({ data: { id, ...columns(data) } });
+    await appendAudit(tx, {
+      actor,
+      action: 'policy.create',
+      subjectType: 'policy',
+      subjectId: p.id,
+      data: { ...data, ...(changeId ? { changeId } : {}) },
     });
+    return p;
+  },
+  async updatePolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId?: string) {
+    const data = parse(rules);
+    const p = await tx.policy.update({ where: { id }, data: columns(data) });
     await appendAudit(tx, {
       actor,
       action: 'policy.update',
       subjectType: 'policy',
       subjectId: id,
-      data: { ...data },
+      data: { ...data, ...(changeId ? { changeId } : {}) },
     });
-    return policyOf(p);
+    return p;
+  },
+  async deletePolicy(tx: Tx, actor: Actor, id: string, changeId?: string) {
+    const res = await tx.policy.deleteMany({ where: { id } });
+    if (res.count !== 1) throw policyNotFound(id);
+    await appendAudit(tx, {
+      actor,
+      action: 'policy.delete',
+      subjectType: 'policy',
+      subjectId: id,
+      ...(changeId ? { data: { changeId } } : {}),
+    });
+  },
+};
+
+/**
+ * Runs a policy write under second-admin confirmation: when `policyLoosening` finds a reason, the change is
+ * proposed (pending: nothing written, the caller gets `policy: null` for a create or the policy unchanged;
+ * unconfirmed: written, flagged). Tightening is written at once with no change row.
+ */
+async function governedWrite<T>(
+  tx: Tx,
+  actor: Actor,
+  requestedById: string,
+  change: Omit<ProposedChange, 'reasons' | 'subjectType'>,
+  reasons: string[],
+  key: AttestationKey,
+  now: Date,
+  write: (changeId?: string) => Promise<T>,
+): Promise<{ written: T | null; change: GovernanceChange | null }> {
+  if (reasons.length === 0) return { written: await write(), change: null };
+  const c = await propose(tx, actor, requestedById, { ...change, subjectType: 'policy', reasons }, key, now);
+  if (c.state === 'pending') return { written: null, change: c };
+  return { written: await write(c.id), change: c };
+}
+
+/**
+ * Creates a policy (admin only). Name conflicts are CONFLICT. One that is looser for some target than the
+ * policy it would take over from waits for a second admin (see governance.ts).
+ */
+export async function createPolicy(
+  db: PrismaClient,
+  actor: Actor,
+  input: PolicyInput,
+  key: AttestationKey,
+  now: Date = new Date(),
+): Promise<PolicyWrite> {
+  const user = requireUser(actor, 'policy:manage');
+  const data = parse(input);
+  try {
+    return await db.$transaction(async (tx) => {
+      if (await tx.policy.findUnique({ where: { name: data.name }, select: { id: true } }))
+        throw nameTaken(data.name);
+      const id = newId('pol');
+      const others = (await tx.policy.findMany()).map(policyOf);
+      const reasons = policyLoosening('policy.create', null, { ...data, id }, others);
+      const r = await governedWrite(
+        tx,
+        actor,
+        user.id,
+        { kind: 'policy.create', subjectId: id, data: { after: data } },
+        reasons,
+        key,
+        now,
+        (changeId) => policyAppliers.createPolicy(tx, actor, id, data, changeId),
+      );
+      return {
+        policy: r.written ? policyOf(r.written) : null,
+        change: r.change ? changeRowOf(r.change) : null,
+      };
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw nameTaken(data.name);
+    throw err;
+  }
+}
+
+/**
+ * Replaces a policy's rules (admin only). Requests already created keep the rules they were created under.
+ * A loosening (see `policyLoosening`) waits for a second admin; the policy stays as it is meanwhile.
+ */
+export async function updatePolicy(
+  db: PrismaClient,
+  actor: Actor,
+  id: string,
+  input: PolicyInput,
+  key: AttestationKey,
+  now: Date = new Date(),
+): Promise<PolicyWrite> {
+  const user = requireUser(actor, 'policy:manage');
+  const data = parse(input);
+  return db.$transaction(async (tx) => {
+    const row = await tx.policy.findUnique({ where: { id } });
+    if (!row) throw policyNotFound(id);
+    const before = policyOf(row);
+    const others = (await tx.policy.findMany()).map(policyOf);
+    const reasons = policyLoosening('policy.update', before, { ...data, id }, others);
+    const r = await governedWrite(
+      tx,
+      actor,
+      user.id,
+      {
+        kind: 'policy.update',
+        subjectId: id,
+        data: { before: rulesOf(before), after: data },
+      },
+      reasons,
+      key,
+      now,
+      (changeId) => policyAppliers.updatePolicy(tx, actor, id, data, changeId),
+    );
+    return {
+      policy: policyOf(r.written ?? row),
+      change: r.change ? changeRowOf(r.change) : null,
+    };
   });
 }
 
-/** Deletes a policy (admin only); the `default` policy cannot be deleted (edit it instead). */
-export async function deletePolicy(db: PrismaClient, actor: Actor, id: string): Promise<void> {
-  requireUser(actor, 'policy:manage');
+/**
+ * Deletes a policy (admin only); the `default` policy cannot be deleted (edit it instead). A deletion that
+ * leaves some target to a looser policy waits for a second admin. Returns the id when deleted, null while it waits.
+ */
+export async function deletePolicy(
+  db: PrismaClient,
+  actor: Actor,
+  id: string,
+  key: AttestationKey,
+  now: Date = new Date(),
+): Promise<{ deleted: string | null; change: GovernanceChangeRow | null }> {
+  const user = requireUser(actor, 'policy:manage');
   if (id === 'default')
     throw new AppError('INVALID_STATE', 'the default policy cannot be deleted', {
       userMessage: 'the default policy cannot be deleted; edit it instead',
     });
-  await db.$transaction(async (tx) => {
-    const res = await tx.policy.deleteMany({ where: { id } });
-    if (res.count !== 1)
-      throw new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
-    await appendAudit(tx, { actor, action: 'policy.delete', subjectType: 'policy', subjectId: id });
+  return db.$transaction(async (tx) => {
+    const row = await tx.policy.findUnique({ where: { id } });
+    if (!row) throw policyNotFound(id);
+    const before = policyOf(row);
+    const others = (await tx.policy.findMany()).map(policyOf);
+    const reasons = policyLoosening('policy.delete', before, null, others);
+    const r = await governedWrite(
+      tx,
+      actor,
+      user.id,
+      { kind: 'policy.delete', subjectId: id, data: { before: rulesOf(before) } },
+      reasons,
+      key,
+      now,
+      async (changeId) => {
+        await policyAppliers.deletePolicy(tx, actor, id, changeId);
+        return id;
+      },
+    );
+    return { deleted: r.written, change: r.change ? changeRowOf(r.change) : null };
   });
 }
 

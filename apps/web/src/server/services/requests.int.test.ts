@@ -9,7 +9,7 @@ import * as dispatch from './dispatch';
 import type { Outcome } from './effects';
 import { AppError } from './errors';
 import * as executions from './executions';
-import { createPolicy, resolvePolicy } from './policy';
+import { resolvePolicy } from './policy';
 import * as requests from './requests';
 import { getRequest } from './requests';
 import { loadOrCreateSigningKey } from './signing';
@@ -20,6 +20,7 @@ import {
   pyProcess,
   seedAgent,
   seedUser,
+  seedPolicy,
 } from '../../../../../test/support/services';
 import { getScript } from '@pyreach/scripts';
 
@@ -84,7 +85,7 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a request needing two approvals goes pending → approved → dispatched → succeeded from the agent’s reports', async () => {
     const w = await world({ env: 'two' });
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `two-${w.agent.id}`,
       matchLabels: { env: 'two' },
       priority: 10,
@@ -205,7 +206,7 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('one vote per reviewer per revision; an edit voids earlier approvals', async () => {
     const w = await world({ env: 'edit' });
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `edit-${w.agent.id}`,
       matchLabels: { env: 'edit' },
       priority: 10,
@@ -263,7 +264,7 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('custom code is refused where a policy forbids it; 0 approvals approves at once; the strictest policy wins', async () => {
     const w = await world({ env: 'prodx' });
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `lib-${w.agent.id}`,
       matchLabels: { env: 'prodx' },
       priority: 50,
@@ -362,7 +363,7 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a refusal in the dispatch ack is audited and ends the job refused; a missing ack decides nothing', async () => {
     const w = await world({ env: 'ack' }, 2);
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `ack-${w.agent.id}`,
       matchLabels: { env: 'ack' },
       priority: 10,
@@ -432,7 +433,7 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a rollout with concurrency 2 over 5 targets stops after the configured failures', async () => {
     const w = await world({ env: 'roll' }, 5);
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `roll-${w.agent.id}`,
       matchLabels: { env: 'roll' },
       priority: 10,
@@ -478,7 +479,7 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a wave is claimed in one transaction: within the rollout limit, only addressable agents, each job once, each send audited', async () => {
     const w = await world({ env: 'wave' }, 5);
-    await createPolicy(w.prisma, w.admin, {
+    await seedPolicy(w.prisma, {
       name: `wave-${w.agent.id}`,
       matchLabels: { env: 'wave' },
       priority: 10,
@@ -620,11 +621,14 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     await prisma.$executeRawUnsafe(`UPDATE "user" SET role = 'viewer' WHERE role = 'admin'`);
     const admin = await seedUser(prisma, 'admin');
     const op = await seedUser(prisma, 'operator');
-    await assert.rejects(setRole(prisma, op, op.id, 'admin'), code('FORBIDDEN'));
-    await assert.rejects(setRole(prisma, admin, admin.id, 'viewer'), code('CONFLICT'));
-    await assert.rejects(setRole(prisma, admin, op.id, 'root'), code('VALIDATION'));
-    assert.equal((await setRole(prisma, admin, op.id, 'approver')).role, 'approver');
-    await setRole(prisma, admin, op.id, 'admin');
-    assert.equal((await setRole(prisma, admin, admin.id, 'viewer')).role, 'viewer');
+    await assert.rejects(setRole(prisma, op, op.id, 'admin', ATTEST), code('FORBIDDEN'));
+    await assert.rejects(setRole(prisma, admin, admin.id, 'viewer', ATTEST), code('CONFLICT'));
+    await assert.rejects(setRole(prisma, admin, op.id, 'root', ATTEST), code('VALIDATION'));
+    // The only admin: promotions take effect, recorded unconfirmed (governance.int.test.ts has the rest).
+    const promoted = await setRole(prisma, admin, op.id, 'approver', ATTEST);
+    assert.equal(promoted.user.role, 'approver');
+    assert.equal(promoted.change?.state, 'unconfirmed');
+    await setRole(prisma, admin, op.id, 'admin', ATTEST);
+    assert.equal((await setRole(prisma, admin, admin.id, 'viewer', ATTEST)).user.role, 'viewer');
   });
 });

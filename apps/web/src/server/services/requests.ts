@@ -20,6 +20,8 @@ import { contentHashOf } from './content';
 import { completeIfDone } from './dispatch';
 import { outcome, requestChanged, type Effect, type Outcome } from './effects';
 import { AppError, isUniqueViolation, parseInput } from './errors';
+import { attestEmergency, requireGrant } from './break-glass';
+import { unconfirmedGovernanceOf } from './governance';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
 import { checkScriptParams, getScript } from '@pyreach/scripts';
@@ -109,6 +111,8 @@ export async function createRequest(
   actor: Actor,
   input: CreateRequest,
   now: Date = new Date(),
+  /** Signs emergencies at filing and checks grants (needed only for `emergency: true`). */
+  breakGlassKey?: AttestationKey,
 ): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:create');
   const parsed = parseInput(CreateRequest, input, 'request');
@@ -116,16 +120,50 @@ export async function createRequest(
     parsed.kind === 'library'
       ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params) }
       : { ...parsed, code: parsed.code! };
+  const emergency = parsed.emergency === true;
+  if (emergency && actor.type !== 'user')
+    throw new AppError('PERSON_REQUIRED', `${actor.type} may not file an emergency`, {
+      userMessage: 'emergency: break-glass is a person’s grant; API tokens cannot use it',
+    });
+  if (emergency && !breakGlassKey)
+    throw new AppError('INTERNAL', 'break-glass needs the attestation key', {
+      userMessage: 'internal error',
+    });
   const policy = await resolvePolicy(db, await labelsOfTargets(db, data.targets), {
     kind: data.kind,
     scriptId: data.scriptId ?? null,
   });
   checkCustomCode(data.kind, policy);
-  const auto = policy.requiredApprovals === 0;
+  // Break-glass: no votes; it runs now under the filer's grant, signed here, checked again at dispatch.
+  const auto = policy.requiredApprovals === 0 || emergency;
   return db.$transaction(async (tx) => {
+    const grant = emergency ? await requireGrant(tx, breakGlassKey!, user.id, now) : null;
+    const id = newId('req');
+    const contentHash = contentHashOf({
+      ...data,
+      scriptId: data.scriptId ?? null,
+      emergencyReason: emergency ? data.emergencyReason : null,
+    });
+    const at = new Date(now.getTime());
     const req = await tx.injectionRequest.create({
       data: {
-        id: newId('req'),
+        id,
+        ...(grant
+          ? {
+              emergency: true,
+              emergencyReason: data.emergencyReason!,
+              breakGlassGrantId: grant.id,
+              breakGlassAt: at,
+              afterReview: 'open',
+              ...attestEmergency(breakGlassKey!, {
+                requestId: id,
+                contentHash,
+                requesterId: user.id,
+                grantId: grant.id,
+                at: at.toISOString(),
+              }),
+            }
+          : {}),
         kind: data.kind,
         scriptId: data.scriptId ?? null,
         code: data.code,
@@ -133,7 +171,7 @@ export async function createRequest(
         targets: data.targets,
         options: data.options,
         rollout: data.rollout,
-        contentHash: contentHashOf({ ...data, scriptId: data.scriptId ?? null }),
+        contentHash,
         reason: data.reason,
         state: auto ? 'approved' : 'pending',
         requiredApprovals: policy.requiredApprovals,
@@ -160,10 +198,29 @@ export async function createRequest(
           policyIds: policy.policyIds,
           requiredApprovals: policy.requiredApprovals,
           targets: data.targets,
+          ...(grant ? { emergency: true } : {}),
         },
       },
       now,
     );
+    if (grant)
+      await appendAudit(
+        tx,
+        {
+          actor,
+          action: 'request.break_glass',
+          subjectType: 'request',
+          subjectId: req.id,
+          data: {
+            breakGlass: true,
+            grantId: grant.id,
+            reason: data.emergencyReason,
+            contentHash,
+            skippedApprovals: policy.requiredApprovals,
+          },
+        },
+        now,
+      );
     if (auto)
       await appendAudit(
         tx,
@@ -172,7 +229,11 @@ export async function createRequest(
           action: 'request.approve',
           subjectType: 'request',
           subjectId: req.id,
-          data: { automatic: true, approvalExpiresAt: req.approvalExpiresAt!.toISOString() },
+          data: {
+            automatic: !grant,
+            ...(grant ? { emergency: true } : {}),
+            approvalExpiresAt: req.approvalExpiresAt!.toISOString(),
+          },
         },
         now,
       );
@@ -570,8 +631,10 @@ export async function getRequest(db: Db, id: string) {
       : null,
     leftoverThread: leftoverThreadOf(leftoverThread),
   }));
+  const flagged = await unconfirmedGovernanceOf(db, [req]);
   return {
     ...requestOf(req),
+    unconfirmedGovernance: flagged.has(req.id),
     reviews: req.reviews.map((r) => ({ ...r, decision: decisionOf(r.decision) })),
     executions,
     executionCounts: executionStateCounts(executions.map((e) => e.state)),
@@ -586,19 +649,24 @@ export type RequestDetail = Awaited<ReturnType<typeof getRequest>>;
 /** Requests newest first, keyset-paginated on (createdAt, id) via `cursor` = last id. */
 export async function listRequests(
   db: Db,
-  filter: { state?: string; requesterId?: string; cursor?: string; limit?: number } = {},
-): Promise<{ items: Request[]; nextCursor: string | null }> {
+  filter: { state?: string; requesterId?: string; review?: 'after'; cursor?: string; limit?: number } = {},
+): Promise<{ items: (Request & { unconfirmedGovernance: boolean })[]; nextCursor: string | null }> {
   const limit = Math.min(Math.max(filter.limit ?? 50, 1), 200);
   const items = await db.injectionRequest.findMany({
     where: {
       ...(filter.state ? { state: filter.state } : {}),
       ...(filter.requesterId ? { requesterId: filter.requesterId } : {}),
+      ...(filter.review === 'after' ? { afterReview: 'open' } : {}),
     },
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     take: limit,
     ...(filter.cursor ? { cursor: { id: filter.cursor }, skip: 1 } : {}),
   });
-  return { items: items.map(requestOf), nextCursor: items.length === limit ? items.at(-1)!.id : null };
+  const flagged = await unconfirmedGovernanceOf(db, items);
+  return {
+    items: items.map((r) => ({ ...requestOf(r), unconfirmedGovernance: flagged.has(r.id) })),
+    nextCursor: items.length === limit ? items.at(-1)!.id : null,
+  };
 }
 
 /**

@@ -13,7 +13,6 @@ import { RequestDetail } from '@pyreach/protocol/api';
 import { verifyAuditChain } from './audit';
 import * as dispatch from './dispatch';
 import * as executions from './executions';
-import { createPolicy } from './policy';
 import * as requests from './requests';
 import { loadOrCreateSigningKey } from './signing';
 import {
@@ -22,6 +21,7 @@ import {
   seedAgent,
   seedUser,
   testKeyPair,
+  seedPolicy,
 } from '../../../../../test/support/services';
 
 const ATTEST = testKeyPair();
@@ -43,7 +43,7 @@ describeEachDatabase('results by state', (db) => {
       labels: { env },
       processes: Array.from({ length: n }, (_, i) => pyProcess(100 + i)),
     });
-    await createPolicy(prisma, admin, {
+    await seedPolicy(prisma, {
       name: `p-${agent.id}`,
       matchLabels: { env },
       priority: 10,

@@ -9,7 +9,7 @@ import { ExecError, ThreadInfo } from '@pyreach/protocol/exec';
 import { JsonObject, Labels } from '@pyreach/protocol/common';
 import { ProcessThread } from '@pyreach/protocol/inventory';
 import { JobOptions } from '@pyreach/protocol/options';
-import { ExecutionState, RequestState } from '@pyreach/protocol/states';
+import { AfterReviewState, ExecutionState, RequestState } from '@pyreach/protocol/states';
 import { AppError } from './errors';
 
 function column<S extends z.ZodType>(schema: S, what: string) {
@@ -38,6 +38,7 @@ export const rolesOf = column(z.array(Role), 'roles');
 export const roleOf = column(Role, 'role');
 export const executionStateOf = column(ExecutionState, 'execution state');
 export const requestStateOf = column(RequestState, 'request state');
+export const afterReviewOf = column(AfterReviewState.nullable(), 'after-review state');
 export const execErrorOf = column(ExecError.nullable(), 'execution error');
 export const decisionOf = column(ReviewDecision, 'review decision');
 export const leftoverThreadOf = column(ThreadInfo.nullable(), 'leftover thread');
@@ -51,10 +52,12 @@ export function requestOf<
     options: unknown;
     state: string;
     approverRoles: string[];
+    afterReview?: string | null;
   },
 >(row: R) {
   return {
     ...row,
+    afterReview: afterReviewOf(row.afterReview ?? null),
     params: paramsOf(row.params),
     targets: targetsOf(row.targets),
     rollout: rolloutOf(row.rollout),

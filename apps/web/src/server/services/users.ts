@@ -1,5 +1,7 @@
-import { CreateUser, Role } from '@pyreach/protocol/api';
-import type { Db, PrismaClient, User } from '@pyreach/db';
+import { CreateUser, Role, type GovernanceChangeRow } from '@pyreach/protocol/api';
+import type { Db, PrismaClient, Tx, User } from '@pyreach/db';
+import type { AttestationKey } from './attest';
+import { changeRowOf, propose, roleWidens } from './governance';
 import { requireUser, SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
 import { AppError, isUniqueViolation, parseInput } from './errors';
@@ -17,6 +19,9 @@ const conflict = () =>
 /**
  * Creates a password user with a role (admin only): the user, its credential and the audit event in one
  * transaction, so a failure leaves no half-made account behind. The email is stored lower-case; taken is CONFLICT.
+ * An approver or admin made by a person is a governance change (governance.ts): with another admin present the
+ * user starts as a viewer until a second admin confirms the role; alone, the role is given but unconfirmed.
+ * Seeding (the system actor: whoever runs the seed holds the database already) needs no confirmation.
  */
 export async function createUser(
   db: PrismaClient,
@@ -24,18 +29,41 @@ export async function createUser(
   input: CreateUser,
   hashPassword: HashPassword,
   now: Date = new Date(),
-): Promise<{ id: string; email: string; name: string; role: Role }> {
-  if (actor.type !== 'system') requireUser(actor, 'user:manage');
+  key?: AttestationKey,
+): Promise<{
+  user: { id: string; email: string; name: string; role: Role };
+  change: GovernanceChangeRow | null;
+}> {
+  const requester = actor.type === 'system' ? null : requireUser(actor, 'user:manage');
   const data = parseInput(CreateUser, input, 'user');
   const email = data.email.toLowerCase();
+  const governed = requester !== null && roleWidens(null, data.role);
+  if (governed && !key) throw noKey();
   // Hashing is slow on purpose (scrypt): done before the transaction holds a connection.
   const hash = await hashPassword(data.password);
   try {
     return await db.$transaction(async (tx) => {
       if (await tx.user.findUnique({ where: { email }, select: { id: true } })) throw conflict();
       const id = newId('u');
+      const change = governed
+        ? await propose(
+            tx,
+            actor,
+            requester.id,
+            {
+              kind: 'user.create',
+              subjectType: 'user',
+              subjectId: id,
+              data: { email, role: data.role, from: null },
+              reasons: [`a new ${data.role}`],
+            },
+            key!,
+            now,
+          )
+        : null;
+      const role: Role = change?.state === 'pending' ? 'viewer' : data.role;
       await tx.user.create({
-        data: { id, email, name: data.name, emailVerified: true, role: data.role, createdAt: now },
+        data: { id, email, name: data.name, emailVerified: true, role, createdAt: now },
       });
       await tx.account.create({
         data: { id: newId('acc'), userId: id, accountId: id, providerId: 'credential', password: hash },
@@ -47,11 +75,16 @@ export async function createUser(
           action: 'user.create',
           subjectType: 'user',
           subjectId: id,
-          data: { email, role: data.role, ...(actor.type === 'system' ? { via: actor.name } : {}) },
+          data: {
+            email,
+            role,
+            ...(change ? { changeId: change.id, requestedRole: data.role } : {}),
+            ...(actor.type === 'system' ? { via: actor.name } : {}),
+          },
         },
         now,
       );
-      return { id, email, name: data.name, role: data.role };
+      return { user: { id, email, name: data.name, role }, change: change ? changeRowOf(change) : null };
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw conflict();
@@ -59,12 +92,52 @@ export async function createUser(
   }
 }
 
+const noKey = () =>
+  new AppError('INTERNAL', 'a governance change needs the attestation key', {
+    userMessage: 'internal error',
+  });
+
+/** The role write itself, audited; also what a confirmed governance change applies. */
+export async function writeRole(
+  tx: Tx,
+  actor: Actor,
+  userId: string,
+  role: Role,
+  changeId?: string,
+): Promise<User> {
+  const before = await tx.user.findUnique({ where: { id: userId } });
+  if (!before) throw notFound(userId);
+  const updated = await tx.user.update({ where: { id: userId }, data: { role } });
+  await appendAudit(tx, {
+    actor,
+    action: 'user.role.set',
+    subjectType: 'user',
+    subjectId: userId,
+    data: {
+      from: before.role,
+      to: role,
+      ...(changeId ? { changeId } : {}),
+      ...(actor.type === 'system' ? { via: actor.name } : {}),
+    },
+  });
+  return updated;
+}
+
 /**
  * Changes a user's role (admin only, audited). The last admin cannot be demoted — the admin rows are locked
- * first, so two admins demoting each other at once cannot both succeed.
+ * first, so two admins demoting each other at once cannot both succeed. A change to approver or admin by a
+ * person is a governance change: pending (the role stays) while another admin could confirm it, else given
+ * unconfirmed. Changes to viewer or operator take effect at once.
  */
-export async function setRole(db: PrismaClient, actor: Actor, userId: string, role: string): Promise<User> {
-  if (actor.type !== 'system') requireUser(actor, 'user:manage');
+export async function setRole(
+  db: PrismaClient,
+  actor: Actor,
+  userId: string,
+  role: string,
+  key?: AttestationKey,
+  now: Date = new Date(),
+): Promise<{ user: User; change: GovernanceChangeRow | null }> {
+  const requester = actor.type === 'system' ? null : requireUser(actor, 'user:manage');
   const r = Role.safeParse(role);
   if (!r.success)
     throw new AppError('VALIDATION', `unknown role ${role}`, {
@@ -75,22 +148,34 @@ export async function setRole(db: PrismaClient, actor: Actor, userId: string, ro
       `SELECT id FROM "user" WHERE role = 'admin' ORDER BY id FOR UPDATE`,
     );
     const user = await tx.user.findUnique({ where: { id: userId } });
-    if (!user) throw new AppError('NOT_FOUND', `user ${userId} not found`, { userMessage: 'user not found' });
-    if (user.role === role) return user;
+    if (!user) throw notFound(userId);
+    if (user.role === role) return { user, change: null };
     if (user.role === 'admin' && admins.length <= 1) {
       throw new AppError('CONFLICT', `refusing to demote ${userId}, the last admin`, {
         userMessage: 'the last admin cannot be demoted',
       });
     }
-    const updated = await tx.user.update({ where: { id: userId }, data: { role } });
-    await appendAudit(tx, {
-      actor,
-      action: 'user.role.set',
-      subjectType: 'user',
-      subjectId: userId,
-      data: { from: user.role, to: role, ...(actor.type === 'system' ? { via: actor.name } : {}) },
-    });
-    return updated;
+    const from = Role.catch('viewer').parse(user.role);
+    if (requester && roleWidens(from, r.data)) {
+      if (!key) throw noKey();
+      const change = await propose(
+        tx,
+        actor,
+        requester.id,
+        {
+          kind: 'user.role',
+          subjectType: 'user',
+          subjectId: userId,
+          data: { email: user.email, role: r.data, from },
+          reasons: [`${from} → ${r.data}`],
+        },
+        key,
+        now,
+      );
+      if (change.state === 'pending') return { user, change: changeRowOf(change) };
+      return { user: await writeRole(tx, actor, userId, r.data, change.id), change: changeRowOf(change) };
+    }
+    return { user: await writeRole(tx, actor, userId, r.data), change: null };
   });
 }
 
@@ -110,7 +195,7 @@ export async function ensureUser(
     return { id: existing.id, created: false };
   }
   const created = await createUser(db, seed, input, hashPassword);
-  return { id: created.id, created: true };
+  return { id: created.user.id, created: true };
 }
 
 export async function listUsers(db: Db) {

@@ -1,7 +1,7 @@
 'use client';
 import { useState } from 'react';
 import { Controller, useForm } from 'react-hook-form';
-import { ROLES, type PolicyInput, type PolicyRow } from '@pyreach/protocol/api';
+import { ROLES, type GovernanceChangeRow, type PolicyInput, type PolicyRow } from '@pyreach/protocol/api';
 import { LabelList } from '../../../components/status';
 import { Alert } from '../../../components/ui/alert';
 import { Badge } from '../../../components/ui/badge';
@@ -58,10 +58,19 @@ export function PoliciesTab() {
   const { data, error, loading, reload } = useCall('listPolicies', {});
   const [editing, setEditing] = useState<{ id: string | null; draft: PolicyDraft } | null>(null);
   const [err, setErr] = useState<unknown>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const waits = (change: GovernanceChangeRow | null) =>
+    setNotice(
+      change?.state === 'pending'
+        ? `This loosens who may approve (${change.reasons.join('; ')}): it takes effect when a second admin confirms it under Users → Changes waiting for a second admin.`
+        : change?.state === 'unconfirmed'
+          ? 'In effect, but no second admin exists to confirm it: the requests it affects are marked “unconfirmed governance”.'
+          : null,
+    );
   async function remove(p: PolicyRow) {
     setErr(null);
     try {
-      await api('deletePolicy', { params: { id: p.id } });
+      waits((await api('deletePolicy', { params: { id: p.id } })).change);
       reload();
     } catch (error) {
       setErr(error);
@@ -73,6 +82,7 @@ export function PoliciesTab() {
         <Button onClick={() => setEditing({ id: null, draft: EMPTY })}>New policy</Button>
       </div>
       {err ? <Alert variant="destructive" title={errorMessage(err)} /> : null}
+      {notice ? <Alert variant="warning" title={notice} data-testid="governance-notice" /> : null}
       {error ? (
         <ErrorState error={error} onRetry={reload} />
       ) : loading && !data ? (
@@ -151,8 +161,9 @@ export function PoliciesTab() {
               id={editing.id}
               draft={editing.draft}
               onCancel={() => setEditing(null)}
-              onSaved={() => {
+              onSaved={(change) => {
                 setEditing(null);
+                waits(change);
                 reload();
               }}
             />
@@ -174,7 +185,7 @@ function PolicyEditor({
   id: string | null;
   draft: PolicyDraft;
   onCancel: () => void;
-  onSaved: () => void;
+  onSaved: (change: GovernanceChangeRow | null) => void;
 }) {
   const form = useForm<PolicyDraft>({ defaultValues: draft });
   const [err, setErr] = useState<unknown>(null);
@@ -188,9 +199,10 @@ function PolicyEditor({
     }
     const body: PolicyInput = { ...v, description: v.description || null, matchLabels: labels.labels };
     try {
-      if (id) await api('updatePolicy', { params: { id }, body });
-      else await api('createPolicy', { body });
-      onSaved();
+      const saved = id
+        ? await api('updatePolicy', { params: { id }, body })
+        : await api('createPolicy', { body });
+      onSaved(saved.change);
     } catch (error) {
       setErr(error);
     }

@@ -2,7 +2,7 @@
 import { useState } from 'react';
 import { useForm } from 'react-hook-form';
 import { zodResolver } from '@hookform/resolvers/zod';
-import { CreateUser, ROLES, Role } from '@pyreach/protocol/api';
+import { CreateUser, ROLES, Role, type GovernanceChangeRow } from '@pyreach/protocol/api';
 import { Alert } from '../../../components/ui/alert';
 import { Badge } from '../../../components/ui/badge';
 import { Button } from '../../../components/ui/button';
@@ -20,6 +20,38 @@ const EMPTY: CreateUser = { email: '', name: '', password: '', role: 'viewer' };
 export function UsersTab() {
   const me = useUser();
   const { data, error, loading, reload } = useCall('listUsers', {});
+  const changes = useCall('listGovernanceChanges', { query: { open: 'true' } });
+  const grants = useCall('listBreakGlassGrants', {});
+  const activeGrant = (userId: string) =>
+    grants.data?.grants.find((g) => g.userId === userId && g.status === 'active') ?? null;
+  async function grantBreakGlass(id: string, email: string) {
+    const reason = window.prompt(`Why may ${email} run emergency requests without approval?`);
+    if (!reason) return;
+    const hours = window.prompt('For how many hours? (empty: until revoked)', '24');
+    setMsg(null);
+    try {
+      const expiresAt =
+        hours && Number(hours) > 0
+          ? new Date(Date.now() + Number(hours) * 3_600_000).toISOString()
+          : undefined;
+      await api('createBreakGlassGrant', {
+        body: { userId: id, reason, ...(expiresAt ? { expiresAt } : {}) },
+      });
+      setMsg({ ok: true, text: `Break-glass granted to ${email}` });
+      grants.reload();
+    } catch (err) {
+      setMsg({ ok: false, text: errorMessage(err) });
+    }
+  }
+  async function revokeBreakGlass(grantId: string) {
+    setMsg(null);
+    try {
+      await api('revokeBreakGlassGrant', { params: { id: grantId }, body: {} });
+      grants.reload();
+    } catch (err) {
+      setMsg({ ok: false, text: errorMessage(err) });
+    }
+  }
   const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
   // The API's own body schema checks the form (email, 12+ character password) before anything is sent.
   const form = useForm<CreateUser>({ defaultValues: EMPTY, resolver: zodResolver(CreateUser) });
@@ -28,8 +60,9 @@ export function UsersTab() {
   const create = form.handleSubmit(async (body) => {
     setMsg(null);
     try {
-      await api('createUser', { body });
-      setMsg({ ok: true, text: `Created ${body.email}` });
+      const { change } = await api('createUser', { body });
+      setMsg({ ok: true, text: `Created ${body.email}${governanceNote(change)}` });
+      changes.reload();
       form.reset(EMPTY);
       reload();
     } catch (err) {
@@ -39,14 +72,26 @@ export function UsersTab() {
   async function setRole(id: string, role: Role) {
     setMsg(null);
     try {
-      await api('setUserRole', { params: { id }, body: { role } });
+      const { change } = await api('setUserRole', { params: { id }, body: { role } });
+      if (change) setMsg({ ok: true, text: `Role change recorded${governanceNote(change)}` });
+      changes.reload();
       reload();
     } catch (err) {
       setMsg({ ok: false, text: errorMessage(err) });
     }
   }
+  const names = Object.fromEntries((data?.users ?? []).map((u) => [u.id, u.email]));
   return (
     <div className="grid gap-4">
+      <GovernanceChanges
+        changes={changes.data?.changes ?? []}
+        me={me.id}
+        names={names}
+        onDecided={() => {
+          changes.reload();
+          reload();
+        }}
+      />
       <Card>
         <CardHeader>
           <CardTitle>Add a user</CardTitle>
@@ -100,6 +145,7 @@ export function UsersTab() {
                 <TH>Email</TH>
                 <TH>Role</TH>
                 <TH>Since</TH>
+                <TH>Break-glass</TH>
               </TR>
             </THead>
             <TBody>
@@ -124,6 +170,34 @@ export function UsersTab() {
                     </NativeSelect>
                   </TD>
                   <TD className="text-muted-foreground">{formatTime(u.createdAt)}</TD>
+                  <TD>
+                    {(() => {
+                      const g = activeGrant(u.id);
+                      if (g)
+                        return (
+                          <span className="flex items-center gap-2">
+                            <Badge variant="destructive" title={g.reason}>
+                              {g.expiresAt ? `until ${formatTime(g.expiresAt)}` : 'until revoked'}
+                            </Badge>
+                            <Button size="sm" variant="outline" onClick={() => void revokeBreakGlass(g.id)}>
+                              Revoke
+                            </Button>
+                          </span>
+                        );
+                      if (u.id === me.id || u.banned || (u.role !== 'operator' && u.role !== 'admin'))
+                        return null;
+                      return (
+                        <Button
+                          size="sm"
+                          variant="outline"
+                          aria-label={`Grant break-glass to ${u.email}`}
+                          onClick={() => void grantBreakGlass(u.id, u.email)}
+                        >
+                          Grant
+                        </Button>
+                      );
+                    })()}
+                  </TD>
                 </TR>
               ))}
             </TBody>
@@ -131,5 +205,94 @@ export function UsersTab() {
         </Card>
       )}
     </div>
+  );
+}
+
+/** What the answer to a role write means for who may approve. */
+function governanceNote(change: GovernanceChangeRow | null): string {
+  if (change?.state === 'pending')
+    return ` — the ${String(change.data.role)} role takes effect when a second admin confirms it`;
+  if (change?.state === 'unconfirmed')
+    return ` — no second admin exists to confirm the ${String(change.data.role)} role: what they approve is marked “unconfirmed governance”`;
+  return '';
+}
+
+/**
+ * Changes that widen who may approve, waiting for a second admin (pending) or in effect without one
+ * (unconfirmed). Confirming needs a recent sign-in, like a vote; the server refuses your own.
+ */
+function GovernanceChanges({
+  changes,
+  me,
+  names,
+  onDecided,
+}: {
+  changes: GovernanceChangeRow[];
+  me: string;
+  names: Record<string, string>;
+  onDecided: () => void;
+}) {
+  const [err, setErr] = useState<unknown>(null);
+  if (changes.length === 0) return null;
+  async function decide(id: string, decision: 'confirm' | 'reject') {
+    setErr(null);
+    try {
+      if (decision === 'confirm') await api('confirmGovernanceChange', { params: { id }, body: {} });
+      else await api('rejectGovernanceChange', { params: { id }, body: {} });
+      onDecided();
+    } catch (e) {
+      setErr(e);
+    }
+  }
+  return (
+    <Card data-testid="governance-changes">
+      <CardHeader>
+        <CardTitle>Changes waiting for a second admin</CardTitle>
+      </CardHeader>
+      <CardContent className="grid gap-3">
+        {err ? <Alert variant="destructive" title={errorMessage(err)} /> : null}
+        <Table aria-label="Governance changes">
+          <THead>
+            <TR>
+              <TH>Change</TH>
+              <TH>Why it needs a second admin</TH>
+              <TH>By</TH>
+              <TH>State</TH>
+              <TH />
+            </TR>
+          </THead>
+          <TBody>
+            {changes.map((c) => (
+              <TR key={c.id} data-testid="governance-change">
+                <TD className="font-medium">
+                  {c.kind} {names[c.subjectId] ?? c.subjectId}
+                </TD>
+                <TD className="text-sm">{c.reasons.join('; ')}</TD>
+                <TD>{names[c.requestedById] ?? c.requestedById}</TD>
+                <TD>
+                  <Badge variant={c.state === 'pending' ? 'warning' : 'destructive'}>{c.state}</Badge>
+                </TD>
+                <TD className="flex gap-2">
+                  {c.requestedById === me ? (
+                    <span className="text-xs text-muted-foreground">yours: another admin confirms</span>
+                  ) : (
+                    <>
+                      <Button size="sm" onClick={() => void decide(c.id, 'confirm')}>
+                        Confirm
+                      </Button>
+                      {c.state === 'pending' ? (
+                        <Button size="sm" variant="outline" onClick={() => void decide(c.id, 'reject')}>
+                          Reject
+                        </Button>
+                      ) : null}
+                    </>
+                  )}
+                </TD>
+              </TR>
+            ))}
+          </TBody>
+        </Table>
+      </CardContent>
+    </Card>
   );
 }

@@ -3,8 +3,9 @@ import Link from 'next/link';
 import { CheckCheckIcon, ExternalLinkIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../components/requests/code-and-params';
+import { AfterReview } from '../../../components/requests/after-review';
 import { ReviewControls } from '../../../components/requests/review-controls';
-import { RequestBadge } from '../../../components/status';
+import { RequestBadge, RequestMarks } from '../../../components/status';
 import { Alert } from '../../../components/ui/alert';
 import { Badge } from '../../../components/ui/badge';
 import { Card, CardContent, CardHeader } from '../../../components/ui/card';
@@ -44,6 +45,7 @@ export function ApprovalQueue() {
         title="Approvals"
         description="Pending requests. Read the exact code, parameters and targets before you vote."
       />
+      <AfterReviewQueue />
       {error ? (
         <ErrorState error={error} onRetry={reload} />
       ) : loading && !data ? (
@@ -65,6 +67,7 @@ export function ApprovalQueue() {
                     {r.kind === 'library' ? (script?.title ?? r.scriptId) : 'Custom code'}
                   </h2>
                   <RequestBadge state={r.state} />
+                  <RequestMarks request={r} />
                   {own ? <Badge variant="outline">your request</Badge> : null}
                   <span className="text-xs text-muted-foreground" title={formatTime(r.createdAt)}>
                     by <span data-testid="requester">{names[r.requesterId]?.name ?? '…'}</span> ·{' '}
@@ -119,5 +122,43 @@ export function ApprovalQueue() {
         </div>
       )}
     </>
+  );
+}
+
+/** Break-glass requests that ran without votes and wait for a second person's review afterwards. */
+function AfterReviewQueue() {
+  const { data, reload } = useCall('listRequests', { query: { review: 'after', limit: 100 } });
+  useUiEvent('request:changed', () => reload());
+  const requests = data?.requests ?? [];
+  const names = useNames(requests.map((r) => r.requesterId));
+  if (requests.length === 0) return null;
+  return (
+    <Card className="mb-5 border-destructive/40" data-testid="after-review-queue">
+      <CardHeader>
+        <h2 className="font-semibold">Needs review afterwards (break-glass)</h2>
+      </CardHeader>
+      <CardContent className="grid gap-4">
+        {requests.map((r) => (
+          <div
+            key={r.id}
+            className="grid gap-2 border-t pt-3"
+            data-testid="after-review-item"
+            data-request-id={r.id}
+          >
+            <div className="flex flex-wrap items-center gap-2 text-sm">
+              <Link href={`/requests/${r.id}`} className="font-medium underline-offset-2 hover:underline">
+                {r.kind === 'library' ? r.scriptId : 'custom code'}
+              </Link>
+              <RequestBadge state={r.state} />
+              <RequestMarks request={r} />
+              <span className="text-xs text-muted-foreground">
+                by {names[r.requesterId]?.name ?? '…'} · {relativeTime(r.createdAt)}
+              </span>
+            </div>
+            <AfterReview request={r} onDone={reload} />
+          </div>
+        ))}
+      </CardContent>
+    </Card>
   );
 }

@@ -4,7 +4,7 @@ import { useState } from 'react';
 import { PlusIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
 import { describeTargets } from '../../../components/requests/code-and-params';
-import { RequestBadge } from '../../../components/status';
+import { RequestBadge, RequestMarks } from '../../../components/status';
 import { Button } from '../../../components/ui/button';
 import { Card } from '../../../components/ui/card';
 import { NativeSelect } from '../../../components/ui/input';
@@ -118,6 +118,7 @@ export function RequestList() {
                   </TD>
                   <TD>
                     <RequestBadge state={r.state} />
+                    <RequestMarks request={r} />
                   </TD>
                   <TD className="max-w-56 truncate font-mono text-xs">
                     {describeTargets(r.targets, hostnames).join('; ')}

@@ -5,8 +5,9 @@ import { BanIcon, ClockIcon, ServerIcon, UserIcon } from 'lucide-react';
 import { PageHeader } from '../../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../../components/requests/code-and-params';
 import { ExecutionCounts } from '../../../../components/requests/execution-counts';
+import { AfterReview } from '../../../../components/requests/after-review';
 import { ReviewControls } from '../../../../components/requests/review-controls';
-import { ExecutionBadge, RequestBadge } from '../../../../components/status';
+import { ExecutionBadge, RequestBadge, RequestMarks } from '../../../../components/status';
 import { Alert } from '../../../../components/ui/alert';
 import { Badge } from '../../../../components/ui/badge';
 import { Button } from '../../../../components/ui/button';
@@ -214,6 +215,7 @@ export function RequestDetail({ id }: { id: string }) {
         description={
           <span className="flex flex-wrap items-center gap-2">
             <RequestBadge state={r.state} />
+            <RequestMarks request={r} />
             <span className="font-mono text-xs">{r.id}</span>
             <span className="inline-flex items-center gap-1">
               <UserIcon aria-hidden="true" className="size-3.5" />
@@ -290,6 +292,7 @@ export function RequestDetail({ id }: { id: string }) {
         </div>
 
         <aside className="grid content-start gap-5">
+          <AfterReview request={r} onDone={reloadAll} />
           {reviewable ? (
             <Card className="border-primary/40">
               <CardHeader>

@@ -50,6 +50,13 @@ export function NewRequestForm() {
   const { control, register, setValue, handleSubmit, formState } = form;
   const draft = useWatch({ control }) as RequestDraft;
   const [submitError, setSubmitError] = useState<unknown>(null);
+  // Break-glass is offered only to people an admin granted it to (the server checks again, and at dispatch).
+  const breakGlass = useCall('myBreakGlass', {});
+  const granted = breakGlass.data?.grant ?? null;
+  const [emergency, setEmergency] = useState(false);
+  const [emergencyReason, setEmergencyReason] = useState('');
+  const emergencyError =
+    emergency && emergencyReason.trim().length < 10 ? 'Say what is on fire (10+ characters).' : null;
 
   const scriptList = useMemo(() => scripts.data?.scripts ?? [], [scripts.data]);
   const script = scriptList.find((s) => s.id === draft.scriptId);
@@ -86,9 +93,13 @@ export function NewRequestForm() {
   const submit = handleSubmit(async (values) => {
     setSubmitError(null);
     const now = targetsOf(values, processes.data?.processes ?? []);
-    if (hasErrors(draftErrors(values, now, script)) || !now) return;
+    if (hasErrors(draftErrors(values, now, script)) || !now || emergencyError) return;
     try {
-      const r = await api('createRequest', { body: toCreateRequest(values, now, script) });
+      const body = {
+        ...toCreateRequest(values, now, script),
+        ...(emergency && granted ? { emergency: true, emergencyReason: emergencyReason.trim() } : {}),
+      };
+      const r = await api('createRequest', { body });
       router.push(`/requests/${r.request.id}`);
     } catch (err) {
       setSubmitError(err);
@@ -137,13 +148,55 @@ export function NewRequestForm() {
             policy={policy}
             selectorLabels={draft.targetMode === 'selector' ? selectorOf(draft).labels.labels : null}
           >
+            {granted ? (
+              <div
+                className="grid gap-2 rounded-md border border-destructive/40 p-3"
+                data-testid="break-glass"
+              >
+                <label className="flex items-center gap-2 text-sm font-medium">
+                  <input
+                    type="checkbox"
+                    checked={emergency}
+                    onChange={(e) => setEmergency(e.target.checked)}
+                    aria-describedby="break-glass-warning"
+                  />
+                  Emergency (break-glass)
+                </label>
+                {emergency ? (
+                  <>
+                    <Alert
+                      variant="destructive"
+                      id="break-glass-warning"
+                      title="Runs at once, without approval"
+                    >
+                      It skips every approval, is marked as break-glass everywhere, notifies whoever watches
+                      break-glass, and waits for a second person to review it afterwards. Use it only when
+                      waiting would do more harm.
+                    </Alert>
+                    <label className="grid gap-1 text-sm" htmlFor="emergency-reason">
+                      What is on fire
+                      <textarea
+                        id="emergency-reason"
+                        className="min-h-16 rounded-md border bg-background p-2 text-sm"
+                        value={emergencyReason}
+                        onChange={(e) => setEmergencyReason(e.target.value)}
+                      />
+                    </label>
+                    {formState.isSubmitted && emergencyError ? (
+                      <p className="text-sm text-destructive">{emergencyError}</p>
+                    ) : null}
+                  </>
+                ) : null}
+              </div>
+            ) : null}
             {submitError ? (
               <Alert variant="destructive" title="The request was not filed">
                 {errorMessage(submitError)}
               </Alert>
             ) : null}
             <Button type="submit" disabled={formState.isSubmitting} className="w-full">
-              <SendIcon aria-hidden="true" /> {formState.isSubmitting ? 'Filing…' : 'File request'}
+              <SendIcon aria-hidden="true" />{' '}
+              {formState.isSubmitting ? 'Filing…' : emergency ? 'Run now (break-glass)' : 'File request'}
             </Button>
           </PolicyPanel>
         </aside>
