@@ -18,10 +18,9 @@ import type { JobEvent } from '@pyreach/protocol/agent';
 import { appendAuditMany, recordAudit, verifyAuditChain } from '../apps/web/src/server/services/audit';
 import * as dispatch from '../apps/web/src/server/services/dispatch';
 import * as executions from '../apps/web/src/server/services/executions';
-import { createPolicy } from '../apps/web/src/server/services/policy';
 import * as requests from '../apps/web/src/server/services/requests';
 import { loadOrCreateSigningKey } from '../apps/web/src/server/services/signing';
-import { pyProcess, seedAgent, seedUser, testKeyPair } from '../test/support/services';
+import { pyProcess, seedAgent, seedPolicy, seedUser, testKeyPair } from '../test/support/services';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -79,7 +78,7 @@ try {
     labels: { env: 'bench' },
     processes: Array.from({ length: N }, (_, i) => pyProcess(100 + i)),
   });
-  await createPolicy(prisma, admin, {
+  await seedPolicy(prisma, {
     name: 'bench',
     matchLabels: { env: 'bench' },
     priority: 10,
