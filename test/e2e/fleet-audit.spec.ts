@@ -60,6 +60,13 @@ test.beforeAll(async () => {
       nsPid: 1,
     }),
   ]);
+  // A Kubernetes node whose agent watches pods (issue 14): three pods in two namespaces and a host process.
+  await agentWith('k8s-node-e2e', { env: 'k8s-e2e' }, [
+    podProcess(7001, 'shop-e2e', 'checkout-7d9f-aaaaa', 'web', { app: 'checkout-e2e', track: 'stable' }),
+    podProcess(7002, 'shop-e2e', 'checkout-7d9f-bbbbb', 'web', { app: 'checkout-e2e', track: 'canary' }),
+    podProcess(7003, 'ledger-e2e', 'ledger-0', 'ledger', { app: 'ledger-e2e' }, 'StatefulSet', 'ledger'),
+    fakeProcess(7004, { cmdline: [PY, '/srv/node/exporter.py'] }),
+  ]);
   // 5,000 more processes on 10 hosts (500 each: one inventory snapshot per agent).
   for (let h = 0; h < 10; h++) {
     await agentWith(
@@ -77,6 +84,39 @@ test.beforeAll(async () => {
   await agentWith('twin-vm', { env: 'twin' }, []);
   await agentWith('twin-vm', { env: 'twin' }, []);
 });
+
+/** A process in a pod, with the container identity an agent that can watch pods reports. */
+function podProcess(
+  pid: number,
+  namespace: string,
+  name: string,
+  containerName: string,
+  labels: Record<string, string>,
+  kind = 'Deployment',
+  workload = 'checkout',
+): PythonProcess {
+  const uid = `00000000-0000-4000-8000-${String(pid).padStart(12, '0')}`;
+  return fakeProcess(pid, {
+    cmdline: [PY, `/app/${containerName}.py`],
+    inContainer: true,
+    container: `containerd:${pid.toString(16).padStart(12, '0')}`,
+    containerIdentity: {
+      cgroup: 'v2',
+      runtime: 'containerd',
+      containerId: pid.toString(16).padStart(64, '0'),
+      podUid: uid,
+      pod: {
+        name,
+        namespace,
+        uid,
+        nodeName: 'k8s-node-e2e',
+        containerName,
+        labels,
+        workload: { kind, name: workload },
+      },
+    },
+  });
+}
 
 test.afterAll(() => {
   for (const a of agents) a.close();
@@ -153,6 +193,79 @@ test('the fleet API answers 400 naming the field for a bad filter', async () => 
   const r = await operatorApi.request('GET', '/api/ui/fleet?debug=maybe');
   expect(r.status).toBe(400);
   expect(JSON.stringify(r.body)).toContain('debug');
+});
+
+test('pods: the fleet filters by namespace and workload; a selector by pod label previews and files', async ({
+  browser,
+}) => {
+  // Through the API: a pod-label selector resolves to exactly the pods; malformed pod terms are 400 naming the field.
+  const preview = await operatorApi.ok(
+    operatorApi.post<{ count: number; processes: { pid: number; pod?: { name: string } | null }[] }>(
+      '/api/fleet/preview',
+      { labels: {}, process: { pod: { namespace: 'shop-e2e', labels: { app: 'checkout-e2e' } } } },
+    ),
+  );
+  expect(preview.processes.map((p) => [p.pid, p.pod?.name])).toEqual([
+    [7001, 'checkout-7d9f-aaaaa'],
+    [7002, 'checkout-7d9f-bbbbb'],
+  ]);
+  const badNs = await operatorApi.request('POST', '/api/fleet/preview', {
+    labels: {},
+    process: { pod: { namespace: 'Shop_E2E' } },
+  });
+  expect(badNs.status).toBe(400);
+  expect(JSON.stringify(badNs.body)).toContain('body.process.pod.namespace');
+  const badLabel = await operatorApi.request('POST', '/api/requests', {
+    kind: 'library',
+    scriptId: 'interpreter.info',
+    targets: { type: 'selector', labels: {}, process: { pod: { labels: { app: 'no spaces allowed' } } } },
+    reason: 'E2E: a malformed pod label',
+  });
+  expect(badLabel.status).toBe(400);
+  expect(JSON.stringify(badLabel.body)).toContain('body.targets.process.pod.labels');
+  const badWorkload = await operatorApi.request('GET', '/api/ui/fleet?workload=not%20a%20workload');
+  expect(badWorkload.status).toBe(400);
+  expect(JSON.stringify(badWorkload.body)).toContain('workload');
+
+  const { context, page } = await signedIn(browser, USERS.operator);
+  await page.setViewportSize(VIEWPORTS[0]);
+  await page.goto('/fleet');
+  await expect(page.getByTestId('fleet-totals')).toContainText('Python processes', { timeout: 90_000 });
+  await page.getByLabel('Namespace').selectOption('shop-e2e');
+  await expect(page.getByTestId('fleet-range')).toContainText('1–2 of 2 processes matching');
+  await expect(page.getByTestId('process-pod').first()).toHaveText(
+    'pod shop-e2e/checkout-7d9f-aaaaa · web · Deployment/checkout',
+  );
+  await page.getByLabel('Namespace').selectOption('');
+  await page.getByLabel('Workload').selectOption('ledger-e2e/StatefulSet/ledger');
+  await expect(page.getByTestId('fleet-range')).toContainText('1–1 of 1 process matching');
+  await expect(page.getByTestId('process-pod')).toHaveText(
+    'pod ledger-e2e/ledger-0 · ledger · StatefulSet/ledger',
+  );
+  await page.getByTestId('process-row').click();
+  await expect(page.getByTestId('drawer-workload')).toHaveText('StatefulSet/ledger');
+  await page.keyboard.press('Escape');
+  await noHorizontalOverflow(page, 'fleet by workload');
+  await shot(page, 'fleet-by-workload');
+
+  await page.goto('/requests/new');
+  await page.getByRole('tab', { name: 'Selector' }).click();
+  await page.getByLabel('Pod labels').fill('app=checkout e2e');
+  await expect(page.getByTestId('pod-error')).toContainText('Pod labels');
+  await page.getByLabel('Pod labels').fill('app=checkout-e2e, track=canary');
+  const shown = page.getByTestId('selector-preview');
+  await expect(shown.getByTestId('selector-count')).toHaveText('1');
+  await expect(shown.getByTestId('preview-pod')).toHaveText('shop-e2e/checkout-7d9f-bbbbb · web');
+  await page.getByLabel('Pod labels').fill('app=checkout-e2e');
+  await page.getByLabel('Namespace').fill('shop-e2e');
+  await expect(shown.getByTestId('selector-count')).toHaveText('2');
+  await page.getByLabel('Script', { exact: true }).selectOption('interpreter.info');
+  await page.getByLabel(/^Reason/).fill('E2E: the checkout pods, by pod label');
+  await shot(page, 'new-request-pod-selector');
+  await page.getByRole('button', { name: 'File request' }).click();
+  await page.waitForURL(/\/requests\/req_/);
+  await expect(page.locator('main')).toContainText('pod: namespace shop-e2e, pod labels app=checkout-e2e');
+  await context.close();
 });
 
 test('audit events open whole, show names, filter by actor name, and export exactly what is shown', async ({

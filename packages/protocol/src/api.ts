@@ -17,7 +17,7 @@ import {
   utf8Bytes,
 } from './common';
 import { StacksReport, TasksReport } from './inspect';
-import { PythonProcess } from './inventory';
+import { KubernetesLabelKey, KubernetesLabelValue, KubernetesPodFacts, PythonProcess } from './inventory';
 import { JobOptions } from './options';
 import { AfterReviewState, ExecutionState, InspectionState, RequestState } from './states';
 
@@ -126,12 +126,62 @@ export function mayReview(
 
 // ---- what a request targets -------------------------------------------------------------------------------
 
-/** Which processes on the matching hosts (case-insensitive substrings; user exact). */
+/** An RFC 1123 label: a namespace's or a container's name. */
+const DnsLabel = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'not a Kubernetes name (lower-case letters, digits and -)');
+/** At most this many pod labels in one selector (all must match). */
+export const MAX_POD_SELECTOR_LABELS = 16;
+
+/**
+ * Processes by the Kubernetes pod they run in, as their agent reports it (exact values; `labels` all must match).
+ * A selector with pod terms never matches a host process (one without pod facts); `{}` matches every process whose
+ * pod is known. These facts come from the agent, so they choose targets and never the policy, which host labels
+ * (the join token's or an admin's) decide.
+ */
+export const PodMatch = z
+  .object({
+    namespace: DnsLabel.optional(),
+    labels: z
+      .record(KubernetesLabelKey, KubernetesLabelValue)
+      .refine(
+        (l) => Object.keys(l).length <= MAX_POD_SELECTOR_LABELS,
+        `at most ${MAX_POD_SELECTOR_LABELS} pod labels`,
+      )
+      .optional(),
+    /** The container's name in the pod spec. */
+    container: DnsLabel.optional(),
+    /** The pod's owning workload (Deployment, StatefulSet, DaemonSet, Job, CronJob, …); kind optional. */
+    workload: z
+      .object({
+        kind: z
+          .string()
+          .regex(/^[A-Z][A-Za-z0-9]{0,62}$/, 'not a workload kind (e.g. Deployment)')
+          .optional(),
+        name: z
+          .string()
+          .min(1)
+          .max(253)
+          .regex(
+            /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+            'not a Kubernetes object name',
+          ),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type PodMatch = z.infer<typeof PodMatch>;
+
+/** Which processes on the matching hosts (case-insensitive substrings; user exact; pod terms exact). */
 export const ProcessMatch = z
   .object({
     cmdlineContains: z.string().max(256).optional(),
     user: z.string().max(256).optional(),
     exeContains: z.string().max(256).optional(),
+    pod: PodMatch.optional(),
   })
   .strict();
 export type ProcessMatch = z.infer<typeof ProcessMatch>;
@@ -451,6 +501,8 @@ export const TargetProcess = z.object({
   cmdline: z.array(z.string()),
   pythonVersion: z.string().nullable(),
   remoteDebugEnabled: z.boolean().nullable(),
+  /** The pod the process runs in, when its agent could learn it (shown and selected on; never policy). */
+  pod: KubernetesPodFacts.nullable().optional(),
 });
 export type TargetProcess = z.infer<typeof TargetProcess>;
 
@@ -518,6 +570,10 @@ export const FleetPage = z.object({
   totals: z.object({ hosts: z.number().int(), online: z.number().int(), processes: z.number().int() }),
   /** Every `key=value` label of the fleet's agents, sorted (the label filter's choices). */
   labels: z.array(z.string()),
+  /** Every Kubernetes namespace the fleet's processes report, sorted (the namespace filter's choices). */
+  namespaces: z.array(z.string()),
+  /** Every owning workload as `namespace/Kind/name`, sorted (the workload filter's choices). */
+  workloads: z.array(z.string()),
 });
 export type FleetPage = z.infer<typeof FleetPage>;
 

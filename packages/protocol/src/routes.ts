@@ -30,6 +30,7 @@ import {
   InspectProcessBody,
   Liveness,
   Me,
+  PodMatch,
   PolicyInput,
   PolicyPreview,
   PolicyPreviewBody,
@@ -641,6 +642,16 @@ export const routes = {
         label: LabelsQuery.optional(),
         status: z.enum(['online', 'offline']).optional(),
         debug: z.enum(['on', 'off', 'unknown']).optional(),
+        /** Processes in pods of this Kubernetes namespace (as their agent reports it). */
+        namespace: PodMatch.shape.namespace,
+        /** Processes in pods of this workload: `Kind/name` or `name` (e.g. `Deployment/checkout`). */
+        workload: z
+          .string()
+          .max(317)
+          .regex(/^([A-Z][A-Za-z0-9]{0,62}\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected Kind/name or name')
+          .optional(),
+        /** `host` (default): hostname, pid; `pod`: namespace, workload, pod, then hostname, pid. */
+        order: z.enum(['host', 'pod']).optional(),
         offset: z.coerce.number().int().min(0).max(1_000_000).optional(),
         limit: z.coerce.number().int().min(1).max(500).optional(),
       })

@@ -69,8 +69,18 @@ export function CodeAndParams({ request, script }: { request: RequestRow; script
 export function describeTargets(targets: Targets, hostnames: Record<string, string> = {}): string[] {
   if (targets.type === 'processes')
     return targets.processes.map((p) => `${hostnames[p.agentId] ?? p.agentId.slice(0, 8)} · pid ${p.pid}`);
-  const proc = Object.entries(targets.process)
-    .map(([k, v]) => `${k}: ${v}`)
-    .join(', ');
+  const { pod, ...match } = targets.process;
+  const podWords = pod
+    ? [
+        pod.namespace && `namespace ${pod.namespace}`,
+        pod.labels && Object.keys(pod.labels).length && `pod labels ${formatLabels(pod.labels, ', ')}`,
+        pod.container && `container ${pod.container}`,
+        pod.workload && `workload ${pod.workload.kind ? `${pod.workload.kind}/` : ''}${pod.workload.name}`,
+      ].filter(Boolean)
+    : [];
+  const proc = [
+    ...Object.entries(match).map(([k, v]) => `${k}: ${v}`),
+    ...(pod ? [`pod: ${podWords.join(', ') || 'any pod'}`] : []),
+  ].join(', ');
   return [`selector: ${formatLabels(targets.labels, ', ') || 'any host'}${proc ? ` · ${proc}` : ''}`];
 }

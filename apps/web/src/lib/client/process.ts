@@ -44,11 +44,17 @@ type Named = Pick<FleetProcess, 'cmdline' | 'exe' | 'container' | 'inContainer' 
   containerIdentity?: FleetProcess['containerIdentity'];
 };
 
-/** Where the process runs, when that is a container: `namespace/pod (container)`, else the short label. */
+/** Where the process runs, when that is a container: `namespace/pod · container`, else the short label. */
 export function containerOf(p: Named): string | null {
   const pod = p.containerIdentity?.pod;
-  if (pod) return `${pod.namespace}/${pod.name}${pod.containerName ? ` (${pod.containerName})` : ''}`;
+  if (pod) return `${pod.namespace}/${pod.name}${pod.containerName ? ` · ${pod.containerName}` : ''}`;
   return p.inContainer ? (p.container ?? 'container') : null;
+}
+
+/** The pod's owning workload as `Kind/name` (`Deployment/checkout`), when the agent could learn it. */
+export function workloadOf(p: Pick<Named, 'containerIdentity'>): string | null {
+  const w = p.containerIdentity?.pod?.workload;
+  return w ? `${w.kind}/${w.name}` : null;
 }
 
 /** The name to show first: the script or module, else the container or pod, else the executable's name. */

@@ -1,16 +1,23 @@
-import type { ProcessMatch, TargetProcess } from '@pyreach/protocol/api';
+import type { PodMatch, ProcessMatch, TargetProcess } from '@pyreach/protocol/api';
 import type { Labels } from '@pyreach/protocol/common';
 import type {
   InventoryDelta,
   InventorySnapshot,
   PythonProcess as WireProcess,
 } from '@pyreach/protocol/inventory';
-import type { Agent, Db, Host, PrismaClient, PythonProcess } from '@pyreach/db';
+import { Prisma, type Agent, type Db, type Host, type PrismaClient, type PythonProcess } from '@pyreach/db';
 import { agentOf } from './agents';
 import { outcome, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
-import { cmdlineOf, executionStateOf, labelsOf, requestStateOf, threadsOf } from './rows';
+import {
+  cmdlineOf,
+  containerIdentityOf,
+  executionStateOf,
+  labelsOf,
+  requestStateOf,
+  threadsOf,
+} from './rows';
 
 /** Which processes a selector names: hosts by label (all must match) and processes by substring. */
 export interface Selector {
@@ -34,6 +41,8 @@ function processRow(hostId: string, p: WireProcess, seenAt: Date) {
     remoteDebugEnabled: p.remoteDebugEnabled,
     inContainer: p.inContainer,
     container: p.container ?? null,
+    // Replaced whole on every report (a delta's upsert included): what the agent no longer says is gone.
+    containerIdentity: p.containerIdentity ?? Prisma.DbNull,
     threads: p.threads,
     inspectError: p.inspectError ?? null,
     seenAt,
@@ -179,7 +188,22 @@ export interface ProcessFilter {
   cmdlineContains?: string;
   user?: string;
   exeContains?: string;
+  /** Pod terms (exact): a process without pod facts never matches, whatever the terms. */
+  pod?: PodMatch;
   limit?: number;
+}
+
+/**
+ * The JSONB document a process's `containerIdentity` must contain for these pod terms: containment is equality
+ * for each scalar and "all of these" for the label set, and NULL (a host process) contains nothing.
+ */
+export function podContainment(pod: PodMatch): string {
+  const want: Record<string, unknown> = {};
+  if (pod.namespace !== undefined) want.namespace = pod.namespace;
+  if (pod.container !== undefined) want.containerName = pod.container;
+  if (pod.labels && Object.keys(pod.labels).length > 0) want.labels = pod.labels;
+  if (pod.workload) want.workload = pod.workload.kind ? pod.workload : { name: pod.workload.name };
+  return JSON.stringify({ pod: want });
 }
 
 /** Processes of non-revoked agents matching the filter (case-insensitive substrings), at most `limit` (1000). */
@@ -195,6 +219,7 @@ export async function listProcesses(db: Db, filter: ProcessFilter = {}): Promise
   if (filter.labels && Object.keys(filter.labels).length > 0)
     add('a."labels" @> ?::jsonb', JSON.stringify(filter.labels));
   if (filter.user) add('p."user" = ?', filter.user);
+  if (filter.pod) add('p."containerIdentity" @> ?::jsonb', podContainment(filter.pod));
   if (filter.exeContains) add('strpos(lower(p."exe"), lower(?)) > 0', filter.exeContains);
   if (filter.cmdlineContains) {
     add(
@@ -224,6 +249,7 @@ export async function listProcesses(db: Db, filter: ProcessFilter = {}): Promise
     cmdline: cmdlineOf(r.cmdline),
     pythonVersion: r.pythonVersion,
     remoteDebugEnabled: r.remoteDebugEnabled,
+    pod: containerIdentityOf(r.containerIdentity)?.pod ?? null,
   }));
 }
 
@@ -243,6 +269,12 @@ export interface FleetFilter {
   labels?: Labels;
   status?: 'online' | 'offline';
   debug?: 'on' | 'off' | 'unknown';
+  /** Processes in pods of this namespace (agent-reported: for finding, never for deciding). */
+  namespace?: string;
+  /** Processes in pods of this workload: `Kind/name` or `name`. */
+  workload?: string;
+  /** `host` (default): hostname then pid; `pod`: namespace, workload, pod name, then hostname and pid. */
+  order?: 'host' | 'pod';
   offset?: number;
   /** Page size, 1..500 (default 100). */
   limit?: number;
@@ -262,13 +294,32 @@ function fleetHostOf(h: HostWithAgent, connectedHere: (agentId: string) => boole
   };
 }
 
-function fleetProcessOf({ hostId: _hostId, ...p }: PythonProcess) {
-  return { ...p, cmdline: cmdlineOf(p.cmdline), threads: threadsOf(p.threads) };
+function fleetProcessOf({ hostId: _hostId, containerIdentity, ...p }: PythonProcess) {
+  const identity = containerIdentityOf(containerIdentity);
+  return {
+    ...p,
+    cmdline: cmdlineOf(p.cmdline),
+    threads: threadsOf(p.threads),
+    ...(identity ? { containerIdentity: identity } : {}),
+  };
 }
+
+/** A fleet workload filter (`Kind/name` or `name`) as pod terms. */
+function workloadTerm(w: string): PodMatch['workload'] {
+  const slash = w.indexOf('/');
+  return slash < 0 ? { name: w } : { kind: w.slice(0, slash), name: w.slice(slash + 1) };
+}
+
+/** The fleet's `order: 'pod'`: processes of one namespace and workload together, host processes last. */
+const POD_ORDER = `p."containerIdentity"->'pod'->>'namespace' NULLS LAST,
+  p."containerIdentity"->'pod'->'workload'->>'kind' NULLS LAST,
+  p."containerIdentity"->'pod'->'workload'->>'name' NULLS LAST, p."containerIdentity"->'pod'->>'name' NULLS LAST, `;
 
 /** The text a fleet search looks in, as one lower-cased SQL expression over p (process) and h (host). */
 const SEARCH_TEXT = `lower(concat_ws(' ', h."hostname", p."pid"::text, p."user", p."exe",
-  array_to_string(ARRAY(SELECT jsonb_array_elements_text(p."cmdline")), ' '), p."container", p."pythonVersion"))`;
+  array_to_string(ARRAY(SELECT jsonb_array_elements_text(p."cmdline")), ' '), p."container", p."pythonVersion",
+  p."containerIdentity"->'pod'->>'namespace', p."containerIdentity"->'pod'->>'name',
+  p."containerIdentity"->'pod'->>'containerName', p."containerIdentity"->'pod'->'workload'->>'name'))`;
 
 /**
  * The dashboard's fleet view, one page at a time: the processes matching every filter, ordered by hostname
@@ -295,6 +346,13 @@ export async function fleetView(db: Db, filter: FleetFilter, connectedHere: (age
   if (filter.debug === 'on') where.push('p."remoteDebugEnabled" = true');
   if (filter.debug === 'off') where.push('p."remoteDebugEnabled" = false');
   if (filter.debug === 'unknown') where.push('p."remoteDebugEnabled" IS NULL');
+  if (filter.namespace !== undefined || filter.workload !== undefined) {
+    const pod: PodMatch = {};
+    if (filter.namespace !== undefined) pod.namespace = filter.namespace;
+    if (filter.workload !== undefined) pod.workload = workloadTerm(filter.workload);
+    add('p."containerIdentity" @> ?::jsonb', podContainment(pod));
+  }
+  const podFiltered = filter.namespace !== undefined || filter.workload !== undefined;
   const words = (filter.q ?? '').toLowerCase().split(/\s+/).filter(Boolean).slice(0, 16);
   for (const w of words) add(`strpos(${SEARCH_TEXT}, ?) > 0`, w);
   const from = `FROM "python_process" p JOIN "host" h ON h."id" = p."hostId" JOIN "agent" a ON a."id" = h."agentId"`;
@@ -304,7 +362,7 @@ export async function fleetView(db: Db, filter: FleetFilter, connectedHere: (age
     ...params,
   );
   const ids = await db.$queryRawUnsafe<{ id: string }[]>(
-    `SELECT p."id" ${from} ${cond} ORDER BY h."hostname", h."id", p."pid", p."startTime"
+    `SELECT p."id" ${from} ${cond} ORDER BY ${filter.order === 'pod' ? POD_ORDER : ''}h."hostname", h."id", p."pid", p."startTime"
       LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
     ...params,
     limit,
@@ -317,7 +375,7 @@ export async function fleetView(db: Db, filter: FleetFilter, connectedHere: (age
   const page = ids.flatMap((r) => byId.get(r.id) ?? []);
   // Empty hosts: only when no process-level filter could have excluded them, and only on the first page.
   let emptyHostIds: string[] = [];
-  if (offset === 0 && filter.debug === undefined) {
+  if (offset === 0 && filter.debug === undefined && !podFiltered) {
     const hostCond = [
       ...hostWhere,
       'NOT EXISTS (SELECT 1 FROM "python_process" p WHERE p."hostId" = h."id")',
@@ -348,6 +406,14 @@ export async function fleetView(db: Db, filter: FleetFilter, connectedHere: (age
   const labelSet = new Set<string>();
   for (const h of all)
     for (const [k, v] of Object.entries(labelsOf(h.agent.labels))) labelSet.add(`${k}=${v}`);
+  const revokedCond = filter.includeRevoked ? '' : 'AND a."revokedAt" IS NULL';
+  const podChoices = await db.$queryRawUnsafe<{ ns: string; kind: string | null; name: string | null }[]>(
+    `SELECT DISTINCT p."containerIdentity"->'pod'->>'namespace' AS ns,
+            p."containerIdentity"->'pod'->'workload'->>'kind' AS kind,
+            p."containerIdentity"->'pod'->'workload'->>'name' AS name
+       ${from} WHERE p."containerIdentity"->'pod'->>'namespace' IS NOT NULL ${revokedCond}
+      ORDER BY 1, 2, 3 LIMIT 1000`,
+  );
   return {
     hosts: hosts.map((h) => ({
       ...fleetHostOf(h, connectedHere),
@@ -360,6 +426,8 @@ export async function fleetView(db: Db, filter: FleetFilter, connectedHere: (age
       processes: all.reduce((n, h) => n + h._count.processes, 0),
     },
     labels: [...labelSet].sort(),
+    namespaces: [...new Set(podChoices.map((c) => c.ns))],
+    workloads: podChoices.flatMap((c) => (c.kind && c.name ? [`${c.ns}/${c.kind}/${c.name}`] : [])),
   };
 }
 

@@ -13,7 +13,7 @@ import { Label } from '../../../components/ui/label';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
 import { TBody, TD, TH, THead, TR } from '../../../components/ui/table';
 import { useCall } from '../../../lib/client/api';
-import { containerOf, middleEllipsis, plural, processName } from '../../../lib/client/process';
+import { containerOf, middleEllipsis, plural, processName, workloadOf } from '../../../lib/client/process';
 import { canDo, useUser } from '../../../lib/client/session';
 import { useUiEvent } from '../../../lib/client/socket';
 import type { FleetProcess } from '@pyreach/protocol/api';
@@ -39,6 +39,9 @@ export function FleetView() {
   const [status, setStatus] = useState<'all' | 'online' | 'offline'>('all');
   const [label, setLabel] = useState('');
   const [debug, setDebug] = useState<'any' | 'on' | 'off' | 'unknown'>('any');
+  const [namespace, setNamespace] = useState('');
+  const [workload, setWorkload] = useState('');
+  const [order, setOrder] = useState<'host' | 'pod'>('host');
   const [offset, setOffset] = useState(0);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [updatedAt, setUpdatedAt] = useState<number | null>(null);
@@ -46,7 +49,10 @@ export function FleetView() {
   const q = useDebounced(query.trim(), 250);
 
   // A filter change goes back to the first page.
-  useEffect(() => setOffset(0), [q, status, label, debug]);
+  useEffect(() => setOffset(0), [q, status, label, debug, namespace, workload, order]);
+  // A workload choice is `namespace/Kind/name`: it sets the namespace too, and the query takes `Kind/name`.
+  const workloadQuery = workload ? workload.slice(workload.indexOf('/') + 1) : '';
+  const workloadNamespace = workload ? workload.slice(0, workload.indexOf('/')) : '';
 
   const { data, error, loading, reload } = useCall('uiFleet', {
     query: {
@@ -54,6 +60,9 @@ export function FleetView() {
       ...(label ? { label } : {}),
       ...(status !== 'all' ? { status } : {}),
       ...(debug !== 'any' ? { debug } : {}),
+      ...(namespace || workloadNamespace ? { namespace: workloadNamespace || namespace } : {}),
+      ...(workloadQuery ? { workload: workloadQuery } : {}),
+      ...(order !== 'host' ? { order } : {}),
       ...(offset ? { offset } : {}),
       limit: PAGE,
     },
@@ -72,7 +81,7 @@ export function FleetView() {
   const hosts = data?.hosts ?? [];
   const total = data?.page.total ?? 0;
   const mayRequest = canDo(user.role, 'request:create');
-  const filtering = !!(q || label || status !== 'all' || debug !== 'any');
+  const filtering = !!(q || label || status !== 'all' || debug !== 'any' || namespace || workload);
 
   function toggle(key: string, on: boolean) {
     setSelected((prev) => {
@@ -117,12 +126,8 @@ export function FleetView() {
         }
       />
 
-      <div
-        className="mb-4 grid gap-3 sm:grid-cols-[minmax(0,1fr)_auto_auto_auto]"
-        role="search"
-        aria-label="Filter the fleet"
-      >
-        <div className="relative">
+      <div className="mb-4 flex flex-wrap gap-3" role="search" aria-label="Filter the fleet">
+        <div className="relative min-w-64 flex-1">
           <Label htmlFor="fleet-search" className="sr-only">
             Search hosts and processes
           </Label>
@@ -179,6 +184,54 @@ export function FleetView() {
             <option value="on">Remote debug: on</option>
             <option value="off">Remote debug: off</option>
             <option value="unknown">Remote debug: unknown</option>
+          </NativeSelect>
+        </div>
+        <div>
+          <Label htmlFor="fleet-namespace" className="sr-only">
+            Namespace
+          </Label>
+          <NativeSelect
+            id="fleet-namespace"
+            value={workloadNamespace || namespace}
+            onChange={(e) => {
+              setNamespace(e.target.value);
+              setWorkload('');
+            }}
+          >
+            <option value="">Any namespace</option>
+            {(data?.namespaces ?? []).map((n) => (
+              <option key={n} value={n}>
+                {n}
+              </option>
+            ))}
+          </NativeSelect>
+        </div>
+        <div>
+          <Label htmlFor="fleet-workload" className="sr-only">
+            Workload
+          </Label>
+          <NativeSelect id="fleet-workload" value={workload} onChange={(e) => setWorkload(e.target.value)}>
+            <option value="">Any workload</option>
+            {(data?.workloads ?? [])
+              .filter((w) => !namespace || w.startsWith(`${namespace}/`))
+              .map((w) => (
+                <option key={w} value={w}>
+                  {w}
+                </option>
+              ))}
+          </NativeSelect>
+        </div>
+        <div>
+          <Label htmlFor="fleet-order" className="sr-only">
+            Order by
+          </Label>
+          <NativeSelect
+            id="fleet-order"
+            value={order}
+            onChange={(e) => setOrder(e.target.value as typeof order)}
+          >
+            <option value="host">By host</option>
+            <option value="pod">By namespace, workload, pod</option>
           </NativeSelect>
         </div>
       </div>
@@ -269,6 +322,8 @@ export function FleetView() {
                         const key = targetKey(host.agent.id, p);
                         const cmd = p.cmdline.join(' ');
                         const container = containerOf(p);
+                        const owner = workloadOf(p);
+                        const inPod = !!p.containerIdentity?.pod;
                         return (
                           <TR
                             key={p.id}
@@ -310,9 +365,11 @@ export function FleetView() {
                               {container ? (
                                 <span
                                   className="block truncate text-xs text-muted-foreground"
-                                  title={container}
+                                  title={owner ? `${container} · ${owner}` : container}
+                                  data-testid={inPod ? 'process-pod' : 'process-container'}
                                 >
-                                  container {container}
+                                  {inPod ? 'pod' : 'container'} {container}
+                                  {owner ? ` · ${owner}` : ''}
                                 </span>
                               ) : null}
                             </TD>

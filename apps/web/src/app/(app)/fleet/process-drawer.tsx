@@ -19,7 +19,7 @@ import {
 } from '../../../components/ui/dialog';
 import { ErrorState, LoadingRows } from '../../../components/ui/states';
 import { useCall } from '../../../lib/client/api';
-import { containerOf, processName } from '../../../lib/client/process';
+import { containerOf, processName, workloadOf } from '../../../lib/client/process';
 import { formatTime, relativeTime } from '../../../lib/client/utils';
 import { StacksPanel } from './stacks-panel';
 
@@ -79,6 +79,23 @@ export function ProcessDrawer({ id, onClose }: { id: string | null; onClose: () 
               <dd className="break-all">
                 {containerOf(d.process) ?? <span className="text-muted-foreground">none (host process)</span>}
               </dd>
+              {d.process.containerIdentity?.pod ? (
+                <>
+                  <dt className="text-muted-foreground">Workload</dt>
+                  <dd data-testid="drawer-workload">
+                    {workloadOf(d.process) ?? (
+                      <span className="text-muted-foreground">none (a bare pod)</span>
+                    )}
+                  </dd>
+                  <dt className="text-muted-foreground">Pod labels</dt>
+                  <dd>
+                    <LabelList labels={d.process.containerIdentity.pod.labels} />
+                    <span className="block text-xs text-muted-foreground">
+                      as the agent reports them: they select targets, never the policy
+                    </span>
+                  </dd>
+                </>
+              ) : null}
               <dt className="text-muted-foreground">PID</dt>
               <dd className="font-mono">
                 {d.process.pid}

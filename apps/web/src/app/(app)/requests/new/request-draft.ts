@@ -2,7 +2,14 @@
  * The new-request form's model: what a person has typed so far (a react-hook-form value), what is still
  * wrong with it, and the API body it becomes. Pure, so the form components only render and bind.
  */
-import type { CreateRequest, ScriptSummary, TargetProcess, TargetsInput } from '@pyreach/protocol/api';
+import {
+  PodMatch,
+  type CreateRequest,
+  type ProcessMatch,
+  type ScriptSummary,
+  type TargetProcess,
+  type TargetsInput,
+} from '@pyreach/protocol/api';
 import { JsonObject } from '@pyreach/protocol/common';
 import { validateParams, type ParamValues } from '../../../../components/schema-form';
 import { parseLabels, type LabelsParse } from '../../../../lib/client/labels';
@@ -19,7 +26,17 @@ export interface RequestDraft {
    * exactly one process is chosen; otherwise the engine picks the thread.
    */
   tid: number | null;
-  selector: { labels: string; cmdlineContains: string; user: string; exeContains: string };
+  selector: {
+    labels: string;
+    cmdlineContains: string;
+    user: string;
+    exeContains: string;
+    /** Pod terms: a namespace, `key=value` pod labels (all must match), a container, `Kind/name` or `name`. */
+    namespace: string;
+    podLabels: string;
+    container: string;
+    workload: string;
+  };
   codeMode: CodeMode;
   scriptId: string;
   params: ParamValues;
@@ -48,7 +65,16 @@ export function emptyDraft(init: {
     targetMode: 'processes',
     selected: init.targets ?? [],
     tid: init.tid ?? null,
-    selector: { labels: '', cmdlineContains: '', user: '', exeContains: '' },
+    selector: {
+      labels: '',
+      cmdlineContains: '',
+      user: '',
+      exeContains: '',
+      namespace: '',
+      podLabels: '',
+      container: '',
+      workload: '',
+    },
     codeMode: 'library',
     scriptId: init.scriptId ?? '',
     params: {},
@@ -64,17 +90,51 @@ export function emptyDraft(init: {
 export const processKey = (p: { agentId: string; pid: number; startTime: string }) =>
   `${p.agentId}:${p.pid}:${p.startTime}`;
 
-/** The selector as the API takes it (empty fields left out), with the labels' parse. */
+/** The pod terms as the API takes them (null when none is filled in), checked with the API's own schema. */
+export function podOf(sel: RequestDraft['selector']): { pod: PodMatch | null; error: string | null } {
+  const namespace = sel.namespace.trim();
+  const container = sel.container.trim();
+  const workload = sel.workload.trim();
+  const labels = parseLabels(sel.podLabels);
+  if (labels.error) return { pod: null, error: `Pod labels: ${labels.error}` };
+  const raw: Record<string, unknown> = {};
+  if (namespace) raw.namespace = namespace;
+  if (Object.keys(labels.labels).length) raw.labels = labels.labels;
+  if (container) raw.container = container;
+  if (workload) {
+    const slash = workload.indexOf('/');
+    raw.workload =
+      slash < 0 ? { name: workload } : { kind: workload.slice(0, slash), name: workload.slice(slash + 1) };
+  }
+  if (Object.keys(raw).length === 0) return { pod: null, error: null };
+  const checked = PodMatch.safeParse(raw);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    const field = {
+      namespace: 'Namespace',
+      labels: 'Pod labels',
+      container: 'Container',
+      workload: 'Workload',
+    }[String(issue?.path[0] ?? '')];
+    return { pod: null, error: `${field ?? 'Pod'}: ${issue?.message ?? 'invalid'}` };
+  }
+  return { pod: checked.data, error: null };
+}
+
+/** The selector as the API takes it (empty fields left out), with the labels' parse and the pod terms' error. */
 export function selectorOf(draft: Pick<RequestDraft, 'selector'>): {
   labels: LabelsParse;
-  process: Record<string, string>;
+  process: ProcessMatch;
+  podError: string | null;
 } {
-  const process: Record<string, string> = {};
+  const process: ProcessMatch = {};
   for (const k of ['cmdlineContains', 'user', 'exeContains'] as const) {
     const v = draft.selector[k].trim();
     if (v) process[k] = v;
   }
-  return { labels: parseLabels(draft.selector.labels), process };
+  const { pod, error } = podOf(draft.selector);
+  if (pod) process.pod = pod;
+  return { labels: parseLabels(draft.selector.labels), process, podError: error };
 }
 
 /** The targets the draft names, or null when it names none yet (or the selector does not parse). */
@@ -88,7 +148,9 @@ export function targetsOf(draft: RequestDraft, processes: TargetProcess[]): Targ
     return picked.length ? { type: 'processes', processes: picked } : null;
   }
   const sel = selectorOf(draft);
-  return sel.labels.error ? null : { type: 'selector', labels: sel.labels.labels, process: sel.process };
+  return sel.labels.error || sel.podError
+    ? null
+    : { type: 'selector', labels: sel.labels.labels, process: sel.process };
 }
 
 export interface DraftErrors {
@@ -109,7 +171,7 @@ export function draftErrors(
       ? null
       : draft.targetMode === 'processes'
         ? 'Pick at least one process'
-        : (selectorOf(draft).labels.error ?? 'Enter a selector'),
+        : (selectorOf(draft).labels.error ?? selectorOf(draft).podError ?? 'Enter a selector'),
     code:
       draft.codeMode === 'library'
         ? !script

@@ -2,7 +2,7 @@
 import { useMemo, useState } from 'react';
 import { Controller, useWatch, type Control, type UseFormRegister } from 'react-hook-form';
 import { FilterIcon, ListIcon } from 'lucide-react';
-import type { TargetProcess } from '@pyreach/protocol/api';
+import type { ProcessMatch, TargetProcess } from '@pyreach/protocol/api';
 import { Badge } from '../../../../components/ui/badge';
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '../../../../components/ui/card';
 import { Checkbox } from '../../../../components/ui/checkbox';
@@ -223,9 +223,57 @@ function SelectorFields({
           />
         </Field>
       </div>
+      <fieldset className="mt-3 rounded-md border p-3">
+        <legend className="px-1 text-sm font-medium">Kubernetes pod</legend>
+        <p className="mb-2 text-xs text-muted-foreground">
+          Exact values, as the agents report them; any term here leaves host processes out. Pod facts choose
+          targets only: the policy follows the hosts&apos; labels.
+        </p>
+        <div className="grid gap-3 sm:grid-cols-2">
+          <Field id="sel-namespace" label="Namespace">
+            <Input
+              id="sel-namespace"
+              className="font-mono"
+              placeholder="shop"
+              {...register('selector.namespace')}
+            />
+          </Field>
+          <Field id="sel-pod-labels" label="Pod labels" hint="key=value, comma-separated; all must match">
+            <Input
+              id="sel-pod-labels"
+              className="font-mono"
+              placeholder="app=checkout"
+              {...register('selector.podLabels')}
+            />
+          </Field>
+          <Field id="sel-container" label="Container">
+            <Input
+              id="sel-container"
+              className="font-mono"
+              placeholder="web"
+              {...register('selector.container')}
+            />
+          </Field>
+          <Field id="sel-workload" label="Workload" hint="Kind/name or name (e.g. Deployment/checkout)">
+            <Input
+              id="sel-workload"
+              className="font-mono"
+              placeholder="Deployment/checkout"
+              {...register('selector.workload')}
+            />
+          </Field>
+        </div>
+        {parsed.podError ? (
+          <p role="alert" className="mt-2 text-sm text-destructive" data-testid="pod-error">
+            {parsed.podError}
+          </p>
+        ) : null}
+      </fieldset>
       <SelectorPreview
         query={
-          active && !parsed.labels.error ? { labels: parsed.labels.labels, process: parsed.process } : null
+          active && !parsed.labels.error && !parsed.podError
+            ? { labels: parsed.labels.labels, process: parsed.process }
+            : null
         }
       />
     </>
@@ -236,7 +284,7 @@ function SelectorFields({
 function SelectorPreview({
   query,
 }: {
-  query: { labels: Record<string, string>; process: Record<string, string> } | null;
+  query: { labels: Record<string, string>; process: ProcessMatch } | null;
 }) {
   const key = useDebounced(query ? JSON.stringify(query) : null, 350);
   const preview = useCancellable(key, (signal) =>
@@ -262,6 +310,12 @@ function SelectorPreview({
               <li key={processKey(p)} className="flex gap-2">
                 <span className="font-medium">{p.hostname}</span>
                 <span className="font-mono">pid {p.pid}</span>
+                {p.pod ? (
+                  <span className="whitespace-nowrap" data-testid="preview-pod">
+                    {p.pod.namespace}/{p.pod.name}
+                    {p.pod.containerName ? ` · ${p.pod.containerName}` : ''}
+                  </span>
+                ) : null}
                 <code className="truncate font-mono text-muted-foreground">{p.cmdline.join(' ')}</code>
               </li>
             ))}
