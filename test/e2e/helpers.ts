@@ -15,12 +15,13 @@ export async function shot(page: Page, name: string): Promise<void> {
 export async function signedIn(
   browser: Browser,
   email: string,
+  password: string = SEED_PASSWORD,
 ): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto('/sign-in');
   await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(SEED_PASSWORD);
+  await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL((u) => !u.pathname.startsWith('/sign-in'));
   await expect(page.getByTestId('current-role')).toBeVisible();

@@ -68,6 +68,47 @@ describe('the state table', () => {
     assert.equal(canTransition('sent', 'cancelled'), true, 'cancelled while queued on the agent');
   });
 
+  it('holds an execution awaiting_approval at dispatch: only from queued, out only to sent or an end, never in flight', () => {
+    // In: a queued execution whose policy, resolved again right before signing, needs more approvals.
+    assert.deepEqual(
+      ExecutionState.options.filter((s) => canTransition(s, 'awaiting_approval')),
+      ['queued'],
+      'nothing already sent can be held back: its job is signed and out',
+    );
+    // Out: released once the extra votes are in (sent), or refused (custom code forbidden there, or rejected),
+    // expired, cancelled with the request. Never straight to a result: it must be sent to run.
+    assert.deepEqual([...EXECUTION.awaiting_approval.next].sort(), [
+      'cancelled',
+      'expired',
+      'refused',
+      'sent',
+    ]);
+    for (const end of ['succeeded', 'failed', 'picked_up', 'staged', 'agent_lost', 'queued'] as const)
+      assert.equal(canTransition('awaiting_approval', end), false, `awaiting_approval → ${end}`);
+    assert.equal(EXECUTION.awaiting_approval.terminal, false);
+    assert.equal(
+      EXECUTION.awaiting_approval.inFlight,
+      false,
+      'a held execution does not use rollout concurrency',
+    );
+    assert.equal(isFailedExecution('awaiting_approval'), false);
+    assert.equal(stateLabel('awaiting_approval'), 'awaiting approval');
+    // A request with a held execution has not ended, whatever the others did; a cancel waits for it too.
+    assert.equal(requestOutcome(counts({ succeeded: 2, awaiting_approval: 1 })), null);
+    assert.equal(requestOutcome(counts({ awaiting_approval: 1 }), { cancelRequested: true }), null);
+    assert.equal(
+      requestOutcome(counts({ succeeded: 2, refused: 1 })),
+      'partially_succeeded',
+      'held, then refused',
+    );
+    assert.equal(
+      requestOutcome(counts({ cancelled: 1, succeeded: 1 }), { cancelRequested: true }),
+      'cancelled',
+    );
+    // Its request is dispatching meanwhile, and may still end cancelled from there.
+    assert.equal(canRequestTransition('dispatching', 'cancelled'), true);
+  });
+
   it('can hold every engine status as an execution state', () => {
     for (const s of EngineStatus.options) assert.ok(ExecutionState.options.includes(s), s);
   });

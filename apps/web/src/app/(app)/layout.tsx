@@ -12,6 +12,8 @@ export default async function SignedInLayout({ children }: { children: ReactNode
   const h = await headers();
   const user = await httpPlane().services.sessions.fromHeaders(h);
   if (!user) redirect('/sign-in');
+  // An admin-set temporary password: nothing of the app until the person has chosen their own.
+  if (user.mustChangePassword) redirect('/change-password');
   const clientUser = {
     id: user.id,
     name: user.name,

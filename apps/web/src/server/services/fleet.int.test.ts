@@ -4,12 +4,12 @@ import type { PythonProcess } from '@pyreach/protocol/inventory';
 import { markConnected } from './agents';
 import { AppError } from './errors';
 import { applyDelta, fleetView, matchSelector, processDetail, type Selector } from './inventory';
-import { createPolicy } from './policy';
 import { createRequest, previewPolicy } from './requests';
 import {
   describeEachDatabase,
   pyProcess,
   seedAgent,
+  seedPolicy,
   seedUser,
   type UserActor,
 } from '../../../../../test/support/services';
@@ -371,14 +371,14 @@ describeEachDatabase(
       const { prisma } = db();
       const op = await seedUser(prisma, 'operator');
       const sandbox = `sb${Math.random().toString(36).slice(2, 8)}`;
-      const lax = await createPolicy(prisma, admin, {
+      const lax = await seedPolicy(prisma, {
         name: `sandbox-${sandbox}`,
         matchLabels: { sandbox },
         priority: 500,
         requiredApprovals: 0,
         allowCustomCode: true,
       });
-      await createPolicy(prisma, admin, {
+      await seedPolicy(prisma, {
         name: `prod-${sandbox}`,
         matchLabels: { env: 'prod' },
         priority: 100,

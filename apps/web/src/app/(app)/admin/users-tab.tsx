@@ -6,6 +6,7 @@ import { CreateUser, ROLES, Role, type GovernanceChangeRow } from '@pyreach/prot
 import { Alert } from '../../../components/ui/alert';
 import { Badge } from '../../../components/ui/badge';
 import { Button } from '../../../components/ui/button';
+import { CopyButton } from '../../../components/ui/copy-button';
 import { Card, CardContent, CardHeader, CardTitle } from '../../../components/ui/card';
 import { Input, NativeSelect } from '../../../components/ui/input';
 import { Field } from '../../../components/ui/label';
@@ -16,6 +17,14 @@ import { useUser } from '../../../lib/client/session';
 import { formatTime } from '../../../lib/client/utils';
 
 const EMPTY: CreateUser = { email: '', name: '', password: '', role: 'viewer' };
+
+/** 18 random bytes as base64url: 24 characters, above the 12-character minimum, typed once by the user. */
+function temporaryPassword(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(18));
+  return btoa(String.fromCharCode(...bytes))
+    .replaceAll('+', '-')
+    .replaceAll('/', '_');
+}
 
 export function UsersTab() {
   const me = useUser();
@@ -81,6 +90,30 @@ export function UsersTab() {
     }
   }
   const names = Object.fromEntries((data?.users ?? []).map((u) => [u.id, u.email]));
+  // The row whose disable reason is being typed, and the temporary password just set (shown once, never again).
+  const [disabling, setDisabling] = useState<{ id: string; reason: string } | null>(null);
+  const [issued, setIssued] = useState<{ email: string; password: string } | null>(null);
+  async function setDisabled(id: string, disabled: boolean, reason?: string) {
+    setMsg(null);
+    try {
+      await api('setUserDisabled', { params: { id }, body: disabled ? { disabled, reason } : { disabled } });
+      setDisabling(null);
+      reload();
+    } catch (err) {
+      setMsg({ ok: false, text: errorMessage(err) });
+    }
+  }
+  async function issuePassword(id: string, email: string) {
+    setMsg(null);
+    setIssued(null);
+    const password = temporaryPassword();
+    try {
+      await api('setTemporaryPassword', { params: { id }, body: { password } });
+      setIssued({ email, password });
+    } catch (err) {
+      setMsg({ ok: false, text: errorMessage(err) });
+    }
+  }
   return (
     <div className="grid gap-4">
       <GovernanceChanges
@@ -130,6 +163,28 @@ export function UsersTab() {
           {msg ? (
             <Alert className="mt-3" variant={msg.ok ? 'success' : 'destructive'} title={msg.text} />
           ) : null}
+          {issued ? (
+            <Alert
+              className="mt-3"
+              variant="warning"
+              title={`Temporary password for ${issued.email}`}
+              data-testid="temporary-password"
+            >
+              <p>
+                Shown only now: hand it over in person or by a trusted channel. Their sessions have ended; at
+                the next sign-in they must choose a new password before anything else.
+              </p>
+              <div className="mt-2 flex items-center gap-2">
+                <code data-testid="temporary-password-value" className="rounded bg-muted px-2 py-1 font-mono">
+                  {issued.password}
+                </code>
+                <CopyButton text={issued.password} />
+                <Button type="button" size="sm" variant="ghost" onClick={() => setIssued(null)}>
+                  Done
+                </Button>
+              </div>
+            </Alert>
+          ) : null}
         </CardContent>
       </Card>
       {error ? (
@@ -146,6 +201,7 @@ export function UsersTab() {
                 <TH>Role</TH>
                 <TH>Since</TH>
                 <TH>Break-glass</TH>
+                <TH>Access</TH>
               </TR>
             </THead>
             <TBody>
@@ -153,7 +209,7 @@ export function UsersTab() {
                 <TR key={u.id}>
                   <TD className="font-medium">
                     {u.name} {u.id === me.id ? <Badge variant="outline">you</Badge> : null}{' '}
-                    {u.banned ? <Badge variant="destructive">banned</Badge> : null}
+                    {u.banned ? <Badge variant="destructive">disabled</Badge> : null}
                   </TD>
                   <TD>{u.email}</TD>
                   <TD>
@@ -197,6 +253,67 @@ export function UsersTab() {
                         </Button>
                       );
                     })()}
+                  </TD>
+                  <TD>
+                    {u.id === me.id ? null : disabling?.id === u.id ? (
+                      <form
+                        className="flex items-center gap-2"
+                        onSubmit={(e) => {
+                          e.preventDefault();
+                          void setDisabled(u.id, true, disabling.reason.trim());
+                        }}
+                      >
+                        <Input
+                          aria-label={`Why disable ${u.email}`}
+                          placeholder="Reason (3+ characters)"
+                          className="h-8 w-52"
+                          minLength={3}
+                          required
+                          autoFocus
+                          value={disabling.reason}
+                          onChange={(e) => setDisabling({ id: u.id, reason: e.target.value })}
+                        />
+                        <Button type="submit" size="sm" variant="destructive">
+                          Confirm disable
+                        </Button>
+                        <Button type="button" size="sm" variant="ghost" onClick={() => setDisabling(null)}>
+                          Cancel
+                        </Button>
+                      </form>
+                    ) : (
+                      <div className="flex items-center gap-2">
+                        {u.banned ? (
+                          <Button
+                            type="button"
+                            size="sm"
+                            variant="outline"
+                            aria-label={`Enable ${u.email}`}
+                            onClick={() => void setDisabled(u.id, false)}
+                          >
+                            Enable
+                          </Button>
+                        ) : (
+                          <Button
+                            type="button"
+                            size="sm"
+                            variant="outline"
+                            aria-label={`Disable ${u.email}`}
+                            onClick={() => setDisabling({ id: u.id, reason: '' })}
+                          >
+                            Disable
+                          </Button>
+                        )}
+                        <Button
+                          type="button"
+                          size="sm"
+                          variant="outline"
+                          aria-label={`Set a temporary password for ${u.email}`}
+                          onClick={() => void issuePassword(u.id, u.email)}
+                        >
+                          Temporary password
+                        </Button>
+                      </div>
+                    )}
                   </TD>
                 </TR>
               ))}
