@@ -56,12 +56,12 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       ta.close();
     });
 
-    it('refuses a reused join token and an expired one', async () => {
+    it('refuses a reused join token and an expired one, each with its own error', async () => {
       const token = await newToken();
       await enroll(cp.baseUrl, token);
       await assert.rejects(
         enroll(cp.baseUrl, token),
-        (e: { code?: string; status?: number }) => e.code === 'UNAUTHENTICATED' && e.status === 401,
+        (e: { code?: string; status?: number }) => e.code === 'JOIN_TOKEN_USED_UP' && e.status === 403,
       );
       await assert.rejects(
         enroll(cp.baseUrl, 'x'.repeat(43)),
@@ -70,12 +70,12 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       if (cp.db) {
         const expired = await newToken();
         await cp.db.prisma.joinToken.updateMany({
-          where: { usedAt: null },
+          where: { useCount: 0 },
           data: { expiresAt: new Date(Date.now() - 1000) },
         });
         await assert.rejects(
           enroll(cp.baseUrl, expired),
-          (e: { code?: string }) => e.code === 'UNAUTHENTICATED',
+          (e: { code?: string; status?: number }) => e.code === 'JOIN_TOKEN_EXPIRED' && e.status === 401,
         );
       }
     });
@@ -205,6 +205,88 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       assert.equal(!bad.ok && bad.error.code, 'VALIDATION');
       await fresh.waitForDisconnect();
       ta.close();
+    });
+
+    it('five agents enrol with one token limited to five; the sixth is refused as used up, and the token lists all five', async () => {
+      const created = await admin.ok(
+        admin.post<{ joinToken: { id: string; token: string; maxUses: number | null } }>('/api/join-tokens', {
+          maxUses: 5,
+          hostPattern: 'fleet-?.gw.test',
+          labels: { env: 'fleet' },
+          note: 'five-node pool',
+        }),
+      );
+      assert.equal(created.joinToken.maxUses, 5);
+      const token = created.joinToken.token;
+      const five = await Promise.all(
+        [1, 2, 3, 4, 5].map((i) => enroll(cp.baseUrl, token, { hostname: `fleet-${i}.gw.test` })),
+      );
+      assert.equal(new Set(five.map((a) => a.agentId)).size, 5, 'each node its own identity');
+      await Promise.all(five.map(async (a) => (await TestAgent.connect(a)).close()));
+      await assert.rejects(
+        enroll(cp.baseUrl, token, { hostname: 'fleet-6.gw.test' }),
+        (e: { code?: string; status?: number }) => e.code === 'JOIN_TOKEN_USED_UP' && e.status === 403,
+      );
+      const list = await admin.ok(
+        admin.get<{
+          joinTokens: {
+            id: string;
+            useCount: number;
+            maxUses: number;
+            status: string;
+            agents: { id: string }[];
+          }[];
+        }>('/api/join-tokens'),
+      );
+      const row = list.joinTokens.find((t) => t.id === created.joinToken.id)!;
+      assert.equal(row.useCount, 5);
+      assert.equal(row.status, 'used_up');
+      assert.deepEqual(row.agents.map((a) => a.id).sort(), five.map((a) => a.agentId).sort());
+      const refused = await admin.ok(
+        admin.get<{ events: { data: { reason?: string; hostname?: string } }[] }>(
+          `/api/audit?action=agent.enroll_refused&subjectId=${created.joinToken.id}`,
+        ),
+      );
+      assert.deepEqual(
+        refused.events.map((e) => [e.data.reason, e.data.hostname]),
+        [['JOIN_TOKEN_USED_UP', 'fleet-6.gw.test']],
+      );
+    });
+
+    it('revoking a token stops enrolments; revoke-agents drops every live socket it enrolled', async () => {
+      const created = await admin.ok(
+        admin.post<{ joinToken: { id: string; token: string } }>('/api/join-tokens', { maxUses: null }),
+      );
+      const { id, token } = created.joinToken;
+      const agents = await Promise.all(
+        ['rv-a', 'rv-b'].map((hostname) => enroll(cp.baseUrl, token, { hostname })),
+      );
+      const live = await Promise.all(agents.map((a) => TestAgent.connect(a)));
+      const revoked = await admin.ok(admin.del<{ joinToken: { status: string } }>(`/api/join-tokens/${id}`));
+      assert.equal(revoked.joinToken.status, 'revoked');
+      await assert.rejects(
+        enroll(cp.baseUrl, token, { hostname: 'rv-c' }),
+        (e: { code?: string }) => e.code === 'JOIN_TOKEN_REVOKED',
+      );
+      assert.ok(
+        live.every((ta) => ta.revocations.length === 0),
+        'revoking the token leaves its agents',
+      );
+      const gone = live.map((ta) => ta.waitForDisconnect());
+      const all = await admin.ok(
+        admin.post<{ revokedAgentIds: string[] }>(`/api/join-tokens/${id}/revoke-agents`, {
+          reason: 'token leaked',
+        }),
+      );
+      assert.deepEqual([...all.revokedAgentIds].sort(), agents.map((a) => a.agentId).sort());
+      await Promise.all(gone);
+      assert.deepEqual(
+        live.map((ta) => ta.revocations),
+        [['token leaked'], ['token leaked']],
+      );
+      await refusedWith(TestAgent.connect(agents[0]!), 'AGENT_REVOKED');
+      const bad = await admin.request('POST', `/api/join-tokens/${id}/revoke-agents`, {});
+      assert.equal(bad.status, 400);
     });
   });
 }

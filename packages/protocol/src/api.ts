@@ -384,14 +384,61 @@ export type SetUserDisabled = z.infer<typeof SetUserDisabled>;
 export const SetTemporaryPassword = z.object({ password: z.string().min(12).max(256) }).strict();
 export type SetTemporaryPassword = z.infer<typeof SetTemporaryPassword>;
 
+/** Longest life of a one-time token (a person enrols one host with it) and of a reusable one (a fleet's). */
+export const JOIN_TOKEN_ONE_TIME_MAX_MINUTES = 7 * 24 * 60;
+export const JOIN_TOKEN_REUSABLE_MAX_MINUTES = 365 * 24 * 60;
+/** Defaults: an hour for a one-time token, 30 days for a reusable one. */
+export const JOIN_TOKEN_DEFAULT_MINUTES = { oneTime: 60, reusable: 30 * 24 * 60 } as const;
+export const JOIN_TOKEN_MAX_USES = 100_000;
+
+/**
+ * A host-name glob: `*` any run of characters (dots included), `?` one character, anchored at both ends and
+ * case-insensitive (host names are). Host-name characters only, and at least one that is not a wildcard: a
+ * pattern that matches every host is no pattern (leave it out).
+ */
+export const HostPattern = z
+  .string()
+  .trim()
+  .min(1)
+  .max(255)
+  .regex(
+    /^[A-Za-z0-9.*?_-]+$/,
+    'host-name characters (letters, digits, . _ -) and the wildcards * and ? only',
+  )
+  .refine((p) => /[^*?]/.test(p), 'a pattern of wildcards only matches every host: leave hostPattern out');
+
+/** Whether a reported host name matches a HostPattern (see there). */
+export function hostMatches(pattern: string, hostname: string): boolean {
+  const re = [...pattern]
+    .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[\\^$.|+()[\]{}-]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${re}$`, 'is').test(hostname);
+}
+
+/**
+ * POST /api/join-tokens. `maxUses`: enrolments allowed, 1 (the default: one host) up to JOIN_TOKEN_MAX_USES, or
+ * null for unlimited (then a hostPattern or a short expiry is what bounds a leak). `ttlMinutes`: a one-time token
+ * lives at most 7 days, a reusable one at most 365.
+ */
 export const CreateJoinToken = z
   .object({
     labels: Labels.optional(),
-    ttlMinutes: z.number().int().min(1).max(10080).optional(),
+    ttlMinutes: z.number().int().min(1).max(JOIN_TOKEN_REUSABLE_MAX_MINUTES).optional(),
+    maxUses: z.number().int().min(1).max(JOIN_TOKEN_MAX_USES).nullable().optional(),
+    hostPattern: HostPattern.optional(),
     note: z.string().max(500).optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => isReusable(b) || (b.ttlMinutes ?? 0) <= JOIN_TOKEN_ONE_TIME_MAX_MINUTES, {
+    message: `a one-time token lives at most ${JOIN_TOKEN_ONE_TIME_MAX_MINUTES} minutes (7 days); give maxUses for a longer-lived fleet token`,
+    path: ['ttlMinutes'],
+  });
 export type CreateJoinToken = z.infer<typeof CreateJoinToken>;
+
+/** A token more than one host may enrol with (maxUses above 1, or unlimited). */
+export function isReusable(b: { maxUses?: number | null }): boolean {
+  return b.maxUses === null || (b.maxUses !== undefined && b.maxUses > 1);
+}
 
 // ---- service accounts and API tokens ------------------------------------------------------------------------
 
@@ -872,6 +919,39 @@ export const ApiTokenRow = z.object({
   status: z.enum(['active', 'expired', 'revoked']),
 });
 export type ApiTokenRow = z.infer<typeof ApiTokenRow>;
+
+/** An agent enrolled through a join token, as the token list shows it. */
+export const JoinTokenAgent = z.object({
+  id: Id,
+  name: z.string(),
+  status: z.enum(['online', 'offline']),
+  enrolledAt: Time,
+  revokedAt: Time.nullable(),
+  revokedReason: z.string().nullable(),
+});
+export type JoinTokenAgent = z.infer<typeof JoinTokenAgent>;
+
+/** A join token for review (GET /api/join-tokens): never its secret, always what it enrolled. */
+export const JoinTokenRow = z.object({
+  id: Id,
+  note: z.string().nullable(),
+  labels: Labels,
+  /** null: unlimited. */
+  maxUses: z.number().int().nullable(),
+  useCount: z.number().int(),
+  hostPattern: z.string().nullable(),
+  createdById: z.string(),
+  createdAt: Time,
+  expiresAt: Time,
+  lastUsedAt: Time.nullable(),
+  revokedAt: Time.nullable(),
+  /** Refusals (expired, revoked, used up, host outside the pattern) not yet carried by an audit event. */
+  refusedCount: z.number().int(),
+  status: z.enum(['active', 'expired', 'revoked', 'used_up']),
+  /** Every agent enrolled through it, newest first, revoked ones included. */
+  agents: z.array(JoinTokenAgent),
+});
+export type JoinTokenRow = z.infer<typeof JoinTokenRow>;
 
 export const PolicyPreview = z.object({
   matched: z.number().int(),

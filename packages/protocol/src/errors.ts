@@ -45,6 +45,13 @@ const ERRORS = {
   TOKEN_EXPIRED: { status: 401, retryable: false },
   TOKEN_REVOKED: { status: 401, retryable: false },
   PERSON_REQUIRED: { status: 403, retryable: false },
+  // Enrolment with a join token the control plane knows but will not honour (an unknown token stays
+  // UNAUTHENTICATED): past its expiry, revoked by an admin, every use taken, or the host name the agent reports
+  // outside the token's host pattern. None succeeds when sent again: a crash-looping agent says why and stops.
+  JOIN_TOKEN_EXPIRED: { status: 401, retryable: false },
+  JOIN_TOKEN_REVOKED: { status: 401, retryable: false },
+  JOIN_TOKEN_USED_UP: { status: 403, retryable: false },
+  JOIN_TOKEN_HOST_MISMATCH: { status: 403, retryable: false },
   /** better-auth refused a sign-in call without saying more. */
   AUTH_ERROR: { status: 400, retryable: false },
   INTERNAL: { status: 500, retryable: true },

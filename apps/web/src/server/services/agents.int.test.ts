@@ -7,10 +7,13 @@ import {
   getAgent,
   hashJoinToken,
   listAgents,
+  listJoinTokens,
   markConnected,
   markDisconnected,
   recordHeartbeat,
   revokeAgent,
+  revokeJoinToken,
+  revokeJoinTokenAgents,
 } from './agents';
 import { verifyAuditChain } from './audit';
 import { AppError } from './errors';
@@ -27,17 +30,16 @@ import {
 const code = (c: string) => (e: unknown) => e instanceof AppError && e.code === c;
 
 describeEachDatabase('agents and inventory', (db) => {
-  const enrol = async (token: string, labels: Record<string, string> = {}) =>
-    (
-      await enrollAgent(db().prisma, {
-        v: PROTOCOL_VERSION,
-        token,
-        publicKey: agentKeyPem(),
-        hostname: 'web-1',
-        labels,
-        agentVersion: '0.1.0',
-      })
-    ).result;
+  const enrolOutcome = (token: string, labels: Record<string, string> = {}, hostname = 'web-1', now?: Date) =>
+    enrollAgent(
+      db().prisma,
+      { v: PROTOCOL_VERSION, token, publicKey: agentKeyPem(), hostname, labels, agentVersion: '0.1.0' },
+      now,
+    );
+  const enrol = async (token: string, labels: Record<string, string> = {}, hostname = 'web-1', now?: Date) =>
+    (await enrolOutcome(token, labels, hostname, now)).result;
+  const auditOf = (subjectId: string, action: string) =>
+    db().prisma.auditEvent.findMany({ where: { subjectId, action }, orderBy: { seq: 'asc' } });
 
   test('only an admin creates join tokens, and only the token hash is stored', async () => {
     const { prisma } = db();
@@ -60,34 +62,171 @@ describeEachDatabase('agents and inventory', (db) => {
     assert.ok(!JSON.stringify(row).includes(t.token));
   });
 
-  test('an agent enrols once with a token; only the token labels decide, what it claims is kept as reported', async () => {
+  test('an agent enrols once with a default token; only the token labels decide, what it claims is kept as reported', async () => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
     const t = await createJoinToken(prisma, admin, { labels: { env: 'prod' } });
+    assert.equal(t.maxUses, 1, 'one-time unless asked otherwise');
     const agent = await enrol(t.token, { env: 'dev', team: 'payments' });
     assert.deepEqual(agent.labels, { env: 'prod' });
     assert.deepEqual(agent.reportedLabels, { env: 'dev', team: 'payments' });
-    await assert.rejects(enrol(t.token), code('UNAUTHENTICATED'), 'reused token');
+    assert.equal(agent.joinTokenId, t.id, 'the agent names its token');
+    await assert.rejects(enrol(t.token, {}, 'web-2'), code('JOIN_TOKEN_USED_UP'), 'reused token');
     const tok = await prisma.joinToken.findUniqueOrThrow({ where: { id: t.id } });
-    assert.equal(tok.usedByAgentId, agent.id);
+    assert.equal(tok.useCount, 1);
   });
 
-  test('an expired or unknown token is refused and enrols nobody', async () => {
+  test('an unknown token is UNAUTHENTICATED and audits nothing; an expired one says so and enrols nobody', async () => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
     const t = await createJoinToken(prisma, admin, { ttlMinutes: 1 }, new Date(Date.now() - 120_000));
     const before = await prisma.agent.count();
-    await assert.rejects(enrol(t.token), code('UNAUTHENTICATED'));
+    const auditBefore = await prisma.auditEvent.count();
     await assert.rejects(enrol('x'.repeat(43)), code('UNAUTHENTICATED'));
+    assert.equal(await prisma.auditEvent.count(), auditBefore, 'an unattributable guess writes no audit row');
+    await assert.rejects(enrol(t.token), code('JOIN_TOKEN_EXPIRED'));
     assert.equal(await prisma.agent.count(), before);
+    const [refused] = await auditOf(t.id, 'agent.enroll_refused');
+    assert.equal((refused?.data as { reason?: string }).reason, 'JOIN_TOKEN_EXPIRED');
   });
 
-  test('two agents racing with one token: exactly one enrols', async () => {
+  test('ten agents racing for a token with five uses: exactly five enrol, the others are told it is used up', async () => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
-    const t = await createJoinToken(prisma, admin, {});
-    const results = await Promise.allSettled([enrol(t.token), enrol(t.token), enrol(t.token)]);
-    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+    const t = await createJoinToken(prisma, admin, { maxUses: 5, labels: { env: 'race' } });
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => enrol(t.token, {}, `race-${i}`)),
+    );
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 5);
+    for (const r of results.filter((r) => r.status === 'rejected'))
+      assert.ok(code('JOIN_TOKEN_USED_UP')((r as PromiseRejectedResult).reason));
+    const row = await prisma.joinToken.findUniqueOrThrow({ where: { id: t.id } });
+    assert.equal(row.useCount, 5);
+    assert.equal(await prisma.agent.count({ where: { joinTokenId: t.id } }), 5);
+    assert.equal(
+      (await auditOf(t.id, 'agent.enroll_refused')).length,
+      1,
+      'refusals of one token: one event a minute',
+    );
+    assert.equal(row.refusedCount, 4, 'the others are counted on the token');
+    // Refused again a minute later: audited, carrying the count of the ones not audited.
+    await assert.rejects(
+      enrol(t.token, {}, 'race-late', new Date(Date.now() + 61_000)),
+      code('JOIN_TOKEN_USED_UP'),
+    );
+    const events = await auditOf(t.id, 'agent.enroll_refused');
+    assert.equal(events.length, 2);
+    assert.equal((events[1]!.data as { refusedSinceLastAudit: number }).refusedSinceLastAudit, 4);
+    assert.equal((await verifyAuditChain(prisma)).ok, true);
+  });
+
+  test('an unlimited token bound to a host pattern enrols matching hosts only, whatever their case', async () => {
+    const { prisma } = db();
+    const admin = await seedUser(prisma, 'admin');
+    const t = await createJoinToken(prisma, admin, { maxUses: null, hostPattern: 'node-*.prod.example' });
+    assert.equal(t.maxUses, null);
+    assert.ok(
+      t.expiresAt.getTime() - Date.now() > 29 * 24 * 3600_000,
+      'a reusable token lives 30 days by default',
+    );
+    await enrol(t.token, {}, 'node-a1.prod.example');
+    await enrol(t.token, {}, 'NODE-B2.Prod.Example');
+    for (const host of ['node-a1.prod.example.evil', 'evil-node-a1.prod.example', 'node-a1.stage.example'])
+      await assert.rejects(enrol(t.token, {}, host), code('JOIN_TOKEN_HOST_MISMATCH'), host);
+    const row = await prisma.joinToken.findUniqueOrThrow({ where: { id: t.id } });
+    assert.equal(row.useCount, 2, 'a refused host takes no use');
+    const [refused] = await auditOf(t.id, 'agent.enroll_refused');
+    assert.equal((refused?.data as { hostname?: string }).hostname, 'node-a1.prod.example.evil');
+  });
+
+  test('a token is created only with a valid pattern and a life that fits its kind', async () => {
+    const { prisma } = db();
+    const admin = await seedUser(prisma, 'admin');
+    const field = (f: string) => (e: unknown) =>
+      e instanceof AppError && e.code === 'VALIDATION' && JSON.stringify(e.details ?? e.message).includes(f);
+    for (const hostPattern of ['*', '*?*', 'node-[ab]', 'a b', ''])
+      await assert.rejects(createJoinToken(prisma, admin, { maxUses: 3, hostPattern }), field('hostPattern'));
+    await assert.rejects(createJoinToken(prisma, admin, { ttlMinutes: 8 * 24 * 60 }), field('ttlMinutes'));
+    await assert.rejects(
+      createJoinToken(prisma, admin, { maxUses: 5, ttlMinutes: 366 * 24 * 60 }),
+      field('ttlMinutes'),
+    );
+    await assert.rejects(createJoinToken(prisma, admin, { maxUses: 0 }), field('maxUses'));
+    const long = await createJoinToken(prisma, admin, { maxUses: 50, ttlMinutes: 365 * 24 * 60 });
+    assert.equal(long.maxUses, 50);
+  });
+
+  test('a revoked token enrols nobody; the agents it enrolled stay until revoked together', async () => {
+    const { prisma } = db();
+    const admin = await seedUser(prisma, 'admin');
+    const operator = await seedUser(prisma, 'operator');
+    const t = await createJoinToken(prisma, admin, { maxUses: 10, labels: { env: 'rv' } });
+    const a = await enrol(t.token, {}, 'rv-1');
+    const b = await enrol(t.token, {}, 'rv-2');
+    const other = await seedAgent(prisma, admin);
+    await assert.rejects(revokeJoinToken(prisma, operator, t.id), code('FORBIDDEN'));
+    const revoked = await revokeJoinToken(prisma, admin, t.id);
+    assert.equal(revoked.result.status, 'revoked');
+    await assert.rejects(revokeJoinToken(prisma, admin, t.id), code('INVALID_STATE'));
+    await assert.rejects(revokeJoinToken(prisma, admin, 'jt_nope'), code('NOT_FOUND'));
+    await assert.rejects(enrol(t.token, {}, 'rv-3'), code('JOIN_TOKEN_REVOKED'));
+    assert.equal((await getAgent(prisma, a.id)).revokedAt, null, 'revoking the token leaves its agents');
+
+    const listed = (await listJoinTokens(prisma, admin)).find((x) => x.id === t.id)!;
+    assert.equal(listed.useCount, 2);
+    assert.equal(listed.maxUses, 10);
+    assert.deepEqual(listed.agents.map((x) => x.name).sort(), ['rv-1', 'rv-2']);
+    assert.ok(!JSON.stringify(listed).includes('tokenHash'));
+    await assert.rejects(listJoinTokens(prisma, operator), code('FORBIDDEN'));
+
+    await assert.rejects(revokeJoinTokenAgents(prisma, operator, t.id, 'leak'), code('FORBIDDEN'));
+    const all = await revokeJoinTokenAgents(prisma, admin, t.id, 'token leaked');
+    assert.deepEqual([...all.result.revokedAgentIds].sort(), [a.id, b.id].sort());
+    assert.deepEqual(
+      all.effects
+        .filter((e) => e.kind === 'agent-revoked')
+        .map((e) => (e as { agentId: string }).agentId)
+        .sort(),
+      [a.id, b.id].sort(),
+      'the gateway drops every one of their sockets',
+    );
+    for (const id of [a.id, b.id]) await assert.rejects(markConnected(prisma, id), code('FORBIDDEN'));
+    assert.equal((await getAgent(prisma, other.id)).revokedAt, null, 'agents of other tokens stay');
+    assert.equal((await auditOf(t.id, 'agent.join_token.revoke_agents')).length, 1);
+    assert.equal(
+      (await revokeJoinTokenAgents(prisma, admin, t.id, 'again')).result.revokedAgentIds.length,
+      0,
+    );
+  });
+
+  test('a host that enrols again with the same token replaces its old agent: the fleet shows it once', async () => {
+    const { prisma } = db();
+    const admin = await seedUser(prisma, 'admin');
+    const t = await createJoinToken(prisma, admin, { maxUses: 5, labels: { env: 're' } });
+    const first = await enrol(t.token, {}, 're-node-1');
+    await saveSnapshot(prisma, first.id, snapshot('re-node-1', [pyProcess(7)]));
+    const neighbour = await enrol(t.token, {}, 're-node-2');
+    const again = await enrolOutcome(t.token, {}, 're-node-1');
+    assert.notEqual(again.result.id, first.id, 'a new identity with its own key pair');
+    assert.notEqual(again.result.publicKey, first.publicKey);
+    assert.ok(
+      again.effects.some((e) => e.kind === 'agent-revoked' && e.agentId === first.id),
+      'the old agent is dropped',
+    );
+    const old = await getAgent(prisma, first.id);
+    assert.ok(old.revokedAt);
+    assert.match(old.revokedReason ?? '', /replaced by/);
+    assert.equal((await getAgent(prisma, neighbour.id)).revokedAt, null, 'another host of the token stays');
+    const [replaced] = await auditOf(first.id, 'agent.replaced');
+    assert.equal((replaced?.data as { replacedBy?: string }).replacedBy, again.result.id);
+    const live = (await listAgents(prisma)).filter((a) => a.name === 're-node-1');
+    assert.deepEqual(
+      live.map((a) => a.id),
+      [again.result.id],
+    );
+    assert.ok(!(await listHosts(prisma, { labels: { env: 're' } })).some((h) => h.agentId === first.id));
+    assert.equal((await prisma.joinToken.findUniqueOrThrow({ where: { id: t.id } })).useCount, 3);
+    await assert.rejects(markConnected(prisma, first.id), code('FORBIDDEN'));
   });
 
   test('a revoked agent cannot connect, heartbeat or report inventory, and its in-flight work is marked lost', async () => {

@@ -1,10 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { publicKeyFromPem } from '@pyreach/protocol/job';
-import { CreateJoinToken, isBacklogged } from '@pyreach/protocol/api';
+import {
+  CreateJoinToken,
+  hostMatches,
+  isBacklogged,
+  isReusable,
+  JOIN_TOKEN_DEFAULT_MINUTES,
+  type JoinTokenRow,
+} from '@pyreach/protocol/api';
+import type { ErrorCode } from '@pyreach/protocol/errors';
 import type { Labels } from '@pyreach/protocol/common';
 import type { EnrollRequest } from '@pyreach/protocol/agent';
 import { IN_FLIGHT_EXECUTION_STATES } from '@pyreach/protocol/states';
-import type { Agent, Db, PrismaClient } from '@pyreach/db';
+import type { Agent, Db, JoinToken, PrismaClient, Tx } from '@pyreach/db';
 import { requireUser, SYSTEM, type Actor } from './actor';
 import { appendAudit } from './audit';
 import { outcome, type Outcome } from './effects';
@@ -48,11 +56,16 @@ export interface CreatedJoinToken {
   token: string;
   expiresAt: Date;
   labels: Labels;
+  maxUses: number | null;
+  hostPattern: string | null;
 }
 
 /**
- * Creates a one-time join token (admin only). The clear token (`pyrjt_` + 32 random bytes, base64url) is returned once;
- * the database keeps its SHA-256. `labels` are forced onto the agent that enrols with it.
+ * Creates a join token (admin only): one-time by default (`maxUses` 1, an hour), or reusable by a fleet
+ * (`maxUses` above 1 or null for unlimited, 30 days by default, at most 365), optionally bound to a host-name
+ * pattern the enrolling agent's reported host name must match. The clear token (`pyrjt_` + 32 random bytes,
+ * base64url) is returned once; the database keeps its SHA-256. `labels` are forced onto every agent that enrols
+ * with it.
  */
 export async function createJoinToken(
   db: PrismaClient,
@@ -62,7 +75,11 @@ export async function createJoinToken(
 ): Promise<CreatedJoinToken> {
   const user = requireUser(actor, 'agent:manage');
   const input = parseInput(CreateJoinToken, body, 'join token');
-  const ttl = input.ttlMinutes ?? 60;
+  const maxUses = input.maxUses === undefined ? 1 : input.maxUses;
+  const ttl =
+    input.ttlMinutes ??
+    (isReusable({ maxUses }) ? JOIN_TOKEN_DEFAULT_MINUTES.reusable : JOIN_TOKEN_DEFAULT_MINUTES.oneTime);
+  const hostPattern = input.hostPattern ?? null;
   // A fixed prefix: base64url can start with '-', which a CLI reads as an option (`--token -x…` is refused
   // as ambiguous, about one token in 64), and a recognisable prefix lets secret scanners find leaked tokens.
   const token = `${JOIN_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
@@ -77,6 +94,8 @@ export async function createJoinToken(
         labels,
         note: input.note ?? null,
         expiresAt,
+        maxUses,
+        hostPattern,
         createdById: user.id,
       },
     });
@@ -87,19 +106,146 @@ export async function createJoinToken(
         action: 'agent.join_token.create',
         subjectType: 'join_token',
         subjectId: id,
-        data: { labels, expiresAt: expiresAt.toISOString(), note: input.note ?? null },
+        data: { labels, expiresAt: expiresAt.toISOString(), note: input.note ?? null, maxUses, hostPattern },
       },
       now,
     );
   });
-  return { id, token, expiresAt, labels };
+  return { id, token, expiresAt, labels, maxUses, hostPattern };
+}
+
+/** A refusal of a token the control plane knows: its code, a log message and what the agent is told. */
+type Refusal = { code: ErrorCode; why: string; userMessage: string };
+
+/** Why `token` cannot enrol `hostname` now, or null when it can (the use count is checked by the update). */
+function refusalOf(token: JoinToken, hostname: string, now: Date): Refusal | null {
+  if (token.revokedAt)
+    return { code: 'JOIN_TOKEN_REVOKED', why: 'revoked', userMessage: 'this join token was revoked' };
+  if (token.expiresAt <= now)
+    return { code: 'JOIN_TOKEN_EXPIRED', why: 'expired', userMessage: 'this join token has expired' };
+  if (token.hostPattern !== null && !hostMatches(token.hostPattern, hostname))
+    return {
+      code: 'JOIN_TOKEN_HOST_MISMATCH',
+      why: `host name ${JSON.stringify(hostname)} outside the pattern ${JSON.stringify(token.hostPattern)}`,
+      // The pattern itself is not told: a token holder should not learn which names it would accept.
+      userMessage: `this join token does not allow host name ${JSON.stringify(hostname)}`,
+    };
+  if (token.maxUses !== null && token.useCount >= token.maxUses)
+    return {
+      code: 'JOIN_TOKEN_USED_UP',
+      why: `all ${token.maxUses} uses taken`,
+      userMessage: `this join token has no uses left (${token.maxUses} of ${token.maxUses} taken)`,
+    };
+  return null;
+}
+
+/** Refusals of one token are audited at most once in this window; the rest are counted on the token. */
+export const REFUSAL_AUDIT_WINDOW_MS = 60_000;
+
+/**
+ * Records a refusal of a known token and returns the error to answer with. The first refusal of a window is
+ * audited (`agent.enroll_refused`, subject the token, with the refusals counted since the last audited one); the
+ * others only add to `refusedCount`. So a leaked, used-up token replayed in a loop writes one audit event a
+ * minute, not one per attempt, while a lone refusal is visible at once.
+ */
+async function refuse(
+  db: PrismaClient,
+  token: JoinToken,
+  req: EnrollRequest,
+  r: Refusal,
+  now: Date,
+): Promise<AppError> {
+  await db.$transaction(async (tx) => {
+    const due = await tx.joinToken.updateMany({
+      where: {
+        id: token.id,
+        OR: [
+          { refusalAuditedAt: null },
+          { refusalAuditedAt: { lte: new Date(now.getTime() - REFUSAL_AUDIT_WINDOW_MS) } },
+        ],
+      },
+      data: { refusalAuditedAt: now, refusedCount: 0 },
+    });
+    if (due.count === 1) {
+      await appendAudit(
+        tx,
+        {
+          actor: { type: 'system', name: 'agent-enrolment' },
+          action: 'agent.enroll_refused',
+          subjectType: 'join_token',
+          subjectId: token.id,
+          data: {
+            reason: r.code,
+            hostname: req.hostname,
+            agentVersion: req.agentVersion,
+            refusedSinceLastAudit: token.refusedCount,
+          },
+        },
+        now,
+      );
+    } else {
+      await tx.joinToken.update({ where: { id: token.id }, data: { refusedCount: { increment: 1 } } });
+    }
+  });
+  return new AppError(r.code, `enrolment refused: token ${token.id} ${r.why}`, {
+    userMessage: r.userMessage,
+  });
 }
 
 /**
- * Enrols an agent: the token must exist, be unexpired and unused; it is consumed atomically (a conditional
- * update, so two agents racing with one token cannot both win). The labels that decide policy are the token's
- * only; what the agent claims is kept as `reportedLabels` (shown, never matched). The public key must be Ed25519. Failures are UNAUTHENTICATED with one message
- * that does not tell an attacker which check failed.
+ * Revokes `agent` inside `tx`: refused from then on, its in-flight executions `agent_lost`, audited as `action`.
+ * The caller publishes `agent-revoked` after the commit (the gateway drops its socket everywhere).
+ */
+async function revokeInTx(
+  tx: Tx,
+  actor: Actor,
+  agent: Agent,
+  reason: string,
+  action: 'agent.revoke' | 'agent.replaced',
+  now: Date,
+  data: Record<string, unknown> = {},
+): Promise<Agent> {
+  const updated = await tx.agent.update({
+    where: { id: agent.id },
+    data: { revokedAt: now, revokedReason: reason, status: 'offline' },
+  });
+  const lost = await tx.execution.updateMany({
+    where: { agentId: agent.id, state: { in: [...IN_FLIGHT_EXECUTION_STATES] } },
+    data: {
+      state: 'agent_lost',
+      errorCode: 'AGENT_REVOKED',
+      errorMessage: 'the agent was revoked while this job was in flight',
+      finishedAt: now,
+    },
+  });
+  await appendAudit(
+    tx,
+    {
+      actor,
+      action,
+      subjectType: 'agent',
+      subjectId: agent.id,
+      data: { reason, lostExecutions: lost.count, ...data },
+    },
+    now,
+  );
+  return updated;
+}
+
+/**
+ * Enrols an agent with a join token. An unknown token is UNAUTHENTICATED and not audited (nothing to attribute
+ * it to; 256 random bits are not guessed). A known one that cannot enrol is refused with what is wrong
+ * (JOIN_TOKEN_REVOKED, _EXPIRED, _HOST_MISMATCH, _USED_UP) and audited (see `refuse`). Otherwise one use is taken
+ * by ONE conditional UPDATE (not revoked, not expired, a use left) in the transaction that creates the agent:
+ * ten agents racing for a token with five uses give exactly five agents, on PostgreSQL (the row lock re-checks
+ * the condition) and PGlite alike.
+ *
+ * Re-enrolment: a host that enrols again with the same token under the same host name (a pod rescheduled onto a
+ * node whose state directory was lost) replaces the token's live agent of that name: the old agent is revoked
+ * (`agent.replaced`, its socket dropped, its in-flight work `agent_lost`) and the new one — its own new key pair
+ * and id — takes its place, so the fleet shows the host once. The replacement takes a use like any enrolment.
+ *
+ * The labels that decide policy are the token's only; what the agent claims is kept as `reportedLabels`.
  */
 export async function enrollAgent(
   db: PrismaClient,
@@ -111,22 +257,40 @@ export async function enrollAgent(
   } catch {
     throw new AppError('VALIDATION', 'publicKey is not an Ed25519 SPKI PEM');
   }
-  const refused = (why: string) =>
-    new AppError('UNAUTHENTICATED', `enrolment refused: ${why}`, {
-      userMessage: 'join token is invalid, expired or already used',
+  const token = await db.joinToken.findUnique({ where: { tokenHash: hashJoinToken(req.token) } });
+  if (!token)
+    throw new AppError('UNAUTHENTICATED', 'enrolment refused: unknown token', {
+      userMessage: 'join token is not valid',
     });
-  const tokenHash = hashJoinToken(req.token);
-  const agent = await db.$transaction(async (tx) => {
-    const token = await tx.joinToken.findUnique({ where: { tokenHash } });
-    if (!token) throw refused('unknown token');
-    if (token.usedAt) throw refused(`token ${token.id} already used`);
-    if (token.expiresAt <= now) throw refused(`token ${token.id} expired`);
+  const early = refusalOf(token, req.hostname, now);
+  if (early) throw await refuse(db, token, req, early, now);
+
+  const result = await db.$transaction(async (tx) => {
+    const taken = await tx.$queryRaw<{ useCount: number }[]>`
+      UPDATE "join_token" SET "useCount" = "useCount" + 1, "lastUsedAt" = ${now}
+      WHERE "id" = ${token.id} AND "revokedAt" IS NULL AND "expiresAt" > ${now}
+        AND ("maxUses" IS NULL OR "useCount" < "maxUses")
+      RETURNING "useCount"`;
+    if (taken.length !== 1) return null;
     const id = newId('ag');
-    const consumed = await tx.joinToken.updateMany({
-      where: { id: token.id, usedAt: null, expiresAt: { gt: now } },
-      data: { usedAt: now, usedByAgentId: id },
+    const actor: Actor = { type: 'agent', id, name: req.hostname };
+    const replaced = await tx.agent.findMany({
+      where: { joinTokenId: token.id, name: req.hostname, revokedAt: null },
     });
-    if (consumed.count !== 1) throw refused(`token ${token.id} consumed concurrently`);
+    for (const old of replaced) {
+      await revokeInTx(
+        tx,
+        actor,
+        old,
+        `replaced by ${id} (re-enrolled with the same join token)`,
+        'agent.replaced',
+        now,
+        {
+          joinTokenId: token.id,
+          replacedBy: id,
+        },
+      );
+    }
     const labels = labelsOf(token.labels);
     const agent = await tx.agent.create({
       data: {
@@ -137,22 +301,48 @@ export async function enrollAgent(
         reportedLabels: req.labels,
         version: req.agentVersion,
         enrolledAt: now,
+        joinTokenId: token.id,
       },
     });
     await appendAudit(
       tx,
       {
-        actor: { type: 'agent', id, name: req.hostname },
+        actor,
         action: 'agent.enroll',
         subjectType: 'agent',
         subjectId: id,
-        data: { joinTokenId: token.id, labels, reportedLabels: req.labels, version: req.agentVersion },
+        data: {
+          joinTokenId: token.id,
+          labels,
+          reportedLabels: req.labels,
+          version: req.agentVersion,
+          use: taken[0]!.useCount,
+          maxUses: token.maxUses,
+          replaced: replaced.map((a) => a.id),
+        },
       },
       now,
     );
-    return agent;
+    return { agent, replaced };
   });
-  return outcome(agent, [{ kind: 'fleet', hostId: null }]);
+  if (!result) {
+    // Lost the race for the last use, or revoked/expired meanwhile: say which, from the row as it is now.
+    const now_ = await db.joinToken.findUniqueOrThrow({ where: { id: token.id } });
+    const late = refusalOf(now_, req.hostname, now) ?? {
+      code: 'JOIN_TOKEN_USED_UP' as const,
+      why: 'no use left',
+      userMessage: 'this join token has no uses left',
+    };
+    throw await refuse(db, now_, req, late, now);
+  }
+  return outcome(result.agent, [
+    ...result.replaced.map((a) => ({
+      kind: 'agent-revoked' as const,
+      agentId: a.id,
+      reason: 'replaced: the host enrolled again',
+    })),
+    { kind: 'fleet', hostId: null },
+  ]);
 }
 
 /**
@@ -175,36 +365,143 @@ export async function revokeAgent(
       throw new AppError('INVALID_STATE', `agent ${agentId} is already revoked`, {
         userMessage: 'agent is already revoked',
       });
-    const updated = await tx.agent.update({
-      where: { id: agentId },
-      data: { revokedAt: now, revokedReason: reason, status: 'offline' },
-    });
-    const lost = await tx.execution.updateMany({
-      where: { agentId, state: { in: [...IN_FLIGHT_EXECUTION_STATES] } },
-      data: {
-        state: 'agent_lost',
-        errorCode: 'AGENT_REVOKED',
-        errorMessage: 'the agent was revoked while this job was in flight',
-        finishedAt: now,
-      },
-    });
-    await appendAudit(
-      tx,
-      {
-        actor,
-        action: 'agent.revoke',
-        subjectType: 'agent',
-        subjectId: agentId,
-        data: { reason, lostExecutions: lost.count },
-      },
-      now,
-    );
-    return updated;
+    return revokeInTx(tx, actor, agent, reason, 'agent.revoke', now);
   });
   // After the commit: the agent is told and dropped everywhere; it is refused at every later handshake.
   return outcome(agentOf(revoked), [
     { kind: 'agent-revoked', agentId, reason },
     { kind: 'fleet', hostId: null },
+  ]);
+}
+
+type TokenWithAgents = JoinToken & {
+  agents: Pick<Agent, 'id' | 'name' | 'status' | 'enrolledAt' | 'revokedAt' | 'revokedReason'>[];
+};
+const TOKEN_AGENTS = {
+  agents: {
+    select: { id: true, name: true, status: true, enrolledAt: true, revokedAt: true, revokedReason: true },
+    orderBy: { enrolledAt: 'desc' as const },
+  },
+};
+
+/** A join token as the API shows it: never its hash, always its uses and the agents it enrolled. */
+export function joinTokenOf(row: TokenWithAgents, now: Date = new Date()): JoinTokenRow {
+  const status = row.revokedAt
+    ? 'revoked'
+    : row.expiresAt <= now
+      ? 'expired'
+      : row.maxUses !== null && row.useCount >= row.maxUses
+        ? 'used_up'
+        : 'active';
+  return {
+    id: row.id,
+    note: row.note,
+    labels: labelsOf(row.labels),
+    maxUses: row.maxUses,
+    useCount: row.useCount,
+    hostPattern: row.hostPattern,
+    createdById: row.createdById,
+    createdAt: row.createdAt.toISOString(),
+    expiresAt: row.expiresAt.toISOString(),
+    lastUsedAt: row.lastUsedAt?.toISOString() ?? null,
+    revokedAt: row.revokedAt?.toISOString() ?? null,
+    refusedCount: row.refusedCount,
+    status,
+    agents: row.agents.map((a) => ({
+      id: a.id,
+      name: a.name,
+      status: a.status === 'online' ? 'online' : 'offline',
+      enrolledAt: a.enrolledAt.toISOString(),
+      revokedAt: a.revokedAt?.toISOString() ?? null,
+      revokedReason: a.revokedReason,
+    })),
+  };
+}
+
+/** Join tokens for review (admin only), newest first (the latest JOIN_TOKEN_LIST_LIMIT). */
+export const JOIN_TOKEN_LIST_LIMIT = 500;
+export async function listJoinTokens(db: Db, actor: Actor, now: Date = new Date()): Promise<JoinTokenRow[]> {
+  requireUser(actor, 'agent:manage');
+  const rows = await db.joinToken.findMany({
+    orderBy: { createdAt: 'desc' },
+    take: JOIN_TOKEN_LIST_LIMIT,
+    include: TOKEN_AGENTS,
+  });
+  return rows.map((r) => joinTokenOf(r, now));
+}
+
+function tokenNotFound(id: string): AppError {
+  return new AppError('NOT_FOUND', `join token ${id} not found`, { userMessage: 'join token not found' });
+}
+
+/** Revokes a join token (admin only): no agent enrols with it from now on; those it enrolled stay. */
+export async function revokeJoinToken(
+  db: PrismaClient,
+  actor: Actor,
+  id: string,
+  now: Date = new Date(),
+): Promise<Outcome<JoinTokenRow>> {
+  const user = requireUser(actor, 'agent:manage');
+  const row = await db.$transaction(async (tx) => {
+    const done = await tx.joinToken.updateMany({
+      where: { id, revokedAt: null },
+      data: { revokedAt: now, revokedById: user.id },
+    });
+    if (done.count !== 1) {
+      const exists = await tx.joinToken.findUnique({ where: { id }, select: { id: true } });
+      if (!exists) throw tokenNotFound(id);
+      throw new AppError('INVALID_STATE', `join token ${id} is already revoked`, {
+        userMessage: 'join token is already revoked',
+      });
+    }
+    await appendAudit(
+      tx,
+      { actor, action: 'agent.join_token.revoke', subjectType: 'join_token', subjectId: id },
+      now,
+    );
+    return tx.joinToken.findUniqueOrThrow({ where: { id }, include: TOKEN_AGENTS });
+  });
+  return outcome(joinTokenOf(row, now));
+}
+
+/**
+ * Revokes every live agent enrolled through a join token (admin only), as revokeAgent does one: refused from
+ * then on, sockets dropped after the commit, in-flight work `agent_lost`; one `agent.revoke` per agent (naming
+ * the token) and one `agent.join_token.revoke_agents`. The token itself stays as it is (revoke it too to stop
+ * new enrolments).
+ */
+export async function revokeJoinTokenAgents(
+  db: PrismaClient,
+  actor: Actor,
+  id: string,
+  reason: string,
+  now: Date = new Date(),
+): Promise<Outcome<{ joinToken: JoinTokenRow; revokedAgentIds: string[] }>> {
+  requireUser(actor, 'agent:manage');
+  const { row, ids } = await db.$transaction(async (tx) => {
+    const token = await tx.joinToken.findUnique({ where: { id }, select: { id: true } });
+    if (!token) throw tokenNotFound(id);
+    const live = await tx.agent.findMany({ where: { joinTokenId: id, revokedAt: null } });
+    for (const agent of live) {
+      await revokeInTx(tx, actor, agent, reason, 'agent.revoke', now, { joinTokenId: id });
+    }
+    await appendAudit(
+      tx,
+      {
+        actor,
+        action: 'agent.join_token.revoke_agents',
+        subjectType: 'join_token',
+        subjectId: id,
+        data: { reason, agentIds: live.map((a) => a.id) },
+      },
+      now,
+    );
+    const row = await tx.joinToken.findUniqueOrThrow({ where: { id }, include: TOKEN_AGENTS });
+    return { row, ids: live.map((a) => a.id) };
+  });
+  return outcome({ joinToken: joinTokenOf(row, now), revokedAgentIds: ids }, [
+    ...ids.map((agentId) => ({ kind: 'agent-revoked' as const, agentId, reason })),
+    ...(ids.length > 0 ? [{ kind: 'fleet' as const, hostId: null }] : []),
   ]);
 }
 

@@ -283,9 +283,25 @@ export function createServices(d: ServiceDeps) {
       async createJoinToken(actor: Actor, input: CreateJoinToken) {
         const t = await agents.createJoinToken(db, actor, input, clock());
         return outcome({
-          joinToken: { id: t.id, token: t.token, expiresAt: t.expiresAt.toISOString(), labels: t.labels },
+          joinToken: {
+            id: t.id,
+            token: t.token,
+            expiresAt: t.expiresAt.toISOString(),
+            labels: t.labels,
+            maxUses: t.maxUses,
+            hostPattern: t.hostPattern,
+          },
         });
       },
+      listJoinTokens: async (actor: Actor) => ({
+        joinTokens: await agents.listJoinTokens(db, actor, clock()),
+      }),
+      async revokeJoinToken(actor: Actor, id: string) {
+        const r = await agents.revokeJoinToken(db, actor, id, clock());
+        return outcome({ joinToken: r.result }, r.effects);
+      },
+      revokeJoinTokenAgents: (actor: Actor, id: string, reason: string) =>
+        agents.revokeJoinTokenAgents(db, actor, id, reason, clock()),
       async enroll(input: EnrollRequest) {
         const r = await agents.enrollAgent(db, input, clock());
         return outcome(

@@ -1,5 +1,5 @@
 'use client';
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { useForm } from 'react-hook-form';
 import { KeyRoundIcon, ServerIcon } from 'lucide-react';
 import type { AgentRow } from '@pyreach/protocol/api';
@@ -31,10 +31,12 @@ export function AgentsTab() {
   useUiEvent('fleet:changed', () => reload());
   const [revoking, setRevoking] = useState<AgentRow | null>(null);
   const [err, setErr] = useState<unknown>(null);
+  const [tokensVersion, setTokensVersion] = useState(0);
   const agents = data?.agents ?? [];
   return (
     <div className="grid gap-4">
-      <JoinTokenCard />
+      <JoinTokenCard onCreated={() => setTokensVersion((n) => n + 1)} />
+      <JoinTokenList version={tokensVersion} onChanged={reload} />
       {err ? <Alert variant="destructive" title={errorMessage(err)} /> : null}
       {error ? (
         <ErrorState error={error} onRetry={reload} />
@@ -114,11 +116,19 @@ interface TokenForm {
   labels: string;
   ttlMinutes: number;
   note: string;
+  maxUses: number;
+  unlimited: boolean;
+  hostPattern: string;
 }
 
-/** A one-time join token and the command to run on the host (shown once). */
-function JoinTokenCard() {
-  const form = useForm<TokenForm>({ defaultValues: { labels: '', ttlMinutes: 60, note: '' } });
+/**
+ * A join token and the command to run on the host (shown once): one-time by default, or for a fleet with a use
+ * limit (or unlimited), a longer life and a host-name pattern.
+ */
+function JoinTokenCard({ onCreated }: { onCreated: () => void }) {
+  const form = useForm<TokenForm>({
+    defaultValues: { labels: '', ttlMinutes: 60, note: '', maxUses: 1, unlimited: false, hostPattern: '' },
+  });
   const [token, setToken] = useState<{ token: string; expiresAt: string } | null>(null);
   const [err, setErr] = useState<unknown>(null);
   const origin = typeof window !== 'undefined' ? window.location.origin : '';
@@ -134,10 +144,13 @@ function JoinTokenCard() {
         body: {
           labels: labels.labels,
           ttlMinutes: v.ttlMinutes,
+          maxUses: v.unlimited ? null : v.maxUses,
+          ...(v.hostPattern.trim() ? { hostPattern: v.hostPattern.trim() } : {}),
           ...(v.note.trim() ? { note: v.note.trim() } : {}),
         },
       });
       setToken(r.joinToken);
+      onCreated();
     } catch (error) {
       setErr(error);
     }
@@ -148,11 +161,12 @@ function JoinTokenCard() {
       <CardHeader>
         <CardTitle>Enrol a host</CardTitle>
         <CardDescription>
-          A one-time join token; the agent generates its own key and the token cannot be used twice.
+          A join token: one host by default, or a fleet with a use limit and a host-name pattern. Every host
+          generates its own key; every enrolment is listed with its token below.
         </CardDescription>
       </CardHeader>
       <CardContent className="grid gap-3">
-        <form onSubmit={create} className="grid gap-3 sm:grid-cols-[1fr_8rem_1fr_auto]">
+        <form onSubmit={create} className="grid gap-3 sm:grid-cols-[1fr_8rem_1fr_auto] lg:grid-cols-3">
           <Field
             id="jt-labels"
             label="Labels"
@@ -171,9 +185,24 @@ function JoinTokenCard() {
               id="jt-ttl"
               type="number"
               min={1}
-              max={10080}
+              max={525600}
               {...form.register('ttlMinutes', { setValueAs: (v) => Number(v) || 60 })}
             />
+          </Field>
+          <Field id="jt-max-uses" label="Max uses">
+            <Input
+              id="jt-max-uses"
+              type="number"
+              min={1}
+              disabled={form.watch('unlimited')}
+              {...form.register('maxUses', { setValueAs: (v) => Number(v) || 1 })}
+            />
+          </Field>
+          <label className="flex items-center gap-2 pt-5 text-sm">
+            <input type="checkbox" {...form.register('unlimited')} /> Unlimited uses
+          </label>
+          <Field id="jt-host-pattern" label="Host pattern" hint="optional, e.g. node-*.prod.example">
+            <Input id="jt-host-pattern" className="font-mono" {...form.register('hostPattern')} />
           </Field>
           <Field id="jt-note" label="Note">
             <Input id="jt-note" placeholder="orders-prod-3 rollout" {...form.register('note')} />
@@ -200,6 +229,106 @@ function JoinTokenCard() {
         ) : null}
         {err ? <Alert variant="destructive" title={errorMessage(err)} /> : null}
       </CardContent>
+    </Card>
+  );
+}
+
+/** Join tokens with their uses and the agents each enrolled; revoke one, or every agent it enrolled. */
+function JoinTokenList({ version, onChanged }: { version: number; onChanged: () => void }) {
+  const { data, error, reload } = useCall('listJoinTokens', {});
+  const [err, setErr] = useState<unknown>(null);
+  // A token just created (version bumped by the card above) shows at once; the first render loads anyway.
+  useEffect(() => {
+    if (version > 0) reload();
+  }, [version, reload]);
+  const tokens = data?.joinTokens ?? [];
+  const act = async (f: () => Promise<unknown>) => {
+    setErr(null);
+    try {
+      await f();
+      reload();
+      onChanged();
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  if (error) return <ErrorState error={error} onRetry={reload} />;
+  if (tokens.length === 0) return null;
+  return (
+    <Card>
+      {err ? <Alert variant="destructive" title={errorMessage(err)} /> : null}
+      <Table aria-label="Join tokens">
+        <THead>
+          <TR>
+            <TH>Token</TH>
+            <TH>Status</TH>
+            <TH>Uses</TH>
+            <TH>Host pattern</TH>
+            <TH>Expires</TH>
+            <TH>Agents</TH>
+            <TH>
+              <span className="sr-only">Actions</span>
+            </TH>
+          </TR>
+        </THead>
+        <TBody>
+          {tokens.map((t) => {
+            const live = t.agents.filter((a) => !a.revokedAt);
+            return (
+              <TR key={t.id} data-testid="join-token-row">
+                <TD>
+                  <div className="font-medium">{t.note ?? 'join token'}</div>
+                  <div className="font-mono text-xs text-muted-foreground">{t.id}</div>
+                  <LabelList labels={t.labels} />
+                </TD>
+                <TD>{t.status.replace('_', ' ')}</TD>
+                <TD className="tabular-nums">
+                  {t.useCount} / {t.maxUses ?? '∞'}
+                  {t.refusedCount > 0 ? (
+                    <div className="text-xs text-muted-foreground">{t.refusedCount} refused</div>
+                  ) : null}
+                </TD>
+                <TD className="font-mono text-xs">{t.hostPattern ?? '—'}</TD>
+                <TD>{formatTime(t.expiresAt)}</TD>
+                <TD className="text-xs">
+                  {live.length} live
+                  {t.agents.length > live.length ? `, ${t.agents.length - live.length} revoked` : ''}
+                  <div className="text-muted-foreground">{live.map((a) => a.name).join(', ')}</div>
+                </TD>
+                <TD className="whitespace-nowrap text-right">
+                  {t.revokedAt ? null : (
+                    <Button
+                      size="sm"
+                      variant="outline"
+                      onClick={() => void act(() => api('revokeJoinToken', { params: { id: t.id } }))}
+                    >
+                      Revoke token
+                    </Button>
+                  )}{' '}
+                  {live.length > 0 ? (
+                    <Button
+                      size="sm"
+                      variant="destructive"
+                      onClick={() => {
+                        if (!window.confirm(`Revoke all ${live.length} agents enrolled with this token?`))
+                          return;
+                        void act(() =>
+                          api('revokeJoinTokenAgents', {
+                            params: { id: t.id },
+                            body: { reason: 'revoked with their join token from the dashboard' },
+                          }),
+                        );
+                      }}
+                    >
+                      Revoke its agents
+                    </Button>
+                  ) : null}
+                </TD>
+              </TR>
+            );
+          })}
+        </TBody>
+      </Table>
     </Card>
   );
 }
