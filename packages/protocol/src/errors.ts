@@ -45,6 +45,8 @@ const ERRORS = {
   TOKEN_EXPIRED: { status: 401, retryable: false },
   TOKEN_REVOKED: { status: 401, retryable: false },
   PERSON_REQUIRED: { status: 403, retryable: false },
+  /** E-mail + password sign-in is switched off on this deployment (PYREACH_PASSWORD_SIGNIN=off): use SSO. */
+  PASSWORD_SIGNIN_DISABLED: { status: 403, retryable: false },
   /** better-auth refused a sign-in call without saying more. */
   AUTH_ERROR: { status: 400, retryable: false },
   INTERNAL: { status: 500, retryable: true },
