@@ -1,28 +1,26 @@
 /**
- * Single sign-on in Chromium against a REAL OpenID Connect provider (node-oidc-provider, started here): the
- * sign-in page's provider button, claims → roles (audited, sockets closed at a change), account linking refused
- * to an IdP identity that merely claims an existing e-mail, password sign-in switched off, and re-authentication
- * for an approval through the provider (prompt=login, max_age=0) — where a silent SSO round trip on an old IdP
- * session must not pass for a fresh sign-in.
+ * Single sign-on in Chromium against a REAL OpenID Connect provider (node-oidc-provider): the sign-in page's
+ * provider button, claims → roles (audited, sockets closed at a change), account linking refused to an IdP
+ * identity that merely claims an existing e-mail, and re-authentication for an approval through the provider
+ * (prompt=login, max_age=0) — where a silent SSO round trip on an old IdP session must not pass for a fresh
+ * sign-in.
  *
- * Two control planes of their own (global-setup's has no OIDC): `cp` with linking by e-mail on, the one
- * approvals run on (with a real agent and CPython target); `strict` with linking off and password sign-in off.
+ * The provider and the server are global-setup.ts's (OIDC, linking by e-mail on, password sign-in on): no
+ * control plane of its own. What needs other settings and no browser — password sign-in off, linking off —
+ * is in integration/sso.int.test.ts against an API-only server.
  */
 import { expect, test, type Browser, type BrowserContext, type Page } from '@playwright/test';
 import { io, type Socket } from 'socket.io-client';
 import { AgentProcess } from '../support/agent-harness';
 import { ApiClient } from '../support/api';
-import { freePort, startControlPlane, USERS, type ControlPlane } from '../support/control-plane';
-import { startIdp, type TestIdp } from '../support/oidc-idp';
+import { USERS } from '../support/control-plane';
+import { idpRemote } from '../support/oidc-idp';
 import { startPython, type PyTarget } from '../support/python';
 import { eventually, shot } from './helpers';
 
-const SECRET = 'sso-client-secret-sso-client-secret';
-const ROLE_MAP = { groups: { 'pyreach-admins': 'admin', 'pyreach-approvers': 'approver', sre: 'operator' } };
+const BASE = process.env.PYREACH_E2E_URL!;
+const idp = idpRemote(process.env.PYREACH_E2E_IDP_URL!);
 
-let idp: TestIdp;
-let cp: ControlPlane;
-let strict: ControlPlane;
 let admin: ApiClient;
 let target: PyTarget;
 let agent: AgentProcess;
@@ -31,60 +29,15 @@ const sockets: Socket[] = [];
 
 test.describe.configure({ mode: 'serial' });
 
-function oidcEnv(clientId: string, extra: Record<string, string>): Record<string, string> {
-  return {
-    NODE_ENV: 'production',
-    PYREACH_UI: 'next',
-    NEXT_TELEMETRY_DISABLED: '1',
-    BETTER_AUTH_SECRET: 'e2e-sso-secret-e2e-sso-secret-e2e-sso',
-    PYREACH_SEED_FORCE: '1',
-    OIDC_ISSUER: idp.issuer,
-    OIDC_CLIENT_ID: clientId,
-    OIDC_CLIENT_SECRET: SECRET,
-    OIDC_PROVIDER_NAME: 'Test IdP',
-    PYREACH_OIDC_ROLE_MAP: JSON.stringify(ROLE_MAP),
-    ...extra,
-  };
-}
-
 test.beforeAll(async () => {
-  const [idpPort, cpPort, strictPort] = [await freePort(), await freePort(), await freePort()];
-  idp = await startIdp({
-    port: idpPort,
-    clients: [
-      { clientId: 'pyreach', clientSecret: SECRET, baseUrl: `http://127.0.0.1:${cpPort}` },
-      { clientId: 'pyreach-strict', clientSecret: SECRET, baseUrl: `http://127.0.0.1:${strictPort}` },
-    ],
-    users: {
-      sam: { email: 'sam@idp.test', emailVerified: true, name: 'Sam SRE', groups: ['sre'] },
-      ada: {
-        email: 'ada@idp.test',
-        emailVerified: true,
-        name: 'Ada Approver',
-        groups: ['pyreach-approvers'],
-      },
-      // Claims the admin's e-mail; the IdP does not vouch for it.
-      mallory: { email: USERS.admin, emailVerified: false, name: 'Mallory', groups: ['pyreach-admins'] },
-      // Claims the admin's e-mail and the IdP says it is verified: still no link where linking is off.
-      eve: { email: USERS.admin, emailVerified: true, name: 'Eve', groups: ['pyreach-admins'] },
-      // The viewer's own IdP identity, verified: joins the password account where linking is on.
-      vic: { email: USERS.viewer, emailVerified: true, name: 'Vic', groups: [] },
-    },
-  });
-  [cp, strict] = await Promise.all([
-    startControlPlane('pglite', oidcEnv('pyreach', { PYREACH_OIDC_LINK_BY_EMAIL: 'on' }), { port: cpPort }),
-    startControlPlane('pglite', oidcEnv('pyreach-strict', { PYREACH_PASSWORD_SIGNIN: 'off' }), {
-      port: strictPort,
-    }),
-  ]);
-  admin = await ApiClient.signIn(cp.baseUrl, USERS.admin);
+  admin = await ApiClient.signIn(BASE, USERS.admin);
   target = await startPython('log_service.py', { style: 'host' });
   const token = (
     await admin.ok(
       admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'sso' } }),
     )
   ).joinToken.token;
-  agent = new AgentProcess({ config: { server: cp.baseUrl, policy: { allowRoot: true } } });
+  agent = new AgentProcess({ config: { server: BASE, policy: { allowRoot: true } } });
   const enrolled = await agent.cli(['enroll', '--token', token, '--label', 'env=sso']);
   expect(enrolled.code, enrolled.stderr + enrolled.stdout).toBe(0);
   agent.start();
@@ -95,8 +48,6 @@ test.afterAll(async () => {
   for (const c of contexts) await c.close();
   await agent?.kill('SIGKILL');
   await target?.kill();
-  await Promise.all([cp?.cleanup(), strict?.cleanup()]);
-  await idp?.close();
 });
 
 async function page(browser: Browser): Promise<Page> {
@@ -121,7 +72,7 @@ async function ssoSignIn(p: Page, base: string, who?: string, agoSeconds = 0): P
 }
 
 async function signedInAs(p: Page, role: string): Promise<void> {
-  await p.waitForURL((u) => u.origin === cp.baseUrl && !u.pathname.startsWith('/sign-in'));
+  await p.waitForURL((u) => u.origin === BASE && !u.pathname.startsWith('/sign-in'));
   await expect(p.getByTestId('current-role')).toHaveText(role);
 }
 
@@ -139,7 +90,7 @@ async function roleChanges(email: string): Promise<AuditEvent[]> {
 }
 
 function uiSocket(cookie: string): Promise<Socket> {
-  const s = io(`${cp.baseUrl}/ui`, {
+  const s = io(`${BASE}/ui`, {
     transports: ['websocket'],
     extraHeaders: { cookie },
     reconnection: false,
@@ -152,17 +103,17 @@ function uiSocket(cookie: string): Promise<Socket> {
 }
 
 async function cookieHeader(p: Page): Promise<string> {
-  return (await p.context().cookies(cp.baseUrl)).map((c) => `${c.name}=${c.value}`).join('; ');
+  return (await p.context().cookies(BASE)).map((c) => `${c.name}=${c.value}`).join('; ');
 }
 
 test('the sign-in page offers the provider, and an SSO sign-in lands with the role its groups map to, audited as from the IdP', async ({
   browser,
 }) => {
   const p = await page(browser);
-  await p.goto(`${cp.baseUrl}/sign-in`);
+  await p.goto(`${BASE}/sign-in`);
   await expect(p.getByLabel('Password'), 'password sign-in stays on here').toBeVisible();
   await shot(p, 'sso-sign-in');
-  await ssoSignIn(p, cp.baseUrl, 'sam');
+  await ssoSignIn(p, BASE, 'sam');
   await signedInAs(p, 'operator');
   const [change] = await roleChanges('sam@idp.test');
   expect(change).toMatchObject({ actorType: 'system', actorName: 'idp:oidc' });
@@ -178,12 +129,12 @@ test('a group change at the IdP changes the role at the next sign-in, audited, a
   const p = contexts.at(-1)!.pages()[0]!;
   const socket = await uiSocket(await cookieHeader(p));
   const closed = new Promise<string>((resolve) => socket.once('disconnect', resolve));
-  idp.users.get('sam')!.groups = ['pyreach-approvers'];
+  await idp.setUser('sam', { groups: ['pyreach-approvers'] });
   // The IdP session is still there: the provider answers without asking again.
-  const logins = idp.logins.length;
-  await ssoSignIn(p, cp.baseUrl);
+  const logins = (await idp.log()).logins.length;
+  await ssoSignIn(p, BASE);
   await signedInAs(p, 'approver');
-  expect(idp.logins.length, 'no second login at the IdP').toBe(logins);
+  expect((await idp.log()).logins.length, 'no second login at the IdP').toBe(logins);
   expect(await closed).toBe('io server disconnect');
   const changes = await roleChanges('sam@idp.test');
   expect(changes.map((c) => [c.data.from, c.data.to, c.data.source])).toContainEqual([
@@ -197,12 +148,12 @@ test("an IdP identity claiming the admin's e-mail without email_verified does no
   browser,
 }) => {
   const p = await page(browser);
-  await ssoSignIn(p, cp.baseUrl, 'mallory');
+  await ssoSignIn(p, BASE, 'mallory');
   await p.waitForURL(
     (u) => u.pathname === '/sign-in' && u.searchParams.get('error') === 'account_not_linked',
   );
   await expect(p.getByText('is not linked to your SSO identity')).toBeVisible();
-  const me = await p.request.get(`${cp.baseUrl}/api/me`);
+  const me = await p.request.get(`${BASE}/api/me`);
   expect(me.status(), 'no session of any kind').toBe(401);
   const users = await admin.ok(admin.get<{ users: { email: string; role: string }[] }>('/api/users'));
   expect(users.users.filter((u) => u.email === USERS.admin)).toHaveLength(1);
@@ -210,43 +161,22 @@ test("an IdP identity claiming the admin's e-mail without email_verified does no
 
   // The control: where linking is on, a verified identity with its own e-mail joins that account.
   const v = await page(browser);
-  await ssoSignIn(v, cp.baseUrl, 'vic');
+  await ssoSignIn(v, BASE, 'vic');
   await signedInAs(v, 'viewer');
-  const meV = (await (await v.request.get(`${cp.baseUrl}/api/me`)).json()) as {
+  const meV = (await (await v.request.get(`${BASE}/api/me`)).json()) as {
     user: { email: string; name: string };
   };
   expect(meV.user).toMatchObject({ email: USERS.viewer, name: 'viewer' });
-});
-
-test('with linking off even a verified e-mail joins nothing, and password sign-in off hides the form and refuses the route', async ({
-  browser,
-}) => {
-  const p = await page(browser);
-  await p.goto(`${strict.baseUrl}/sign-in`);
-  await expect(p.getByRole('button', { name: 'Sign in with Test IdP', exact: true })).toBeVisible();
-  await expect(p.getByLabel('Password')).toHaveCount(0);
-  const refused = await p.request.post(`${strict.baseUrl}/api/auth/sign-in/email`, {
-    data: { email: USERS.admin, password: 'correct-horse-battery-staple' },
-    headers: { origin: strict.baseUrl },
-  });
-  expect(refused.status()).toBe(403);
-  expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('PASSWORD_SIGNIN_DISABLED');
-
-  await ssoSignIn(p, strict.baseUrl, 'eve');
-  await p.waitForURL(
-    (u) => u.pathname === '/sign-in' && u.searchParams.get('error') === 'account_not_linked',
-  );
-  expect((await p.request.get(`${strict.baseUrl}/api/me`)).status()).toBe(401);
 });
 
 test('a vote on a stale SSO sign-in goes back through the provider with prompt=login and max_age=0 and then counts; a silent round trip does not make it fresh', async ({
   browser,
 }) => {
   const p = await page(browser);
-  // The IdP session began an hour ago (the window is 10 minutes): this sign-in is not recent.
-  await ssoSignIn(p, cp.baseUrl, 'ada', 3600);
+  // The IdP session began an hour ago (the e2e window is 1 minute): this sign-in is not recent.
+  await ssoSignIn(p, BASE, 'ada', 3600);
   await signedInAs(p, 'approver');
-  const operator = await ApiClient.signIn(cp.baseUrl, USERS.operator);
+  const operator = await ApiClient.signIn(BASE, USERS.operator);
   const proc = await eventually('the target in the inventory', async () => {
     const r = await admin.ok(
       admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>(
@@ -267,30 +197,30 @@ test('a vote on a stale SSO sign-in goes back through the provider with prompt=l
     }),
   );
   const vote = () =>
-    p.request.post(`${cp.baseUrl}/api/requests/${created.request.id}/reviews`, {
+    p.request.post(`${BASE}/api/requests/${created.request.id}/reviews`, {
       data: { decision: 'approve' },
-      headers: { origin: cp.baseUrl },
+      headers: { origin: BASE },
     });
   const code = async () => ((await (await vote()).json()) as { error?: { code: string } }).error?.code;
   expect(await code()).toBe('STALE_AUTH');
 
   // The attacker's shortcut: a new sign-in without prompt=login rides the old IdP session (no login at the
   // IdP) — our session is new, but auth_time says the person was last checked an hour ago.
-  const logins = idp.logins.length;
-  await ssoSignIn(p, cp.baseUrl);
+  const logins = (await idp.log()).logins.length;
+  await ssoSignIn(p, BASE);
   await signedInAs(p, 'approver');
-  expect(idp.logins.length).toBe(logins);
+  expect((await idp.log()).logins.length).toBe(logins);
   expect(await code(), 'a silent SSO round trip is no re-authentication').toBe('STALE_AUTH');
 
-  await p.goto(`${cp.baseUrl}/approvals`);
+  await p.goto(`${BASE}/approvals`);
   const card = p.getByTestId('pending-request').filter({ hasText: 'E2E: SSO re-authentication' });
   await card.getByRole('button', { name: 'Approve' }).click();
   await p.getByRole('button', { name: 'Sign in again with Test IdP' }).click();
   // prompt=login: the IdP asks although its session is live.
   await idpLogin(p, 'ada');
-  const asked = idp.authRequests.at(-1)!;
+  const asked = (await idp.log()).authRequests.at(-1)!;
   expect(asked).toMatchObject({ prompt: 'login', max_age: '0', client_id: 'pyreach' });
-  await p.waitForURL((u) => u.origin === cp.baseUrl && u.pathname === '/approvals');
+  await p.waitForURL((u) => u.origin === BASE && u.pathname === '/approvals');
   await expect(card).toHaveCount(0);
   const approved = await eventually('the request to be approved', async () => {
     const r = await admin.ok(

@@ -6,6 +6,9 @@
  *
  * The login page may backdate the login (`ago` seconds): the ID token's auth_time is then that old, as after a
  * long-lived IdP session — how the re-authentication window is tested without waiting it out.
+ *
+ * The provider may run in another process than the test (Playwright's global setup starts it for the one e2e
+ * server): `/_test/log` answers the log and `PUT /_test/users/<sub>` changes a user's claims — see idpRemote.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Provider, { type Configuration } from 'oidc-provider';
@@ -139,11 +142,34 @@ export async function startIdp(opts: {
     return true;
   }
 
+  /** The test-only control surface, for a test in another process (idpRemote). */
+  async function control(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    if (req.method === 'GET' && url.pathname === '/_test/log') {
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ authRequests, logins }));
+      return true;
+    }
+    const m = /^\/_test\/users\/([^/]+)$/.exec(url.pathname);
+    if (req.method !== 'PUT' || !m) return false;
+    const user = users.get(decodeURIComponent(m[1]!));
+    if (!user) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('no such user');
+      return true;
+    }
+    let body = '';
+    for await (const chunk of req) body += String(chunk);
+    Object.assign(user, JSON.parse(body) as Partial<IdpUser>);
+    res.writeHead(204).end();
+    return true;
+  }
+
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
     if (req.method === 'GET' && url.pathname === '/auth')
       authRequests.push(Object.fromEntries(url.searchParams));
-    interaction(req, res, url)
+    control(req, res, url)
+      .then(async (handled) => handled || interaction(req, res, url))
       .then((handled) => {
         if (!handled) void callback(req, res);
       })
@@ -166,5 +192,44 @@ export async function startIdp(opts: {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+/** The log and the users of a provider started in another process (the e2e global setup's), over HTTP. */
+export function idpRemote(issuer: string): {
+  log(): Promise<{ authRequests: Record<string, string>[]; logins: { sub: string; agoSeconds: number }[] }>;
+  setUser(sub: string, patch: Partial<IdpUser>): Promise<void>;
+} {
+  return {
+    async log() {
+      const res = await fetch(`${issuer}/_test/log`);
+      if (!res.ok) throw new Error(`IdP log: ${res.status}`);
+      return (await res.json()) as Awaited<ReturnType<ReturnType<typeof idpRemote>['log']>>;
+    },
+    async setUser(sub, patch) {
+      const res = await fetch(`${issuer}/_test/users/${encodeURIComponent(sub)}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(patch),
+      });
+      if (res.status !== 204) throw new Error(`IdP user ${sub}: ${res.status}`);
+    },
+  };
+}
+
+/** The client secret and claims → roles map the e2e server and the SSO integration test configure. */
+export const SSO_CLIENT_SECRET = 'sso-client-secret-sso-client-secret';
+export const SSO_ROLE_MAP = {
+  groups: { 'pyreach-admins': 'admin', 'pyreach-approvers': 'approver', sre: 'operator' },
+};
+
+/** A control plane's OIDC settings for `clientId` at `issuer` (provider id `oidc`, shown as "Test IdP"). */
+export function ssoEnv(issuer: string, clientId: string): Record<string, string> {
+  return {
+    OIDC_ISSUER: issuer,
+    OIDC_CLIENT_ID: clientId,
+    OIDC_CLIENT_SECRET: SSO_CLIENT_SECRET,
+    OIDC_PROVIDER_NAME: 'Test IdP',
+    PYREACH_OIDC_ROLE_MAP: JSON.stringify(SSO_ROLE_MAP),
   };
 }
