@@ -22,7 +22,8 @@ export async function signedIn(
   await page.goto('/sign-in');
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  // exact: the SSO provider's "Sign in with …" button is on the page too.
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL((u) => !u.pathname.startsWith('/sign-in'));
   await expect(page.getByTestId('current-role')).toBeVisible();
   return { context, page };

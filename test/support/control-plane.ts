@@ -90,12 +90,14 @@ export async function startControlPlane(
      * SELECT on the audit trail (DATABASE_URL = db.location). Default `'single'`: one role does everything.
      */
     roles?: 'single' | 'separate';
+    /** A port chosen beforehand (freePort), when something must know the URL first (an OIDC client's callback). */
+    port?: number;
   } = {},
 ): Promise<ControlPlane> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'pyreach-web-'));
   const db =
     kind === 'postgres' ? await createTestDatabase('postgres', { poolSize: 2, roles: opts.roles }) : null;
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const baseUrl = `http://127.0.0.1:${port}`;
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,

@@ -972,8 +972,17 @@ export const Me = z.object({
   authenticatedAt: Time,
   freshUntil: Time,
   fresh: z.boolean(),
+  /** How a stale sign-in is renewed before a vote: the password, or a fresh sign-in at the SSO provider. */
+  reauth: z.enum(['password', 'sso']).default('password'),
 });
 export type Me = z.infer<typeof Me>;
+
+/** What the sign-in page offers: password (unless switched off) and the SSO provider, if any. */
+export const SignInOptions = z.object({
+  password: z.boolean(),
+  sso: z.object({ providerId: z.string(), name: z.string() }).nullable(),
+});
+export type SignInOptions = z.infer<typeof SignInOptions>;
 
 /**
  * /api/health's word on the audit trail. `protection`: `protected` (the app's role may only INSERT and SELECT

@@ -52,6 +52,8 @@ const ERRORS = {
   JOIN_TOKEN_REVOKED: { status: 401, retryable: false },
   JOIN_TOKEN_USED_UP: { status: 403, retryable: false },
   JOIN_TOKEN_HOST_MISMATCH: { status: 403, retryable: false },
+  /** E-mail + password sign-in is switched off on this deployment (PYREACH_PASSWORD_SIGNIN=off): use SSO. */
+  PASSWORD_SIGNIN_DISABLED: { status: 403, retryable: false },
   /** better-auth refused a sign-in call without saying more. */
   AUTH_ERROR: { status: 400, retryable: false },
   INTERNAL: { status: 500, retryable: true },

@@ -2,13 +2,17 @@
  * Sign-in and sessions (better-auth; why it was chosen is in README.md). Password hashing is better-auth's
  * scrypt; sessions live in the database so any replica can check them; `freshAge` marks how long a sign-in
  * counts as recent, and approving requires a recent one (the review route passes session.createdAt on).
- * Sign-up over HTTP is off: admins create users through /api/users (audited), OIDC users arrive as viewers.
+ * Sign-up over HTTP is off: admins create users through /api/users (audited); SSO users are created at their
+ * first sign-in, as viewers unless the IdP's claims map to a role (services/sso.ts). An SSO identity never joins an
+ * existing account by e-mail unless PYREACH_OIDC_LINK_BY_EMAIL=on and the IdP says the e-mail is verified.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { betterAuth } from 'better-auth';
 import { prismaAdapter } from 'better-auth/adapters/prisma';
 import { admin } from 'better-auth/plugins/admin';
 import { genericOAuth } from 'better-auth/plugins/generic-oauth';
 import type { Env } from './env';
+import type { Effect } from './services/effects';
 import type { Logger } from './logger';
 import { CLIENT_IP_HEADER } from './http/plane';
 
@@ -35,8 +39,27 @@ const DISABLED_PATHS = [
 
 type PrismaLike = Parameters<typeof prismaAdapter>[0];
 
+/** What one call into the auth library carried: the IdP's profile, when a provider's callback ran in it. */
+export interface SignInScope {
+  idpProfile?: Record<string, unknown>;
+  /** What the sign-in hook changed (an IdP role change closes sockets), published once the call answered. */
+  effects: Effect[];
+}
+
+/**
+ * better-auth hands the IdP's profile to mapProfileToUser and creates the session later in the same call; the
+ * scope carries the profile between the two (the control plane runs every auth call inside one).
+ */
+export const signInScope = new AsyncLocalStorage<SignInScope>();
+
 export interface AuthHooks {
-  onSignIn?: (session: { userId: string; ipAddress?: string | null }) => Promise<void>;
+  /** After a session was created; `idpProfile`: the claims of the SSO sign-in that created it. */
+  onSignIn?: (session: {
+    sessionId: string;
+    userId: string;
+    ipAddress?: string | null;
+    idpProfile?: Record<string, unknown>;
+  }) => Promise<void>;
 }
 
 export function createAuth(opts: { env: Env; prisma: PrismaLike; log: Logger; hooks?: AuthHooks }) {
@@ -48,14 +71,39 @@ export function createAuth(opts: { env: Env; prisma: PrismaLike; log: Logger; ho
     secret: env.authSecret,
     trustedOrigins: [env.publicUrl],
     database: prismaAdapter(opts.prisma, { provider: 'postgresql' }),
-    disabledPaths: DISABLED_PATHS,
+    disabledPaths: [
+      ...DISABLED_PATHS,
+      // Password sign-in switched off: the route refuses it with a JSON error first (api/auth route); this is
+      // the backstop should anything call the auth library directly.
+      ...(env.passwordSignIn ? [] : ['/sign-in/email']),
+      // Joining an SSO identity to the signed-in account by hand: the same rule as by e-mail.
+      ...(env.oidc?.linkByEmail ? [] : ['/link-social']),
+    ],
+    account: {
+      accountLinking: {
+        // Off unless an admin turned it on. On, better-auth still refuses an identity whose provider says
+        // email_verified is not true (no provider is listed as trusted, so that check always applies).
+        enabled: env.oidc?.linkByEmail === true,
+        disableImplicitLinking: env.oidc?.linkByEmail !== true,
+        trustedProviders: [],
+        // Our password users are created by admins (the e-mail is theirs to vouch for); the IdP's verification
+        // is the one that matters here.
+        requireLocalEmailVerified: false,
+        allowDifferentEmails: false,
+      },
+    },
     user: {
       // Read with every session (sessions.ts); written only by the users service (temporary passwords).
       additionalFields: {
         mustChangePassword: { type: 'boolean', required: false, defaultValue: false, input: false },
       },
     },
-    emailAndPassword: { enabled: true, disableSignUp: true, minPasswordLength: 12, maxPasswordLength: 256 },
+    emailAndPassword: {
+      enabled: env.passwordSignIn,
+      disableSignUp: true,
+      minPasswordLength: 12,
+      maxPasswordLength: 256,
+    },
     session: {
       expiresIn: 12 * 60 * 60,
       updateAge: 60 * 60,
@@ -93,7 +141,13 @@ export function createAuth(opts: { env: Env; prisma: PrismaLike; log: Logger; ho
       session: {
         create: {
           after: async (session) => {
-            await opts.hooks?.onSignIn?.({ userId: session.userId, ipAddress: session.ipAddress ?? null });
+            const idpProfile = signInScope.getStore()?.idpProfile;
+            await opts.hooks?.onSignIn?.({
+              sessionId: session.id,
+              userId: session.userId,
+              ipAddress: session.ipAddress ?? null,
+              ...(idpProfile ? { idpProfile } : {}),
+            });
           },
         },
       },
@@ -106,11 +160,21 @@ export function createAuth(opts: { env: Env; prisma: PrismaLike; log: Logger; ho
               config: [
                 {
                   providerId: env.oidc.providerId,
+                  name: env.oidc.name,
                   discoveryUrl: `${env.oidc.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
                   clientId: env.oidc.clientId,
                   clientSecret: env.oidc.clientSecret,
                   scopes: ['openid', 'email', 'profile'],
                   pkce: true,
+                  // Claims are verified against the discovery JWKS; never a silently unverified ID token.
+                  requireIdTokenVerification: true,
+                  // Nothing of the profile is written by the auth library beyond its defaults; the claims are kept
+                  // for the sign-in hook, which maps them to a role through the audited service.
+                  mapProfileToUser: (profile) => {
+                    const scope = signInScope.getStore();
+                    if (scope) scope.idpProfile = { ...profile };
+                    return {};
+                  },
                 },
               ],
             }),

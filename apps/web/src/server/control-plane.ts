@@ -20,7 +20,7 @@ import { Server as IoServer } from 'socket.io';
 import { can } from '@pyreach/protocol/api';
 import { MAX_MESSAGE_BYTES } from '@pyreach/protocol/common';
 import { openDatabase } from '@pyreach/db';
-import { createAuth } from './auth';
+import { createAuth, signInScope, type SignInScope } from './auth';
 import { Cluster } from './cluster';
 import { Dispatcher } from './dispatcher';
 import type { Env } from './env';
@@ -44,6 +44,7 @@ import { parseAllowList } from './services/notifications-net';
 import { secretBoxFrom } from './services/notifications-secrets';
 import { NotificationWorker } from './services/notifications-worker';
 import { loadOrCreateSigningKey } from './services/signing';
+import { applyIdpAuthTime, syncIdpRole } from './services/sso';
 import { recordSignIn } from './services/users';
 
 export const APP_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -133,7 +134,24 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
     env,
     prisma: db.prisma,
     log: log.child({ component: 'auth' }),
-    hooks: { onSignIn: (s) => recordSignIn(db.prisma, s.userId, s.ipAddress ?? null) },
+    hooks: {
+      onSignIn: async (s) => {
+        await recordSignIn(db.prisma, s.userId, s.ipAddress ?? null);
+        if (!s.idpProfile || !env.oidc) return;
+        // The approval clock of an SSO session starts when the IdP last checked the person (auth_time).
+        await applyIdpAuthTime(db.prisma, { ...s, providerId: env.oidc.providerId });
+        // An SSO sign-in with a role map: the IdP's claims set the role, audited, before the session is used.
+        if (env.oidc.roleMap) {
+          const { effects } = await syncIdpRole(
+            db.prisma,
+            { providerId: env.oidc.providerId, roleMap: env.oidc.roleMap, defaultRole: env.oidc.defaultRole },
+            s.userId,
+            s.idpProfile,
+          );
+          signInScope.getStore()?.effects.push(...effects);
+        }
+      },
+    },
   });
   const local = new LocalAgents();
   const services = createServices({
@@ -164,6 +182,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       agentGraceSeconds: env.agentGraceSeconds,
       reportBatchMax: env.reportBatchMax,
       publicUrl: env.publicUrl,
+      signIn: { password: env.passwordSignIn, ssoProviderId: env.oidc?.providerId ?? null },
       notifications: {
         box: secretBoxFrom((await loadOrCreateSigningKey({ keyFile: env.notify.keyFile })).privateKey),
         allow: parseAllowList(env.notify.allow),
@@ -270,7 +289,16 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
   installHttpPlane({
     services,
     publish,
-    authHandler: (req) => auth.handler(req),
+    authHandler: async (req) => {
+      const scope: SignInScope = { effects: [] };
+      const res = await signInScope.run(scope, () => auth.handler(req));
+      publish(scope.effects);
+      return res;
+    },
+    signIn: {
+      password: env.passwordSignIn,
+      sso: env.oidc ? { providerId: env.oidc.providerId, name: env.oidc.name } : null,
+    },
     inflight,
     log,
     classify: asAppError,

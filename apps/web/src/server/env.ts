@@ -13,6 +13,40 @@ const bool = z
   .optional()
   .transform((v) => v === '1' || v === 'true' || v === 'yes');
 
+const onOff = z
+  .enum(['on', 'off', '1', '0', 'true', 'false'], { message: 'use on or off' })
+  .optional()
+  .transform((v) => (v === undefined ? undefined : v === 'on' || v === '1' || v === 'true'));
+
+const SsoRole = z.enum(['viewer', 'operator', 'approver', 'admin'], {
+  message: 'role must be viewer, operator, approver or admin',
+});
+
+/**
+ * `{"<claim>": {"<claim value>": "<role>"}}`, e.g. `{"groups": {"pyreach-admins": "admin", "sre": "operator"}}`.
+ * A claim may be a string or a list of strings (groups); the highest role any value maps to wins.
+ */
+const RoleMap = z
+  .string()
+  .transform((v, ctx) => {
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be JSON like {"groups":{"pyreach-admins":"admin"}}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_:.\/-]{1,100}$/, 'claim names: letters, digits, _ : . / -'),
+        z.record(z.string().min(1).max(256), SsoRole),
+        { message: 'must be an object of claim name → {value: role}' },
+      )
+      .refine((m) => Object.keys(m).length > 0, 'names no claim'),
+  )
+  .optional();
+
 const RawEnv = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -154,6 +188,16 @@ const RawEnv = z
       .string()
       .regex(/^[a-z0-9-]+$/)
       .default('oidc'),
+    /** What the sign-in button says: "Sign in with <name>". */
+    OIDC_PROVIDER_NAME: z.string().min(1).max(60).default('SSO'),
+    /** Claims → roles, checked at every SSO sign-in (unset: SSO users arrive as viewers, admins set roles). */
+    PYREACH_OIDC_ROLE_MAP: RoleMap,
+    /** Role of an SSO user none of whose claims the role map names. */
+    PYREACH_OIDC_DEFAULT_ROLE: SsoRole.default('viewer'),
+    /** An SSO identity may join the password account with its e-mail — only when the IdP says it is verified. */
+    PYREACH_OIDC_LINK_BY_EMAIL: onOff,
+    /** `off`: no e-mail + password sign-in at all (needs OIDC). */
+    PYREACH_PASSWORD_SIGNIN: onOff,
     /** Seeding a production database must be asked for explicitly. */
     PYREACH_SEED_FORCE: bool,
     /** Seed only: password of the seeded users, and optionally the users as JSON [{email,name,role}]. */
@@ -200,6 +244,22 @@ const RawEnv = z
         message: 'OIDC needs all of OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or none of them)',
       });
     }
+    if (env.PYREACH_PASSWORD_SIGNIN === false && !env.OIDC_ISSUER) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['PYREACH_PASSWORD_SIGNIN'],
+        message:
+          'PYREACH_PASSWORD_SIGNIN=off needs OIDC (OIDC_ISSUER, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET): nobody could sign in',
+      });
+    }
+    for (const key of ['PYREACH_OIDC_ROLE_MAP', 'PYREACH_OIDC_LINK_BY_EMAIL'] as const) {
+      if (env[key] !== undefined && !env.OIDC_ISSUER)
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `${key} needs OIDC (OIDC_ISSUER, …) configured`,
+        });
+    }
   });
 
 export interface Env {
@@ -238,7 +298,20 @@ export interface Env {
   ui: 'auto' | 'next' | 'api';
   trustedProxies: string[];
   agentHandshakes: { burst: number; refillPerMinute: number; windowMs: number };
-  oidc: { issuer: string; clientId: string; clientSecret: string; providerId: string } | null;
+  oidc: {
+    issuer: string;
+    clientId: string;
+    clientSecret: string;
+    providerId: string;
+    /** Shown on the sign-in button. */
+    name: string;
+    /** null: the IdP does not manage roles (new SSO users are viewers; admins change roles in Pyreach). */
+    roleMap: Record<string, Record<string, 'viewer' | 'operator' | 'approver' | 'admin'>> | null;
+    defaultRole: 'viewer' | 'operator' | 'approver' | 'admin';
+    linkByEmail: boolean;
+  } | null;
+  /** E-mail + password sign-in (PYREACH_PASSWORD_SIGNIN, default on). */
+  passwordSignIn: boolean;
   seedForce: boolean;
   seedPassword: string;
   seedUsersJson: string | undefined;
@@ -357,8 +430,13 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
             clientId: e.OIDC_CLIENT_ID,
             clientSecret: e.OIDC_CLIENT_SECRET,
             providerId: e.OIDC_PROVIDER_ID,
+            name: e.OIDC_PROVIDER_NAME,
+            roleMap: e.PYREACH_OIDC_ROLE_MAP ?? null,
+            defaultRole: e.PYREACH_OIDC_DEFAULT_ROLE,
+            linkByEmail: e.PYREACH_OIDC_LINK_BY_EMAIL ?? false,
           }
         : null,
+    passwordSignIn: e.PYREACH_PASSWORD_SIGNIN ?? true,
     seedForce: e.PYREACH_SEED_FORCE,
     seedPassword: e.PYREACH_SEED_PASSWORD,
     seedUsersJson: e.PYREACH_SEED_USERS,

@@ -1,8 +1,9 @@
 'use client';
-import { useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import { CheckIcon, KeyRoundIcon, XIcon } from 'lucide-react';
 import { api, errorMessage, isApiError } from '../../lib/client/api';
 import { useUser } from '../../lib/client/session';
+import { startSso } from '../../lib/client/sso';
 import type { RequestRow } from '@pyreach/protocol/api';
 import { Alert } from '../ui/alert';
 import { Button } from '../ui/button';
@@ -20,8 +21,35 @@ import { Field } from '../ui/label';
 type Decision = 'approve' | 'reject';
 
 /**
+ * An SSO re-authentication leaves the page for the provider; the vote waits here (this tab only) and is sent
+ * when the browser comes back signed in again. Bound to the request and a few minutes old at most.
+ */
+const PENDING_KEY = 'pyreach.pendingVote';
+const PENDING_MAX_MS = 10 * 60_000;
+interface PendingVote {
+  requestId: string;
+  decision: Decision;
+  comment: string;
+  at: number;
+}
+
+function takePendingVote(requestId: string): PendingVote | null {
+  let pending: PendingVote | null = null;
+  try {
+    pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) ?? 'null') as PendingVote | null;
+  } catch {
+    pending = null;
+  }
+  if (!pending || pending.requestId !== requestId) return null;
+  sessionStorage.removeItem(PENDING_KEY);
+  if (Date.now() - pending.at > PENDING_MAX_MS) return null;
+  return pending.decision === 'approve' || pending.decision === 'reject' ? pending : null;
+}
+
+/**
  * Approve / reject with a comment. When the server answers STALE_AUTH (the sign-in is older than the
- * re-authentication window) it asks for the password, signs in again and repeats the vote.
+ * re-authentication window) it asks for the password, signs in again and repeats the vote; an SSO user is sent
+ * to the provider with prompt=login and max_age=0 instead, and the vote is sent when they come back.
  */
 export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 'id'>; onDone: () => void }) {
   const user = useUser();
@@ -34,8 +62,37 @@ export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 
   const [reauthError, setReauthError] = useState<string | null>(null);
   const [reauthBusy, setReauthBusy] = useState(false);
 
-  async function vote(decision: Decision) {
-    if (decision === 'reject' && !comment.trim()) {
+  // Back from the provider: the vote that asked for the fresh sign-in is sent now (or the failure is shown).
+  useEffect(() => {
+    const pending = takePendingVote(request.id);
+    if (!pending) return;
+    const failed = new URLSearchParams(window.location.search).get('error');
+    setComment(pending.comment);
+    if (failed) {
+      setError(new Error(`signing in again failed (${failed.slice(0, 80)}); the vote was not sent`));
+      return;
+    }
+    void vote(pending.decision, pending.comment);
+    // Once per mount: the pending vote is consumed by takePendingVote.
+  }, [request.id]);
+
+  async function reauthSso() {
+    if (user.reauth.via !== 'sso' || !reauthFor) return;
+    setReauthBusy(true);
+    setReauthError(null);
+    const pending: PendingVote = { requestId: request.id, decision: reauthFor, comment, at: Date.now() };
+    sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
+    const here = window.location.pathname + window.location.search.replace(/([?&])error=[^&]*&?/, '$1');
+    const failed = await startSso(user.reauth.providerId, here, here, { prompt: 'login', max_age: '0' });
+    if (failed) {
+      sessionStorage.removeItem(PENDING_KEY);
+      setReauthBusy(false);
+      setReauthError(failed);
+    }
+  }
+
+  async function vote(decision: Decision, text: string = comment) {
+    if (decision === 'reject' && !text.trim()) {
       setCommentError('Say why you reject it: the requester sees this comment.');
       return;
     }
@@ -45,7 +102,7 @@ export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 
     try {
       await api('reviewRequest', {
         params: { id: request.id },
-        body: { decision, ...(comment.trim() ? { comment: comment.trim() } : {}) },
+        body: { decision, ...(text.trim() ? { comment: text.trim() } : {}) },
       });
       setComment('');
       onDone();
@@ -115,36 +172,59 @@ export function ReviewControls({ request, onDone }: { request: Pick<RequestRow, 
       </div>
       <Dialog open={reauthFor !== null} onOpenChange={(o) => !o && setReauthFor(null)}>
         <DialogContent>
-          <form onSubmit={reauth} className="grid gap-4">
-            <DialogHeader>
-              <DialogTitle className="flex items-center gap-2">
-                <KeyRoundIcon aria-hidden="true" className="size-4" /> Confirm it is you
-              </DialogTitle>
-              <DialogDescription>
-                Reviewing needs a recent sign-in. Enter the password for <strong>{user.email}</strong>; your{' '}
-                {reauthFor === 'reject' ? 'rejection' : 'approval'} is sent right after.
-              </DialogDescription>
-            </DialogHeader>
-            <Field id="reauth-password" label="Password" error={reauthError}>
-              <Input
-                id="reauth-password"
-                type="password"
-                autoComplete="current-password"
-                required
-                autoFocus
-                value={password}
-                onChange={(e) => setPassword(e.target.value)}
-              />
-            </Field>
-            <DialogFooter>
-              <Button type="button" variant="outline" onClick={() => setReauthFor(null)}>
-                Cancel
-              </Button>
-              <Button type="submit" disabled={reauthBusy || !password}>
-                {reauthBusy ? 'Checking…' : 'Sign in and continue'}
-              </Button>
-            </DialogFooter>
-          </form>
+          {user.reauth.via === 'sso' ? (
+            <div className="grid gap-4">
+              <DialogHeader>
+                <DialogTitle className="flex items-center gap-2">
+                  <KeyRoundIcon aria-hidden="true" className="size-4" /> Confirm it is you
+                </DialogTitle>
+                <DialogDescription>
+                  Reviewing needs a recent sign-in. Sign in again at {user.reauth.name}; you come back here
+                  and your {reauthFor === 'reject' ? 'rejection' : 'approval'} is sent right after.
+                </DialogDescription>
+              </DialogHeader>
+              {reauthError ? <Alert variant="destructive" title={reauthError} /> : null}
+              <DialogFooter>
+                <Button type="button" variant="outline" onClick={() => setReauthFor(null)}>
+                  Cancel
+                </Button>
+                <Button type="button" disabled={reauthBusy} onClick={() => void reauthSso()}>
+                  {reauthBusy ? 'Redirecting…' : `Sign in again with ${user.reauth.name}`}
+                </Button>
+              </DialogFooter>
+            </div>
+          ) : (
+            <form onSubmit={reauth} className="grid gap-4">
+              <DialogHeader>
+                <DialogTitle className="flex items-center gap-2">
+                  <KeyRoundIcon aria-hidden="true" className="size-4" /> Confirm it is you
+                </DialogTitle>
+                <DialogDescription>
+                  Reviewing needs a recent sign-in. Enter the password for <strong>{user.email}</strong>; your{' '}
+                  {reauthFor === 'reject' ? 'rejection' : 'approval'} is sent right after.
+                </DialogDescription>
+              </DialogHeader>
+              <Field id="reauth-password" label="Password" error={reauthError}>
+                <Input
+                  id="reauth-password"
+                  type="password"
+                  autoComplete="current-password"
+                  required
+                  autoFocus
+                  value={password}
+                  onChange={(e) => setPassword(e.target.value)}
+                />
+              </Field>
+              <DialogFooter>
+                <Button type="button" variant="outline" onClick={() => setReauthFor(null)}>
+                  Cancel
+                </Button>
+                <Button type="submit" disabled={reauthBusy || !password}>
+                  {reauthBusy ? 'Checking…' : 'Sign in and continue'}
+                </Button>
+              </DialogFooter>
+            </form>
+          )}
         </DialogContent>
       </Dialog>
     </div>

@@ -11,6 +11,8 @@ export interface ClientUser {
   role: Role;
   /** ISO time of the sign-in behind this session (the re-authentication clock). */
   authenticatedAt: string;
+  /** How a stale sign-in is renewed before a vote: the password, or the SSO provider again (prompt=login). */
+  reauth: { via: 'password' } | { via: 'sso'; providerId: string; name: string };
 }
 
 const Ctx = createContext<ClientUser | null>(null);

@@ -21,6 +21,8 @@ export interface HttpPlane {
   publish(effects: readonly Effect[]): void;
   /** The auth library's own endpoints (sign-in, sign-out, session, OIDC callbacks). */
   authHandler(req: Request): Promise<Response>;
+  /** How people may sign in (the sign-in page asks; the email route is refused when password is off). */
+  signIn: { password: boolean; sso: { providerId: string; name: string } | null };
   /** Counts in-flight work (streams that outlive their handler) for the graceful shutdown. */
   inflight: Inflight;
   log: Logger;

@@ -97,6 +97,8 @@ export interface ServiceDeps {
     /** Agent reports per batch at most (PYREACH_REPORT_BATCH_MAX; default REPORT_BATCH_MAX). */
     reportBatchMax?: number;
     publicUrl: string;
+    /** How people sign in: whether a password is accepted, and the SSO provider's id (null: no SSO). */
+    signIn?: { password: boolean; ssoProviderId: string | null };
     /** Notification delivery (allow-list, lease, retries); defaults: DEFAULT_NOTIFY, nothing private allowed. */
     notifications: Partial<Omit<notifications.NotifyConfig, 'publicUrl' | 'box'>> &
       Pick<notifications.NotifyConfig, 'box'>;
@@ -210,8 +212,14 @@ export function createServices(d: ServiceDeps) {
         if (!cookie) return null;
         return sessions.sessionUserOf(await d.auth.getSession(new Headers({ cookie })));
       },
-      describe: (user: sessions.SessionUser) =>
-        sessions.describeSession(user, d.config.reauthMinutes, clock()),
+      describe: async (user: sessions.SessionUser) => ({
+        ...sessions.describeSession(user, d.config.reauthMinutes, clock()),
+        reauth: await sessions.reauthMethod(
+          db,
+          user.id,
+          d.config.signIn ?? { password: true, ssoProviderId: null },
+        ),
+      }),
       checkLoginRate: (who: { ip: string; email: string }) =>
         sessions.checkLoginRate(db, who, d.config.loginRateLimit, clock().getTime()),
       recordSignIn: (userId: string, ip: string | null) => users.recordSignIn(db, userId, ip),

@@ -53,6 +53,22 @@ export function describeSession(user: SessionUser, reauthMinutes: number, now: D
   };
 }
 
+/**
+ * How this person proves it is them again before a vote: their password, or a fresh sign-in at the IdP
+ * (prompt=login, max_age=0) when they have an SSO identity and no password they may use here.
+ */
+export async function reauthMethod(
+  db: PrismaClient,
+  userId: string,
+  signIn: { password: boolean; ssoProviderId: string | null },
+): Promise<'password' | 'sso'> {
+  if (!signIn.ssoProviderId) return 'password';
+  const accounts = await db.account.findMany({ where: { userId }, select: { providerId: true } });
+  const sso = accounts.some((a) => a.providerId === signIn.ssoProviderId);
+  const password = signIn.password && accounts.some((a) => a.providerId === 'credential');
+  return sso && !password ? 'sso' : 'password';
+}
+
 const WINDOW_MS = 60_000;
 
 /**

@@ -18,6 +18,11 @@ async function signInEmail(req: Request): Promise<string> {
 async function auth(req: Request): Promise<Response> {
   const plane = httpPlane();
   try {
+    if (!plane.signIn.password && new URL(req.url).pathname.endsWith('/sign-in/email'))
+      return errorResponse(
+        'PASSWORD_SIGNIN_DISABLED',
+        `password sign-in is switched off here; sign in with ${plane.signIn.sso?.name ?? 'SSO'}`,
+      );
     if (req.method === 'POST' && new URL(req.url).pathname.endsWith('/sign-in/email')) {
       const ip = req.headers.get(CLIENT_IP_HEADER) ?? 'unknown';
       const limited = await plane.services.sessions.checkLoginRate({ ip, email: await signInEmail(req) });
