@@ -158,7 +158,7 @@ async function applyInTx(
   });
   const byJob = new Map(rows.map((ex) => [ex.jobId, { ex, cur: { ...ex }, data: {} as ExecutionData }]));
   const audits: AuditInput[] = [];
-  const verdicts: (ReportVerdict | { pending: Effect[]; requestId: string })[] = [];
+  const verdicts: (ReportVerdict | { pending: Effect[]; requestId: string; finished: boolean })[] = [];
   /** Requests with an execution that just ended, and whether one of those ends corrected our guess. */
   const ended = new Map<string, { corrected: boolean }>();
 
@@ -245,9 +245,8 @@ async function applyInTx(
           { ...ex, state: cur.state, errorCode: cur.errorCode },
           timingsOf(before, data as { state?: unknown; pickedUpAt?: unknown; finishedAt?: unknown }),
         ),
-        // A finished job frees a rollout slot.
-        finished && { kind: 'wake', why: 'job-finished' },
       ].filter((x): x is Effect => !!x),
+      finished,
     });
   }
 
@@ -271,6 +270,8 @@ async function applyInTx(
       outcome: outcome<Applied>('applied', [
         ...v.pending,
         { kind: 'request', requestId: v.requestId, state },
+        // A finished job frees a rollout slot.
+        ...(v.finished ? [{ kind: 'wake', why: 'job-finished' } as const] : []),
       ]),
     };
   });
