@@ -215,7 +215,7 @@ test('redirect: next= spellings that browsers turn into another server land on t
     await page.goto(`/sign-in?next=${next}`);
     await page.getByLabel('Email').fill(email);
     await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await expect
       .poll(() => left.length > 0 || !new URL(page.url()).pathname.startsWith('/sign-in'), {
         message: `signed in with next=${next}`,
@@ -234,7 +234,7 @@ test('redirect: next= spellings that browsers turn into another server land on t
   await page.goto(`/sign-in?next=${encodeURIComponent('/requests?state=pending')}`);
   await page.getByLabel('Email').fill(PEOPLE.redirect2.email);
   await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(`${own}/requests?state=pending`);
   await context.close();
 });
@@ -281,7 +281,7 @@ test('framing and CSP: another origin cannot frame the dashboard; pages run unde
   const signIn = await page.goto('/sign-in');
   await page.getByLabel('Email').fill(PEOPLE.csp.email);
   await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL((u) => !u.pathname.startsWith('/sign-in'));
 
   const nonces = new Set<string>();
@@ -446,10 +446,10 @@ test('temporary password: shown once to the admin; the user must change it befor
   await page.goto('/sign-in');
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await expect(page.getByText('Email or password is wrong.')).toBeVisible();
   await page.getByLabel('Password').fill(temporary);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/change-password$/);
   await expect(page.getByText('Choose a new password')).toBeVisible();
   // Nothing of the app until it is changed: pages send the person back, the API refuses.

@@ -434,9 +434,16 @@ export function startNonPython(): { pid: number; kill: () => void } {
 export function privateContainerRoot(): { root: string; cleanup(): void } {
   const src = pythonRoot();
   const root = mkdtempSync('/var/tmp/pyreach-ctr-');
-  execFileSync('bash', ['-c', 'cp -al "$1/." "$2/" 2>/dev/null || cp -a "$1/." "$2/"', 'copy', src, root], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  // Everything but /tmp, hard-linked: the shared root's /tmp may hold another test's staging directory at this
+  // very moment, and a hard link to its files would be (rightly) seen as tampering by that test's engine.
+  const copy = `
+    shopt -s dotglob nullglob
+    for e in "$1"/*; do
+      [ "$(basename "$e")" = tmp ] && continue
+      cp -al "$e" "$2/" 2>/dev/null || cp -a "$e" "$2/"
+    done
+    mkdir -p "$2/tmp" && chmod 1777 "$2/tmp"`;
+  execFileSync('bash', ['-c', copy, 'copy', src, root], { stdio: ['ignore', 'ignore', 'inherit'] });
   chmodSync(root, 0o755);
   return { root, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
