@@ -8,11 +8,11 @@ import type { InjectionRequest, Review, Tx } from '@pyreach/db';
 import type { Labels } from '@pyreach/protocol/common';
 import { ROLES, type Role } from './actor';
 import { verifyVote, type AttestationKey } from './attest';
-import { contentHashOf } from './content';
+import { contentHashOfRow } from './content';
 import { AppError } from './errors';
 import { reviewersBacked } from './governance';
 import { resolvePolicy, type EffectivePolicy } from './policy';
-import { optionsOf, paramsOf, rolesOf, rolloutOf, targetsOf } from './rows';
+import { rolesOf } from './rows';
 
 /** The policy one execution runs under: the request's (from filing or its last edit) and its host's now. */
 export type DispatchPolicy =
@@ -97,15 +97,7 @@ export async function countApprovals(
   now: Date,
 ): Promise<ApprovalCount> {
   const needed = policy.requiredApprovals;
-  const recomputed = contentHashOf({
-    kind: req.kind,
-    scriptId: req.scriptId,
-    code: req.code,
-    params: paramsOf(req.params),
-    targets: targetsOf(req.targets),
-    options: optionsOf(req.options),
-    rollout: rolloutOf(req.rollout),
-  });
+  const recomputed = contentHashOfRow(req);
   if (recomputed !== req.contentHash)
     return {
       ok: false,

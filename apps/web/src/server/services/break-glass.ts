@@ -17,11 +17,11 @@ import type { BreakGlassGrant, Db, InjectionRequest, PrismaClient, Tx } from '@p
 import { requireUser, type Actor } from './actor';
 import type { AttestationKey } from './attest';
 import { appendAudit } from './audit';
-import { contentHashOf } from './content';
+import { contentHashOfRow } from './content';
 import { outcome, requestChanged, type Outcome } from './effects';
 import { AppError, parseInput } from './errors';
 import { newId } from './ids';
-import { optionsOf, paramsOf, requestOf, rolloutOf, targetsOf } from './rows';
+import { requestOf } from './rows';
 
 type PublicKey = Pick<AttestationKey, 'publicKey' | 'keyId'>;
 
@@ -259,16 +259,7 @@ export async function checkAtDispatch(
   now: Date,
 ): Promise<{ ok: true } | { ok: false; message: string }> {
   const no = (why: string) => ({ ok: false as const, message: `break-glass: ${why}` });
-  const hash = contentHashOf({
-    kind: req.kind,
-    scriptId: req.scriptId,
-    code: req.code,
-    params: paramsOf(req.params),
-    targets: targetsOf(req.targets),
-    options: optionsOf(req.options),
-    rollout: rolloutOf(req.rollout),
-    emergencyReason: req.emergencyReason,
-  });
+  const hash = contentHashOfRow(req);
   if (hash !== req.contentHash) return no('the request’s content does not match what was filed');
   if (!req.breakGlassGrantId || !req.breakGlassAt) return no('no grant was recorded when it was filed');
   const filed = verifies(

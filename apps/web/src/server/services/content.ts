@@ -1,4 +1,6 @@
 import { canonicalJson, sha256Hex } from '@pyreach/protocol/canonical';
+import type { InjectionRequest } from '@pyreach/db';
+import { optionsOf, paramsOf, rolloutOf, targetsOf } from './rows';
 
 /** Everything that changes what runs, where or how: what approvers approve and what the hash covers. */
 export interface RequestContent {
@@ -34,4 +36,26 @@ export function contentHashOf(v: RequestContent): string {
       ...(v.emergencyReason ? { emergency: { reason: v.emergencyReason } } : {}),
     }),
   );
+}
+
+/**
+ * The hash of a stored request, recomputed from its row as dispatch, the vote count and break-glass check it
+ * (each column parsed with its shape, so a row edited behind the service's back gives another hash).
+ */
+export function contentHashOfRow(
+  req: Pick<
+    InjectionRequest,
+    'kind' | 'scriptId' | 'code' | 'params' | 'targets' | 'options' | 'rollout' | 'emergencyReason'
+  >,
+): string {
+  return contentHashOf({
+    kind: req.kind,
+    scriptId: req.scriptId,
+    code: req.code,
+    params: paramsOf(req.params),
+    targets: targetsOf(req.targets),
+    options: optionsOf(req.options),
+    rollout: rolloutOf(req.rollout),
+    emergencyReason: req.emergencyReason,
+  });
 }
