@@ -10,17 +10,11 @@
  *
  *   node --import tsx bench/audit-append.ts [--n 1000] [--batch 500] [--rounds 3]
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { createTestDatabase } from '@pyreach/db/testing';
 import type { JobEvent } from '@pyreach/protocol/agent';
 import { appendAuditMany, recordAudit, verifyAuditChain } from '../apps/web/src/server/services/audit';
-import * as dispatch from '../apps/web/src/server/services/dispatch';
 import * as executions from '../apps/web/src/server/services/executions';
-import * as requests from '../apps/web/src/server/services/requests';
-import { loadOrCreateSigningKey } from '../apps/web/src/server/services/signing';
-import { pyProcess, seedAgent, seedPolicy, seedUser, testKeyPair } from '../test/support/services';
+import { requestWorld, seedUser, testKeyPair } from '../test/support/services';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -74,53 +68,13 @@ try {
   if (!verified.ok) throw new Error('the audit chain does not verify after the bench');
 
   // ---- report application ------------------------------------------------------------------------------
-  const agent = await seedAgent(prisma, admin, {
-    labels: { env: 'bench' },
-    processes: Array.from({ length: N }, (_, i) => pyProcess(100 + i)),
-  });
-  await seedPolicy(prisma, {
-    name: 'bench',
-    matchLabels: { env: 'bench' },
-    priority: 10,
-    requiredApprovals: 1,
-    allowCustomCode: true,
-  });
-  const op = await seedUser(prisma, 'operator');
-  const ap = await seedUser(prisma, 'approver');
-  const attestation = testKeyPair();
-  const keys = await loadOrCreateSigningKey({
-    keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'bench-key-')), 'k.pem'),
-  });
+  const world = await requestWorld(prisma, { env: 'bench', n: N, attestation: testKeyPair() });
+  const { agent } = world;
   /** N executions sent, ready for their results. */
-  const sentJobs = async (): Promise<string[]> => {
-    const { result: req } = await requests.createRequest(prisma, op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: {
-        type: 'processes',
-        processes: Array.from({ length: N }, (_, i) => ({
-          agentId: agent.id,
-          pid: 100 + i,
-          startTime: String(1100 + i),
-        })),
-      },
-      reason: 'bench: report application',
-      rollout: { concurrency: Math.min(N, 1000), maxFailures: N },
-    });
-    await requests.reviewRequest(
-      prisma,
-      ap,
-      req.id,
-      { decision: 'approve' },
-      {
-        authenticatedAt: new Date(),
-        attestation,
-      },
-    );
-    await dispatch.planExecutions(prisma, req.id);
-    const wave = await dispatch.sendWave(prisma, req.id, { signing: keys, attestation }, () => true);
-    return wave.result.map((j) => j.execution.jobId);
-  };
+  const sentJobs = async (): Promise<string[]> =>
+    (
+      await world.dispatched({ reason: 'bench: report application', concurrency: Math.min(N, 1000) })
+    ).sent.map((e) => e.jobId);
   const resultOf = (jobId: string): JobEvent => ({
     type: 'result',
     jobId,

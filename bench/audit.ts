@@ -4,8 +4,7 @@
  *
  *   node --import tsx bench/audit.ts [--events 1000000] [--runs 15] [--no-write]
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { writeSection } from './support';
 import { canonicalJson } from '@pyreach/protocol/canonical';
 import { createTestDatabase } from '@pyreach/db/testing';
 import {
@@ -145,13 +144,7 @@ try {
     `Chain verification (\`verifyAuditChain\`, batches of 5,000 through Prisma): ${v.count.toLocaleString('en-US')} events in ${verifySeconds.toFixed(1)} s = ${rate.toLocaleString('en-US')} events/s.`,
     '',
   ].join('\n');
-  if (!process.argv.includes('--no-write')) {
-    const file = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-    const doc = await readFile(file, 'utf8').catch(() => '# Benchmarks\n');
-    const re = /## Control plane: audit\n[\s\S]*?(?=\n## |$)/;
-    const next = re.test(doc) ? doc.replace(re, section.trimEnd() + '\n') : `${doc.trimEnd()}\n\n${section}`;
-    await writeFile(file, next);
-  }
+  if (!process.argv.includes('--no-write')) await writeSection(section);
   console.log(section);
 } finally {
   await db.cleanup();

@@ -20,7 +20,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { io as ioClient, type Socket } from 'socket.io-client';
@@ -29,6 +28,7 @@ import { TERMINAL_REQUEST_STATES, type RequestState } from '@pyreach/protocol/st
 import { createJoinToken, enrollAgent } from '../apps/web/src/server/services/agents';
 import { ApiClient } from '../test/support/api';
 import { startControlPlane, USERS, type ControlPlane } from '../test/support/control-plane';
+import { BENCHMARKS_DOC, writeSection } from './support';
 
 const FD_LIMIT = 65536;
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -457,15 +457,6 @@ Goals: dispatch p99 < 3 s at concurrency 100 — ${
 `;
 console.log(`\n${section}`);
 if (WRITE) {
-  const file = path.join(here, '..', 'docs', 'benchmarks.md');
-  const doc = await readFile(file, 'utf8');
-  const start = doc.indexOf('## Control plane: scale');
-  let next = start < 0 ? -1 : doc.indexOf('\n## ', start + 1);
-  if (next >= 0) next += 1;
-  const out =
-    start < 0
-      ? `${doc.trimEnd()}\n\n${section}`
-      : doc.slice(0, start) + section + (next >= 0 ? `\n${doc.slice(next)}` : '');
-  await writeFile(file, out);
-  console.log(`wrote ${path.relative(process.cwd(), file)}`);
+  await writeSection(section);
+  console.log(`wrote ${path.relative(process.cwd(), BENCHMARKS_DOC)}`);
 }

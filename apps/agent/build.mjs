@@ -37,7 +37,10 @@ const koffiAlias = {
   },
 };
 
-const outfile = new URL('./dist/pyreach-agent.mjs', import.meta.url).pathname;
+// `node build.mjs [DIR]`: into DIR instead of dist/ (the tests build a private copy per test process).
+const outfile = process.argv[2]
+  ? join(process.argv[2], 'pyreach-agent.mjs')
+  : new URL('./dist/pyreach-agent.mjs', import.meta.url).pathname;
 await build({
   entryPoints: [new URL('./src/cli.ts', import.meta.url).pathname],
   outfile,

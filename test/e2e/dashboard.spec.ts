@@ -10,7 +10,7 @@ import { AgentProcess } from '../support/agent-harness';
 import { ApiClient } from '../support/api';
 import { REPO_ROOT, SEED_PASSWORD, USERS } from '../support/control-plane';
 import { startPython, type PyTarget } from '../support/python';
-import { eventually, shot, SHOTS, signedIn } from './helpers';
+import { atEachSize, eventually, shot, SHOTS, signedIn } from './helpers';
 
 const base = () => process.env.PYREACH_E2E_URL!;
 
@@ -132,8 +132,8 @@ test('operator requests logging.set_level; approver approves in another context;
   const op = await signedIn(browser, USERS.operator);
   const page = op.page;
   await page.goto('/requests/new');
-  await page.getByLabel('Filter processes').fill(String(target.pid));
-  await page.getByRole('checkbox', { name: new RegExp(`Target pid ${target.pid} `) }).click();
+  await page.getByLabel('Search processes').fill(String(target.pid));
+  await page.getByRole('checkbox', { name: new RegExp(`, pid ${target.pid} on `) }).click();
   await page.getByLabel('Script', { exact: true }).selectOption('logging.set_level');
   await page.locator('#param-logger').fill('main');
   await page.locator('#param-level').selectOption('DEBUG');
@@ -182,8 +182,92 @@ test('operator requests logging.set_level; approver approves in another context;
 
   // The target's own log now has DEBUG lines.
   await target.waitForStdout(/DEBUG main context for request/, 30_000);
+
+  // The change undoes itself (600 s by default): a countdown, and "Restore now" for the requester — part of what
+  // was approved, so no new vote. The target restores at once and the follow-up says what it restored.
+  const panel = page.getByTestId('restore-panel');
+  await expect(panel.getByTestId('restore-countdown')).toContainText(/Restores itself in \d+ min/);
+  await atEachSize(page, 'request-restore');
+  await panel.getByRole('button', { name: 'Restore now' }).click();
+  await expect(panel.locator('[data-testid="restore-run"][data-mode="now"]')).toHaveAttribute(
+    'data-outcome',
+    'restored',
+    { timeout: 60_000 },
+  );
+  await expect(panel.getByRole('button', { name: 'Restore now' })).toHaveCount(0);
+  await expect(panel).toContainText('logger main: DEBUG → ERROR');
+  const mark = target.stdout().length;
+  await new Promise((r) => setTimeout(r, 1000));
+  expect(target.stdout().slice(mark)).not.toMatch(/DEBUG main context/);
+  await expect(page.getByTestId('timeline')).toContainText('request.restore_now');
   await op.context.close();
   await ap.context.close();
+});
+
+test('pre-flight at 1280×800 and 1920×1080: a target with remote debugging off is flagged doomed on the form and in the approvals queue', async ({
+  browser,
+}) => {
+  // A second real target that opted out of remote debugging (PYTHON_DISABLE_REMOTE_DEBUG=1).
+  const optedOut = await startPython('log_service.py', { style: 'host', disableRemoteDebug: true });
+  let id = '';
+  try {
+    await eventually('the opted-out target in the inventory', async () => {
+      const r = await admin.ok(
+        admin.get<{ processes: { pid: number; remoteDebugEnabled: boolean | null }[] }>(
+          '/api/fleet/processes?limit=10000',
+        ),
+      );
+      return r.processes.some((p) => p.pid === optedOut.pid && p.remoteDebugEnabled === false);
+    });
+    // The operator's API sign-in in a fresh context (no second trip through the sign-in form).
+    const [name, value] = operatorApi.cookie!.split(/=(.*)/s) as [string, string];
+    const op = { context: await browser.newContext({ viewport: { width: 1280, height: 800 } }) };
+    await op.context.addCookies([{ name, value, url: base() }]);
+    const page = await op.context.newPage();
+    await page.goto('/requests/new');
+    await page.getByLabel('Script', { exact: true }).selectOption('interpreter.info');
+    await page.getByLabel('Search processes').fill(String(optedOut.pid));
+    await page.getByRole('checkbox', { name: new RegExp(`, pid ${optedOut.pid} on `) }).click();
+    const panel = page.getByTestId('preflight-card');
+    const doomedRow = panel.locator('[data-testid="preflight-target"][data-verdict="doomed"]');
+    await expect(doomedRow).toContainText(`pid ${optedOut.pid}`);
+    await expect(doomedRow).toContainText('log_service.py');
+    await expect(doomedRow.locator('[data-code="REMOTE_DEBUG_DISABLED"]')).toBeVisible();
+    await expect(panel.getByTestId('preflight-all-doomed')).toBeVisible();
+    // Every target doomed: filing is refused (422 ALL_TARGETS_DOOMED), nothing is filed.
+    await page.getByLabel(/^Reason/).fill('E2E: pre-flight, the opted-out target');
+    await page.getByRole('button', { name: 'File request' }).click();
+    await expect(page.getByText('The request was not filed')).toBeVisible();
+    await expect(page.getByText(/every target would be refused before it runs/)).toBeVisible();
+    // With the healthy target too it is filed, and the verdicts say which one is doomed.
+    await page.getByLabel('Search processes').fill(String(target.pid));
+    await page.getByRole('checkbox', { name: new RegExp(`, pid ${target.pid} on `) }).click();
+    await expect(panel.getByTestId('preflight-all-doomed')).toHaveCount(0);
+    await expect(panel.getByTestId('preflight-counts')).toContainText('1 doomed');
+    await atEachSize(page, 'preflight-form');
+    await page.getByRole('button', { name: 'File request' }).click();
+    await page.waitForURL(/\/requests\/req_/);
+    id = page.url().split('/').pop()!;
+    await expect(page.getByTestId('preflight-card').getByTestId('preflight-counts')).toContainText(
+      '1 doomed',
+    );
+    await op.context.close();
+
+    // The approver signed in at the start (it only looks here: its sign-in ages on for the last test).
+    const ap = staleApprover.page;
+    await ap.setViewportSize({ width: 1280, height: 800 });
+    await ap.goto('/approvals');
+    const card = ap.locator(`[data-testid="pending-request"][data-request-id="${id}"]`);
+    const flagged = card.locator('[data-testid="preflight-target"][data-verdict="doomed"]');
+    await expect(flagged).toContainText(`pid ${optedOut.pid}`);
+    await expect(flagged).toContainText('disabled remote debugging');
+    await expect(card.locator('[data-testid="preflight-target"][data-verdict="doomed"]')).toHaveCount(1);
+    await atEachSize(ap, 'preflight-approvals', card);
+    await ap.setViewportSize({ width: 1366, height: 900 });
+  } finally {
+    if (id) await operatorApi.post(`/api/requests/${id}/cancel`, {}).catch(() => undefined);
+    await optedOut.kill();
+  }
 });
 
 test('output containing HTML or script is shown as text, never run', async ({ browser }) => {
@@ -222,6 +306,140 @@ test('output containing HTML or script is shown as text, never run', async ({ br
   expect(dialogs).toEqual([]);
   await shot(page, 'request-detail-escaped');
   await context.close();
+});
+
+test('results by state: 3 targets, one fails; output arrives as pushes (no refetch per chunk); grouped, filtered, retried, downloaded', async ({
+  browser,
+}, testInfo) => {
+  // Two more targets beside the running one: one request, three targets, the third fails on purpose.
+  const extra = [
+    await startPython('log_service.py', { style: 'host' }),
+    await startPython('log_service.py', { style: 'host' }),
+  ];
+  try {
+    const pids = [target.pid, ...extra.map((t) => t.pid)];
+    const procs = await eventually('the three targets in the inventory', async () => {
+      const r = await admin.ok(
+        admin.get<{ processes: { pid: number; startTime: string; agentId: string }[] }>(
+          '/api/fleet/processes?limit=10000',
+        ),
+      );
+      const found = pids.map((pid) => r.processes.find((x) => x.pid === pid));
+      return found.every(Boolean) ? found.map((x) => x!) : null;
+    });
+    const failing = pids[2]!;
+    const code = [
+      'import os, time',
+      'for i in range(3):',
+      '    print(f"chunk {i}")',
+      '    time.sleep(0.8)',
+      // Past the request detail's preview (4 KiB): the page holds a preview, Expand reads the whole output.
+      'print("=" * 6000 + " past the preview")',
+      'time.sleep(2)',
+      `if os.getpid() == ${failing}:`,
+      '    raise RuntimeError("this target fails on purpose")',
+      'print("all chunks out")',
+    ].join('\n');
+    const created = await operatorApi.ok(
+      operatorApi.post<{ request: { id: string } }>('/api/requests', {
+        kind: 'custom',
+        code,
+        targets: {
+          type: 'processes',
+          processes: procs.map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime })),
+        },
+        rollout: { concurrency: 3, maxFailures: 3 },
+        reason: 'E2E: results by state',
+      }),
+    );
+    const id = created.request.id;
+    const { context, page } = await signedIn(browser, USERS.operator);
+    await page.setViewportSize({ width: 1280, height: 800 });
+    const reads: number[] = [];
+    page.on('request', (r) => {
+      if (r.method() === 'GET' && new URL(r.url()).pathname === `/api/requests/${id}`) reads.push(Date.now());
+    });
+    await page.goto(`/requests/${id}`);
+    await expect(page.getByTestId('request-state')).toHaveText('pending');
+    await page.waitForTimeout(500); // the first read and the room's join have settled
+    const approverApi = await ApiClient.signIn(base(), USERS.approver);
+    await approverApi.ok(approverApi.post(`/api/requests/${id}/reviews`, { decision: 'approve' }));
+
+    // Chunks 0..2 of every target appear while they still run, without reading the request again.
+    const outputs = page.getByTestId('execution-output');
+    await expect(outputs.first()).toContainText('chunk 0', { timeout: 60_000 });
+    // The reads the start asked for (approved, planned, executions unknown to the first read) end by chunk 1.
+    for (let i = 0; i < 3; i++) await expect(outputs.nth(i)).toContainText('chunk 1', { timeout: 30_000 });
+    const atFirstChunk = reads.length;
+    for (let i = 0; i < 3; i++) await expect(outputs.nth(i)).toContainText('chunk 2', { timeout: 30_000 });
+    expect(reads.length - atFirstChunk, 'no GET of the request per chunk').toBe(0);
+    const running = await page.locator('[data-testid="execution-row"][data-state="picked_up"]').count();
+    expect(running, 'still running when their last chunk arrived (so they were pushes)').toBeGreaterThan(0);
+
+    // The ends: 2 succeeded, 1 failed; the two identical outputs grouped.
+    await expect(page.getByTestId('request-state')).toHaveText('partially succeeded', { timeout: 60_000 });
+    await expect(page.locator('[data-testid="outcome-group"][data-count="2"]')).toContainText(
+      '2 targets: chunk 0',
+    );
+    // ~35 pushes (3 × sent, staged, picked up, 3 chunks and their updates, result; the request's own): the reads
+    // are the first, the join, the start's (approved, planned, executions new to the page) and the ends, coalesced.
+    expect(reads.length, 'far fewer reads than pushes').toBeLessThanOrEqual(10);
+    await atEachSize(page, 'results-by-state');
+
+    // A preview on the page; Expand reads the whole output from the download; the target named as the fleet does.
+    const first = outputs.first();
+    await expect(first.getByTestId('output-preview')).toBeVisible();
+    await expect(first).not.toContainText('past the preview');
+    await page.getByRole('button', { name: 'Expand output' }).first().click();
+    await expect(first).toContainText('past the preview');
+    await expect(first.getByTestId('output-preview')).toHaveCount(0);
+    await expect(page.getByTestId('execution-process-name').first()).toContainText('log_service.py');
+
+    // Filter by state: only the failed row.
+    await page.locator('[data-testid="state-filter"][data-state="failed"]').click();
+    await expect(page.getByTestId('execution-row')).toHaveCount(1);
+    await expect(page.getByTestId('execution-row')).toContainText(String(failing));
+
+    // The whole output as a file, authorised like the page.
+    const href = await page.getByTestId('output-download').first().getAttribute('href');
+    const file = await page.request.get(href!);
+    expect(file.status()).toBe(200);
+    expect(file.headers()['content-type']).toContain('text/plain');
+    expect(file.headers()['content-disposition']).toMatch(/^attachment; filename="pyreach-.+\.txt"$/);
+    expect(await file.text()).toContain('chunk 2');
+    const anon = await (await import('@playwright/test')).request.newContext({ baseURL: base() });
+    expect((await anon.get(href!)).status()).toBe(401);
+    await anon.dispose();
+
+    // Retry the failed ones: a new request, prefilled with the same code and only the failed target.
+    await page.getByTestId('retry-failed').click();
+    await page.waitForURL(/\/requests\/new\?retry=/);
+    await expect(page.getByLabel(/^Reason/)).toHaveValue(
+      new RegExp(`Retry of the failed targets of request ${id}`),
+    );
+    const picked = page.getByTestId('picked-target');
+    await expect(picked).toHaveCount(1);
+    await expect(picked).toContainText(`pid ${failing}`);
+    await testInfo.attach('retry-failed-1280', {
+      body: await page.screenshot({ fullPage: true }),
+      contentType: 'image/png',
+    });
+    // Filed, it is a new request of its own, waiting for its own approval, on the failed target only.
+    await page.getByRole('button', { name: 'File request' }).click();
+    await page.waitForURL(/\/requests\/req_/);
+    const retried = page.url().split('/').pop()!;
+    expect(retried).not.toBe(id);
+    await expect(page.getByTestId('request-state')).toHaveText('pending');
+    const filed = await operatorApi.ok(
+      operatorApi.get<{ request: { targets: { processes?: { pid: number }[] } } }>(
+        `/api/requests/${retried}`,
+      ),
+    );
+    expect(filed.request.targets.processes?.map((p) => p.pid)).toEqual([failing]);
+    await context.close();
+  } finally {
+    for (const t of extra) await t.kill();
+  }
 });
 
 test('the audit explorer shows the whole story, verifies the chain and exports the filtered set', async ({
@@ -266,10 +484,26 @@ test('admin pages: users, agents with a copyable enrol command, policies, script
   await shot(page, 'admin-users');
   await page.goto('/admin?tab=agents');
   await page.getByLabel('Labels', { exact: true }).fill('env=staging');
+  // A label no policy looks at: nothing loosens, so the declaration applies at once.
+  await page.getByLabel('Namespace labels', { exact: true }).fill('payments: nsdecl=token');
   await page.getByRole('button', { name: 'Create join token' }).click();
   await expect(page.getByTestId('enroll-command')).toContainText(
     `pyreach-agent enroll --server ${base()} --token `,
   );
+  await expect(page.getByTestId('join-token-row').first()).toContainText('ns/payments → nsdecl=token');
+  // Per agent: its own declaration overrides its token's, shown in the agents table.
+  await page
+    .getByRole('button', { name: /^Namespace labels of / })
+    .first()
+    .click();
+  await page.getByLabel('Follow its join token’s declaration').uncheck();
+  await page
+    .getByRole('dialog')
+    .getByLabel('Namespace labels', { exact: true })
+    .fill('sandbox: nsdecl=agent');
+  await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('dialog')).toBeHidden();
+  await expect(page.getByRole('table', { name: 'Agents' })).toContainText('ns/sandbox → nsdecl=agent');
   await shot(page, 'admin-agents');
   await page.goto('/admin?tab=policies');
   await expect(page.getByRole('table', { name: 'Policies' })).toContainText('default');
@@ -284,16 +518,8 @@ test('admin pages: users, agents with a copyable enrol command, policies, script
   await context.close();
   // Refresh the README's set only when asked (PYREACH_UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean.
   if (process.env.PYREACH_UPDATE_SCREENSHOTS !== '1') return;
-  for (const n of [
-    'fleet',
-    'fleet-dark',
-    'new-request',
-    'approvals',
-    'request-detail',
-    'audit',
-    'admin-agents',
-    'scripts',
-  ]) {
+  // fleet, new-request and audit come from fleet-audit.spec.ts's 5,000-process world, at 1280×800.
+  for (const n of ['fleet-dark', 'approvals', 'request-detail', 'admin-agents', 'scripts']) {
     try {
       copyFileSync(path.join(SHOTS, `${n}.png`), path.join(REPO_ROOT, 'docs/screenshots', `${n}.png`));
     } catch {
@@ -357,8 +583,8 @@ test('break-glass: a granted operator runs an emergency without votes, marked ev
   const op = await signedIn(browser, USERS.operator);
   const page = op.page;
   await page.goto('/requests/new');
-  await page.getByLabel('Filter processes').fill(String(target.pid));
-  await page.getByRole('checkbox', { name: new RegExp(`Target pid ${target.pid} `) }).click();
+  await page.getByLabel('Search processes').fill(String(target.pid));
+  await page.getByRole('checkbox', { name: new RegExp(`, pid ${target.pid} on `) }).click();
   await page.getByLabel('Script', { exact: true }).selectOption('logging.set_level');
   await page.locator('#param-logger').fill('main');
   await page.locator('#param-level').selectOption('INFO');
@@ -387,4 +613,53 @@ test('break-glass: a granted operator runs an emergency without votes, marked ev
   await admin.ok(admin.post(`/api/break-glass/grants/${grant.id}/revoke`, {}));
   await op.context.close();
   await ap.context.close();
+});
+
+test('service accounts: an admin creates one, mints a token shown once, the token works over HTTP until revoked', async ({
+  browser,
+}) => {
+  const { context, page } = await signedIn(browser, USERS.admin);
+  const name = `e2e-bot-${Date.now().toString(36)}`;
+  await page.goto('/admin?tab=service-accounts');
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel('Role', { exact: true }).selectOption('viewer');
+  await page.getByRole('button', { name: 'Create service account' }).click();
+  await expect(page.getByRole('table', { name: 'Service accounts' })).toContainText(name);
+  const tokens = page.getByTestId('service-account-tokens');
+  await expect(tokens).toContainText(`Tokens of ${name}`);
+  await tokens.getByLabel('Valid (days)').fill('7');
+  await tokens.getByLabel('Note').fill('e2e');
+  await tokens.getByRole('button', { name: 'Mint token' }).click();
+  const value = tokens.getByTestId('minted-token-value');
+  await expect(value).toHaveText(/^pyr_[A-Za-z0-9_-]+_[A-Za-z0-9_-]{43}$/);
+  const token = (await value.textContent())!;
+  await tokens.getByRole('button', { name: 'Copy token' }).click();
+  await expect(tokens.getByRole('button', { name: 'Copy token' })).toContainText('Copied');
+  await shot(page, 'admin-service-accounts');
+
+  const call = () =>
+    fetch(`${base()}/api/requests?limit=1`, { headers: { authorization: `Bearer ${token}` } });
+  const ok = await call();
+  expect(ok.status).toBe(200);
+  expect(((await ok.json()) as { ok: boolean }).ok).toBe(true);
+
+  // Done: the clear token is gone from the page; the list shows its prefix only.
+  await tokens.getByRole('button', { name: 'Done' }).click();
+  await expect(tokens.getByTestId('minted-token-value')).toHaveCount(0);
+  const tokenId = /^pyr_(.+)_[A-Za-z0-9_-]{43}$/.exec(token)![1]!;
+  const row = tokens.getByTestId('api-token-row').filter({ hasText: `pyr_${tokenId}_…` });
+  await expect(row).toContainText('active');
+  await expect(row).toContainText('e2e');
+  expect(await page.content()).not.toContain(token);
+  await row.getByRole('button', { name: `Revoke token pyr_${tokenId}_…` }).click();
+  await expect(row).toContainText('revoked');
+  await expect(row, 'the call above shows as its last use').not.toContainText('never');
+
+  const refused = await call();
+  expect(refused.status).toBe(401);
+  expect(refused.headers.get('content-type')).toContain('application/json');
+  const body = (await refused.json()) as { ok: boolean; error: { code: string } };
+  expect(body.ok).toBe(false);
+  expect(body.error.code).toBe('TOKEN_REVOKED');
+  await context.close();
 });

@@ -2,20 +2,20 @@
  * Issue 16 items 1, 5 and 6 in Chromium at 1280×800 and 1920×1080, against the real server: a fleet of 5,000
  * processes reported by real socket.io test agents (paged, filtered on the server, a detail drawer, no
  * horizontal overflow), the audit explorer (an event opens whole, names not ids, actor by name, exports equal
- * to the screen), and the small fixes (favicon, plurals, Reject needs a comment, unambiguous revoke dialog).
+ * to the screen), the new-request form's target picker (searched and paged on the server, keyboard-usable,
+ * choices kept across searches), and the small fixes (favicon, plurals, Reject needs a comment, unambiguous
+ * revoke dialog). PYREACH_UPDATE_SCREENSHOTS=1 refreshes the README's fleet, new-request and audit pictures.
  */
+import { copyFileSync } from 'node:fs';
+import path from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import type { PythonProcess } from '@pyreach/protocol/inventory';
 import { ApiClient } from '../support/api';
-import { USERS } from '../support/control-plane';
+import { REPO_ROOT, USERS } from '../support/control-plane';
 import { enroll, fakeProcess, TestAgent } from '../support/test-agent';
-import { shot, signedIn } from './helpers';
+import { noHorizontalOverflow, shot, SHOTS, signedIn, VIEWPORTS } from './helpers';
 
 const base = () => process.env.PYREACH_E2E_URL!;
-const VIEWPORTS = [
-  { width: 1280, height: 800 },
-  { width: 1920, height: 1080 },
-] as const;
 const PY = '/root/.cache/pyreach/cpython-3.14/root/usr/bin/python3.14-host';
 const DEMO_CMD = [PY, '-u', '/work/pyreach/demo/service.py', '--port', '8080', '--log-level', 'error'];
 
@@ -122,12 +122,17 @@ test.afterAll(() => {
   for (const a of agents) a.close();
 });
 
-async function noHorizontalOverflow(page: Page, what: string) {
-  // A string: this tsconfig has no DOM types; it runs in the page.
-  const { scroll, client } = await page.evaluate<{ scroll: number; client: number }>(
-    '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })',
-  );
-  expect(scroll, `${what}: page wider than the window`).toBeLessThanOrEqual(client);
+/**
+ * One of the README's pictures (docs/screenshots), at the window's size; copied there only when
+ * PYREACH_UPDATE_SCREENSHOTS=1, so a test run leaves the tree clean.
+ */
+async function readmeShot(page: Page, name: 'fleet' | 'new-request' | 'audit') {
+  await shot(page, `readme-${name}`, { fullPage: false });
+  if (process.env.PYREACH_UPDATE_SCREENSHOTS === '1')
+    copyFileSync(
+      path.join(SHOTS, `readme-${name}.png`),
+      path.join(REPO_ROOT, 'docs/screenshots', `${name}.png`),
+    );
 }
 
 test('the fleet leads with the script, pages 5,000 processes, filters on the server and opens a drawer', async ({
@@ -142,6 +147,7 @@ test('the fleet leads with the script, pages 5,000 processes, filters on the ser
     await expect(page.getByTestId('fleet-totals')).toContainText(/\d+ hosts · /);
     await expect(page.getByTestId('fleet-range')).toContainText(/1–100 of [\d,]+ processes/);
     expect(await page.getByTestId('process-row').count()).toBe(100);
+    if (vp.width === 1280) await readmeShot(page, 'fleet');
 
     const search = page.getByLabel('Search hosts and processes');
     // Every word must match (host, script, user, container): the host narrows it to this spec's service, not
@@ -166,6 +172,7 @@ test('the fleet leads with the script, pages 5,000 processes, filters on the ser
     await expect(drawer.getByTestId('drawer-threads').getByRole('listitem')).toHaveCount(3);
     await expect(drawer.getByTestId('drawer-threads')).toContainText('tid 4242 · main');
     await expect(drawer).toContainText('Recent requests on this process');
+    await noHorizontalOverflow(page, `fleet drawer ${vp.width}`);
     await shot(page, `fleet-drawer-${vp.width}x${vp.height}`);
     await page.keyboard.press('Escape');
     await expect(drawer).toBeHidden();
@@ -193,6 +200,80 @@ test('the fleet API answers 400 naming the field for a bad filter', async () => 
   const r = await operatorApi.request('GET', '/api/ui/fleet?debug=maybe');
   expect(r.status).toBe(400);
   expect(JSON.stringify(r.body)).toContain('debug');
+});
+
+test('the new-request form finds one of 5,000 processes on the server, by keyboard too, and keeps what is chosen', async ({
+  browser,
+}) => {
+  const { context, page } = await signedIn(browser, USERS.operator);
+  await page.setViewportSize(VIEWPORTS[0]);
+  await page.goto('/requests/new');
+  const range = page.getByTestId('picker-range');
+  // One page of the fleet's own query, never the whole fleet.
+  await expect(range).toContainText(/^1–25 of [\d,]+ processes$/, { timeout: 90_000 });
+  expect(await page.getByTestId('picker-row').count()).toBe(25);
+
+  const search = page.getByLabel('Search processes');
+  await search.fill('demo-vm service.py');
+  await expect(range).toHaveText('1–1 of 1 process matching');
+  const row = page.getByTestId('picker-row');
+  await expect(row.getByTestId('picker-name')).toHaveText('demo/service.py');
+  const cmd = row.getByTestId('picker-cmdline');
+  await expect(cmd).toHaveAttribute('title', DEMO_CMD.join(' '));
+  const cut = (await cmd.textContent()) ?? '';
+  expect(cut, 'cut in the middle: both ends kept').toContain('…');
+  expect(cut.endsWith('--log-level error')).toBe(true);
+  await expect(row).toContainText('svc-demo');
+  // Enter picks the only match and does not file the form.
+  await search.press('Enter');
+  const picked = page.getByTestId('picked-target');
+  await expect(picked).toHaveCount(1);
+  await expect(picked).toContainText('demo/service.py · demo-vm · pid 4242 · svc-demo');
+  expect(new URL(page.url()).pathname).toBe('/requests/new');
+
+  // Far down the fleet (host 9 of 10), by keyboard: ↓ to the result, Space to pick it.
+  await search.fill('worker-4217.py');
+  // The range reads as it did for the last search: wait for this search's row.
+  await expect(page.getByTestId('picker-name')).toHaveText('svc/worker-4217.py');
+  await search.press('ArrowDown');
+  await expect(
+    page.getByRole('checkbox', { name: 'Target svc/worker-4217.py, pid 10217 on fleet-08' }),
+  ).toBeFocused();
+  await page.keyboard.press('Space');
+  await expect(picked).toHaveCount(2);
+  // The search moves on to a page of 111: both choices stay listed, and one can be dropped.
+  await search.fill('worker-42');
+  await expect(range).toHaveText('1–25 of 111 processes matching');
+  await expect(picked).toHaveCount(2);
+  await expect(picked.nth(1)).toContainText('svc/worker-4217.py · fleet-08 · pid 10217');
+  await picked
+    .nth(1)
+    .getByRole('button', { name: /^Remove svc\/worker-4217\.py/ })
+    .click();
+  await expect(picked).toHaveCount(1);
+  await expect(page.getByTestId('picked-count')).toHaveText('1 selected');
+
+  await page.getByLabel('Script', { exact: true }).selectOption('interpreter.info');
+  await page.getByLabel(/^Reason/).fill('E2E: one process of 5,000, found by name');
+  // A page of results beside the choice, at both sizes: nothing wider than the window.
+  for (const vp of VIEWPORTS) {
+    await page.setViewportSize(vp);
+    await noHorizontalOverflow(page, `new request ${vp.width}`);
+    await shot(page, `new-request-picker-${vp.width}x${vp.height}`);
+  }
+  await page.setViewportSize(VIEWPORTS[0]);
+  await page.evaluate('window.scrollTo(0, 0)');
+  await readmeShot(page, 'new-request');
+  await page.getByRole('button', { name: 'File request' }).click();
+  await page.waitForURL(/\/requests\/req_/);
+  const id = new URL(page.url()).pathname.split('/').at(-1)!;
+  const filed = await operatorApi.ok(
+    operatorApi.get<{
+      request: { targets: { type: string; processes: { agentId: string; pid: number }[] } };
+    }>(`/api/requests/${id}`),
+  );
+  expect(filed.request.targets.processes.map((p) => [p.agentId, p.pid])).toEqual([[demoAgentId, 4242]]);
+  await context.close();
 });
 
 test('pods: the fleet filters by namespace and workload; a selector by pod label previews and files', async ({
@@ -307,6 +388,7 @@ test('audit events open whole, show names, filter by actor name, and export exac
     await page.keyboard.press('Escape');
     await noHorizontalOverflow(page, `audit ${vp.width}`);
     await shot(page, `audit-${vp.width}x${vp.height}`);
+    if (vp.width === 1280) await readmeShot(page, 'audit');
   }
   await context.close();
 });

@@ -2,13 +2,16 @@
  * The real agent process (CLI), the REAL control-plane server (apps/web/server.ts, API-only, PostgreSQL) and
  * real CPython 3.14 targets: enrolment with a join token → inventory visible through the API → request
  * approved → output and result arrive; the control plane SIGKILLed mid-job and restarted → the result arrives
- * exactly once; the agent SIGKILLed mid-job and restarted → an honest end state and the code ran once; a
- * local policy refusal reaches the control plane with its reason.
+ * exactly once; the agent SIGKILLed mid-job and restarted → an honest end state and the code ran once; a level
+ * change that undoes itself restores itself in the target with agent and control plane down, and the check at
+ * expiry records it once they are back; a local policy refusal reaches the control plane with its reason.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { runInTarget } from '@pyreach/remote-exec';
+import { MIN_LOG_LEVEL_DURATION_SECONDS } from '@pyreach/scripts';
 import { AgentProcess } from '../support/agent-harness';
 import type { InspectionView } from '@pyreach/protocol/api';
 import { ApiClient } from '../support/api';
@@ -331,14 +334,126 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
     assert.equal(taskDone.stacks, null);
   });
 
+  test('a level change that undoes itself: with the agent and the control plane down the target restores itself; back up, the check at expiry records it once', async () => {
+    // Logger "main" at ERROR; a DEBUG and an ERROR line every 0.2 s.
+    const t = await startPython('log_service.py', { readyTimeoutMs: 30_000 });
+    extra.push(t);
+    const p = await proc(t);
+    const levelOf = async () => {
+      // Straight through the engine: neither agent nor control plane involved.
+      const r = await runInTarget({
+        pid: t.pid,
+        code: 'import logging\nresult = logging.getLevelName(logging.getLogger("main").level)',
+        pickupTimeoutMs: 15_000,
+      });
+      assert.equal(r.status, 'succeeded', r.message);
+      return r.result;
+    };
+    const created = await operator.ok(
+      operator.post<{ request: Req & { params: Record<string, unknown> } }>('/api/requests', {
+        kind: 'library',
+        scriptId: 'logging.set_level',
+        params: { logger: 'main', level: 'DEBUG', durationSeconds: MIN_LOG_LEVEL_DURATION_SECONDS },
+        targets: {
+          type: 'processes',
+          processes: [{ agentId: agent_id(), pid: p.pid, startTime: p.startTime }],
+        },
+        reason: 'agent integration: a change that undoes itself',
+      }),
+    );
+    const id = created.request.id;
+    assert.equal(created.request.params.restoreToken, id);
+    await approver.ok(approver.post(`/api/requests/${id}/reviews`, { decision: 'approve', comment: 'ok' }));
+    const done = await eventually('the change made', async () => {
+      const r = await getReq(id);
+      return terminal(r) && r;
+    });
+    const setAt = Date.now();
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.executions));
+    assert.match(done.executions![0]!.output ?? '', /ERROR -> DEBUG; restores itself at .* \(in 10 s/);
+    await t.waitForStdout(/DEBUG main context/, 5_000, t.stdout().length);
+
+    // Both gone, no goodbye: nothing of ours runs until the target's own timer restores the level.
+    await agent.kill('SIGKILL');
+    cp.proc.kill('SIGKILL');
+    await new Promise((r) => cp.proc.once('exit', r));
+    assert.equal(await levelOf(), 'DEBUG', 'still changed before the duration is up');
+    await new Promise((r) => setTimeout(r, Math.max(0, setAt + 10_700 - Date.now())));
+    const mark = t.stdout().length;
+    await new Promise((r) => setTimeout(r, 800));
+    assert.doesNotMatch(t.stdout().slice(mark), /DEBUG main context/, 'DEBUG lines stopped by themselves');
+    assert.equal(await levelOf(), 'ERROR');
+
+    // Back up — the agent now runs library scripts only, so the follow-up must be the approved source, unmodified.
+    await cp.restart();
+    [operator, admin] = await Promise.all([
+      ApiClient.signIn(cp.baseUrl, USERS.operator),
+      ApiClient.signIn(cp.baseUrl, USERS.admin),
+    ]);
+    agent.writeConfig({ server: cp.baseUrl, policy: { allowRoot: true, allowCustomCode: false } });
+    agent.start();
+    type Restore = { runs: { mode: string; state: string; outcome: string | null; levels: unknown[] }[] };
+    const restore = await eventually(
+      'the check at expiry recorded',
+      async () => {
+        const r = await operator.ok(operator.get<{ restore: Restore }>(`/api/requests/${id}/restore`));
+        return r.restore.runs[0]?.state === 'succeeded' && r.restore;
+      },
+      60_000,
+    );
+    assert.equal(restore.runs.length, 1);
+    assert.equal(restore.runs[0]!.mode, 'check');
+    assert.equal(restore.runs[0]!.outcome, 'restored');
+    assert.deepEqual(restore.runs[0]!.levels[0], {
+      kind: 'logger',
+      name: 'main',
+      restored: 'ERROR',
+      from: 'DEBUG',
+    });
+    const trail = await admin.ok(
+      admin.get<{ events: { action: string; data: { outcome?: string } }[] }>(
+        `/api/audit?subjectId=${id}&limit=100`,
+      ),
+    );
+    const checked = trail.events.filter((e) => e.action === 'request.restore_checked');
+    assert.equal(checked.length, 1, 'claimed and recorded once');
+    assert.equal(checked[0]!.data.outcome, 'restored');
+    assert.equal(trail.events.filter((e) => e.action === 'request.restore_send').length, 1);
+  });
+
   test('a local policy refusal reaches the control plane with its reason', async () => {
+    // What the control plane's pre-flight says of a custom-code request on the root host-style target.
+    const reasons = async (): Promise<string[]> => {
+      const p = await proc(host);
+      const r = await operator.ok(
+        operator.post<{ preflight: { targets: { reasons: { code: string; level: string }[] }[] } }>(
+          '/api/ui/preflight',
+          {
+            kind: 'custom',
+            code: 'print(1)',
+            targets: {
+              type: 'processes',
+              processes: [{ agentId: agent_id(), pid: p.pid, startTime: p.startTime }],
+            },
+          },
+        ),
+      );
+      return r.preflight.targets[0]!.reasons.filter((x) => x.level === 'doomed').map((x) => x.code);
+    };
+    // The agent refuses on its own what the control plane could not know: its policy turned stricter after the
+    // request was filed and approved against the policy it last reported (root targets and custom code allowed).
     await agent.kill('SIGTERM');
-    agent.writeConfig({ server: cp.baseUrl, policy: { allowRoot: false } });
+    agent.writeConfig({ server: cp.baseUrl, policy: { allowRoot: true } });
     agent.start();
     await agent.waitForLog('authenticated', 30_000, 0);
+    await eventually('the permissive policy reported', async () => (await reasons()).length === 0);
+    await agent.kill('SIGTERM');
+    agent.writeConfig({ server: cp.baseUrl, policy: { allowRoot: false } });
     const file = sideEffect('policy');
     files.push(file);
     const req = await approved(host, appendCode(file), 'agent integration: policy');
+    agent.start();
+    await agent.waitForLog('authenticated', 30_000, 0);
     const done = await eventually('refused', async () => {
       const r = await getReq(req.id);
       return terminal(r) && r;
@@ -353,6 +468,22 @@ describe('agent against the real control plane', { timeout: 600_000 }, () => {
         .audit()
         .some((a) => a.jobId === ex.jobId && a.event === 'refused' && a.code === 'POLICY_ROOT_TARGET'),
     );
+    // Now the control plane knows the stricter policy: such a request is refused at filing, nothing is filed.
+    await eventually('the strict policy reported', async () =>
+      (await reasons()).includes('AGENT_POLICY_ROOT'),
+    );
+    const p = await proc(host);
+    const refused = await operator.post('/api/requests', {
+      kind: 'custom',
+      code: appendCode(file),
+      targets: {
+        type: 'processes',
+        processes: [{ agentId: agent_id(), pid: p.pid, startTime: p.startTime }],
+      },
+      reason: 'agent integration: policy, known at filing',
+    });
+    assert.equal(refused.status, 422);
+    assert.equal(!refused.body.ok && refused.body.error.code, 'ALL_TARGETS_DOOMED');
   });
 
   test('revoking the agent through the API stops it with exit code 78 and it stays refused', async () => {

@@ -134,6 +134,43 @@ for (const kind of ['pglite', 'postgres'] as DbKind[]) {
       );
     });
 
+    it('takes namespace labels at token mint and per agent, bad ones refused naming the field', async () => {
+      const admin = as.admin!;
+      // A label no policy looks at: nothing loosens, so it applies at once.
+      const declared = { payments: { nsdecl: kind } };
+      const minted = await admin.ok(
+        admin.post<{ joinToken: { id: string; namespaceLabels: unknown }; change: unknown }>(
+          '/api/join-tokens',
+          { labels: { zone: kind }, namespaceLabels: declared },
+        ),
+      );
+      assert.deepEqual([minted.joinToken.namespaceLabels, minted.change], [declared, null]);
+      const listed = await admin.ok(
+        admin.get<{ joinTokens: { id: string; namespaceLabels: unknown }[] }>('/api/join-tokens'),
+      );
+      assert.deepEqual(
+        listed.joinTokens.find((t) => t.id === minted.joinToken.id)?.namespaceLabels,
+        declared,
+      );
+      for (const [method, path, body] of [
+        ['POST', '/api/join-tokens', { namespaceLabels: { Not_A_Namespace: { env: 'prod' } } }],
+        ['PUT', '/api/agents/zz_missing/namespace-labels', { namespaceLabels: { payments: {} } }],
+        [
+          'PUT',
+          '/api/agents/zz_missing/namespace-labels',
+          { namespaceLabels: { payments: { env: 'p r o d' } } },
+        ],
+      ] as const) {
+        const res = await admin.request(method, path, body);
+        assert.equal(res.status, 400, `${method} ${path} ${JSON.stringify(body)}`);
+        assert.ok(!res.body.ok && /namespaceLabels/.test(res.body.error.message), JSON.stringify(res.body));
+      }
+      const unknown = await admin.request('PUT', '/api/agents/zz_missing/namespace-labels', {
+        namespaceLabels: null,
+      });
+      assert.equal(unknown.status, 404);
+    });
+
     it('serves an OpenAPI 3.1 document covering every route', async () => {
       const r = await fetch(`${cp.baseUrl}/api/openapi.json`);
       const doc = (await r.json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };

@@ -259,8 +259,33 @@ describe('audit integrity (PostgreSQL, separate owner and app roles)', () => {
     assert.equal(v.brokenAt, removed[0]!.seq);
     assert.match(v.reason!, /cut off/);
     assert.match(v.reason!, new RegExp(`seq ${head}`));
-    // Restored by the attacker, the chain agrees with the checkpoint again.
-    await asOwnerBehindTriggers(cp, (c) => insertRows(c, removed));
+    // The verification recorded the cut at once (audit.verify_failed, linked to the cut chain's head): the cut
+    // rows' first seq is taken, so they cannot simply be slipped back in...
+    const record = await withClient(cp.db!.ownerLocation, (c) =>
+      c.query<{ action: string; actorName: string }>(
+        'SELECT action, "actorName" FROM audit_event WHERE seq = $1::bigint',
+        [removed[0]!.seq],
+      ),
+    );
+    assert.deepEqual(record.rows[0], { action: 'audit.verify_failed', actorName: 'audit-verifier' });
+    // The chain now holds that record where the cut began (a rewrite, to a checkpoint over that seq): verified
+    // again, the same cut is not a new break.
+    assert.equal((await verify()).valid, false);
+    const alerts = await withClient(cp.db!.ownerLocation, (c) =>
+      c.query(`SELECT seq FROM audit_event WHERE action = 'audit.verify_failed'`),
+    );
+    assert.equal(alerts.rowCount, 1, 'one record of the cut');
+    await assert.rejects(
+      asOwnerBehindTriggers(cp, (c) => insertRows(c, removed)),
+      /duplicate key/,
+    );
+    // ...only by erasing that record too, after the alert was logged (and queued for every rule listing it).
+    assert.match(cp.logs(), /AUDIT CHAIN VERIFICATION FAILED/);
+    await asOwnerBehindTriggers(cp, async (c) => {
+      await c.query('DELETE FROM audit_event WHERE seq >= $1::bigint', [removed[0]!.seq]);
+      await insertRows(c, removed);
+    });
+    // Restored, the chain agrees with the checkpoint again.
     assert.equal((await verify()).valid, true);
   });
 

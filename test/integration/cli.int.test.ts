@@ -3,10 +3,12 @@
  * real CPython 3.14 target: with a service-account token it lists hosts and processes, files a request with
  * `request create --wait` that returns the target's output and exit 0 once a person approved it over their
  * own API session, streams output with `request watch`, refuses a token file others can read, and answers
- * usage errors with exit 2 and reviews with 3 (a token never reviews).
+ * usage errors with exit 2 and reviews with 3 (a token never reviews). `request cancel` cancels (audited as the
+ * service account, with its token), a request that partly succeeded exits 5, and `audit search|export|verify`
+ * work with a token whose role allows them (export: exit 3 for an operator's).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +19,8 @@ import { REPO_ROOT, startControlPlane, USERS, type ControlPlane } from '../suppo
 import { eventually } from '../support/eventually';
 import { startPython, type PyTarget } from '../support/python';
 
-const CLI = join(REPO_ROOT, 'apps/cli/bin/pyreach.mjs');
+/** The shipped artefact (`npm run -w @pyreach/cli build`), built in `before`: what operators run. */
+const CLI = join(REPO_ROOT, 'apps/cli/dist/pyreach.mjs');
 
 interface Run {
   code: number | null;
@@ -30,7 +33,10 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
   let admin: ApiClient, approver: ApiClient;
   let agent: AgentProcess;
   let target: PyTarget;
+  /** A second target, for a request that succeeds on one process and fails on the other. */
+  let target2: PyTarget;
   let token = '';
+  let saId = '';
   const home = mkdtempSync(join(tmpdir(), 'pyreach-cli-home-'));
 
   const cli = (
@@ -74,6 +80,7 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
   };
 
   before(async () => {
+    execFileSync(process.execPath, [join(REPO_ROOT, 'apps/cli/build.mjs')], { stdio: 'pipe' });
     cp = await startControlPlane('pglite');
     [admin, approver] = await Promise.all([
       ApiClient.signIn(cp.baseUrl, USERS.admin),
@@ -94,6 +101,7 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
         role: 'operator',
       }),
     );
+    saId = sa.serviceAccount.id;
     token = (
       await admin.ok(
         admin.post<{ token: string }>(`/api/service-accounts/${sa.serviceAccount.id}/tokens`, {}),
@@ -102,7 +110,10 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
     const join_ = await admin.ok(
       admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'cli' } }),
     );
-    target = await startPython('idle.py', { style: 'host' });
+    [target, target2] = await Promise.all([
+      startPython('idle.py', { style: 'host' }),
+      startPython('idle.py', { style: 'host' }),
+    ]);
     agent = new AgentProcess({ config: { server: cp.baseUrl, policy: { allowRoot: true } } });
     const enrolled = await agent.cli(['enroll', '--token', join_.joinToken.token]);
     assert.equal(enrolled.code, 0, enrolled.stderr + enrolled.stdout);
@@ -112,19 +123,25 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
   after(async () => {
     await agent?.kill('SIGKILL');
     await target?.kill();
+    await target2?.kill();
     await cp?.cleanup();
     rmSync(home, { recursive: true, force: true });
   });
 
-  const targetArg = async () => {
+  /** `AGENT:PID:START` of a target, read once per pid with `pyreach ps` (each CLI run costs a process start). */
+  const seen = new Map<number, string>();
+  const targetArg = async (pid = target.pid) => {
+    const known = seen.get(pid);
+    if (known) return known;
     const ps = await eventually('the target in pyreach ps', async () => {
       const r = await cli(['ps', '--selector', 'env=cli', '--json']);
       assert.equal(r.code, 0, r.stderr);
       const { processes } = JSON.parse(r.stdout) as {
         processes: { agentId: string; pid: number; startTime: string }[];
       };
-      return processes.find((p) => p.pid === target.pid);
+      return processes.find((p) => p.pid === pid);
     });
+    seen.set(pid, `${ps.agentId}:${ps.pid}:${ps.startTime}`);
     return `${ps.agentId}:${ps.pid}:${ps.startTime}`;
   };
 
@@ -140,7 +157,11 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
 
   it('request create --wait returns the output once a person approved, and exits 0', async () => {
     const code = join(home, 'hello.py');
-    writeFileSync(code, 'print("hello from the cli")\nresult = 6 * 7\n');
+    // 20 KB past the first line: the request detail carries a preview of it, the CLI prints the whole output.
+    writeFileSync(
+      code,
+      'print("hello from the cli")\nprint("-" * 20000 + " tail past the preview")\nresult = 6 * 7\n',
+    );
     const reason = 'cli: create --wait';
     const running = cli([
       'request',
@@ -159,6 +180,7 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
     const r = await running;
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /hello from the cli/);
+    assert.match(r.stdout, /-{20000} tail past the preview/, 'the whole output, read past the preview');
     assert.match(r.stdout, /succeeded/);
     assert.match(r.stdout, /result: 42/);
   });
@@ -251,6 +273,109 @@ describe('pyreach CLI against the real control plane, agent and CPython 3.14', (
       '1',
     ]);
     assert.equal(waiting.code, 4, waiting.stderr + waiting.stdout);
+  });
+
+  it('request cancel cancels a waiting request (audited as the service account) and exits 0', async () => {
+    const code = join(home, 'never.py');
+    writeFileSync(code, 'print("never runs")\n');
+    const created = await cli([
+      'request',
+      'create',
+      '--code-file',
+      code,
+      '--pid',
+      await targetArg(),
+      '--reason',
+      'cli: to be cancelled',
+      '--json',
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const id = (JSON.parse(created.stdout) as { request: { id: string; state: string } }).request.id;
+    const cancelled = await cli(['request', 'cancel', id, '--reason', 'not needed after all', '--json']);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    assert.equal((JSON.parse(cancelled.stdout) as { request: { state: string } }).request.state, 'cancelled');
+    const again = await cli(['request', 'cancel', id]);
+    assert.equal(again.code, 1, 'a request that already ended cannot be cancelled again');
+    assert.match(again.stderr, /^pyreach: [A-Z_]+: /);
+  });
+
+  it('exits 5 when a request partly succeeded (one target ran, the other raised)', async () => {
+    const code = join(home, 'half.py');
+    writeFileSync(
+      code,
+      `import os\nif os.getpid() == ${target2.pid}:\n    raise RuntimeError("this target fails")\nprint("this target ran")\n`,
+    );
+    const reason = 'cli: partly';
+    // The one that succeeds first: the rollout (one at a time, stop at one failure) then has nothing to stop.
+    const running = cli([
+      'request',
+      'create',
+      '--code-file',
+      code,
+      '--pid',
+      await targetArg(target.pid),
+      '--pid',
+      await targetArg(target2.pid),
+      '--reason',
+      reason,
+      '--wait',
+      '--timeout',
+      '240',
+    ]);
+    await approveWhenFiled(reason);
+    const r = await running;
+    assert.equal(r.code, 5, r.stderr + r.stdout);
+    assert.match(r.stdout, /partially_succeeded/);
+    assert.match(r.stdout, /this target ran/);
+    assert.match(r.stdout, /this target fails/);
+  });
+
+  it('audit search, export and verify: with a token whose role allows it; export exits 3 for an operator', async () => {
+    const search = await cli(['audit', 'search', '--action', 'request.cancel', '--json']);
+    assert.equal(search.code, 0, search.stderr);
+    const { events } = JSON.parse(search.stdout) as {
+      events: { actorType: string; actorId: string; data: { tokenId?: string } }[];
+    };
+    const tokenId = /^pyr_(.+)_[A-Za-z0-9_-]{43}$/.exec(token)?.[1];
+    assert.ok(
+      events.some((e) => e.actorType === 'service' && e.actorId === saId && e.data.tokenId === tokenId),
+      'the cancel is the service account, with the token it used',
+    );
+
+    const denied = await cli(['audit', 'export']);
+    assert.equal(denied.code, 3, 'an operator may not export');
+    assert.match(denied.stderr, /FORBIDDEN/);
+    const auditor = await admin.ok(
+      admin.post<{ serviceAccount: { id: string } }>('/api/service-accounts', {
+        name: 'cli-auditor',
+        role: 'approver',
+      }),
+    );
+    const auditorToken = (
+      await admin.ok(
+        admin.post<{ token: string }>(`/api/service-accounts/${auditor.serviceAccount.id}/tokens`, {
+          ttlDays: 1,
+        }),
+      )
+    ).token;
+    const jsonl = await cli(['audit', 'export', '--action', 'request.cancel'], {
+      PYREACH_TOKEN: auditorToken,
+    });
+    assert.equal(jsonl.code, 0, jsonl.stderr);
+    const lines = jsonl.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { action?: string; checkpoint?: { seq: string } });
+    assert.ok(lines.slice(0, -1).length >= 1);
+    assert.ok(lines.slice(0, -1).every((l) => l.action === 'request.cancel'));
+    assert.ok(lines.at(-1)?.checkpoint?.seq, 'ends with the signed checkpoint it stops at');
+    const csv = await cli(['audit', 'export', '--format', 'csv'], { PYREACH_TOKEN: auditorToken });
+    assert.equal(csv.code, 0, csv.stderr);
+    assert.match(csv.stdout, /^seq,at,actorType,actorId,actorName,action,/);
+
+    const verified = await cli(['audit', 'verify', '--json']);
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.equal((JSON.parse(verified.stdout) as { valid: boolean }).valid, true);
   });
 
   it('login stores the token 0600 and the CLI refuses a token file others can read', async () => {

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../support/api';
 import { freePort, startControlPlane, USERS, type ControlPlane, type DbKind } from '../support/control-plane';
 import { eventually } from '../support/eventually';
-import { enroll } from '../support/test-agent';
+import { enroll, TestAgent, type EnrolledAgent } from '../support/test-agent';
 
 interface Got {
   headers: IncomingHttpHeaders;
@@ -36,6 +36,7 @@ for (const kind of ['postgres'] as DbKind[]) {
     let cp: ControlPlane;
     let admin: ApiClient, operator: ApiClient;
     let agentId: string;
+    let enrolled: EnrolledAgent;
     const got: Got[] = [];
     /** What the receiver does with the next POST: answer a status, or hold the response open. */
     let mode: 'ok' | 'hold' | 'fail-once' = 'ok';
@@ -82,6 +83,8 @@ for (const kind of ['postgres'] as DbKind[]) {
         PYREACH_NOTIFY_INTERVAL_MS: '100',
         PYREACH_NOTIFY_LEASE_MS: '2000',
         PYREACH_NOTIFY_BACKOFF_MS: '100',
+        PYREACH_AGENT_LOST_AFTER_SECONDS: '2',
+        PYREACH_AUDIT_VERIFY_INTERVAL_MS: '500',
       });
       [admin, operator] = await Promise.all([
         ApiClient.signIn(cp.baseUrl, USERS.admin),
@@ -90,7 +93,8 @@ for (const kind of ['postgres'] as DbKind[]) {
       const join = await admin.ok(
         admin.post<{ joinToken: { token: string } }>('/api/join-tokens', { labels: { env: 'ntf' } }),
       );
-      agentId = (await enroll(cp.baseUrl, join.joinToken.token, { hostname: 'ntf-1' })).agentId;
+      enrolled = await enroll(cp.baseUrl, join.joinToken.token, { hostname: 'ntf-1' });
+      agentId = enrolled.agentId;
     });
     after(async () => {
       held?.res.destroy();
@@ -198,6 +202,91 @@ for (const kind of ['postgres'] as DbKind[]) {
         assert.equal(body.id, g.headers['idempotency-key']);
         assert.ok(body.request.url.startsWith(`${cp.baseUrl}/requests/`));
       }
+    });
+    // Last: it breaks the chain of this database for good.
+    it('an agent whose socket dropped is notified lost once; a tampered audit row is alerted once by the periodic verifier', async () => {
+      const created = await admin.ok(
+        admin.post<{ rule: { id: string }; secret: string }>('/api/notifications/rules', {
+          name: 'fleet-watch',
+          events: ['agent.lost', 'audit.verify_failed'],
+          url: `http://127.0.0.1:${rxPort}/hooks/watch`,
+          targetLabels: { env: 'ntf' },
+        }),
+      );
+      const deliveries = async () =>
+        (
+          await admin.ok(
+            admin.get<{ deliveries: Delivery[] }>(`/api/notifications/rules/${created.rule.id}/deliveries`),
+          )
+        ).deliveries;
+      const mine = (event: string) =>
+        got.filter((g) => (JSON.parse(g.body) as { event: string }).event === event);
+      const signed = (g: Got) => {
+        const ts = String(g.headers['x-pyreach-timestamp']);
+        const sig = createHmac('sha256', created.secret).update(`${ts}.${g.body}`).digest('hex');
+        return g.headers['x-pyreach-signature'] === `sha256=${sig}`;
+      };
+
+      // A real agent connection, then dropped: lost 2 s later (PYREACH_AGENT_LOST_AFTER_SECONDS), told once.
+      const ta = await TestAgent.connect(enrolled);
+      await eventually('the agent online', async () => {
+        const r = await admin.ok(admin.get<{ agent: { status: string } }>(`/api/agents/${agentId}`));
+        return r.agent.status === 'online';
+      });
+      ta.close();
+      const lost = await eventually(
+        'agent.lost delivered',
+        async () => {
+          const d = (await deliveries()).filter((x) => x.kind === 'agent.lost');
+          return d.length > 0 && d.every((x) => x.status === 'delivered') ? d : null;
+        },
+        20_000,
+      );
+      // A few more housekeeping passes (300 ms each) while it stays away: nothing more.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(lost.length, 1);
+      assert.equal((await deliveries()).filter((x) => x.kind === 'agent.lost').length, 1);
+      const lostGot = mine('agent.lost');
+      assert.equal(new Set(lostGot.map((g) => g.headers['idempotency-key'])).size, 1);
+      assert.ok(lostGot.every(signed), 'HMAC-signed');
+      const body = JSON.parse(lostGot[0]!.body) as { data: { subjectId: string; name: string } };
+      assert.equal(body.data.subjectId, agentId);
+      assert.equal(body.data.name, 'ntf-1');
+
+      // A database writer edits an event behind the trigger's back; verification (asked twice) alerts once.
+      const victim = await cp.db!.prisma.auditEvent.findFirstOrThrow({
+        where: { action: 'notification_rule.create', subjectId: created.rule.id },
+      });
+      await cp.db!.prisma.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe('ALTER TABLE audit_event DISABLE TRIGGER audit_event_no_update');
+        await tx.$executeRawUnsafe(`UPDATE audit_event SET "actorName" = 'nobody' WHERE seq = ${victim.seq}`);
+        await tx.$executeRawUnsafe('ALTER TABLE audit_event ENABLE TRIGGER audit_event_no_update');
+      });
+      // The periodic verifier (every 500 ms here) finds it...
+      await eventually(
+        'audit.verify_failed delivered',
+        async () =>
+          (await deliveries()).some((x) => x.kind === 'audit.verify_failed' && x.status === 'delivered'),
+        20_000,
+      );
+      // ...and neither asking for a verification nor more periodic passes tell it again.
+      const v = await admin.ok(admin.get<{ valid: boolean; brokenAt: string }>('/api/audit/verify'));
+      assert.equal(v.valid, false);
+      assert.equal(v.brokenAt, victim.seq.toString());
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal((await deliveries()).filter((x) => x.kind === 'audit.verify_failed').length, 1);
+      const alert = mine('audit.verify_failed');
+      assert.equal(new Set(alert.map((g) => g.headers['idempotency-key'])).size, 1);
+      assert.ok(alert.every(signed));
+      const a = JSON.parse(alert[0]!.body) as {
+        link: string;
+        data: { brokenAt: string; reason: string; source: string };
+      };
+      assert.equal(a.data.brokenAt, victim.seq.toString());
+      assert.equal(a.data.source, 'periodic');
+      assert.match(a.data.reason, /altered/);
+      assert.equal(a.link, `${cp.baseUrl}/audit`);
+      assert.match(cp.logs(), /AUDIT CHAIN VERIFICATION FAILED/);
     });
   });
 }

@@ -3,6 +3,9 @@
  * real rows, made through the services themselves.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { PROTOCOL_VERSION } from '@pyreach/protocol/common';
 import { keyIdOf } from '@pyreach/protocol/job';
@@ -10,7 +13,11 @@ import type { InventorySnapshot, PythonProcess } from '@pyreach/protocol/invento
 import type { PrismaClient } from '@pyreach/db';
 import { DATABASE_KINDS, createTestDatabase, type TestDatabase } from '@pyreach/db/testing';
 import type { Actor, Role } from '../../apps/web/src/server/services/actor';
+import type { AttestationKey } from '../../apps/web/src/server/services/attest';
 import { createJoinToken, enrollAgent } from '../../apps/web/src/server/services/agents';
+import { planExecutions, sendWave } from '../../apps/web/src/server/services/dispatch';
+import { createRequest, reviewRequest } from '../../apps/web/src/server/services/requests';
+import { loadOrCreateSigningKey } from '../../apps/web/src/server/services/signing';
 import { newId } from '../../apps/web/src/server/services/ids';
 import { saveSnapshot } from '../../apps/web/src/server/services/inventory';
 import { policyOf } from '../../apps/web/src/server/services/policy';
@@ -81,18 +88,40 @@ export function agentKeyPem(): string {
 export async function seedAgent(
   prisma: PrismaClient,
   admin: UserActor,
-  opts: { labels?: Record<string, string>; hostname?: string; processes?: PythonProcess[] } = {},
+  opts: {
+    labels?: Record<string, string>;
+    hostname?: string;
+    processes?: PythonProcess[];
+    /** The token's namespace declaration (needs `attestation`: declarations are signed). */
+    namespaceLabels?: Record<string, Record<string, string>>;
+    /** Signs the token's and the agent's declarations (without it none of the agent's namespaces price). */
+    attestation?: AttestationKey;
+  } = {},
 ) {
-  const { token } = await createJoinToken(prisma, admin, { labels: opts.labels ?? {} });
+  const { token } = await createJoinToken(
+    prisma,
+    admin,
+    {
+      labels: opts.labels ?? {},
+      ...(opts.namespaceLabels ? { namespaceLabels: opts.namespaceLabels } : {}),
+    },
+    new Date(),
+    opts.attestation,
+  );
   const hostname = opts.hostname ?? `host-${newId('h').slice(2, 8)}`;
-  const { result: agent } = await enrollAgent(prisma, {
-    v: PROTOCOL_VERSION,
-    token,
-    publicKey: agentKeyPem(),
-    hostname,
-    labels: {},
-    agentVersion: '0.1.0',
-  });
+  const { result: agent } = await enrollAgent(
+    prisma,
+    {
+      v: PROTOCOL_VERSION,
+      token,
+      publicKey: agentKeyPem(),
+      hostname,
+      labels: {},
+      agentVersion: '0.1.0',
+    },
+    new Date(),
+    opts.attestation,
+  );
   if (opts.processes)
     await saveSnapshot(prisma, agent.id, snapshot(hostname, opts.processes, opts.labels ?? {}));
   return agent;
@@ -118,4 +147,64 @@ export function snapshot(
     processes,
     scannedAt: new Date().toISOString(),
   };
+}
+
+/**
+ * One agent with `n` Python processes (pids 100…, as pyProcess makes them) under a policy of its own (one
+ * approval, custom code allowed), an operator and an approver: where the report, results and request-detail
+ * tests and benchmarks start. `approved()` files a custom-code request over all n targets and approves it, its
+ * executions planned; `dispatched()` also sends its first wave. Either can be called again for another request.
+ */
+export async function requestWorld(
+  prisma: PrismaClient,
+  opts: { env: string; n: number; attestation: AttestationKey },
+) {
+  const admin = await seedUser(prisma, 'admin');
+  const agent = await seedAgent(prisma, admin, {
+    labels: { env: opts.env },
+    processes: Array.from({ length: opts.n }, (_, i) => pyProcess(100 + i)),
+  });
+  await seedPolicy(prisma, {
+    name: `p-${agent.id}`,
+    matchLabels: { env: opts.env },
+    priority: 10,
+    requiredApprovals: 1,
+    allowCustomCode: true,
+  });
+  const op = await seedUser(prisma, 'operator');
+  const ap = await seedUser(prisma, 'approver');
+  const signing = await loadOrCreateSigningKey({
+    keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
+  });
+  const processes = Array.from({ length: opts.n }, (_, i) => ({
+    agentId: agent.id,
+    pid: 100 + i,
+    startTime: String(1100 + i),
+  }));
+  const approved = async (
+    o: { code?: string; reason?: string; concurrency?: number; maxFailures?: number } = {},
+  ) => {
+    const { result: req } = await createRequest(prisma, op, {
+      kind: 'custom',
+      code: o.code ?? 'print(1)',
+      targets: { type: 'processes', processes },
+      reason: o.reason ?? `a request over the ${opts.n} targets of ${opts.env}`,
+      rollout: { concurrency: o.concurrency ?? opts.n, maxFailures: o.maxFailures ?? opts.n },
+    });
+    await reviewRequest(
+      prisma,
+      ap,
+      req.id,
+      { decision: 'approve' },
+      { authenticatedAt: new Date(), attestation: opts.attestation },
+    );
+    await planExecutions(prisma, req.id);
+    return req;
+  };
+  const dispatched = async (o: Parameters<typeof approved>[0] = {}) => {
+    const req = await approved(o);
+    const wave = await sendWave(prisma, req.id, { signing, attestation: opts.attestation }, () => true);
+    return { req, sent: wave.result.map((j) => j.execution) };
+  };
+  return { prisma, admin, agent, op, ap, signing, approved, dispatched };
 }

@@ -41,10 +41,16 @@ export function fitResult(result: ReportedResult, maxBytes = RESULT_MAX_BYTES): 
   let budget = Buffer.byteLength(r.output, 'utf8');
   while (jsonBytes(r) > maxBytes && budget > 0) {
     budget = Math.floor(budget / 2);
+    const kept = cutUtf8(result.output, budget);
     r.output =
-      cutUtf8(result.output, budget) +
+      kept +
       '\n[pyreach: output truncated by the agent to fit one message; the streamed output events carry more]\n';
     r.outputTruncated = true;
+    // What the engine's cap dropped (the harness counted it), and what this cut drops on top.
+    r.outputDroppedBytes =
+      (result.outputDroppedBytes ?? 0) +
+      Buffer.byteLength(result.output, 'utf8') -
+      Buffer.byteLength(kept, 'utf8');
   }
   if (notes.length) r.message = `${r.message ? r.message + '; ' : ''}${notes.join('; ')}`.slice(0, 4096);
   return r;

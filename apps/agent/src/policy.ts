@@ -5,7 +5,8 @@
  */
 import type { ExecPayloadV2 } from '@pyreach/protocol/job';
 import { codeHash } from '@pyreach/protocol/job';
-import { checkScriptParams, getScript } from '@pyreach/scripts';
+import type { AgentLocalPolicy } from '@pyreach/protocol/preflight';
+import { SCRIPTS, checkScriptParams, getScript } from '@pyreach/scripts';
 import type { PolicyConfig } from './config';
 
 export type PolicyRefusal = {
@@ -142,5 +143,20 @@ export function checkOptedOut(
   return {
     code: 'POLICY_OPTED_OUT',
     message: `${why}; this host's policy does not read such processes. The host owner can allow it with "policy": { "inspect": { "allowOptedOut": true } } in the agent's configuration (or PYREACH_AGENT_INSPECT_ALLOW_OPTED_OUT=true)`,
+  };
+}
+
+/**
+ * What this agent reports of its policy with its host facts (the control plane's pre-flight verdicts): the
+ * settings `checkPolicy` refuses on, and its own library (id and source hash) for `allowCustomCode = false`.
+ */
+export function localPolicyOf(policy: PolicyConfig): AgentLocalPolicy {
+  return {
+    allowedUsers: [...policy.allowedUsers],
+    allowRoot: policy.allowRoot,
+    allowCustomCode: policy.allowCustomCode,
+    maxCodeBytes: policy.maxCodeBytes,
+    allowWake: policy.allowWake,
+    library: SCRIPTS.map((s) => ({ id: s.id, codeHash: codeHash(s.source) })),
   };
 }

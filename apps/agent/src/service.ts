@@ -30,6 +30,7 @@ import type { Engine } from './engine';
 import { signChallenge, type LoadedIdentity } from './identity';
 import type { Inspector } from './inspect';
 import { hostFacts, Inventory } from './inventory';
+import { localPolicyOf } from './policy';
 import { JobRunner } from './jobs';
 import { Outbox } from './outbox';
 import { hostUserName } from './procinfo';
@@ -388,6 +389,7 @@ export class AgentService {
       'inventory:snapshot',
       this.inventory.snapshot({
         ...hostFacts(AGENT_VERSION, { ...this.identity.labels, ...this.config.labels }),
+        localPolicy: localPolicyOf(this.config.policy),
         // [k8s] the node's name in a DaemonSet (the pod's own host name is the pod's name)
         ...(this.config.hostname ? { hostname: this.config.hostname } : {}),
       }),

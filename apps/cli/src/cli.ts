@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
 import type { RequestDetail } from '@pyreach/protocol/api';
-import { displayText } from '@pyreach/protocol/text';
+import { displayText, encodeBytes } from '@pyreach/protocol/text';
 import { TERMINAL_REQUEST_STATES, type RequestState } from '@pyreach/protocol/states';
 import { ExecutionOutput, RequestChanged } from '@pyreach/protocol/ui';
 import { ApiError, Client } from './client';
@@ -90,6 +90,29 @@ function printRequest(r: RequestDetail): void {
   }
 }
 
+/** Whole outputs read at once at most (a request over 1,000 targets is not 1,000 parallel downloads). */
+const OUTPUT_READS = 8;
+
+/**
+ * The request with every output whole: the API's detail carries a preview of each (`outputPreview`), so the
+ * executions whose output goes on past it are read from the download (bytes, back to the safe text the API
+ * would have sent). What the CLI prints and its --json stay the whole output, as before previews.
+ */
+export async function withWholeOutputs(c: Client, r: RequestDetail): Promise<RequestDetail> {
+  const executions = r.executions.slice();
+  const todo = executions.flatMap((e, i) => (e.outputPreview ? [i] : []));
+  const worker = async () => {
+    for (let i = todo.shift(); i !== undefined; i = todo.shift()) {
+      const e = executions[i]!;
+      const res = await c.raw('downloadExecutionOutput', { params: { id: r.id, executionId: e.id } });
+      const output = encodeBytes(new Uint8Array(await res.arrayBuffer()));
+      executions[i] = { ...e, output, outputPreview: false };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(OUTPUT_READS, todo.length) }, worker));
+  return { ...r, executions };
+}
+
 async function waitFor(c: Client, id: string, timeoutMs: number): Promise<RequestDetail> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -142,7 +165,7 @@ async function watch(c: Client, id: string, f: Flags, timeoutMs: number): Promis
       await Promise.race([done, new Promise((r) => setTimeout(r, Math.min(2000, deadline - Date.now())))]);
     }
     const last = (await c.call('getRequest', { params: { id } })).request;
-    if (f.json) out(JSON.stringify({ event: 'end', request: last }));
+    if (f.json) out(JSON.stringify({ event: 'end', request: await withWholeOutputs(c, last) }));
     else out(`request ${id}: ${last.state}`);
     return exitOf(last);
   } finally {
@@ -197,7 +220,7 @@ async function createRequest(c: Client, f: Flags): Promise<number> {
     return EXIT.ok;
   }
   if (!f.json) out(`request ${request.id}: ${request.state}; waiting…`);
-  const end = await waitFor(c, request.id, timeoutOf(f));
+  const end = await withWholeOutputs(c, await waitFor(c, request.id, timeoutOf(f)));
   if (f.json) json({ request: end });
   else printRequest(end);
   return exitOf(end);
@@ -271,7 +294,8 @@ async function main(argv: string[]): Promise<number> {
     case 'request': {
       if (sub === 'create') return createRequest(c, f);
       if (sub === 'show') {
-        const { request } = await c.call('getRequest', { params: { id: needId() } });
+        const { request: detail } = await c.call('getRequest', { params: { id: needId() } });
+        const request = await withWholeOutputs(c, detail);
         if (f.json) json({ request });
         else printRequest(request);
         return EXIT.ok;

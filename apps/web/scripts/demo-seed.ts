@@ -13,6 +13,7 @@ import { parseEnv } from '../src/server/env';
 import { createLogger } from '../src/server/logger';
 import { seedAccount } from '../src/server/seed';
 import { createJoinToken } from '../src/server/services/agents';
+import { loadOrCreateSigningKey } from '../src/server/services/signing';
 
 const DEMO_USERS = [
   { email: 'admin@pyreach.local', name: 'Demo Admin', role: 'admin' },
@@ -47,6 +48,10 @@ async function main(): Promise<void> {
         db.prisma,
         { type: 'user', id: admin.id, name: admin.name, role: 'admin' },
         { labels: { env: 'demo' }, ttlMinutes: 30, note: 'npm run demo: local agent' },
+        new Date(),
+        // The control plane's attestation key (created here on a first run, like it would be at boot): the token's
+        // namespace declaration is signed, else no process of its agent in a namespace would be priced.
+        await loadOrCreateSigningKey({ keyFile: env.attestationKeyFile }),
       );
       token = created.token;
     }

@@ -36,6 +36,7 @@ export type {
   NotificationOutbox,
   GovernanceChange,
   BreakGlassGrant,
+  RestoreRun,
 } from './generated/client';
 export {
   migrate,

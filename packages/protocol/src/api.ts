@@ -19,7 +19,14 @@ import {
 import { StacksReport, TasksReport } from './inspect';
 import { KubernetesLabelKey, KubernetesLabelValue, KubernetesPodFacts, PythonProcess } from './inventory';
 import { JobOptions } from './options';
-import { AfterReviewState, ExecutionState, InspectionState, RequestState } from './states';
+import {
+  AfterReviewState,
+  ExecutionState,
+  InspectionState,
+  RequestState,
+  RestoreOutcome,
+  RestoreRunState,
+} from './states';
 
 // ---- who may do what -------------------------------------------------------------------------------------
 
@@ -46,6 +53,7 @@ export const ACTIONS = [
   'policy:manage',
   'process:inspect',
   'notification:manage',
+  'request:restore',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -72,6 +80,9 @@ export const PERMISSIONS: Readonly<Record<Action, readonly Role[]>> = {
   'process:inspect': ['operator', 'approver', 'admin'],
   // Rules send request details off the box to a URL of the admin's choosing.
   'notification:manage': ['admin'],
+  // "Restore now" of a change that undoes itself: part of what was approved, so no new vote. The service narrows
+  // operators to their own requests (the requester); approvers and admins may restore any.
+  'request:restore': ['operator', 'approver', 'admin'],
 };
 
 /** `POST /api/fleet/processes/inspect`: read one process's thread stacks or asyncio tasks through its agent. */
@@ -415,6 +426,33 @@ export function hostMatches(pattern: string, hostname: string): boolean {
   return new RegExp(`^${re}$`, 'is').test(hostname);
 }
 
+/** At most this many namespaces in one declaration, and this many policy labels per namespace. */
+export const MAX_NAMESPACE_DECLARATIONS = 64;
+export const MAX_NAMESPACE_LABELS = 8;
+
+/**
+ * Which Kubernetes namespaces carry which policy labels (issue 14 item 3), declared by an admin on a join token
+ * (at mint) or per agent (overriding the token's): `{ payments: { env: 'prod' }, sandbox: { env: 'dev' } }`.
+ * A process's policy labels are its host's labels plus the labels declared for the namespace its agent reports
+ * it in (the declaration wins on a key both name: it is the more specific); a namespace nobody declared adds
+ * nothing, so an agent inventing pod facts gains nothing. Label keys and values follow the host labels' syntax.
+ */
+export const NamespaceLabels = z
+  .record(
+    DnsLabel,
+    Labels.refine((l) => Object.keys(l).length >= 1 && Object.keys(l).length <= MAX_NAMESPACE_LABELS, {
+      message: `each namespace declares 1 to ${MAX_NAMESPACE_LABELS} labels`,
+    }),
+  )
+  .refine((n) => Object.keys(n).length <= MAX_NAMESPACE_DECLARATIONS, {
+    message: `at most ${MAX_NAMESPACE_DECLARATIONS} namespaces`,
+  });
+export type NamespaceLabels = z.infer<typeof NamespaceLabels>;
+
+/** PUT /api/agents/{id}/namespace-labels: the agent's own declaration, or null to follow its join token's. */
+export const SetAgentNamespaceLabels = z.object({ namespaceLabels: NamespaceLabels.nullable() }).strict();
+export type SetAgentNamespaceLabels = z.infer<typeof SetAgentNamespaceLabels>;
+
 /**
  * POST /api/join-tokens. `maxUses`: enrolments allowed, 1 (the default: one host) up to JOIN_TOKEN_MAX_USES, or
  * null for unlimited (then a hostPattern or a short expiry is what bounds a leak). `ttlMinutes`: a one-time token
@@ -423,6 +461,8 @@ export function hostMatches(pattern: string, hostname: string): boolean {
 export const CreateJoinToken = z
   .object({
     labels: Labels.optional(),
+    /** Policy labels per namespace for the processes of the agents it enrols (see NamespaceLabels). */
+    namespaceLabels: NamespaceLabels.optional(),
     ttlMinutes: z.number().int().min(1).max(JOIN_TOKEN_REUSABLE_MAX_MINUTES).optional(),
     maxUses: z.number().int().min(1).max(JOIN_TOKEN_MAX_USES).nullable().optional(),
     hostPattern: HostPattern.optional(),
@@ -481,6 +521,23 @@ export const PolicyPreviewBody = z
   })
   .strict();
 
+/**
+ * POST /api/ui/preflight: the pre-flight verdicts of a draft (the new-request form's panel), the same evaluation
+ * as at filing (where a request whose every target is doomed is refused ALL_TARGETS_DOOMED).
+ */
+export const PreflightBody = z
+  .object({
+    targets: Targets,
+    kind: RequestKind,
+    scriptId: z.string().min(1).max(128).nullable().optional(),
+    code: Code.optional(),
+  })
+  .strict()
+  .refine((r) => (r.kind === 'library') === Boolean(r.scriptId), {
+    message: 'scriptId is required for library requests and only for them',
+    path: ['scriptId'],
+  });
+
 // ---- responses (JSON as the browser receives it) -----------------------------------------------------------
 
 const Time = IsoTime;
@@ -517,6 +574,16 @@ export const AgentRow = z.object({
   labels: Labels,
   /** What the agent reports about itself: shown as "reported", never matched by a policy. */
   reportedLabels: Labels.default({}),
+  /** The admin's per-agent namespace declaration (null: the join token's applies). */
+  namespaceLabels: NamespaceLabels.nullable().default(null),
+  /** The declaration in force for its processes: its own, else its join token's. */
+  effectiveNamespaceLabels: NamespaceLabels.default({}),
+  /**
+   * Why that declaration is not trusted (its control-plane signature does not verify: changed outside the control
+   * plane, or written before declarations were signed), else null. While set, none of the agent's processes in a
+   * namespace is priced (filing POLICY_DENIED, dispatch refused) until an admin declares again.
+   */
+  namespaceLabelsUntrusted: z.string().nullable().default(null),
   version: z.string(),
   status: z.enum(['online', 'offline']),
   lastSeenAt: Time.nullable(),
@@ -679,6 +746,15 @@ export const ScriptSummary = z.object({
   description: z.string(),
   risk: z.enum(['low', 'medium', 'high']),
   readOnly: z.boolean(),
+  /** What it returns may hold secrets or personal data (command lines, environment, cache contents). */
+  sensitive: z.boolean(),
+  /**
+   * How its change is undone: `nothing` (read-only: nothing to undo), `auto-restore` (the target restores the
+   * previous state itself after the duration; the approval covers the restore), `irreversible`.
+   */
+  undo: z.enum(['nothing', 'auto-restore', 'irreversible']),
+  /** Whether what it does can be undone (nothing to undo, or restored by itself): `undo` is not `irreversible`. */
+  reversible: z.boolean(),
   inline: z.boolean(),
   paramsSchema: JsonSchemaObject,
   source: z.string(),
@@ -707,6 +783,7 @@ export const GOVERNANCE_CHANGE_KINDS = [
   'policy.create',
   'policy.update',
   'policy.delete',
+  'namespace_labels.set',
 ] as const;
 export const GovernanceChangeKind = z.enum(GOVERNANCE_CHANGE_KINDS);
 export type GovernanceChangeKind = z.infer<typeof GovernanceChangeKind>;
@@ -721,7 +798,7 @@ export type GovernanceChangeState = z.infer<typeof GovernanceChangeState>;
 export const GovernanceChangeRow = z.object({
   id: Id,
   kind: GovernanceChangeKind,
-  subjectType: z.enum(['user', 'policy']),
+  subjectType: z.enum(['user', 'policy', 'join_token', 'agent']),
   subjectId: z.string(),
   data: z.record(z.string(), z.unknown()),
   /** Why it counts as widening, for the admin who confirms it. */
@@ -833,8 +910,42 @@ export type ExecutionSummary = z.infer<typeof ExecutionSummary>;
 
 /** One execution with its output, result and error: the request page. */
 export const ExecutionDetail = ExecutionSummary.extend({
+  /** The last agent report applied to it (0: none yet); pushed events up to this one are already in here. */
+  seq: z.number().int().nonnegative(),
+  /**
+   * The stored output (safe text), at most its first OUTPUT_PREVIEW_BYTES (results.ts) bytes of UTF-8, cut on a
+   * code point: the whole of it is the download's (`GET /api/requests/{id}/executions/{executionId}/output`).
+   */
   output: z.string(),
+  /**
+   * `output` is a preview: the stored output goes on past it (fetch the download for the rest). False: `output`
+   * is the whole stored output. Not a cut of what the target printed: that is `outputDroppedBytes`.
+   */
+  outputPreview: z.boolean(),
+  /**
+   * sha256 (hex) of the UTF-8 of the WHOLE stored output (the safe text, not the decoded bytes the download
+   * sends): equal digests, byte-identical outputs. Kept by the database on every write of the output.
+   */
+  outputDigest: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Bytes of the whole stored output as the control plane counted them (markers of a cut not included). */
   outputBytes: z.number().int(),
+  /**
+   * Bytes of output that were cut (the 1 MiB cap in the target, the agent fitting one message, our own cap):
+   * the stored output then ends with the cut's marker. Null: nothing was cut, or it was cut uncounted.
+   */
+  outputDroppedBytes: z.number().int().nonnegative().nullable(),
+  /**
+   * The target process as the inventory last saw it (to name it as the fleet does: its script or module), null
+   * once it left the inventory.
+   */
+  process: z
+    .object({
+      exe: z.string(),
+      cmdline: z.array(z.string()),
+      inContainer: z.boolean(),
+      container: z.string().nullable(),
+    })
+    .nullable(),
   result: z.unknown(),
   errorMessage: z.string().nullable(),
   error: z
@@ -874,6 +985,63 @@ export const RequestDetail = RequestRow.extend({
 });
 export type RequestDetail = z.infer<typeof RequestDetail>;
 
+// ---- changes that undo themselves ------------------------------------------------------------------------
+
+/** What one restore touched: a logger or handler put back, or left alone because someone else changed it. */
+export const RestoredLevel = z.object({
+  kind: z.enum(['logger', 'handler']),
+  name: z.string(),
+  /** The level put back, and the one we had set (when restored). */
+  restored: z.string().optional(),
+  from: z.string().optional(),
+  /** The level found instead of ours, left alone (when changed by someone else). */
+  leftAt: z.string().optional(),
+  expected: z.string().optional(),
+  reason: z.string().optional(),
+});
+export type RestoredLevel = z.infer<typeof RestoredLevel>;
+
+/** One follow-up of one target: the read at expiry (`check`) or "Restore now" (`now`). */
+export const RestoreRunRow = z.object({
+  id: z.string(),
+  executionId: z.string(),
+  agentId: z.string(),
+  pid: z.number().int(),
+  mode: z.enum(['check', 'now']),
+  state: RestoreRunState,
+  dueAt: Time,
+  outcome: RestoreOutcome.nullable(),
+  /** The target's restore entry's state (restored, superseded, pending, unknown) and what it touched. */
+  levels: z.array(RestoredLevel),
+  /** The logger's level when the run read it. */
+  current: z.string().nullable(),
+  errorCode: z.string().nullable(),
+  message: z.string().nullable(),
+  requestedBy: z.string(),
+  finishedAt: Time.nullable(),
+});
+export type RestoreRunRow = z.infer<typeof RestoreRunRow>;
+
+/** `GET /api/requests/{id}/restore`: the restore a request's change carries, per target. */
+export const RequestRestore = z.object({
+  /** The request's change undoes itself (a library script with a duration). */
+  autoRestore: z.boolean(),
+  durationSeconds: z.number().int().nullable(),
+  /** Per succeeded target: when its process restores itself (the change's end as the control plane saw it). */
+  targets: z.array(
+    z.object({
+      executionId: z.string(),
+      agentId: z.string(),
+      pid: z.number().int(),
+      restoreAt: Time,
+    }),
+  ),
+  runs: z.array(RestoreRunRow),
+  /** Someone may still ask for "Restore now": some target's change not yet due and no restore-now asked. */
+  restoreNowOpen: z.boolean(),
+});
+export type RequestRestore = z.infer<typeof RequestRestore>;
+
 export const AuditEventRow = z.object({
   seq: z.string(),
   at: Time,
@@ -909,6 +1077,8 @@ export type ServiceAccountRow = z.infer<typeof ServiceAccountRow>;
 /** A token as listed: never its secret (that is shown once, at creation). */
 export const ApiTokenRow = z.object({
   id: Id,
+  /** How the token starts (`pyr_<id>_`): enough to recognise it, nothing to use it with. */
+  prefix: z.string(),
   serviceAccountId: Id,
   note: z.string().nullable(),
   createdById: z.string(),
@@ -936,6 +1106,10 @@ export const JoinTokenRow = z.object({
   id: Id,
   note: z.string().nullable(),
   labels: Labels,
+  /** Policy labels per namespace for its agents' processes (agents may override it). */
+  namespaceLabels: NamespaceLabels.default({}),
+  /** A declaration given at mint that waits for a second admin (not in force yet), else null. */
+  pendingNamespaceLabels: NamespaceLabels.nullable().default(null),
   /** null: unlimited. */
   maxUses: z.number().int().nullable(),
   useCount: z.number().int(),
@@ -1053,7 +1227,11 @@ export type Liveness = z.infer<typeof Liveness>;
 
 /**
  * What a notification rule can be told about. `request.finished` carries the request's final state (filter with
- * `states`); `break_glass.used` is sent for any audited break-glass action.
+ * `states`); `break_glass.used` is sent for any audited break-glass action. `agent.lost`: an agent's connection
+ * has been gone longer than PYREACH_AGENT_LOST_AFTER_SECONDS — once per loss (again only after it reconnected);
+ * a rule's `targetLabels` match the agent's labels, a rule with a `policyId` never gets it. `audit.verify_failed`:
+ * the control plane's verification of the audit chain (periodic, or asked for) found it broken — once per
+ * distinct break, to every rule that lists it whatever its filters (the chain is everyone's).
  */
 export const NOTIFICATION_EVENTS = [
   'request.filed',
@@ -1062,6 +1240,8 @@ export const NOTIFICATION_EVENTS = [
   'request.rejected',
   'request.finished',
   'break_glass.used',
+  'agent.lost',
+  'audit.verify_failed',
 ] as const;
 export const NotificationEvent = z.enum(NOTIFICATION_EVENTS);
 export type NotificationEvent = z.infer<typeof NotificationEvent>;
@@ -1175,6 +1355,8 @@ export const NotificationPayload = z.object({
       url: z.string(),
     })
     .nullable(),
+  /** Deep link to the page about the event when it is not a request's (the agent, the audit log). */
+  link: z.string().optional(),
   data: z.record(z.string(), z.unknown()),
 });
 export type NotificationPayload = z.infer<typeof NotificationPayload>;

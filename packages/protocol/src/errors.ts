@@ -36,6 +36,11 @@ const ERRORS = {
    * never succeed, so an agent's report answered with it is final (REPORT_REFUSED on the agent).
    */
   UNSTORABLE: { status: 422, retryable: false },
+  /**
+   * Filing or editing a request whose every target is doomed by its pre-flight (exited, remote debugging off,
+   * the agent's local policy forbids it): details.targets names each one and why (packages/protocol/preflight).
+   */
+  ALL_TARGETS_DOOMED: { status: 422, retryable: false },
   /** A body that is not application/json. */
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },

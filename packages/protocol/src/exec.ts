@@ -62,6 +62,8 @@ export const ExecResult = z.object({
   message: z.string().max(4096).optional(),
   output: z.string(),
   outputTruncated: z.boolean().optional(),
+  /** How many bytes of output the cap cut (what was printed after it, and the part of the chunk it cut). */
+  outputDroppedBytes: z.number().int().nonnegative().optional(),
   result: Json.optional(),
   error: ExecError.optional(),
   pickedUpAt: z.string().nullable().optional(),

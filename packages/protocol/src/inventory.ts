@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Labels } from './common';
+import { AgentLocalPolicy } from './preflight';
 
 // ---- container identity (additive: older agents send only `inContainer` + `container`) -----------------
 
@@ -124,6 +125,11 @@ export const HostFacts = z.object({
   agentVersion: z.string().max(64),
   labels: Labels,
   bootId: z.string().max(64).optional(),
+  /**
+   * The parts of the agent's local policy that decide a refusal (allowCustomCode, its library, allowWake, users,
+   * root, code size), for the pre-flight verdicts. Absent from older agents (then: unknown).
+   */
+  localPolicy: AgentLocalPolicy.optional(),
 });
 export type HostFacts = z.infer<typeof HostFacts>;
 

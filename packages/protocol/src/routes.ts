@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { EnrollRequest, EnrollResponse } from './agent';
+import { PreflightReport } from './preflight';
 import { Id, Labels } from './common';
 import {
   AgentRow,
@@ -23,6 +24,8 @@ import {
   CreateBreakGlassGrant,
   DecideGovernanceChange,
   GovernanceChangeRow,
+  NamespaceLabels,
+  SetAgentNamespaceLabels,
   FleetPage,
   FleetProcessDetail,
   HostSummary,
@@ -35,9 +38,11 @@ import {
   PolicyInput,
   PolicyPreview,
   PolicyPreviewBody,
+  PreflightBody,
   PolicyRow,
   Readiness,
   RequestDetail,
+  RequestRestore,
   SetTemporaryPassword,
   SetUserDisabled,
   RequestRow,
@@ -100,6 +105,34 @@ const LabelsQuery = z
     return out;
   })
   .pipe(Labels);
+/**
+ * The fleet's one query shape: the fleet page and the new-request form's target picker both page and filter
+ * processes with it (GET /api/ui/fleet), so a search finds the same processes in both.
+ */
+export const FleetQuery = z
+  .object({
+    includeRevoked: Bool.optional(),
+    /** Words that must all appear in hostname, pid, user, executable, command line, container or version. */
+    q: z.string().max(256).optional(),
+    /** Hosts whose agent has all these labels (`key=value,...`). */
+    label: LabelsQuery.optional(),
+    status: z.enum(['online', 'offline']).optional(),
+    debug: z.enum(['on', 'off', 'unknown']).optional(),
+    /** Processes in pods of this Kubernetes namespace (as their agent reports it). */
+    namespace: PodMatch.shape.namespace,
+    /** Processes in pods of this workload: `Kind/name` or `name` (e.g. `Deployment/checkout`). */
+    workload: z
+      .string()
+      .max(317)
+      .regex(/^([A-Z][A-Za-z0-9]{0,62}\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected Kind/name or name')
+      .optional(),
+    /** `host` (default): hostname, pid; `pod`: namespace, workload, pod, then hostname, pid. */
+    order: z.enum(['host', 'pod']).optional(),
+    offset: z.coerce.number().int().min(0).max(1_000_000).optional(),
+    limit: z.coerce.number().int().min(1).max(500).optional(),
+  })
+  .strict();
+export type FleetQuery = z.input<typeof FleetQuery>;
 const AuditFilter = {
   actorId: z.string().max(128).optional(),
   /** Who acted, as a person types it: a user's or agent's name, or a user's e-mail (case-insensitive). */
@@ -348,9 +381,13 @@ export const routes = {
         token: z.string(),
         expiresAt: z.string(),
         labels: Labels,
+        /** The namespace declaration in force ({} while a loosening one waits for a second admin). */
+        namespaceLabels: NamespaceLabels,
         maxUses: z.number().int().nullable(),
         hostPattern: z.string().nullable(),
       }),
+      /** The governance change a loosening namespace declaration made (pending or unconfirmed), else null. */
+      change: Change,
     }),
   }),
   listJoinTokens: defineRoute({
@@ -420,6 +457,18 @@ export const routes = {
     params: IdParam,
     body: z.object({ reason: z.string().min(1).max(1024) }).strict(),
     response: z.object({ agent: AgentRow }),
+  }),
+  setAgentNamespaceLabels: defineRoute({
+    method: 'PUT',
+    path: '/api/agents/{id}/namespace-labels',
+    summary:
+      'Declare which Kubernetes namespaces carry which policy labels for this agent’s processes (null: follow ' +
+      'its join token); a declaration that loosens a policy for some process waits for a second admin',
+    tag: 'agents',
+    auth: { action: 'agent:manage' },
+    params: IdParam,
+    body: SetAgentNamespaceLabels,
+    response: z.object({ agent: AgentRow, change: Change }),
   }),
 
   listHosts: defineRoute({
@@ -518,11 +567,22 @@ export const routes = {
   getRequest: defineRoute({
     method: 'GET',
     path: '/api/requests/{id}',
-    summary: 'A request with reviews, executions, output and results',
+    summary:
+      'A request with reviews, executions (a preview of each output: outputPreview, outputDigest) and results',
     tag: 'requests',
     auth: { action: 'request:read' },
     params: IdParam,
     response: z.object({ request: RequestDetail }),
+  }),
+  /** One execution's whole stored output as a file (authorised like the request page). */
+  downloadExecutionOutput: defineRoute({
+    method: 'GET',
+    path: '/api/requests/{id}/executions/{executionId}/output',
+    summary: "Download one execution's whole stored output as text/plain",
+    tag: 'requests',
+    auth: { action: 'request:read' },
+    params: z.object({ id: Id, executionId: Id }),
+    produces: 'text/plain',
   }),
   updateRequest: defineRoute({
     method: 'PATCH',
@@ -553,6 +613,37 @@ export const routes = {
     params: IdParam,
     body: CloseAfterReview,
     response: RequestEnvelope,
+  }),
+  getRequestPreflight: defineRoute({
+    method: 'GET',
+    path: '/api/requests/{id}/preflight',
+    summary:
+      "Each target's pre-flight verdict, evaluated now (a selector: what it matches now): exited, remote debugging off, the agent's local policy, thread states",
+    tag: 'requests',
+    auth: { action: 'request:read' },
+    params: IdParam,
+    response: z.object({ preflight: PreflightReport }),
+  }),
+  getRequestRestore: defineRoute({
+    method: 'GET',
+    path: '/api/requests/{id}/restore',
+    summary:
+      'The restore a change that undoes itself carries: when each target restores itself, and what it said',
+    tag: 'requests',
+    auth: { action: 'request:read' },
+    params: IdParam,
+    response: z.object({ restore: RequestRestore }),
+  }),
+  restoreRequestNow: defineRoute({
+    method: 'POST',
+    path: '/api/requests/{id}/restore',
+    summary:
+      'Restore now: run the approved restore at once (no new vote; the requester, an approver or an admin)',
+    tag: 'requests',
+    auth: { action: 'request:restore' },
+    params: IdParam,
+    body: z.object({}).strict(),
+    response: z.object({ restore: RequestRestore }),
   }),
   reviewRequest: defineRoute({
     method: 'POST',
@@ -670,29 +761,7 @@ export const routes = {
     summary: 'One page of processes (filtered on the server) with their hosts, and fleet totals (dashboard)',
     tag: 'fleet',
     auth: { action: 'fleet:read' },
-    query: z
-      .object({
-        includeRevoked: Bool.optional(),
-        /** Words that must all appear in hostname, pid, user, executable, command line, container or version. */
-        q: z.string().max(256).optional(),
-        /** Hosts whose agent has all these labels (`key=value,...`). */
-        label: LabelsQuery.optional(),
-        status: z.enum(['online', 'offline']).optional(),
-        debug: z.enum(['on', 'off', 'unknown']).optional(),
-        /** Processes in pods of this Kubernetes namespace (as their agent reports it). */
-        namespace: PodMatch.shape.namespace,
-        /** Processes in pods of this workload: `Kind/name` or `name` (e.g. `Deployment/checkout`). */
-        workload: z
-          .string()
-          .max(317)
-          .regex(/^([A-Z][A-Za-z0-9]{0,62}\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected Kind/name or name')
-          .optional(),
-        /** `host` (default): hostname, pid; `pod`: namespace, workload, pod, then hostname, pid. */
-        order: z.enum(['host', 'pod']).optional(),
-        offset: z.coerce.number().int().min(0).max(1_000_000).optional(),
-        limit: z.coerce.number().int().min(1).max(500).optional(),
-      })
-      .strict(),
+    query: FleetQuery,
     response: FleetPage,
   }),
   /** The fleet's detail drawer: one process, its host, and the latest requests that targeted it. */
@@ -726,6 +795,18 @@ export const routes = {
     maxBodyBytes: 256 * 1024,
     body: PolicyPreviewBody,
     response: PolicyPreview,
+  }),
+
+  /** The pre-flight verdicts of a draft request (the new-request form), before it is filed. */
+  uiPreflight: defineRoute({
+    method: 'POST',
+    path: '/api/ui/preflight',
+    summary: "Each target's pre-flight verdict for a draft request (dashboard, before filing)",
+    tag: 'requests',
+    auth: { action: 'request:read' },
+    maxBodyBytes: 1024 * 1024,
+    body: PreflightBody,
+    response: z.object({ preflight: PreflightReport }),
   }),
 
   // ---- notifications (issue 13) ----

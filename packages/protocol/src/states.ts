@@ -329,6 +329,68 @@ export function inspectionStatesBefore(to: InspectionState): InspectionState[] {
   return InspectionState.options.filter((s) => INSPECTION[s].next.includes(to));
 }
 
+// ---- restore runs ---------------------------------------------------------------------------------------
+
+/**
+ * A follow-up of an approved change that undoes itself (`logging.set_level` with a duration): the read at its
+ * expiry (`check`) or "Restore now" (`now`). `scheduled` until due and claimed `sent` once by the replica holding
+ * the agent's connection; the agent's report ends it; one not delivered in time ends `expired` (housekeeping).
+ * What the target said is the run's `outcome` (RestoreOutcome).
+ */
+export const RestoreRunState = z.enum(['scheduled', 'sent', 'succeeded', 'failed', 'refused', 'expired']);
+export type RestoreRunState = z.infer<typeof RestoreRunState>;
+
+export const RESTORE_RUN: Readonly<Record<RestoreRunState, StateInfo<RestoreRunState>>> = {
+  scheduled: {
+    label: 'scheduled',
+    tone: 'waiting',
+    terminal: false,
+    next: ['sent', 'refused', 'expired'],
+  },
+  sent: {
+    label: 'running',
+    tone: 'active',
+    terminal: false,
+    next: ['succeeded', 'failed', 'refused', 'expired'],
+  },
+  succeeded: { label: 'done', tone: 'success', terminal: true, next: [] },
+  failed: { label: 'failed', tone: 'failure', terminal: true, next: [] },
+  refused: { label: 'refused', tone: 'failure', terminal: true, next: [] },
+  expired: { label: 'expired', tone: 'warning', terminal: true, next: [] },
+};
+
+/** Restore-run states an ending may leave (every state whose `next` holds `to`). */
+export function restoreRunStatesBefore(to: RestoreRunState): RestoreRunState[] {
+  return RestoreRunState.options.filter((s) => RESTORE_RUN[s].next.includes(to));
+}
+
+/**
+ * What a target said about one restore: every level back (`restored`), some left alone because someone else
+ * changed them meanwhile (`changed`), taken over by a later change of the same logger (`superseded`), not yet
+ * due in the target (`pending`), no such change there (`unknown`), the process gone (`target_gone`), or the run
+ * itself failed (`failed`).
+ */
+export const RestoreOutcome = z.enum([
+  'restored',
+  'changed',
+  'superseded',
+  'pending',
+  'unknown',
+  'target_gone',
+  'failed',
+]);
+export type RestoreOutcome = z.infer<typeof RestoreOutcome>;
+
+export const RESTORE_OUTCOME: Readonly<Record<RestoreOutcome, { label: string; tone: StateTone }>> = {
+  restored: { label: 'restored', tone: 'success' },
+  changed: { label: 'changed by someone else: left alone', tone: 'warning' },
+  superseded: { label: 'taken over by a later change', tone: 'neutral' },
+  pending: { label: 'not yet restored', tone: 'waiting' },
+  unknown: { label: 'no such change in the process', tone: 'warning' },
+  target_gone: { label: 'target gone', tone: 'warning' },
+  failed: { label: 'check failed', tone: 'failure' },
+};
+
 /**
  * A break-glass request's review afterwards: `open` from filing (it ran without votes) until a second person —
  * not the requester, an approver or admin — closes it with a comment. Not break-glass: no after-review at all.

@@ -17,7 +17,14 @@ import {
   type MapEntry,
 } from './procfs';
 import { listKernelThreads } from './inspect/threads';
-import { InspectError, locateRuntime, openMem, readMainInterpreter, runtimeCandidates } from './runtime';
+import {
+  InspectError,
+  locateRuntime,
+  openMem,
+  readMainInterpreter,
+  remoteDebugChoice,
+  runtimeCandidates,
+} from './runtime';
 
 export interface DiscoverOptions {
   /** Root of the proc filesystem to scan (default `/proc`). */
@@ -166,7 +173,7 @@ export function inspectProcess(
     base.freeThreaded = loc.offsets.freeThreaded;
     try {
       const view = readMainInterpreter(mem, loc, facts.nsPid);
-      base.remoteDebugEnabled = view.remoteDebugEnabled;
+      base.remoteDebugEnabled = remoteDebugChoice(view);
       // Names from /proc (as threadFacts): CPython's thread names live in Python objects no debug offset
       // describes, but 3.14's threading copies each into the thread's comm.
       const kernel = listKernelThreads(procRoot, pid);

@@ -75,13 +75,15 @@ def _pyreach_main(_dir_hex):
     budget = float(job.get('budgetSec') or 30)
     filename = '<pyreach:%s>' % job.get('runId', 'run')
     out_lock = threading.Lock()
-    state = {'bytes': 0, 'truncated': False}
+    # dropped: bytes printed after the cap cut (reported, so the page can say how much is missing)
+    state = {'bytes': 0, 'truncated': False, 'dropped': 0}
     out_f = open(_join(_dir, 'out.txt'), 'ab', buffering=0)
 
     def emit(text):
         data = str(text).encode('utf-8', 'surrogatepass')
         with out_lock:
             if state['truncated']:
+                state['dropped'] += len(data)
                 return
             room = cap - state['bytes']
             if len(data) > room:
@@ -91,6 +93,7 @@ def _pyreach_main(_dir_hex):
                     cut = cut[:-1]
                 if cut and cut[-1] >= 0xC0:
                     cut = cut[:-1]
+                state['dropped'] += len(data) - len(cut)
                 data = cut + ('\n[pyreach: output truncated at %d bytes]\n' % cap).encode()
                 state['truncated'] = True
             state['bytes'] += len(data)
@@ -216,6 +219,8 @@ def _pyreach_main(_dir_hex):
             import linecache
             linecache.cache.pop(filename, None)
             report['outputTruncated'] = state['truncated']
+            if state['truncated']:
+                report['outputDroppedBytes'] = state['dropped']
             report['finishedAt'] = _now()
             try:
                 out_f.close()

@@ -5,6 +5,7 @@ import { pythonPath } from '../../../test/support/python';
 import { fileReader, readElfRuntimeInfo, runtimeAddress, type ElfRuntimeInfo } from './elf';
 import { checkHeader, COOKIE, decodeVersion, formatVersion, parseDebugOffsets } from './offsets';
 import { candidateImages, parseMaps, parsePasswd, parseStat, parseStatus } from './procfs';
+import { remoteDebugChoice } from './runtime';
 
 describe('parsing /proc files', () => {
   it('parses maps lines including paths with spaces and deleted files', () => {
@@ -186,5 +187,14 @@ describe('version gating', () => {
   it('formats PY_VERSION_HEX values', () => {
     assert.equal(formatVersion(decodeVersion(0x030e0af0)), '3.14.10');
     assert.equal(formatVersion(decodeVersion(0x030f00c1)), '3.15.0rc1');
+  });
+});
+
+describe('the remote_debug choice read from memory', () => {
+  it('is unknown while the interpreter has no thread state yet (its config is not copied in), read after', () => {
+    // The interpreter is linked into the runtime before its config is copied: 0 there means "not set yet".
+    assert.equal(remoteDebugChoice({ remoteDebugEnabled: false, threads: [] }), null);
+    assert.equal(remoteDebugChoice({ remoteDebugEnabled: false, threads: [{ tstate: 1n, tid: 7 }] }), false);
+    assert.equal(remoteDebugChoice({ remoteDebugEnabled: true, threads: [{ tstate: 1n, tid: 7 }] }), true);
   });
 });

@@ -15,6 +15,8 @@ export interface HarnessReport {
   finishedAt?: string;
   thread?: { tid: number; name: string | null };
   outputTruncated?: boolean;
+  /** Bytes printed after the output cap cut (never written to out.txt). */
+  outputDroppedBytes?: number;
   budgetExceeded?: boolean;
   cancelled?: boolean;
 }
@@ -53,6 +55,10 @@ export function resultFromReport(
     status: 'failed',
     output,
     outputTruncated: !!report.outputTruncated || !!opts.outputTruncated,
+    // The target wrote this file: a count, or nothing.
+    ...(Number.isSafeInteger(report.outputDroppedBytes) && (report.outputDroppedBytes as number) >= 0
+      ? { outputDroppedBytes: report.outputDroppedBytes }
+      : {}),
     pickedUpAt: str(report.pickedUpAt) ?? null,
     finishedAt: str(report.finishedAt) ?? null,
     thread:

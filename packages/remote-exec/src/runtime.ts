@@ -244,6 +244,18 @@ export function readMainInterpreter(mem: ProcMem, loc: RuntimeLocation, nsPid: n
   return { interp, remoteDebugEnabled: enabled, threadsMain, threads, mainTstate, finalizing };
 }
 
+/**
+ * What the target chose about remote debugging, as far as its memory can tell: null while the interpreter is
+ * still starting. CPython links a new interpreter into the runtime's list before it copies its config into it,
+ * and creates its first thread state only after that copy; until then `remote_debug` reads 0 whatever the
+ * process asked for — a "disabled" that, cached by an inventory scan, would refuse the process for good.
+ */
+export function remoteDebugChoice(
+  view: Pick<InterpreterView, 'remoteDebugEnabled' | 'threads'>,
+): boolean | null {
+  return view.threads.length > 0 ? view.remoteDebugEnabled : null;
+}
+
 export function openMem(procRoot: string, pid: number, writable: boolean): ProcMem {
   try {
     return ProcMem.open(procPath(procRoot, pid, 'mem'), writable);

@@ -210,6 +210,11 @@ for (const backend of BACKENDS) {
         assert.match(big.output, /\[pyreach: output truncated at 10000 bytes\]\n$/);
         assert.ok(Buffer.byteLength(big.output) < 10_100);
         assert.doesNotMatch(big.output, /\uFFFD/);
+        // Every byte printed is either kept (before the marker) or counted as dropped.
+        const kept = Buffer.byteLength(
+          big.output.replace(/\n\[pyreach: output truncated at 10000 bytes\]\n$/, ''),
+        );
+        assert.equal(kept + (big.outputDroppedBytes ?? -1), 5000 * Buffer.byteLength('é'.repeat(99) + '\n'));
 
         const repr = await runInTarget({
           pid: t.pid,

@@ -361,10 +361,9 @@ print(json.dumps(out))`,
       assert.equal(r.status, 'complete', JSON.stringify(r.errors));
       const spinner = r.tasks.find((x) => x.name === 'spinner')!;
       assert.equal(spinner.running, true);
-      assert.deepEqual(
-        spinner.stack.map((f) => f.function),
-        ['inner_crunch', 'crunch', 'helper', 'spin'],
-      );
+      // crunch() spends part of each loop outside inner_crunch (the sum is C and quick): either is the moment.
+      const names = spinner.stack.map((f) => f.function);
+      assert.deepEqual(names[0] === 'inner_crunch' ? names.slice(1) : names, ['crunch', 'helper', 'spin']);
       assert.deepEqual(
         spinner.awaitedBy.map((w) => w.name),
         ['Task-1'],

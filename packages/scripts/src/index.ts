@@ -10,6 +10,11 @@ import { tracemallocTop } from './library/tracemalloc';
 import type { ScriptDefinition } from './types';
 
 export type { RiskLevel, ScriptDefinition } from './types';
+export {
+  LOG_LEVEL_MODES,
+  MAX_LOG_LEVEL_DURATION_SECONDS,
+  MIN_LOG_LEVEL_DURATION_SECONDS,
+} from './library/logging';
 
 /** The built-in library, in the order the dashboard lists it. */
 export const SCRIPTS: readonly ScriptDefinition[] = [
@@ -40,6 +45,7 @@ export interface ScriptSummary {
   readOnly: boolean;
   sensitive: boolean;
   undo: ScriptDefinition['undo'];
+  reversible: boolean;
   inline: boolean;
   paramsSchema: unknown;
   source: string;
@@ -55,6 +61,7 @@ export function describeScript(s: ScriptDefinition): ScriptSummary {
     readOnly: s.readOnly,
     sensitive: s.sensitive,
     undo: s.undo,
+    reversible: s.undo !== 'irreversible',
     inline: s.inline ?? false,
     paramsSchema: z.toJSONSchema(s.params, { io: 'input' }),
     source: s.source,

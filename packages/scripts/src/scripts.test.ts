@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { ScriptSummary } from '@pyreach/protocol/api';
 import { checkScriptParams, describeScript, SCRIPTS } from './index';
 
 describe('script library', () => {
@@ -29,12 +30,23 @@ describe('script library', () => {
   it('fills defaults and refuses bad parameters with a message naming the field', () => {
     const ok = checkScriptParams('logging.set_level', { level: 'DEBUG' });
     assert.ok(ok.ok);
-    assert.deepEqual(ok.params, { logger: '', level: 'DEBUG', adjustHandlers: true, durationSeconds: 600 });
+    assert.deepEqual(ok.params, {
+      logger: '',
+      level: 'DEBUG',
+      adjustHandlers: true,
+      durationSeconds: 600,
+      mode: 'set',
+    });
 
     const bad = checkScriptParams('logging.set_level', { level: 'LOUD' });
     assert.equal(bad.ok, false);
     assert.equal(bad.ok ? '' : bad.code, 'INVALID_PARAMS');
     assert.match(bad.ok ? '' : bad.message, /level/);
+
+    const short = checkScriptParams('logging.set_level', { level: 'DEBUG', durationSeconds: 5 });
+    assert.match(short.ok ? '' : short.message, /at least 10 s[\s\S]*durationSeconds/);
+    const long = checkScriptParams('logging.set_level', { level: 'DEBUG', durationSeconds: 86_401 });
+    assert.equal(long.ok, false, 'at most 24 h');
 
     const injection = checkScriptParams('cache.lru_info', { path: 'os.system("id")' });
     assert.equal(injection.ok, false, 'a dotted path is validated, never evaluated');
@@ -44,6 +56,26 @@ describe('script library', () => {
     assert.equal(checkScriptParams('nope.nothing', {}).ok, false);
     const big = checkScriptParams('gc.stats', { top: 1, pad: 'x'.repeat(70 * 1024) });
     assert.equal(big.ok ? '' : big.code, 'PARAMS_TOO_LARGE');
+  });
+
+  it('declares for every script whether it is reversible, and the catalogue shape carries it', () => {
+    for (const s of SCRIPTS) {
+      const d = ScriptSummary.parse(describeScript(s));
+      assert.equal(d.undo, s.undo, s.id);
+      assert.equal(d.reversible, s.undo !== 'irreversible', s.id);
+      assert.equal(d.sensitive, s.sensitive, s.id);
+    }
+    const set = ScriptSummary.parse(describeScript(SCRIPTS.find((s) => s.id === 'logging.set_level')!));
+    assert.equal(set.undo, 'auto-restore');
+    const props = (set.paramsSchema as { properties: Record<string, { enum?: string[]; maximum?: number }> })
+      .properties;
+    assert.ok(props.level!.enum!.includes('NOTSET'), 'NOTSET is offered');
+    assert.equal(props.durationSeconds!.maximum, 86_400, 'the duration is a real, bounded field');
+    assert.equal(
+      SCRIPTS.find((s) => s.id === 'cache.lru_clear')?.undo,
+      'irreversible',
+      'a cleared cache stays cleared',
+    );
   });
 
   it('describes each script with a JSON Schema for its form', () => {

@@ -117,6 +117,28 @@ export function LabelList({ labels }: { labels: Record<string, string> | null | 
   );
 }
 
+/** A namespace declaration: which namespaces carry which policy labels (`payments → env=prod`). */
+export function NamespaceLabelList({
+  namespaceLabels,
+}: {
+  namespaceLabels: Record<string, Record<string, string>> | null | undefined;
+}) {
+  const entries = Object.entries(namespaceLabels ?? {});
+  if (entries.length === 0) return null;
+  return (
+    <span className="flex flex-wrap gap-1" data-testid="namespace-labels">
+      {entries.map(([ns, labels]) => (
+        <Badge key={ns} variant="outline" className="font-mono font-normal">
+          ns/{ns} →{' '}
+          {Object.entries(labels)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(',')}
+        </Badge>
+      ))}
+    </span>
+  );
+}
+
 /** A process's `sys.remote_exec` availability as the agent last saw it (unknown: why, on hover). */
 export function RemoteDebugBadge({
   p,

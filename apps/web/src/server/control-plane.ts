@@ -167,6 +167,22 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       sinks,
       sinkFile: env.audit.sinkFile,
       sinkFailed: (sink, err) => log.error({ err, sink }, 'audit checkpoint sink failed'),
+      verifyFailed: ({ alert, error, ...failure }) =>
+        log.error(
+          {
+            ...failure,
+            ...(alert
+              ? { recorded: alert.recorded, eventSeq: alert.seq.toString(), notified: alert.written }
+              : {}),
+            ...(alert && alert.written < alert.rules
+              ? { outboxConflict: `${alert.rules - alert.written} of ${alert.rules} rows already existed` }
+              : {}),
+            ...(error ? { err: error } : {}),
+          },
+          error
+            ? 'AUDIT CHAIN VERIFICATION FAILED, and recording it failed too'
+            : 'AUDIT CHAIN VERIFICATION FAILED',
+        ),
     },
     attestation,
     auth: {
@@ -180,6 +196,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       inspectRoles: env.inspectRoles,
       loginRateLimit: env.loginRateLimit,
       agentGraceSeconds: env.agentGraceSeconds,
+      agentLostAfterSeconds: env.agentLostAfterSeconds,
       reportBatchMax: env.reportBatchMax,
       publicUrl: env.publicUrl,
       signIn: { password: env.passwordSignIn, ssoProviderId: env.oidc?.providerId ?? null },
@@ -403,6 +420,18 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
   const checkpointTimer =
     env.audit.checkpointIntervalMs > 0 ? setInterval(takeCheckpoint, env.audit.checkpointIntervalMs) : null;
   checkpointTimer?.unref();
+  // The whole chain against its checkpoints, periodically, on the leader (a failure is audited and notified).
+  let verifying = false;
+  const verifyChain = () => {
+    if (verifying || !cluster.isLeader()) return;
+    verifying = true;
+    void track(services.audit.verify('periodic'))
+      .catch((err: unknown) => log.error({ err }, 'audit chain verification could not run'))
+      .finally(() => (verifying = false));
+  };
+  const verifyTimer =
+    env.audit.verifyIntervalMs > 0 ? setInterval(verifyChain, env.audit.verifyIntervalMs) : null;
+  verifyTimer?.unref();
   log.info({ port, host: env.host, mode, db: db.kind }, 'pyreach control plane listening');
 
   let stopping: Promise<void> | null = null;
@@ -415,6 +444,7 @@ export async function startControlPlane(env: Env, log: Logger): Promise<ControlP
       dispatcher.stop();
       const notifierStopped = notifier.stop();
       if (checkpointTimer) clearInterval(checkpointTimer);
+      if (verifyTimer) clearInterval(verifyTimer);
       http.closeIdleConnections();
       // 2. Let in-flight HTTP requests, socket handlers (acks) and dispatches finish.
       const drained = await inflight.idle(10_000);

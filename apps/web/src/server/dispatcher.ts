@@ -19,7 +19,14 @@ import type { HousekeepingReport, PlannedJob } from './services/jobs';
 export const DISPATCH_ACK_TIMEOUT_MS = 10_000;
 
 /** Wake-ups other replicas must hear: the work they free or create may belong to agents connected to them. */
-const CLUSTER_WAKES = new Set<WakeReason>(['approved', 'cancelled', 'job-finished', 'agent-lost', 'inspect']);
+const CLUSTER_WAKES = new Set<WakeReason>([
+  'approved',
+  'cancelled',
+  'job-finished',
+  'agent-lost',
+  'inspect',
+  'restore',
+]);
 
 /** What the dispatcher needs, and nothing more. */
 export interface DispatcherPorts {
@@ -108,6 +115,11 @@ export class Dispatcher {
       this.log.info(
         { agentId },
         'agent online in the database but connected to no replica: recording the disconnect',
+      );
+    for (const agentId of r.agentsLost)
+      this.log.warn(
+        { agentId },
+        'agent lost: gone longer than PYREACH_AGENT_LOST_AFTER_SECONDS (audited, notified)',
       );
     for (const l of r.lost)
       this.log.warn(

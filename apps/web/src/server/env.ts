@@ -81,6 +81,17 @@ const RawEnv = z
       .min(0)
       .max(24 * 3600_000)
       .default(300_000),
+    /**
+     * How often the leader verifies the whole audit chain against its checkpoints; a failure is audited
+     * `audit.verify_failed` and notified once per distinct break. 0 turns the timer off (GET /api/audit/verify
+     * still records failures).
+     */
+    PYREACH_AUDIT_VERIFY_INTERVAL_MS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(7 * 24 * 3600_000)
+      .default(3_600_000),
     /** Off-box copy of every checkpoint: a file appended to as JSON lines. */
     PYREACH_AUDIT_SINK_FILE: z.string().min(1).optional(),
     /** Off-box copy of every checkpoint: an http(s) URL each is POSTed to as JSON. */
@@ -161,6 +172,13 @@ const RawEnv = z
     PYREACH_AGENT_AUTH_AUDIT_WINDOW_SECONDS: z.coerce.number().min(1).max(86_400).default(60),
     /** Seconds a disconnected agent's in-flight jobs wait before they are declared agent_lost. */
     PYREACH_AGENT_GRACE_SECONDS: z.coerce.number().min(0).max(3600).default(30),
+    /** Seconds an agent's connection may be gone before it is declared lost (audited, notified once); 0: never. */
+    PYREACH_AGENT_LOST_AFTER_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(7 * 86_400)
+      .default(120),
     /** Agent reports applied together in one transaction at most (those arriving while a batch commits). */
     PYREACH_REPORT_BATCH_MAX: z.coerce.number().int().min(1).max(5000).default(500),
     /** Dispatcher safety-net timer (it is also woken by approvals, connects and completions). */
@@ -276,6 +294,7 @@ export interface Env {
   audit: {
     keyFile: string;
     checkpointIntervalMs: number;
+    verifyIntervalMs: number;
     sinkFile: string | undefined;
     sinkWebhook: string | undefined;
     webhookAllow: string[];
@@ -293,6 +312,7 @@ export interface Env {
   inspectRoles: ('operator' | 'approver' | 'admin')[];
   loginRateLimit: number;
   agentGraceSeconds: number;
+  agentLostAfterSeconds: number;
   reportBatchMax: number;
   dispatchIntervalMs: number;
   ui: 'auto' | 'next' | 'api';
@@ -384,6 +404,7 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     audit: {
       keyFile: path.resolve(e.PYREACH_AUDIT_KEY_FILE ?? path.join(dataDir, 'keys', 'audit.pem')),
       checkpointIntervalMs: e.PYREACH_AUDIT_CHECKPOINT_INTERVAL_MS,
+      verifyIntervalMs: e.PYREACH_AUDIT_VERIFY_INTERVAL_MS,
       sinkFile: e.PYREACH_AUDIT_SINK_FILE ? path.resolve(e.PYREACH_AUDIT_SINK_FILE) : undefined,
       sinkWebhook: e.PYREACH_AUDIT_SINK_WEBHOOK,
       webhookAllow: (e.PYREACH_AUDIT_SINK_WEBHOOK_ALLOW ?? '')
@@ -411,6 +432,7 @@ export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
     inspectRoles: e.PYREACH_INSPECT_ROLES,
     loginRateLimit: e.PYREACH_LOGIN_RATE_LIMIT,
     agentGraceSeconds: e.PYREACH_AGENT_GRACE_SECONDS,
+    agentLostAfterSeconds: e.PYREACH_AGENT_LOST_AFTER_SECONDS,
     reportBatchMax: e.PYREACH_REPORT_BATCH_MAX,
     dispatchIntervalMs: e.PYREACH_DISPATCH_INTERVAL_MS,
     ui: e.PYREACH_UI,

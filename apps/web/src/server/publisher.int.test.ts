@@ -120,8 +120,10 @@ describeEachDatabase('what services say they changed', (db) => {
     });
     assert.deepEqual(output.effects, [
       { kind: 'output', requestId: id, executionId: ex.id, seq: 1, chunk: 'hi\n' },
-      { kind: 'execution', requestId: id, executionId: ex.id, state: 'sent', errorCode: null },
-      { kind: 'request', requestId: id, state: 'dispatching' },
+      // The report's place in the execution's sequence (the page applies pushes by it); only progress for the
+      // request (its record is the same).
+      { kind: 'execution', requestId: id, executionId: ex.id, state: 'sent', errorCode: null, seq: 1 },
+      { kind: 'request', requestId: id, state: 'dispatching', progress: true },
     ]);
     const done = await applyJobEvent(w.prisma, w.agent.id, {
       type: 'result',
@@ -131,8 +133,8 @@ describeEachDatabase('what services say they changed', (db) => {
       result: { status: 'succeeded', output: 'hi\n', result: 1 },
     });
     assert.deepEqual(done.effects, [
-      { kind: 'execution', requestId: id, executionId: ex.id, state: 'succeeded', errorCode: null },
-      { kind: 'request', requestId: id, state: 'succeeded' },
+      { kind: 'execution', requestId: id, executionId: ex.id, state: 'succeeded', errorCode: null, seq: 2 },
+      { kind: 'request', requestId: id, state: 'succeeded', progress: false },
       { kind: 'wake', why: 'job-finished' },
     ]);
     const again = await applyJobEvent(w.prisma, w.agent.id, {
@@ -278,14 +280,16 @@ describeEachDatabase('the Publisher', (db) => {
     await until('five events reach the subscribed browser', () => got.length === 5);
     assert.deepEqual(got, [
       { event: 'execution:output', msg: { requestId: req.id, executionId: ex.id, seq: 1, chunk: 'one\n' } },
+      // Each update carries its report's place in the execution's sequence; the request's own push says when
+      // only its executions moved (progress) and leaves the flag out when its record changed (it ended).
       {
         event: 'execution:update',
-        msg: { requestId: req.id, executionId: ex.id, state: 'sent', errorCode: null },
+        msg: { requestId: req.id, executionId: ex.id, state: 'sent', errorCode: null, seq: 1 },
       },
-      { event: 'request:changed', msg: { requestId: req.id, state: 'dispatching' } },
+      { event: 'request:changed', msg: { requestId: req.id, state: 'dispatching', progress: true } },
       {
         event: 'execution:update',
-        msg: { requestId: req.id, executionId: ex.id, state: 'failed', errorCode: 'USER_EXCEPTION' },
+        msg: { requestId: req.id, executionId: ex.id, state: 'failed', errorCode: 'USER_EXCEPTION', seq: 2 },
       },
       { event: 'request:changed', msg: { requestId: req.id, state: 'failed' } },
     ]);

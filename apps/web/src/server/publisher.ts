@@ -48,7 +48,11 @@ export class Publisher {
     for (const e of effects) {
       switch (e.kind) {
         case 'request':
-          this.ui.requestChanged({ requestId: e.requestId, state: e.state });
+          this.ui.requestChanged({
+            requestId: e.requestId,
+            state: e.state,
+            ...(e.progress ? { progress: true } : {}),
+          });
           break;
         case 'execution':
           this.ui.executionUpdate({
@@ -56,6 +60,7 @@ export class Publisher {
             executionId: e.executionId,
             state: e.state,
             errorCode: e.errorCode,
+            ...(e.seq !== undefined ? { seq: e.seq } : {}),
           });
           break;
         case 'output':

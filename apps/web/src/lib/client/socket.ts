@@ -45,21 +45,25 @@ export function useUiEvent<E extends UiEventName>(event: E, handler: (msg: UiEve
   useEffect(() => onUiEvent(uiSocket(), event, (msg) => ref.current(msg)), [event]);
 }
 
-/** Joins the request's room (output chunks only go to subscribers); rejoins after a reconnect. */
-export function useRequestSubscription(requestId: string, onReconnect?: () => void): void {
-  const cb = useRef(onReconnect);
-  cb.current = onReconnect;
+/**
+ * Joins the request's room (output chunks only go to subscribers); rejoins after a reconnect. `onJoined` runs
+ * once the server confirmed each join, the first included: what was pushed before it never reached this tab.
+ */
+export function useRequestSubscription(requestId: string, onJoined?: () => void): void {
+  const cb = useRef(onJoined);
+  cb.current = onJoined;
   useEffect(() => {
     const s = uiSocket();
-    let first = true;
+    let gone = false;
     const join = () => {
-      s.emit('subscribe', { requestId }, () => undefined);
-      if (!first) cb.current?.();
-      first = false;
+      s.emit('subscribe', { requestId }, (res: { ok?: boolean } | undefined) => {
+        if (!gone && res?.ok) cb.current?.();
+      });
     };
     if (s.connected) join();
     s.on('connect', join);
     return () => {
+      gone = true;
       s.off('connect', join);
       s.emit('unsubscribe', { requestId });
     };

@@ -14,6 +14,8 @@ const EXPECTED: Record<Role, readonly Action[]> = {
     'audit:read',
     'policy:read',
     'process:inspect',
+    // Restore now of a change that undoes itself: the service narrows operators to their own requests.
+    'request:restore',
   ],
   approver: [
     'fleet:read',
@@ -23,6 +25,7 @@ const EXPECTED: Record<Role, readonly Action[]> = {
     'audit:export',
     'policy:read',
     'process:inspect',
+    'request:restore',
   ],
   admin: [...ACTIONS],
 };

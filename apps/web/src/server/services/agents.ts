@@ -6,7 +6,9 @@ import {
   isBacklogged,
   isReusable,
   JOIN_TOKEN_DEFAULT_MINUTES,
+  type GovernanceChangeRow,
   type JoinTokenRow,
+  type NamespaceLabels,
 } from '@pyreach/protocol/api';
 import type { ErrorCode } from '@pyreach/protocol/errors';
 import type { Labels } from '@pyreach/protocol/common';
@@ -18,7 +20,15 @@ import { appendAudit } from './audit';
 import { outcome, type Outcome } from './effects';
 import { AppError, parseInput } from './errors';
 import { newId } from './ids';
-import { labelsOf } from './rows';
+import { labelsOf, namespaceLabelsOf } from './rows';
+import type { AttestationKey } from './attest';
+import {
+  DECLARATION_COLUMNS,
+  declarationOf,
+  declareInTx,
+  signDeclaration,
+  verifiedDeclarationOf,
+} from './namespace-labels';
 
 /**
  * An agent row with its labels parsed; the public key stays out of what the API shows. The outbox's oldest
@@ -26,8 +36,15 @@ import { labelsOf } from './rows';
  * flags it past OUTBOX_BACKLOG_SECONDS (protocol api.ts, the one rule the dashboard shows too). Labels are the
  * join token's (they decide policy); what the agent claims is kept apart as `reportedLabels`.
  */
-export function agentOf(row: Agent, now: Date = new Date()) {
-  const { publicKey: _publicKey, labels, reportedLabels, ...rest } = row;
+export function agentOf(
+  row: Agent & {
+    joinToken?: { id: string; namespaceLabels: unknown; namespaceLabelsAttestation: string | null } | null;
+  },
+  now: Date = new Date(),
+  /** Checks the declaration's signature (admin views); without it `namespaceLabelsUntrusted` stays null. */
+  key?: Pick<AttestationKey, 'publicKey'>,
+) {
+  const { publicKey: _publicKey, labels, reportedLabels, namespaceLabels, joinToken, ...rest } = row;
   const since = row.lastSeenAt
     ? Math.max(0, Math.floor((now.getTime() - row.lastSeenAt.getTime()) / 1000))
     : 0;
@@ -38,11 +55,19 @@ export function agentOf(row: Agent, now: Date = new Date()) {
     ...rest,
     labels: labelsOf(labels),
     reportedLabels: labelsOf(reportedLabels),
+    namespaceLabels: namespaceLabels === null ? null : namespaceLabelsOf(namespaceLabels),
+    effectiveNamespaceLabels: declarationOf({ namespaceLabels, joinToken }),
+    namespaceLabelsUntrusted: key ? untrustedReason(key, row) : null,
     ...outbox,
     backlog: isBacklogged(outbox),
   };
 }
 export type AgentView = ReturnType<typeof agentOf>;
+
+function untrustedReason(key: Pick<AttestationKey, 'publicKey'>, row: Parameters<typeof agentOf>[0]) {
+  const v = verifiedDeclarationOf(key, { ...row, joinToken: row.joinToken ?? null });
+  return v.ok ? null : v.reason;
+}
 
 export const JOIN_TOKEN_PREFIX = 'pyrjt_';
 
@@ -56,6 +81,10 @@ export interface CreatedJoinToken {
   token: string;
   expiresAt: Date;
   labels: Labels;
+  /** The namespace declaration in force ({} while a loosening one waits for a second admin). */
+  namespaceLabels: NamespaceLabels;
+  /** The governance change a loosening declaration made, else null. */
+  change: GovernanceChangeRow | null;
   maxUses: number | null;
   hostPattern: string | null;
 }
@@ -65,13 +94,20 @@ export interface CreatedJoinToken {
  * (`maxUses` above 1 or null for unlimited, 30 days by default, at most 365), optionally bound to a host-name
  * pattern the enrolling agent's reported host name must match. The clear token (`pyrjt_` + 32 random bytes,
  * base64url) is returned once; the database keeps its SHA-256. `labels` are forced onto every agent that enrols
- * with it.
+ * with it. `namespaceLabels` (which namespaces carry which policy labels for its agents' processes) is a
+ * governance change when it loosens a policy for some process (namespace-labels.ts): then it waits for a second
+ * admin (the token works meanwhile, without it) or, with no other admin, applies flagged `unconfirmed`.
  */
 export async function createJoinToken(
   db: PrismaClient,
   actor: Actor,
   body: CreateJoinToken,
   now: Date = new Date(),
+  /**
+   * Signs the token's namespace declaration ({} too: policy reads only signed declarations) and a loosening one's
+   * governance change. Without it the token's agents price no process in a namespace.
+   */
+  attestation?: AttestationKey,
 ): Promise<CreatedJoinToken> {
   const user = requireUser(actor, 'agent:manage');
   const input = parseInput(CreateJoinToken, body, 'join token');
@@ -86,7 +122,8 @@ export async function createJoinToken(
   const id = newId('jt');
   const expiresAt = new Date(now.getTime() + ttl * 60_000);
   const labels = input.labels ?? {};
-  await db.$transaction(async (tx) => {
+  const declared = input.namespaceLabels ?? {};
+  const declaration = await db.$transaction(async (tx) => {
     await tx.joinToken.create({
       data: {
         id,
@@ -97,6 +134,10 @@ export async function createJoinToken(
         maxUses,
         hostPattern,
         createdById: user.id,
+        // Nothing declared yet, signed: a declaration below (or later) replaces it and its signature.
+        namespaceLabelsAttestation: attestation
+          ? signDeclaration(attestation, { subjectType: 'join_token', id, value: {} })
+          : null,
       },
     });
     await appendAudit(
@@ -106,12 +147,39 @@ export async function createJoinToken(
         action: 'agent.join_token.create',
         subjectType: 'join_token',
         subjectId: id,
-        data: { labels, expiresAt: expiresAt.toISOString(), note: input.note ?? null, maxUses, hostPattern },
+        data: {
+          labels,
+          namespaceLabels: declared,
+          expiresAt: expiresAt.toISOString(),
+          note: input.note ?? null,
+          maxUses,
+          hostPattern,
+        },
       },
       now,
     );
+    if (Object.keys(declared).length === 0) return { change: null, applied: true };
+    return declareInTx(
+      tx,
+      actor,
+      user.id,
+      { type: 'join_token', id, host: labels },
+      { stored: {}, inForce: {} },
+      { stored: declared, inForce: declared },
+      attestation,
+      now,
+    );
   });
-  return { id, token, expiresAt, labels, maxUses, hostPattern };
+  return {
+    id,
+    token,
+    expiresAt,
+    labels,
+    namespaceLabels: declaration.applied ? declared : {},
+    change: declaration.change,
+    maxUses,
+    hostPattern,
+  };
 }
 
 /** A refusal of a token the control plane knows: its code, a log message and what the agent is told. */
@@ -208,6 +276,7 @@ async function revokeInTx(
   const updated = await tx.agent.update({
     where: { id: agent.id },
     data: { revokedAt: now, revokedReason: reason, status: 'offline' },
+    include: WITH_TOKEN_DECLARATION,
   });
   const lost = await tx.execution.updateMany({
     where: { agentId: agent.id, state: { in: [...IN_FLIGHT_EXECUTION_STATES] } },
@@ -251,6 +320,8 @@ export async function enrollAgent(
   db: PrismaClient,
   req: EnrollRequest,
   now: Date = new Date(),
+  /** Signs the new agent's "follows its join token" (NULL) declaration; without it none of its namespaces price. */
+  attestation?: Pick<AttestationKey, 'privateKey'>,
 ): Promise<Outcome<Agent>> {
   try {
     publicKeyFromPem(req.publicKey);
@@ -302,6 +373,10 @@ export async function enrollAgent(
         version: req.agentVersion,
         enrolledAt: now,
         joinTokenId: token.id,
+        // The agent follows its token's declaration: signed, bound to this token (policy reads only signed ones).
+        namespaceLabelsAttestation: attestation
+          ? signDeclaration(attestation, { subjectType: 'agent', id, joinTokenId: token.id, value: null })
+          : null,
       },
     });
     await appendAudit(
@@ -385,7 +460,11 @@ const TOKEN_AGENTS = {
 };
 
 /** A join token as the API shows it: never its hash, always its uses and the agents it enrolled. */
-export function joinTokenOf(row: TokenWithAgents, now: Date = new Date()): JoinTokenRow {
+export function joinTokenOf(
+  row: TokenWithAgents,
+  now: Date = new Date(),
+  pendingNamespaceLabels: NamespaceLabels | null = null,
+): JoinTokenRow {
   const status = row.revokedAt
     ? 'revoked'
     : row.expiresAt <= now
@@ -397,6 +476,8 @@ export function joinTokenOf(row: TokenWithAgents, now: Date = new Date()): JoinT
     id: row.id,
     note: row.note,
     labels: labelsOf(row.labels),
+    namespaceLabels: namespaceLabelsOf(row.namespaceLabels),
+    pendingNamespaceLabels,
     maxUses: row.maxUses,
     useCount: row.useCount,
     hostPattern: row.hostPattern,
@@ -427,7 +508,21 @@ export async function listJoinTokens(db: Db, actor: Actor, now: Date = new Date(
     take: JOIN_TOKEN_LIST_LIMIT,
     include: TOKEN_AGENTS,
   });
-  return rows.map((r) => joinTokenOf(r, now));
+  const pending = await db.governanceChange.findMany({
+    where: {
+      kind: 'namespace_labels.set',
+      subjectType: 'join_token',
+      state: 'pending',
+      subjectId: { in: rows.map((r) => r.id) },
+    },
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    select: { subjectId: true, data: true },
+  });
+  // The latest pending declaration of each token.
+  const waiting = new Map(
+    pending.map((c) => [c.subjectId, namespaceLabelsOf((c.data as { after?: unknown }).after ?? {})]),
+  );
+  return rows.map((r) => joinTokenOf(r, now, waiting.get(r.id) ?? null));
 }
 
 function tokenNotFound(id: string): AppError {
@@ -505,18 +600,27 @@ export async function revokeJoinTokenAgents(
   ]);
 }
 
+/** What agentOf needs to show the namespace declaration in force (the token's when the agent has none). */
+const WITH_TOKEN_DECLARATION = { joinToken: DECLARATION_COLUMNS.joinToken } as const;
+
 /** One agent, or NOT_FOUND. */
-export async function getAgent(db: Db, agentId: string): Promise<AgentView> {
-  const agent = await db.agent.findUnique({ where: { id: agentId } });
+export async function getAgent(
+  db: Db,
+  agentId: string,
+  key?: Pick<AttestationKey, 'publicKey'>,
+): Promise<AgentView> {
+  const agent = await db.agent.findUnique({ where: { id: agentId }, include: WITH_TOKEN_DECLARATION });
   if (!agent)
     throw new AppError('NOT_FOUND', `agent ${agentId} not found`, { userMessage: 'agent not found' });
-  return agentOf(agent);
+  return agentOf(agent, new Date(), key);
 }
 
 /** Agents, newest enrolment first. Revoked ones only when asked. */
 export async function listAgents(
   db: Db,
   filter: { status?: 'online' | 'offline'; includeRevoked?: boolean } = {},
+  /** Checks each declaration's signature (see agentOf). */
+  key?: Pick<AttestationKey, 'publicKey'>,
 ): Promise<AgentView[]> {
   const agents = await db.agent.findMany({
     where: {
@@ -524,8 +628,10 @@ export async function listAgents(
       ...(filter.includeRevoked ? {} : { revokedAt: null }),
     },
     orderBy: { enrolledAt: 'desc' },
+    include: WITH_TOKEN_DECLARATION,
   });
-  return agents.map((a) => agentOf(a));
+  const now = new Date();
+  return agents.map((a) => agentOf(a, now, key));
 }
 
 /**
@@ -547,7 +653,8 @@ export async function markConnected(
       });
     const updated = await tx.agent.update({
       where: { id: agentId },
-      data: { status: 'online', connectedAt: now, lastSeenAt: now },
+      // Back: a later loss is a new one (told again).
+      data: { status: 'online', connectedAt: now, lastSeenAt: now, lostAt: null },
     });
     await appendAudit(
       tx,
@@ -556,6 +663,7 @@ export async function markConnected(
         action: 'agent.connect',
         subjectType: 'agent',
         subjectId: agentId,
+        ...(agent.lostAt ? { data: { returnedAfterLoss: agent.lostAt.toISOString() } } : {}),
       },
       now,
     );
@@ -608,4 +716,78 @@ export async function recordHeartbeat(
     throw new AppError('FORBIDDEN', `heartbeat from unknown or revoked agent ${agentId}`, {
       userMessage: 'this agent is not allowed',
     });
+}
+
+/** Who records losses in the audit trail. */
+export const LOSS_WATCH: Actor = { type: 'system', name: 'agent-watch' };
+
+/** Agents declared lost in one pass at most (the next pass takes the rest). */
+const LOST_BATCH = 100;
+
+/**
+ * Declares agents lost whose connection has been gone longer than `lostAfterSeconds` (issue 13): offline, not
+ * revoked, not already lost, last seen (the disconnect sets it) before the cut-off. Each is claimed by ONE
+ * conditional UPDATE of `lostAt` and audited `agent.lost` in the same transaction — which is also where its
+ * notifications enter the outbox — so two replicas sweeping at once (a leader hand-over) record each loss
+ * once, and a loss is not told again until the agent connected (markConnected clears `lostAt`).
+ *
+ * An agent still `online` in the database with no replica holding its connection (its replica died without
+ * recording the disconnect) is recorded disconnected here first; it is then lost `lostAfterSeconds` later.
+ * `lostAfterSeconds` 0: off.
+ */
+export async function declareLostAgents(
+  db: PrismaClient,
+  opts: { lostAfterSeconds: number; connectedAnywhere(agentId: string): Promise<boolean> },
+  now: Date = new Date(),
+): Promise<{ lost: string[]; disconnected: string[] }> {
+  const out = { lost: [] as string[], disconnected: [] as string[] };
+  if (opts.lostAfterSeconds <= 0) return out;
+  const cutoff = new Date(now.getTime() - opts.lostAfterSeconds * 1000);
+  const stale = await db.agent.findMany({
+    where: { revokedAt: null, lostAt: null, lastSeenAt: { lte: cutoff } },
+    select: { id: true, status: true, connectedAt: true },
+    orderBy: { lastSeenAt: 'asc' },
+    take: LOST_BATCH,
+  });
+  for (const a of stale) {
+    if (a.status === 'online') {
+      if (await opts.connectedAnywhere(a.id)) continue;
+      await markDisconnected(db, a.id, now, a.connectedAt);
+      out.disconnected.push(a.id);
+      continue;
+    }
+    const claimed = await db.$transaction(async (tx) => {
+      const rows = await tx.$queryRaw<
+        { name: string; labels: unknown; lastSeenAt: Date; connectedAt: Date | null }[]
+      >`
+        UPDATE "agent" SET "lostAt" = ${now}
+        WHERE "id" = ${a.id} AND "status" = 'offline' AND "revokedAt" IS NULL AND "lostAt" IS NULL
+          AND "lastSeenAt" <= ${cutoff}
+        RETURNING "name", "labels", "lastSeenAt", "connectedAt"`;
+      const row = rows[0];
+      if (!row) return false;
+      const lastSeenAt = new Date(row.lastSeenAt);
+      await appendAudit(
+        tx,
+        {
+          actor: LOSS_WATCH,
+          action: 'agent.lost',
+          subjectType: 'agent',
+          subjectId: a.id,
+          data: {
+            name: row.name,
+            labels: labelsOf(row.labels),
+            lastSeenAt: lastSeenAt.toISOString(),
+            connectedAt: row.connectedAt ? new Date(row.connectedAt).toISOString() : null,
+            goneSeconds: Math.floor((now.getTime() - lastSeenAt.getTime()) / 1000),
+            lostAfterSeconds: opts.lostAfterSeconds,
+          },
+        },
+        now,
+      );
+      return true;
+    });
+    if (claimed) out.lost.push(a.id);
+  }
+  return out;
 }

@@ -105,6 +105,7 @@ export async function verifyWithCheckpoints(
       return {
         chain: {
           ok: false,
+          kind: 'signature',
           brokenAt: BigInt(c.seq),
           reason: sig.reason,
           count: 0,

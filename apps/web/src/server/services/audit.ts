@@ -108,6 +108,11 @@ export type VerifyResult =
   | { ok: true; count: number; lastSeq: bigint }
   | {
       ok: false;
+      /**
+       * What is wrong: an event `missing`, one that does not link (`unlinked`), one `altered`, events
+       * `rewritten` before a checkpoint, the chain `cut` below one, or a checkpoint whose `signature` fails.
+       */
+      kind: 'missing' | 'unlinked' | 'altered' | 'rewritten' | 'cut' | 'signature';
       brokenAt: bigint;
       reason: string;
       count: number;
@@ -148,6 +153,7 @@ export async function verifyAuditChain(
       if (e.seq !== expected) {
         return {
           ok: false,
+          kind: 'missing',
           brokenAt: expected,
           reason: `event ${expected} is missing (next is ${e.seq})`,
           count,
@@ -156,6 +162,7 @@ export async function verifyAuditChain(
       if (e.prevHash !== prevHash) {
         return {
           ok: false,
+          kind: 'unlinked',
           brokenAt: e.seq,
           reason: `event ${e.seq} does not link to the hash of event ${e.seq - 1n}`,
           count,
@@ -165,6 +172,7 @@ export async function verifyAuditChain(
       if (hash !== e.hash) {
         return {
           ok: false,
+          kind: 'altered',
           brokenAt: e.seq,
           reason: `event ${e.seq} was altered: its content no longer matches its hash`,
           count,
@@ -174,6 +182,7 @@ export async function verifyAuditChain(
       if (claim && claim.headHash !== e.hash) {
         return {
           ok: false,
+          kind: 'rewritten',
           brokenAt: e.seq,
           reason: `event ${e.seq} differs from the ${claim.label}: events up to ${e.seq} were rewritten (and their hashes recomputed)`,
           count,
@@ -192,6 +201,7 @@ export async function verifyAuditChain(
   if (longest) {
     return {
       ok: false,
+      kind: 'cut',
       brokenAt: lastSeq + 1n,
       reason: `the chain ends at event ${lastSeq} but the ${longest.label} covers ${longest.seq}: events ${lastSeq + 1n}..${longest.seq} were cut off`,
       count,

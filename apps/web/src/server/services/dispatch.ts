@@ -30,7 +30,8 @@ import { outcome, secondsBetween, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { newId } from './ids';
 import { matchSelector } from './inventory';
-import { executionStateOf, labelsOf, optionsOf, paramsOf, rolloutOf, targetsOf } from './rows';
+import { processLabeler } from './namespace-labels';
+import { executionStateOf, optionsOf, paramsOf, rolloutOf, targetsOf } from './rows';
 import type { SigningKeyPair } from './signing';
 
 /** The keys dispatch needs: the job-signing key, and the attestation key's public half to check votes with. */
@@ -167,6 +168,9 @@ export interface SentJob {
   envelope: AnyJobEnvelope;
 }
 
+/** The advisory-lock class of rollout waves (two-key form: the request id's hash is the second key). */
+const WAVE_LOCK_CLASS = 0x57415645; // 'WAVE'
+
 /**
  * One rollout step of one request in ONE transaction: the queued executions, oldest first, up to
  * `rollout.concurrency` minus those in flight, restricted to the agents `addressable` here (those connected to
@@ -192,12 +196,23 @@ export async function sendWave(
   versionOf: AgentVersionOf = () => 1,
 ): Promise<Outcome<SentJob[]>> {
   return db.$transaction(async (tx) => {
+    // One wave of a request at a time (two replicas, or a pass and a wake-up): each counts what is in flight
+    // after the other committed, so the rollout's concurrency holds exactly. Without it both counted the same
+    // room and claimed different queued executions between them. A lock of its own (not the request's row),
+    // so reports, which lock executions and then touch the request, never wait on a wave in the other order.
+    await tx.$queryRawUnsafe(
+      'SELECT pg_advisory_xact_lock($1::int, hashtext($2)) IS NULL AS locked',
+      WAVE_LOCK_CLASS,
+      requestId,
+    );
     const req = await tx.injectionRequest.findUnique({ where: { id: requestId } });
     if (!req || req.state !== 'dispatching') return outcome([]);
     const effects: Effect[] = [];
     const gate = gateFor(tx, req, keys, now);
     const step = await rolloutStep(tx, req, now);
     if (step.ended) return outcome([], [{ kind: 'request', requestId, state: step.ended }]);
+    // The wave's agents and their declarations in one read, not one per agent (a 1,000-target fan-out).
+    gate.prime(step.candidates.map((e) => e.agentId));
     const toSign: { execution: Execution; approvals: ApprovalCount; approvalUntil: Date | null }[] = [];
     let room = step.room;
     for (const execution of step.candidates) {
@@ -284,33 +299,34 @@ type Gate =
   | { kind: 'refuse'; code: 'POLICY_DENIED' | 'AGENT_UPGRADE_REQUIRED'; message: string };
 
 /**
- * The check right before signing, per execution (cached per host: one policy resolution and one count of the
- * votes per distinct policy in a wave).
+ * The check right before signing, per execution (cached: one policy resolution per distinct set of policy
+ * labels and one count of the votes per distinct policy in a wave).
  */
 function gateFor(tx: Tx, req: InjectionRequest, keys: DispatchKeys, now: Date) {
   // A wave gates up to a thousand executions over few distinct hosts and policies: each lookup once per wave.
-  const labels = new Map<string, Promise<Record<string, string> | null>>();
+  // Policy labels are per process (host labels + the namespace declaration, namespace-labels.ts), read afresh
+  // each wave: a process whose agent now reports it in another namespace is re-priced here, before signing.
+  const labelsOfProcess = processLabeler(tx, keys.attestation);
   const policies = new Map<string, ReturnType<typeof policyAtDispatch>>();
   const counts = new Map<string, Promise<ApprovalCount>>();
   const times = new Map<string, Promise<number[]>>();
-  const labelsOfAgent = (agentId: string) => {
-    let p = labels.get(agentId);
-    if (!p) {
-      p = tx.agent
-        .findUnique({ where: { id: agentId }, select: { labels: true, revokedAt: true } })
-        .then((a) => (a && !a.revokedAt ? labelsOf(a.labels) : null));
-      labels.set(agentId, p);
+  const gate = async (execution: Execution): Promise<Gate> => {
+    let labels: Awaited<ReturnType<typeof labelsOfProcess>>;
+    try {
+      labels = await labelsOfProcess(execution);
+    } catch (err) {
+      // A declaration that does not verify prices no process in a namespace: refused, saying why (audited).
+      if (err instanceof AppError && err.code === 'POLICY_DENIED')
+        return { kind: 'refuse', code: 'POLICY_DENIED', message: err.userMessage };
+      throw err;
     }
-    return p;
-  };
-  return async (execution: Execution): Promise<Gate> => {
-    const hostLabels = await labelsOfAgent(execution.agentId);
-    if (!hostLabels)
+    if (!labels)
       return { kind: 'refuse', code: 'POLICY_DENIED', message: 'the target agent is unknown or revoked' };
-    const labelsKey = canonicalJson(hostLabels);
+    // Keyed by the effective labels: two processes of one host in differently declared namespaces differ.
+    const labelsKey = canonicalJson(labels);
     let pending = policies.get(labelsKey);
     if (!pending) {
-      pending = policyAtDispatch(tx, req, hostLabels);
+      pending = policyAtDispatch(tx, req, labels);
       policies.set(labelsKey, pending);
     }
     const policy = await pending;
@@ -361,6 +377,7 @@ function gateFor(tx: Tx, req: InjectionRequest, keys: DispatchKeys, now: Date) {
       forged: approvals.forged,
     };
   };
+  return Object.assign(gate, { prime: labelsOfProcess.prime });
 }
 
 async function approvalTimes(tx: Tx, ids: string[]): Promise<number[]> {
@@ -459,9 +476,10 @@ async function rolloutStep(
         orderBy: { queuedAt: 'asc' },
       })
     : [];
+  // Planned together, executions share their queuedAt: the id orders them the same way on every pass.
   const queued = await tx.execution.findMany({
     where: { requestId: req.id, state: 'queued' },
-    orderBy: { queuedAt: 'asc' },
+    orderBy: [{ queuedAt: 'asc' }, { id: 'asc' }],
     take: room,
   });
   const candidates = [...held, ...queued].sort((a, b) => a.queuedAt.getTime() - b.queuedAt.getTime());

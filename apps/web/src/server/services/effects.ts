@@ -13,6 +13,7 @@ export type WakeReason =
   | 'agent-lost'
   | 'agent-ready'
   | 'inspect'
+  | 'restore'
   | 'timer'
   | 'start'
   | 'again'
@@ -39,7 +40,13 @@ export function secondsBetween(
 
 export type Effect =
   /** A request's state (or what it shows) changed. */
-  | { kind: 'request'; requestId: string; state: RequestState }
+  | {
+      kind: 'request';
+      requestId: string;
+      state: RequestState;
+      /** Only its executions moved (an agent report): the record is the same unless the state differs. */
+      progress?: boolean;
+    }
   /** An execution's state changed. */
   | {
       kind: 'execution';
@@ -47,6 +54,8 @@ export type Effect =
       executionId: string;
       state: ExecutionState;
       errorCode: string | null;
+      /** The agent report that moved it (its place in the execution's report sequence); none for our own. */
+      seq?: number;
       /** Set on the transition that ends an interval (the latency histograms of server/metrics.ts). */
       timings?: ExecutionTimings;
     }

@@ -5,27 +5,20 @@
  * outbox backlog flag.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
 import type { JobEvent, ReportedResult } from '@pyreach/protocol/agent';
 import { isRetryable } from '@pyreach/protocol/errors';
 import { OUTBOX_BACKLOG_SECONDS } from '@pyreach/protocol/api';
 import { getAgent, recordHeartbeat } from './agents';
 import { verifyAuditChain } from './audit';
-import * as dispatch from './dispatch';
 import { asAppError } from './errors';
 import * as executions from './executions';
 import * as requests from './requests';
-import { loadOrCreateSigningKey } from './signing';
 import {
   describeEachDatabase,
-  pyProcess,
+  requestWorld,
   seedAgent,
-  seedUser,
   testKeyPair,
-  seedPolicy,
 } from '../../../../../test/support/services';
 
 const ATTEST = testKeyPair();
@@ -40,55 +33,12 @@ const result = (jobId: string, seq: number, r: Partial<ReportedResult>): JobEven
 });
 
 describeEachDatabase('cancel, corrections, refused reports, queue and backlog', (db) => {
+  /** n targets under their own policy; `dispatched(c)`: an approved request over all of them, its first wave sent. */
   async function world(env: string, n: number) {
-    const { prisma } = db();
-    const admin = await seedUser(prisma, 'admin');
-    const agent = await seedAgent(prisma, admin, {
-      labels: { env },
-      processes: Array.from({ length: n }, (_, i) => pyProcess(100 + i)),
-    });
-    await seedPolicy(prisma, {
-      name: `p-${agent.id}`,
-      matchLabels: { env },
-      priority: 10,
-      requiredApprovals: 1,
-      allowCustomCode: true,
-    });
-    const op = await seedUser(prisma, 'operator');
-    const ap = await seedUser(prisma, 'approver');
-    const keys = await loadOrCreateSigningKey({
-      keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
-    });
-    /** An approved request over all n targets with the given concurrency, planned and its first wave sent. */
-    const dispatched = async (concurrency: number) => {
-      const { result: req } = await requests.createRequest(prisma, op, {
-        kind: 'custom',
-        code: 'print(1)',
-        targets: {
-          type: 'processes',
-          processes: Array.from({ length: n }, (_, i) => ({
-            agentId: agent.id,
-            pid: 100 + i,
-            startTime: String(1100 + i),
-          })),
-        },
-        reason: 'issue 10 control-plane paths',
-        rollout: { concurrency, maxFailures: n },
-      });
-      await requests.reviewRequest(
-        prisma,
-        ap,
-        req.id,
-        { decision: 'approve' },
-        { authenticatedAt: new Date(), attestation: ATTEST },
-      );
-      await dispatch.planExecutions(prisma, req.id);
-      const sent = (
-        await dispatch.sendWave(prisma, req.id, { signing: keys, attestation: ATTEST }, () => true)
-      ).result.map((j) => j.execution);
-      return { req, sent };
-    };
-    return { prisma, admin, agent, op, dispatched };
+    const w = await requestWorld(db().prisma, { env, n, attestation: ATTEST });
+    const dispatched = (concurrency: number) =>
+      w.dispatched({ concurrency, reason: 'issue 10 control-plane paths' });
+    return { ...w, dispatched };
   }
 
   test('cancelling a dispatching request tells the agent to stop what runs, and it ends cancelled once stopped', async () => {
@@ -395,8 +345,8 @@ describeEachDatabase('cancel, corrections, refused reports, queue and backlog', 
     assert.ok(last.ok);
     assert.deepEqual(
       last.outcome.effects.find((e) => e.kind === 'request'),
-      { kind: 'request', requestId: req.id, state: 'dispatching' },
-      'three executions still in flight',
+      { kind: 'request', requestId: req.id, state: 'dispatching', progress: true },
+      'three executions still in flight: progress only, the record is the same',
     );
 
     // A report the database refuses (a raw NUL that slipped past the gateway) makes the batch fall back to one
@@ -416,7 +366,8 @@ describeEachDatabase('cancel, corrections, refused reports, queue and backlog', 
     assert.ok(cEnd?.ok);
     assert.deepEqual(
       cEnd.outcome.effects.find((e) => e.kind === 'request'),
-      { kind: 'request', requestId: req.id, state: 'succeeded' },
+      { kind: 'request', requestId: req.id, state: 'succeeded', progress: false },
+      'the request ended: its record changed',
     );
     assert.equal((await verifyAuditChain(w.prisma)).ok, true);
   });

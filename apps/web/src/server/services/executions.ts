@@ -12,6 +12,7 @@ import type { Execution, PrismaClient, Tx } from '@pyreach/db';
 import { SYSTEM, type Actor } from './actor';
 import { appendAudit, appendAuditMany, type AuditInput } from './audit';
 import { completeIfDone, correctCompleted } from './dispatch';
+import { scheduleRestoreChecks, undoesItself } from './restore';
 import { outcome, secondsBetween, type Effect, type ExecutionTimings, type Outcome } from './effects';
 import { AppError } from './errors';
 import { executionStateOf, requestStateOf } from './rows';
@@ -24,12 +25,14 @@ export type Applied = 'applied' | 'duplicate';
 const executionChanged = (
   ex: Pick<Execution, 'id' | 'requestId' | 'state' | 'errorCode'>,
   timings?: ExecutionTimings,
+  seq?: number,
 ): Effect => ({
   kind: 'execution',
   requestId: ex.requestId,
   executionId: ex.id,
   state: executionStateOf(ex.state),
   errorCode: ex.errorCode,
+  ...(seq !== undefined ? { seq } : {}),
   ...(timings ? { timings } : {}),
 });
 
@@ -54,17 +57,22 @@ function appendCapped(
   currentBytes: number,
   chunk: string,
   cap: number,
-): { output: string; bytes: number } {
-  if (currentBytes >= cap) return { output: current, bytes: currentBytes };
-  const room = cap - currentBytes;
+): { output: string; bytes: number; dropped: number } {
   const buf = Buffer.from(chunk, 'utf8');
-  if (buf.byteLength <= room) return { output: current + chunk, bytes: currentBytes + buf.byteLength };
+  if (currentBytes >= cap) return { output: current, bytes: currentBytes, dropped: buf.byteLength };
+  const room = cap - currentBytes;
+  if (buf.byteLength <= room)
+    return { output: current + chunk, bytes: currentBytes + buf.byteLength, dropped: 0 };
   // Cut on a character boundary, then mark the cut once; bytes pins at the cap so nothing more is appended.
   const cut = buf
     .subarray(0, room)
     .toString('utf8')
     .replace(/\uFFFD$/, '');
-  return { output: current + cut + OUTPUT_TRUNCATED_MARKER, bytes: cap };
+  return {
+    output: current + cut + OUTPUT_TRUNCATED_MARKER,
+    bytes: cap,
+    dropped: buf.byteLength - Buffer.byteLength(cut, 'utf8'),
+  };
 }
 
 /** One agent report, as the gateway received it. */
@@ -76,7 +84,10 @@ export interface JobReport {
 /** What became of one report of a batch: applied (or seen before) with what it changed, or refused. */
 export type ReportVerdict = { ok: true; outcome: Outcome<Applied> } | { ok: false; error: unknown };
 
-type Loaded = Execution & { request: { state: string }; agent: { name: string } };
+type Loaded = Execution & {
+  request: { state: string; kind: string; scriptId: string | null };
+  agent: { name: string };
+};
 type ExecutionData = Parameters<Tx['execution']['update']>[0]['data'];
 
 /**
@@ -154,7 +165,10 @@ async function applyInTx(
   );
   const rows: Loaded[] = await tx.execution.findMany({
     where: { jobId: { in: jobIds } },
-    include: { request: { select: { state: true } }, agent: { select: { name: true } } },
+    include: {
+      request: { select: { state: true, kind: true, scriptId: true } },
+      agent: { select: { name: true } },
+    },
   });
   const byJob = new Map(rows.map((ex) => [ex.jobId, { ex, cur: { ...ex }, data: {} as ExecutionData }]));
   const audits: AuditInput[] = [];
@@ -244,15 +258,21 @@ async function applyInTx(
         executionChanged(
           { ...ex, state: cur.state, errorCode: cur.errorCode },
           timingsOf(before, data as { state?: unknown; pickedUpAt?: unknown; finishedAt?: unknown }),
+          ev.seq,
         ),
       ].filter((x): x is Effect => !!x),
       finished,
     });
   }
 
-  for (const { ex, data } of byJob.values())
+  const succeeded: string[] = [];
+  for (const { ex, data } of byJob.values()) {
     if (Object.keys(data).length) await tx.execution.update({ where: { id: ex.id }, data });
+    if (data.state === 'succeeded' && undoesItself(ex.request)) succeeded.push(ex.id);
+  }
   await appendAuditMany(tx, audits, now);
+  // A change that undoes itself: its check at expiry is scheduled with the success that made it (durable).
+  await scheduleRestoreChecks(tx, succeeded, now);
   const completed = new Map<string, RequestState | null>();
   for (const [requestId, { corrected }] of [...ended].sort(([a], [b]) => a.localeCompare(b)))
     completed.set(
@@ -269,7 +289,12 @@ async function applyInTx(
       ok: true,
       outcome: outcome<Applied>('applied', [
         ...v.pending,
-        { kind: 'request', requestId: v.requestId, state },
+        {
+          kind: 'request',
+          requestId: v.requestId,
+          state,
+          progress: state === requestStateBefore.get(v.requestId),
+        },
         // A finished job frees a rollout slot.
         ...(v.finished ? [{ kind: 'wake', why: 'job-finished' } as const] : []),
       ]),
@@ -302,6 +327,7 @@ function judge(cur: Execution, ev: JobEvent, now: Date, cap: number): ExecutionD
       const out = appendCapped(cur.output, cur.outputBytes, ev.chunk, cap);
       data.output = out.output;
       data.outputBytes = out.bytes;
+      if (out.dropped > 0) data.outputDroppedBytes = (cur.outputDroppedBytes ?? 0) + out.dropped;
       break;
     }
     case 'result': {
@@ -324,6 +350,9 @@ function judge(cur: Execution, ev: JobEvent, now: Date, cap: number): ExecutionD
           data.output =
             r.outputTruncated && out.bytes < cap ? out.output + OUTPUT_TRUNCATED_MARKER : out.output;
           data.outputBytes = out.bytes;
+          // What was cut before us (counted by the harness and the agent) and by our own cap.
+          const counted = r.outputDroppedBytes !== undefined || out.dropped > 0;
+          data.outputDroppedBytes = counted ? (r.outputDroppedBytes ?? 0) + out.dropped : null;
         }
       }
       break;

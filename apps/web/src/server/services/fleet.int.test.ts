@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { PythonProcess } from '@pyreach/protocol/inventory';
-import { markConnected } from './agents';
+import { getAgent, listJoinTokens, markConnected } from './agents';
+import { planExecutions, sendWave } from './dispatch';
 import { AppError } from './errors';
+import { decideChange } from './governance';
+import { APPLIERS } from './governance-apply';
 import { applyDelta, fleetView, matchSelector, processDetail, type Selector } from './inventory';
-import { createRequest, previewPolicy } from './requests';
+import { labelsOfProcesses, setAgentNamespaceLabels, signUnsignedDeclarations } from './namespace-labels';
+import { createRequest, getRequest, previewPolicy, reviewRequest } from './requests';
 import {
   describeEachDatabase,
+  testKeyPair,
   pyProcess,
   seedAgent,
   seedPolicy,
@@ -15,6 +20,8 @@ import {
 } from '../../../../../test/support/services';
 
 const here = () => false;
+const ATTEST = testKeyPair();
+const KEYS = { signing: testKeyPair(), attestation: ATTEST };
 const pids = (page: Awaited<ReturnType<typeof fleetView>>) =>
   page.hosts.flatMap((h) => h.processes.map((p) => `${h.hostname}:${p.pid}`));
 
@@ -184,6 +191,7 @@ describeEachDatabase(
         const admin = await seedUser(prisma, 'admin');
         const checkout = { kind: 'Deployment', name: 'checkout' };
         const node = await seedAgent(prisma, admin, {
+          attestation: ATTEST,
           hostname: 'node-1',
           labels: { env: 'prod' },
           processes: [
@@ -223,6 +231,7 @@ describeEachDatabase(
           ],
         });
         const dev = await seedAgent(prisma, admin, {
+          attestation: ATTEST,
           hostname: 'node-2',
           labels: { env: 'dev' },
           processes: [
@@ -404,7 +413,7 @@ describeEachDatabase(
         labels: {},
         process: { pod: { namespace: sandbox, labels: { sandbox } } },
       };
-      const preview = await previewPolicy(prisma, { targets: bySelector, kind: 'custom' });
+      const preview = await previewPolicy(prisma, { targets: bySelector, kind: 'custom' }, ATTEST);
       assert.equal(preview.matched, 1);
       assert.equal(preview.policy?.name, `prod-${sandbox}`, 'the host labels decide');
       assert.deepEqual([preview.requiredApprovals, preview.customDenied], [2, true]);
@@ -413,12 +422,18 @@ describeEachDatabase(
         { type: 'processes' as const, processes: [{ agentId: node, pid: 250, startTime: '1250' }] },
       ]) {
         await assert.rejects(
-          createRequest(prisma, op, {
-            kind: 'custom',
-            code: 'print(1)',
-            targets: t,
-            reason: 'attacker: pod labels claim the sandbox',
-          }),
+          createRequest(
+            prisma,
+            op,
+            {
+              kind: 'custom',
+              code: 'print(1)',
+              targets: t,
+              reason: 'attacker: pod labels claim the sandbox',
+            },
+            new Date(),
+            ATTEST,
+          ),
           (e) => e instanceof AppError && e.code === 'POLICY_DENIED',
           `${t.type}: the prod policy refuses custom code, whatever the pod says`,
         );
@@ -432,6 +447,507 @@ describeEachDatabase(
         reason: 'control: the real sandbox host',
       });
       assert.equal(ok.policyId, lax.id);
+    });
+
+    // ---- an admin's namespace declaration: policy labels per process (issue 14 item 3, last part) -------------
+
+    /**
+     * Two agents on hosts labelled zone=<u>: A's token declares payments → env=prod (2 approvals, no custom code)
+     * and sandbox → env=dev (0 approvals); B's token declares nothing. Both report pods in payments and sandbox.
+     */
+    let declared: Promise<Awaited<ReturnType<typeof declaredWorld>>> | undefined;
+    async function declaredWorld() {
+      const { admin } = await seed();
+      const { prisma } = db();
+      const zone = `z${Math.random().toString(36).slice(2, 8)}`;
+      const base = await seedPolicy(prisma, {
+        name: `base-${zone}`,
+        matchLabels: { zone },
+        priority: 300,
+        requiredApprovals: 1,
+        allowCustomCode: true,
+      });
+      const prod = await seedPolicy(prisma, {
+        name: `prod-${zone}`,
+        matchLabels: { zone, env: 'prod' },
+        priority: 400,
+        requiredApprovals: 2,
+        allowCustomCode: false,
+      });
+      const dev = await seedPolicy(prisma, {
+        name: `dev-${zone}`,
+        matchLabels: { zone, env: 'dev' },
+        priority: 400,
+        requiredApprovals: 0,
+        allowCustomCode: true,
+      });
+      const pods = (first: number) => [
+        podProcess(first, { name: `ledger-${first}`, namespace: 'payments' }),
+        podProcess(first + 1, { name: `toy-${first}`, namespace: 'sandbox' }),
+        podProcess(first + 2, { name: `made-up-${first}`, namespace: `inv-${zone}` }),
+        pyProcess(first + 3),
+      ];
+      const a = await seedAgent(prisma, admin, {
+        labels: { zone },
+        namespaceLabels: { payments: { env: 'prod' }, sandbox: { env: 'dev' } },
+        attestation: ATTEST,
+        processes: pods(600),
+      });
+      const b = await seedAgent(prisma, admin, {
+        labels: { zone },
+        processes: pods(700),
+        attestation: ATTEST,
+      });
+      const op = await seedUser(prisma, 'operator');
+      return { zone, base, prod, dev, a: a.id, b: b.id, op, admin };
+    }
+    const world = () => (declared ??= declaredWorld());
+    const ref = (agentId: string, pid: number) => ({ agentId, pid, startTime: String(1000 + pid) });
+    const file = (w: Awaited<ReturnType<typeof world>>, pids: [string, number][], kind = 'custom') =>
+      createRequest(
+        db().prisma,
+        w.op,
+        {
+          ...(kind === 'custom'
+            ? { kind: 'custom' as const, code: 'print(1)' }
+            : {
+                kind: 'library' as const,
+                scriptId: 'logging.set_level',
+                params: { logger: 'demo.orders', level: 'DEBUG' },
+              }),
+          targets: { type: 'processes', processes: pids.map(([id, pid]) => ref(id, pid)) },
+          reason: 'namespace policy',
+        },
+        new Date(),
+        ATTEST,
+      ).then((r) => r.result);
+
+    test('a namespace declared on the join token decides the policy per process, never pod facts alone', async () => {
+      const w = await world();
+      const { prisma } = db();
+      const token = await prisma.joinToken.findFirstOrThrow({
+        where: { agents: { some: { id: w.a } } },
+      });
+      // Declaring sandbox → env=dev lowers the policy there (1 → 0 approvals): a governance change. With one
+      // admin in this database it applies, flagged unconfirmed.
+      const change = await prisma.governanceChange.findFirstOrThrow({ where: { subjectId: token.id } });
+      assert.equal(change.kind, 'namespace_labels.set');
+      assert.equal(change.state, 'unconfirmed');
+      assert.ok(
+        change.reasons.some((r) => r.includes('namespace sandbox')),
+        change.reasons.join('\n'),
+      );
+      assert.ok(!change.reasons.some((r) => r.includes('namespace payments')), 'payments only tightens');
+      assert.deepEqual(token.namespaceLabels, { payments: { env: 'prod' }, sandbox: { env: 'dev' } });
+
+      const labels = await labelsOfProcesses(prisma, ATTEST, [
+        ref(w.a, 600),
+        ref(w.a, 601),
+        ref(w.a, 602),
+        ref(w.a, 603),
+        ref(w.b, 700),
+        ref(w.b, 701),
+      ]);
+      assert.deepEqual(labels, [
+        { zone: w.zone, env: 'prod' },
+        { zone: w.zone, env: 'dev' },
+        { zone: w.zone }, // attacker: a namespace nobody declared for this agent adds nothing
+        { zone: w.zone }, // a host process
+        { zone: w.zone }, // attacker: agent B reports payments too, but its token declares nothing
+        { zone: w.zone },
+      ]);
+      // Filing: two processes on the same host, two policies.
+      await assert.rejects(
+        file(w, [[w.a, 600]]),
+        (e) => e instanceof AppError && e.code === 'POLICY_DENIED',
+        'payments (env=prod) forbids custom code',
+      );
+      const sandbox = await file(w, [[w.a, 601]]);
+      assert.equal(sandbox.policyId, w.dev.id);
+      assert.equal(sandbox.requiredApprovals, 1, 'dev says 0; custom code still needs one person');
+      const lib = await file(w, [[w.a, 600]], 'library');
+      assert.equal([lib.policyId, lib.requiredApprovals].join(), [w.prod.id, 2].join());
+      const both = await file(
+        w,
+        [
+          [w.a, 600],
+          [w.a, 601],
+        ],
+        'library',
+      );
+      assert.equal(both.requiredApprovals, 2, 'the strictest of the two processes');
+      const onB: string[] = [];
+      for (const [agent, pid] of [
+        [w.a, 602],
+        [w.b, 700],
+        [w.b, 701],
+      ] as const) {
+        const r = await file(w, [[agent, pid]]);
+        assert.equal(r.policyId, w.base.id, `${agent}:${pid} falls under its host's labels alone`);
+        if (agent === w.b) onB.push(r.id);
+      }
+      // A's declaration rests on one admin's word: what targets A says so; B's requests do not.
+      assert.equal((await getRequest(prisma, sandbox.id)).unconfirmedGovernance, true);
+      assert.equal((await getRequest(prisma, onB[0]!)).unconfirmedGovernance, false);
+      // The preview says the same, by selector: payments on both hosts → the strictest (A's prod).
+      const preview = await previewPolicy(
+        prisma,
+        {
+          targets: {
+            type: 'selector',
+            labels: { zone: w.zone },
+            process: { pod: { namespace: 'payments' } },
+          },
+          kind: 'custom',
+        },
+        ATTEST,
+      );
+      assert.equal(preview.matched, 2);
+      assert.equal(preview.policy?.name, `prod-${w.zone}`);
+      assert.equal(preview.customDenied, true);
+      const onlyB = await previewPolicy(
+        prisma,
+        { targets: { type: 'processes', processes: [ref(w.b, 700)] }, kind: 'custom' },
+        ATTEST,
+      );
+      assert.equal(onlyB.policy?.name, `base-${w.zone}`);
+      // The token list shows the declaration; the agent shows the one in force.
+      const row = (await listJoinTokens(prisma, w.admin)).find((t) => t.id === token.id);
+      assert.deepEqual(row?.namespaceLabels, { payments: { env: 'prod' }, sandbox: { env: 'dev' } });
+      const agentA = await getAgent(prisma, w.a);
+      assert.equal(agentA.namespaceLabels, null);
+      assert.deepEqual(agentA.effectiveNamespaceLabels, token.namespaceLabels);
+    });
+
+    test('attacker: an agent that moves a process into a stricter namespace after filing is re-priced at dispatch', async () => {
+      const w = await world();
+      const { prisma } = db();
+      const ap = await seedUser(prisma, 'approver');
+      const move = (pid: number, namespace: string) =>
+        applyDelta(prisma, w.a, {
+          upserted: [podProcess(pid, { name: `moved-${pid}`, namespace })],
+          removed: [],
+          scannedAt: new Date().toISOString(),
+        });
+      const approve = async (id: string) => {
+        const r = await reviewRequest(
+          prisma,
+          ap,
+          id,
+          { decision: 'approve' },
+          { authenticatedAt: new Date(), attestation: ATTEST },
+        );
+        assert.equal(r.result.state, 'approved');
+      };
+      // Filed and approved while the process is in sandbox (1 approval) …
+      const custom = await file(w, [[w.a, 601]]);
+      await approve(custom.id);
+      const [cx] = (await planExecutions(prisma, custom.id)).result;
+      // … then its agent reports it in payments: custom code is refused there, visibly, and never sent.
+      await move(601, 'payments');
+      assert.deepEqual((await sendWave(prisma, custom.id, KEYS, () => true)).result, []);
+      const refused = await prisma.execution.findUniqueOrThrow({ where: { id: cx!.id } });
+      assert.deepEqual([refused.state, refused.errorCode], ['refused', 'POLICY_DENIED']);
+      // A library script waits for the second approval payments needs (honest state), not sent under sandbox's.
+      await move(601, 'sandbox');
+      const lib = await file(w, [[w.a, 601]], 'library');
+      assert.equal(lib.requiredApprovals, 1);
+      await approve(lib.id);
+      const [lx] = (await planExecutions(prisma, lib.id)).result;
+      await move(601, 'payments');
+      assert.deepEqual((await sendWave(prisma, lib.id, KEYS, () => true)).result, []);
+      const held = await prisma.execution.findUniqueOrThrow({ where: { id: lx!.id } });
+      assert.deepEqual([held.state, held.errorCode], ['awaiting_approval', 'APPROVAL_REQUIRED']);
+      // Control: back in sandbox, the same request's execution goes out with its one approval.
+      await move(601, 'sandbox');
+      const [job] = (await sendWave(prisma, lib.id, KEYS, () => true)).result;
+      assert.ok(job, 'sent under the policy its namespace carries now');
+    });
+
+    test('governance: an agent override that loosens waits for a second admin; one that tightens applies', async () => {
+      const w = await world();
+      const { prisma } = db();
+      const other = await seedUser(prisma, 'admin', 'second admin');
+      const set = (actor: UserActor, body: Parameters<typeof setAgentNamespaceLabels>[3]) =>
+        setAgentNamespaceLabels(prisma, actor, w.b, body, ATTEST).then((r) => r.result);
+      // Tightening: payments → env=prod on B applies at once, audited, no change to confirm.
+      const tight = await set(w.admin, { namespaceLabels: { payments: { env: 'prod' } } });
+      assert.equal(tight.change, null);
+      assert.deepEqual(await labelsOfProcesses(prisma, ATTEST, [ref(w.b, 700)]), [
+        { zone: w.zone, env: 'prod' },
+      ]);
+      // Loosening: sandbox → env=dev (0 approvals) is pending and changes nothing until another admin confirms.
+      const loose = await set(w.admin, {
+        namespaceLabels: { payments: { env: 'prod' }, sandbox: { env: 'dev' } },
+      });
+      assert.equal(loose.change?.state, 'pending');
+      assert.deepEqual(await labelsOfProcesses(prisma, ATTEST, [ref(w.b, 701)]), [{ zone: w.zone }]);
+      await assert.rejects(
+        decideChange(
+          prisma,
+          w.admin,
+          loose.change!.id,
+          { decision: 'confirm' },
+          { authenticatedAt: new Date(), now: new Date(), attestation: ATTEST },
+          APPLIERS,
+        ),
+        (e) => e instanceof AppError && e.code === 'SELF_APPROVAL',
+      );
+      await decideChange(
+        prisma,
+        other,
+        loose.change!.id,
+        { decision: 'confirm' },
+        { authenticatedAt: new Date(), now: new Date(), attestation: ATTEST },
+        APPLIERS,
+      );
+      assert.deepEqual(await labelsOfProcesses(prisma, ATTEST, [ref(w.b, 701)]), [
+        { zone: w.zone, env: 'dev' },
+      ]);
+      const audited = await prisma.auditEvent.findMany({
+        where: { action: 'namespace_labels.set', subjectId: w.b },
+        orderBy: { seq: 'asc' },
+      });
+      assert.equal(audited.length, 2);
+      assert.equal((audited[1]!.data as { changeId?: string }).changeId, loose.change!.id);
+      // Bad input names the field; a non-admin may not declare.
+      await assert.rejects(
+        set(w.admin, { namespaceLabels: { Payments_1: { env: 'prod' } } }),
+        (e) => e instanceof AppError && e.code === 'VALIDATION' && /namespaceLabels/.test(e.userMessage),
+      );
+      await assert.rejects(
+        set(w.op, { namespaceLabels: null }),
+        (e) => e instanceof AppError && e.code === 'FORBIDDEN',
+      );
+    });
+    // ---- a database writer (issue "governance integrity"): declarations count only as the control plane signed them
+
+    test('attacker: a database writer editing a namespace declaration (agent, join token or governance change) gets no looser policy', async () => {
+      const w = await declaredWorld(); // a fresh world: this test writes behind the services' back
+      const { prisma } = db();
+      const denied = (what: string) => (e: unknown) =>
+        e instanceof AppError &&
+        e.code === 'POLICY_DENIED' &&
+        /signature/.test(e.userMessage) &&
+        (what === '' || e.userMessage.includes(what));
+      const lib = (pid: [string, number]) => file(w, [pid], 'library');
+      const confirmer = await seedUser(prisma, 'admin', 'confirming admin');
+      const confirm = (id: string) =>
+        decideChange(
+          prisma,
+          confirmer,
+          id,
+          { decision: 'confirm' },
+          { authenticatedAt: new Date(), now: new Date(), attestation: ATTEST },
+          APPLIERS,
+        );
+      // Where other admins exist already (the earlier tests), A's token's loosening declaration waits: confirm it.
+      const minted = await prisma.joinToken.findFirstOrThrow({ where: { agents: { some: { id: w.a } } } });
+      for (const c of await prisma.governanceChange.findMany({
+        where: { subjectId: minted.id, state: 'pending' },
+      }))
+        await confirm(c.id);
+      // Control: payments on A (its token's signed declaration, env=prod) needs 2 approvals.
+      assert.equal((await lib([w.a, 600])).requiredApprovals, 2);
+      const approver = await seedUser(prisma, 'approver');
+      const approved = await lib([w.a, 601]); // sandbox (env=dev): one approval
+      await reviewRequest(
+        prisma,
+        approver,
+        approved.id,
+        { decision: 'approve' },
+        { authenticatedAt: new Date(), attestation: ATTEST },
+      );
+      const [planned] = (await planExecutions(prisma, approved.id)).result;
+
+      // 1. The agent's column: the writer gives A its own declaration moving payments to env=dev (1 approval).
+      await prisma.agent.update({
+        where: { id: w.a },
+        data: { namespaceLabels: { payments: { env: 'dev' }, sandbox: { env: 'dev' } } },
+      });
+      await assert.rejects(lib([w.a, 600]), denied(w.a), 'filing: not priced by the forged declaration');
+      await assert.rejects(
+        previewPolicy(
+          prisma,
+          {
+            targets: { type: 'processes', processes: [ref(w.a, 600)] },
+            kind: 'library',
+            scriptId: 'logging.set_level',
+          },
+          ATTEST,
+        ),
+        denied(w.a),
+      );
+      // The admin API says why (the agent's row), where a signed one says nothing.
+      assert.match((await getAgent(prisma, w.a, ATTEST)).namespaceLabelsUntrusted ?? '', /signature/);
+      assert.equal((await getAgent(prisma, w.b, ATTEST)).namespaceLabelsUntrusted, null);
+      // A host process on A is priced by its host's labels, which no declaration touches.
+      assert.equal((await lib([w.a, 603])).policyId, w.base.id);
+      // Dispatch: the approved request's execution is refused (audited, saying why), never sent.
+      assert.deepEqual((await sendWave(prisma, approved.id, KEYS, () => true)).result, []);
+      const refused = await prisma.execution.findUniqueOrThrow({ where: { id: planned!.id } });
+      assert.deepEqual([refused.state, refused.errorCode], ['refused', 'POLICY_DENIED']);
+      assert.match(refused.errorMessage ?? '', /signature/);
+      const audit = await prisma.auditEvent.findFirstOrThrow({
+        where: { action: 'execution.dispatch_refuse', subjectId: planned!.id },
+      });
+      assert.match(String((audit.data as { reason?: string }).reason), /signature/);
+      // Clearing the column again (NULL, "follow the token") with A's enrolment signature restores its token's.
+      const enrolled = await prisma.agent.findUniqueOrThrow({ where: { id: w.a } });
+      await prisma.$executeRaw`UPDATE "agent" SET "namespaceLabels" = NULL WHERE "id" = ${w.a}`;
+      assert.equal((await lib([w.a, 600])).requiredApprovals, 2, 'the signed NULL: the token decides again');
+      // The writer strips B's signed override (payments → env=prod, set by an admin) back to NULL: refused, not
+      // priced by B's token (which declares nothing, so 1 approval) — nor by A's signature copied onto B.
+      await setAgentNamespaceLabels(
+        prisma,
+        w.admin,
+        w.b,
+        { namespaceLabels: { payments: { env: 'prod' } } },
+        ATTEST,
+      );
+      assert.equal((await lib([w.b, 700])).requiredApprovals, 2);
+      await prisma.$executeRaw`UPDATE "agent" SET "namespaceLabels" = NULL WHERE "id" = ${w.b}`;
+      await assert.rejects(lib([w.b, 700]), denied(w.b));
+      await prisma.agent.update({
+        where: { id: w.b },
+        data: { namespaceLabelsAttestation: enrolled.namespaceLabelsAttestation },
+      });
+      await assert.rejects(lib([w.b, 700]), denied(w.b));
+      // An admin declaring again (here: follow the token) signs it: B is priced by its token's declaration.
+      await setAgentNamespaceLabels(prisma, w.admin, w.b, { namespaceLabels: null }, ATTEST);
+      assert.equal((await getAgent(prisma, w.b, ATTEST)).namespaceLabelsUntrusted, null);
+      assert.equal((await lib([w.b, 700])).policyId, w.base.id);
+
+      // 2. The join token's column: the writer moves payments to env=dev on A's token.
+      const token = await prisma.joinToken.findFirstOrThrow({ where: { agents: { some: { id: w.a } } } });
+      await prisma.joinToken.update({
+        where: { id: token.id },
+        data: { namespaceLabels: { payments: { env: 'dev' }, sandbox: { env: 'dev' } } },
+      });
+      await assert.rejects(lib([w.a, 600]), denied(token.id));
+      // … or points A at another token (B's, whose declaration is signed): A's signature names its own token.
+      await prisma.joinToken.update({
+        where: { id: token.id },
+        data: { namespaceLabels: token.namespaceLabels ?? {} },
+      });
+      assert.equal((await lib([w.a, 600])).requiredApprovals, 2, 'the signed value again');
+      const bToken = await prisma.agent.findUniqueOrThrow({
+        where: { id: w.b },
+        select: { joinTokenId: true },
+      });
+      await prisma.agent.update({ where: { id: w.a }, data: { joinTokenId: bToken.joinTokenId } });
+      await assert.rejects(lib([w.a, 600]), denied(w.a));
+      await prisma.agent.update({ where: { id: w.a }, data: { joinTokenId: token.id } });
+
+      // 3. The governance change: a loosening on A (payments → env=dev) waits for a second admin.
+      const other = confirmer;
+      const { result } = await setAgentNamespaceLabels(
+        prisma,
+        w.admin,
+        w.a,
+        { namespaceLabels: { sandbox: { env: 'dev' } } },
+        ATTEST,
+      );
+      assert.equal(result.change?.state, 'pending');
+      // The writer edits the pending change's value (payments too) before the second admin confirms: refused,
+      // nothing applied.
+      await prisma.governanceChange.update({
+        where: { id: result.change!.id },
+        data: {
+          data: {
+            before: null,
+            after: { payments: { env: 'dev' }, sandbox: { env: 'dev' } },
+            host: { zone: w.zone },
+          },
+        },
+      });
+      await assert.rejects(
+        decideChange(
+          prisma,
+          other,
+          result.change!.id,
+          { decision: 'confirm' },
+          { authenticatedAt: new Date(), now: new Date(), attestation: ATTEST },
+          APPLIERS,
+        ),
+        (e) => e instanceof AppError && e.code === 'INVALID_STATE',
+      );
+      assert.equal((await lib([w.a, 600])).requiredApprovals, 2);
+      // … then flips it to confirmed and writes what it says into the column: still not priced by it.
+      await prisma.governanceChange.update({
+        where: { id: result.change!.id },
+        data: { state: 'confirmed', decidedById: other.id, decidedAt: new Date() },
+      });
+      assert.equal((await lib([w.a, 600])).requiredApprovals, 2, 'a flipped state applies nothing');
+      await prisma.agent.update({
+        where: { id: w.a },
+        data: { namespaceLabels: { payments: { env: 'dev' }, sandbox: { env: 'dev' } } },
+      });
+      await assert.rejects(lib([w.a, 600]), denied(w.a));
+    });
+    test('upgrade: a declaration from before signing prices no pod until the operator signs it; a forged one stays refused', async () => {
+      const w = await world();
+      const { prisma } = db();
+      // Enrolled without the key: its token's {} and its NULL carry no signature, like rows from before signing.
+      const legacy = await seedAgent(prisma, w.admin, {
+        labels: { zone: w.zone },
+        processes: [podProcess(800, { name: 'legacy-800', namespace: 'payments' }), pyProcess(801)],
+      });
+      const forged = await seedAgent(prisma, w.admin, {
+        labels: { zone: w.zone },
+        processes: [podProcess(810, { name: 'forged-810', namespace: 'payments' })],
+        attestation: ATTEST,
+      });
+      await prisma.agent.update({
+        where: { id: forged.id },
+        data: { namespaceLabels: { payments: { env: 'dev' } } },
+      });
+      const untrusted = (e: unknown) => e instanceof AppError && e.code === 'POLICY_DENIED';
+      await assert.rejects(file(w, [[legacy.id, 800]], 'library'), untrusted);
+      assert.equal((await file(w, [[legacy.id, 801]], 'library')).policyId, w.base.id, 'a host process');
+      const signed = await signUnsignedDeclarations(
+        prisma,
+        { type: 'system', name: 'sign-namespace-labels' },
+        ATTEST,
+      );
+      assert.ok(signed.agents.includes(legacy.id) && !signed.agents.includes(forged.id));
+      assert.equal((await file(w, [[legacy.id, 800]], 'library')).policyId, w.base.id);
+      await assert.rejects(
+        file(w, [[forged.id, 810]], 'library'),
+        untrusted,
+        'a wrong signature is not re-signed',
+      );
+      const audit = await prisma.auditEvent.findFirstOrThrow({
+        where: { action: 'namespace_labels.sign_unsigned' },
+        orderBy: { seq: 'desc' },
+      });
+      assert.ok(JSON.stringify(audit.data).includes(legacy.id));
+    });
+    test('pricing many processes on many agents reads the agents and their namespaces once each kind, not per agent', async () => {
+      const w = await world();
+      const { prisma } = db();
+      const reads = new Map<string, number>();
+      // The real client, counting the calls labelsOfProcesses makes on each model.
+      const counting = new Proxy(prisma, {
+        get(target, model: string) {
+          const delegate = Reflect.get(target, model) as unknown;
+          if (model !== 'agent' && model !== 'pythonProcess') return delegate;
+          return new Proxy(delegate as object, {
+            get(d, method: string) {
+              const f = Reflect.get(d, method) as unknown;
+              if (typeof f !== 'function') return f;
+              return (...args: unknown[]) => {
+                reads.set(model, (reads.get(model) ?? 0) + 1);
+                return (f as (...a: unknown[]) => unknown).apply(d, args);
+              };
+            },
+          });
+        },
+      });
+      const refs = [600, 601, 602, 603].flatMap((pid) => [ref(w.a, pid), ref(w.b, pid + 100)]);
+      const labels = await labelsOfProcesses(counting, ATTEST, refs);
+      assert.equal(labels.length, 8);
+      assert.deepEqual(Object.fromEntries(reads), { agent: 1, pythonProcess: 1 });
     });
   },
 );

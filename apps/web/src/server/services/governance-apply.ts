@@ -5,6 +5,8 @@
 import type { Appliers } from './governance';
 import { policyAppliers } from './policy';
 import { writeRole } from './users';
+import { namespaceLabelsOf } from './rows';
+import { writeNamespaceLabels } from './namespace-labels';
 
 export const APPLIERS: Appliers = {
   async setRole(tx, actor, userId, role, changeId) {
@@ -17,4 +19,15 @@ export const APPLIERS: Appliers = {
     await policyAppliers.updatePolicy(tx, actor, id, rules, changeId);
   },
   deletePolicy: (tx, actor, id, changeId) => policyAppliers.deletePolicy(tx, actor, id, changeId),
+  async setNamespaceLabels(tx, actor, key, subjectType, subjectId, value, changeId) {
+    const row =
+      subjectType === 'join_token'
+        ? await tx.joinToken.findUniqueOrThrow({
+            where: { id: subjectId },
+            select: { namespaceLabels: true },
+          })
+        : await tx.agent.findUniqueOrThrow({ where: { id: subjectId }, select: { namespaceLabels: true } });
+    const before = row.namespaceLabels === null ? null : namespaceLabelsOf(row.namespaceLabels);
+    await writeNamespaceLabels(tx, actor, key, subjectType, subjectId, value, { before, changeId });
+  },
 };

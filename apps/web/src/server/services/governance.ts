@@ -7,18 +7,23 @@
  *
  * Each change is signed by the control plane when proposed and again when confirmed (the vote-attestation key,
  * outside the database). Dispatch counts a vote only when the reviewer's latest role change verifies (a
- * database writer flipping a pending row to `confirmed` gets no vote counted).
+ * database writer flipping a pending row to `confirmed` gets no vote counted), and a change is confirmed or
+ * rejected only when its proposal verifies (a writer editing a pending change's value gets it applied by nobody).
+ * Namespace declarations are also signed where they are written (namespace-labels.ts), so the columns a
+ * confirmed change writes are the ones policy trusts.
  */
 import { sign, verify } from 'node:crypto';
 import {
   GovernanceChangeRow,
+  NamespaceLabels,
   PolicyInput,
+  Targets,
   type GovernanceChangeKind,
   type PolicyAction,
   type PolicyRow,
 } from '@pyreach/protocol/api';
 import { canonicalJson } from '@pyreach/protocol/canonical';
-import type { Db, GovernanceChange, PrismaClient, Tx } from '@pyreach/db';
+import { Prisma, type Db, type GovernanceChange, type PrismaClient, type Tx } from '@pyreach/db';
 import { requireUser, type Actor, type Role } from './actor';
 import type { AttestationKey } from './attest';
 import { appendAudit } from './audit';
@@ -219,7 +224,7 @@ async function anotherAdmin(tx: Tx, userId: string): Promise<boolean> {
 
 export type ProposedChange = {
   kind: GovernanceChangeKind;
-  subjectType: 'user' | 'policy';
+  subjectType: 'user' | 'policy' | 'join_token' | 'agent';
   subjectId: string;
   data: Record<string, unknown>;
   reasons: string[];
@@ -281,6 +286,19 @@ export interface Appliers {
   createPolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId: string): Promise<void>;
   updatePolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId: string): Promise<void>;
   deletePolicy(tx: Tx, actor: Actor, id: string, changeId: string): Promise<void>;
+  /**
+   * A namespace declaration on a join token or an agent (null: the agent follows its token again), signed with
+   * `key` (the attestation key: policy reads only signed declarations).
+   */
+  setNamespaceLabels(
+    tx: Tx,
+    actor: Actor,
+    key: AttestationKey,
+    subjectType: 'join_token' | 'agent',
+    subjectId: string,
+    value: NamespaceLabels | null,
+    changeId: string,
+  ): Promise<void>;
 }
 
 const notFound = (id: string) =>
@@ -316,6 +334,13 @@ export async function decideChange(
       await tx.$queryRawUnsafe('SELECT id FROM "governance_change" WHERE id = $1 FOR UPDATE', id);
       const c = await tx.governanceChange.findUnique({ where: { id } });
       if (!c) throw notFound(id);
+      // What a second admin confirms is what the control plane signed when it was proposed: a row whose value,
+      // kind, subject or state was edited behind its back is never applied (nor signed as decided).
+      if (!verifyChange(auth.attestation, c))
+        throw new AppError('INVALID_STATE', `change ${id} does not verify against the attestation key`, {
+          userMessage:
+            'this change is not what the control plane recorded (edited outside it): propose it again',
+        });
       if (c.requestedById === user.id)
         throw new AppError('SELF_APPROVAL', `user ${user.id} tried to decide own change ${id}`, {
           userMessage: 'a second admin must confirm this change: you proposed it',
@@ -339,7 +364,7 @@ export async function decideChange(
         });
       const effects: Effect[] = [];
       if (input.decision === 'confirm' && c.state === 'pending') {
-        await applyChange(tx, actor, c, apply);
+        await applyChange(tx, actor, c, apply, auth.attestation);
         if (c.subjectType === 'user')
           effects.push({ kind: 'sessions-closed', userId: c.subjectId, reason: 'role changed' });
       }
@@ -387,8 +412,14 @@ export async function decideChange(
   }
 }
 
-async function applyChange(tx: Tx, actor: Actor, c: GovernanceChange, apply: Appliers): Promise<void> {
-  const data = c.data as { role?: Role; after?: PolicyInput };
+async function applyChange(
+  tx: Tx,
+  actor: Actor,
+  c: GovernanceChange,
+  apply: Appliers,
+  key: AttestationKey,
+): Promise<void> {
+  const data = c.data as { role?: Role; after?: PolicyInput | NamespaceLabels | null };
   switch (c.kind) {
     case 'user.create':
     case 'user.role': {
@@ -409,6 +440,19 @@ async function applyChange(tx: Tx, actor: Actor, c: GovernanceChange, apply: App
     }
     case 'policy.delete':
       return apply.deletePolicy(tx, actor, c.subjectId, c.id);
+    case 'namespace_labels.set': {
+      const subjectType = c.subjectType === 'join_token' ? 'join_token' : 'agent';
+      const exists =
+        subjectType === 'join_token'
+          ? await tx.joinToken.findUnique({ where: { id: c.subjectId }, select: { id: true } })
+          : await tx.agent.findUnique({ where: { id: c.subjectId }, select: { id: true } });
+      if (!exists)
+        throw new AppError('NOT_FOUND', `${subjectType} ${c.subjectId} is gone`, {
+          userMessage: `the ${subjectType === 'agent' ? 'agent' : 'join token'} is gone`,
+        });
+      const after = data.after === null ? null : NamespaceLabels.parse(data.after);
+      return apply.setNamespaceLabels(tx, actor, key, subjectType, c.subjectId, after, c.id);
+    }
     default:
       throw new AppError('INTERNAL', `unknown governance change kind ${c.kind}`, {
         userMessage: 'internal error',
@@ -483,7 +527,7 @@ export async function reviewersBacked(
  */
 export async function unconfirmedGovernanceOf(
   db: Db,
-  reqs: { id: string; policyId: string | null; contentHash: string }[],
+  reqs: { id: string; policyId: string | null; contentHash: string; targets?: unknown }[],
 ): Promise<Set<string>> {
   if (reqs.length === 0) return new Set();
   const open = await db.governanceChange.findMany({
@@ -494,6 +538,7 @@ export async function unconfirmedGovernanceOf(
   const policies = new Set(open.filter((c) => c.subjectType === 'policy').map((c) => c.subjectId));
   const users = open.filter((c) => c.subjectType === 'user').map((c) => c.subjectId);
   const flagged = new Set(reqs.filter((r) => r.policyId && policies.has(r.policyId)).map((r) => r.id));
+  for (const id of await onUnconfirmedNamespaces(db, reqs, open)) flagged.add(id);
   if (users.length) {
     // Only users whose LATEST role change is the unconfirmed one.
     const latest = await latestRoleChanges(db, users);
@@ -512,4 +557,59 @@ export async function unconfirmedGovernanceOf(
     }
   }
   return flagged;
+}
+
+/**
+ * Requests resting on a namespace declaration no second admin confirmed (the latest declaration change of an
+ * agent, or of the join token it enrolled with, is `unconfirmed`): explicit targets on such an agent, a selector
+ * whose host labels such an agent carries, or an execution planned on one.
+ */
+async function onUnconfirmedNamespaces(
+  db: Db,
+  reqs: { id: string; targets?: unknown }[],
+  open: { subjectType: string; subjectId: string; kind: string }[],
+): Promise<string[]> {
+  const subjects = open.filter((c) => c.kind === 'namespace_labels.set').map((c) => c.subjectId);
+  if (subjects.length === 0) return [];
+  const changes = await db.governanceChange.findMany({
+    where: { kind: 'namespace_labels.set', subjectId: { in: [...new Set(subjects)] } },
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    select: { subjectType: true, subjectId: true, state: true },
+  });
+  const latest = new Map(changes.map((c) => [c.subjectId, c]));
+  const still = [...latest.values()].filter((c) => c.state === 'unconfirmed');
+  if (still.length === 0) return [];
+  const agents = await db.agent.findMany({
+    where: {
+      OR: [
+        { id: { in: still.filter((c) => c.subjectType === 'agent').map((c) => c.subjectId) } },
+        {
+          joinTokenId: { in: still.filter((c) => c.subjectType === 'join_token').map((c) => c.subjectId) },
+          namespaceLabels: { equals: Prisma.DbNull },
+        },
+      ],
+    },
+    select: { id: true, labels: true },
+  });
+  if (agents.length === 0) return [];
+  const ids = new Set(agents.map((a) => a.id));
+  const hosts = agents.map((a) => a.labels as Record<string, string>);
+  const out = new Set<string>();
+  for (const r of reqs) {
+    const t = Targets.safeParse(r.targets);
+    if (!t.success) continue;
+    const targets = t.data;
+    const hit =
+      targets.type === 'processes'
+        ? targets.processes.some((p) => ids.has(p.agentId))
+        : hosts.some((h) => Object.entries(targets.labels).every(([k, v]) => h[k] === v));
+    if (hit) out.add(r.id);
+  }
+  const planned = await db.execution.findMany({
+    where: { requestId: { in: reqs.map((r) => r.id) }, agentId: { in: [...ids] } },
+    select: { requestId: true },
+    distinct: ['requestId'],
+  });
+  for (const e of planned) out.add(e.requestId);
+  return [...out];
 }

@@ -10,6 +10,7 @@ import {
   ScriptSummary,
   type CreateApiToken,
   type CreateJoinToken,
+  type SetAgentNamespaceLabels,
   type CreateNotificationRule,
   type UpdateNotificationRule,
   type CreateRequest,
@@ -33,6 +34,7 @@ import type { AuditProtection, PrismaClient } from '@pyreach/db';
 import { userActor, type Actor } from './actor';
 import * as agents from './agents';
 import * as audit from './audit';
+import * as auditAlert from './audit-alert';
 import * as checkpoints from './audit-checkpoint';
 import * as breakGlass from './break-glass';
 import * as executions from './executions';
@@ -41,12 +43,15 @@ import { APPLIERS } from './governance-apply';
 import { outcome, type Outcome } from './effects';
 import * as inspect from './inspect';
 import * as inventory from './inventory';
+import * as preflight from './preflight';
 import * as jobs from './jobs';
 import * as metrics from './metrics';
+import * as namespaceLabels from './namespace-labels';
 import * as notifications from './notifications';
 import { NO_ALLOW_LIST } from './notifications-net';
 import * as policy from './policy';
 import * as requests from './requests';
+import * as restore from './restore';
 import * as serviceAccounts from './service-accounts';
 import * as sessions from './sessions';
 import type { SigningKeyPair } from './signing';
@@ -82,6 +87,14 @@ export interface ServiceDeps {
     /** The file sink, read back by verify (a checkpoint deleted from the database still counts). */
     sinkFile?: string;
     sinkFailed(sink: string, err: unknown): void;
+    /** A verification found the chain broken (every time, recorded or not): for the log, outside the database. */
+    verifyFailed?(failure: {
+      brokenAt: string;
+      reason: string;
+      source: 'periodic' | 'request';
+      alert: auditAlert.VerifyAlert | null;
+      error?: unknown;
+    }): void;
   };
   /** Signs vote attestations; a key file next to the signing key, never in the database. */
   attestation: SigningKeyPair;
@@ -94,6 +107,8 @@ export interface ServiceDeps {
     inspectRoles?: readonly string[];
     loginRateLimit: number;
     agentGraceSeconds: number;
+    /** An agent gone this long is declared lost (`agent.lost`, notified once); 0 or unset: never. */
+    agentLostAfterSeconds?: number;
     /** Agent reports per batch at most (PYREACH_REPORT_BATCH_MAX; default REPORT_BATCH_MAX). */
     reportBatchMax?: number;
     publicUrl: string;
@@ -155,6 +170,7 @@ export function createServices(d: ServiceDeps) {
     publicUrl: d.config.publicUrl,
   };
 
+  const fingerprintKey = auditAlert.fingerprintKeyOf(d.checkpoints.key.privateKey);
   const protection = d.auditProtection;
   const protectionWord =
     d.dbKind === 'pglite'
@@ -281,25 +297,34 @@ export function createServices(d: ServiceDeps) {
 
     agents: {
       list: async (filter: { status?: 'online' | 'offline'; includeRevoked?: boolean }) => ({
-        agents: (await agents.listAgents(db, filter)).map(here),
+        agents: (await agents.listAgents(db, filter, d.attestation)).map(here),
       }),
-      get: async (id: string) => ({ agent: here(await agents.getAgent(db, id)) }),
+      get: async (id: string) => ({ agent: here(await agents.getAgent(db, id, d.attestation)) }),
       async revoke(actor: Actor, id: string, reason: string) {
         const r = await agents.revokeAgent(db, actor, id, reason, clock());
         return outcome({ agent: r.result }, r.effects);
       },
       async createJoinToken(actor: Actor, input: CreateJoinToken) {
-        const t = await agents.createJoinToken(db, actor, input, clock());
+        const t = await agents.createJoinToken(db, actor, input, clock(), d.attestation);
         return outcome({
           joinToken: {
             id: t.id,
             token: t.token,
             expiresAt: t.expiresAt.toISOString(),
             labels: t.labels,
+            namespaceLabels: t.namespaceLabels,
             maxUses: t.maxUses,
             hostPattern: t.hostPattern,
           },
+          change: t.change,
         });
+      },
+      async setNamespaceLabels(actor: Actor, id: string, body: SetAgentNamespaceLabels) {
+        const r = await namespaceLabels.setAgentNamespaceLabels(db, actor, id, body, d.attestation, clock());
+        return outcome(
+          { agent: here(await agents.getAgent(db, id, d.attestation)), change: r.result.change },
+          r.effects,
+        );
       },
       listJoinTokens: async (actor: Actor) => ({
         joinTokens: await agents.listJoinTokens(db, actor, clock()),
@@ -311,7 +336,7 @@ export function createServices(d: ServiceDeps) {
       revokeJoinTokenAgents: (actor: Actor, id: string, reason: string) =>
         agents.revokeJoinTokenAgents(db, actor, id, reason, clock()),
       async enroll(input: EnrollRequest) {
-        const r = await agents.enrollAgent(db, input, clock());
+        const r = await agents.enrollAgent(db, input, clock(), d.attestation);
         return outcome(
           { agentId: r.result.id, signingPublicKey: d.signing.publicKeyPem, signingKeyId: d.signing.keyId },
           r.effects,
@@ -427,12 +452,13 @@ export function createServices(d: ServiceDeps) {
         return { requests: page.items, nextCursor: page.nextCursor };
       },
       get: async (id: string) => ({ request: await requests.getRequest(db, id) }),
+      output: (id: string, executionId: string) => requests.executionOutput(db, id, executionId),
       create: async (actor: Actor, input: CreateRequest) =>
         named('request', await requests.createRequest(db, actor, input, clock(), d.attestation)),
       closeAfterReview: async (actor: Actor, id: string, body: CloseAfterReview) =>
         named('request', await breakGlass.closeAfterReview(db, actor, id, body, clock())),
       update: async (actor: Actor, id: string, patch: UpdateRequest) =>
-        named('request', await requests.updateRequest(db, actor, id, patch, clock())),
+        named('request', await requests.updateRequest(db, actor, id, patch, clock(), d.attestation)),
       cancel: async (actor: Actor, id: string, reason?: string) =>
         named('request', await requests.cancelRequest(db, actor, id, reason, clock())),
       /** The session's creation time is the moment of the last real sign-in: approving needs it to be recent. */
@@ -451,8 +477,19 @@ export function createServices(d: ServiceDeps) {
             attestation: d.attestation,
           }),
         ),
+      /** The restore a change that undoes itself carries, per target (services/restore.ts). */
+      restore: async (id: string) => ({ restore: await restore.restoreView(db, id, clock()) }),
+      /** "Restore now": the approved restore at once, no new vote (the requester, an approver or an admin). */
+      restoreNow: async (actor: Actor, id: string) =>
+        named('restore', await restore.restoreNow(db, actor, id, clock())),
       previewPolicy: (input: { targets: TargetsInput; kind?: 'library' | 'custom'; scriptId?: string }) =>
-        requests.previewPolicy(db, input),
+        requests.previewPolicy(db, input, d.attestation),
+      /** Each target's pre-flight verdict, evaluated now (services/preflight.ts). */
+      preflight: async (id: string) => ({ preflight: await requests.requestPreflight(db, id, clock()) }),
+      /** The new-request form's pre-flight panel: a draft's verdicts (nothing stored). */
+      previewPreflight: async (input: Parameters<typeof preflight.previewPreflight>[1]) => ({
+        preflight: await preflight.previewPreflight(db, input, clock()),
+      }),
     },
 
     policies: {
@@ -508,11 +545,37 @@ export function createServices(d: ServiceDeps) {
         const page = await audit.queryAudit(db, withDates(q));
         return { events: await audit.withSubjectNames(db, page.items), nextCursor: page.nextCursor };
       },
-      /** The chain, every checkpoint's signature, and the chain against the checkpoints (db + file sink). */
-      async verify() {
+      /**
+       * The chain, every checkpoint's signature, and the chain against the checkpoints (db + file sink). A
+       * broken chain is recorded `audit.verify_failed` and notified, once per distinct break (audit-alert.ts).
+       */
+      async verify(source: 'periodic' | 'request' = 'request') {
         const extra = d.checkpoints.sinkFile ? await checkpoints.readFileSink(d.checkpoints.sinkFile) : [];
         const v = await checkpoints.verifyWithCheckpoints(db, d.checkpoints.trusted, { extra });
         const r = v.chain;
+        if (!r.ok) {
+          let alert: auditAlert.VerifyAlert | null = null;
+          let error: unknown;
+          try {
+            alert = await auditAlert.recordVerifyFailure(
+              db,
+              fingerprintKey,
+              r,
+              { source, checkpoints: v.checkpoints },
+              clock(),
+            );
+          } catch (err) {
+            // The database may refuse (it is the thing that was tampered with): the log still says it.
+            error = err;
+          }
+          d.checkpoints.verifyFailed?.({
+            brokenAt: r.brokenAt.toString(),
+            reason: r.reason,
+            source,
+            alert,
+            ...(error ? { error } : {}),
+          });
+        }
         const latest = v.latest ? { seq: v.latest.seq, at: v.latest.at } : null;
         return r.ok
           ? {
@@ -579,7 +642,9 @@ export function createServices(d: ServiceDeps) {
       apply: (agentId: string, ev: JobEvent) =>
         inspect.isInspectionJob(ev.jobId)
           ? inspect.recordInspectionEvent(db, agentId, ev, clock())
-          : reports.submit({ agentId, ev }),
+          : restore.isRestoreJob(ev.jobId)
+            ? restore.recordRestoreEvent(db, agentId, ev, clock())
+            : reports.submit({ agentId, ev }),
       /** A report refused for good (malformed, unstorable): audited against its job. */
       reportRefused: (
         agentId: string,
@@ -597,7 +662,15 @@ export function createServices(d: ServiceDeps) {
       dispatchFailed: (job: Pick<jobs.PlannedJob, 'agentId' | 'jobId'>, failure: Failure) =>
         jobs.dispatchFailed(db, job, failure, clock()),
       housekeeping: (connectedAnywhere: (agentId: string) => Promise<boolean>) =>
-        jobs.housekeeping(db, { connectedAnywhere, agentGraceSeconds: d.config.agentGraceSeconds }, clock()),
+        jobs.housekeeping(
+          db,
+          {
+            connectedAnywhere,
+            agentGraceSeconds: d.config.agentGraceSeconds,
+            agentLostAfterSeconds: d.config.agentLostAfterSeconds ?? 0,
+          },
+          clock(),
+        ),
     },
   };
 }

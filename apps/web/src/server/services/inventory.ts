@@ -83,6 +83,8 @@ export async function saveSnapshot(
       kernel: snap.host.kernel,
       arch: snap.host.arch,
       bootId: snap.host.bootId ?? null,
+      // What the agent's own policy refuses (pre-flight verdicts); NULL from an agent too old to say.
+      localPolicy: snap.host.localPolicy ?? Prisma.DbNull,
       scannedAt,
     };
     const host = await tx.host.upsert({

@@ -7,12 +7,13 @@ import type { Failure } from '@pyreach/protocol/common';
 import type { AnyJobEnvelope } from '@pyreach/protocol/job';
 import { IN_FLIGHT_EXECUTION_STATES } from '@pyreach/protocol/states';
 import type { PrismaClient } from '@pyreach/db';
-import { markDisconnected } from './agents';
+import { declareLostAgents, markDisconnected } from './agents';
 import { planExecutions, sendWave, type AgentVersionOf, type DispatchKeys } from './dispatch';
 import { outcome, type Effect, type Outcome } from './effects';
 import { AppError } from './errors';
 import { expireOverdue, markAgentLost, recordDispatchRefusal, TRANSPORT_FAILURES } from './executions';
 import { claimInspections, expireInspections, inspectionDispatchRefused, isInspectionJob } from './inspect';
+import { claimRestoreRuns, expireRestoreRuns, isRestoreJob, restoreDispatchRefused } from './restore';
 
 /** A signed job claimed as sent, to emit on the agent's connection: an execution's, or an inspection's (both null). */
 export interface PlannedJob {
@@ -53,6 +54,18 @@ export async function nextWave(
       requestId: null,
       executionId: null,
       envelope: i.envelope,
+    });
+  // Follow-ups of changes that undo themselves (the check at expiry, "Restore now"): signed from the approved
+  // request's content when due, claimed once (services/restore.ts).
+  const restores = await claimRestoreRuns(db, keys, connectedAgentIds, versionOf, now());
+  effects.push(...restores.effects);
+  for (const r of restores.result)
+    jobs.push({
+      jobId: r.jobId,
+      agentId: r.agentId,
+      requestId: r.requestId,
+      executionId: null,
+      envelope: r.envelope,
     });
   const approved = await db.injectionRequest.findMany({
     where: { state: 'approved' },
@@ -106,6 +119,17 @@ export async function dispatchFailed(
     );
     return outcome({ refused: i.result }, i.effects);
   }
+  if (isRestoreJob(job.jobId)) {
+    const r = await restoreDispatchRefused(
+      db,
+      job.agentId,
+      job.jobId,
+      failure.error,
+      TRANSPORT_FAILURES.has(failure.error.code),
+      now,
+    );
+    return outcome({ refused: r.result }, r.effects);
+  }
   const r = await recordDispatchRefusal(db, job.agentId, job.jobId, failure.error, now);
   return outcome({ refused: r.result !== null }, r.effects);
 }
@@ -115,14 +139,18 @@ export interface HousekeepingPorts {
   connectedAnywhere(agentId: string): Promise<boolean>;
   /** Seconds an agent may be gone before its in-flight jobs are lost. */
   agentGraceSeconds: number;
+  /** Seconds an agent may be gone before it is declared lost (`agent.lost`, notified once); 0: never. */
+  agentLostAfterSeconds?: number;
 }
 
 export interface HousekeepingReport {
-  expired: { requests: number; executions: number; inspections: number };
+  expired: { requests: number; executions: number; inspections: number; restores: number };
   /** Agents recorded as disconnected because no replica held their connection. */
   disconnected: string[];
   /** Agents whose in-flight jobs became agent_lost, with how many. */
   lost: { agentId: string; executions: number }[];
+  /** Agents declared lost (audited `agent.lost`, notified) in this pass. */
+  agentsLost: string[];
 }
 
 /** Expiry, then the lost-agent sweep (run by one replica: the leader). */
@@ -133,14 +161,21 @@ export async function housekeeping(
 ): Promise<Outcome<HousekeepingReport>> {
   const expired = await expireOverdue(db, now);
   const inspections = await expireInspections(db, now);
+  const restores = await expireRestoreRuns(db, now);
   const swept = await sweepLostAgents(db, ports, now);
+  const gone = await declareLostAgents(
+    db,
+    { lostAfterSeconds: ports.agentLostAfterSeconds ?? 0, connectedAnywhere: ports.connectedAnywhere },
+    now,
+  );
   return outcome(
     {
-      expired: { ...expired.result, inspections: inspections.result },
-      disconnected: swept.result.disconnected,
+      expired: { ...expired.result, inspections: inspections.result, restores: restores.result },
+      disconnected: [...new Set([...swept.result.disconnected, ...gone.disconnected])],
       lost: swept.result.lost,
+      agentsLost: gone.lost,
     },
-    [...expired.effects, ...inspections.effects, ...swept.effects],
+    [...expired.effects, ...inspections.effects, ...restores.effects, ...swept.effects],
   );
 }
 

@@ -47,6 +47,9 @@ function candidateKinds(e: AuditedEvent): NotificationEvent[] {
   if (FINISH_ACTIONS.has(e.action)) kinds.push('request.finished');
   const data = e.data as { breakGlass?: unknown } | null;
   if (e.action.startsWith('break_glass.') || data?.breakGlass === true) kinds.push('break_glass.used');
+  if (e.action === 'agent.lost') kinds.push('agent.lost');
+  // `audit.verify_failed` is not taken from the audit trail: the verifier writes its outbox rows itself, under
+  // keys a database writer cannot guess (enqueueVerifyFailure).
   return kinds;
 }
 
@@ -92,15 +95,7 @@ export async function enqueueNotifications(tx: Tx, events: readonly AuditedEvent
     select: { id: true, events: true, policyId: true, targetLabels: true, states: true },
   });
   if (rules.length === 0) return 0;
-  const rows: {
-    id: string;
-    ruleId: string;
-    eventKey: string;
-    kind: string;
-    payload: Prisma.InputJsonObject;
-    createdAt: Date;
-    nextAttemptAt: Date;
-  }[] = [];
+  const rows: OutboxRow[] = [];
   const requests = new Map<string, InjectionRequest | null>();
   const labels = new Map<string, Labels[]>();
   for (const { e, kinds } of wanted) {
@@ -118,41 +113,95 @@ export async function enqueueNotifications(tx: Tx, events: readonly AuditedEvent
           continue;
         const want = labelsOf(rule.targetLabels);
         if (Object.keys(want).length > 0) {
-          if (!req) continue;
-          if (!labels.has(req.id)) labels.set(req.id, await targetLabels(tx, req));
-          if (!labelsMatch(want, labels.get(req.id) ?? [])) continue;
+          if (kind === 'agent.lost') {
+            // The lost agent's own labels (as the event recorded them).
+            if (!labelsMatch(want, [labelsOf((e.data as { labels?: unknown } | null)?.labels ?? {})]))
+              continue;
+          } else {
+            if (!req) continue;
+            if (!labels.has(req.id)) labels.set(req.id, await targetLabels(tx, req));
+            if (!labelsMatch(want, labels.get(req.id) ?? [])) continue;
+          }
         }
-        const { tokenId: _t, ...data } = (e.data ?? {}) as Record<string, unknown>;
-        rows.push({
-          id: newId('ntf'),
-          ruleId: rule.id,
-          eventKey: `${e.seq}:${kind}`,
-          kind,
-          createdAt: e.at,
-          nextAttemptAt: e.at,
-          payload: JSON.parse(
-            JSON.stringify({
-              event: kind,
-              at: e.at.toISOString(),
-              actor: { type: e.actorType, name: e.actorName ?? e.actorType },
-              request: req && {
-                id: req.id,
-                state: req.state as NonNullable<StoredPayload['request']>['state'],
-                kind: req.kind,
-                scriptId: req.scriptId,
-                reason: req.reason,
-                policyId: req.policyId,
-                requesterId: req.requesterId,
-                requiredApprovals: req.requiredApprovals,
-                approverRoles: req.approverRoles,
-              },
-              data: { action: e.action, ...data },
-            } satisfies StoredPayload),
-          ) as Prisma.InputJsonObject,
-        });
+        rows.push(outboxRow(rule.id, kind, `${e.seq}:${kind}`, e, req));
       }
     }
   }
   if (rows.length === 0) return 0;
   return (await tx.notificationOutbox.createMany({ data: rows, skipDuplicates: true })).count;
+}
+
+type OutboxRow = {
+  id: string;
+  ruleId: string;
+  eventKey: string;
+  kind: string;
+  payload: Prisma.InputJsonObject;
+  createdAt: Date;
+  nextAttemptAt: Date;
+};
+
+/** One outbox row: the stored payload (what every retry sends) of event `e` as `kind` for one rule. */
+function outboxRow(
+  ruleId: string,
+  kind: NotificationEvent,
+  eventKey: string,
+  e: AuditedEvent,
+  req: InjectionRequest | null,
+): OutboxRow {
+  const { tokenId: _t, ...data } = (e.data ?? {}) as Record<string, unknown>;
+  return {
+    id: newId('ntf'),
+    ruleId,
+    eventKey,
+    kind,
+    createdAt: e.at,
+    nextAttemptAt: e.at,
+    payload: JSON.parse(
+      JSON.stringify({
+        event: kind,
+        at: e.at.toISOString(),
+        actor: { type: e.actorType, name: e.actorName ?? e.actorType },
+        request: req && {
+          id: req.id,
+          state: req.state as NonNullable<StoredPayload['request']>['state'],
+          kind: req.kind,
+          scriptId: req.scriptId,
+          reason: req.reason,
+          policyId: req.policyId,
+          requesterId: req.requesterId,
+          requiredApprovals: req.requiredApprovals,
+          approverRoles: req.approverRoles,
+        },
+        data: {
+          action: e.action,
+          ...(e.subjectType && e.subjectId ? { subjectType: e.subjectType, subjectId: e.subjectId } : {}),
+          ...data,
+        },
+      } satisfies StoredPayload),
+    ) as Prisma.InputJsonObject,
+  };
+}
+
+/**
+ * The outbox rows of an `audit.verify_failed` event, written by the verifier itself in the transaction of that
+ * event: one per enabled rule listing the event, whatever its filters. `key` is secret-derived (the break's
+ * fingerprint, an HMAC under a key off the database), so a database writer cannot pre-insert rows under the keys
+ * these will take and have them skipped as duplicates. Returns how many rules should get it and how many rows
+ * were written (fewer: rows with these keys existed — told to the caller, who logs it).
+ */
+export async function enqueueVerifyFailure(
+  tx: Tx,
+  e: AuditedEvent,
+  key: string,
+): Promise<{ rules: number; written: number }> {
+  const kind: NotificationEvent = 'audit.verify_failed';
+  const rules = await tx.notificationRule.findMany({
+    where: { enabled: true, events: { has: kind } },
+    select: { id: true },
+  });
+  if (rules.length === 0) return { rules: 0, written: 0 };
+  const rows = rules.map((r) => outboxRow(r.id, kind, `${kind}:${key}`, e, null));
+  const written = (await tx.notificationOutbox.createMany({ data: rows, skipDuplicates: true })).count;
+  return { rules: rules.length, written };
 }

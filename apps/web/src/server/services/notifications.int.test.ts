@@ -9,7 +9,10 @@ import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { after, before, test } from 'node:test';
 import type { Outcome } from './effects';
-import { appendAudit } from './audit';
+import { declareLostAgents, markConnected, markDisconnected } from './agents';
+import { appendAudit, lockHead } from './audit';
+import { fingerprintKeyOf, recordVerifyFailure } from './audit-alert';
+import { verifyWithCheckpoints } from './audit-checkpoint';
 import { AppError } from './errors';
 import * as n from './notifications';
 import { parseAllowList, type Resolver } from './notifications-net';
@@ -478,5 +481,210 @@ describeEachDatabase('notifications', (db) => {
       'no link forged from the reason',
     );
     await w.prisma.notificationRule.delete({ where: { id: rule.id } });
+  });
+  test('an agent gone past the lost-after period is told once per loss (signed), again only after it came back', async () => {
+    const w = await world({ env: 'ntf-lost' });
+    const { rule, secret } = await n.createRule(
+      w.prisma,
+      w.admin,
+      {
+        name: `lost-${w.agent.id}`.toLowerCase(),
+        events: ['agent.lost'],
+        url: rx.url('/lost'),
+        targetLabels: { env: 'ntf-lost' },
+      },
+      cfg(),
+    );
+    const elsewhere = await n.createRule(
+      w.prisma,
+      w.admin,
+      {
+        name: `lost-else-${w.agent.id}`.toLowerCase(),
+        events: ['agent.lost'],
+        url: rx.url('/lost-else'),
+        targetLabels: { env: 'elsewhere' },
+      },
+      cfg(),
+    );
+    // In the past, so the rows are due now (an event's time never goes back along the chain).
+    const t0 = Date.now() - 3_600_000;
+    const at = (s: number) => new Date(t0 + s * 1000);
+    const lostAfterSeconds = 120;
+    const nobody = async (_agentId: string) => false;
+    const sweep = (s: number, connectedAnywhere = nobody) =>
+      declareLostAgents(w.prisma, { lostAfterSeconds, connectedAnywhere }, at(s));
+    await markConnected(w.prisma, w.agent.id, at(0));
+    await markDisconnected(w.prisma, w.agent.id, at(10));
+    assert.ok(!(await sweep(10 + 60)).lost.includes(w.agent.id), 'within the period: not lost');
+    // Two replicas sweeping at once (a leader hand-over): one loss recorded.
+    const [a, b] = await Promise.all([sweep(10 + 121), sweep(10 + 121)]);
+    assert.equal([...a.lost, ...b.lost].filter((id) => id === w.agent.id).length, 1);
+    assert.ok(!(await sweep(10 + 900)).lost.includes(w.agent.id), 'not again while it stays away');
+    const rows = () => w.prisma.notificationOutbox.findMany({ where: { ruleId: rule.id } });
+    assert.equal((await rows()).length, 1, 'one notification per loss');
+    assert.equal(await w.prisma.notificationOutbox.count({ where: { ruleId: elsewhere.rule.id } }), 0);
+    const audited = await w.prisma.auditEvent.findMany({
+      where: { action: 'agent.lost', subjectId: w.agent.id },
+    });
+    assert.equal(audited.length, 1);
+    assert.equal(audited[0]?.actorName, 'agent-watch');
+
+    const before = rx.got.length;
+    await drain(w.prisma, cfg());
+    const got = rx.got.slice(before).filter((r) => r.path === '/lost');
+    assert.equal(got.length, 1);
+    assert.ok(verify(secret!, got[0]!), 'the HMAC over timestamp and body verifies');
+    const body = JSON.parse(got[0]!.body) as {
+      event: string;
+      link: string;
+      request: null;
+      data: { subjectId: string; name: string; labels: Record<string, string>; lastSeenAt: string };
+    };
+    assert.equal(body.event, 'agent.lost');
+    assert.equal(body.request, null);
+    assert.equal(body.link, 'https://pyreach.example/fleet');
+    assert.equal(body.data.subjectId, w.agent.id);
+    assert.equal(body.data.name, w.agent.name);
+    assert.deepEqual(body.data.labels, { env: 'ntf-lost' });
+    assert.equal(body.data.lastSeenAt, at(10).toISOString());
+    // A Slack rule gets the agent's name and a button to the fleet page (no request to link to).
+    const slack = n.slackMessage(n.payloadOf((await rows())[0]!, 'https://pyreach.example'));
+    const [section, actions] = slack.blocks as unknown as [
+      { text: { text: string } },
+      { elements: { url: string }[] },
+    ];
+    assert.match(section.text.text, new RegExp(`Agent lost\\*\\n> ${w.agent.name} last seen`));
+    assert.deepEqual(
+      actions.elements.map((e) => e.url),
+      ['https://pyreach.example/fleet'],
+    );
+
+    // It came back, and went away again: a new loss, told again.
+    await markConnected(w.prisma, w.agent.id, at(1000));
+    assert.equal(
+      (await w.prisma.agent.findUniqueOrThrow({ where: { id: w.agent.id } })).lostAt,
+      null,
+      'the claim is cleared on connect',
+    );
+    await markDisconnected(w.prisma, w.agent.id, at(1010));
+    assert.ok((await sweep(1010 + 121)).lost.includes(w.agent.id));
+    assert.equal((await rows()).length, 2);
+
+    // Left `online` by a replica that died: recorded disconnected when no replica holds it, lost a period later;
+    // one that a replica does hold is left alone however quiet.
+    const orphan = await seedAgent(w.prisma, w.admin, { labels: { env: 'ntf-lost' } });
+    await markConnected(w.prisma, orphan.id, at(2000));
+    const held = await sweep(2000 + 500, async (id) => id === orphan.id);
+    assert.ok(!held.disconnected.includes(orphan.id) && !held.lost.includes(orphan.id));
+    assert.ok((await sweep(2000 + 500)).disconnected.includes(orphan.id));
+    const later = await sweep(2000 + 500 + 121);
+    assert.ok(later.lost.includes(orphan.id));
+    // A revoked agent is never reported lost.
+    const gone = await seedAgent(w.prisma, w.admin, { labels: { env: 'ntf-lost' } });
+    await markConnected(w.prisma, gone.id, at(3000));
+    await markDisconnected(w.prisma, gone.id, at(3010));
+    await w.prisma.agent.update({ where: { id: gone.id }, data: { revokedAt: at(3020) } });
+    assert.ok(!(await sweep(3010 + 500)).lost.includes(gone.id));
+    assert.equal((await rows()).length, 3);
+    await drain(w.prisma, cfg());
+    await w.prisma.notificationRule.deleteMany({ where: { createdById: w.admin.id } });
+  });
+
+  // Last in the file: it breaks this database's chain for good.
+  test('a tampered audit row is recorded audit.verify_failed and delivered once; a database writer cannot suppress it', async () => {
+    const w = await world({ env: 'ntf-verify' });
+    const key = testKeyPair();
+    const fkey = fingerprintKeyOf(key.privateKey);
+    const { rule, secret } = await n.createRule(
+      w.prisma,
+      w.admin,
+      {
+        name: `verify-${w.agent.id}`.toLowerCase(),
+        events: ['audit.verify_failed'],
+        url: rx.url('/verify'),
+        // A request filter does not hide a broken chain: it is everyone's.
+        targetLabels: { env: 'unrelated' },
+      },
+      cfg(),
+    );
+    const victim = await w.prisma.auditEvent.findFirstOrThrow({
+      where: { action: 'notification_rule.create', subjectId: rule.id },
+    });
+    // The attacker: edits a row behind the trigger's back...
+    await w.prisma.$transaction(async (tx) => {
+      await tx.$executeRawUnsafe('ALTER TABLE audit_event DISABLE TRIGGER audit_event_no_update');
+      await tx.$executeRawUnsafe(`UPDATE audit_event SET "actorName" = 'nobody' WHERE seq = ${victim.seq}`);
+      await tx.$executeRawUnsafe('ALTER TABLE audit_event ENABLE TRIGGER audit_event_no_update');
+    });
+    // ...then writes the alert's event themselves (a well-linked look-alike) and outbox rows under every key
+    // they can predict, already "delivered", hoping the real ones are skipped as duplicates.
+    const head = await w.prisma.$transaction((tx) => lockHead(tx));
+    for (let seq = head!.seq + 1n; seq <= head!.seq + 4n; seq++)
+      await w.prisma.notificationOutbox.create({
+        data: {
+          id: `ntf_forged_${seq}_${w.agent.id}`,
+          ruleId: rule.id,
+          eventKey: `${seq}:audit.verify_failed`,
+          kind: 'audit.verify_failed',
+          payload: {},
+          status: 'delivered',
+        },
+      });
+    await w.prisma.$transaction((tx) =>
+      appendAudit(tx, {
+        actor: { type: 'system', name: 'audit-verifier' },
+        action: 'audit.verify_failed',
+        subjectType: 'audit_event',
+        subjectId: victim.seq.toString(),
+        data: {
+          brokenAt: victim.seq.toString(),
+          reason: `event ${victim.seq} was altered: its content no longer matches its hash`,
+          fingerprint: '0'.repeat(64),
+        },
+      }),
+    );
+    assert.equal(
+      await w.prisma.notificationOutbox.count({ where: { ruleId: rule.id, status: 'pending' } }),
+      0,
+      'an audit.verify_failed event in the trail is not itself an alert (the verifier sends those)',
+    );
+
+    const run = async () => {
+      const v = await verifyWithCheckpoints(w.prisma, [key.publicKey]);
+      assert.equal(v.chain.ok, false);
+      if (v.chain.ok) throw new Error('unreachable');
+      return recordVerifyFailure(w.prisma, fkey, v.chain, { source: 'periodic', checkpoints: v.checkpoints });
+    };
+    // Two replicas verifying at once record it once; a later verification of the same break adds nothing.
+    const [x, y] = await Promise.all([run(), run()]);
+    assert.deepEqual([x.recorded, y.recorded].sort(), [false, true]);
+    const first = x.recorded ? x : y;
+    assert.equal(first.rules, 1);
+    assert.equal(first.written, 1, 'written under a key the attacker could not guess');
+    assert.equal((await run()).recorded, false);
+    const events = await w.prisma.auditEvent.findMany({ where: { action: 'audit.verify_failed' } });
+    const real = events.filter((e) => (e.data as { fingerprint?: string }).fingerprint === first.fingerprint);
+    assert.equal(real.length, 1);
+    assert.equal((real[0]!.data as { brokenAt: string }).brokenAt, victim.seq.toString());
+    assert.equal(real[0]!.actorType, 'system');
+
+    const before = rx.got.length;
+    await drain(w.prisma, cfg());
+    const got = rx.got.slice(before).filter((r) => r.path === '/verify');
+    assert.equal(got.length, 1, 'delivered once');
+    assert.ok(verify(secret!, got[0]!));
+    const body = JSON.parse(got[0]!.body) as {
+      event: string;
+      link: string;
+      data: { brokenAt: string; reason: string; source: string };
+    };
+    assert.equal(body.event, 'audit.verify_failed');
+    assert.equal(body.link, 'https://pyreach.example/audit');
+    assert.equal(body.data.brokenAt, victim.seq.toString());
+    assert.match(body.data.reason, /altered/);
+    // Verifying again (periodic or asked for) sends nothing more.
+    await run();
+    await drain(w.prisma, cfg());
+    assert.equal(rx.got.slice(before).filter((r) => r.path === '/verify').length, 1);
   });
 });

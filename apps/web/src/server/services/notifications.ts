@@ -315,9 +315,17 @@ export function signBody(secret: string, timestamp: string, body: string): strin
   return createHmac('sha256', secret).update(`${timestamp}.${body}`, 'utf8').digest('hex');
 }
 
+/** Where an event that is not a request's points: the audit log at the break, the fleet page. */
+function linkOf(stored: Omit<NotificationPayload, 'id'>, publicUrl: string): string | undefined {
+  if (stored.event === 'audit.verify_failed') return `${publicUrl}/audit`;
+  if (stored.event === 'agent.lost') return `${publicUrl}/fleet`;
+  return undefined;
+}
+
 /** The body as sent: the stored event with its delivery id and the request's deep link. Same on every retry. */
 export function payloadOf(o: NotificationOutbox, publicUrl: string): NotificationPayload {
   const stored = o.payload as Omit<NotificationPayload, 'id'>;
+  const link = linkOf(stored, publicUrl);
   return NotificationPayload.parse({
     id: o.id,
     ...stored,
@@ -325,6 +333,7 @@ export function payloadOf(o: NotificationOutbox, publicUrl: string): Notificatio
       ...stored.request,
       url: `${publicUrl}/requests/${encodeURIComponent(stored.request.id)}`,
     },
+    ...(link ? { link } : {}),
   });
 }
 
@@ -335,7 +344,19 @@ const EVENT_TITLE: Record<NotificationEvent, string> = {
   'request.rejected': 'Request rejected',
   'request.finished': 'Request finished',
   'break_glass.used': 'Break-glass used',
+  'agent.lost': 'Agent lost',
+  'audit.verify_failed': 'Audit chain verification FAILED',
 };
+
+/** The line under the title for events that are not a request's. */
+function summaryOf(p: NotificationPayload): string | null {
+  const d = p.data as Record<string, unknown>;
+  if (p.event === 'agent.lost')
+    return `${String(d.name ?? d.subjectId ?? 'an agent')} last seen ${String(d.lastSeenAt ?? '?')}`;
+  if (p.event === 'audit.verify_failed')
+    return `first bad event ${String(d.brokenAt ?? '?')}: ${String(d.reason ?? '')}`;
+  return null;
+}
 
 /** Slack's `mrkdwn` control characters in user text (a reason) are escaped, so it cannot forge links. */
 const slackEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -346,18 +367,19 @@ export function slackMessage(p: NotificationPayload) {
   const title = `${EVENT_TITLE[p.event]}${r ? `: ${r.scriptId ?? 'custom code'} (${r.state})` : ''}`;
   const lines = [`*${slackEscape(title)}*`];
   if (r) lines.push(`> ${slackEscape(r.reason.slice(0, 500))}`);
+  const summary = summaryOf(p);
+  if (summary) lines.push(`> ${slackEscape(summary.slice(0, 500))}`);
   lines.push(`by ${slackEscape(p.actor.name)}`);
+  const url = r?.url ?? p.link;
   return {
-    text: r ? `${title} — ${r.url}` : title,
+    text: url ? `${title} — ${url}` : title,
     blocks: [
       { type: 'section', text: { type: 'mrkdwn', text: lines.join('\n') } },
-      ...(r
+      ...(url
         ? [
             {
               type: 'actions',
-              elements: [
-                { type: 'button', text: { type: 'plain_text', text: 'Open in Pyreach' }, url: r.url },
-              ],
+              elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open in Pyreach' }, url }],
             },
           ]
         : []),

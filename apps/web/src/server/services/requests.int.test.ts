@@ -344,6 +344,9 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       level: 'DEBUG',
       adjustHandlers: true,
       durationSeconds: 600,
+      mode: 'set',
+      // A change that undoes itself is named by its request, in the hash (the follow-ups find it by it).
+      restoreToken: req.id,
     });
     await assert.rejects(
       updateRequest(w.prisma, w.op, req.id, { params: { level: 'LOUD' } }),
@@ -357,6 +360,8 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       level: 'INFO',
       adjustHandlers: true,
       durationSeconds: 600,
+      mode: 'set',
+      restoreToken: req.id,
     });
     assert.equal(edited.revision, req.revision + 1);
   });
@@ -546,6 +551,37 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       'succeeded',
     ]);
     assert.equal((await verifyAuditChain(w.prisma)).ok, true);
+  });
+
+  test('eight wave passes at once never send past the rollout concurrency, round after round', async () => {
+    const w = await world({ env: 'waves' }, 30);
+    await seedPolicy(w.prisma, {
+      name: `waves-${w.agent.id}`,
+      matchLabels: { env: 'waves' },
+      priority: 10,
+      requiredApprovals: 0,
+      allowCustomCode: true,
+    });
+    const req = await createRequest(w.prisma, w.op, {
+      kind: 'custom',
+      code: 'x',
+      targets: w.targets,
+      reason: 'racing waves',
+      rollout: { concurrency: 3, maxFailures: 30 },
+    });
+    await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
+    await planExecutions(w.prisma, req.id);
+    const keys = await loadOrCreateSigningKey({
+      keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
+    });
+    const pass = () => sendWave(w.prisma, req.id, { signing: keys, attestation: ATTEST }, () => true);
+    for (let round = 0; round < 10; round++) {
+      const sent = (await Promise.all(Array.from({ length: 8 }, pass))).flat();
+      assert.equal(sent.length, 3, `round ${round}: exactly the concurrency, between all passes`);
+      for (const j of sent)
+        await applyJobEvent(w.prisma, w.agent.id, result(j.execution.jobId, 1, 'succeeded'));
+    }
+    assert.equal((await getRequest(w.prisma, req.id)).state, 'succeeded');
   });
 
   test('an approval that expired before dispatch expires the request; lost agents and overdue jobs end honestly', async () => {

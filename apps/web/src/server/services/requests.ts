@@ -1,12 +1,16 @@
 import {
   CreateRequest,
+  type ExecutionDetail,
   PolicyPreviewBody,
   Review as ReviewInput,
   UpdateRequest,
   type Targets,
   type TargetsInput,
 } from '@pyreach/protocol/api';
+import { z } from 'zod';
 import { type JsonObject, type Labels } from '@pyreach/protocol/common';
+import { decodeToBytes } from '@pyreach/protocol/text';
+import { OUTPUT_PREVIEW_BYTES, previewOf } from '@pyreach/protocol/results';
 import {
   IN_FLIGHT_EXECUTION_STATES,
   canRequestTransition,
@@ -23,12 +27,20 @@ import { AppError, isUniqueViolation, parseInput } from './errors';
 import { attestEmergency, requireGrant } from './break-glass';
 import { unconfirmedGovernanceOf } from './governance';
 import { newId } from './ids';
+import { preflightContentOf, preflightOf, refuseIfAllDoomed } from './preflight';
 import { matchSelector } from './inventory';
 import { checkScriptParams, getScript } from '@pyreach/scripts';
 import { resolvePolicy, type EffectivePolicy } from './policy';
-import { decisionOf, execErrorOf, executionStateOf, labelsOf, leftoverThreadOf, requestOf } from './rows';
+import { withRestoreToken } from './restore';
+import { labelsOfProcesses } from './namespace-labels';
+import { decisionOf, execErrorOf, executionStateOf, leftoverThreadOf, requestOf } from './rows';
 
 export { MAX_ROLLOUT_CONCURRENCY } from '@pyreach/protocol/api';
+
+/** sha256 of '' (the digest of an execution without output; the column's default). */
+const EMPTY_DIGEST = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+/** A process's argv as the inventory stores it (JSON). */
+const Cmdline = z.array(z.string());
 
 /** A request as the services and the API see it: the row with its JSON columns parsed. */
 export type Request = ReturnType<typeof requestOf<InjectionRequest>>;
@@ -36,28 +48,31 @@ export type Request = ReturnType<typeof requestOf<InjectionRequest>>;
 export { contentHashOf, type RequestContent } from './content';
 
 /**
- * Host labels of every target: explicit processes → their agents; selector → matching hosts + the selector.
- * The policy of a request (and its preview) is resolved over these.
+ * Policy labels of every target process (namespace-labels.ts: its host's labels plus those an admin declared for
+ * the namespace its agent reports it in): explicit processes one entry each; a selector its own labels, then one
+ * entry per matching process. The policy of a request (and its preview) is resolved over these. Namespace
+ * declarations count only when they verify with `key` (a process no verified declaration prices is
+ * POLICY_DENIED, see processLabeler).
  */
-export async function labelsOfTargets(db: Db, targets: Targets): Promise<Labels[]> {
+export async function labelsOfTargets(
+  db: Db,
+  key: Pick<AttestationKey, 'publicKey'> | undefined,
+  targets: Targets,
+): Promise<Labels[]> {
   if (targets.type === 'processes') {
-    const ids = [...new Set(targets.processes.map((p) => p.agentId))];
-    const agents = await db.agent.findMany({
-      where: { id: { in: ids } },
-      select: { id: true, labels: true, revokedAt: true },
+    const labels = await labelsOfProcesses(db, key, targets.processes);
+    return labels.map((l, i) => {
+      if (l) return l;
+      const id = targets.processes[i]!.agentId;
+      throw new AppError('VALIDATION', `target agent ${id} is unknown or revoked`, {
+        userMessage: `target agent ${id} is unknown or revoked`,
+      });
     });
-    for (const id of ids) {
-      const a = agents.find((x) => x.id === id);
-      if (!a || a.revokedAt)
-        throw new AppError('VALIDATION', `target agent ${id} is unknown or revoked`, {
-          userMessage: `target agent ${id} is unknown or revoked`,
-        });
-    }
-    return agents.map((a) => labelsOf(a.labels));
   }
   const matched = await matchSelector(db, { labels: targets.labels, process: targets.process });
+  const labels = await labelsOfProcesses(db, key, matched);
   // The selector's own labels stand for hosts that may match it by dispatch time.
-  return [targets.labels, ...matched.map((m) => m.labels)];
+  return [targets.labels, ...labels.map((l, i) => l ?? matched[i]!.labels)];
 }
 
 function checkCustomCode(kind: string, policy: EffectivePolicy) {
@@ -84,6 +99,7 @@ function libraryContent(
   scriptId: string,
   code: string | undefined,
   params: unknown,
+  requestId: string,
 ): { code: string; params: JsonObject } {
   const script = getScript(scriptId);
   if (!script)
@@ -98,7 +114,8 @@ function libraryContent(
   const checked = checkScriptParams(scriptId, params);
   if (!checked.ok)
     throw new AppError('VALIDATION', checked.message, { userMessage: `params: ${checked.message}` });
-  return { code: script.source, params: checked.params };
+  // A change that undoes itself names its restore with the request id (in the hash: the follow-ups find it by it).
+  return { code: script.source, params: withRestoreToken(scriptId, checked.params, requestId) as JsonObject };
 }
 
 /**
@@ -111,34 +128,44 @@ export async function createRequest(
   actor: Actor,
   input: CreateRequest,
   now: Date = new Date(),
-  /** Signs emergencies at filing and checks grants (needed only for `emergency: true`). */
-  breakGlassKey?: AttestationKey,
+  /**
+   * The attestation key: verifies namespace declarations (without it no process in a namespace is priced) and
+   * signs emergencies at filing and checks grants (`emergency: true` needs it).
+   */
+  attestation?: AttestationKey,
 ): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:create');
   const parsed = parseInput(CreateRequest, input, 'request');
+  const id = newId('req');
   const data =
     parsed.kind === 'library'
-      ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params) }
+      ? { ...parsed, ...libraryContent(parsed.scriptId ?? '', parsed.code, parsed.params, id) }
       : { ...parsed, code: parsed.code! };
   const emergency = parsed.emergency === true;
   if (emergency && actor.type !== 'user')
     throw new AppError('PERSON_REQUIRED', `${actor.type} may not file an emergency`, {
       userMessage: 'emergency: break-glass is a person’s grant; API tokens cannot use it',
     });
-  if (emergency && !breakGlassKey)
+  if (emergency && !attestation)
     throw new AppError('INTERNAL', 'break-glass needs the attestation key', {
       userMessage: 'internal error',
     });
-  const policy = await resolvePolicy(db, await labelsOfTargets(db, data.targets), {
+  const policy = await resolvePolicy(db, await labelsOfTargets(db, attestation, data.targets), {
     kind: data.kind,
     scriptId: data.scriptId ?? null,
   });
   checkCustomCode(data.kind, policy);
+  // Every target doomed (exited, remote debugging off, its agent's own policy forbids it): refused before filing.
+  await refuseIfAllDoomed(
+    db,
+    data.targets,
+    preflightContentOf({ ...data, scriptId: data.scriptId ?? null }),
+    now,
+  );
   // Break-glass: no votes; it runs now under the filer's grant, signed here, checked again at dispatch.
   const auto = policy.requiredApprovals === 0 || emergency;
   return db.$transaction(async (tx) => {
-    const grant = emergency ? await requireGrant(tx, breakGlassKey!, user.id, now) : null;
-    const id = newId('req');
+    const grant = emergency ? await requireGrant(tx, attestation!, user.id, now) : null;
     const contentHash = contentHashOf({
       ...data,
       scriptId: data.scriptId ?? null,
@@ -155,7 +182,7 @@ export async function createRequest(
               breakGlassGrantId: grant.id,
               breakGlassAt: at,
               afterReview: 'open',
-              ...attestEmergency(breakGlassKey!, {
+              ...attestEmergency(attestation!, {
                 requestId: id,
                 contentHash,
                 requesterId: user.id,
@@ -261,6 +288,8 @@ export async function updateRequest(
   id: string,
   patch: UpdateRequest,
   now: Date = new Date(),
+  /** Verifies namespace declarations (see labelsOfTargets). */
+  attestation?: Pick<AttestationKey, 'publicKey'>,
 ): Promise<Outcome<Request>> {
   const user = requireUser(actor, 'request:create');
   const data = parseInput(UpdateRequest, patch, 'request');
@@ -268,11 +297,22 @@ export async function updateRequest(
   if (!current)
     throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
   const targets: Targets = data.targets ?? requestOf(current).targets;
-  const policy = await resolvePolicy(db, await labelsOfTargets(db, targets), {
+  const policy = await resolvePolicy(db, await labelsOfTargets(db, attestation, targets), {
     kind: current.kind,
     scriptId: current.scriptId,
   });
   checkCustomCode(current.kind, policy);
+  if (data.targets !== undefined || data.code !== undefined)
+    await refuseIfAllDoomed(
+      db,
+      targets,
+      preflightContentOf({
+        kind: current.kind === 'library' ? 'library' : 'custom',
+        scriptId: current.scriptId,
+        code: data.code ?? current.code,
+      }),
+      now,
+    );
   return db.$transaction(async (tx) => {
     const row = await lockRequest(tx, id);
     const req = requestOf(row);
@@ -288,7 +328,7 @@ export async function updateRequest(
       kind: req.kind,
       scriptId: req.scriptId,
       ...(req.kind === 'library'
-        ? libraryContent(req.scriptId ?? '', data.code, data.params ?? req.params)
+        ? libraryContent(req.scriptId ?? '', data.code, data.params ?? req.params, req.id)
         : { code: data.code ?? req.code, params: data.params ?? req.params }),
       targets,
       options: data.options ?? req.options,
@@ -579,8 +619,9 @@ const EXECUTION_DETAIL = {
   jobId: true,
   state: true,
   errorCode: true,
-  output: true,
+  lastSeq: true,
   outputBytes: true,
+  outputDroppedBytes: true,
   result: true,
   errorMessage: true,
   error: true,
@@ -595,8 +636,83 @@ const EXECUTION_DETAIL = {
   finishedAt: true,
 } as const;
 
-/** A request with its reviews, approval count and executions (with output and results); NOT_FOUND if absent. */
+/**
+ * What the request detail carries of each execution's output (see ExecutionDetail): its first
+ * OUTPUT_PREVIEW_BYTES, whether the stored output goes on past them, and the digest of the whole of it. The cut
+ * is made in SQL so a whole output is never read for the page: `left()` counts characters (at most 4 bytes of
+ * UTF-8 each), so at most 4 × OUTPUT_PREVIEW_BYTES of each output leave the database (PostgreSQL decompresses
+ * only the slice it needs), and previewOf makes the exact cut on bytes; `octet_length` reads the stored size
+ * from the value's header without decompressing it.
+ */
+async function outputPreviews(db: Db, requestId: string) {
+  const rows = await db.$queryRaw<{ id: string; head: string; octets: number; digest: string }[]>`
+    SELECT "id", left("output", ${OUTPUT_PREVIEW_BYTES}::int) AS "head", octet_length("output") AS "octets",
+           "outputDigest" AS "digest"
+    FROM "execution" WHERE "requestId" = ${requestId}`;
+  return new Map(
+    rows.map((r) => {
+      const { text, cut } = previewOf(r.head);
+      return [
+        r.id,
+        {
+          output: text,
+          outputPreview: cut || Number(r.octets) > Buffer.byteLength(text),
+          outputDigest: r.digest,
+        },
+      ];
+    }),
+  );
+}
+
+/** The target processes of these executions as the inventory last saw them, by `agentId pid startTime`. */
+async function processesOf(
+  db: Db,
+  executions: readonly { agentId: string; pid: number; startTime: string }[],
+): Promise<Map<string, ExecutionDetail['process']>> {
+  if (executions.length === 0) return new Map();
+  const rows = await db.pythonProcess.findMany({
+    where: {
+      host: { agentId: { in: [...new Set(executions.map((e) => e.agentId))] } },
+      pid: { in: [...new Set(executions.map((e) => e.pid))] },
+    },
+    select: {
+      pid: true,
+      startTime: true,
+      exe: true,
+      cmdline: true,
+      inContainer: true,
+      container: true,
+      host: { select: { agentId: true } },
+    },
+  });
+  return new Map(
+    rows.map((p) => [
+      `${p.host.agentId} ${p.pid} ${p.startTime}`,
+      {
+        exe: p.exe,
+        cmdline: Cmdline.catch([]).parse(p.cmdline),
+        inContainer: p.inContainer,
+        container: p.container,
+      },
+    ]),
+  );
+}
+
+/**
+ * A request with its reviews, approval count and executions (results, a preview of each output with the digest
+ * of the whole of it, the target process); NOT_FOUND if absent.
+ *
+ * Its reads are one snapshot (REPEATABLE READ): an execution's report sequence (`seq`, what the page's pushes
+ * continue from), its state and its output preview come from separate statements, and a report committed between
+ * them would otherwise show a chunk twice or skip one. (PGlite has one connection: a transaction is a snapshot.)
+ */
 export async function getRequest(db: Db, id: string) {
+  return '$transaction' in db
+    ? db.$transaction((tx) => readRequest(tx, id), { isolationLevel: 'RepeatableRead', timeout: 30_000 })
+    : readRequest(db, id);
+}
+
+async function readRequest(db: Db, id: string) {
   const req = await db.injectionRequest.findUnique({
     where: { id },
     include: {
@@ -618,19 +734,29 @@ export async function getRequest(db: Db, id: string) {
           })
         ).map((e) => [e.jobId, e.requestId]),
   );
-  const executions = req.executions.map(({ queuedBehindJobId, queuedAhead, leftoverThread, ...e }) => ({
-    ...e,
-    state: executionStateOf(e.state),
-    error: execErrorOf(e.error),
-    queuedBehind: queuedBehindJobId
-      ? {
-          jobId: queuedBehindJobId,
-          requestId: behindRequest.get(queuedBehindJobId) ?? null,
-          ahead: queuedAhead ?? 1,
-        }
-      : null,
-    leftoverThread: leftoverThreadOf(leftoverThread),
-  }));
+  const [previews, processes] = await Promise.all([
+    outputPreviews(db, req.id),
+    processesOf(db, req.executions),
+  ]);
+  const executions = req.executions.map(
+    ({ queuedBehindJobId, queuedAhead, leftoverThread, lastSeq, ...e }) => ({
+      ...e,
+      // An execution planned between the two reads has no output yet.
+      ...(previews.get(e.id) ?? { output: '', outputPreview: false, outputDigest: EMPTY_DIGEST }),
+      process: processes.get(`${e.agentId} ${e.pid} ${e.startTime}`) ?? null,
+      seq: lastSeq,
+      state: executionStateOf(e.state),
+      error: execErrorOf(e.error),
+      queuedBehind: queuedBehindJobId
+        ? {
+            jobId: queuedBehindJobId,
+            requestId: behindRequest.get(queuedBehindJobId) ?? null,
+            ahead: queuedAhead ?? 1,
+          }
+        : null,
+      leftoverThread: leftoverThreadOf(leftoverThread),
+    }),
+  );
   const flagged = await unconfirmedGovernanceOf(db, [req]);
   return {
     ...requestOf(req),
@@ -644,7 +770,21 @@ export async function getRequest(db: Db, id: string) {
     voidedReviews: req.reviews.length - current.length,
   };
 }
-export type RequestDetail = Awaited<ReturnType<typeof getRequest>>;
+export type RequestDetail = Awaited<ReturnType<typeof readRequest>>;
+
+/** Each target's pre-flight verdict for a filed request, evaluated now (NOT_FOUND if absent). */
+export async function requestPreflight(db: Db, id: string, now: Date = new Date()) {
+  const row = await db.injectionRequest.findUnique({ where: { id } });
+  if (!row) throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
+  const req = requestOf(row);
+  const kind = req.kind === 'library' ? 'library' : 'custom';
+  return preflightOf(
+    db,
+    req.targets,
+    preflightContentOf({ kind, scriptId: req.scriptId, code: req.code }),
+    now,
+  );
+}
 
 /** Requests newest first, keyset-paginated on (createdAt, id) via `cursor` = last id. */
 export async function listRequests(
@@ -677,9 +817,11 @@ export async function listRequests(
 export async function previewPolicy(
   db: Db,
   input: { targets: TargetsInput; kind?: 'library' | 'custom'; scriptId?: string },
+  /** Verifies namespace declarations (see labelsOfTargets). */
+  attestation?: Pick<AttestationKey, 'publicKey'>,
 ) {
   const { targets, kind, scriptId } = parseInput(PolicyPreviewBody, input, 'policy preview');
-  const labels = await labelsOfTargets(db, targets);
+  const labels = await labelsOfTargets(db, attestation, targets);
   // For a selector the labels are its own, then one entry per matching process.
   const matched = targets.type === 'processes' ? targets.processes.length : labels.length - 1;
   const eff = await resolvePolicy(db, labels, { kind: kind ?? 'custom', scriptId: scriptId ?? null });
@@ -696,5 +838,26 @@ export async function previewPolicy(
     allowCustomCode: eff.allowCustomCode,
     approvalValidMinutes: eff.approvalValidMinutes,
     customDenied: kind === 'custom' && !eff.allowCustomCode,
+  };
+}
+
+/**
+ * One execution's whole stored output, for download: its raw bytes (the stored safe text decoded back to what
+ * the target printed) and a file name made of ids only. NOT_FOUND when the execution is not one of this
+ * request's (an id from another request does not read through this one's path).
+ */
+export async function executionOutput(db: Db, requestId: string, executionId: string) {
+  const ex = await db.execution.findFirst({
+    where: { id: executionId, requestId },
+    select: { id: true, pid: true, output: true, outputDroppedBytes: true },
+  });
+  if (!ex)
+    throw new AppError('NOT_FOUND', `execution ${executionId} of request ${requestId} not found`, {
+      userMessage: 'execution not found',
+    });
+  return {
+    bytes: decodeToBytes(ex.output),
+    fileName: `pyreach-${requestId}-${ex.id}-pid${ex.pid}.txt`,
+    droppedBytes: ex.outputDroppedBytes,
   };
 }

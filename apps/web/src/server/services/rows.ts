@@ -4,7 +4,7 @@
  * state columns the CHECK constraints keep to the state table.
  */
 import { z } from 'zod';
-import { ReviewDecision, Rollout, Role, Targets } from '@pyreach/protocol/api';
+import { NamespaceLabels, ReviewDecision, Rollout, Role, Targets } from '@pyreach/protocol/api';
 import { ExecError, ThreadInfo } from '@pyreach/protocol/exec';
 import { JsonObject, Labels } from '@pyreach/protocol/common';
 import { ContainerIdentity, ProcessThread } from '@pyreach/protocol/inventory';
@@ -32,6 +32,7 @@ export const paramsOf = column(JsonObject, 'params');
 export const rolloutOf = column(Rollout, 'rollout');
 export const optionsOf = column(JobOptions, 'job options');
 export const labelsOf = column(Labels, 'labels');
+export const namespaceLabelsOf = column(NamespaceLabels, 'namespace labels');
 export const cmdlineOf = column(z.array(z.string()), 'command line');
 export const threadsOf = column(z.array(ProcessThread), 'threads');
 export const containerIdentityOf = column(ContainerIdentity.nullable(), 'container identity');

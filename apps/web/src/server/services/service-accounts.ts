@@ -48,7 +48,7 @@ export function tokenStatus(t: ApiToken, now: Date): 'active' | 'expired' | 'rev
 
 export function tokenView(t: ApiToken, now: Date) {
   const { tokenHash: _hash, ...rest } = t;
-  return { ...rest, status: tokenStatus(t, now) };
+  return { ...rest, prefix: `${API_TOKEN_PREFIX}${t.id}_`, status: tokenStatus(t, now) };
 }
 
 function accountView(a: ServiceAccount & { tokens: ApiToken[] }, now: Date) {

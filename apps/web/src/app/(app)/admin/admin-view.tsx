@@ -2,13 +2,14 @@
 /** Admin: users and roles, agents and join tokens, approval policies (one component per tab). */
 import Link from 'next/link';
 import { useRouter, useSearchParams } from 'next/navigation';
-import { BookOpenIcon, ShieldIcon, UsersIcon, ServerIcon } from 'lucide-react';
+import { BookOpenIcon, BotIcon, ShieldIcon, UsersIcon, ServerIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
 import { Alert } from '../../../components/ui/alert';
 import { Tabs, TabsContent, TabsList, TabsTrigger } from '../../../components/ui/tabs';
 import { canDo, useUser } from '../../../lib/client/session';
 import { AgentsTab } from './agents-tab';
 import { PoliciesTab } from './policies-tab';
+import { ServiceAccountsTab } from './service-accounts-tab';
 import { UsersTab } from './users-tab';
 
 export function AdminView() {
@@ -30,7 +31,7 @@ export function AdminView() {
     <>
       <PageHeader
         title="Admin"
-        description="Users and roles, agents and join tokens, approval policies, the script library."
+        description="Users and roles, agents and join tokens, approval policies, service accounts and API tokens, the script library."
       />
       <Tabs value={tab} onValueChange={(t) => router.replace(`/admin?tab=${t}`)}>
         <TabsList aria-label="Admin sections">
@@ -43,6 +44,9 @@ export function AdminView() {
           <TabsTrigger value="policies">
             <ShieldIcon aria-hidden="true" /> Policies
           </TabsTrigger>
+          <TabsTrigger value="service-accounts">
+            <BotIcon aria-hidden="true" /> Service accounts
+          </TabsTrigger>
         </TabsList>
         <TabsContent value="users">
           <UsersTab />
@@ -52,6 +56,9 @@ export function AdminView() {
         </TabsContent>
         <TabsContent value="policies">
           <PoliciesTab />
+        </TabsContent>
+        <TabsContent value="service-accounts">
+          <ServiceAccountsTab />
         </TabsContent>
       </Tabs>
       <p className="mt-6 text-sm text-muted-foreground">

@@ -3,7 +3,7 @@ import { useEffect, useState } from 'react';
 import { useForm } from 'react-hook-form';
 import { KeyRoundIcon, ServerIcon } from 'lucide-react';
 import type { AgentRow } from '@pyreach/protocol/api';
-import { LabelList, OnlineBadge } from '../../../components/status';
+import { LabelList, NamespaceLabelList, OnlineBadge } from '../../../components/status';
 import { Alert } from '../../../components/ui/alert';
 import { Button } from '../../../components/ui/button';
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '../../../components/ui/card';
@@ -22,7 +22,7 @@ import { Field } from '../../../components/ui/label';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
 import { Table, TBody, TD, TH, THead, TR } from '../../../components/ui/table';
 import { api, errorMessage, useCall } from '../../../lib/client/api';
-import { parseLabels } from '../../../lib/client/labels';
+import { formatNamespaceLabels, parseLabels, parseNamespaceLabels } from '../../../lib/client/labels';
 import { useUiEvent } from '../../../lib/client/socket';
 import { formatTime, relativeTime } from '../../../lib/client/utils';
 
@@ -30,6 +30,7 @@ export function AgentsTab() {
   const { data, error, loading, reload } = useCall('listAgents', { query: { includeRevoked: 'true' } });
   useUiEvent('fleet:changed', () => reload());
   const [revoking, setRevoking] = useState<AgentRow | null>(null);
+  const [declaring, setDeclaring] = useState<AgentRow | null>(null);
   const [err, setErr] = useState<unknown>(null);
   const [tokensVersion, setTokensVersion] = useState(0);
   const agents = data?.agents ?? [];
@@ -78,10 +79,30 @@ export function AgentsTab() {
                   <TD className="font-mono text-xs">{a.version}</TD>
                   <TD>
                     <LabelList labels={a.labels} />
+                    <NamespaceLabelList namespaceLabels={a.effectiveNamespaceLabels} />
+                    {a.namespaceLabels ? (
+                      <div className="text-xs text-muted-foreground">namespaces: this agent’s own</div>
+                    ) : null}
+                    {a.namespaceLabelsUntrusted ? (
+                      <div className="text-xs text-destructive" title={a.namespaceLabelsUntrusted}>
+                        namespaces: not signed by the control plane — its pods are refused until declared
+                        again
+                      </div>
+                    ) : null}
                   </TD>
                   <TD className="whitespace-nowrap text-muted-foreground">{relativeTime(a.lastSeenAt)}</TD>
                   <TD className="whitespace-nowrap text-muted-foreground">{formatTime(a.enrolledAt)}</TD>
                   <TD className="text-right">
+                    {!a.revokedAt ? (
+                      <Button
+                        size="sm"
+                        variant="outline"
+                        aria-label={`Namespace labels of ${a.name} (${a.id})`}
+                        onClick={() => setDeclaring(a)}
+                      >
+                        Namespaces
+                      </Button>
+                    ) : null}{' '}
                     {!a.revokedAt ? (
                       <Button
                         size="sm"
@@ -99,6 +120,14 @@ export function AgentsTab() {
           </Table>
         </Card>
       )}
+      <NamespaceDialog
+        agent={declaring}
+        onClose={() => setDeclaring(null)}
+        onSaved={() => {
+          setDeclaring(null);
+          reload();
+        }}
+      />
       <RevokeDialog
         agent={revoking}
         onClose={() => setRevoking(null)}
@@ -114,6 +143,7 @@ export function AgentsTab() {
 
 interface TokenForm {
   labels: string;
+  namespaceLabels: string;
   ttlMinutes: number;
   note: string;
   maxUses: number;
@@ -127,9 +157,18 @@ interface TokenForm {
  */
 function JoinTokenCard({ onCreated }: { onCreated: () => void }) {
   const form = useForm<TokenForm>({
-    defaultValues: { labels: '', ttlMinutes: 60, note: '', maxUses: 1, unlimited: false, hostPattern: '' },
+    defaultValues: {
+      labels: '',
+      namespaceLabels: '',
+      ttlMinutes: 60,
+      note: '',
+      maxUses: 1,
+      unlimited: false,
+      hostPattern: '',
+    },
   });
   const [token, setToken] = useState<{ token: string; expiresAt: string } | null>(null);
+  const [change, setChange] = useState<{ state: string; reasons: string[] } | null>(null);
   const [err, setErr] = useState<unknown>(null);
   const origin = typeof window !== 'undefined' ? window.location.origin : '';
   const create = form.handleSubmit(async (v) => {
@@ -139,10 +178,18 @@ function JoinTokenCard({ onCreated }: { onCreated: () => void }) {
       form.setError('labels', { message: labels.error });
       return;
     }
+    const declared = parseNamespaceLabels(v.namespaceLabels);
+    if (declared.error) {
+      form.setError('namespaceLabels', { message: declared.error });
+      return;
+    }
     try {
       const r = await api('createJoinToken', {
         body: {
           labels: labels.labels,
+          ...(Object.keys(declared.namespaceLabels).length
+            ? { namespaceLabels: declared.namespaceLabels }
+            : {}),
           ttlMinutes: v.ttlMinutes,
           maxUses: v.unlimited ? null : v.maxUses,
           ...(v.hostPattern.trim() ? { hostPattern: v.hostPattern.trim() } : {}),
@@ -150,6 +197,7 @@ function JoinTokenCard({ onCreated }: { onCreated: () => void }) {
         },
       });
       setToken(r.joinToken);
+      setChange(r.change);
       onCreated();
     } catch (error) {
       setErr(error);
@@ -178,6 +226,19 @@ function JoinTokenCard({ onCreated }: { onCreated: () => void }) {
               className="font-mono"
               placeholder="env=prod,team=orders"
               {...form.register('labels')}
+            />
+          </Field>
+          <Field
+            id="jt-namespace-labels"
+            label="Namespace labels"
+            hint="policy labels per namespace: payments: env=prod; sandbox: env=dev"
+            error={form.formState.errors.namespaceLabels?.message}
+          >
+            <Input
+              id="jt-namespace-labels"
+              className="font-mono"
+              placeholder="payments: env=prod"
+              {...form.register('namespaceLabels')}
             />
           </Field>
           <Field id="jt-ttl" label="Valid (minutes)">
@@ -227,9 +288,111 @@ function JoinTokenCard({ onCreated }: { onCreated: () => void }) {
             </div>
           </Alert>
         ) : null}
+        {change ? <ChangeNotice change={change} /> : null}
         {err ? <Alert variant="destructive" title={errorMessage(err)} /> : null}
       </CardContent>
     </Card>
+  );
+}
+
+/** What a loosening namespace declaration became: waiting for a second admin, or applied unconfirmed. */
+function ChangeNotice({ change }: { change: { state: string; reasons: string[] } }) {
+  return (
+    <Alert
+      variant="warning"
+      title={
+        change.state === 'pending'
+          ? 'The namespace labels loosen a policy: a second admin must confirm them (Governance) before they apply'
+          : 'The namespace labels loosen a policy and apply unconfirmed (no second admin): affected requests are flagged'
+      }
+    >
+      <ul className="list-disc pl-4 text-xs">
+        {change.reasons.map((r) => (
+          <li key={r}>{r}</li>
+        ))}
+      </ul>
+    </Alert>
+  );
+}
+
+/** An agent's own namespace declaration (overrides its join token's), or back to the token's. */
+function NamespaceDialog({
+  agent,
+  onClose,
+  onSaved,
+}: {
+  agent: AgentRow | null;
+  onClose: () => void;
+  onSaved: () => void;
+}) {
+  const [text, setText] = useState('');
+  const [followToken, setFollowToken] = useState(true);
+  const [err, setErr] = useState<unknown>(null);
+  const [parseError, setParseError] = useState<string | null>(null);
+  const [change, setChange] = useState<{ state: string; reasons: string[] } | null>(null);
+  useEffect(() => {
+    setText(formatNamespaceLabels(agent?.namespaceLabels ?? agent?.effectiveNamespaceLabels ?? {}));
+    setFollowToken(agent?.namespaceLabels === null);
+    setErr(null);
+    setParseError(null);
+    setChange(null);
+  }, [agent]);
+  const save = async () => {
+    if (!agent) return;
+    const parsed = parseNamespaceLabels(text);
+    if (!followToken && parsed.error) {
+      setParseError(parsed.error);
+      return;
+    }
+    try {
+      const r = await api('setAgentNamespaceLabels', {
+        params: { id: agent.id },
+        body: { namespaceLabels: followToken ? null : parsed.namespaceLabels },
+      });
+      if (r.change) setChange(r.change);
+      else onSaved();
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  return (
+    <Dialog open={agent !== null} onOpenChange={(o) => !o && onClose()}>
+      <DialogContent>
+        <DialogHeader>
+          <DialogTitle>Namespace labels of {agent?.name}</DialogTitle>
+          <DialogDescription>
+            Which Kubernetes namespaces carry which policy labels for this agent’s processes. The namespace is
+            what the agent reports; a namespace declared nowhere adds nothing.
+          </DialogDescription>
+        </DialogHeader>
+        <label className="flex items-center gap-2 text-sm">
+          <input type="checkbox" checked={followToken} onChange={(e) => setFollowToken(e.target.checked)} />{' '}
+          Follow its join token’s declaration
+        </label>
+        <Field id="agent-namespace-labels" label="Namespace labels" error={parseError ?? undefined}>
+          <Input
+            id="agent-namespace-labels"
+            className="font-mono"
+            disabled={followToken}
+            value={text}
+            placeholder="payments: env=prod; sandbox: env=dev"
+            onChange={(e) => setText(e.target.value)}
+          />
+        </Field>
+        {change ? <ChangeNotice change={change} /> : null}
+        {err ? <Alert variant="destructive" title={errorMessage(err)} /> : null}
+        <DialogFooter>
+          <Button type="button" variant="outline" onClick={change ? onSaved : onClose}>
+            {change ? 'Close' : 'Cancel'}
+          </Button>
+          {change ? null : (
+            <Button type="button" onClick={() => void save()}>
+              Save
+            </Button>
+          )}
+        </DialogFooter>
+      </DialogContent>
+    </Dialog>
   );
 }
 
@@ -280,6 +443,13 @@ function JoinTokenList({ version, onChanged }: { version: number; onChanged: () 
                   <div className="font-medium">{t.note ?? 'join token'}</div>
                   <div className="font-mono text-xs text-muted-foreground">{t.id}</div>
                   <LabelList labels={t.labels} />
+                  <NamespaceLabelList namespaceLabels={t.namespaceLabels} />
+                  {t.pendingNamespaceLabels ? (
+                    <div className="text-xs text-muted-foreground">
+                      waiting for a second admin:{' '}
+                      <NamespaceLabelList namespaceLabels={t.pendingNamespaceLabels} />
+                    </div>
+                  ) : null}
                 </TD>
                 <TD>{t.status.replace('_', ' ')}</TD>
                 <TD className="tabular-nums">

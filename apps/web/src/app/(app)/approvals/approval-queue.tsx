@@ -1,9 +1,11 @@
 'use client';
 import Link from 'next/link';
+import { useEffect, useState } from 'react';
 import { CheckCheckIcon, ExternalLinkIcon } from 'lucide-react';
 import { PageHeader } from '../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../components/requests/code-and-params';
 import { AfterReview } from '../../../components/requests/after-review';
+import { RequestPreflight } from '../../../components/requests/preflight-panel';
 import { ReviewControls } from '../../../components/requests/review-controls';
 import { RequestBadge, RequestMarks } from '../../../components/status';
 import { Alert } from '../../../components/ui/alert';
@@ -12,7 +14,8 @@ import { Card, CardContent, CardHeader } from '../../../components/ui/card';
 import { EmptyState, ErrorState, LoadingRows } from '../../../components/ui/states';
 import { useCall, useHostnames, useNames } from '../../../lib/client/api';
 import { canDo, useUser } from '../../../lib/client/session';
-import { useUiEvent } from '../../../lib/client/socket';
+import { useLiveState, useUiEvent } from '../../../lib/client/socket';
+import { queueAction } from '../../../lib/client/request-push';
 import { mayReview } from '@pyreach/protocol/api';
 import { formatTime, relativeTime } from '../../../lib/client/utils';
 
@@ -24,8 +27,16 @@ export function ApprovalQueue() {
   const scripts = useCall('listScripts', {});
   const policies = useCall('listPolicies', {});
   const hostnames = useHostnames();
-  useUiEvent('request:changed', () => reload());
-  const requests = data?.requests ?? [];
+  // Pushes applied, not a reload per event: a request that left `pending` goes, progress elsewhere is nothing.
+  const [gone, setGone] = useState<ReadonlySet<string>>(new Set());
+  useEffect(() => setGone(new Set()), [data]);
+  const requests = (data?.requests ?? []).filter((r) => !gone.has(r.id));
+  useUiEvent('request:changed', (m) => {
+    const action = queueAction(new Set(requests.map((r) => r.id)), m);
+    if (action === 'remove') setGone((g) => new Set([...g, m.requestId]));
+    else if (action === 'refetch') reload();
+  });
+  useReloadOnReconnect(reload);
   const names = useNames(requests.map((r) => r.requesterId));
 
   if (!canDo(user.role, 'request:review')) {
@@ -104,6 +115,7 @@ export function ApprovalQueue() {
                     </div>
                   </dl>
                   <CodeAndParams request={r} script={script} />
+                  <RequestPreflight requestId={r.id} />
                   {mayReview(user, r) ? (
                     <ReviewControls request={r} onDone={reload} />
                   ) : own ? (
@@ -125,10 +137,23 @@ export function ApprovalQueue() {
   );
 }
 
+/** After a reconnect: what was pushed while offline never arrived. */
+function useReloadOnReconnect(reload: () => void) {
+  const live = useLiveState();
+  const [was, setWas] = useState(live);
+  useEffect(() => {
+    if (live === 'live' && was === 'offline') reload();
+    setWas(live);
+  }, [live, was, reload]);
+}
+
 /** Break-glass requests that ran without votes and wait for a second person's review afterwards. */
 function AfterReviewQueue() {
   const { data, reload } = useCall('listRequests', { query: { review: 'after', limit: 100 } });
-  useUiEvent('request:changed', () => reload());
+  // An agent's progress (same state) changes nothing listed here.
+  useUiEvent('request:changed', (m) => {
+    if (!m.progress) reload();
+  });
   const requests = data?.requests ?? [];
   const names = useNames(requests.map((r) => r.requesterId));
   if (requests.length === 0) return null;

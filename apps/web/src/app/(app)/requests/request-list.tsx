@@ -32,7 +32,10 @@ export function RequestList() {
       ...(cursor ? { cursor } : {}),
     },
   });
-  useUiEvent('request:changed', () => reload());
+  // An agent's progress (same state) changes nothing listed here.
+  useUiEvent('request:changed', (m) => {
+    if (!m.progress) reload();
+  });
   const names = useNames((data?.requests ?? []).map((r) => r.requesterId));
   const hostnames = useHostnames();
 

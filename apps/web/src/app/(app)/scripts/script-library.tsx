@@ -14,6 +14,19 @@ import { useCall } from '../../../lib/client/api';
 import { canDo, useUser } from '../../../lib/client/session';
 import { cn } from '../../../lib/client/utils';
 
+/** How each script's change is undone, as the library declares it (ScriptSummary.undo). */
+const UNDO_LABEL = {
+  nothing: 'nothing to undo',
+  'auto-restore': 'reversible: restores itself',
+  irreversible: 'irreversible',
+} as const;
+const UNDO_HINT = {
+  nothing: 'Reads only: nothing in the target changes.',
+  'auto-restore':
+    'The target restores the previous state itself after the duration you choose; the approval covers the restore.',
+  irreversible: 'What it changes stays changed: nothing restores it.',
+} as const;
+
 export function ScriptLibrary() {
   const user = useUser();
   const { data, error, loading, reload } = useCall('listScripts', {});
@@ -59,6 +72,14 @@ export function ScriptLibrary() {
                 ) : (
                   <Badge variant="warning">changes state</Badge>
                 )}
+                <Badge
+                  variant={current.reversible ? 'secondary' : 'destructive'}
+                  data-testid="script-undo"
+                  title={UNDO_HINT[current.undo]}
+                >
+                  {UNDO_LABEL[current.undo]}
+                </Badge>
+                {current.sensitive ? <Badge variant="warning">output may hold secrets</Badge> : null}
                 <Badge variant="outline">v{current.version}</Badge>
                 {canDo(user.role, 'request:create') ? (
                   <Button asChild size="sm" className="ml-auto">

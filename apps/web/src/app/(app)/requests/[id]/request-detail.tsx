@@ -1,12 +1,20 @@
 'use client';
 import Link from 'next/link';
-import { useCallback, useRef, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
 import { BanIcon, ClockIcon, ServerIcon, UserIcon } from 'lucide-react';
 import { PageHeader } from '../../../../components/shell/app-shell';
 import { CodeAndParams, describeTargets } from '../../../../components/requests/code-and-params';
 import { ExecutionCounts } from '../../../../components/requests/execution-counts';
+import {
+  ExecutionTable,
+  OutcomeGroups,
+  OutputBox,
+  RetryFailed,
+} from '../../../../components/requests/execution-results';
 import { AfterReview } from '../../../../components/requests/after-review';
 import { ReviewControls } from '../../../../components/requests/review-controls';
+import { RestorePanel } from '../../../../components/requests/restore-panel';
+import { RequestPreflight } from '../../../../components/requests/preflight-panel';
 import { ExecutionBadge, RequestBadge, RequestMarks } from '../../../../components/status';
 import { Alert } from '../../../../components/ui/alert';
 import { Badge } from '../../../../components/ui/badge';
@@ -16,7 +24,8 @@ import { CodeBlock, SafeTextView } from '../../../../components/ui/code-block';
 import { EmptyState, ErrorState, LoadingRows } from '../../../../components/ui/states';
 import { api, errorMessage, isApiError, useCall, useHostnames, useNames } from '../../../../lib/client/api';
 import { useUser } from '../../../../lib/client/session';
-import { useRequestSubscription, useUiEvent } from '../../../../lib/client/socket';
+import { useUiEvent } from '../../../../lib/client/socket';
+import { useLiveRequest } from '../../../../lib/client/use-live-request';
 import { mayReview, type ExecutionDetail as Execution } from '@pyreach/protocol/api';
 import { uninterruptedHint } from '@pyreach/protocol/exec';
 import { EXECUTION } from '@pyreach/protocol/states';
@@ -46,8 +55,8 @@ function hintOf(e: Execution): string | null {
   return e.errorCode ? (ERROR_HINTS[e.errorCode] ?? null) : null;
 }
 
-function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string; live: string }) {
-  const output = (e.output ?? '') + live;
+function ExecutionCard({ e, hostname, requestId }: { e: Execution; hostname?: string; requestId: string }) {
+  const output = e.output ?? '';
   const running = !EXECUTION[e.state].terminal;
   const hint = hintOf(e);
   return (
@@ -104,9 +113,7 @@ function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string;
             </div>
           </Alert>
         ) : null}
-        <CodeBlock label="Output" live testId="execution-output">
-          {output || (running ? 'Waiting for output…' : '(no output)')}
-        </CodeBlock>
+        <OutputBox requestId={requestId} e={e} output={output} running={running} />
         {e.error?.traceback ? (
           <CodeBlock label={`Traceback (${e.error.type ?? 'error'})`} testId="execution-traceback">
             {e.error.traceback}
@@ -126,46 +133,32 @@ function ExecutionCard({ e, hostname, live }: { e: Execution; hostname?: string;
 
 export function RequestDetail({ id }: { id: string }) {
   const user = useUser();
-  const req = useCall('getRequest', { params: { id } });
+  // Kept current by its pushes; read again only on a gap, a (re)join, an end or a changed record.
+  const req = useLiveRequest(id);
   const timeline = useCall('queryAudit', { query: { subjectType: 'request', subjectId: id, limit: 200 } });
   const scripts = useCall('listScripts', {});
   const policies = useCall('listPolicies', {});
   const hostnames = useHostnames();
-  const [live, setLive] = useState<Record<string, { seq: number; text: string }>>({});
   const [cancelError, setCancelError] = useState<unknown>(null);
 
+  const { reload: reloadRequest } = req;
+  const { reload: reloadTimeline } = timeline;
   const reloadAll = useCallback(() => {
-    req.reload();
-    timeline.reload();
-  }, [req, timeline]);
+    reloadRequest();
+    reloadTimeline();
+  }, [reloadRequest, reloadTimeline]);
 
-  // Refetch shortly after state changes; live output chunks are appended in between.
-  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
-  const soon = useCallback(() => {
-    if (timer.current) clearTimeout(timer.current);
-    timer.current = setTimeout(() => {
-      setLive({});
-      reloadAll();
-    }, 250);
-  }, [reloadAll]);
-
-  useRequestSubscription(id, soon);
+  const r = req.data;
+  // The timeline (audit) moves with the states, not with every output chunk.
+  const stateKey = r ? `${r.state} ${r.executions.map((e) => e.state).join(',')}` : '';
+  useEffect(() => {
+    if (stateKey) reloadTimeline();
+  }, [stateKey, reloadTimeline]);
+  // …and with a change of the record that leaves the states alone (a vote, an edit, a restore run): each is audited.
   useUiEvent('request:changed', (m) => {
-    if (m.requestId === id) soon();
-  });
-  useUiEvent('execution:update', (m) => {
-    if (m.requestId === id) soon();
-  });
-  useUiEvent('execution:output', (m) => {
-    if (m.requestId !== id) return;
-    setLive((prev) => {
-      const cur = prev[m.executionId] ?? { seq: 0, text: '' };
-      if (m.seq <= cur.seq) return prev;
-      return { ...prev, [m.executionId]: { seq: m.seq, text: cur.text + m.chunk } };
-    });
+    if (m.requestId === id && !m.progress) reloadTimeline();
   });
 
-  const r = req.data?.request;
   const names = useNames([r?.requesterId, ...(r?.reviews ?? []).map((x) => x.reviewerId)]);
 
   if (req.error) {
@@ -180,7 +173,7 @@ export function RequestDetail({ id }: { id: string }) {
             </Link>
           </EmptyState>
         ) : (
-          <ErrorState error={req.error} onRetry={req.reload} />
+          <ErrorState error={req.error} onRetry={reloadRequest} />
         )}
       </>
     );
@@ -251,6 +244,7 @@ export function RequestDetail({ id }: { id: string }) {
               <CodeAndParams request={r} script={script} />
             </CardContent>
           </Card>
+          {r.state === 'pending' || r.state === 'approved' ? <RequestPreflight requestId={r.id} /> : null}
 
           <section aria-labelledby="exec-heading" className="grid gap-3">
             <h2 id="exec-heading" className="text-base font-semibold">
@@ -261,7 +255,13 @@ export function RequestDetail({ id }: { id: string }) {
                 </span>
               ) : null}
             </h2>
-            <ExecutionCounts states={executions.map((e) => e.state)} />
+            <div className="flex flex-wrap items-center gap-2">
+              <ExecutionCounts states={executions.map((e) => e.state)} />
+              <span className="ml-auto">
+                <RetryFailed requestId={r.id} executions={executions} />
+              </span>
+            </div>
+            <OutcomeGroups executions={executions} />
             {executions.length === 0 ? (
               <EmptyState
                 title={
@@ -279,20 +279,20 @@ export function RequestDetail({ id }: { id: string }) {
                     : 'This request ended before anything ran.'}
               </EmptyState>
             ) : (
-              executions.map((e) => (
-                <ExecutionCard
-                  key={e.id}
-                  e={e}
-                  hostname={hostnames[e.agentId]}
-                  live={live[e.id]?.text ?? ''}
-                />
-              ))
+              <ExecutionTable
+                executions={executions}
+                hostnames={hostnames}
+                // A few targets: every card open; many: a row opens its card.
+                initiallyOpen={executions.length <= 5}
+                renderOpen={(e) => <ExecutionCard e={e} hostname={hostnames[e.agentId]} requestId={r.id} />}
+              />
             )}
           </section>
         </div>
 
         <aside className="grid content-start gap-5">
           <AfterReview request={r} onDone={reloadAll} />
+          <RestorePanel request={r} />
           {reviewable ? (
             <Card className="border-primary/40">
               <CardHeader>

@@ -5,13 +5,14 @@
  * with it and what body it becomes. Errors show once the person tried to file.
  */
 import { useRouter, useSearchParams } from 'next/navigation';
-import { useEffect, useMemo, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import { useForm, useWatch } from 'react-hook-form';
 import { SendIcon } from 'lucide-react';
 import { PageHeader } from '../../../../components/shell/app-shell';
 import { defaultsOf } from '../../../../components/schema-form';
 import { Alert } from '../../../../components/ui/alert';
 import { Button } from '../../../../components/ui/button';
+import { PreflightCard } from '../../../../components/requests/preflight-panel';
 import { api, errorMessage, useCall, useCancellable } from '../../../../lib/client/api';
 import { canDo, useUser } from '../../../../lib/client/session';
 import { useDebounced } from '../../../../lib/client/use-debounced';
@@ -23,6 +24,7 @@ import {
   hasErrors,
   selectorOf,
   targetsOf,
+  retryDraft,
   toCreateRequest,
   type RequestDraft,
 } from './request-draft';
@@ -38,7 +40,6 @@ export function NewRequestForm() {
   const user = useUser();
   const router = useRouter();
   const search = useSearchParams();
-  const processes = useCall('listProcesses', { query: { limit: 2000 } });
   const scripts = useCall('listScripts', {});
   const form = useForm<RequestDraft>({
     defaultValues: emptyDraft({
@@ -47,7 +48,20 @@ export function NewRequestForm() {
       tid: threadParam(search.get('tid')),
     }),
   });
-  const { control, register, setValue, handleSubmit, formState } = form;
+  const { control, register, setValue, handleSubmit, formState, reset } = form;
+  // "Retry the failed ones" (?retry=<request id>): that request's code and parameters, its failed targets only.
+  const retryOf = search.get('retry');
+  const retry = useCall('getRequest', retryOf ? { params: { id: retryOf } } : null);
+  const keepParamsOf = useRef<string | null>(null);
+  const retried = useRef(false);
+  useEffect(() => {
+    const r = retry.data?.request;
+    if (!r || retried.current) return;
+    retried.current = true;
+    const d = retryDraft(r);
+    keepParamsOf.current = d.codeMode === 'library' ? d.scriptId : null;
+    reset(d);
+  }, [retry.data, reset]);
   const draft = useWatch({ control }) as RequestDraft;
   const [submitError, setSubmitError] = useState<unknown>(null);
   // Break-glass is offered only to people an admin granted it to (the server checks again, and at dispatch).
@@ -65,10 +79,16 @@ export function NewRequestForm() {
     if (!draft.scriptId && scriptList[0]) setValue('scriptId', scriptList[0].id);
   }, [draft.scriptId, scriptList, setValue]);
   useEffect(() => {
-    if (script) setValue('params', defaultsOf(script.paramsSchema));
+    if (!script) return;
+    // A retried request's parameters are kept, not reset to the script's defaults.
+    if (keepParamsOf.current === script.id) {
+      keepParamsOf.current = null;
+      return;
+    }
+    setValue('params', defaultsOf(script.paramsSchema));
   }, [script, setValue]);
 
-  const targets = useMemo(() => targetsOf(draft, processes.data?.processes ?? []), [draft, processes.data]);
+  const targets = useMemo(() => targetsOf(draft), [draft]);
   const errors = draftErrors(draft, targets, script);
   const shown = formState.isSubmitted ? errors : null;
 
@@ -76,6 +96,21 @@ export function NewRequestForm() {
   const policyKey = useDebounced(targets ? JSON.stringify({ targets, kind: draft.codeMode }) : null, 300);
   const policy = useCancellable(policyKey, (signal) =>
     api('uiPolicyPreview', { body: JSON.parse(policyKey!) }, { signal }),
+  );
+
+  // Each target's pre-flight verdict (exited, remote debugging off, its agent's own policy, thread states).
+  const preflightKey = useDebounced(
+    targets && (draft.codeMode === 'custom' || script)
+      ? JSON.stringify(
+          draft.codeMode === 'library'
+            ? { targets, kind: 'library', scriptId: script!.id }
+            : { targets, kind: 'custom', ...(draft.custom ? { code: draft.custom } : {}) },
+        )
+      : null,
+    300,
+  );
+  const preflight = useCancellable(preflightKey, (signal) =>
+    api('uiPreflight', { body: JSON.parse(preflightKey!) }, { signal }),
   );
 
   if (!canDo(user.role, 'request:create')) {
@@ -92,7 +127,7 @@ export function NewRequestForm() {
 
   const submit = handleSubmit(async (values) => {
     setSubmitError(null);
-    const now = targetsOf(values, processes.data?.processes ?? []);
+    const now = targetsOf(values);
     if (hasErrors(draftErrors(values, now, script)) || !now || emergencyError) return;
     try {
       const body = {
@@ -114,12 +149,7 @@ export function NewRequestForm() {
       />
       <div className="grid gap-5 lg:grid-cols-[minmax(0,1fr)_20rem]">
         <div className="grid min-w-0 gap-5">
-          <TargetPicker
-            control={control}
-            register={register}
-            processes={processes}
-            error={shown?.targets ?? null}
-          />
+          <TargetPicker control={control} register={register} error={shown?.targets ?? null} />
           {draft.tid !== null && draft.targetMode === 'processes' ? (
             <Alert
               variant={draft.selected?.length === 1 ? 'default' : 'warning'}
@@ -139,6 +169,11 @@ export function NewRequestForm() {
             scripts={scripts}
             policy={targets ? (policy.data ?? null) : null}
             errors={shown}
+          />
+          <PreflightCard
+            report={targets ? preflight.data?.preflight : undefined}
+            error={targets ? preflight.error : null}
+            loading={preflight.loading}
           />
           <ReasonAndRollout register={register} reasonError={shown?.reason ?? null} />
         </div>

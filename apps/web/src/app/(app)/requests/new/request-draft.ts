@@ -5,12 +5,13 @@
 import {
   PodMatch,
   type CreateRequest,
+  type RequestDetail,
   type ProcessMatch,
   type ScriptSummary,
-  type TargetProcess,
   type TargetsInput,
 } from '@pyreach/protocol/api';
 import { JsonObject } from '@pyreach/protocol/common';
+import { retryable } from '@pyreach/protocol/results';
 import { validateParams, type ParamValues } from '../../../../components/schema-form';
 import { parseLabels, type LabelsParse } from '../../../../lib/client/labels';
 
@@ -137,14 +138,23 @@ export function selectorOf(draft: Pick<RequestDraft, 'selector'>): {
   return { labels: parseLabels(draft.selector.labels), process, podError: error };
 }
 
-/** The targets the draft names, or null when it names none yet (or the selector does not parse). */
-export function targetsOf(draft: RequestDraft, processes: TargetProcess[]): TargetsInput | null {
+/** A processKey read back (`agentId:pid:startTime`; ids never hold a colon), or null when it is not one. */
+export function parseProcessKey(key: string): { agentId: string; pid: number; startTime: string } | null {
+  const m = /^([A-Za-z0-9_-]{1,64}):([0-9]{1,10}):(.+)$/.exec(key);
+  return m ? { agentId: m[1]!, pid: Number(m[2]), startTime: m[3]! } : null;
+}
+
+/**
+ * The targets the draft names, or null when it names none yet (or the selector does not parse). The chosen
+ * processes are their keys: the picker pages the fleet on the server, so a choice need not be on the page.
+ */
+export function targetsOf(draft: RequestDraft): TargetsInput | null {
   if (draft.targetMode === 'processes') {
-    const chosen = new Set(draft.selected);
     const onThread = draft.selected.length === 1 && draft.tid !== null ? { tid: draft.tid } : {};
-    const picked = processes
-      .filter((p) => chosen.has(processKey(p)))
-      .map((p) => ({ agentId: p.agentId, pid: p.pid, startTime: p.startTime, ...onThread }));
+    const picked = [...new Set(draft.selected)]
+      .map(parseProcessKey)
+      .filter((k) => k !== null)
+      .map((k) => ({ ...k, ...onThread }));
     return picked.length ? { type: 'processes', processes: picked } : null;
   }
   const sel = selectorOf(draft);
@@ -165,7 +175,9 @@ export function draftErrors(
   targets: TargetsInput | null,
   script: ScriptSummary | undefined,
 ): DraftErrors {
-  const params = script ? validateParams(script.paramsSchema, draft.params) : {};
+  // A script's parameters count only when that script is what runs (custom code has none to fix).
+  const params =
+    draft.codeMode === 'library' && script ? validateParams(script.paramsSchema, draft.params) : {};
   return {
     targets: targets
       ? null
@@ -210,5 +222,27 @@ export function toCreateRequest(
       pickupTimeoutSeconds: draft.pickupTimeoutSeconds,
       backend: 'native',
     },
+  };
+}
+
+/**
+ * "Retry the failed ones": the draft of a NEW request (its own approval) with `r`'s code, parameters, options and
+ * rollout, and as targets only its executions that failed, timed out, were refused, lost or expired.
+ */
+export function retryDraft(r: RequestDetail): RequestDraft {
+  const base = emptyDraft({
+    targets: retryable(r.executions).map(processKey),
+    scriptId: r.kind === 'library' ? (r.scriptId ?? '') : '',
+  });
+  return {
+    ...base,
+    codeMode: r.kind === 'library' ? 'library' : 'custom',
+    params: r.kind === 'library' ? (r.params as ParamValues) : {},
+    custom: r.kind === 'custom' ? r.code : base.custom,
+    reason: `Retry of the failed targets of request ${r.id}: ${r.reason}`.slice(0, 2000),
+    concurrency: r.rollout.concurrency,
+    maxFailures: r.rollout.maxFailures,
+    budgetSeconds: r.options.budgetSeconds ?? base.budgetSeconds,
+    pickupTimeoutSeconds: r.options.pickupTimeoutSeconds ?? base.pickupTimeoutSeconds,
   };
 }
