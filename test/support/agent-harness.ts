@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server, type Socket } from 'socket.io';
 import { AgentHandshake, EnrollRequest, JobEvent, type JobEvent as JobEventT } from '@pyreach/protocol/agent';
+import { JOIN_TOKEN_PREFIX } from '@pyreach/protocol/api';
 import { MAX_MESSAGE_BYTES } from '@pyreach/protocol/common';
 import { InventoryDelta, InventorySnapshot, type PythonProcess } from '@pyreach/protocol/inventory';
 import {
@@ -117,7 +118,8 @@ export class FakeControlPlane {
   }
 
   newToken(): string {
-    const t = randomBytes(24).toString('base64url');
+    // A real token's shape: base64url alone starts with '-' one time in 64, which the agent's CLI reads as an option.
+    const t = `${JOIN_TOKEN_PREFIX}${randomBytes(24).toString('base64url')}`;
     this.tokens.add(t);
     return t;
   }

@@ -401,6 +401,9 @@ export const JOIN_TOKEN_REUSABLE_MAX_MINUTES = 365 * 24 * 60;
 /** Defaults: an hour for a one-time token, 30 days for a reusable one. */
 export const JOIN_TOKEN_DEFAULT_MINUTES = { oneTime: 60, reusable: 30 * 24 * 60 } as const;
 export const JOIN_TOKEN_MAX_USES = 100_000;
+/** Every join token starts with this, so a token is recognisable in a log and never begins with a dash (a CLI
+ * would read `--token -abc` as an option). */
+export const JOIN_TOKEN_PREFIX = 'pyrjt_';
 
 /**
  * A host-name glob: `*` any run of characters (dots included), `?` one character, anchored at both ends and

@@ -6,6 +6,7 @@ import {
   isBacklogged,
   isReusable,
   JOIN_TOKEN_DEFAULT_MINUTES,
+  JOIN_TOKEN_PREFIX,
   type GovernanceChangeRow,
   type JoinTokenRow,
   type NamespaceLabels,
@@ -68,8 +69,6 @@ function untrustedReason(key: Pick<AttestationKey, 'publicKey'>, row: Parameters
   const v = verifiedDeclarationOf(key, { ...row, joinToken: row.joinToken ?? null });
   return v.ok ? null : v.reason;
 }
-
-export const JOIN_TOKEN_PREFIX = 'pyrjt_';
 
 export function hashJoinToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
