@@ -21,6 +21,7 @@ import { loadOrCreateSigningKey } from '../../apps/web/src/server/services/signi
 import { newId } from '../../apps/web/src/server/services/ids';
 import { saveSnapshot } from '../../apps/web/src/server/services/inventory';
 import { policyOf } from '../../apps/web/src/server/services/policy';
+import { sealPolicies } from '../../apps/web/src/server/services/policy-seal';
 import { PolicyInput } from '@pyreach/protocol/api';
 import { fakeProcess } from './test-agent';
 
@@ -67,17 +68,21 @@ export async function seedUser(prisma: PrismaClient, role: Role, name: string = 
 }
 
 /**
- * Inserts a policy as configuration (defaults filled by the API's schema), the way seedUser inserts a user: for
+ * Inserts a policy as configuration (defaults filled by the API's schema) and seals the set with `key` (the
+ * attestation key of the control plane under test), the way seedUser inserts a user: for
  * tests about requests under a policy, not about who may change policies (governance.ts has those, through the
  * service and its second-admin confirmation).
  */
-export async function seedPolicy(prisma: PrismaClient, input: PolicyInput) {
+export async function seedPolicy(prisma: PrismaClient, input: PolicyInput, key: AttestationKey) {
   const data = PolicyInput.parse(input);
-  return policyOf(
-    await prisma.policy.create({
+  return prisma.$transaction(async (tx) => {
+    const row = await tx.policy.create({
       data: { id: newId('pol'), ...data, description: data.description ?? null },
-    }),
-  );
+    });
+    // Sealed as the control plane seals its own writes (policy-seal.ts): unsealed policies decide nothing.
+    await sealPolicies(tx, key, policyOf);
+    return policyOf(row);
+  });
 }
 
 export function agentKeyPem(): string {
@@ -164,13 +169,17 @@ export async function requestWorld(
     labels: { env: opts.env },
     processes: Array.from({ length: opts.n }, (_, i) => pyProcess(100 + i)),
   });
-  await seedPolicy(prisma, {
-    name: `p-${agent.id}`,
-    matchLabels: { env: opts.env },
-    priority: 10,
-    requiredApprovals: 1,
-    allowCustomCode: true,
-  });
+  await seedPolicy(
+    prisma,
+    {
+      name: `p-${agent.id}`,
+      matchLabels: { env: opts.env },
+      priority: 10,
+      requiredApprovals: 1,
+      allowCustomCode: true,
+    },
+    opts.attestation,
+  );
   const op = await seedUser(prisma, 'operator');
   const ap = await seedUser(prisma, 'approver');
   const signing = await loadOrCreateSigningKey({
@@ -184,13 +193,19 @@ export async function requestWorld(
   const approved = async (
     o: { code?: string; reason?: string; concurrency?: number; maxFailures?: number } = {},
   ) => {
-    const { result: req } = await createRequest(prisma, op, {
-      kind: 'custom',
-      code: o.code ?? 'print(1)',
-      targets: { type: 'processes', processes },
-      reason: o.reason ?? `a request over the ${opts.n} targets of ${opts.env}`,
-      rollout: { concurrency: o.concurrency ?? opts.n, maxFailures: o.maxFailures ?? opts.n },
-    });
+    const { result: req } = await createRequest(
+      prisma,
+      op,
+      {
+        kind: 'custom',
+        code: o.code ?? 'print(1)',
+        targets: { type: 'processes', processes },
+        reason: o.reason ?? `a request over the ${opts.n} targets of ${opts.env}`,
+        rollout: { concurrency: o.concurrency ?? opts.n, maxFailures: o.maxFailures ?? opts.n },
+      },
+      new Date(),
+      opts.attestation,
+    );
     await reviewRequest(
       prisma,
       ap,

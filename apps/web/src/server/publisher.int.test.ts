@@ -41,13 +41,17 @@ describeEachDatabase('what services say they changed', (db) => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
     const agent = await seedAgent(prisma, admin, { labels: { env: label }, processes: [pyProcess(100)] });
-    await seedPolicy(prisma, {
-      name: `p-${label}-${agent.id}`,
-      matchLabels: { env: label },
-      priority: 10,
-      requiredApprovals,
-      allowCustomCode: true,
-    });
+    await seedPolicy(
+      prisma,
+      {
+        name: `p-${label}-${agent.id}`,
+        matchLabels: { env: label },
+        priority: 10,
+        requiredApprovals,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
     const op = await seedUser(prisma, 'operator');
     const input = {
       // A read-only, non-sensitive library script: the only kind a 0-approval policy runs (no one alone).
@@ -64,7 +68,7 @@ describeEachDatabase('what services say they changed', (db) => {
 
   test('filing a request that needs approval changes the request and wakes nobody; the approval wakes the dispatcher', async () => {
     const w = await world('fx-two', 1);
-    const filed = await createRequest(w.prisma, w.op, w.input);
+    const filed = await createRequest(w.prisma, w.op, w.input, new Date(), ATTEST);
     assert.deepEqual(filed.effects, [{ kind: 'request', requestId: filed.result.id, state: 'pending' }]);
     const ap = await seedUser(w.prisma, 'approver');
     const approved = await reviewRequest(
@@ -85,7 +89,7 @@ describeEachDatabase('what services say they changed', (db) => {
 
   test('a request approved on filing, planned, sent, reported and finished says so at every step', async () => {
     const w = await world('fx-auto', 0);
-    const filed = await createRequest(w.prisma, w.op, w.input);
+    const filed = await createRequest(w.prisma, w.op, w.input, new Date(), ATTEST);
     const id = filed.result.id;
     assert.deepEqual(kinds(filed.effects), ['request', 'wake:approved']);
     assert.deepEqual((await planExecutions(w.prisma, id)).effects, [
@@ -149,10 +153,16 @@ describeEachDatabase('what services say they changed', (db) => {
 
   test('an agent refusing a dispatch ends the execution refused and frees its slot; a missing ack says nothing', async () => {
     const w = await world('fx-refuse', 0);
-    const { result: req } = await createRequest(w.prisma, w.op, {
-      ...w.input,
-      rollout: { concurrency: 1, maxFailures: 5 },
-    });
+    const { result: req } = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        ...w.input,
+        rollout: { concurrency: 1, maxFailures: 5 },
+      },
+      new Date(),
+      ATTEST,
+    );
     await planExecutions(w.prisma, req.id);
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),
@@ -174,7 +184,7 @@ describeEachDatabase('what services say they changed', (db) => {
 
   test('cancelling wakes the dispatcher; revoking an agent tells it and the fleet', async () => {
     const w = await world('fx-cancel', 1);
-    const { result: req } = await createRequest(w.prisma, w.op, w.input);
+    const { result: req } = await createRequest(w.prisma, w.op, w.input, new Date(), ATTEST);
     assert.deepEqual((await cancelRequest(w.prisma, w.op, req.id)).effects, [
       { kind: 'request', requestId: req.id, state: 'cancelled' },
       { kind: 'wake', why: 'cancelled' },
@@ -238,20 +248,30 @@ describeEachDatabase('the Publisher', (db) => {
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
     const agent = await seedAgent(prisma, admin, { labels: { env: 'pub' }, processes: [pyProcess(100)] });
-    await seedPolicy(prisma, {
-      name: `pub-${agent.id}`,
-      matchLabels: { env: 'pub' },
-      priority: 10,
-      requiredApprovals: 0,
-      allowCustomCode: true,
-    });
+    await seedPolicy(
+      prisma,
+      {
+        name: `pub-${agent.id}`,
+        matchLabels: { env: 'pub' },
+        priority: 10,
+        requiredApprovals: 0,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
     const op = await seedUser(prisma, 'operator');
-    const { result: req } = await createRequest(prisma, op, {
-      kind: 'library',
-      scriptId: 'gc.stats',
-      targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }] },
-      reason: 'pushes',
-    });
+    const { result: req } = await createRequest(
+      prisma,
+      op,
+      {
+        kind: 'library',
+        scriptId: 'gc.stats',
+        targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }] },
+        reason: 'pushes',
+      },
+      new Date(),
+      ATTEST,
+    );
     await planExecutions(prisma, req.id);
     const keys = await loadOrCreateSigningKey({
       keyFile: path.join(await mkdtemp(path.join(tmpdir(), 'pk-')), 'k.pem'),

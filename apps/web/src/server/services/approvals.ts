@@ -27,7 +27,8 @@ export type DispatchPolicy =
 /**
  * Resolves the policy for the host an execution goes to, at dispatch, and combines it with the one the request
  * was filed under: most approvals, common approver roles, shortest validity. Custom code where the host's policy
- * forbids it, or a host no policy covers, is POLICY_DENIED (never run under the weaker policy).
+ * forbids it, a host no policy covers, or policies without a valid seal, is POLICY_DENIED (never run under the weaker
+ * policy).
  */
 export async function policyAtDispatch(
   tx: Tx,
@@ -36,10 +37,12 @@ export async function policyAtDispatch(
     'kind' | 'scriptId' | 'requiredApprovals' | 'approverRoles' | 'approvalValidMinutes'
   >,
   labels: Labels,
+  /** Verifies the policy seal: policies the control plane did not seal refuse (POLICY_DENIED). */
+  key: Pick<AttestationKey, 'publicKey'>,
 ): Promise<DispatchPolicy> {
   let host: EffectivePolicy;
   try {
-    host = await resolvePolicy(tx, [labels], { kind: req.kind, scriptId: req.scriptId });
+    host = await resolvePolicy(tx, key, [labels], { kind: req.kind, scriptId: req.scriptId });
   } catch (err) {
     if (err instanceof AppError && err.code === 'POLICY_DENIED')
       return { ok: false, code: 'POLICY_DENIED', message: err.userMessage };

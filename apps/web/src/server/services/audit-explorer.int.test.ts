@@ -9,7 +9,15 @@ import {
   withSubjectNames,
   type AuditFilter,
 } from './audit';
-import { describeEachDatabase, seedAgent, seedUser, seedPolicy } from '../../../../../test/support/services';
+import {
+  describeEachDatabase,
+  seedAgent,
+  seedUser,
+  seedPolicy,
+  testKeyPair,
+} from '../../../../../test/support/services';
+
+const ATTEST = testKeyPair();
 
 /** What the export route does with a query string: parse it with the route's schema, then stream. */
 async function exported(db: Parameters<typeof exportAudit>[0], query: Record<string, string>) {
@@ -80,10 +88,14 @@ describeEachDatabase('audit explorer reads', (db) => {
     const { prisma } = db();
     const erin = await seedUser(prisma, 'admin', 'Erin');
     const agent = await seedAgent(prisma, erin, { hostname: 'vm-names' });
-    const policy = await seedPolicy(prisma, {
-      name: 'prod-two-person',
-      matchLabels: { env: 'prod' },
-    });
+    const policy = await seedPolicy(
+      prisma,
+      {
+        name: 'prod-two-person',
+        matchLabels: { env: 'prod' },
+      },
+      ATTEST,
+    );
     await recordAudit(prisma, { actor: erin, action: 'user.role', subjectType: 'user', subjectId: erin.id });
     await recordAudit(prisma, { actor: erin, action: 'x.agent', subjectType: 'agent', subjectId: agent.id });
     await recordAudit(prisma, {

@@ -326,7 +326,7 @@ function gateFor(tx: Tx, req: InjectionRequest, keys: DispatchKeys, now: Date) {
     const labelsKey = canonicalJson(labels);
     let pending = policies.get(labelsKey);
     if (!pending) {
-      pending = policyAtDispatch(tx, req, labels);
+      pending = policyAtDispatch(tx, req, labels, keys.attestation);
       policies.set(labelsKey, pending);
     }
     const policy = await pending;

@@ -380,20 +380,28 @@ describeEachDatabase(
       const { prisma } = db();
       const op = await seedUser(prisma, 'operator');
       const sandbox = `sb${Math.random().toString(36).slice(2, 8)}`;
-      const lax = await seedPolicy(prisma, {
-        name: `sandbox-${sandbox}`,
-        matchLabels: { sandbox },
-        priority: 500,
-        requiredApprovals: 0,
-        allowCustomCode: true,
-      });
-      await seedPolicy(prisma, {
-        name: `prod-${sandbox}`,
-        matchLabels: { env: 'prod' },
-        priority: 100,
-        requiredApprovals: 2,
-        allowCustomCode: false,
-      });
+      const lax = await seedPolicy(
+        prisma,
+        {
+          name: `sandbox-${sandbox}`,
+          matchLabels: { sandbox },
+          priority: 500,
+          requiredApprovals: 0,
+          allowCustomCode: true,
+        },
+        ATTEST,
+      );
+      await seedPolicy(
+        prisma,
+        {
+          name: `prod-${sandbox}`,
+          matchLabels: { env: 'prod' },
+          priority: 100,
+          requiredApprovals: 2,
+          allowCustomCode: false,
+        },
+        ATTEST,
+      );
       // The agent on the prod host claims, in every pod fact it reports, to be the sandbox.
       await applyDelta(prisma, node, {
         upserted: [
@@ -440,12 +448,18 @@ describeEachDatabase(
       }
       // Control: a host whose join token says sandbox does fall under the lax policy.
       const real = await seedAgent(prisma, admin, { labels: { sandbox }, processes: [pyProcess(260)] });
-      const { result: ok } = await createRequest(prisma, op, {
-        kind: 'custom',
-        code: 'print(1)',
-        targets: { type: 'processes', processes: [{ agentId: real.id, pid: 260, startTime: '1260' }] },
-        reason: 'control: the real sandbox host',
-      });
+      const { result: ok } = await createRequest(
+        prisma,
+        op,
+        {
+          kind: 'custom',
+          code: 'print(1)',
+          targets: { type: 'processes', processes: [{ agentId: real.id, pid: 260, startTime: '1260' }] },
+          reason: 'control: the real sandbox host',
+        },
+        new Date(),
+        ATTEST,
+      );
       assert.equal(ok.policyId, lax.id);
     });
 
@@ -460,27 +474,39 @@ describeEachDatabase(
       const { admin } = await seed();
       const { prisma } = db();
       const zone = `z${Math.random().toString(36).slice(2, 8)}`;
-      const base = await seedPolicy(prisma, {
-        name: `base-${zone}`,
-        matchLabels: { zone },
-        priority: 300,
-        requiredApprovals: 1,
-        allowCustomCode: true,
-      });
-      const prod = await seedPolicy(prisma, {
-        name: `prod-${zone}`,
-        matchLabels: { zone, env: 'prod' },
-        priority: 400,
-        requiredApprovals: 2,
-        allowCustomCode: false,
-      });
-      const dev = await seedPolicy(prisma, {
-        name: `dev-${zone}`,
-        matchLabels: { zone, env: 'dev' },
-        priority: 400,
-        requiredApprovals: 0,
-        allowCustomCode: true,
-      });
+      const base = await seedPolicy(
+        prisma,
+        {
+          name: `base-${zone}`,
+          matchLabels: { zone },
+          priority: 300,
+          requiredApprovals: 1,
+          allowCustomCode: true,
+        },
+        ATTEST,
+      );
+      const prod = await seedPolicy(
+        prisma,
+        {
+          name: `prod-${zone}`,
+          matchLabels: { zone, env: 'prod' },
+          priority: 400,
+          requiredApprovals: 2,
+          allowCustomCode: false,
+        },
+        ATTEST,
+      );
+      const dev = await seedPolicy(
+        prisma,
+        {
+          name: `dev-${zone}`,
+          matchLabels: { zone, env: 'dev' },
+          priority: 400,
+          requiredApprovals: 0,
+          allowCustomCode: true,
+        },
+        ATTEST,
+      );
       const pods = (first: number) => [
         podProcess(first, { name: `ledger-${first}`, namespace: 'payments' }),
         podProcess(first + 1, { name: `toy-${first}`, namespace: 'sandbox' }),

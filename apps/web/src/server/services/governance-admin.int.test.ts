@@ -68,22 +68,32 @@ describeEachDatabase('governance: a second admin confirms who may approve', (db)
     const b = await seedUser(prisma, 'admin', 'admin B');
     const agent = await seedAgent(prisma, a, { labels: { env: label }, processes: [pyProcess(100)] });
     // Only approvers (not admins) may approve here, so the accomplice's promotion is what decides.
-    await seedPolicy(prisma, {
-      name: `ga-${label}`,
-      matchLabels: { env: label },
-      priority: 10,
-      requiredApprovals: 1,
-      approverRoles: ['approver'],
-      allowCustomCode: true,
-    });
+    await seedPolicy(
+      prisma,
+      {
+        name: `ga-${label}`,
+        matchLabels: { env: label },
+        priority: 10,
+        requiredApprovals: 1,
+        approverRoles: ['approver'],
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
     const op = await seedUser(prisma, 'operator');
     const file = () =>
-      createRequest(prisma, op, {
-        kind: 'custom',
-        code: 'print("ok")',
-        targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }] },
-        reason: 'routine check',
-      });
+      createRequest(
+        prisma,
+        op,
+        {
+          kind: 'custom',
+          code: 'print("ok")',
+          targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }] },
+          reason: 'routine check',
+        },
+        new Date(),
+        ATTEST,
+      );
     return { prisma, a, b, op, file };
   }
 
@@ -190,12 +200,16 @@ describeEachDatabase('governance: a second admin confirms who may approve', (db)
   test('loosening a policy waits for a second admin; tightening and disabling take effect at once', async () => {
     const w = await world();
     const label = `pol-${uniq()}`;
-    const strict = await seedPolicy(w.prisma, {
-      name: `strict-${label}`,
-      matchLabels: { env: label },
-      priority: 20,
-      requiredApprovals: 2,
-    });
+    const strict = await seedPolicy(
+      w.prisma,
+      {
+        name: `strict-${label}`,
+        matchLabels: { env: label },
+        priority: 20,
+        requiredApprovals: 2,
+      },
+      ATTEST,
+    );
     const rules = { name: strict.name, matchLabels: { env: label }, priority: 20 };
     const tighter = await updatePolicy(w.prisma, w.a, strict.id, { ...rules, requiredApprovals: 3 }, ATTEST);
     assert.equal(tighter.change, null);
@@ -373,11 +387,17 @@ describeEachDatabase('governance: a second admin confirms who may approve', (db)
       assert.equal(req.afterReview, 'open');
       assert.equal(req.breakGlassGrantId, g.id);
       const plain = (
-        await requests.createRequest(w.prisma, w.op, {
-          ...w.body(),
-          emergency: undefined,
-          emergencyReason: undefined,
-        })
+        await requests.createRequest(
+          w.prisma,
+          w.op,
+          {
+            ...w.body(),
+            emergency: undefined,
+            emergencyReason: undefined,
+          },
+          new Date(),
+          ATTEST,
+        )
       ).result;
       assert.notEqual(
         plain.contentHash,
@@ -434,11 +454,17 @@ describeEachDatabase('governance: a second admin confirms who may approve', (db)
     test('a database writer setting the emergency flag (with a forged grant row) gets no signed job', async () => {
       const w = await bgWorld();
       const req = (
-        await requests.createRequest(w.prisma, w.op, {
-          ...w.body(),
-          emergency: undefined,
-          emergencyReason: undefined,
-        })
+        await requests.createRequest(
+          w.prisma,
+          w.op,
+          {
+            ...w.body(),
+            emergency: undefined,
+            emergencyReason: undefined,
+          },
+          new Date(),
+          ATTEST,
+        )
       ).result;
       assert.equal(req.state, 'pending');
       const forged = `bg_forged${Math.random().toString(36).slice(2)}`;

@@ -12,13 +12,13 @@ export const APPLIERS: Appliers = {
   async setRole(tx, actor, userId, role, changeId) {
     await writeRole(tx, actor, userId, role, changeId);
   },
-  async createPolicy(tx, actor, id, rules, changeId) {
-    await policyAppliers.createPolicy(tx, actor, id, rules, changeId);
+  async createPolicy(tx, actor, key, id, rules, changeId) {
+    await policyAppliers.createPolicy(tx, actor, key, id, rules, changeId);
   },
-  async updatePolicy(tx, actor, id, rules, changeId) {
-    await policyAppliers.updatePolicy(tx, actor, id, rules, changeId);
+  async updatePolicy(tx, actor, key, id, rules, changeId) {
+    await policyAppliers.updatePolicy(tx, actor, key, id, rules, changeId);
   },
-  deletePolicy: (tx, actor, id, changeId) => policyAppliers.deletePolicy(tx, actor, id, changeId),
+  deletePolicy: (tx, actor, key, id, changeId) => policyAppliers.deletePolicy(tx, actor, key, id, changeId),
   async setNamespaceLabels(tx, actor, key, subjectType, subjectId, value, changeId) {
     const row =
       subjectType === 'join_token'

@@ -66,13 +66,17 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
   }
 
   async function twoVotePolicy(w: Awaited<ReturnType<typeof world>>, label: string) {
-    await seedPolicy(w.prisma, {
-      name: `two-${w.agent.id}`,
-      matchLabels: { env: label },
-      priority: 10,
-      requiredApprovals: 2,
-      allowCustomCode: true,
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `two-${w.agent.id}`,
+        matchLabels: { env: label },
+        priority: 10,
+        requiredApprovals: 2,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
   }
 
   test('finding: after 1 of 2 votes, a PATCH of any job option or the rollout voids the vote', async () => {
@@ -86,15 +90,21 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
       { rollout: { concurrency: 1000, maxFailures: 10_000 } },
     ];
     for (const patch of patches) {
-      const req = await createRequest(w.prisma, w.op, {
-        kind: 'custom',
-        code: 'print(1)',
-        targets: w.targets,
-        reason: 'a routine check',
-      });
+      const req = await createRequest(
+        w.prisma,
+        w.op,
+        {
+          kind: 'custom',
+          code: 'print(1)',
+          targets: w.targets,
+          reason: 'a routine check',
+        },
+        new Date(),
+        ATTEST,
+      );
       await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
       assert.equal((await getRequest(w.prisma, req.id)).approvals, 1);
-      const edited = await updateRequest(w.prisma, w.op, req.id, patch);
+      const edited = await updateRequest(w.prisma, w.op, req.id, patch, new Date(), ATTEST);
       assert.notEqual(edited.contentHash, req.contentHash, `${JSON.stringify(patch)} changes the hash`);
       assert.equal(edited.revision, 2);
       const detail = await getRequest(w.prisma, req.id);
@@ -107,14 +117,27 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
       );
     }
     // The reason alone is not what runs: it changes nothing that the votes bind.
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: w.targets,
-      reason: 'a routine check',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets: w.targets,
+        reason: 'a routine check',
+      },
+      new Date(),
+      ATTEST,
+    );
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
-    const reworded = await updateRequest(w.prisma, w.op, req.id, { reason: 'the same check, reworded' });
+    const reworded = await updateRequest(
+      w.prisma,
+      w.op,
+      req.id,
+      { reason: 'the same check, reworded' },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(reworded.contentHash, req.contentHash);
     assert.equal((await getRequest(w.prisma, req.id)).approvals, 1);
   });
@@ -130,12 +153,18 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
 
   test('finding: a database writer flips state=approved or inserts a vote row → nothing is signed, refusal audited', async () => {
     const w = await world({ env: `dbw-${uniq()}` });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print("owned")',
-      targets: w.targets,
-      reason: 'nobody approved this',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print("owned")',
+        targets: w.targets,
+        reason: 'nobody approved this',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(req.state, 'pending');
     await w.prisma.$executeRawUnsafe(
       `UPDATE "injection_request" SET "state" = 'approved', "approvedAt" = now(), "approvalExpiresAt" = now() + interval '1 hour' WHERE "id" = $1`,
@@ -162,9 +191,8 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
     const later = await w.prisma.execution.findUniqueOrThrow({ where: { id: ex!.id } });
     assert.equal(later.state, 'awaiting_approval');
     assert.match(later.errorMessage ?? '', /without a valid attestation/);
-    // A vote signed with another key (a copied database, its own key) counts for nothing either.
-    const other = { signing: SIGNING, attestation: testKeyPair() };
-    assert.deepEqual((await dispatch.sendWave(w.prisma, req.id, other, () => true)).result, []);
+    // (A copied database under another key signs nothing either: its policy seal no longer verifies, and the
+    // execution is refused — policy-seal.int.test.ts.)
     // A real vote, cast while the request is partly dispatched, lets it go — in a v2 envelope that says why.
     const voted = await reviewRequest(w.prisma, w.ap2, req.id, { decision: 'approve' }, fresh());
     assert.equal(voted.state, 'dispatching');
@@ -194,12 +222,18 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
 
   test('finding: content changed behind the service (raw UPDATE of code) is refused at dispatch', async () => {
     const w = await world({ env: `raw-${uniq()}` });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: w.targets,
-      reason: 'approved code',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets: w.targets,
+        reason: 'approved code',
+      },
+      new Date(),
+      ATTEST,
+    );
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await w.prisma.$executeRawUnsafe(
       `UPDATE "injection_request" SET "code" = 'import os; os.system("id")' WHERE "id" = $1`,
@@ -219,28 +253,44 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
     const op = await seedUser(prisma, 'operator');
     const ap1 = await seedUser(prisma, 'approver');
     const ap2 = await seedUser(prisma, 'approver');
-    await seedPolicy(prisma, {
-      name: `strict-${tier}`,
-      matchLabels: { tier },
-      priority: 100,
-      requiredApprovals: 2,
-      allowCustomCode: false,
-    });
+    await seedPolicy(
+      prisma,
+      {
+        name: `strict-${tier}`,
+        matchLabels: { tier },
+        priority: 100,
+        requiredApprovals: 2,
+        allowCustomCode: false,
+      },
+      ATTEST,
+    );
     const selector = { type: 'selector' as const, labels: { app: tier }, process: {} };
     // Filed while no host matches: the selector's own labels fall under the default policy (1, custom allowed).
-    const custom = await createRequest(prisma, op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: selector,
-      reason: 'while nothing matched',
-    });
-    const lib = await createRequest(prisma, op, {
-      kind: 'library',
-      scriptId: 'logging.set_level',
-      params: { logger: 'demo.orders', level: 'DEBUG' },
-      targets: selector,
-      reason: 'while nothing matched',
-    });
+    const custom = await createRequest(
+      prisma,
+      op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets: selector,
+        reason: 'while nothing matched',
+      },
+      new Date(),
+      ATTEST,
+    );
+    const lib = await createRequest(
+      prisma,
+      op,
+      {
+        kind: 'library',
+        scriptId: 'logging.set_level',
+        params: { logger: 'demo.orders', level: 'DEBUG' },
+        targets: selector,
+        reason: 'while nothing matched',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(custom.requiredApprovals, 1);
     await reviewRequest(prisma, ap1, custom.id, { decision: 'approve' }, fresh());
     assert.equal(
@@ -283,20 +333,28 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
     const sandbox = `yes-${uniq()}`;
     const { prisma } = db();
     const admin = await seedUser(prisma, 'admin');
-    await seedPolicy(prisma, {
-      name: `sandbox-${sandbox}`,
-      matchLabels: { sandbox },
-      priority: 500,
-      requiredApprovals: 0,
-      allowCustomCode: true,
-    });
-    await seedPolicy(prisma, {
-      name: `prod-${tier}`,
-      matchLabels: { tier },
-      priority: 100,
-      requiredApprovals: 2,
-      allowCustomCode: true,
-    });
+    await seedPolicy(
+      prisma,
+      {
+        name: `sandbox-${sandbox}`,
+        matchLabels: { sandbox },
+        priority: 500,
+        requiredApprovals: 0,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    await seedPolicy(
+      prisma,
+      {
+        name: `prod-${tier}`,
+        matchLabels: { tier },
+        priority: 100,
+        requiredApprovals: 2,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
     const agent = await seedAgent(prisma, admin, { labels: { tier }, processes: [pyProcess(400)] });
     // The agent's inventory claims sandbox=yes (and tries to drop tier).
     await saveSnapshot(prisma, agent.id, snapshot(agent.name, [pyProcess(400)], { sandbox, tier: 'dev' }));
@@ -304,12 +362,18 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
     assert.deepEqual(row.labels, { tier });
     assert.deepEqual(row.reportedLabels, { sandbox, tier: 'dev' });
     const op = await seedUser(prisma, 'operator');
-    const req = await createRequest(prisma, op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 400, startTime: '1400' }] },
-      reason: 'sandbox, says the agent',
-    });
+    const req = await createRequest(
+      prisma,
+      op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets: { type: 'processes', processes: [{ agentId: agent.id, pid: 400, startTime: '1400' }] },
+        reason: 'sandbox, says the agent',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(req.state, 'pending');
     assert.equal(req.requiredApprovals, 2);
   });
@@ -317,16 +381,26 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
   test('no one alone: a 0-approval policy covers only read-only, non-sensitive library scripts', async () => {
     const env = `zero-${uniq()}`;
     const w = await world({ env });
-    await seedPolicy(w.prisma, {
-      name: `zero-${env}`,
-      matchLabels: { env },
-      priority: 100,
-      requiredApprovals: 0,
-      approverRoles: [],
-      allowCustomCode: true,
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `zero-${env}`,
+        matchLabels: { env },
+        priority: 100,
+        requiredApprovals: 0,
+        approverRoles: [],
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
     const file = (over: Pick<CreateRequest, 'kind' | 'code' | 'scriptId' | 'params'>) =>
-      createRequest(w.prisma, w.admin, { targets: w.targets, reason: 'the admin alone', ...over });
+      createRequest(
+        w.prisma,
+        w.admin,
+        { targets: w.targets, reason: 'the admin alone', ...over },
+        new Date(),
+        ATTEST,
+      );
     const custom = await file({ kind: 'custom', code: 'print(1)' });
     assert.equal(custom.state, 'pending', 'custom code needs a second person');
     assert.equal(custom.requiredApprovals, 1);
@@ -350,41 +424,67 @@ describeEachDatabase('governance: approvals bind exactly what runs', (db) => {
   test('policies match on the action: script id, risk, custom vs library', async () => {
     const env = `act-${uniq()}`;
     const w = await world({ env });
-    await seedPolicy(w.prisma, {
-      name: `custom-${env}`,
-      matchLabels: { env },
-      matchAction: { kinds: ['custom'] },
-      priority: 100,
-      requiredApprovals: 3,
-      allowCustomCode: true,
-    });
-    await seedPolicy(w.prisma, {
-      name: `stats-${env}`,
-      matchLabels: { env },
-      matchAction: { scripts: ['gc.stats'] },
-      priority: 90,
-      requiredApprovals: 0,
-    });
-    const custom = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: w.targets,
-      reason: 'custom',
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `custom-${env}`,
+        matchLabels: { env },
+        matchAction: { kinds: ['custom'] },
+        priority: 100,
+        requiredApprovals: 3,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `stats-${env}`,
+        matchLabels: { env },
+        matchAction: { scripts: ['gc.stats'] },
+        priority: 90,
+        requiredApprovals: 0,
+      },
+      ATTEST,
+    );
+    const custom = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets: w.targets,
+        reason: 'custom',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(custom.requiredApprovals, 3);
-    const stats = await createRequest(w.prisma, w.op, {
-      kind: 'library',
-      scriptId: 'gc.stats',
-      targets: w.targets,
-      reason: 'stats',
-    });
+    const stats = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'library',
+        scriptId: 'gc.stats',
+        targets: w.targets,
+        reason: 'stats',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(stats.state, 'approved');
-    const other = await createRequest(w.prisma, w.op, {
-      kind: 'library',
-      scriptId: 'threads.dump_stacks',
-      targets: w.targets,
-      reason: 'stacks',
-    });
+    const other = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'library',
+        scriptId: 'threads.dump_stacks',
+        targets: w.targets,
+        reason: 'stacks',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(other.requiredApprovals, 1, 'neither matches: the default policy');
   });
 });

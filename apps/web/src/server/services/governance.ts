@@ -283,9 +283,24 @@ export async function propose(
 export interface Appliers {
   /** Sets the user's role (a pending user.create or user.role), audited as `actor`. */
   setRole(tx: Tx, actor: Actor, userId: string, role: Role, changeId: string): Promise<void>;
-  createPolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId: string): Promise<void>;
-  updatePolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId: string): Promise<void>;
-  deletePolicy(tx: Tx, actor: Actor, id: string, changeId: string): Promise<void>;
+  /** Policy writes: each seals the policy set with `key` (policy-seal.ts: policies decide only while sealed). */
+  createPolicy(
+    tx: Tx,
+    actor: Actor,
+    key: AttestationKey,
+    id: string,
+    rules: PolicyInput,
+    changeId: string,
+  ): Promise<void>;
+  updatePolicy(
+    tx: Tx,
+    actor: Actor,
+    key: AttestationKey,
+    id: string,
+    rules: PolicyInput,
+    changeId: string,
+  ): Promise<void>;
+  deletePolicy(tx: Tx, actor: Actor, key: AttestationKey, id: string, changeId: string): Promise<void>;
   /**
    * A namespace declaration on a join token or an agent (null: the agent follows its token again), signed with
    * `key` (the attestation key: policy reads only signed declarations).
@@ -430,16 +445,16 @@ async function applyChange(
       return;
     }
     case 'policy.create':
-      return apply.createPolicy(tx, actor, c.subjectId, PolicyInput.parse(data.after), c.id);
+      return apply.createPolicy(tx, actor, key, c.subjectId, PolicyInput.parse(data.after), c.id);
     case 'policy.update': {
       if (!(await tx.policy.findUnique({ where: { id: c.subjectId }, select: { id: true } })))
         throw new AppError('NOT_FOUND', `policy ${c.subjectId} is gone`, {
           userMessage: 'the policy is gone',
         });
-      return apply.updatePolicy(tx, actor, c.subjectId, PolicyInput.parse(data.after), c.id);
+      return apply.updatePolicy(tx, actor, key, c.subjectId, PolicyInput.parse(data.after), c.id);
     }
     case 'policy.delete':
-      return apply.deletePolicy(tx, actor, c.subjectId, c.id);
+      return apply.deletePolicy(tx, actor, key, c.subjectId, c.id);
     case 'namespace_labels.set': {
       const subjectType = c.subjectType === 'join_token' ? 'join_token' : 'agent';
       const exists =

@@ -205,13 +205,17 @@ describeEachDatabase('notifications', (db) => {
 
   test('events enter the outbox in the transaction of the change; a rolled-back change leaves none', async () => {
     const w = await world({ env: 'ntf-tx' });
-    await seedPolicy(w.prisma, {
-      name: `one-${w.agent.id}`,
-      matchLabels: { env: 'ntf-tx' },
-      priority: 10,
-      requiredApprovals: 1,
-      allowCustomCode: true,
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `one-${w.agent.id}`,
+        matchLabels: { env: 'ntf-tx' },
+        priority: 10,
+        requiredApprovals: 1,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
     const { rule, secret } = await n.createRule(
       w.prisma,
       w.admin,
@@ -242,12 +246,18 @@ describeEachDatabase('notifications', (db) => {
       },
       cfg(),
     );
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: w.targets,
-      reason: 'look <at> this',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets: w.targets,
+        reason: 'look <at> this',
+      },
+      new Date(),
+      ATTEST,
+    );
     const kinds = async (ruleId: string) =>
       (await w.prisma.notificationOutbox.findMany({ where: { ruleId }, orderBy: { eventKey: 'asc' } })).map(
         (o) => o.kind,
@@ -365,12 +375,18 @@ describeEachDatabase('notifications', (db) => {
       return { status: 204 };
     };
     const before = rx.got.length;
-    await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(2)',
-      targets: w.targets,
-      reason: 'retry',
-    });
+    await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(2)',
+        targets: w.targets,
+        reason: 'retry',
+      },
+      new Date(),
+      ATTEST,
+    );
     await drain(w.prisma, cfg({ resolve: rebinding, allow: parseAllowList([`127.0.0.1:${rx.port}`]) }));
     rx.answer = () => ({ status: 204 });
     const [f] = await n.listDeliveries(w.prisma, w.admin, flaky.rule.id);
@@ -394,12 +410,18 @@ describeEachDatabase('notifications', (db) => {
     // Gives up after maxAttempts.
     const dead = await mk('dead', '/dead');
     rx.answer = (r) => ({ status: r.path === '/dead' ? 500 : 204 });
-    await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(3)',
-      targets: w.targets,
-      reason: 'dead',
-    });
+    await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(3)',
+        targets: w.targets,
+        reason: 'dead',
+      },
+      new Date(),
+      ATTEST,
+    );
     await drain(w.prisma, cfg({ maxAttempts: 3 }));
     rx.answer = () => ({ status: 204 });
     const [d] = await n.listDeliveries(w.prisma, w.admin, dead.rule.id);
@@ -422,12 +444,18 @@ describeEachDatabase('notifications', (db) => {
       },
       cfg(),
     );
-    await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(4)',
-      targets: w.targets,
-      reason: 'lease',
-    });
+    await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(4)',
+        targets: w.targets,
+        reason: 'lease',
+      },
+      new Date(),
+      ATTEST,
+    );
     const t0 = new Date();
     const a = await n.claimDue(w.prisma, 'A', t0, 1000, 10);
     assert.equal(a.filter((o) => o.ruleId === rule.id).length, 1);
@@ -460,12 +488,18 @@ describeEachDatabase('notifications', (db) => {
     assert.equal(secret, null);
     assert.equal(rule.url, `http://127.0.0.1:${rx.port}/…`, 'the secret path of a Slack URL is masked');
     const before = rx.got.length;
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(5)',
-      targets: w.targets,
-      reason: 'see <https://evil|here>',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(5)',
+        targets: w.targets,
+        reason: 'see <https://evil|here>',
+      },
+      new Date(),
+      ATTEST,
+    );
     await drain(w.prisma, cfg());
     const got = rx.got.slice(before).filter((r) => r.path === '/services/T0/B0/xyz');
     assert.equal(got.length, 1);

@@ -9,6 +9,7 @@ import { AppError, isUniqueViolation, parseInput } from './errors';
 import { newId } from './ids';
 import { getScript } from '@pyreach/scripts';
 import { labelsOf, rolesOf } from './rows';
+import { sealPolicies, trustedPolicies } from './policy-seal';
 
 const actionOf = (v: unknown): PolicyAction => {
   const r = PolicyAction.safeParse(v);
@@ -102,11 +103,22 @@ const nameTaken = (name: string) =>
 const policyNotFound = (id: string) =>
   new AppError('NOT_FOUND', `policy ${id} not found`, { userMessage: 'policy not found' });
 
-/** The writes themselves, audited; also what a confirmed governance change applies. */
+/**
+ * The writes themselves, audited and sealed (policy-seal.ts: the seal covers the set as this write leaves it);
+ * also what a confirmed governance change applies.
+ */
 export const policyAppliers = {
-  async createPolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId?: string) {
+  async createPolicy(
+    tx: Tx,
+    actor: Actor,
+    key: AttestationKey,
+    id: string,
+    rules: PolicyInput,
+    changeId?: string,
+  ) {
     const data = parse(rules);
     const p = await tx.policy.create({ data: { id, ...columns(data) } });
+    await sealPolicies(tx, key, policyOf);
     await appendAudit(tx, {
       actor,
       action: 'policy.create',
@@ -116,9 +128,17 @@ export const policyAppliers = {
     });
     return p;
   },
-  async updatePolicy(tx: Tx, actor: Actor, id: string, rules: PolicyInput, changeId?: string) {
+  async updatePolicy(
+    tx: Tx,
+    actor: Actor,
+    key: AttestationKey,
+    id: string,
+    rules: PolicyInput,
+    changeId?: string,
+  ) {
     const data = parse(rules);
     const p = await tx.policy.update({ where: { id }, data: columns(data) });
+    await sealPolicies(tx, key, policyOf);
     await appendAudit(tx, {
       actor,
       action: 'policy.update',
@@ -128,9 +148,10 @@ export const policyAppliers = {
     });
     return p;
   },
-  async deletePolicy(tx: Tx, actor: Actor, id: string, changeId?: string) {
+  async deletePolicy(tx: Tx, actor: Actor, key: AttestationKey, id: string, changeId?: string) {
     const res = await tx.policy.deleteMany({ where: { id } });
     if (res.count !== 1) throw policyNotFound(id);
+    await sealPolicies(tx, key, policyOf);
     await appendAudit(tx, {
       actor,
       action: 'policy.delete',
@@ -190,7 +211,7 @@ export async function createPolicy(
         reasons,
         key,
         now,
-        (changeId) => policyAppliers.createPolicy(tx, actor, id, data, changeId),
+        (changeId) => policyAppliers.createPolicy(tx, actor, key, id, data, changeId),
       );
       return {
         policy: r.written ? policyOf(r.written) : null,
@@ -235,7 +256,7 @@ export async function updatePolicy(
       reasons,
       key,
       now,
-      (changeId) => policyAppliers.updatePolicy(tx, actor, id, data, changeId),
+      (changeId) => policyAppliers.updatePolicy(tx, actor, key, id, data, changeId),
     );
     return {
       policy: policyOf(r.written ?? row),
@@ -275,7 +296,7 @@ export async function deletePolicy(
       key,
       now,
       async (changeId) => {
-        await policyAppliers.deletePolicy(tx, actor, id, changeId);
+        await policyAppliers.deletePolicy(tx, actor, key, id, changeId);
         return id;
       },
     );
@@ -319,13 +340,16 @@ export function policyForHost<P extends PolicyRow>(
  * approve a request that needs approvals. With no targets at all, the policy for a host without labels.
  * No one alone: a policy's 0 approvals hold only for read-only, non-sensitive library scripts
  * (`mayRunUnapproved`); anything else needs at least one approval (from approver/admin if the policy named none).
+ * Only policies the control plane sealed decide (POLICY_DENIED naming why otherwise).
  */
 export async function resolvePolicy(
   db: Db,
+  /** Verifies the policy seal (policy-seal.ts): without a valid one, POLICY_DENIED. */
+  key: Pick<AttestationKey, 'publicKey'> | undefined,
   labelsOfEveryTarget: Labels[],
   action?: RequestAction,
 ): Promise<EffectivePolicy> {
-  const policies = (await db.policy.findMany()).map(policyOf);
+  const policies = await trustedPolicies(db, key, policyOf);
   const targets = labelsOfEveryTarget.length > 0 ? labelsOfEveryTarget : [{}];
   const applied = new Map<string, PolicyRow>();
   for (const labels of targets) {

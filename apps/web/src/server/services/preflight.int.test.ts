@@ -13,7 +13,10 @@ import {
   seedAgent,
   seedUser,
   snapshot,
+  testKeyPair,
 } from '../../../../../test/support/services';
+
+const ATTEST = testKeyPair();
 
 const SCRIPT = 'interpreter.info';
 const libraryOnly = {
@@ -93,12 +96,18 @@ describeEachDatabase('pre-flight verdicts', (db) => {
       type: 'processes' as const,
       processes: [t(a.id, 101), t(a.id, 102), t(a.id, 103), t(a.id, 999), t(b.id, 201)],
     };
-    const { result: req } = await requests.createRequest(prisma, op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets,
-      reason: 'partly doomed is filed',
-    });
+    const { result: req } = await requests.createRequest(
+      prisma,
+      op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets,
+        reason: 'partly doomed is filed',
+      },
+      new Date(),
+      ATTEST,
+    );
     const pf = await requests.requestPreflight(prisma, req.id);
     const by = (pid: number) => pf.targets.find((x) => x.pid === pid)!;
     const codes = (pid: number) => by(pid).reasons.map((r) => r.code);
@@ -130,12 +139,18 @@ describeEachDatabase('pre-flight verdicts', (db) => {
       processes: [t(a.id, 102), t(a.id, 998), t(b.id, 201)],
     };
     await assert.rejects(
-      requests.createRequest(prisma, op, {
-        kind: 'custom',
-        code: 'print(1)',
-        targets: doomed,
-        reason: 'doomed',
-      }),
+      requests.createRequest(
+        prisma,
+        op,
+        {
+          kind: 'custom',
+          code: 'print(1)',
+          targets: doomed,
+          reason: 'doomed',
+        },
+        new Date(),
+        ATTEST,
+      ),
       (e: unknown) => {
         assert.ok(doomedError(e));
         const d = (e as AppError).details as { targets: { pid: number; reasons: { code: string }[] }[] };
@@ -152,21 +167,36 @@ describeEachDatabase('pre-flight verdicts', (db) => {
     );
     assert.equal(await prisma.injectionRequest.count({ where: { reason: 'doomed' } }), 0);
     // The same library script the agent has, byte for byte: fine on host B.
-    const lib = await requests.createRequest(prisma, op, {
-      kind: 'library',
-      scriptId: SCRIPT,
-      targets: { type: 'processes', processes: [t(b.id, 201)] },
-      reason: 'library on library-only',
-    });
+    const lib = await requests.createRequest(
+      prisma,
+      op,
+      {
+        kind: 'library',
+        scriptId: SCRIPT,
+        targets: { type: 'processes', processes: [t(b.id, 201)] },
+        reason: 'library on library-only',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(lib.result.state, 'pending');
     // Editing a partly doomed request into an all-doomed one is refused too; nothing changes.
-    const { result: ok } = await requests.createRequest(prisma, op, {
-      kind: 'custom',
-      code: 'print(2)',
-      targets: { type: 'processes', processes: [t(a.id, 101)] },
-      reason: 'to be edited',
-    });
-    await assert.rejects(requests.updateRequest(prisma, op, ok.id, { targets: doomed }), doomedError);
+    const { result: ok } = await requests.createRequest(
+      prisma,
+      op,
+      {
+        kind: 'custom',
+        code: 'print(2)',
+        targets: { type: 'processes', processes: [t(a.id, 101)] },
+        reason: 'to be edited',
+      },
+      new Date(),
+      ATTEST,
+    );
+    await assert.rejects(
+      requests.updateRequest(prisma, op, ok.id, { targets: doomed }, new Date(), ATTEST),
+      doomedError,
+    );
     assert.equal((await requests.getRequest(prisma, ok.id)).revision, ok.revision);
   });
 
@@ -178,7 +208,13 @@ describeEachDatabase('pre-flight verdicts', (db) => {
       process: { cmdlineContains: '--worker=102' },
     };
     await assert.rejects(
-      requests.createRequest(prisma, op, { kind: 'custom', code: 'x=1', targets: selector, reason: 'sel' }),
+      requests.createRequest(
+        prisma,
+        op,
+        { kind: 'custom', code: 'x=1', targets: selector, reason: 'sel' },
+        new Date(),
+        ATTEST,
+      ),
       doomedError,
     );
     // A selector matching nothing now is not refused here (it may match by dispatch time).

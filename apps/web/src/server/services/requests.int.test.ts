@@ -85,19 +85,29 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a request needing two approvals goes pending → approved → dispatched → succeeded from the agent’s reports', async () => {
     const w = await world({ env: 'two' });
-    await seedPolicy(w.prisma, {
-      name: `two-${w.agent.id}`,
-      matchLabels: { env: 'two' },
-      priority: 10,
-      requiredApprovals: 2,
-      allowCustomCode: true,
-    });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print("hi")',
-      targets: w.targets,
-      reason: 'check the cache',
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `two-${w.agent.id}`,
+        matchLabels: { env: 'two' },
+        priority: 10,
+        requiredApprovals: 2,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print("hi")',
+        targets: w.targets,
+        reason: 'check the cache',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(req.state, 'pending');
     assert.equal(req.requiredApprovals, 2);
     assert.equal(
@@ -169,12 +179,18 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
   test('the requester can never approve their own request, and a stale sign-in cannot review', async () => {
     const w = await world({ env: 'self' });
     const boss = await seedUser(w.prisma, 'admin');
-    const req = await createRequest(w.prisma, boss, {
-      kind: 'custom',
-      code: 'x=1',
-      targets: w.targets,
-      reason: 'admin asks',
-    });
+    const req = await createRequest(
+      w.prisma,
+      boss,
+      {
+        kind: 'custom',
+        code: 'x=1',
+        targets: w.targets,
+        reason: 'admin asks',
+      },
+      new Date(),
+      ATTEST,
+    );
     await assert.rejects(
       reviewRequest(w.prisma, boss, req.id, { decision: 'approve' }, fresh()),
       code('SELF_APPROVAL'),
@@ -194,38 +210,57 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       code('FORBIDDEN'),
     );
     await assert.rejects(
-      createRequest(w.prisma, await seedUser(w.prisma, 'viewer'), {
-        kind: 'custom',
-        code: 'x',
-        targets: w.targets,
-        reason: 'nope',
-      }),
+      createRequest(
+        w.prisma,
+        await seedUser(w.prisma, 'viewer'),
+        {
+          kind: 'custom',
+          code: 'x',
+          targets: w.targets,
+          reason: 'nope',
+        },
+        new Date(),
+        ATTEST,
+      ),
       code('FORBIDDEN'),
     );
   });
 
   test('one vote per reviewer per revision; an edit voids earlier approvals', async () => {
     const w = await world({ env: 'edit' });
-    await seedPolicy(w.prisma, {
-      name: `edit-${w.agent.id}`,
-      matchLabels: { env: 'edit' },
-      priority: 10,
-      requiredApprovals: 2,
-      allowCustomCode: true,
-    });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'print(1)',
-      targets: w.targets,
-      reason: 'first',
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `edit-${w.agent.id}`,
+        matchLabels: { env: 'edit' },
+        priority: 10,
+        requiredApprovals: 2,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'print(1)',
+        targets: w.targets,
+        reason: 'first',
+      },
+      new Date(),
+      ATTEST,
+    );
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await assert.rejects(
       reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh()),
       code('ALREADY_VOTED'),
     );
-    await assert.rejects(updateRequest(w.prisma, w.ap1, req.id, { code: 'print(2)' }), code('FORBIDDEN'));
-    const edited = await updateRequest(w.prisma, w.op, req.id, { code: 'print(2)' });
+    await assert.rejects(
+      updateRequest(w.prisma, w.ap1, req.id, { code: 'print(2)' }, new Date(), ATTEST),
+      code('FORBIDDEN'),
+    );
+    const edited = await updateRequest(w.prisma, w.op, req.id, { code: 'print(2)' }, new Date(), ATTEST);
     assert.equal(edited.revision, 2);
     assert.notEqual(edited.contentHash, req.contentHash);
     const detail = await getRequest(w.prisma, req.id);
@@ -245,12 +280,18 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a rejection ends the request and it cannot be dispatched', async () => {
     const w = await world({ env: 'rej' });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'x',
-      targets: w.targets,
-      reason: 'try',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'try',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(
       (await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'reject', comment: 'no' }, fresh())).state,
       'rejected',
@@ -264,44 +305,66 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('custom code is refused where a policy forbids it; 0 approvals approves at once; the strictest policy wins', async () => {
     const w = await world({ env: 'prodx' });
-    await seedPolicy(w.prisma, {
-      name: `lib-${w.agent.id}`,
-      matchLabels: { env: 'prodx' },
-      priority: 50,
-      requiredApprovals: 0,
-      allowCustomCode: false,
-      approvalValidMinutes: 10,
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `lib-${w.agent.id}`,
+        matchLabels: { env: 'prodx' },
+        priority: 50,
+        requiredApprovals: 0,
+        allowCustomCode: false,
+        approvalValidMinutes: 10,
+      },
+      ATTEST,
+    );
     await assert.rejects(
-      createRequest(w.prisma, w.op, {
-        kind: 'custom',
-        code: 'x',
-        targets: w.targets,
-        reason: 'routine check',
-      }),
+      createRequest(
+        w.prisma,
+        w.op,
+        {
+          kind: 'custom',
+          code: 'x',
+          targets: w.targets,
+          reason: 'routine check',
+        },
+        new Date(),
+        ATTEST,
+      ),
       code('POLICY_DENIED'),
     );
     await assert.rejects(
-      createRequest(w.prisma, w.op, {
-        kind: 'library',
-        scriptId: 'gc.stats',
-        code: 'import os; os.system("id")',
-        targets: w.targets,
-        reason: 'stats',
-      }),
+      createRequest(
+        w.prisma,
+        w.op,
+        {
+          kind: 'library',
+          scriptId: 'gc.stats',
+          code: 'import os; os.system("id")',
+          targets: w.targets,
+          reason: 'stats',
+        },
+        new Date(),
+        ATTEST,
+      ),
       (e: unknown) => code('VALIDATION')(e) && /send kind "custom"/.test((e as AppError).userMessage),
       'custom code dressed up as a library script is refused',
     );
-    const lib = await createRequest(w.prisma, w.op, {
-      kind: 'library',
-      scriptId: 'gc.stats',
-      code: getScript('gc.stats')!.source,
-      targets: w.targets,
-      reason: 'stats',
-    });
+    const lib = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'library',
+        scriptId: 'gc.stats',
+        code: getScript('gc.stats')!.source,
+        targets: w.targets,
+        reason: 'stats',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(lib.state, 'approved');
     assert.deepEqual(lib.params, { top: 20 }, 'defaults are filled in from the script schema');
-    const eff = await resolvePolicy(w.prisma, [{ env: 'prodx' }, { env: 'other' }]);
+    const eff = await resolvePolicy(w.prisma, ATTEST, [{ env: 'prodx' }, { env: 'other' }]);
     assert.equal(eff.requiredApprovals, 1);
     assert.equal(eff.allowCustomCode, false);
     assert.equal(eff.approvalValidMinutes, 10);
@@ -311,34 +374,52 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     const w = await world({ env: 'libp' });
     const source = getScript('logging.set_level')!.source;
     await assert.rejects(
-      createRequest(w.prisma, w.op, {
-        kind: 'library',
-        scriptId: 'logging.set_level',
-        code: source,
-        params: { level: 'LOUD' },
-        targets: w.targets,
-        reason: 'debug',
-      }),
+      createRequest(
+        w.prisma,
+        w.op,
+        {
+          kind: 'library',
+          scriptId: 'logging.set_level',
+          code: source,
+          params: { level: 'LOUD' },
+          targets: w.targets,
+          reason: 'debug',
+        },
+        new Date(),
+        ATTEST,
+      ),
       (e: unknown) => code('VALIDATION')(e) && /level/.test((e as AppError).userMessage),
     );
     await assert.rejects(
-      createRequest(w.prisma, w.op, {
-        kind: 'library',
-        scriptId: 'no.such',
-        code: source,
-        targets: w.targets,
-        reason: 'debug',
-      }),
+      createRequest(
+        w.prisma,
+        w.op,
+        {
+          kind: 'library',
+          scriptId: 'no.such',
+          code: source,
+          targets: w.targets,
+          reason: 'debug',
+        },
+        new Date(),
+        ATTEST,
+      ),
       code('VALIDATION'),
     );
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'library',
-      scriptId: 'logging.set_level',
-      code: source,
-      params: { logger: 'app', level: 'DEBUG' },
-      targets: w.targets,
-      reason: 'debug',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'library',
+        scriptId: 'logging.set_level',
+        code: source,
+        params: { logger: 'app', level: 'DEBUG' },
+        targets: w.targets,
+        reason: 'debug',
+      },
+      new Date(),
+      ATTEST,
+    );
     assert.deepEqual(req.params, {
       logger: 'app',
       level: 'DEBUG',
@@ -349,11 +430,21 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
       restoreToken: req.id,
     });
     await assert.rejects(
-      updateRequest(w.prisma, w.op, req.id, { params: { level: 'LOUD' } }),
+      updateRequest(w.prisma, w.op, req.id, { params: { level: 'LOUD' } }, new Date(), ATTEST),
       code('VALIDATION'),
     );
-    await assert.rejects(updateRequest(w.prisma, w.op, req.id, { code: 'print(1)' }), code('VALIDATION'));
-    const edited = await updateRequest(w.prisma, w.op, req.id, { params: { logger: 'app', level: 'INFO' } });
+    await assert.rejects(
+      updateRequest(w.prisma, w.op, req.id, { code: 'print(1)' }, new Date(), ATTEST),
+      code('VALIDATION'),
+    );
+    const edited = await updateRequest(
+      w.prisma,
+      w.op,
+      req.id,
+      { params: { logger: 'app', level: 'INFO' } },
+      new Date(),
+      ATTEST,
+    );
     assert.equal(edited.code, source);
     assert.deepEqual(edited.params, {
       logger: 'app',
@@ -368,20 +459,30 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a refusal in the dispatch ack is audited and ends the job refused; a missing ack decides nothing', async () => {
     const w = await world({ env: 'ack' }, 2);
-    await seedPolicy(w.prisma, {
-      name: `ack-${w.agent.id}`,
-      matchLabels: { env: 'ack' },
-      priority: 10,
-      requiredApprovals: 0,
-      allowCustomCode: true,
-    });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'x',
-      targets: w.targets,
-      reason: 'ack',
-      rollout: { concurrency: 2, maxFailures: 5 },
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `ack-${w.agent.id}`,
+        matchLabels: { env: 'ack' },
+        priority: 10,
+        requiredApprovals: 0,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'ack',
+        rollout: { concurrency: 2, maxFailures: 5 },
+      },
+      new Date(),
+      ATTEST,
+    );
     // No one alone: a 0-approval policy still needs a second person for custom code.
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req.id);
@@ -438,20 +539,30 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a rollout with concurrency 2 over 5 targets stops after the configured failures', async () => {
     const w = await world({ env: 'roll' }, 5);
-    await seedPolicy(w.prisma, {
-      name: `roll-${w.agent.id}`,
-      matchLabels: { env: 'roll' },
-      priority: 10,
-      requiredApprovals: 0,
-      allowCustomCode: true,
-    });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'x',
-      targets: w.targets,
-      reason: 'roll',
-      rollout: { concurrency: 2, maxFailures: 2 },
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `roll-${w.agent.id}`,
+        matchLabels: { env: 'roll' },
+        priority: 10,
+        requiredApprovals: 0,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'roll',
+        rollout: { concurrency: 2, maxFailures: 2 },
+      },
+      new Date(),
+      ATTEST,
+    );
     // No one alone: a 0-approval policy still needs a second person for custom code.
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req.id);
@@ -484,20 +595,30 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('a wave is claimed in one transaction: within the rollout limit, only addressable agents, each job once, each send audited', async () => {
     const w = await world({ env: 'wave' }, 5);
-    await seedPolicy(w.prisma, {
-      name: `wave-${w.agent.id}`,
-      matchLabels: { env: 'wave' },
-      priority: 10,
-      requiredApprovals: 0,
-      allowCustomCode: true,
-    });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'x',
-      targets: w.targets,
-      reason: 'wave',
-      rollout: { concurrency: 3, maxFailures: 1 },
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `wave-${w.agent.id}`,
+        matchLabels: { env: 'wave' },
+        priority: 10,
+        requiredApprovals: 0,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'wave',
+        rollout: { concurrency: 3, maxFailures: 1 },
+      },
+      new Date(),
+      ATTEST,
+    );
     // No one alone: a 0-approval policy still needs a second person for custom code.
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req.id);
@@ -555,20 +676,30 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('eight wave passes at once never send past the rollout concurrency, round after round', async () => {
     const w = await world({ env: 'waves' }, 30);
-    await seedPolicy(w.prisma, {
-      name: `waves-${w.agent.id}`,
-      matchLabels: { env: 'waves' },
-      priority: 10,
-      requiredApprovals: 0,
-      allowCustomCode: true,
-    });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'x',
-      targets: w.targets,
-      reason: 'racing waves',
-      rollout: { concurrency: 3, maxFailures: 30 },
-    });
+    await seedPolicy(
+      w.prisma,
+      {
+        name: `waves-${w.agent.id}`,
+        matchLabels: { env: 'waves' },
+        priority: 10,
+        requiredApprovals: 0,
+        allowCustomCode: true,
+      },
+      ATTEST,
+    );
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'racing waves',
+        rollout: { concurrency: 3, maxFailures: 30 },
+      },
+      new Date(),
+      ATTEST,
+    );
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req.id);
     const keys = await loadOrCreateSigningKey({
@@ -586,12 +717,18 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('an approval that expired before dispatch expires the request; lost agents and overdue jobs end honestly', async () => {
     const w = await world({ env: 'exp' }, 2);
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'x',
-      targets: w.targets,
-      reason: 'late',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'late',
+      },
+      new Date(),
+      ATTEST,
+    );
     await reviewRequest(w.prisma, w.ap1, req.id, { decision: 'approve' }, fresh());
     assert.deepEqual(
       await planExecutions(w.prisma, req.id, undefined, new Date(Date.now() + 2 * 3600_000)),
@@ -599,13 +736,19 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
     );
     assert.equal((await getRequest(w.prisma, req.id)).state, 'expired');
 
-    const req2 = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'y',
-      targets: w.targets,
-      reason: 'lost',
-      rollout: { concurrency: 2, maxFailures: 5 },
-    });
+    const req2 = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'y',
+        targets: w.targets,
+        reason: 'lost',
+        rollout: { concurrency: 2, maxFailures: 5 },
+      },
+      new Date(),
+      ATTEST,
+    );
     await reviewRequest(w.prisma, w.ap1, req2.id, { decision: 'approve' }, fresh());
     await planExecutions(w.prisma, req2.id);
     const keys = await loadOrCreateSigningKey({
@@ -638,12 +781,18 @@ describeEachDatabase('requests, approvals, dispatch and executions', (db) => {
 
   test('requests are cancelled by their requester or an admin only', async () => {
     const w = await world({ env: 'cancel' });
-    const req = await createRequest(w.prisma, w.op, {
-      kind: 'custom',
-      code: 'x',
-      targets: w.targets,
-      reason: 'routine check',
-    });
+    const req = await createRequest(
+      w.prisma,
+      w.op,
+      {
+        kind: 'custom',
+        code: 'x',
+        targets: w.targets,
+        reason: 'routine check',
+      },
+      new Date(),
+      ATTEST,
+    );
     await assert.rejects(
       cancelRequest(w.prisma, await seedUser(w.prisma, 'operator'), req.id),
       code('FORBIDDEN'),

@@ -150,7 +150,7 @@ export async function createRequest(
     throw new AppError('INTERNAL', 'break-glass needs the attestation key', {
       userMessage: 'internal error',
     });
-  const policy = await resolvePolicy(db, await labelsOfTargets(db, attestation, data.targets), {
+  const policy = await resolvePolicy(db, attestation, await labelsOfTargets(db, attestation, data.targets), {
     kind: data.kind,
     scriptId: data.scriptId ?? null,
   });
@@ -297,7 +297,7 @@ export async function updateRequest(
   if (!current)
     throw new AppError('NOT_FOUND', `request ${id} not found`, { userMessage: 'request not found' });
   const targets: Targets = data.targets ?? requestOf(current).targets;
-  const policy = await resolvePolicy(db, await labelsOfTargets(db, attestation, targets), {
+  const policy = await resolvePolicy(db, attestation, await labelsOfTargets(db, attestation, targets), {
     kind: current.kind,
     scriptId: current.scriptId,
   });
@@ -824,7 +824,10 @@ export async function previewPolicy(
   const labels = await labelsOfTargets(db, attestation, targets);
   // For a selector the labels are its own, then one entry per matching process.
   const matched = targets.type === 'processes' ? targets.processes.length : labels.length - 1;
-  const eff = await resolvePolicy(db, labels, { kind: kind ?? 'custom', scriptId: scriptId ?? null });
+  const eff = await resolvePolicy(db, attestation, labels, {
+    kind: kind ?? 'custom',
+    scriptId: scriptId ?? null,
+  });
   const policies = await db.policy.findMany({
     where: { id: { in: eff.policyIds } },
     select: { id: true, name: true, description: true },

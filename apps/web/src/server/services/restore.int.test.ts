@@ -64,12 +64,16 @@ describeEachDatabase('changes that undo themselves: check at expiry and restore 
     const env = `restore-${++n}`;
     const admin = await seedUser(prisma, 'admin');
     const agent = await seedAgent(prisma, admin, { labels: { env }, processes: [pyProcess(300)] });
-    await seedPolicy(prisma, {
-      name: `p-${agent.id}`,
-      matchLabels: { env },
-      priority: 10,
-      requiredApprovals: 1,
-    });
+    await seedPolicy(
+      prisma,
+      {
+        name: `p-${agent.id}`,
+        matchLabels: { env },
+        priority: 10,
+        requiredApprovals: 1,
+      },
+      keys.attestation,
+    );
     const op = await seedUser(prisma, 'operator');
     const ap = await seedUser(prisma, 'approver');
     const targets = {
@@ -77,14 +81,20 @@ describeEachDatabase('changes that undo themselves: check at expiry and restore 
       processes: [{ agentId: agent.id, pid: 300, startTime: '1300' }],
     };
     const req = (
-      await requests.createRequest(prisma, op, {
-        kind: 'library',
-        scriptId: 'logging.set_level',
-        code: SOURCE,
-        params: { logger: 'app', level: 'DEBUG', durationSeconds: 60, ...extra },
-        targets,
-        reason: 'see why orders fail',
-      })
+      await requests.createRequest(
+        prisma,
+        op,
+        {
+          kind: 'library',
+          scriptId: 'logging.set_level',
+          code: SOURCE,
+          params: { logger: 'app', level: 'DEBUG', durationSeconds: 60, ...extra },
+          targets,
+          reason: 'see why orders fail',
+        },
+        new Date(),
+        keys.attestation,
+      )
     ).result;
     await requests.reviewRequest(
       prisma,

@@ -132,12 +132,18 @@ describeEachDatabase('service accounts and API tokens', (db) => {
       processes: [{ agentId: agent.id, pid: 100, startTime: '1100' }],
     };
     const req = (
-      await requests.createRequest(prisma, bot, {
-        kind: 'library',
-        scriptId: 'threads.dump_stacks',
-        targets,
-        reason: 'incident 42: stacks',
-      })
+      await requests.createRequest(
+        prisma,
+        bot,
+        {
+          kind: 'library',
+          scriptId: 'threads.dump_stacks',
+          targets,
+          reason: 'incident 42: stacks',
+        },
+        new Date(),
+        ATTEST,
+      )
     ).result;
     assert.equal(req.requesterId, owner.id, "the owner is the request's requester");
     await assert.rejects(
