@@ -9,38 +9,9 @@
  * priced (refused). Prints what it signed as one JSON line. Review the declarations first (GET /api/join-tokens,
  * GET /api/agents): whoever runs this vouches for them.
  */
-import path from 'node:path';
-import { openDatabase } from '@pyreach/db';
-import { parseEnv } from '../src/server/env';
 import { signUnsignedDeclarations } from '../src/server/services/namespace-labels';
-import { loadOrCreateSigningKey } from '../src/server/services/signing';
+import { runUpgradeStep } from './upgrade-step';
 
-async function main(): Promise<void> {
-  const env = parseEnv();
-  const key = await loadOrCreateSigningKey({ keyFile: env.attestationKeyFile });
-  const db = await openDatabase(
-    env.databaseUrl
-      ? { url: env.databaseUrl, migrationUrl: env.databaseMigrationUrl }
-      : { dataDir: path.join(env.dataDir, 'pglite') },
-  );
-  try {
-    const signed = await signUnsignedDeclarations(
-      db.prisma,
-      {
-        type: 'system',
-        name: 'sign-namespace-labels',
-      },
-      key,
-    );
-    process.stdout.write(`${JSON.stringify(signed)}\n`);
-  } finally {
-    await db.close();
-  }
-}
-
-main().catch((err: unknown) => {
-  process.stderr.write(
-    `sign-namespace-labels failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  process.exit(1);
-});
+runUpgradeStep('sign-namespace-labels', (prisma, key) =>
+  signUnsignedDeclarations(prisma, { type: 'system', name: 'sign-namespace-labels' }, key),
+);

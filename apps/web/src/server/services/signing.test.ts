@@ -54,3 +54,14 @@ test('two replicas starting together end up with the same key', async () => {
   ]);
   assert.equal(a.keyId, b.keyId);
 });
+
+test('an upgrade command loads the control plane’s key and never mints one (create: false)', async () => {
+  const keyFile = path.join(dir, 'upgrade', 'attestation.pem');
+  await assert.rejects(
+    loadOrCreateSigningKey({ keyFile, create: false }),
+    /does not exist: run this with the control plane's environment/,
+  );
+  await assert.rejects(stat(path.dirname(keyFile)), { code: 'ENOENT' }, 'nothing created');
+  const made = await loadOrCreateSigningKey({ keyFile });
+  assert.equal((await loadOrCreateSigningKey({ keyFile, create: false })).keyId, made.keyId);
+});

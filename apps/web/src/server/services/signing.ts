@@ -26,8 +26,14 @@ export interface SigningKeyPair {
  * Refuses to start when the file is readable or writable by group or others, or is not an Ed25519 key.
  * With `db`, registers the public half in `signing_key` (idempotent).
  */
-export async function loadOrCreateSigningKey(opts: { keyFile: string; db?: Db }): Promise<SigningKeyPair> {
+export async function loadOrCreateSigningKey(opts: {
+  keyFile: string;
+  db?: Db;
+  /** false: the key must exist already (a command acting for a running control plane must not mint its own). */
+  create?: boolean;
+}): Promise<SigningKeyPair> {
   const { keyFile } = opts;
+  if (opts.create === false) return loadKey(keyFile, opts.db);
   await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });
   // Written to a private temp file first, then hard-linked into place: link() fails if the name exists, so
   // a replica starting at the same moment never reads a half-written key, and the first writer wins.
@@ -44,7 +50,16 @@ export async function loadOrCreateSigningKey(opts: { keyFile: string; db?: Db })
   } finally {
     await unlink(tmp);
   }
-  const st = await stat(keyFile);
+  return loadKey(keyFile, opts.db);
+}
+
+async function loadKey(keyFile: string, db: Db | undefined): Promise<SigningKeyPair> {
+  const st = await stat(keyFile).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+    throw new Error(
+      `key file ${keyFile} does not exist: run this with the control plane's environment (its PYREACH_DATA_DIR or the key file variable)`,
+    );
+  });
   if ((st.mode & 0o077) !== 0) {
     throw new Error(
       `signing key ${keyFile} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${keyFile}`,
@@ -57,8 +72,8 @@ export async function loadOrCreateSigningKey(opts: { keyFile: string; db?: Db })
   const publicKey = createPublicKey(privateKey);
   const keyId = keyIdOf(publicKey);
   const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  if (opts.db) {
-    await opts.db.signingKey.upsert({
+  if (db) {
+    await db.signingKey.upsert({
       where: { id: keyId },
       create: { id: keyId, publicKey: publicKeyPem },
       update: {},
