@@ -1,5 +1,5 @@
 'use client';
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { RotateCcwIcon, TimerIcon } from 'lucide-react';
 import type { RequestRestore, RequestRow, RestoreRunRow } from '@pyreach/protocol/api';
 import { RESTORE_OUTCOME, RESTORE_RUN } from '@pyreach/protocol/states';
@@ -75,10 +75,14 @@ export function RestorePanel({ request }: { request: Pick<RequestRow, 'id' | 're
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [fresh, setFresh] = useState<RequestRestore | null>(null);
+  // Counts the pushes about this request: an answer to "Restore now" that a push overtook is older than what the
+  // push's reload shows (the target can restore within milliseconds) and must not be pinned over it.
+  const pushes = useRef(0);
   const { reload } = res;
 
   useUiEvent('request:changed', (m) => {
     if (m.requestId === request.id && !m.progress) {
+      pushes.current++;
       setFresh(null);
       reload();
     }
@@ -101,8 +105,9 @@ export function RestorePanel({ request }: { request: Pick<RequestRow, 'id' | 're
     setBusy(true);
     setError(null);
     try {
+      const seen = pushes.current;
       const r = await api('restoreRequestNow', { params: { id: request.id }, body: {} });
-      setFresh(r.restore);
+      if (pushes.current === seen) setFresh(r.restore);
     } catch (err) {
       setError(err);
     } finally {
